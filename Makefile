@@ -1,0 +1,44 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8888
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint typecheck bench clean
+
+# The environment is rebuilt only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: 2.13.0 is the CPU wheel on disk; an open range would pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@nb=notebooks/01_quickstart.ipynb; test -f $$nb || nb=notebooks; \
+	echo "Opening JupyterLab on $$nb at http://localhost:$(PORT)/lab"; \
+	$(VENV)/bin/jupyter lab --port=$(PORT) --no-browser --ip=127.0.0.1 $$nb
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sae_widgets tests benchmarks
+	$(VENV)/bin/ruff format --check sae_widgets tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not notebooks and not browser"
+
+test: lint typecheck
+	$(PY) -m pytest -m "not notebooks and not browser"
+	$(PY) -m pytest -m notebooks
+	$(PY) -m pytest -m browser
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/explorer_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

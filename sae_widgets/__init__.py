@@ -1,0 +1,55 @@
+"""sae_widgets: train sparse autoencoders and explore their units with linked Jupyter widgets.
+
+Public names are imported lazily so that `import sae_widgets` stays fast and a notebook that
+only needs the data layer never pays for ipywidgets or bqplot.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Dataset": "sae_widgets.data.dataset",
+    "Attribute": "sae_widgets.data.dataset",
+    "collect_activations": "sae_widgets.data.activations",
+    "SAE": "sae_widgets.sae.estimator",
+    "SAEConfig": "sae_widgets.sae.model",
+    "SparseAutoencoder": "sae_widgets.sae.model",
+    "Explorer": "sae_widgets.widgets.explorer",
+    "Selection": "sae_widgets.widgets.selection",
+    "UnitInspector": "sae_widgets.widgets.unit_inspector",
+    "ActivationHeatmap": "sae_widgets.widgets.heatmap",
+    "ProbeSlider": "sae_widgets.widgets.probe_slider",
+    "PCABrush": "sae_widgets.widgets.pca_brush",
+    "TrainingMonitor": "sae_widgets.widgets.training_monitor",
+}
+_SUBMODULES = {"datasets": "sae_widgets.data.datasets", "metrics": "sae_widgets.sae.metrics"}
+
+__all__ = [*sorted(_EXPORTS), *sorted(_SUBMODULES), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from sae_widgets.data import datasets
+    from sae_widgets.data.activations import collect_activations
+    from sae_widgets.data.dataset import Attribute, Dataset
+    from sae_widgets.sae import metrics
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module = importlib.import_module(_SUBMODULES[name])
+    elif name in _EXPORTS:
+        module = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'sae_widgets' has no attribute {name!r}")
+    globals()[name] = module  # cache: later lookups skip __getattr__
+    return module
+
+
+def __dir__() -> list[str]:
+    return __all__
