@@ -34,7 +34,10 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return
+    # min and max propagate NaN and expose infinities without a full-size boolean temporary
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
