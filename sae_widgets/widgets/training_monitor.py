@@ -1,0 +1,252 @@
+"""TrainingMonitor: a progress bar and live loss / FVU / L0 / dead-fraction curves.
+
+It is a fit callback (the SAE calls it with each logged step's metrics dict), so it follows a
+plain blocking ``sae.fit(X, callbacks=[monitor])``; ``monitor.fit(X)`` instead trains in a
+background thread so the Stop button stays clickable. Browser updates are throttled: metrics
+are buffered on every call and drawn at most once per ``min_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Figure, LinearScale, Lines
+
+__all__ = ["TrainingMonitor"]
+
+# metric key -> (axis label, line colour)
+METRICS: dict[str, tuple[str, str]] = {
+    "loss": ("loss", "#1f77b4"),
+    "fvu": ("FVU", "#d62728"),
+    "l0": ("L0 (active units per sample)", "#2ca02c"),
+    "dead_fraction": ("dead fraction", "#7f7f7f"),
+}
+# Lines never carry more points than this; longer runs are decimated (the last point is kept).
+MAX_POINTS = 1000
+
+
+def planned_steps(sae: Any, n_samples: int) -> int | None:
+    """Total optimizer steps a fit of `n_samples` will take, or None if the SAE cannot say.
+
+    Prefers the estimator's own answer; otherwise epochs * ceil(n / batch_size).
+    """
+    for name in ("planned_steps", "n_steps_for"):
+        method = getattr(sae, name, None)
+        if callable(method):
+            return int(method(n_samples))
+    epochs, batch_size = getattr(sae, "epochs", None), getattr(sae, "batch_size", None)
+    if isinstance(epochs, int) and isinstance(batch_size, int) and batch_size > 0:
+        return epochs * math.ceil(n_samples / batch_size)
+    return None
+
+
+def _decimate(values: list[float]) -> np.ndarray:
+    """At most MAX_POINTS evenly strided values, always ending with the latest, as float32."""
+    array = np.asarray(values, dtype=np.float32)
+    if len(array) <= MAX_POINTS:
+        return array
+    keep = np.linspace(0, len(array) - 1, MAX_POINTS).round().astype(np.int64)
+    return array[keep]
+
+
+class TrainingMonitor(widgets.VBox):
+    """Live view of an SAE's training.
+
+    Parameters
+    ----------
+    sae:
+        The `sae_widgets.SAE` estimator to watch (and, with `fit`, to train).
+    min_interval:
+        Seconds between two redraws; the default keeps the browser at about 5 updates/s.
+    clock:
+        Monotonic time source (seconds); tests pass a fake one to make throttling exact.
+
+    Attributes
+    ----------
+    figure:
+        The main bqplot Figure (loss); `figures` maps each metric key to its Figure.
+    progress, stop_button, status:
+        The progress bar, the Stop button and the one-line text summary.
+    history:
+        Every logged metrics dict of the current run, undecimated.
+    """
+
+    def __init__(
+        self,
+        sae: Any,
+        *,
+        min_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        **box_kwargs: Any,
+    ) -> None:
+        if not hasattr(sae, "fit"):
+            raise TypeError(f"sae: expected an sae_widgets.SAE estimator, got {type(sae).__name__}")
+        if not min_interval >= 0:
+            raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
+        self.sae = sae
+        self.min_interval = float(min_interval)
+        self._clock = clock
+        self.history: list[dict[str, float]] = []
+        self.total_steps: int | None = None
+        self.n_draws = 0  # how many times the view was redrawn (throttling is observable)
+        self._last_draw = -math.inf
+        self._started_at = clock()
+        self._stop_requested = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="step")
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", button_style="danger", disabled=True
+        )
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.status = widgets.HTML("not started")
+        self.lines: dict[str, Lines] = {}
+        self.figures: dict[str, Figure] = {}
+        for key, (label, colour) in METRICS.items():
+            x_scale, y_scale = LinearScale(), LinearScale()
+            line = Lines(
+                x=np.zeros(0, np.float32),
+                y=np.zeros(0, np.float32),
+                scales={"x": x_scale, "y": y_scale},
+                colors=[colour],
+                stroke_width=1.5,
+            )
+            self.lines[key] = line
+            self.figures[key] = Figure(
+                marks=[line],
+                axes=[
+                    Axis(scale=x_scale, label="step", num_ticks=4),
+                    Axis(scale=y_scale, orientation="vertical", label=label, num_ticks=4),
+                ],
+                title=label,
+                fig_margin={"top": 30, "bottom": 40, "left": 60, "right": 10},
+                layout=widgets.Layout(width="100%", height="220px"),
+                animation_duration=0,
+            )
+        self.figure = self.figures["loss"]
+        grid = widgets.GridBox(
+            list(self.figures.values()),
+            layout=widgets.Layout(grid_template_columns="repeat(2, 1fr)", width="100%"),
+        )
+        header = widgets.HBox([self.progress, self.stop_button, self.status])
+        super().__init__([header, grid], **box_kwargs)
+
+    # -- the fit-callback contract -------------------------------------------------------------
+
+    def __call__(self, metrics: Mapping[str, Any]) -> bool:
+        """Record one logged step; redraw if `min_interval` has passed. False asks to stop."""
+        step = int(metrics["step"])
+        if self.history and step <= self.history[-1]["step"]:
+            self._start_run(self.total_steps)  # a new fit began with this callback attached
+        self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
+        if "total_steps" in metrics:
+            self.total_steps = int(metrics["total_steps"])
+        finished = self.total_steps is not None and step >= self.total_steps
+        if finished or self._clock() - self._last_draw >= self.min_interval:
+            self.draw()
+        return not self._stop_requested.is_set()
+
+    # -- background training -------------------------------------------------------------------
+
+    def fit(self, X: Any, **fit_kwargs: Any) -> threading.Thread:
+        """Train `sae` on X in a background thread; returns the thread (see also `join`)."""
+        if self.running:
+            raise RuntimeError("fit: this monitor is already training; call stop() or join()")
+        n_samples = len(X) if hasattr(X, "__len__") else None
+        self._start_run(planned_steps(self.sae, n_samples) if n_samples else None)
+        callbacks = [*fit_kwargs.pop("callbacks", []), self]
+        fit_kwargs.setdefault("progress", False)  # the progress bar is ours
+
+        def train() -> None:
+            try:
+                self.sae.fit(X, callbacks=callbacks, **fit_kwargs)
+            except BaseException as error:  # reported by join() and in the status line
+                self._error = error
+            finally:
+                self._finish()
+
+        self.stop_button.disabled = False
+        self._thread = threading.Thread(target=train, name="sae-training", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self) -> None:
+        """Ask the training to end after the current step (the SAE keeps what it learned)."""
+        self._stop_requested.set()
+        self.stop_button.disabled = True
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait for a background `fit` to end; returns the SAE, or raises what training raised."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"join: training still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return self.sae
+
+    @property
+    def running(self) -> bool:
+        """Whether a background `fit` is in progress."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- drawing -------------------------------------------------------------------------------
+
+    def draw(self) -> None:
+        """Push the buffered metrics to the browser now (one batch of trait updates)."""
+        self._last_draw = self._clock()
+        self.n_draws += 1
+        if not self.history:
+            return
+        steps = _decimate([h["step"] for h in self.history])
+        for key, line in self.lines.items():
+            values = [h.get(key, math.nan) for h in self.history]
+            with line.hold_sync():
+                line.x, line.y = steps, _decimate(values)
+        latest = self.history[-1]
+        with self.progress.hold_sync():
+            self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
+            self.progress.value = int(latest["step"])
+        self.status.value = self._summary(latest)
+
+    def _summary(self, latest: Mapping[str, float]) -> str:
+        total = f" / {self.total_steps}" if self.total_steps else ""
+        parts = [f"step {int(latest['step'])}{total}"]
+        for key, fmt in (("loss", "loss {:.4g}"), ("fvu", "FVU {:.3f}"), ("l0", "L0 {:.1f}")):
+            if key in latest:
+                parts.append(fmt.format(latest[key]))
+        if "dead_fraction" in latest:
+            parts.append(f"dead {100 * latest['dead_fraction']:.1f}%")
+        parts.append(f"{self._clock() - self._started_at:.1f} s")
+        return " · ".join(parts)
+
+    def _start_run(self, total_steps: int | None) -> None:
+        self.history = []
+        self.total_steps = total_steps
+        self._error = None
+        self._stop_requested.clear()
+        self._started_at = self._clock()
+        self._last_draw = -math.inf
+
+    def _finish(self) -> None:
+        self.draw()
+        self.stop_button.disabled = True
+        n = int(self.history[-1]["step"]) if self.history else 0
+        if self._error is not None:
+            outcome = f"failed at step {n}: {type(self._error).__name__}: {self._error}"
+        elif self._stop_requested.is_set():
+            outcome = f"stopped at step {n}"
+        else:
+            outcome = f"done: {n} steps"
+        self.status.value = f"{outcome} · {self._clock() - self._started_at:.1f} s"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
