@@ -1,0 +1,177 @@
+"""Checkpoint folders: detect the layout, read it into an estimator, write ours atomically.
+
+We write SAELens' layout (cfg.json + sae_weights.safetensors) and read SAELens (v6 and the
+older flat cfg), EleutherAI sparsify and saprmarks/dictionary_learning folders. Reading never
+executes code from a file: safetensors holds data only, and ae.pt is unpickled with
+torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from sae_widgets.sae.formats import (
+    CheckpointWeights,
+    read_dictionary_learning,
+    read_saelens,
+    read_sparsify,
+    saelens_files,
+)
+from sae_widgets.sae.formats import dictionary_learning as _dl
+from sae_widgets.sae.formats import saelens as _saelens
+from sae_widgets.sae.formats import sparsify as _sparsify
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A checkpoint layout we can read: the files that identify it and its reader."""
+
+    name: str
+    files: tuple[str, ...]
+    optional: tuple[str, ...]
+    read: Callable[[Path], CheckpointWeights]
+
+
+# Order matters: the first layout whose files are all present wins.
+LAYOUTS = (
+    Layout("SAELens / sae_widgets", (_saelens.CFG_FILE, _saelens.WEIGHTS_FILE), (), read_saelens),
+    Layout("sparsify", (_sparsify.CFG_FILE, _sparsify.WEIGHTS_FILE), (), read_sparsify),
+    Layout(
+        "dictionary_learning", (_dl.WEIGHTS_FILE,), (_dl.CONFIG_FILE,), read_dictionary_learning
+    ),
+)
+
+
+def _as_path(folder: Any, name: str = "folder") -> Path:
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path; got {type(folder).__name__}")
+    return Path(folder)
+
+
+def expected_files() -> str:
+    """One line per known layout: the files it expects."""
+    lines = []
+    for layout in LAYOUTS:
+        files = " + ".join(layout.files)
+        if layout.optional:
+            files += " (+ " + ", ".join(layout.optional) + ")"
+        lines.append(f"  {layout.name}: {files}")
+    return "\n".join(lines)
+
+
+def detect_layout(folder: str | os.PathLike[str]) -> Layout:
+    """The layout of `folder`, or a ValueError listing the files each layout expects."""
+    path = _as_path(folder)
+    if not path.exists():
+        raise ValueError(f"folder {str(path)!r} does not exist; expected an SAE checkpoint folder")
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; expected an SAE checkpoint folder")
+    for layout in LAYOUTS:
+        if all((path / name).is_file() for name in layout.files):
+            return layout
+    present = sorted(p.name for p in path.iterdir())[:10]
+    raise ValueError(
+        f"folder {str(path)!r} is not an SAE checkpoint (it holds: "
+        f"{', '.join(present) if present else 'nothing'}); expected one of:\n{expected_files()}"
+    )
+
+
+def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
+    """The weights of any known checkpoint layout, in our convention."""
+    path = _as_path(folder)
+    return detect_layout(path).read(path)
+
+
+def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> Path:
+    """Write `record` in SAELens' layout to `folder`, atomically.
+
+    Files go to a temporary folder beside the target, which is renamed into place once
+    complete. An existing checkpoint folder is replaced only then (renamed aside, the new one
+    renamed in, the old one removed); a folder that holds anything else is never replaced.
+    """
+    if not isinstance(record, CheckpointWeights):
+        raise TypeError(f"record must be a CheckpointWeights; got {type(record).__name__}")
+    target = _as_path(folder).absolute()
+    _check_replaceable(target)
+    cfg, tensors = saelens_files(record)
+    cfg_text = json.dumps(_json_safe(cfg), indent=2, allow_nan=False)  # fails before any write
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        save_file(dict(tensors), str(staging / _saelens.WEIGHTS_FILE))
+        (staging / _saelens.CFG_FILE).write_text(cfg_text + "\n", encoding="utf-8")
+        for name in (_saelens.WEIGHTS_FILE, _saelens.CFG_FILE):
+            _fsync(staging / name)
+        _swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_replaceable(target: Path) -> None:
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not target.is_dir():
+        raise ValueError(f"folder {str(target)!r} exists and is not a folder; not replacing it")
+    if any(target.iterdir()):
+        try:
+            detect_layout(target)
+        except ValueError:
+            raise ValueError(
+                f"folder {str(target)!r} exists and is not an SAE checkpoint; refusing to "
+                "replace it (choose a new or empty folder)"
+            ) from None
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(aside, target)  # put the old checkpoint back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON-ready copy: numpy/torch scalars become numbers, NaN/inf become null."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    for convert in ("item", "tolist"):  # numpy/torch scalars, then arrays
+        method = getattr(value, convert, None)
+        if callable(method):
+            try:
+                return _json_safe(method())
+            except (TypeError, ValueError, RuntimeError):
+                continue
+    return str(value)
