@@ -63,12 +63,21 @@ def _cfg(folder: Path, name: str, cfg: dict) -> None:
 
 def saelens_standard(folder: Path, d_in: int, n: int, apply_b_dec: bool = True) -> tuple:
     w = _weights(d_in, n)
-    cfg = {"architecture": "standard", "d_in": d_in, "d_sae": n, "dtype": "float32",
-           "device": "cpu", "apply_b_dec_to_input": apply_b_dec,
-           "normalize_activations": "none", "metadata": {"sae_lens_version": "6.5.0"}}  # fmt: skip
+    cfg = {
+        "architecture": "standard",
+        "d_in": d_in,
+        "d_sae": n,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": apply_b_dec,
+        "normalize_activations": "none",
+        "metadata": {"sae_lens_version": "6.5.0"},
+    }
     _cfg(folder, "cfg.json", cfg)
-    save_file({k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
-              str(folder / "sae_weights.safetensors"))  # fmt: skip
+    save_file(
+        {k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
+        str(folder / "sae_weights.safetensors"),
+    )
 
     def encode(x: Tensor) -> Tensor:
         sae_in = x - w["b_dec"] * apply_b_dec
@@ -79,12 +88,20 @@ def saelens_standard(folder: Path, d_in: int, n: int, apply_b_dec: bool = True) 
 
 def saelens_topk(folder: Path, d_in: int, n: int, rescale: bool = False) -> tuple:
     w = _weights(d_in, n)
-    cfg = {"architecture": "topk", "d_in": d_in, "d_sae": n, "k": K,
-           "rescale_acts_by_decoder_norm": rescale, "apply_b_dec_to_input": True,
-           "metadata": {"sae_lens_version": "6.5.0"}}  # fmt: skip
+    cfg = {
+        "architecture": "topk",
+        "d_in": d_in,
+        "d_sae": n,
+        "k": K,
+        "rescale_acts_by_decoder_norm": rescale,
+        "apply_b_dec_to_input": True,
+        "metadata": {"sae_lens_version": "6.5.0"},
+    }
     _cfg(folder, "cfg.json", cfg)
-    save_file({k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
-              str(folder / "sae_weights.safetensors"))  # fmt: skip
+    save_file(
+        {k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
+        str(folder / "sae_weights.safetensors"),
+    )
     norm = w["W_dec"].norm(dim=-1)
 
     def encode(x: Tensor) -> Tensor:
@@ -100,8 +117,13 @@ def saelens_topk(folder: Path, d_in: int, n: int, rescale: bool = False) -> tupl
 def saelens_jumprelu(folder: Path, d_in: int, n: int) -> tuple:
     w = _weights(d_in, n)
     # Gemma Scope style: the encoder does not subtract b_dec.
-    cfg = {"architecture": "jumprelu", "d_in": d_in, "d_sae": n, "apply_b_dec_to_input": False,
-           "metadata": {"sae_lens_version": "6.5.0"}}  # fmt: skip
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": d_in,
+        "d_sae": n,
+        "apply_b_dec_to_input": False,
+        "metadata": {"sae_lens_version": "6.5.0"},
+    }
     _cfg(folder, "cfg.json", cfg)
     save_file(w, str(folder / "sae_weights.safetensors"))
 
@@ -114,13 +136,22 @@ def saelens_jumprelu(folder: Path, d_in: int, n: int) -> tuple:
 
 def saelens_legacy_topk(folder: Path, d_in: int, n: int) -> tuple:
     w = _weights(d_in, n)
-    cfg = {"d_in": d_in, "d_sae": n, "dtype": "float32", "activation_fn_str": "topk",
-           "activation_fn_kwargs": {"k": K}, "apply_b_dec_to_input": True,
-           "normalize_activations": False, "sae_lens_training_version": "3.12.0",
-           "hook_point": "blocks.0.hook_resid_pre"}  # fmt: skip
+    cfg = {
+        "d_in": d_in,
+        "d_sae": n,
+        "dtype": "float32",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": K},
+        "apply_b_dec_to_input": True,
+        "normalize_activations": False,
+        "sae_lens_training_version": "3.12.0",
+        "hook_point": "blocks.0.hook_resid_pre",
+    }
     _cfg(folder, "cfg.json", cfg)
-    save_file({k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
-              str(folder / "sae_weights.safetensors"))  # fmt: skip
+    save_file(
+        {k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")},
+        str(folder / "sae_weights.safetensors"),
+    )
     return (
         lambda x: _topk((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], K),
         lambda f: f @ w["W_dec"] + w["b_dec"],
@@ -130,12 +161,27 @@ def saelens_legacy_topk(folder: Path, d_in: int, n: int) -> tuple:
 def sparsify_topk(folder: Path, d_in: int, n: int) -> tuple:
     w = _weights(d_in, n)
     encoder_weight = w["W_enc"].T.contiguous()  # nn.Linear: (num_latents, d_in)
-    cfg = {"activation": "topk", "expansion_factor": 32, "normalize_decoder": True,
-           "num_latents": n, "k": K, "multi_topk": False, "skip_connection": False,
-           "transcode": False, "d_in": d_in}  # fmt: skip
+    cfg = {
+        "activation": "topk",
+        "expansion_factor": 32,
+        "normalize_decoder": True,
+        "num_latents": n,
+        "k": K,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": d_in,
+    }
     _cfg(folder, "cfg.json", cfg)
-    save_file({"encoder.weight": encoder_weight, "encoder.bias": w["b_enc"],
-               "W_dec": w["W_dec"], "b_dec": w["b_dec"]}, str(folder / "sae.safetensors"))  # fmt: skip
+    save_file(
+        {
+            "encoder.weight": encoder_weight,
+            "encoder.bias": w["b_enc"],
+            "W_dec": w["W_dec"],
+            "b_dec": w["b_dec"],
+        },
+        str(folder / "sae.safetensors"),
+    )
 
     def encode(x: Tensor) -> Tensor:
         pre = torch.nn.functional.linear(x - w["b_dec"], encoder_weight, w["b_enc"]).relu()
@@ -146,8 +192,11 @@ def sparsify_topk(folder: Path, d_in: int, n: int) -> tuple:
 
 
 def _dl_linear_state(w: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {"encoder.weight": w["W_enc"].T.contiguous(), "encoder.bias": w["b_enc"],
-            "decoder.weight": w["W_dec"].T.contiguous()}  # fmt: skip
+    return {
+        "encoder.weight": w["W_enc"].T.contiguous(),
+        "encoder.bias": w["b_enc"],
+        "decoder.weight": w["W_dec"].T.contiguous(),
+    }
 
 
 def _dl_save(folder: Path, state: dict, trainer: dict | None) -> None:
@@ -172,7 +221,9 @@ def dl_autoencoder(folder: Path, d_in: int, n: int, config: bool = True) -> tupl
 def dl_autoencoder_new(folder: Path, d_in: int, n: int) -> tuple:
     w = _weights(d_in, n)
     state = {**_dl_linear_state(w), "decoder.bias": w["b_dec"]}
-    _dl_save(folder, state, {"dict_class": "AutoEncoderNew", "activation_dim": d_in, "dict_size": n})
+    _dl_save(
+        folder, state, {"dict_class": "AutoEncoderNew", "activation_dim": d_in, "dict_size": n}
+    )
     linear = torch.nn.functional.linear
     return (
         lambda x: linear(x, state["encoder.weight"], w["b_enc"]).relu(),
@@ -182,10 +233,17 @@ def dl_autoencoder_new(folder: Path, d_in: int, n: int) -> tuple:
 
 def dl_topk(folder: Path, d_in: int, n: int) -> tuple:
     w = _weights(d_in, n)
-    state = {**_dl_linear_state(w), "b_dec": w["b_dec"], "k": torch.tensor(K, dtype=torch.int),
-             "threshold": torch.tensor(0.7)}  # fmt: skip  (ignored: encode(use_threshold=False))
-    _dl_save(folder, state, {"dict_class": "AutoEncoderTopK", "activation_dim": d_in,
-                             "dict_size": n, "k": K})  # fmt: skip
+    state = {
+        **_dl_linear_state(w),
+        "b_dec": w["b_dec"],
+        "k": torch.tensor(K, dtype=torch.int),
+        "threshold": torch.tensor(0.7),
+    }  # threshold: ignored, encode(use_threshold=False)
+    _dl_save(
+        folder,
+        state,
+        {"dict_class": "AutoEncoderTopK", "activation_dim": d_in, "dict_size": n, "k": K},
+    )
     linear = torch.nn.functional.linear
 
     def encode(x: Tensor) -> Tensor:
@@ -198,10 +256,17 @@ def dl_topk(folder: Path, d_in: int, n: int) -> tuple:
 
 def dl_batchtopk(folder: Path, d_in: int, n: int, threshold: float = 0.4) -> tuple:
     w = _weights(d_in, n)
-    state = {**_dl_linear_state(w), "b_dec": w["b_dec"], "k": torch.tensor(K, dtype=torch.int),
-             "threshold": torch.tensor(threshold)}  # fmt: skip
-    _dl_save(folder, state, {"dict_class": "BatchTopKSAE", "activation_dim": d_in,
-                             "dict_size": n, "k": K})  # fmt: skip
+    state = {
+        **_dl_linear_state(w),
+        "b_dec": w["b_dec"],
+        "k": torch.tensor(K, dtype=torch.int),
+        "threshold": torch.tensor(threshold),
+    }
+    _dl_save(
+        folder,
+        state,
+        {"dict_class": "BatchTopKSAE", "activation_dim": d_in, "dict_size": n, "k": K},
+    )
     linear = torch.nn.functional.linear
 
     def encode(x: Tensor) -> Tensor:
@@ -227,24 +292,40 @@ CASES: dict[str, tuple[Callable, str, str]] = {
     # name: (writer, expected activation, expected layout)
     "saelens-standard": (saelens_standard, "relu", "saelens"),
     "saelens-standard-no-bdec": (
-        lambda f, d, n: saelens_standard(f, d, n, apply_b_dec=False), "relu", "saelens"),
+        lambda f, d, n: saelens_standard(f, d, n, apply_b_dec=False),
+        "relu",
+        "saelens",
+    ),
     "saelens-topk": (saelens_topk, "topk", "saelens"),
-    "saelens-topk-rescaled": (lambda f, d, n: saelens_topk(f, d, n, rescale=True), "topk", "saelens"),
+    "saelens-topk-rescaled": (
+        lambda f, d, n: saelens_topk(f, d, n, rescale=True),
+        "topk",
+        "saelens",
+    ),
     "saelens-jumprelu": (saelens_jumprelu, "jumprelu", "saelens"),
     "saelens-legacy-topk": (saelens_legacy_topk, "topk", "saelens-legacy"),
     "sparsify": (sparsify_topk, "topk", "sparsify"),
     "dl-autoencoder": (dl_autoencoder, "relu", "dictionary_learning"),
     "dl-autoencoder-no-config": (
-        lambda f, d, n: dl_autoencoder(f, d, n, config=False), "relu", "dictionary_learning"),
+        lambda f, d, n: dl_autoencoder(f, d, n, config=False),
+        "relu",
+        "dictionary_learning",
+    ),
     "dl-autoencoder-new": (dl_autoencoder_new, "relu", "dictionary_learning"),
     "dl-topk": (dl_topk, "topk", "dictionary_learning"),
     "dl-batchtopk": (dl_batchtopk, "batchtopk", "dictionary_learning"),
     "dl-batchtopk-unset-threshold": (
-        lambda f, d, n: dl_batchtopk(f, d, n, threshold=-1.0), "batchtopk", "dictionary_learning"),
+        lambda f, d, n: dl_batchtopk(f, d, n, threshold=-1.0),
+        "batchtopk",
+        "dictionary_learning",
+    ),
     "dl-jumprelu": (dl_jumprelu, "jumprelu", "dictionary_learning"),
     "dl-jumprelu-no-config": (
-        lambda f, d, n: dl_jumprelu(f, d, n, config=False), "jumprelu", "dictionary_learning"),
-}  # fmt: skip
+        lambda f, d, n: dl_jumprelu(f, d, n, config=False),
+        "jumprelu",
+        "dictionary_learning",
+    ),
+}
 
 
 def _inputs(d_in: int, n: int = 64) -> Tensor:
