@@ -1,6 +1,37 @@
-"""Where vectors come from: `Dataset`, `Attribute`, built-in `datasets`, `collect_activations`."""
+"""Where vectors come from: `Dataset`, `Attribute`, built-in `datasets`, `collect_activations`.
 
-from sae_widgets.data import datasets
-from sae_widgets.data.dataset import Attribute, Dataset
+Names load on first use so that `from sae_widgets.data import Dataset` does not import torch.
+"""
 
-__all__ = ["Attribute", "Dataset", "datasets"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Dataset": "sae_widgets.data.dataset",
+    "Attribute": "sae_widgets.data.dataset",
+    "collect_activations": "sae_widgets.data.activations",
+}
+
+__all__ = ["Attribute", "Dataset", "collect_activations", "datasets"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sae_widgets.data import datasets
+    from sae_widgets.data.activations import collect_activations
+    from sae_widgets.data.dataset import Attribute, Dataset
+
+
+def __getattr__(name: str) -> Any:
+    if name == "datasets":
+        value: Any = importlib.import_module("sae_widgets.data.datasets")
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'sae_widgets.data' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

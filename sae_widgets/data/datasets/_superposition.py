@@ -97,7 +97,8 @@ def _sample_codes(
             rows, cols = _copula_codes(rng, m, thresholds, loadings)
         else:
             rows, cols = _independent_codes(rng, m, p)
-        values = rng.random(rows.shape[0], dtype=np.float32)  # Uniform[0, 1) magnitudes
+        # Uniform(0, 1] magnitudes: never an exact 0, so every stored entry is a firing
+        values = 1.0 - rng.random(rows.shape[0], dtype=np.float32)
         chunk = sp.csr_matrix((values, (rows, cols)), shape=(m, n_features))
         chunk.sort_indices()
         chunks.append(chunk)

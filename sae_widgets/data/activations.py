@@ -1,0 +1,253 @@
+"""`collect_activations`: run a PyTorch model over a Dataset and keep one layer's outputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sae_widgets.data.dataset import Dataset
+
+InputFn = Callable[[torch.Tensor], Any]
+_MAX_LISTED_NAMES = 40
+
+
+class _StopForward(Exception):
+    """Raised by the hook once the layer has run: the rest of the model is not needed."""
+
+
+def _resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    named = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in named.items():
+            if module is layer:
+                return name or type(model).__name__, module
+        raise ValueError("layer is a module that is not part of model")
+    if not isinstance(layer, str):
+        raise TypeError(
+            f"layer must be a submodule name (str) or an nn.Module; got {type(layer).__name__}"
+        )
+    if layer not in named:
+        names = [n for n in named if n]
+        listed = ", ".join(names[:_MAX_LISTED_NAMES])
+        if len(names) > _MAX_LISTED_NAMES:
+            listed += f", ... ({len(names)} in all)"
+        raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
+    return layer, named[layer]
+
+
+def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _image_reshaper(image_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Flat rows -> channels-first image batches: (b, 1, h, w) or (b, 3, h, w)."""
+    if len(image_shape) == 2:
+        h, w = image_shape
+        return lambda x: x.reshape(x.shape[0], 1, h, w)
+    h, w, c = image_shape
+    return lambda x: x.reshape(x.shape[0], h, w, c).permute(0, 3, 1, 2).contiguous()
+
+
+class _LayerRunner:
+    """Maps float32 rows (m, d) to the layer's flattened outputs (m, d_out), batched, in eval
+    mode under no_grad, restoring each submodule's mode and removing the hook afterwards."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        module: nn.Module,
+        layer_name: str,
+        batch_size: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        prepare: Callable[[torch.Tensor], Any] | None,
+    ) -> None:
+        self.model, self.module, self.layer_name = model, module, layer_name
+        self.batch_size, self.device, self.dtype = batch_size, device, dtype
+        self.prepare = prepare  # None: not decided yet (flat, or images if flat is rejected)
+        self.image_fallback: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._captured: list[torch.Tensor] = []  # filled by the hook during one forward
+
+    @contextmanager
+    def _hooked(self) -> Iterator[None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, (tuple, list)) and output:
+                output = output[0]  # e.g. (hidden, attention) pairs: keep the main output
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"layer {self.layer_name!r} returned {type(output).__name__}, not a tensor"
+                )
+            self._captured.append(output.detach())
+            raise _StopForward
+
+        modes = {m: m.training for m in self.model.modules()}
+        handle = self.module.register_forward_hook(hook)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            handle.remove()
+            for m, training in modes.items():
+                m.training = training
+
+    def _forward(self, batch: torch.Tensor, prepare: Callable[[torch.Tensor], Any]) -> torch.Tensor:
+        self._captured = []
+        try:
+            self.model(prepare(batch))
+        except _StopForward:
+            pass
+        if not self._captured:
+            raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
+        out = self._captured[0]
+        if out.ndim == 0 or out.shape[0] != batch.shape[0]:
+            raise ValueError(
+                f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected the "
+                f"batch ({batch.shape[0]}) first"
+            )
+        return out.reshape(out.shape[0], -1)
+
+    def _first_forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Decide the input layout on the first batch: flat rows, or images if the model
+        rejects flat rows and the dataset has images."""
+        try:
+            out = self._forward(batch, _identity)
+            self.prepare = _identity
+            return out
+        except RuntimeError as flat_error:
+            if self.image_fallback is None:
+                raise ValueError(
+                    f"model rejected flat inputs of shape {tuple(batch.shape)}; pass "
+                    "input_shape=(...) or input_fn to shape them"
+                ) from flat_error
+            try:
+                out = self._forward(batch, self.image_fallback)
+            except RuntimeError as image_error:
+                raise ValueError(
+                    f"model rejected flat inputs of shape {tuple(batch.shape)} and image "
+                    "batches; pass input_shape=(...) or input_fn to shape them"
+                ) from image_error
+            self.prepare = self.image_fallback
+            return out
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        result: np.ndarray | None = None
+        with self._hooked():
+            for start in range(0, rows.shape[0], self.batch_size):
+                batch = torch.from_numpy(rows[start : start + self.batch_size])
+                batch = batch.to(device=self.device, dtype=self.dtype)
+                if self.prepare is None:
+                    out = self._first_forward(batch)
+                else:
+                    out = self._forward(batch, self.prepare)
+                if result is None:
+                    result = np.empty((rows.shape[0], out.shape[1]), dtype=np.float32)
+                result[start : start + out.shape[0]] = out.float().cpu().numpy()
+        assert result is not None  # rows is never empty: Dataset forbids it
+        return result
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def collect_activations(
+    model: nn.Module,
+    layer: str | nn.Module,
+    data: Dataset | Any,
+    batch_size: int = 256,
+    input_shape: str | tuple[int, ...] | None = None,
+    input_fn: InputFn | None = None,
+    device: str | torch.device | None = None,
+) -> Dataset:
+    """Run `model` over `data.X` and return a Dataset of one layer's activations.
+
+    layer: a dotted submodule name as in `model.named_modules()` ("net.2") or the module.
+    data: a Dataset (or an (n, d) array). Its labels, label_names, images, factors and
+        true_codes are carried over; each attribute is composed with the model (the input
+        is varied, then run to the layer), so it keeps working on the activations.
+    input_shape: how batches of X rows are shaped for the model. None: flat rows, or, if the
+        model rejects them and `data` has images, (b, 1, h, w) / (b, 3, h, w) image batches.
+        "flat": always flat rows. "images": always image batches. A tuple: (b, *input_shape).
+    input_fn: instead of input_shape, a function from a float32 (b, d) tensor on `device` to
+        whatever `model(...)` takes.
+    device: where to run; default the device of the model's parameters.
+
+    The model runs in eval mode under torch.no_grad; each submodule's train/eval mode is
+    restored afterwards and the forward hook is removed, even on error. The forward pass
+    stops at the hooked layer. Returns float32 activations flattened per sample.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    layer_name, module = _resolve_layer(model, layer)
+    if not isinstance(data, Dataset):
+        data = Dataset(data)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int; got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if input_fn is not None and input_shape is not None:
+        raise ValueError("pass either input_shape or input_fn, not both")
+    if input_fn is not None and not callable(input_fn):
+        raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
+    model_device, dtype = _model_device_dtype(model)
+    run_device = model_device if device is None else torch.device(device)
+
+    prepare: Callable[[torch.Tensor], Any] | None
+    image_fallback = None
+    d = data.n_features
+    if input_fn is not None:
+        prepare = input_fn
+    elif input_shape is None:
+        prepare = None
+        image_shape = data.image_shape
+        if image_shape is not None and math.prod(image_shape) == d:
+            image_fallback = _image_reshaper(image_shape)
+    elif input_shape == "flat":
+        prepare = _identity
+    elif input_shape == "images":
+        image_shape = data.image_shape
+        if image_shape is None:
+            raise ValueError("input_shape='images' needs a dataset with images; data has none")
+        if math.prod(image_shape) != d:
+            raise ValueError(
+                f"input_shape='images': images of shape {image_shape} do not hold the "
+                f"{d} values of each X row"
+            )
+        prepare = _image_reshaper(image_shape)
+    elif isinstance(input_shape, tuple) and all(isinstance(s, int) for s in input_shape):
+        if math.prod(input_shape) != d:
+            raise ValueError(
+                f"input_shape {input_shape} holds {math.prod(input_shape)} values; each X row "
+                f"has {d}"
+            )
+        shape = input_shape
+        prepare = lambda x: x.reshape(x.shape[0], *shape)  # noqa: E731
+    else:
+        raise ValueError(
+            f"input_shape must be None, 'flat', 'images' or a tuple of ints; got {input_shape!r}"
+        )
+
+    runner = _LayerRunner(model, module, layer_name, int(batch_size), run_device, dtype, prepare)
+    runner.image_fallback = image_fallback
+    activations = runner(data.X)
+    return Dataset(
+        activations,
+        labels=data.labels,
+        label_names=data.label_names,
+        images=data.images,
+        factors=data.factors,
+        true_codes=data.true_codes,
+        attributes={name: attr.map(runner) for name, attr in data.attributes.items()},
+        name=f"{data.name or 'data'} -> {layer_name}",
+    )
