@@ -1,0 +1,195 @@
+"""From a brushed rectangle to samples, and from samples to the units that characterise them.
+
+Everything here reads only the CSR rows of the selected samples: inside-counts come from one
+`np.bincount`, and outside = dataset totals - inside, so a 10,000-sample selection of a
+100,000-sample dataset touches 10,000 rows, not 100,000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sae_widgets.analysis._checks import check_indices, check_positive_int
+from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.summary import check_labels, top_entries
+
+__all__ = [
+    "Enrichment",
+    "HeatmapData",
+    "default_heatmap_rows",
+    "default_heatmap_units",
+    "enrichment",
+    "heatmap_matrix",
+    "samples_in_rect",
+]
+
+
+def _check_range(bounds: Any, name: str) -> tuple[float, float]:
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair of numbers (low, high); got {bounds!r}") from None
+    if np.isnan(low) or np.isnan(high):
+        raise ValueError(f"{name} must not contain NaN; got {bounds!r}")
+    return (low, high) if low <= high else (high, low)
+
+
+def samples_in_rect(coords: Any, x_range: Any, y_range: Any) -> NDArray[np.int64]:
+    """Indices (ascending) of the points of `coords` inside a rectangle, bounds included.
+
+    `coords` is (n, 2) or wider (the first two columns are used); each range is a pair in
+    either order, as a brush reports it.
+    """
+    points = np.asarray(coords)
+    if points.ndim != 2 or points.shape[1] < 2:
+        raise ValueError(f"coords must have shape (n, 2); got {points.shape}")
+    x_low, x_high = _check_range(x_range, "x_range")
+    y_low, y_high = _check_range(y_range, "y_range")
+    x, y = points[:, 0], points[:, 1]
+    inside = (x >= x_low) & (x <= x_high) & (y >= y_low) & (y <= y_high)
+    return np.flatnonzero(inside).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Enrichment:
+    """Units ranked by how specifically they fire on a set of samples.
+
+    The score of a unit is ``p_in * log(p_in / p_out)``, where p_in and p_out are its firing
+    rates inside and outside the set, each smoothed towards the unit's dataset-wide rate with
+    one pseudo-sample (so tiny counts cannot produce huge ratios). It is the unit's term of
+    the KL divergence between the two firing distributions: 0 for a unit that fires as often
+    everywhere (even one that always fires), large for a unit that fires on most of the set
+    and rarely elsewhere, and small for a rare unit that fires on a handful of the set.
+    """
+
+    units: NDArray[np.int64]
+    """Units, highest score first (ties: lower unit first)."""
+    score: NDArray[np.float64]
+    rate_inside: NDArray[np.float64]
+    """Fraction of the selected samples on which the unit fires (unsmoothed)."""
+    rate_outside: NDArray[np.float64]
+    mean_inside: NDArray[np.float64]
+    """Mean non-zero activation over the selected samples where it fires (0 if none)."""
+    mean_outside: NDArray[np.float64]
+    count_inside: NDArray[np.int64]
+    n_inside: int
+    n_outside: int
+
+
+def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichment:
+    """Rank units by enrichment in `samples` (see `Enrichment` for the score).
+
+    `samples` are distinct-ified; `top` limits the result (None: every unit).
+    """
+    rows = np.unique(check_indices(samples, store.n_samples, "samples"))
+    if len(rows) == 0:
+        raise ValueError("samples must select at least one sample; got none")
+    if top is not None:
+        top = check_positive_int(top, "top")
+    _, units, values = store.rows_entries(rows)
+    count_in = np.bincount(units, minlength=store.n_units)
+    sum_in = np.bincount(units, weights=values, minlength=store.n_units).astype(np.float64)
+    count_out = store.counts - count_in
+    sum_out = store.sums - sum_in
+    n_in, n_out = len(rows), store.n_samples - len(rows)
+
+    prior = (store.counts + 0.5) / (store.n_samples + 1.0)
+    p_in = (count_in + prior) / (n_in + 1.0)
+    p_out = (count_out + prior) / (n_out + 1.0)
+    score = p_in * np.log(p_in / p_out)
+
+    keep = store.n_units if top is None else min(top, store.n_units)
+    ranked, ranked_score = top_entries(np.arange(store.n_units), score, keep)
+
+    def mean(sums: NDArray[np.float64], counts: NDArray[np.int64]) -> NDArray[np.float64]:
+        return np.divide(sums, counts, out=np.zeros(len(ranked)), where=counts > 0)
+
+    return Enrichment(
+        units=ranked,
+        score=ranked_score,
+        rate_inside=count_in[ranked] / n_in,
+        rate_outside=count_out[ranked] / n_out if n_out else np.zeros(len(ranked)),
+        mean_inside=mean(sum_in[ranked], count_in[ranked]),
+        mean_outside=mean(sum_out[ranked], count_out[ranked]),
+        count_inside=count_in[ranked].astype(np.int64),
+        n_inside=n_in,
+        n_outside=n_out,
+    )
+
+
+def heatmap_matrix(store: CodeStore, rows: Any, units: Any) -> NDArray[np.float32]:
+    """Dense (len(rows), len(units)) float32 activations of the given samples and units."""
+    return store.dense(rows, units)
+
+
+def default_heatmap_rows(
+    n_samples: int,
+    samples: Any = None,
+    labels: Any = None,
+    cap: int = 200,
+    seed: int = 0,
+) -> NDArray[np.int64]:
+    """Which samples a heatmap shows when the caller does not say.
+
+    The selection when there is one (a random `cap` of it if larger), otherwise a
+    label-stratified random sample of at most `cap` (each label gets an equal share, labels
+    with too few samples give their share to the others), otherwise a uniform random sample.
+    With labels, rows are grouped by label (then by index), so classes read as bands.
+    """
+    cap = check_positive_int(cap, "cap")
+    label_array = None if labels is None else check_labels(labels, n_samples)
+    rng = np.random.default_rng(seed)
+    chosen = np.unique(check_indices([] if samples is None else samples, n_samples, "samples"))
+    if len(chosen) > cap:
+        chosen = np.sort(rng.choice(chosen, size=cap, replace=False))
+    elif len(chosen) == 0:
+        if label_array is None:
+            chosen = np.sort(rng.choice(n_samples, size=min(cap, n_samples), replace=False))
+        else:
+            # Rank each sample within its label at random; taking the lowest ranks first
+            # gives every label the same share until a label runs out.
+            order = rng.permutation(n_samples)
+            by_label = order[np.argsort(label_array[order], kind="stable")]
+            sorted_labels = label_array[by_label]
+            first = np.searchsorted(sorted_labels, sorted_labels, side="left")
+            rank = np.empty(n_samples, dtype=np.int64)
+            rank[by_label] = np.arange(n_samples) - first
+            chosen = np.sort(np.lexsort((rng.random(n_samples), rank))[:cap])
+    if label_array is not None:
+        chosen = chosen[np.argsort(label_array[chosen], kind="stable")]
+    return chosen.astype(np.int64)
+
+
+def default_heatmap_units(
+    store: CodeStore, samples: Any = None, cap: int = 64
+) -> NDArray[np.int64]:
+    """Which units a heatmap shows when the caller does not say.
+
+    With a selection: the `cap` most enriched units (see `enrichment`). Without: the `cap`
+    most frequently firing units (units that never fire are left out).
+    """
+    cap = check_positive_int(cap, "cap")
+    chosen = check_indices([] if samples is None else samples, store.n_samples, "samples")
+    if len(chosen):
+        return enrichment(store, chosen, top=cap).units
+    alive = np.flatnonzero(store.counts)
+    units, _ = top_entries(alive, store.counts[alive], cap)
+    return units
+
+
+@dataclass(frozen=True)
+class HeatmapData:
+    """A heatmap's matrix with the samples and units along its axes."""
+
+    matrix: NDArray[np.float32]
+    """(len(rows), len(units)) activations."""
+    rows: NDArray[np.int64]
+    """Sample index of each row."""
+    units: NDArray[np.int64]
+    """Unit index of each column."""
+    row_labels: NDArray[np.int64] | None
+    """Label of each row, when the dataset has labels."""

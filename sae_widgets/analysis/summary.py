@@ -1,0 +1,286 @@
+"""Everything one view needs to say what a unit means, computed from its column of codes.
+
+Cost is proportional to the number of samples the unit fires on (plus one decoder matvec),
+never to the dataset size times the number of units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sae_widgets.analysis._checks import check_index, check_positive_int
+from sae_widgets.analysis.codes import CodeStore
+
+__all__ = [
+    "IntervalSamples",
+    "UnitSummary",
+    "check_labels",
+    "normalize_rows",
+    "top_entries",
+    "unit_summary",
+]
+
+
+@dataclass(frozen=True)
+class IntervalSamples:
+    """Samples drawn at random from one activation interval ``(low, high]`` of a unit."""
+
+    low: float
+    high: float
+    count: int
+    """How many samples of the dataset fall in the interval."""
+    samples: NDArray[np.int64]
+    """The drawn samples, strongest activation first."""
+    values: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class UnitSummary:
+    """What a unit does over a dataset. Activations counted are the non-zero ones."""
+
+    unit: int
+    count: int
+    """Number of samples on which the unit fires (non-zero activation)."""
+    frequency: float
+    """count / n_samples."""
+    mean_activation: float
+    """Mean activation over the samples where it fires (0 if it never fires)."""
+    max_activation: float
+    histogram_counts: NDArray[np.int64]
+    """(n_bins,) counts of the non-zero activations, bins over [min(0, lowest), max]."""
+    histogram_edges: NDArray[np.float64]
+    """(n_bins + 1,) bin edges."""
+    top_samples: NDArray[np.int64]
+    """Up to top_n samples, strongest activation first (ties: lower sample index first)."""
+    top_values: NDArray[np.float32]
+    intervals: tuple[IntervalSamples, ...]
+    """Samples drawn from equal-width activation intervals, lowest interval first."""
+    nearest_units: NDArray[np.int64]
+    """Units whose decoder directions have the highest cosine with this one's (self excluded)."""
+    nearest_cosines: NDArray[np.float32]
+    cofiring_units: NDArray[np.int64]
+    """Units that fire on the same samples, ranked by Jaccard index (self excluded).
+
+    Jaccard = |both fire| / |either fires|, so a unit that fires everywhere scores low unless
+    this unit also does: unlike raw co-occurrence counts, it is not dominated by dense units.
+    """
+    cofiring_jaccard: NDArray[np.float32]
+    cofiring_counts: NDArray[np.int64]
+    """Number of samples on which both fire."""
+    label_counts: NDArray[np.int64] | None = None
+    """(n_labels,) labels of the samples where the unit fires (unlabelled ones, -1, left
+    out); None without labels. The shares below are over the labelled firing samples."""
+    label_names: tuple[str, ...] | None = None
+    top_label: int | None = None
+    """Most frequent label among the firing samples (None without labels or firing)."""
+    top_label_precision: float = float("nan")
+    """Share of the firing samples that carry top_label."""
+    top_label_recall: float = float("nan")
+    """Share of the samples carrying top_label on which the unit fires."""
+    label_selectivity: float = float("nan")
+    """1 - entropy(label distribution among firing samples) / log(n_labels): 1 when the unit
+    fires on one label only, 0 when its firing samples spread evenly over all labels."""
+
+
+def normalize_rows(matrix: Any) -> NDArray[np.float32]:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
+    rows = np.asarray(matrix, dtype=np.float32)
+    if rows.ndim != 2:
+        raise ValueError(f"decoder must be a 2-D (n_units, d) matrix; got shape {rows.shape}")
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
+def check_labels(labels: Any, n_samples: int) -> NDArray[np.int64]:
+    """Labels as an int64 array of length `n_samples` (-1 = unlabelled), or raise naming it."""
+    array = np.asarray(labels)
+    if array.shape != (n_samples,):
+        raise ValueError(f"labels must have shape ({n_samples},); got {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"labels must be integers; got dtype {array.dtype}")
+    if n_samples and array.min() < -1:
+        raise ValueError("labels must be class indices >= 0, or -1 for an unlabelled sample")
+    return array.astype(np.int64, copy=False)
+
+
+def top_entries(
+    keys: NDArray[Any], scores: NDArray[Any], n: int
+) -> tuple[NDArray[np.int64], NDArray[Any]]:
+    """The n entries with the highest score, highest first; ties go to the lower key.
+
+    Partitions first so that picking 16 of 50,000 does not sort all 50,000.
+    """
+    if len(scores) > n:
+        threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
+        candidates = np.flatnonzero(scores >= threshold)  # keeps every tie at the threshold
+    else:
+        candidates = np.arange(len(scores))
+    order = candidates[np.lexsort((keys[candidates], -scores[candidates]))][:n]
+    return keys[order].astype(np.int64), scores[order]
+
+
+def _intervals(
+    samples: NDArray[np.int64],
+    values: NDArray[np.float32],
+    low: float,
+    high: float,
+    n_intervals: int,
+    per_interval: int,
+    rng: np.random.Generator,
+) -> tuple[IntervalSamples, ...]:
+    edges = np.linspace(low, high, n_intervals + 1)
+    # Interval i holds edges[i] < v <= edges[i + 1] (the lowest one also holds v == low).
+    which = np.searchsorted(edges[1:-1], values, side="left")
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(n_intervals + 1))
+    drawn = []
+    for i in range(n_intervals):
+        members = order[bounds[i] : bounds[i + 1]]
+        pick = rng.choice(members, size=min(per_interval, len(members)), replace=False)
+        pick = pick[np.lexsort((samples[pick], -values[pick]))]
+        drawn.append(
+            IntervalSamples(
+                low=float(edges[i]),
+                high=float(edges[i + 1]),
+                count=len(members),
+                samples=samples[pick],
+                values=values[pick],
+            )
+        )
+    return tuple(drawn)
+
+
+def _label_fields(
+    samples: NDArray[np.int64],
+    labels: NDArray[np.int64],
+    label_names: Any,
+) -> dict[str, Any]:
+    n_labels = int(labels.max()) + 1 if len(labels) else 0
+    names = None if label_names is None else tuple(str(n) for n in label_names)
+    if names is not None:
+        if len(names) < n_labels:
+            raise ValueError(
+                f"label_names must name every label 0..{n_labels - 1}; got {len(names)} names"
+            )
+        n_labels = len(names)
+    fired_labels = labels[samples]
+    fired_labels = fired_labels[fired_labels >= 0]  # unlabelled samples (-1) carry no class
+    counts = np.bincount(fired_labels, minlength=n_labels).astype(np.int64)
+    fields: dict[str, Any] = {"label_counts": counts, "label_names": names}
+    if len(fired_labels) == 0:
+        return fields
+    top = int(np.argmax(counts))
+    share = counts / len(fired_labels)
+    present = share[share > 0]
+    entropy = float(-(present * np.log(present)).sum())
+    fields.update(
+        top_label=top,
+        top_label_precision=float(share[top]),
+        top_label_recall=float(counts[top] / np.count_nonzero(labels == top)),
+        label_selectivity=1.0 - entropy / np.log(n_labels) if n_labels > 1 else 1.0,
+    )
+    return fields
+
+
+def unit_summary(
+    store: CodeStore,
+    unit: int,
+    decoder: Any,
+    *,
+    labels: Any = None,
+    label_names: Any = None,
+    top_n: int = 16,
+    n_bins: int = 32,
+    n_intervals: int = 5,
+    per_interval: int = 4,
+    n_nearest: int = 8,
+    n_cofiring: int = 8,
+    decoder_normalized: bool = False,
+    seed: int = 0,
+) -> UnitSummary:
+    """Summarise `unit` over the samples of `store`.
+
+    Parameters
+    ----------
+    store:
+        The dataset's unit codes.
+    unit:
+        Unit index in ``[0, store.n_units)``.
+    decoder:
+        (n_units, d) decoder directions (``sae.components_``). Pass the rows already scaled to
+        unit norm with ``decoder_normalized=True`` to skip re-normalising on every call.
+    labels, label_names:
+        Optional (n_samples,) int class labels and their names.
+    top_n, n_bins, n_intervals, per_interval, n_nearest, n_cofiring:
+        Sizes of the lists and histogram returned.
+    seed:
+        Seeds the interval draws (combined with the unit index: repeatable per unit).
+    """
+    unit = check_index(unit, store.n_units, "unit")
+    sizes = dict(top_n=top_n, n_bins=n_bins, n_intervals=n_intervals)
+    for name, value in sizes.items():
+        check_positive_int(value, name)
+    for name, value in dict(
+        per_interval=per_interval, n_nearest=n_nearest, n_cofiring=n_cofiring
+    ).items():
+        check_positive_int(value, name, minimum=0)
+    directions = np.asarray(decoder) if decoder_normalized else normalize_rows(decoder)
+    if directions.ndim != 2 or directions.shape[0] != store.n_units:
+        raise ValueError(
+            f"decoder must have shape ({store.n_units}, d) to match the codes; "
+            f"got {directions.shape}"
+        )
+
+    samples, values = store.unit_samples(unit)
+    count = len(samples)
+    high = float(store.max_activation[unit])
+    low = min(0.0, float(values.min())) if count else 0.0
+    if count:
+        hist_counts, hist_edges = np.histogram(values, bins=n_bins, range=(low, max(high, low)))
+    else:
+        hist_counts, hist_edges = np.zeros(n_bins, dtype=np.int64), np.linspace(0, 1, n_bins + 1)
+    top_samples, top_values = top_entries(samples, values, top_n)
+    rng = np.random.default_rng([seed, unit])
+    intervals = _intervals(samples, values, low, high, n_intervals, per_interval, rng)
+
+    # Nearest units: one matvec against the unit-norm decoder.
+    cosines = directions @ directions[unit]
+    cosines[unit] = -np.inf
+    nearest, nearest_cos = top_entries(
+        np.arange(store.n_units), cosines, min(n_nearest, store.n_units - 1)
+    )
+
+    # Co-firing: count the units on the rows where this unit fires.
+    _, fired_with, _ = store.rows_entries(samples)
+    both = np.bincount(fired_with, minlength=store.n_units)
+    both[unit] = 0
+    either = count + store.counts - both
+    jaccard = np.divide(both, either, out=np.zeros(store.n_units), where=either > 0)
+    partners = np.flatnonzero(both)
+    cofiring, cofiring_jaccard = top_entries(partners, jaccard[partners], n_cofiring)
+
+    label_fields: dict[str, Any] = {}
+    if labels is not None:
+        label_fields = _label_fields(samples, check_labels(labels, store.n_samples), label_names)
+    return UnitSummary(
+        unit=unit,
+        count=count,
+        frequency=count / store.n_samples,
+        mean_activation=float(store.sums[unit] / count) if count else 0.0,
+        max_activation=high,
+        histogram_counts=hist_counts.astype(np.int64),
+        histogram_edges=hist_edges,
+        top_samples=top_samples,
+        top_values=top_values.astype(np.float32),
+        intervals=intervals,
+        nearest_units=nearest,
+        nearest_cosines=nearest_cos.astype(np.float32),
+        cofiring_units=cofiring,
+        cofiring_jaccard=cofiring_jaccard.astype(np.float32),
+        cofiring_counts=both[cofiring].astype(np.int64),
+        **label_fields,
+    )

@@ -1,0 +1,276 @@
+"""`Explorer`: one fitted SAE over one dataset, the answers every view asks for, and the
+shared `Selection` that links the views.
+
+The Explorer is the only object views hold. It is lazy (constructing it encodes nothing) and
+caches what is expensive: the sparse codes of the dataset, the projections, the unit-norm
+decoder and the last few unit summaries. All results are numpy arrays or frozen dataclasses
+from `sae_widgets.analysis`; no tensors reach the views.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from numbers import Integral
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sae_widgets.analysis import (
+    CodeStore,
+    Enrichment,
+    HeatmapData,
+    ProbeResult,
+    Projection,
+    UnitSummary,
+    default_heatmap_rows,
+    default_heatmap_units,
+    enrichment,
+    heatmap_matrix,
+    pca_projection,
+    probe_attribute,
+    samples_in_rect,
+    unit_summary,
+)
+from sae_widgets.analysis._checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.summary import normalize_rows
+from sae_widgets.data.dataset import Attribute, Dataset
+from sae_widgets.widgets.selection import Selection
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ipywidgets
+
+__all__ = ["Explorer"]
+
+_SOURCES = ("codes", "inputs")
+_SUMMARY_CACHE_SIZE = 64
+
+
+def _check_fitted(sae: Any) -> int:
+    """Raise unless `sae` is a fitted SAE estimator; return its input dimension."""
+    needed = ("encode_sparse", "transform", "inverse_transform")
+    if not all(callable(getattr(sae, name, None)) for name in needed):
+        raise TypeError(
+            f"sae must be a sae_widgets.SAE (with encode_sparse, transform, inverse_transform); "
+            f"got {type(sae).__name__}"
+        )
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(sae, "components_")  # NotFittedError (a ValueError) names what to do
+    n_features = getattr(sae, "n_features_in_", None)
+    if n_features is None:
+        n_features = int(np.shape(sae.components_)[1])
+    return int(n_features)
+
+
+class Explorer:
+    """Explore the units of a fitted SAE over a dataset.
+
+    Parameters
+    ----------
+    sae:
+        A fitted `sae_widgets.SAE`.
+    dataset:
+        A `sae_widgets.Dataset` (or an (n, d) array, wrapped into one) whose X has the SAE's
+        input dimension.
+    projection:
+        What the default 2-D view projects: "codes" (PCA of the unit codes) or "inputs".
+    chunk_size:
+        Samples encoded at a time when building the codes (bounds memory).
+    seed:
+        Seeds every random choice (interval samples, heatmap rows, PCA start vector).
+
+    Attributes
+    ----------
+    selection:
+        The shared `Selection` (focused unit, selected samples, probe state) all views follow.
+    """
+
+    def __init__(
+        self,
+        sae: Any,
+        dataset: Any,
+        projection: str = "codes",
+        *,
+        chunk_size: int = 8192,
+        seed: int = 0,
+    ) -> None:
+        n_features = _check_fitted(sae)
+        if not isinstance(dataset, Dataset):
+            dataset = Dataset(dataset)
+        if dataset.X.shape[1] != n_features:
+            raise ValueError(
+                f"dataset must have the SAE's input dimension {n_features}; its X has shape "
+                f"{dataset.X.shape}"
+            )
+        if projection not in _SOURCES:
+            raise ValueError(f"projection must be one of {_SOURCES}; got {projection!r}")
+        self.sae = sae
+        self.dataset: Dataset = dataset
+        self.default_projection = projection
+        self.chunk_size = check_positive_int(chunk_size, "chunk_size")
+        self.seed = int(seed)
+        self.n_samples = int(dataset.X.shape[0])
+        self.n_units = int(np.shape(sae.components_)[0])
+        self.selection = Selection(self.n_units, self.n_samples, attributes=dataset.attributes)
+        self._codes: CodeStore | None = None
+        self._projections: dict[str, Projection] = {}
+        self._directions: NDArray[np.float32] | None = None
+        self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
+
+    # ---- cached data -------------------------------------------------------------------
+
+    @property
+    def codes(self) -> CodeStore:
+        """Sparse unit codes of every sample (encoded on first access, then cached)."""
+        if self._codes is None:
+            self._codes = CodeStore.from_sae(self.sae, self.dataset.X, chunk_size=self.chunk_size)
+        return self._codes
+
+    @property
+    def is_encoded(self) -> bool:
+        """Whether the codes have been built (views may show a spinner until then)."""
+        return self._codes is not None
+
+    @property
+    def decoder_directions(self) -> NDArray[np.float32]:
+        """(n_units, d) unit-norm decoder directions, computed once."""
+        if self._directions is None:
+            self._directions = normalize_rows(self._components())
+        return self._directions
+
+    def _components(self) -> NDArray[np.float32]:
+        components = self.sae.components_
+        if hasattr(components, "detach"):  # a torch tensor: views only see numpy
+            components = components.detach().cpu().numpy()
+        return np.asarray(components, dtype=np.float32)
+
+    def unit_direction(self, unit: int) -> NDArray[np.float32]:
+        """(d,) decoder direction of `unit`, as stored (not normalised)."""
+        unit = check_index(unit, self.n_units, "unit")
+        return self._components()[unit]
+
+    def refresh(self) -> None:
+        """Forget every cached result (call after training the SAE further)."""
+        self._codes = None
+        self._projections.clear()
+        self._directions = None
+        self._summaries.clear()
+
+    # ---- answers for the views ---------------------------------------------------------
+
+    def unit_summary(self, unit: int, **options: Any) -> UnitSummary:
+        """Summary of `unit` (see `sae_widgets.analysis.unit_summary` for `options`).
+
+        Labels and decoder come from the dataset and the SAE; recent results are cached.
+        """
+        unit = check_index(unit, self.n_units, "unit")
+        key = (unit, *sorted(options.items()))
+        cached = self._summaries.get(key)
+        if cached is not None:
+            self._summaries.move_to_end(key)
+            return cached
+        options.setdefault("seed", self.seed)
+        summary = unit_summary(
+            self.codes,
+            unit,
+            self.decoder_directions,
+            labels=self.dataset.labels,
+            label_names=self.dataset.label_names,
+            decoder_normalized=True,
+            **options,
+        )
+        self._summaries[key] = summary
+        if len(self._summaries) > _SUMMARY_CACHE_SIZE:
+            self._summaries.popitem(last=False)
+        return summary
+
+    def projection(self, source: str | None = None) -> Projection:
+        """2-D PCA of the codes or the inputs (default: the Explorer's `projection`), cached."""
+        source = self.default_projection if source is None else source
+        if source not in _SOURCES:
+            raise ValueError(f"source must be one of {_SOURCES}; got {source!r}")
+        if source not in self._projections:
+            data = self.codes.csr if source == "codes" else self.dataset.X
+            self._projections[source] = pca_projection(data, 2, source=source, seed=self.seed)
+        return self._projections[source]
+
+    def samples_in_rect(
+        self, x_range: Any, y_range: Any, source: str | None = None
+    ) -> NDArray[np.int64]:
+        """Samples whose projected point lies in the rectangle (bounds included, any order)."""
+        return samples_in_rect(self.projection(source).coords, x_range, y_range)
+
+    def _samples_or_selection(self, samples: Any) -> NDArray[np.int64]:
+        chosen = self.selection.samples if samples is None else samples
+        return check_indices(chosen, self.n_samples, "samples")
+
+    def enrichment(self, samples: Any = None, top: int | None = 20) -> Enrichment:
+        """Units most enriched in `samples` (default: the current selection's samples)."""
+        return enrichment(self.codes, self._samples_or_selection(samples), top=top)
+
+    def heatmap(
+        self,
+        rows: Any = None,
+        units: Any = None,
+        *,
+        max_rows: int = 200,
+        max_units: int = 64,
+    ) -> HeatmapData:
+        """Activations of some samples (rows) and units (columns).
+
+        rows: default: the selection (a random `max_rows` of it if larger), or a
+        label-stratified sample of `max_rows` when nothing is selected. units: default: the
+        `max_units` units most enriched in the rows' samples when rows or a selection are given,
+        else the most frequent units.
+        """
+        labels = self.dataset.labels
+        if rows is None:
+            picked = self.selection.samples
+            row_array = default_heatmap_rows(
+                self.n_samples, picked, labels, cap=max_rows, seed=self.seed
+            )
+        else:
+            picked = row_array = check_indices(rows, self.n_samples, "rows")
+        if units is None:
+            unit_array = default_heatmap_units(self.codes, picked, cap=max_units)
+        else:
+            unit_array = check_indices(units, self.n_units, "units")
+        return HeatmapData(
+            matrix=heatmap_matrix(self.codes, row_array, unit_array),
+            rows=row_array,
+            units=unit_array,
+            row_labels=None if labels is None else labels[row_array],
+        )
+
+    def attribute(self, name: str) -> Attribute:
+        """The dataset attribute called `name`, or a ValueError listing the known ones."""
+        attributes = self.dataset.attributes
+        if name not in attributes:
+            known = ", ".join(sorted(attributes)) or "none"
+            raise ValueError(f"attribute must be one of the dataset's ({known}); got {name!r}")
+        return attributes[name]
+
+    def probe(self, samples: Any, attribute: str | Attribute, values: Any = None) -> ProbeResult:
+        """Vary `attribute` of one sample (an int) or a set (the mean response) over `values`
+        (default: the attribute's grid) and measure every unit's response."""
+        if isinstance(samples, Integral):
+            samples = [check_index(samples, self.n_samples, "samples")]
+        found = self.attribute(attribute) if isinstance(attribute, str) else attribute
+        return probe_attribute(self.sae, found, samples, self.n_samples, values)
+
+    def reconstruct(self, indices: Any) -> NDArray[np.float32]:
+        """(len(indices), d) the SAE's reconstruction of those samples from the stored codes."""
+        rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
+        decoded = self.sae.inverse_transform(self.codes.dense(rows))
+        return np.asarray(decoded, dtype=np.float32)
+
+    def dashboard(self, **options: Any) -> ipywidgets.Widget:
+        """All views laid out together and linked through `selection` (one ipywidgets widget)."""
+        from sae_widgets.widgets.dashboard import build_dashboard
+
+        return build_dashboard(self, **options)
+
+    def __repr__(self) -> str:
+        state = repr(self._codes) if self._codes is not None else "codes not built yet"
+        return f"Explorer({type(self.sae).__name__} with {self.n_units} units, {state})"

@@ -1,0 +1,182 @@
+"""The one shared state that every view reads and writes.
+
+Views never talk to each other: a click sets `unit`, a brush sets `samples`, a probe control
+sets `probe_*`, and every view observes the traits it draws. This is plain traitlets
+(`observe`, `traitlets.link`), not a widget, so it costs nothing to create in tests or scripts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from traitlets import Float, HasTraits, Int, List, TraitError, Unicode, validate
+
+__all__ = ["Selection", "SelectionError"]
+
+
+class SelectionError(TraitError, ValueError):
+    """A Selection trait got a value outside its valid range.
+
+    It is both a `traitlets.TraitError` (what traitlets users catch) and a `ValueError`
+    (what the rest of sae_widgets raises for bad input).
+    """
+
+
+class _Index(Int):  # type: ignore[type-arg]
+    """An Int trait that also accepts numpy integers (e.g. the result of `np.argmax`)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, (bool, np.bool_)):
+            raise SelectionError(f"The '{self.name}' trait expects an int index, not a bool")
+        if isinstance(value, Integral):
+            value = int(value)
+        return super().validate(obj, value)
+
+
+class _IndexList(List):  # type: ignore[type-arg]
+    """A List of ints that also accepts numpy arrays, tuples and ranges of integers."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1 or not (value.size == 0 or np.issubdtype(value.dtype, np.integer)):
+                raise SelectionError(
+                    f"samples must be a 1-D sequence of integer sample indices; got an array "
+                    f"of shape {value.shape} and dtype {value.dtype}"
+                )
+            value = value.tolist()
+        elif isinstance(value, (tuple, range)):
+            value = list(value)
+        if isinstance(value, list):
+            value = [int(v) if isinstance(v, np.integer) else v for v in value]
+        return super().validate(obj, value)
+
+
+class Selection(HasTraits):
+    """What the user is looking at: the focused unit, the selected samples, the probe.
+
+    Parameters
+    ----------
+    n_units:
+        Number of units of the SAE; `unit` must lie in ``[0, n_units)``.
+    n_samples:
+        Number of samples of the dataset; `samples` and `probe_sample` lie in ``[0, n_samples)``.
+    attributes:
+        Names a `probe_attribute` may take (the dataset's attributes).
+    **traits:
+        Initial trait values, validated like later assignments.
+
+    Assigning an out-of-range index or an unknown attribute raises `SelectionError`, which is
+    both a `traitlets.TraitError` and a `ValueError`, and leaves the trait unchanged.
+    `samples` is normalised to sorted, distinct indices (a set of samples has no order).
+    """
+
+    unit = _Index(None, allow_none=True, help="Focused unit index, or None when no unit is.")
+    samples = _IndexList(
+        _Index(), help="Selected sample indices, sorted and distinct; empty means no selection."
+    )
+    probe_sample = _Index(
+        None, allow_none=True, help="Sample whose attribute the probe varies, or None."
+    )
+    probe_attribute = Unicode(
+        None, allow_none=True, help="Name of the dataset attribute the probe varies, or None."
+    )
+    probe_value = Float(
+        None, allow_none=True, help="Current value of the probed attribute, or None."
+    )
+
+    def __init__(
+        self, n_units: int, n_samples: int, attributes: Iterable[str] = (), **traits: Any
+    ) -> None:
+        for name, count in (("n_units", n_units), ("n_samples", n_samples)):
+            if not isinstance(count, Integral) or isinstance(count, bool):
+                raise TypeError(f"{name} must be an int; got {type(count).__name__}")
+            if count < 1:
+                raise ValueError(f"{name} must be at least 1; got {count}")
+        if isinstance(attributes, str):
+            raise TypeError("attributes must be an iterable of attribute names, not one string")
+        self._n_units = int(n_units)
+        self._n_samples = int(n_samples)
+        self._attributes = tuple(str(a) for a in attributes)
+        super().__init__(**traits)
+
+    @property
+    def n_units(self) -> int:
+        """Number of units a `unit` may index."""
+        return self._n_units
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples `samples` and `probe_sample` may index."""
+        return self._n_samples
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """Attribute names a `probe_attribute` may take."""
+        return self._attributes
+
+    def clear(self) -> None:
+        """Forget the focused unit, the selected samples and the probe (notifications batched)."""
+        with self.hold_trait_notifications():
+            self.unit = None
+            self.samples = []
+            self.probe_sample = None
+            self.probe_attribute = None
+            self.probe_value = None
+
+    @validate("unit")
+    def _check_unit(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not 0 <= value < self._n_units:
+            raise SelectionError(
+                f"unit must be None or an int in [0, {self._n_units}); got {value}"
+            )
+        return value
+
+    @validate("samples")
+    def _check_samples(self, proposal: Any) -> list[int]:
+        indices = np.asarray(proposal["value"], dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self._n_samples):
+            bad = indices[(indices < 0) | (indices >= self._n_samples)][0]
+            raise SelectionError(
+                f"samples must be indices in [0, {self._n_samples}); got {int(bad)}"
+            )
+        return np.unique(indices).tolist()
+
+    @validate("probe_sample")
+    def _check_probe_sample(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not 0 <= value < self._n_samples:
+            raise SelectionError(
+                f"probe_sample must be None or an int in [0, {self._n_samples}); got {value}"
+            )
+        return value
+
+    @validate("probe_attribute")
+    def _check_probe_attribute(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and value not in self._attributes:
+            known = ", ".join(repr(a) for a in self._attributes) or "none"
+            raise SelectionError(
+                f"probe_attribute must be None or one of the dataset's attributes ({known}); "
+                f"got {value!r}"
+            )
+        return value
+
+    @validate("probe_value")
+    def _check_probe_value(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not math.isfinite(value):
+            raise SelectionError(f"probe_value must be None or a finite float; got {value}")
+        return value
+
+    def __repr__(self) -> str:
+        n = len(self.samples)
+        return (
+            f"Selection(unit={self.unit}, samples=<{n} selected>, probe_sample="
+            f"{self.probe_sample}, probe_attribute={self.probe_attribute!r}, "
+            f"probe_value={self.probe_value})"
+        )
