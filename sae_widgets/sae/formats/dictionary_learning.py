@@ -90,22 +90,21 @@ def read_dictionary_learning(folder: Path) -> CheckpointWeights:
         W_enc = W_enc.float()
         b_enc = fold_input_bias(W_enc, b_enc, b_dec.float())
     W_dec = orient("decoder.weight", decoder_weight, n_units, d_in, documented_transposed=True)
-    common = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    if dict_class in ("AutoEncoder", "AutoEncoderNew"):
-        return CheckpointWeights(
-            **common, activation="relu", metadata=metadata, layout="dictionary_learning"
-        )
-    k = _k(state, trainer, weights_path)
-    if dict_class == "AutoEncoderTopK":
-        return CheckpointWeights(
-            **common, activation="topk", k=k, metadata=metadata, layout="dictionary_learning"
-        )
-    # BatchTopKSAE: one threshold for all units; relu(pre) > t equals pre > max(t, 0).
-    (scalar,) = require(state, weights_path, "threshold")
-    threshold = torch.full((n_units,), max(float(scalar.reshape(-1)[0]), 0.0))
+    activation, k = "relu", None
+    threshold: Tensor | None = None
+    if dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
+        activation, k = "topk", _k(state, trainer, weights_path)
+    if dict_class == "BatchTopKSAE":
+        # One threshold for all units; relu(pre) > t is the same gate as pre > max(t, 0).
+        (scalar,) = require(state, weights_path, "threshold")
+        activation = "batchtopk"
+        threshold = torch.full((n_units,), max(float(scalar.reshape(-1)[0]), 0.0))
     return CheckpointWeights(
-        **common,
-        activation="batchtopk",
+        W_enc=W_enc,
+        b_enc=b_enc,
+        W_dec=W_dec,
+        b_dec=b_dec,
+        activation=activation,
         k=k,
         threshold=threshold,
         metadata=metadata,

@@ -52,7 +52,8 @@ def read_saelens(folder: Path) -> CheckpointWeights:
     cfg_path, weights_path = folder / CFG_FILE, folder / WEIGHTS_FILE
     cfg = read_json(cfg_path)
     tensors = read_safetensors(weights_path)
-    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    raw_metadata = cfg.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     ours = "sae_widgets_version" in metadata
     architecture, k = _architecture(cfg, cfg_path)
 
