@@ -61,7 +61,7 @@ def read_dictionary_learning(folder: Path) -> CheckpointWeights:
     metadata = {"dictionary_learning_config": trainer, "dict_class": dict_class}
 
     if dict_class == "JumpReluAutoEncoder":
-        W_enc, b_enc, W_dec, b_dec, threshold = require(
+        W_enc, b_enc, W_dec, b_dec, raw_threshold = require(
             state, weights_path, "W_enc", "b_enc", "W_dec", "b_dec", "threshold"
         )
         W_enc = orient("W_enc", W_enc, d_in, n_units, documented_transposed=False).float()
@@ -71,7 +71,7 @@ def read_dictionary_learning(folder: Path) -> CheckpointWeights:
             W_dec=orient("W_dec", W_dec, n_units, d_in, documented_transposed=False),
             b_dec=b_dec,
             activation="jumprelu",
-            threshold=threshold.float().clamp(min=0),  # relu(pre * gate) == pre gated at >= 0
+            threshold=raw_threshold.float().clamp(min=0),  # relu(pre * gate): pre gated at >= 0
             metadata=metadata,
             layout="dictionary_learning",
         )
