@@ -1,0 +1,408 @@
+"""`SAE`: a scikit-learn style estimator over SparseAutoencoder and the Trainer.
+
+Conventions: __init__ stores parameters only; fit/partial_fit return self; fitted attributes
+end in "_"; numpy in -> numpy out, torch in -> torch out on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch import Tensor
+
+from sae_widgets.sae.model import ACTIVATIONS, SAEConfig, SparseAutoencoder
+from sae_widgets.sae.training import Callback, TrainConfig, Trainer
+
+
+def _data_of(X: Any) -> Any:
+    """The array inside a Dataset (anything with an `.X` that is not itself an array)."""
+    if not isinstance(X, np.ndarray | Tensor) and hasattr(X, "X"):
+        return X.X
+    return X
+
+
+class SAE(BaseEstimator):  # type: ignore[misc]
+    """Sparse autoencoder estimator.
+
+    Parameters
+    ----------
+    n_units: number of units (latents).
+    activation: "relu" (L1 weighted by decoder norms), "topk", "batchtopk" (a JumpReLU
+        threshold at inference), "jumprelu" (learned thresholds, L0 penalty).
+    k: active units per sample (topk), on average (batchtopk).
+    l1_coeff: relu sparsity weight; l0_coeff: jumprelu sparsity weight.
+    epochs, batch_size: passes over the data and samples per step in fit; fit shrinks the
+        batch to at most n / min_steps_per_epoch so small datasets still get enough steps.
+    lr: Adam learning rate; None picks one for the activation and n_units.
+    seed: the same seed gives the same weights (on the same device and thread count).
+    device: torch device for the model and the training data.
+    warmup_steps, decay_fraction, grad_clip, aux_coeff, k_aux, dead_window, shuffle,
+    log_every: see `sae_widgets.sae.training.TrainConfig`.
+    """
+
+    def __init__(
+        self,
+        n_units: int = 256,
+        activation: str = "topk",
+        k: int | None = 16,
+        l1_coeff: float = 5.0,
+        l0_coeff: float = 0.005,
+        epochs: int = 5,
+        batch_size: int = 4096,
+        lr: float | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        warmup_steps: int | None = None,
+        decay_fraction: float = 0.2,
+        grad_clip: float = 1.0,
+        aux_coeff: float = 1 / 32,
+        k_aux: int | None = None,
+        dead_window: int = 65_536,
+        min_steps_per_epoch: int = 32,
+        shuffle: bool = True,
+        log_every: int | None = None,
+    ) -> None:
+        self.n_units = n_units
+        self.activation = activation
+        self.k = k
+        self.l1_coeff = l1_coeff
+        self.l0_coeff = l0_coeff
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.device = device
+        self.warmup_steps = warmup_steps
+        self.decay_fraction = decay_fraction
+        self.grad_clip = grad_clip
+        self.aux_coeff = aux_coeff
+        self.k_aux = k_aux
+        self.dead_window = dead_window
+        self.min_steps_per_epoch = min_steps_per_epoch
+        self.shuffle = shuffle
+        self.log_every = log_every
+
+    # ----------------------------------------------------------------- helpers
+    def _check_params(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        for name in ("n_units", "epochs", "batch_size", "min_steps_per_epoch", "dead_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number or None, got {self.lr!r}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction!r}")
+
+    def _torch_device(self) -> torch.device:
+        try:
+            return torch.device(self.device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must name a torch device, got {self.device!r}") from err
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            lr=self.lr,
+            batch_size=self.batch_size,
+            min_steps_per_epoch=self.min_steps_per_epoch,
+            warmup_steps=self.warmup_steps,
+            decay_fraction=self.decay_fraction,
+            grad_clip=self.grad_clip,
+            aux_coeff=self.aux_coeff,
+            k_aux=self.k_aux,
+            dead_window=self.dead_window,
+            l1_coeff=self.l1_coeff,
+            l0_coeff=self.l0_coeff,
+            log_every=self.log_every,
+            shuffle=self.shuffle,
+        )
+
+    def _input(self, X: Any, name: str = "X") -> Tensor:
+        """X as a finite float32 (n, d) tensor on the model's device."""
+        X = _data_of(X)
+        if torch.is_tensor(X):
+            if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
+                raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+            tensor = X.detach()
+        elif sp.issparse(X):
+            raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
+        else:
+            try:
+                array = np.asarray(X, dtype=np.float32)
+            except (TypeError, ValueError) as err:
+                raise TypeError(
+                    f"{name} must be a numpy array, torch tensor or Dataset, got {type(X)}"
+                ) from err
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
+            )
+        if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
+        expected = getattr(self, "n_features_in_", None)
+        if expected is not None and tensor.shape[1] != expected:
+            raise ValueError(
+                f"{name} has {tensor.shape[1]} features, but the SAE was fitted on {expected}"
+            )
+        device = self.model_.W_dec.device if hasattr(self, "model_") else self._torch_device()
+        tensor = tensor.to(device=device, dtype=torch.float32)
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return tensor
+
+    def _check_fitted(self) -> SparseAutoencoder:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' or "
+                "'partial_fit' first."
+            )
+        model: SparseAutoencoder = self.model_
+        return model
+
+    @staticmethod
+    def _callbacks(callbacks: Callback | Iterable[Callback] | None) -> list[Callback]:
+        if callbacks is None:
+            return []
+        if callable(callbacks):
+            return [callbacks]
+        out = list(callbacks)
+        for cb in out:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables, got {type(cb)}")
+        return out
+
+    def _new_model(self, d_in: int) -> SparseAutoencoder:
+        cfg = SAEConfig(d_in=d_in, n_units=self.n_units, activation=self.activation, k=self.k)
+        generator = torch.Generator().manual_seed(int(self.seed))
+        return SparseAutoencoder(cfg, generator=generator).to(self._torch_device())
+
+    def _start(self, d_in: int) -> None:
+        """Fresh, untrained state (fit, or the first partial_fit)."""
+        self.model_ = self._new_model(d_in)
+        self.n_features_in_ = d_in
+        self.history_: list[dict[str, float]] = []
+        self.n_steps_ = 0
+        self.n_samples_seen_ = 0
+        self.stop_reason_: str | None = None
+        self._trainer = Trainer(self.model_, self._train_config(), int(self.seed), fresh=True)
+
+    def _session(
+        self,
+        X: Tensor,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        total_steps: int | None,
+        callbacks: list[Callback],
+        progress: bool,
+    ) -> None:
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:  # wrapped or loaded module: continue training it
+            trainer = Trainer(self.model_, self._train_config(), int(self.seed), fresh=False)
+            self._trainer = trainer
+        try:
+            self.stop_reason_ = trainer.run(
+                X,
+                self.history_,
+                epochs=epochs,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                total_steps=total_steps,
+                callbacks=callbacks,
+                progress=progress,
+            )
+        finally:
+            self.n_steps_ = trainer.step
+            self.n_samples_seen_ = trainer.samples_seen
+
+    # ----------------------------------------------------------------- training
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        callbacks: Callback | Iterable[Callback] | None = None,
+        progress: bool = True,
+    ) -> SAE:
+        """Train a fresh SAE on X for `epochs` passes; returns self.
+
+        callbacks receive each logged step's metrics dict (also appended to history_); one
+        that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
+        """
+        self._check_params()
+        for attr in ("model_", "n_features_in_", "_trainer"):
+            self.__dict__.pop(attr, None)
+        X_t = self._input(X)
+        n, d = X_t.shape
+        self._start(d)
+        batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
+        steps = self.epochs * math.ceil(n / batch)
+        self._session(
+            X_t, self.epochs, batch, self.shuffle, steps, self._callbacks(callbacks), progress
+        )
+        return self
+
+    def partial_fit(
+        self,
+        X: Any,
+        y: Any = None,
+        callbacks: Callback | Iterable[Callback] | None = None,
+        progress: bool = False,
+    ) -> SAE:
+        """One pass over X in order, in steps of batch_size (no final decay); returns self."""
+        self._check_params()
+        X_t = self._input(X)
+        if not hasattr(self, "model_"):
+            self._start(X_t.shape[1])
+        self._session(X_t, 1, self.batch_size, False, None, self._callbacks(callbacks), progress)
+        return self
+
+    @classmethod
+    def from_module(cls, module: SparseAutoencoder, **params: Any) -> SAE:
+        """A fitted estimator wrapping an existing module (training can continue)."""
+        if not isinstance(module, SparseAutoencoder):
+            raise TypeError(f"module must be a SparseAutoencoder, got {type(module)}")
+        cfg = module.cfg
+        arch = {"n_units": cfg.n_units, "activation": cfg.activation, "k": cfg.k}
+        for name, value in arch.items():
+            if name in params and params[name] != value and not (name == "k" and value is None):
+                raise ValueError(f"{name}={params[name]!r} disagrees with the module's {value!r}")
+        params = {**params, **{k: v for k, v in arch.items() if not (k == "k" and v is None)}}
+        params.setdefault("device", str(module.W_dec.device))
+        est = cls(**params)
+        est.model_ = module.eval()
+        est.n_features_in_ = cfg.d_in
+        est.history_ = []
+        est.n_steps_ = 0
+        est.n_samples_seen_ = 0
+        est.stop_reason_ = None
+        est._trainer = None
+        return est
+
+    # ----------------------------------------------------------------- inference
+    @property
+    def components_(self) -> np.ndarray:
+        """(n_units, d) decoder directions (rows), numpy float32."""
+        return self._check_fitted().W_dec.detach().cpu().numpy().copy()
+
+    def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
+        X_t = self._input(X)
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        return X_t.split(chunk_size)
+
+    def transform(self, X: Any, chunk_size: int = 8192) -> Any:
+        """(n, n_units) unit activations (dense), computed in chunks without gradients."""
+        model = self._check_fitted()
+        with torch.no_grad():
+            codes = torch.cat([model.encode(chunk) for chunk in self._chunks(X, chunk_size)])
+        return self._output(codes, X)
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
+        return self.fit(X, **fit_params).transform(X)
+
+    def encode_sparse(self, X: Any, chunk_size: int = 8192) -> sp.csr_matrix:
+        """(n, n_units) float32 CSR codes; never builds the dense matrix of the whole data.
+
+        topk rows come straight from torch.topk (<= k entries per row, zeros dropped, column
+        indices sorted); other activations keep the non-zeros of each dense chunk.
+        """
+        model = self._check_fitted()
+        data_parts, index_parts, count_parts = [], [], []
+        with torch.no_grad():
+            for chunk in self._chunks(X, chunk_size):
+                if model.cfg.activation == "topk":
+                    values_BK, units_BK = model.encode_topk(chunk)
+                    units_BK, order = units_BK.sort(dim=1)
+                    values_BK = values_BK.gather(1, order)
+                    keep = values_BK > 0
+                    data, units, counts = values_BK[keep], units_BK[keep], keep.sum(1)
+                else:
+                    codes = model.encode(chunk)
+                    keep = codes != 0
+                    data, units, counts = codes[keep], keep.nonzero()[:, 1], keep.sum(1)
+                data_parts.append(data.cpu())
+                index_parts.append(units.to(torch.int32).cpu())
+                count_parts.append(counts.cpu())
+        counts = torch.cat(count_parts).numpy()
+        indptr = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+        if index_dtype == np.int32:
+            indptr = indptr.astype(np.int32)
+        matrix = sp.csr_matrix(
+            (
+                torch.cat(data_parts).numpy().astype(np.float32, copy=False),
+                torch.cat(index_parts).numpy().astype(index_dtype, copy=False),
+                indptr,
+            ),
+            shape=(counts.size, model.cfg.n_units),
+        )
+        matrix.has_sorted_indices = True
+        return matrix
+
+    def inverse_transform(self, Z: Any) -> Any:
+        """(n, d) reconstruction from unit activations (dense, torch, or scipy sparse)."""
+        model = self._check_fitted()
+        n_units = model.cfg.n_units
+        if sp.issparse(Z):
+            if Z.ndim != 2 or Z.shape[1] != n_units:
+                raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
+            W_dec = model.W_dec.detach().cpu().numpy()
+            b_dec = model.b_dec.detach().cpu().numpy()
+            return np.asarray(Z @ W_dec + b_dec, dtype=np.float32)
+        Z_t = self._input_codes(Z, n_units)
+        with torch.no_grad():
+            X_hat = model.decode(Z_t)
+        return self._output(X_hat, Z)
+
+    def _input_codes(self, Z: Any, n_units: int) -> Tensor:
+        if torch.is_tensor(Z):
+            Z_t = Z.detach()
+        else:
+            Z_t = torch.from_numpy(np.ascontiguousarray(np.asarray(Z, dtype=np.float32)))
+        if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
+            raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
+        return Z_t.to(device=self.model_.W_dec.device, dtype=torch.float32)
+
+    @staticmethod
+    def _output(result: Tensor, like: Any) -> Any:
+        like = _data_of(like)
+        if torch.is_tensor(like):
+            return result.to(like.device)
+        return result.cpu().numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Negative fraction of variance unexplained (higher is better)."""
+        from sae_widgets.sae.metrics import evaluate
+
+        return -float(evaluate(self, X)["fvu"])
+
+    # ----------------------------------------------------------------- io
+    def save(self, folder: Any) -> None:
+        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout)."""
+        from sae_widgets.sae.checkpoint import save_sae
+
+        save_sae(self, folder)
+
+    @classmethod
+    def load(cls, folder: Any) -> SAE:
+        """Read a checkpoint folder (ours, SAELens, sparsify or dictionary_learning)."""
+        from sae_widgets.sae.checkpoint import load_sae
+
+        loaded: SAE = load_sae(folder)
+        return loaded
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "model_")
+
+
+__all__ = ["SAE"]

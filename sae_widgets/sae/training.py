@@ -1,0 +1,277 @@
+"""The training loop: Adam with warm-up and final decay, input scaling, dead-unit tracking.
+
+The `Trainer` owns everything that must persist between `partial_fit` calls (optimizer
+moments, step count, the input scale, dead-unit counters, the shuffling generator) so that
+`fit` is exactly a sequence of the same steps `partial_fit` takes.
+
+Scale folding: the module always lives in user space. Each training session multiplies the
+inputs by `scale` and converts the module to that space first (`rescale_inputs_(scale)`),
+then converts it back when it ends, whatever ends it (an exception, Ctrl-C, a callback).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.sae.sparse_ops import SparseCodes
+
+Callback = Callable[[dict[str, float]], Any]
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end training cleanly (the model stays usable)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the weights are those of the last good step."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyperparameters (the architecture lives in SAEConfig)."""
+
+    lr: float | None = None
+    """Adam learning rate; None picks a default for the activation (see `default_lr`)."""
+    batch_size: int = 4096
+    """Samples per step (fit shrinks it for small data, see `min_steps_per_epoch`)."""
+    min_steps_per_epoch: int = 32
+    """fit uses batches of at most n / min_steps_per_epoch samples so small data still trains."""
+    warmup_steps: int | None = None
+    """Linear learning-rate warm-up; None: 5% of fit's steps (10 for partial_fit)."""
+    decay_fraction: float = 0.2
+    """fit decays the learning rate linearly to 0 over this final fraction of its steps."""
+    grad_clip: float = 1.0
+    """Maximum global gradient norm (0 disables clipping)."""
+    aux_coeff: float = 1 / 32
+    """Weight of the AuxK loss (topk, batchtopk)."""
+    k_aux: int | None = None
+    """Dead units used by AuxK per sample; None: d_in // 2."""
+    dead_window: int = 65_536
+    """A unit that has not fired for this many training samples counts as dead."""
+    l1_coeff: float = 5.0
+    """relu: weight of the decoder-norm weighted L1 penalty (relative to the loss's FVU)."""
+    l0_coeff: float = 0.005
+    """jumprelu: weight of the L0 penalty (relative to the loss's FVU)."""
+    l1_warmup_steps: int | None = None
+    """relu/jumprelu: the sparsity weight ramps up linearly over these steps; None: warm-up."""
+    log_every: int | None = None
+    """Log metrics every this many steps; None: about 50 points per fit."""
+    shuffle: bool = True
+    """fit visits samples in a fresh random order each epoch."""
+
+
+def default_lr(activation: str, n_units: int) -> float:
+    """Learning rate that works without tuning: scaled with 1/sqrt(n_units) for TopK."""
+    if activation in ("topk", "batchtopk"):
+        return 0.04 / math.sqrt(n_units)
+    return 1e-3
+
+
+def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
+    """Weiszfeld iterations from the mean; robust centre for initialising b_dec."""
+    median = x_ND.mean(0)
+    for _ in range(n_iter):
+        dist = (x_ND - median).norm(dim=1).clamp_min(1e-8)
+        weights = 1.0 / dist
+        median = (weights[:, None] * x_ND).sum(0) / weights.sum()
+    return median
+
+
+class Trainer:
+    """Optimiser state and step logic for one SparseAutoencoder."""
+
+    def __init__(self, model: SparseAutoencoder, cfg: TrainConfig, seed: int, fresh: bool) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.fresh = fresh  # initialise b_dec from data on the first batch
+        self.step = 0
+        self.samples_seen = 0
+        self.scale: float | None = None
+        self.lr = (
+            cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
+        )
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        device = model.W_dec.device
+        self.samples_since_fired = torch.zeros(model.cfg.n_units, dtype=torch.long, device=device)
+        self.threshold_updates = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+
+    # ----------------------------------------------------------------- set-up
+    def initialize(self, x_ND: Tensor) -> None:
+        """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec."""
+        mean_norm = float(x_ND.norm(dim=1).mean())
+        self.scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > 0 else 1.0
+        if self.fresh:
+            with torch.no_grad():  # the module is in user space here
+                self.model.b_dec.copy_(geometric_median(x_ND))
+            self.fresh = False
+
+    def dead_mask(self) -> Tensor:
+        """(n_units,) True for units silent over the last `dead_window` training samples."""
+        return self.samples_since_fired >= self.cfg.dead_window
+
+    def lr_at(self, step: int, total: int | None) -> float:
+        """Warm-up, constant, then (when the total is known) a linear decay to 0."""
+        warmup = self._warmup(total)
+        factor = min(1.0, (step + 1) / warmup)
+        if total is not None and self.cfg.decay_fraction > 0:
+            decay_steps = max(1, int(total * self.cfg.decay_fraction))
+            factor *= min(1.0, (total - step) / decay_steps)
+        return self.lr * factor
+
+    def _warmup(self, total: int | None) -> int:
+        if self.cfg.warmup_steps is not None:
+            return max(1, self.cfg.warmup_steps)
+        return max(1, total // 20) if total is not None else 10
+
+    def sparsity_coeff_at(self, step: int, total: int | None) -> float:
+        act = self.model.cfg.activation
+        if act not in ("relu", "jumprelu"):
+            return 0.0
+        coeff = self.cfg.l1_coeff if act == "relu" else self.cfg.l0_coeff
+        ramp = self.cfg.l1_warmup_steps
+        ramp = ramp if ramp is not None else self._warmup(total)
+        return coeff * min(1.0, (step + 1) / max(1, ramp))
+
+    # ----------------------------------------------------------------- one step
+    def train_step(self, x_BD: Tensor, lr: float, sparsity_coeff: float) -> dict[str, Tensor]:
+        """One optimiser step on a batch already in training space."""
+        model = self.model
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        out = model.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
+        loss = out.fvu + sparsity_coeff * out.sparsity + self.cfg.aux_coeff * out.aux_fvu
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"the training loss became {loss_value} at step {self.step + 1}. Try a lower "
+                f"learning rate (lr={lr:.3g} now), a smaller grad_clip, or check the input "
+                "for extreme values; the model keeps the weights of the last good step."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        model.remove_parallel_grad_()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        model.normalize_decoder_()
+        self._track_firing(out.codes, x_BD.shape[0])
+        if out.batch_threshold is not None:
+            self._update_threshold(out.batch_threshold)
+        self.step += 1
+        self.samples_seen += x_BD.shape[0]
+        return {
+            "loss": loss.detach(),
+            "fvu": out.fvu.detach(),
+            "l0": out.l0,
+            "aux_fvu": out.aux_fvu.detach(),
+            "sparsity": out.sparsity.detach(),
+        }
+
+    @torch.no_grad()
+    def _track_firing(self, codes: SparseCodes | Tensor, n_rows: int) -> None:
+        self.samples_since_fired += n_rows
+        if isinstance(codes, SparseCodes):
+            fired = codes.units[codes.values > 0]
+            self.samples_since_fired[fired] = 0
+        else:
+            self.samples_since_fired[(codes > 0).any(dim=0)] = 0
+
+    @torch.no_grad()
+    def _update_threshold(self, batch_threshold: Tensor) -> None:
+        """batchtopk: running mean (EMA after warm-up) of each batch's smallest kept value."""
+        buf = self.model.batch_threshold
+        self.threshold_updates += 1
+        beta = min(0.95, 1.0 - 1.0 / self.threshold_updates)
+        buf.mul_(beta).add_((1 - beta) * batch_threshold.clamp_min(0))
+
+    # ----------------------------------------------------------------- sessions
+    def batches(self, n: int, batch_size: int, shuffle: bool) -> Iterable[Tensor]:
+        """Index batches of one pass over n samples, nearly equal in size."""
+        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
+        n_batches = max(1, math.ceil(n / batch_size))
+        return torch.tensor_split(order, n_batches)
+
+    def run(
+        self,
+        X_ND: Tensor,
+        history: list[dict[str, float]],
+        *,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        total_steps: int | None,
+        callbacks: Iterable[Callback] = (),
+        progress: bool = False,
+    ) -> str | None:
+        """Train over X (user space, on the model's device) for `epochs` passes.
+
+        Appends each logged step's metrics to `history` and passes them to every callback.
+        Returns why training stopped early ("callback" or "interrupted"), or None.
+        """
+        callbacks = list(callbacks)
+        n = X_ND.shape[0]
+        n_batches = max(1, math.ceil(n / batch_size))
+        planned = epochs * n_batches
+        log_every = self.cfg.log_every or max(1, (total_steps or planned) // 50)
+        first_epoch = list(self.batches(n, batch_size, shuffle))
+        if self.scale is None:
+            self.initialize(X_ND[first_epoch[0]])
+        assert self.scale is not None
+        scale = self.scale
+        last: dict[str, Tensor] | None = None
+        last_lr = 0.0
+        logged_step = -1
+        stopped: str | None = None
+        self.model.train()
+        self.model.rescale_inputs_(scale)
+        bar = tqdm(total=planned, desc="SAE training", unit="step", disable=not progress)
+        try:
+            for epoch in range(epochs):
+                for idx in first_epoch if epoch == 0 else self.batches(n, batch_size, shuffle):
+                    x_BD = X_ND[idx.to(X_ND.device)] * scale
+                    last_lr = self.lr_at(self.step, total_steps)
+                    coeff = self.sparsity_coeff_at(self.step, total_steps)
+                    last = self.train_step(x_BD, last_lr, coeff)
+                    bar.update(1)
+                    if self.step % log_every == 0:
+                        entry = self._log_entry(last, last_lr)
+                        history.append(entry)
+                        logged_step = self.step
+                        bar.set_postfix(fvu=f"{entry['fvu']:.4f}", l0=f"{entry['l0']:.1f}")
+                        for callback in callbacks:
+                            if callback(entry) is False:
+                                raise StopTraining
+        except StopTraining:
+            stopped = "callback"
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        finally:
+            bar.close()
+            self.model.normalize_decoder_()
+            self.model.rescale_inputs_(1.0 / scale)
+            self.model.eval()
+        if last is not None and logged_step != self.step:
+            entry = self._log_entry(last, last_lr)
+            history.append(entry)
+            for callback in callbacks:
+                try:
+                    callback(entry)
+                except StopTraining:
+                    pass
+        return stopped
+
+    def _log_entry(self, metrics: dict[str, Tensor], lr: float) -> dict[str, float]:
+        entry: dict[str, float] = {"step": self.step, "samples": self.samples_seen}
+        entry.update({name: float(value) for name, value in metrics.items()})
+        entry["dead_fraction"] = float(self.dead_mask().float().mean())
+        entry["lr"] = lr
+        return entry
