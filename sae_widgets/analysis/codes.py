@@ -178,7 +178,7 @@ class CodeStore:
         kept = slot[unit] >= 0
         out = np.zeros((len(rows), len(distinct)), dtype=np.float32)
         out[owner[kept], slot[unit[kept]]] = value[kept]
-        return out if len(distinct) == len(columns) else out[:, column_of]
+        return out if np.array_equal(distinct, columns) else out[:, column_of.ravel()]
 
     def __repr__(self) -> str:
         return (

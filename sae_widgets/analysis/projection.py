@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.decomposition import PCA
+from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from sae_widgets.analysis._checks import check_positive_int
 
@@ -33,6 +34,14 @@ class Projection:
     """(n_features,) mean that was subtracted before projecting."""
     source: str
     """What was projected: "codes" or "inputs"."""
+
+
+def _has_no_variance(matrix: Any) -> bool:
+    """True when every sample is the same point (PCA then has no direction to find)."""
+    if sp.issparse(matrix):
+        _, variances = mean_variance_axis(matrix, axis=0)
+        return bool(np.all(variances == 0))
+    return bool(np.all(matrix == matrix[:1]))
 
 
 def pca_projection(
@@ -73,10 +82,19 @@ def pca_projection(
         raise ValueError("data must be finite; got NaN or infinity")
     if sparse and matrix.dtype != np.float32:
         matrix = matrix.astype(np.float32)
+    if _has_no_variance(matrix):  # e.g. every sample got the same codes; ARPACK cannot start
+        return Projection(
+            coords=np.zeros((n_samples, n_components), dtype=np.float32),
+            explained_variance_ratio=np.zeros(n_components),
+            components=np.eye(n_components, n_features, dtype=np.float32),
+            mean=np.asarray(matrix.mean(axis=0), dtype=np.float32).ravel(),
+            source=source,
+        )
     pca = PCA(
         n_components=n_components, svd_solver="arpack" if sparse else "auto", random_state=seed
     )
-    coords = pca.fit_transform(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant data: 0/0 variance ratio
+        coords = pca.fit_transform(matrix)
     ratio = np.nan_to_num(np.asarray(pca.explained_variance_ratio_, dtype=np.float64))
     return Projection(
         coords=np.ascontiguousarray(coords, dtype=np.float32),

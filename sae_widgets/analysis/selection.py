@@ -64,6 +64,7 @@ class Enrichment:
     the KL divergence between the two firing distributions: 0 for a unit that fires as often
     everywhere (even one that always fires), large for a unit that fires on most of the set
     and rarely elsewhere, and small for a rare unit that fires on a handful of the set.
+    Units that never fire score exactly 0; units depleted in the set score below 0.
     """
 
     units: NDArray[np.int64]
@@ -100,7 +101,7 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
     prior = (store.counts + 0.5) / (store.n_samples + 1.0)
     p_in = (count_in + prior) / (n_in + 1.0)
     p_out = (count_out + prior) / (n_out + 1.0)
-    score = p_in * np.log(p_in / p_out)
+    score = np.where(store.counts > 0, p_in * np.log(p_in / p_out), 0.0)  # dead units: 0
 
     keep = store.n_units if top is None else min(top, store.n_units)
     ranked, ranked_score = top_entries(np.arange(store.n_units), score, keep)

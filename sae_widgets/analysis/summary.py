@@ -181,7 +181,7 @@ def _label_fields(
         top_label=top,
         top_label_precision=float(share[top]),
         top_label_recall=float(counts[top] / np.count_nonzero(labels == top)),
-        label_selectivity=1.0 - entropy / np.log(n_labels) if n_labels > 1 else 1.0,
+        label_selectivity=1.0 - entropy / float(np.log(n_labels)) if n_labels > 1 else 1.0,
     )
     return fields
 
