@@ -99,7 +99,7 @@ def test_label_unit_is_selective_and_dense_unit_is_not():
 
 
 def test_intervals_partition_the_firing_samples():
-    Z, labels, decoder = make_data()
+    Z, _, decoder = make_data()
     store = CodeStore(Z)
     s = unit_summary(store, 3, decoder, n_intervals=4, per_interval=3, seed=7)
     column = Z[:, 3]
@@ -132,7 +132,7 @@ def test_dead_unit_summary_is_empty_not_an_error():
 
 
 def test_pre_normalized_decoder_gives_the_same_answer():
-    Z, labels, decoder = make_data()
+    Z, _, decoder = make_data()
     store = CodeStore(Z)
     a = unit_summary(store, 4, decoder)
     b = unit_summary(store, 4, normalize_rows(decoder), decoder_normalized=True)
