@@ -128,12 +128,7 @@ class Attribute:
     # ----------------------------------------------------------------------------- evaluation
 
     def _base_rows(self, indices: Any) -> np.ndarray:
-        if self.n_samples is None:
-            raise ValueError(
-                f"attribute {self.name!r} is not bound to a dataset; pass n_samples or attach "
-                "it to a Dataset first"
-            )
-        idx = _normalise_indices(indices, self.n_samples)
+        idx = _normalise_indices(indices, self._bound_size())
         return idx if self._rows is None else self._rows[idx]
 
     @staticmethod
@@ -195,10 +190,22 @@ class Attribute:
     def subset(self, indices: Any) -> Attribute:
         """The attribute for the samples `indices`: its row i is this attribute's row
         indices[i] (what `Dataset.__getitem__` uses to keep attributes aligned)."""
-        rows = self._base_rows(indices)
+        return self._subset_checked(_normalise_indices(indices, self._bound_size()))
+
+    def _bound_size(self) -> int:
+        if self.n_samples is None:
+            raise ValueError(
+                f"attribute {self.name!r} is not bound to a dataset; pass n_samples or attach "
+                "it to a Dataset first"
+            )
+        return self.n_samples
+
+    def _subset_checked(self, idx: np.ndarray) -> Attribute:
+        """`subset` for indices already validated against n_samples (Dataset does that once
+        for all its attributes)."""
         new = self._copy()
-        new._rows = rows
-        new.n_samples = int(rows.shape[0])
+        new._rows = idx if self._rows is None else self._rows[idx]
+        new.n_samples = int(idx.shape[0])
         return new
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], name: str | None = None) -> Attribute:
@@ -463,7 +470,7 @@ class Dataset:
             factors=None if self.factors is None else {k: v[rows] for k, v in self.factors.items()},
             true_features=self.true_features,
             true_codes=None if self.true_codes is None else self.true_codes[rows],
-            attributes={k: a.subset(rows) for k, a in self.attributes.items()},
+            attributes={k: a._subset_checked(rows) for k, a in self.attributes.items()},
             name=self.name,
         )
 
