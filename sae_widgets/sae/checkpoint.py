@@ -17,8 +17,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors.torch import save_file
 
 from sae_widgets.sae.formats import (
@@ -31,6 +32,16 @@ from sae_widgets.sae.formats import (
 from sae_widgets.sae.formats import dictionary_learning as _dl
 from sae_widgets.sae.formats import saelens as _saelens
 from sae_widgets.sae.formats import sparsify as _sparsify
+from sae_widgets.sae.formats.record import NEEDS_K
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.model import SparseAutoencoder
+
+# Logged training steps kept in cfg.json (fit logs about 50; long streams get their tail).
+MAX_HISTORY_SAVED = 10_000
+# Estimator parameters that describe the architecture; the weights decide them on load.
+_ARCHITECTURE_PARAMS = ("n_units", "activation", "k")
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,126 @@ def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
     """The weights of any known checkpoint layout, in our convention."""
     path = _as_path(folder)
     return detect_layout(path).read(path)
+
+
+def save_sae(
+    sae: SAE, folder: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write a fitted estimator to `folder` in SAELens' layout (see `write_weights`).
+
+    cfg.json's metadata block keeps our version, the activation, the estimator's parameters,
+    the training history and the final metrics: `metrics` when given (e.g. from
+    `sae_widgets.sae.metrics.evaluate`), else those of the last logged training step.
+    """
+    from sklearn.exceptions import NotFittedError
+
+    module = getattr(sae, "model_", None)
+    if module is None:
+        raise NotFittedError(f"{type(sae).__name__} is not fitted yet; nothing to save")
+    weights = module.weights()  # user space: any input scaling is already folded in
+    activation = module.cfg.activation
+    record = CheckpointWeights(
+        W_enc=weights["W_enc"],
+        b_enc=weights["b_enc"],
+        W_dec=weights["W_dec"],
+        b_dec=weights["b_dec"],
+        activation=activation,
+        k=module.cfg.k if activation in NEEDS_K else None,
+        threshold=weights.get("threshold"),
+        metadata=_metadata(sae, metrics),
+        layout="sae_widgets",
+    )
+    return write_weights(record, folder)
+
+
+def load_sae(folder: str | os.PathLike[str]) -> SAE:
+    """A fitted estimator from any known checkpoint folder; it can keep training."""
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+    record = read_weights(folder)
+    ours = record.layout == "sae_widgets"
+    model_cfg = record.metadata.get("model_config", {}) if ours else {}
+    extra = {k: v for k, v in model_cfg.items() if k in ("bandwidth", "init_threshold")}
+    cfg = SAEConfig(
+        d_in=record.d_in,
+        n_units=record.n_units,
+        activation=record.activation,
+        k=record.k,
+        **extra,
+    )
+    module = SparseAutoencoder.from_weights(
+        cfg, record.W_enc, record.b_enc, record.W_dec, record.b_dec, threshold=record.threshold
+    )
+    if record.activation == "jumprelu" and record.threshold is not None:
+        _set_exact_log_threshold(module, record.threshold)
+    accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
+    saved = record.metadata.get("params", {}) if ours else {}
+    sae = SAE.from_module(module, **{k: v for k, v in saved.items() if k in accepted})
+    history = record.metadata.get("training", {}).get("history") if ours else None
+    if isinstance(history, list):
+        sae.history_ = [dict(entry) for entry in history if isinstance(entry, dict)]
+    return sae
+
+
+def describe_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """What `sae-widgets info` shows: layout, architecture, shapes, training and metrics."""
+    record = read_weights(folder)
+    ours = record.layout == "sae_widgets"
+    training = dict(record.metadata.get("training", {})) if ours else {}
+    history = training.pop("history", None) or []
+    return {
+        "checkpoint": str(_as_path(folder)),
+        "layout": record.layout,
+        "activation": record.activation,
+        "k": record.k,
+        "d_in": record.d_in,
+        "n_units": record.n_units,
+        "shapes": {name: list(t.shape) for name, t in record.tensors().items()},
+        "sae_widgets_version": record.metadata.get("sae_widgets_version"),
+        "params": record.metadata.get("params") if ours else None,
+        "training": {**training, "logged_steps": len(history)} if ours else None,
+        "metrics": record.metadata.get("metrics") if ours else None,
+    }
+
+
+def _metadata(sae: SAE, metrics: dict[str, Any] | None) -> dict[str, Any]:
+    from sae_widgets import __version__
+
+    history = [dict(entry) for entry in getattr(sae, "history_", [])][-MAX_HISTORY_SAVED:]
+    if metrics is None and history:
+        last = history[-1]
+        metrics = {k: last[k] for k in ("fvu", "l0", "dead_fraction") if k in last}
+        metrics["source"] = "last logged training step"
+    return {
+        "sae_widgets_version": __version__,
+        "params": sae.get_params(),
+        "model_config": sae.model_.cfg.to_dict(),
+        "training": {
+            "n_steps": getattr(sae, "n_steps_", None),
+            "n_samples_seen": getattr(sae, "n_samples_seen_", None),
+            "stop_reason": getattr(sae, "stop_reason_", None),
+            "history": history,
+        },
+        "metrics": dict(metrics or {}),
+    }
+
+
+@torch.no_grad()
+def _set_exact_log_threshold(module: SparseAutoencoder, threshold_U: torch.Tensor) -> None:
+    """Make exp(log_threshold) reproduce the saved threshold bit for bit.
+
+    The model stores log(threshold) and log(exp(a)) can miss a by an ulp; the float next to
+    log(t) usually hits t exactly, so a few nudges make a saved model load identically.
+    """
+    target = threshold_U.to(module.log_threshold)
+    log = module.log_threshold.detach().clone()
+    up, down = torch.full_like(log, math.inf), torch.full_like(log, -math.inf)
+    for _ in range(4):
+        back = log.exp()
+        nudged = torch.where(back < target, torch.nextafter(log, up), torch.nextafter(log, down))
+        log = torch.where(back == target, log, nudged)
+    module.log_threshold.copy_(log)
 
 
 def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> Path:

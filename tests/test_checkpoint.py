@@ -1,0 +1,118 @@
+"""sae.save / SAE.load: bit-exact round trips, the metadata block, training after loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+import sae_widgets as sw
+from sae_widgets.sae.checkpoint import describe_checkpoint, save_sae
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+D_IN, N_UNITS = 12, 20
+
+
+def _random_sae(activation: str, seed: int = 0) -> sw.SAE:
+    """A fitted estimator around random weights (no training needed for io tests)."""
+    gen = torch.Generator().manual_seed(seed)
+    k = 3 if activation in ("topk", "batchtopk") else None
+    module = SparseAutoencoder(SAEConfig(D_IN, N_UNITS, activation, k), generator=gen)
+    with torch.no_grad():
+        module.b_enc.copy_(torch.randn(N_UNITS, generator=gen) * 0.1)
+        module.b_dec.copy_(torch.randn(D_IN, generator=gen))
+        if activation == "jumprelu":
+            module.log_threshold.copy_(torch.randn(N_UNITS, generator=gen))
+        if activation == "batchtopk":
+            module.batch_threshold.copy_(torch.rand(N_UNITS, generator=gen) * 0.3)
+    return sw.SAE.from_module(module, epochs=3, batch_size=64, lr=1e-3, seed=seed)
+
+
+def _inputs(n: int = 200) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, D_IN)).astype(np.float32) + 0.5
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_save_then_load_is_bit_exact(tmp_path: Path, activation: str) -> None:
+    sae = _random_sae(activation)
+    sae.save(tmp_path / "run")
+    loaded = sw.SAE.load(tmp_path / "run")
+
+    saved_w, loaded_w = sae.model_.weights(), loaded.model_.weights()
+    assert saved_w.keys() == loaded_w.keys()
+    for name in saved_w:
+        assert torch.equal(saved_w[name], loaded_w[name]), name
+    X = _inputs()
+    codes = sae.transform(X)
+    assert (codes != 0).any()
+    assert np.array_equal(loaded.transform(X), codes)
+    assert np.array_equal(loaded.inverse_transform(codes), sae.inverse_transform(codes))
+    assert loaded.get_params() == sae.get_params()
+
+
+def test_load_accepts_str_and_path_and_save_needs_a_fitted_sae(tmp_path: Path) -> None:
+    sae = _random_sae("topk")
+    sae.save(str(tmp_path / "a"))
+    assert np.array_equal(sw.SAE.load(str(tmp_path / "a")).components_, sae.components_)
+    with pytest.raises(NotFittedError):
+        sw.SAE().save(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="not an SAE checkpoint"):
+        sw.SAE.load(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[sw.SAE, Path, np.ndarray]:
+    X = sw.datasets.digits().X
+    sae = sw.SAE(n_units=32, activation="topk", k=4, epochs=1, seed=0).fit(X, progress=False)
+    folder = tmp_path_factory.mktemp("ckpt") / "digits"
+    sae.save(folder)
+    return sae, folder, X
+
+
+def test_metadata_block_keeps_version_params_history_and_metrics(
+    trained: tuple[sw.SAE, Path, np.ndarray],
+) -> None:
+    sae, folder, _ = trained
+    cfg = json.loads((folder / "cfg.json").read_text())
+    meta = cfg["metadata"]
+    assert meta["sae_widgets_version"] == sw.__version__
+    assert (meta["activation"], meta["k"]) == ("topk", 4)
+    assert meta["params"]["n_units"] == 32 and meta["params"]["epochs"] == 1
+    assert meta["training"]["n_steps"] == sae.n_steps_ > 0
+    assert meta["training"]["history"] == sae.history_
+    last = sae.history_[-1]
+    assert meta["metrics"]["fvu"] == last["fvu"] and meta["metrics"]["l0"] == last["l0"]
+
+
+def test_given_metrics_are_written_and_info_describes_the_folder(
+    tmp_path: Path, trained: tuple[sw.SAE, Path, np.ndarray]
+) -> None:
+    sae, _, _ = trained
+    save_sae(sae, tmp_path / "run", metrics={"fvu": 0.25, "mse": 0.5, "l0": 4.0})
+    info = describe_checkpoint(tmp_path / "run")
+    assert info["layout"] == "sae_widgets"
+    assert (info["activation"], info["k"], info["d_in"], info["n_units"]) == ("topk", 4, 64, 32)
+    assert info["shapes"] == {"W_enc": [64, 32], "b_enc": [32], "W_dec": [32, 64], "b_dec": [64]}
+    assert info["metrics"] == {"fvu": 0.25, "mse": 0.5, "l0": 4.0}
+    assert info["training"]["n_steps"] == sae.n_steps_
+    assert info["training"]["logged_steps"] == len(sae.history_)
+
+
+def test_a_loaded_sae_keeps_training(trained: tuple[sw.SAE, Path, np.ndarray]) -> None:
+    sae, folder, X = trained
+    loaded = sw.SAE.load(folder)
+    assert loaded.history_ == sae.history_
+    before = loaded.components_.copy()
+    loaded.partial_fit(X[:512])
+    assert loaded.n_steps_ > 0
+    assert not np.array_equal(loaded.components_, before)
+    assert len(loaded.history_) > len(sae.history_)
+    assert loaded.transform(X[:5]).shape == (5, 32)
+    refit = sw.SAE.load(folder).fit(X[:300], progress=False)  # fit starts afresh, as sklearn's
+    assert refit.transform(X[:5]).shape == (5, 32)
