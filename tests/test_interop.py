@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -372,3 +373,39 @@ def test_topk_k_comes_from_each_config(tmp_path: Path) -> None:
     for name in ("saelens-topk", "saelens-legacy-topk", "sparsify", "dl-topk", "dl-batchtopk"):
         CASES[name][0](tmp_path / name, D_IN, N_UNITS)
         assert read_weights(tmp_path / name).k == K, name
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loaded_estimator_transforms_like_the_library(tmp_path: Path, name: str) -> None:
+    import sae_widgets as sw
+
+    writer, activation, _ = CASES[name]
+    library_encode, library_decode = writer(tmp_path / name, D_IN, N_UNITS)
+
+    sae = sw.SAE.load(tmp_path / name)
+
+    assert (sae.activation, sae.n_units, sae.n_features_in_) == (activation, N_UNITS, D_IN)
+    x = _inputs(D_IN)
+    expected = library_encode(x)
+    codes = sae.transform(x.numpy())
+    np.testing.assert_allclose(codes, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(codes != 0, expected.numpy() != 0)
+    np.testing.assert_allclose(
+        sae.inverse_transform(codes), library_decode(expected).numpy(), rtol=1e-5, atol=1e-5
+    )
+    torch.testing.assert_close(sae.transform(x), expected, rtol=1e-5, atol=1e-5)  # torch in/out
+
+
+def test_loaded_foreign_sae_keeps_training_and_saves_as_saelens(tmp_path: Path) -> None:
+    import sae_widgets as sw
+
+    sparsify_topk(tmp_path / "sparsify", D_IN, N_UNITS)
+    sae = sw.SAE.load(tmp_path / "sparsify")
+    x = _inputs(D_IN, 512).numpy()
+    before = sae.components_.copy()
+    sae.partial_fit(x)
+    assert not np.array_equal(sae.components_, before)
+    sae.save(tmp_path / "ours")
+    again = sw.SAE.load(tmp_path / "ours")
+    assert read_weights(tmp_path / "ours").layout == "sae_widgets"
+    assert np.array_equal(again.transform(x), sae.transform(x))
