@@ -28,7 +28,7 @@ def _data_of(X: Any) -> Any:
     return X
 
 
-class SAE(BaseEstimator):  # type: ignore[misc]
+class SAE(BaseEstimator):
     """Sparse autoencoder estimator.
 
     Parameters
@@ -193,7 +193,9 @@ class SAE(BaseEstimator):  # type: ignore[misc]
         self.n_steps_ = 0
         self.n_samples_seen_ = 0
         self.stop_reason_: str | None = None
-        self._trainer = Trainer(self.model_, self._train_config(), int(self.seed), fresh=True)
+        self._trainer: Trainer | None = Trainer(
+            self.model_, self._train_config(), int(self.seed), fresh=True
+        )
 
     def _session(
         self,
@@ -332,9 +334,9 @@ class SAE(BaseEstimator):  # type: ignore[misc]
                 data_parts.append(data.cpu())
                 index_parts.append(units.to(torch.int32).cpu())
                 count_parts.append(counts.cpu())
-        counts = torch.cat(count_parts).numpy()
-        indptr = np.zeros(counts.size + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
+        row_counts = torch.cat(count_parts).numpy()
+        indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
+        np.cumsum(row_counts, out=indptr[1:])
         index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
         if index_dtype == np.int32:
             indptr = indptr.astype(np.int32)
@@ -344,7 +346,7 @@ class SAE(BaseEstimator):  # type: ignore[misc]
                 torch.cat(index_parts).numpy().astype(index_dtype, copy=False),
                 indptr,
             ),
-            shape=(counts.size, model.cfg.n_units),
+            shape=(row_counts.size, model.cfg.n_units),
         )
         matrix.has_sorted_indices = True
         return matrix

@@ -107,6 +107,9 @@ def _fvu(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
 class SparseAutoencoder(nn.Module):
     """A one-layer sparse autoencoder with a configurable activation."""
 
+    log_threshold: nn.Parameter  # jumprelu only
+    batch_threshold: Tensor  # batchtopk only (a buffer)
+
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cfg = cfg
@@ -139,8 +142,7 @@ class SparseAutoencoder(nn.Module):
         if self.cfg.activation == "jumprelu":
             return self.log_threshold.exp()
         if self.cfg.activation == "batchtopk":
-            out: Tensor = self.batch_threshold
-            return out
+            return self.batch_threshold
         return None
 
     @classmethod
@@ -263,7 +265,7 @@ class SparseAutoencoder(nn.Module):
         """(B, d_in) reconstruction from dense codes."""
         return torch.addmm(self.b_dec, codes_BU, self.W_dec)
 
-    def forward(self, x_BD: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:  # type: ignore[override]
+    def forward(self, x_BD: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
         """Reconstruction, dense codes and loss terms (batchtopk selects per batch in training)."""
         out = self.forward_train(x_BD, dead_mask)
         codes = out.codes

@@ -85,7 +85,7 @@ class _GatheredPreacts(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         pre_BU: Tensor,
         units: Tensor,
@@ -100,7 +100,7 @@ class _GatheredPreacts(torch.autograd.Function):
         return pre_BU[rows, units]
 
     @staticmethod
-    def backward(ctx: Any, grad_N: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_N: Tensor) -> tuple[Tensor | None, ...]:
         units, offsets, xc_BD, W_enc = ctx.saved_tensors
         n_units = W_enc.shape[1]
         grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
@@ -151,13 +151,13 @@ class _JumpReLU(torch.autograd.Function):
     """x * H(x - theta); d/dtheta uses a rectangle kernel of width `bandwidth` (STE)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(x, threshold)
         ctx.bandwidth = bandwidth
         return x * (x > threshold)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_x = (x > threshold) * grad
@@ -169,13 +169,13 @@ class _Step(torch.autograd.Function):
     """H(x - theta) with a straight-through gradient to theta only (for the L0 penalty)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(x, threshold)
         ctx.bandwidth = bandwidth
         return (x > threshold).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, threshold = ctx.saved_tensors
         eps = ctx.bandwidth
         grad_t = -(1.0 / eps) * _rectangle((x - threshold) / eps) * grad
