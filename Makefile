@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 STAMP := $(VENV)/.installed
+# JupyterLab refuses to run as root (containers, CI) without this flag.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: demo test test-fast lint typecheck bench clean
 
@@ -18,8 +20,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@nb=notebooks/01_quickstart.ipynb; test -f $$nb || nb=notebooks; \
-	echo "Opening JupyterLab on $$nb at http://localhost:$(PORT)/lab"; \
-	$(VENV)/bin/jupyter lab --port=$(PORT) --no-browser --ip=127.0.0.1 $$nb
+	echo "Opening JupyterLab on $$nb: open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below"; \
+	$(VENV)/bin/jupyter lab --port=$(PORT) --no-browser --ip=127.0.0.1 $(ROOT_FLAG) \
+		--LabApp.extension_manager=readonly $$nb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sae_widgets tests benchmarks
