@@ -1,0 +1,57 @@
+"""Array conversion and validation shared by `Dataset` and `Attribute`: errors name the field."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    """Turn an array-like (numpy, torch tensor, list) into a numpy array."""
+    # torch is looked up, not imported: a tensor can only exist if torch is already loaded,
+    # and importing it here would make `import sae_widgets.data` cost a second.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be array-like; got {type(value).__name__}") from err
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return
+    # min and max propagate NaN and expose infinities without a full-size boolean temporary
+    if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarray:
+    """Validate sample indices (int array-like or boolean mask) into an int64 array in [0, n)."""
+    idx = _to_numpy(indices, name)
+    if idx.ndim == 0:
+        idx = idx.reshape(1)
+    if idx.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of sample indices; got shape {idx.shape}")
+    if idx.dtype == np.bool_:
+        if idx.shape[0] != n:
+            raise ValueError(
+                f"{name} as a boolean mask must have one entry per sample (n={n}); "
+                f"got {idx.shape[0]}"
+            )
+        return np.flatnonzero(idx)
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers or booleans; got dtype {idx.dtype}")
+    idx = idx.astype(np.int64, copy=False)
+    low, high = int(idx.min()), int(idx.max())
+    if low < -n or high >= n:
+        bad = low if low < -n else high
+        raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
+    return np.where(idx < 0, idx + n, idx)

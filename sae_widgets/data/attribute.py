@@ -1,0 +1,201 @@
+"""`Attribute`: one thing a probe can vary about a sample (e.g. a digit's rotation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_numpy
+
+# apply_fn(rows, value) -> float32 (len(rows), d): `rows` index the dataset the function was
+# written for (the "base" rows); `Attribute` maps a subset's own rows onto them.
+ApplyFn = Callable[[np.ndarray, float], np.ndarray]
+# sweep_fn(rows, values) -> float32 (len(values), len(rows), d); optional fast path.
+SweepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class Attribute:
+    """One property of a sample that a probe can vary (rotation, a generative factor, ...).
+
+    `apply(indices, value)` returns the X rows of those samples with the attribute set to
+    `value`; `sweep(indices, values)` does it for a grid of values at once.
+
+    Parameters
+    ----------
+    name: what the attribute is called (the key in `Dataset.attributes`).
+    values: default grid a slider walks over (1-D, finite); `identity` is added if missing.
+    apply_fn: `apply_fn(rows, value) -> (len(rows), d)` on the rows of the dataset it was built
+        for. Called only with validated rows and a finite float value.
+    identity: the value that leaves every sample unchanged (rotation 0, scale 1), or None when
+        no single value does (a shape factor, a ground-truth coefficient).
+    n_samples: how many samples `apply_fn` accepts rows for; `Dataset` fills it in if None.
+    sweep_fn: optional vectorised `sweep_fn(rows, values) -> (len(values), len(rows), d)`.
+    description: one line for tooltips.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        values: Any,
+        apply_fn: ApplyFn,
+        *,
+        identity: float | None = None,
+        n_samples: int | None = None,
+        sweep_fn: SweepFn | None = None,
+        description: str = "",
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a non-empty string; got {name!r}")
+        if not callable(apply_fn):
+            raise TypeError(f"apply_fn must be callable; got {type(apply_fn).__name__}")
+        if sweep_fn is not None and not callable(sweep_fn):
+            raise TypeError(f"sweep_fn must be callable or None; got {type(sweep_fn).__name__}")
+        grid = np.asarray(_to_numpy(values, "values"), dtype=np.float64)
+        if grid.ndim != 1 or grid.size == 0:
+            raise ValueError(f"values must be a non-empty 1-D grid; got shape {grid.shape}")
+        _check_finite(grid, "values")
+        if identity is not None:
+            identity = float(identity)
+            if not np.isfinite(identity):
+                raise ValueError(f"identity must be finite or None; got {identity}")
+            if not np.any(grid == identity):
+                grid = np.sort(np.append(grid, identity))
+        if n_samples is not None and (not isinstance(n_samples, int) or n_samples < 1):
+            raise ValueError(f"n_samples must be a positive int or None; got {n_samples!r}")
+        self.name = name
+        self.values = grid
+        self.identity = identity
+        self.n_samples = n_samples
+        self.description = description
+        self._apply_fn = apply_fn
+        self._sweep_fn = sweep_fn
+        # rows of the base dataset that this attribute's samples are (None: all, in order)
+        self._rows: np.ndarray | None = None
+
+    # ----------------------------------------------------------------------------- evaluation
+
+    def _base_rows(self, indices: Any) -> np.ndarray:
+        idx = _normalise_indices(indices, self._bound_size())
+        return idx if self._rows is None else self._rows[idx]
+
+    @staticmethod
+    def _check_value(value: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"value must be a number; got {type(value).__name__}") from err
+        if not np.isfinite(v):
+            raise ValueError(f"value must be finite; got {v}")
+        return v
+
+    def apply(self, indices: Any, value: float) -> np.ndarray:
+        """X rows of samples `indices` with this attribute set to `value`: float32 (m, d)."""
+        rows = self._base_rows(indices)
+        out = np.asarray(self._apply_fn(rows, self._check_value(value)), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != rows.shape[0]:
+            raise ValueError(
+                f"attribute {self.name!r}: apply_fn returned shape {out.shape}, expected "
+                f"({rows.shape[0]}, d)"
+            )
+        return out
+
+    def sweep(self, indices: Any, values: Any = None) -> np.ndarray:
+        """`apply` for every value of a grid (default `self.values`): float32 (v, m, d)."""
+        rows = self._base_rows(indices)
+        if values is None:
+            grid = self.values
+        else:
+            grid = np.asarray(_to_numpy(values, "values"), dtype=np.float64).reshape(-1)
+            if grid.size == 0:
+                raise ValueError("values must hold at least one value")
+            _check_finite(grid, "values")
+        if self._sweep_fn is not None:
+            out = np.asarray(self._sweep_fn(rows, grid), dtype=np.float32)
+        else:
+            out = np.stack([np.asarray(self._apply_fn(rows, float(v))) for v in grid])
+            out = out.astype(np.float32, copy=False)
+        if out.ndim != 3 or out.shape[:2] != (grid.size, rows.shape[0]):
+            raise ValueError(
+                f"attribute {self.name!r}: sweep returned shape {out.shape}, expected "
+                f"({grid.size}, {rows.shape[0]}, d)"
+            )
+        return out
+
+    # ---------------------------------------------------------------------------- derivation
+
+    def _copy(self) -> Attribute:
+        new = Attribute.__new__(Attribute)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def bind(self, n_samples: int) -> Attribute:
+        """This attribute with `n_samples` set (what `Dataset` does for unbound attributes)."""
+        new = self._copy()
+        new.n_samples = int(n_samples)
+        return new
+
+    def subset(self, indices: Any) -> Attribute:
+        """The attribute for the samples `indices`: its row i is this attribute's row
+        indices[i] (what `Dataset.__getitem__` uses to keep attributes aligned)."""
+        return self._subset_checked(_normalise_indices(indices, self._bound_size()))
+
+    def _bound_size(self) -> int:
+        if self.n_samples is None:
+            raise ValueError(
+                f"attribute {self.name!r} is not bound to a dataset; pass n_samples or attach "
+                "it to a Dataset first"
+            )
+        return self.n_samples
+
+    def _subset_checked(self, idx: np.ndarray) -> Attribute:
+        """`subset` for indices already validated against n_samples (Dataset does that once
+        for all its attributes)."""
+        new = self._copy()
+        new._rows = idx if self._rows is None else self._rows[idx]
+        new.n_samples = int(idx.shape[0])
+        return new
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray], name: str | None = None) -> Attribute:
+        """An attribute whose rows are `fn(self.apply(...))`, e.g. the varied input passed
+        through a model. `fn` maps float32 (m, d_in) to (m, d_out) and must treat rows
+        independently (sweeps call it once on all values' rows stacked)."""
+        base = self
+
+        def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
+            return fn(base._raw_apply(rows, value))
+
+        def sweep_fn(rows: np.ndarray, grid: np.ndarray) -> np.ndarray:
+            varied = base._raw_sweep(rows, grid)
+            out = np.asarray(fn(varied.reshape(-1, varied.shape[-1])))
+            return out.reshape(grid.size, rows.shape[0], -1)
+
+        return Attribute(
+            name or self.name,
+            self.values,
+            apply_fn,
+            identity=self.identity,
+            n_samples=self.n_samples,
+            sweep_fn=sweep_fn,
+            description=self.description,
+        )._with_rows(self._rows)
+
+    def _with_rows(self, rows: np.ndarray | None) -> Attribute:
+        self._rows = rows
+        return self
+
+    def _raw_apply(self, rows: np.ndarray, value: float) -> np.ndarray:
+        return np.asarray(self._apply_fn(rows, value), dtype=np.float32)
+
+    def _raw_sweep(self, rows: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        if self._sweep_fn is not None:
+            return np.asarray(self._sweep_fn(rows, grid), dtype=np.float32)
+        return np.stack([self._raw_apply(rows, float(v)) for v in grid])
+
+    def __repr__(self) -> str:
+        lo, hi = self.values.min(), self.values.max()
+        return (
+            f"Attribute({self.name!r}, values={lo:g}..{hi:g} ({self.values.size}), "
+            f"identity={self.identity}, n_samples={self.n_samples})"
+        )
