@@ -68,21 +68,26 @@ def sequential_rgb(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return _interpolate(_SEQUENTIAL_ANCHORS, values / vmax)
 
 
-def grayscale_rgb(images: np.ndarray) -> np.ndarray:
-    """Images (..., h, w) or (..., h, w, 3) scaled by their overall min/max to uint8 RGB."""
+def grayscale_rgb(images: np.ndarray, color: bool = False) -> np.ndarray:
+    """Images scaled by their overall min/max to uint8 RGB.
+
+    `images` is (..., h, w) grey, or (..., h, w, 3) with ``color=True`` (kept as colour).
+    """
     images = np.asarray(images, dtype=np.float32)
     lo, hi = (float(images.min()), float(images.max())) if images.size else (0.0, 1.0)
     scaled = (images - lo) / (hi - lo if hi > lo else 1.0)
     rgb = np.rint(scaled * 255).astype(np.uint8)
-    if rgb.ndim >= 3 and rgb.shape[-1] == 3:
-        return rgb
-    return np.repeat(rgb[..., None], 3, axis=-1)
+    return rgb if color else np.repeat(rgb[..., None], 3, axis=-1)
 
 
 def thumbnail_grid(
-    images_N: np.ndarray, n_cols: int, pad: int = 1, background: int = 255
+    images_N: np.ndarray, n_cols: int, pad: int = 1, band: int = 0, background: int = 255
 ) -> np.ndarray:
-    """Tile N uint8 RGB images (N, h, w, 3) into one (rows*(h+pad)-pad, cols*(w+pad)-pad, 3)."""
+    """Tile N uint8 RGB images (N, h, w, 3) into one picture, row-major, `n_cols` per row.
+
+    Cells are (h + band) x w pixels, `pad` pixels apart; the `band` background rows under
+    each image leave room for a caption. Shape: (rows*(h+band+pad)-pad, cols*(w+pad)-pad, 3).
+    """
     images_N = np.asarray(images_N, dtype=np.uint8)
     if images_N.ndim != 4 or images_N.shape[-1] != 3:
         raise ValueError(f"images_N: expected shape (N, h, w, 3), got {images_N.shape}")
@@ -91,12 +96,11 @@ def thumbnail_grid(
     n, h, w, _ = images_N.shape
     n_cols = min(n_cols, max(n, 1))
     n_rows = max(-(-n // n_cols), 1)
-    grid = np.full(
-        (n_rows * (h + pad) - pad, n_cols * (w + pad) - pad, 3), background, dtype=np.uint8
-    )
+    cell_h = h + band + pad
+    grid = np.full((n_rows * cell_h - pad, n_cols * (w + pad) - pad, 3), background, np.uint8)
     for i in range(n):
         r, c = divmod(i, n_cols)
-        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = images_N[i]
+        grid[r * cell_h : r * cell_h + h, c * (w + pad) : c * (w + pad) + w] = images_N[i]
     return grid
 
 

@@ -1,0 +1,299 @@
+"""Drawing blocks that several views share.
+
+- `ImagePair`: two pictures side by side in one figure (decoder | encoder, input | its
+  reconstruction), as PNGs in bqplot Image marks.
+- `BarPair`: two vectors as grouped bars over chosen input dimensions (the same two things
+  when the inputs are not images).
+- `LinePair`: two vectors as lines over every input dimension.
+- `SampleGallery`: a few samples drawn small, each with a number (its activation):
+  thumbnails when the dataset has images, else rows of a colour-coded matrix.
+
+Each block owns a `.figure` and is updated by `show(...)`; none of them knows the Selection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Bars, Image, Label, LinearScale, Lines, OrdinalScale
+
+from sae_widgets.widgets._render import (
+    diverging_rgb,
+    encode_png,
+    grayscale_rgb,
+    thumbnail_grid,
+)
+from sae_widgets.widgets._view import figure
+
+__all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget"]
+
+_BLANK = np.full((1, 1, 3), 255, dtype=np.uint8)
+_TIGHT = {"top": 25, "bottom": 5, "left": 5, "right": 5}
+
+
+def png_widget(rgb: np.ndarray = _BLANK) -> widgets.Image:
+    """An ipywidgets.Image holding `rgb` as PNG (what a bqplot Image mark displays)."""
+    return widgets.Image(value=encode_png(rgb), format="png")
+
+
+def _is_color(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and shape[-1] == 3
+
+
+class ImagePair:
+    """Two arrays of one image shape drawn side by side, as one figure.
+
+    Parameters
+    ----------
+    names:
+        Titles of the left and right picture.
+    shape:
+        Image shape, (h, w) or (h, w, 3); vectors given to `show` are reshaped to it.
+    width:
+        Figure width in pixels; the height follows the images' aspect ratio.
+    """
+
+    GAP = 0.1  # gap between the two pictures, in picture widths
+
+    def __init__(self, names: tuple[str, str], shape: tuple[int, ...], width: int = 300) -> None:
+        self.shape = tuple(shape)
+        x_scale = LinearScale(min=0.0, max=2 + self.GAP, allow_padding=False)
+        y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
+        scales = {"x": x_scale, "y": y_scale}
+        self.marks = [
+            Image(image=png_widget(), scales=scales, x=(0.0, 1.0), y=(0.0, 1.0)),
+            Image(image=png_widget(), scales=scales, x=(1 + self.GAP, 2 + self.GAP), y=(0, 1)),
+        ]
+        h, w = self.shape[0], self.shape[1]
+        height = int(width / (2 + self.GAP) * h / w) + _TIGHT["top"] + _TIGHT["bottom"]
+        self.figure = figure(
+            self.marks,
+            title=f"{names[0]}  |  {names[1]}",
+            width=f"{width}px",
+            height=f"{height}px",
+            margin=_TIGHT,
+        )
+
+    def show(self, left: Any, right: Any, diverging: bool) -> None:
+        """Draw two flat vectors (or arrays) of the image shape.
+
+        diverging=True: each in zero-centred colours scaled to its own max |value| (weights);
+        False: both in grey (or colour) on one shared scale (an input and its reconstruction).
+        """
+        pair = np.stack([np.asarray(left, np.float32), np.asarray(right, np.float32)])
+        pair = pair.reshape((2, *self.shape))
+        if diverging:
+            if _is_color(self.shape):  # a signed RGB direction: show its mean over channels
+                pair = pair.mean(axis=-1)
+            rgbs = [diverging_rgb(picture) for picture in pair]
+        else:
+            rgbs = list(grayscale_rgb(pair, color=_is_color(self.shape)))
+        for mark, rgb in zip(self.marks, rgbs):
+            mark.image.value = encode_png(rgb)
+
+
+class BarPair:
+    """Two vectors as grouped bars over some of their dimensions (chosen by the caller)."""
+
+    def __init__(
+        self, names: tuple[str, str], colors: tuple[str, str] = ("#d62728", "#1f77b4")
+    ) -> None:
+        x_scale, y_scale = OrdinalScale(), LinearScale()
+        self.bars = Bars(
+            x=np.zeros(0, np.float32),
+            y=np.zeros((2, 0), np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            type="grouped",
+            colors=list(colors),
+            labels=list(names),
+            display_legend=True,
+        )
+        self.figure = figure(
+            [self.bars],
+            [
+                Axis(scale=x_scale, label="input dimension", tick_rotate=-90),
+                Axis(scale=y_scale, orientation="vertical", num_ticks=4),
+            ],
+            title=f"{names[0]} and {names[1]} (largest dimensions)",
+            legend_location="top-right",
+        )
+
+    def show(self, left: Any, right: Any, dims: Sequence[int]) -> None:
+        """Bars of left[dims] and right[dims], labelled by the dimension index."""
+        dims = np.asarray(dims, dtype=np.int64)
+        values = np.stack([np.asarray(left)[dims], np.asarray(right)[dims]]).astype(np.float32)
+        with self.bars.hold_sync():
+            self.bars.x = np.array([str(d) for d in dims])
+            self.bars.y = values
+
+
+class LinePair:
+    """Two vectors as lines over all their dimensions (input vs reconstruction)."""
+
+    def __init__(
+        self, names: tuple[str, str], colors: tuple[str, str] = ("#333333", "#d62728")
+    ) -> None:
+        x_scale, y_scale = LinearScale(), LinearScale()
+        self.lines = Lines(
+            x=np.zeros(0, np.float32),
+            y=np.zeros((2, 0), np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=list(colors),
+            labels=list(names),
+            display_legend=True,
+            stroke_width=1.2,
+        )
+        self.figure = figure(
+            [self.lines],
+            [
+                Axis(scale=x_scale, label="input dimension", num_ticks=5),
+                Axis(scale=y_scale, orientation="vertical", num_ticks=4),
+            ],
+            title=f"{names[0]} and {names[1]}",
+            legend_location="top-right",
+        )
+
+    def show(self, left: Any, right: Any) -> None:
+        pair = np.stack([np.asarray(left), np.asarray(right)]).astype(np.float32)
+        with self.lines.hold_sync():
+            self.lines.x = np.arange(pair.shape[1], dtype=np.float32)
+            self.lines.y = pair
+
+
+class SampleGallery:
+    """Samples drawn small, each captioned with a number; clicking one reports its index.
+
+    With images (``images`` given): a grid of thumbnails, `n_cols` per row, the caption in a
+    band under each. Without: one row per sample of a colour-coded matrix of chosen input
+    dimensions (``X`` given), captions on the vertical axis.
+    """
+
+    def __init__(
+        self,
+        on_sample: Callable[[int], None],
+        *,
+        images: np.ndarray | None = None,
+        X: np.ndarray | None = None,
+        n_cols: int = 8,
+        width: int = 360,
+        title: str = "",
+    ) -> None:
+        if (images is None) == (X is None):
+            raise ValueError("SampleGallery: give exactly one of images= or X=")
+        self._on_sample = on_sample
+        self.images, self.X = images, X
+        self.n_cols = n_cols
+        self.width = width
+        self.samples: list[int] = []
+        self._cell = (1, 1)  # (height, width) of one gallery cell, in data units
+        self.x_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
+        self.y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
+        scales = {"x": self.x_scale, "y": self.y_scale}
+        self.mark = Image(image=png_widget(), scales=scales, x=(0.0, 1.0), y=(0.0, 1.0))
+        self.mark.on_element_click(self._clicked)
+        self.captions = Label(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            text=[],
+            scales=scales,
+            default_size=11,
+            font_unit="px",
+            align="middle",
+            colors=["#333333"],
+        )
+        if images is None:
+            self.y_axis = Axis(scale=self.y_scale, orientation="vertical", tick_values=[])
+            self.x_axis = Axis(scale=self.x_scale, label="input dimension", tick_values=[])
+            axes, margin = [self.x_axis, self.y_axis], {"top": 25, "bottom": 35, "left": 110}
+            marks = [self.mark]
+        else:
+            axes, margin, marks = [], _TIGHT, [self.mark, self.captions]
+        self.figure = figure(
+            marks, axes, title=title, width=f"{width}px", margin={**_TIGHT, **margin}
+        )
+
+    def show(self, samples: Sequence[int], values: Sequence[float], dims: Any = None) -> None:
+        """Draw `samples` captioned by `values`; `dims` picks the columns in matrix mode."""
+        self.samples = [int(s) for s in samples]
+        if self.images is not None:
+            self._show_thumbnails(np.asarray(values, np.float32))
+        else:
+            assert self.X is not None
+            self._show_rows(np.asarray(values, np.float32), dims)
+
+    def _show_thumbnails(self, values: np.ndarray) -> None:
+        assert self.images is not None
+        shape = self.images.shape[1:]
+        h, w = shape[0], shape[1]
+        band = max(3, math.ceil(0.45 * h))  # room for the caption under each thumbnail
+        n = len(self.samples)
+        pictures = grayscale_rgb(self.images[self.samples], color=_is_color(shape))
+        grid = thumbnail_grid(
+            pictures.reshape(n, h, w, 3) if n else np.zeros((0, h, w, 3), np.uint8),
+            self.n_cols,
+            pad=1,
+            band=band,
+        )
+        grid_h, grid_w = grid.shape[:2]
+        self._cell = (h + band + 1, w + 1)
+        position = np.arange(n)
+        row, col = position // self.n_cols, position % self.n_cols
+        # Data units are grid pixels, y pointing up: pixel row r is at y = grid_h - r.
+        caption_x = col * (w + 1) + w / 2
+        caption_y = grid_h - (row * (h + band + 1) + h + 0.8 * band)
+        height = int(self.width * grid_h / grid_w) + _TIGHT["top"] + _TIGHT["bottom"]
+        with self.mark.hold_sync(), self.captions.hold_sync():
+            self.x_scale.max, self.y_scale.max = float(grid_w), float(grid_h)
+            self.mark.x, self.mark.y = (0.0, float(grid_w)), (0.0, float(grid_h))
+            self.mark.image.value = encode_png(grid)
+            self.captions.x = caption_x.astype(np.float32)
+            self.captions.y = caption_y.astype(np.float32)
+            self.captions.text = np.array([f"{v:.2f}" for v in values])
+        self.figure.layout.height = f"{height}px"
+
+    def _show_rows(self, values: np.ndarray, dims: Any) -> None:
+        assert self.X is not None
+        dims = np.arange(self.X.shape[1]) if dims is None else np.asarray(dims, np.int64)
+        n = len(self.samples)
+        block = self.X[np.asarray(self.samples, np.int64)][:, dims] if n else np.zeros((1, 1))
+        self._cell = (1, 1)
+        rows = max(n, 1)
+        # Row i is drawn at y = rows - 1 - i (integers, so tick labels map exactly).
+        with self.mark.hold_sync(), self.y_axis.hold_sync(), self.x_axis.hold_sync():
+            self.x_scale.min, self.x_scale.max = -0.5, len(dims) - 0.5
+            self.y_scale.min, self.y_scale.max = -0.5, rows - 0.5
+            self.mark.x, self.mark.y = (-0.5, len(dims) - 0.5), (-0.5, rows - 0.5)
+            self.mark.image.value = encode_png(diverging_rgb(block))
+            self.y_axis.tick_values = np.arange(n, dtype=np.float32)
+            self.y_axis.tick_labels = {
+                str(rows - 1 - i): f"#{s} · {v:.2f}"
+                for i, (s, v) in enumerate(zip(self.samples, values))
+            }
+            step = max(1, len(dims) // 12)
+            self.x_axis.tick_values = np.arange(0, len(dims), step, dtype=np.float32)
+            self.x_axis.tick_labels = {str(i): str(int(dims[i])) for i in range(0, len(dims), step)}
+        self.figure.layout.height = f"{max(120, 22 * rows + 60)}px"
+
+    def sample_at(self, x: float, y: float) -> int | None:
+        """The sample drawn at data point (x, y), or None for empty space."""
+        if self.images is not None:
+            grid_h = float(self.y_scale.max or 0.0)
+            row = int((grid_h - y) // self._cell[0])
+            col = int(x // self._cell[1])
+            if not 0 <= col < self.n_cols:
+                return None
+            position = row * self.n_cols + col
+        else:
+            position = len(self.samples) - 1 - round(y)
+        return self.samples[position] if 0 <= position < len(self.samples) else None
+
+    def _clicked(self, _mark: Any, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        if "click_x" in data and "click_y" in data:
+            sample = self.sample_at(float(data["click_x"]), float(data["click_y"]))
+            if sample is not None:
+                self._on_sample(sample)

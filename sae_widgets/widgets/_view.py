@@ -1,0 +1,125 @@
+"""What every Explorer-driven widget shares: the base class, unit buttons, figure defaults.
+
+The pattern, used by every view: a widget *is* an ``ipywidgets.VBox`` (so it displays and
+nests like any widget), holds the Explorer, exposes ``.figure`` (its main bqplot Figure),
+draws from ``ex.selection`` only, and writes user actions back to ``ex.selection`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Figure
+
+from sae_widgets.widgets.explorer import Explorer
+
+__all__ = ["ExplorerView", "UnitButtons", "figure", "pixel_shape"]
+
+_MARGIN = {"top": 30, "bottom": 35, "left": 45, "right": 10}
+
+
+def figure(
+    marks: Sequence[Any],
+    axes: Sequence[Any] = (),
+    *,
+    title: str = "",
+    width: str = "360px",
+    height: str = "240px",
+    margin: dict[str, int] | None = None,
+    **kwargs: Any,
+) -> Figure:
+    """A bqplot Figure with our defaults: fixed size, small margins, no animation."""
+    return Figure(
+        marks=list(marks),
+        axes=list(axes),
+        title=title,
+        fig_margin=dict(margin or _MARGIN),
+        animation_duration=0,
+        layout=widgets.Layout(width=width, height=height),
+        **kwargs,
+    )
+
+
+def pixel_shape(ex: Explorer) -> tuple[int, ...] | None:
+    """The image shape the SAE's input vectors can be drawn in, or None.
+
+    That is the dataset's image shape when X is those pixels flattened (raw-image data);
+    activations of a model have images too, but their vectors are not pixels.
+    """
+    shape = ex.dataset.image_shape
+    if shape is None or int(np.prod(shape)) != ex.dataset.n_features:
+        return None
+    return shape
+
+
+class UnitButtons(widgets.HBox):
+    """A caption and a fixed pool of buttons, each of which focuses one unit when clicked.
+
+    The pool is built once; `show` only relabels and hides buttons, so a unit change sends
+    a few small trait updates instead of opening new widgets in the browser.
+    """
+
+    def __init__(self, caption: str, on_unit: Callable[[int], None], size: int = 8) -> None:
+        self._on_unit = on_unit
+        self.units: list[int] = []
+        self.buttons = [
+            widgets.Button(layout=widgets.Layout(width="auto", display="none")) for _ in range(size)
+        ]
+        for position, button in enumerate(self.buttons):
+            button.on_click(lambda _b, position=position: self.click(position))
+        self.caption = widgets.HTML(caption)
+        super().__init__([self.caption, *self.buttons], layout=widgets.Layout(flex_flow="wrap"))
+
+    def show(self, units: Sequence[int], captions: Sequence[str] | None = None) -> None:
+        """Offer these units (at most the pool size), labelled by `captions`."""
+        units = [int(u) for u in units][: len(self.buttons)]
+        captions = [f"unit {u}" for u in units] if captions is None else list(captions)
+        self.units = units
+        for position, button in enumerate(self.buttons):
+            shown = position < len(units)
+            with button.hold_sync():
+                if shown:
+                    button.description = captions[position]
+                    button.tooltip = f"focus unit {units[position]}"
+                button.layout.display = None if shown else "none"
+
+    def click(self, position: int) -> None:
+        """What a click on the button at `position` does (also callable from tests)."""
+        if position < len(self.units):
+            self._on_unit(self.units[position])
+
+
+class ExplorerView(widgets.VBox):
+    """Base of the widgets that follow an Explorer's Selection.
+
+    Subclasses call `follow` for the Selection traits they draw; `close` detaches them, so a
+    closed view costs nothing on later Selection changes.
+    """
+
+    figure: Figure
+
+    def __init__(self, ex: Explorer, **box_kwargs: Any) -> None:
+        if not isinstance(ex, Explorer):
+            raise TypeError(f"ex: expected an sae_widgets.Explorer, got {type(ex).__name__}")
+        super().__init__(**box_kwargs)
+        self.ex = ex
+        self.selection = ex.selection
+        self._followers: list[tuple[Callable[[Any], None], list[str]]] = []
+
+    def follow(self, handler: Callable[[Any], None], *names: str) -> None:
+        """Call `handler(change)` whenever one of the named Selection traits changes."""
+        self.selection.observe(handler, list(names))
+        self._followers.append((handler, list(names)))
+
+    def focus_unit(self, unit: int) -> None:
+        """What clicking a unit anywhere in this view does: focus it in the Selection."""
+        self.selection.unit = int(unit)
+
+    def close(self) -> None:
+        for handler, names in self._followers:
+            self.selection.unobserve(handler, names)
+        self._followers.clear()
+        super().close()

@@ -1,0 +1,228 @@
+"""UnitInspector: everything about one unit, following ``ex.selection.unit``.
+
+Shows the unit's decoder direction and encoder filter (pictures when the SAE sees pixels,
+else bars of the largest input dimensions), its activation histogram, its top-activating
+samples with their activations, how often and how label-selectively it fires, and its
+nearest (decoder cosine) and co-firing (Jaccard) units as buttons that focus them.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Bars, LinearScale, OrdinalScale
+
+from sae_widgets.analysis import UnitSummary
+from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure, pixel_shape
+from sae_widgets.widgets.explorer import Explorer
+
+__all__ = ["UnitInspector", "encoder_filter"]
+
+
+def encoder_filter(sae: Any, unit: int) -> np.ndarray | None:
+    """(d,) the encoder weights of `unit` (what the unit looks for in an input), if known."""
+    weights = getattr(getattr(sae, "model_", None), "W_enc", None)
+    if weights is None:
+        return None
+    column = weights[:, unit]
+    if hasattr(column, "detach"):
+        column = column.detach().cpu().numpy()
+    return np.asarray(column, dtype=np.float32)
+
+
+class UnitInspector(ExplorerView):
+    """One unit, in detail. Follows ``ex.selection.unit``; its picker and buttons set it.
+
+    Parameters
+    ----------
+    ex:
+        The Explorer whose Selection this view follows.
+    unit:
+        Unit to focus now (sets ``ex.selection.unit``); default: keep the Selection's, or
+        focus the most frequent unit when none is focused.
+    top_n:
+        Number of top-activating samples shown.
+    n_dims:
+        Number of input dimensions in the bar charts when the inputs are not pictures.
+
+    Attributes
+    ----------
+    figure:
+        The main Figure: decoder direction and encoder filter.
+    picker:
+        BoundedIntText holding the focused unit.
+    histogram, label_bars:
+        Bars marks of the activation histogram and of the firing samples' labels.
+    gallery:
+        The top-activating samples (`SampleGallery`; its `.figure` is a bqplot Figure).
+    nearest, cofiring:
+        `UnitButtons` rows; clicking one focuses that unit.
+    summary:
+        The `UnitSummary` currently drawn (None when no unit is focused).
+    """
+
+    def __init__(
+        self, ex: Explorer, unit: int | None = None, *, top_n: int = 16, n_dims: int = 24
+    ) -> None:
+        super().__init__(ex)
+        self.top_n, self.n_dims = int(top_n), int(n_dims)
+        self.summary: UnitSummary | None = None
+        dataset = ex.dataset
+        self._shape = pixel_shape(ex)
+
+        self.picker = widgets.BoundedIntText(
+            min=0, max=ex.n_units - 1, description="unit", layout=widgets.Layout(width="160px")
+        )
+        self.picker.observe(lambda change: self.focus_unit(change["new"]), "value")
+        self.stats = widgets.HTML()
+
+        self.directions: ImagePair | BarPair
+        if self._shape is not None:
+            self.directions = ImagePair(("decoder", "encoder"), self._shape)
+        else:
+            self.directions = BarPair(("decoder", "encoder"))
+        self.figure = self.directions.figure
+
+        x_scale, y_scale = LinearScale(), LinearScale()
+        self.histogram = Bars(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=["#4c78a8"],
+            padding=0.05,
+        )
+        self.histogram_figure = figure(
+            [self.histogram],
+            [
+                Axis(scale=x_scale, label="activation", num_ticks=5),
+                Axis(scale=y_scale, orientation="vertical", label="samples", num_ticks=4),
+            ],
+            title="activation histogram (where it fires)",
+        )
+
+        label_x, label_y = OrdinalScale(), LinearScale(min=0.0)
+        self.label_bars = Bars(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            scales={"x": label_x, "y": label_y},
+            colors=["#f58518"],
+        )
+        self.label_figure = figure(
+            [self.label_bars],
+            [
+                Axis(scale=label_x, label="label"),
+                Axis(scale=label_y, orientation="vertical", tick_format=".0%", num_ticks=4),
+            ],
+            title="labels of the samples it fires on",
+            height="200px",
+        )
+
+        if dataset.images is not None:
+            self.gallery = SampleGallery(self._pick_sample, images=dataset.images, n_cols=8)
+        else:
+            self.gallery = SampleGallery(self._pick_sample, X=dataset.X)
+        self.gallery.figure.title = "top-activating samples"
+
+        self.nearest = UnitButtons("<b>nearest</b> (decoder cosine)", self.focus_unit)
+        self.cofiring = UnitButtons("<b>co-firing</b> (Jaccard)", self.focus_unit)
+
+        panels: list[widgets.Widget] = [self.figure, self.histogram_figure]
+        if dataset.labels is not None:
+            panels.append(self.label_figure)
+        self.children = [
+            widgets.HBox([self.picker, self.stats]),
+            widgets.HBox(panels, layout=widgets.Layout(flex_flow="wrap")),
+            self.gallery.figure,
+            self.nearest,
+            self.cofiring,
+        ]
+        self.follow(self._on_unit, "unit")
+        current = self.selection.unit
+        if unit is None:
+            unit = current if current is not None else int(np.argmax(ex.codes.counts))
+        if unit != current:
+            self.selection.unit = unit  # drawn by _on_unit
+        else:
+            self._draw(unit)
+
+    # -- Selection -> view ---------------------------------------------------------------------
+
+    def _on_unit(self, change: dict[str, Any]) -> None:
+        self._draw(change["new"])
+
+    def _draw(self, unit: int | None) -> None:
+        if unit is None:
+            self.summary = None
+            self.stats.value = "<i>no unit focused</i>"
+            return
+        summary = self.ex.unit_summary(unit, top_n=self.top_n)
+        self.summary = summary
+        self.picker.value = unit  # a no-op when the picker itself set the unit
+        self._draw_directions(unit)
+        edges = summary.histogram_edges
+        with self.histogram.hold_sync():
+            self.histogram.x = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)
+            self.histogram.y = summary.histogram_counts.astype(np.float32)
+        self._draw_labels(summary)
+        decoder = self.ex.unit_direction(unit)
+        dims = np.argsort(-np.abs(decoder), kind="stable")[: self.n_dims]
+        self.gallery.show(summary.top_samples, summary.top_values, dims=dims)
+        self.nearest.show(
+            summary.nearest_units,
+            [f"{u} ({c:.2f})" for u, c in zip(summary.nearest_units, summary.nearest_cosines)],
+        )
+        self.cofiring.show(
+            summary.cofiring_units,
+            [f"{u} ({j:.2f})" for u, j in zip(summary.cofiring_units, summary.cofiring_jaccard)],
+        )
+        self.stats.value = self._stats_html(summary)
+
+    def _draw_directions(self, unit: int) -> None:
+        decoder = self.ex.unit_direction(unit)
+        encoder = encoder_filter(self.ex.sae, unit)
+        if encoder is None:
+            encoder = np.zeros_like(decoder)
+        if isinstance(self.directions, ImagePair):
+            self.directions.show(decoder, encoder, diverging=True)
+        else:
+            # Each scaled to unit norm, so the two share one axis.
+            unit_norm = [v / max(float(np.linalg.norm(v)), 1e-12) for v in (decoder, encoder)]
+            dims = np.argsort(-np.abs(decoder), kind="stable")[: self.n_dims]
+            self.directions.show(unit_norm[0], unit_norm[1], dims)
+
+    def _draw_labels(self, summary: UnitSummary) -> None:
+        if summary.label_counts is None:
+            return
+        counts = summary.label_counts.astype(np.float32)
+        names = summary.label_names or tuple(str(i) for i in range(len(counts)))
+        with self.label_bars.hold_sync():
+            self.label_bars.x = np.array(names[: len(counts)])
+            self.label_bars.y = counts / max(float(counts.sum()), 1.0)
+
+    def _stats_html(self, summary: UnitSummary) -> str:
+        parts = [
+            f"<b>unit {summary.unit}</b>",
+            f"fires on {summary.count:,} of {self.ex.n_samples:,} samples "
+            f"({100 * summary.frequency:.2f}%)",
+            f"mean {summary.mean_activation:.3g}, max {summary.max_activation:.3g}",
+        ]
+        if summary.top_label is not None:
+            names = summary.label_names
+            name = names[summary.top_label] if names else str(summary.top_label)
+            parts.append(
+                f"mostly label <b>{html.escape(name)}</b> (precision "
+                f"{100 * summary.top_label_precision:.0f}%, recall "
+                f"{100 * summary.top_label_recall:.0f}%), selectivity "
+                f"{summary.label_selectivity:.2f}"
+            )
+        return " · ".join(parts)
+
+    # -- view -> Selection ---------------------------------------------------------------------
+
+    def _pick_sample(self, sample: int) -> None:
+        """A click on a top sample makes it the sample the probe and the sample card show."""
+        self.selection.probe_sample = sample
