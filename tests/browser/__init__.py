@@ -1,0 +1,1 @@
+"""Browser tests: a real JupyterLab driven by headless Chromium through Playwright."""

@@ -1,0 +1,241 @@
+"""Drive a notebook in a real JupyterLab page the way a user does, and read what it shows.
+
+Every wait is on a condition the user could see (cells loaded, kernel idle, execution counts
+filled, figures drawn); timeouts only bound those waits.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops
+from playwright.sync_api import ConsoleMessage, Error, Locator, Page
+
+from .lab_server import LabServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The notebook in front of the user (hidden tabs keep their DOM but carry lm-mod-hidden).
+ACTIVE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+STDERR_OUTPUT = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
+
+# Shared by the completion wait and the error report, so both agree on what an error is:
+# tracebacks and error outputs (which JupyterLab renders as stderr), widgets that failed to
+# render, and uncaught exceptions from widget views are all errors.
+_ERRORS_JS = f"""
+(panel) => {{
+  const looksLikeError = /Traceback|^\\w*(Error|Exception)\\b/m;
+  const stderr = [...panel.querySelectorAll('{STDERR_OUTPUT}')]
+    .map(node => node.textContent)
+    .filter(text => looksLikeError.test(text));
+  const widgets = [...panel.querySelectorAll('.jp-OutputArea-output')]
+    .filter(node => node.querySelector('.jupyter-widgets-error-widget')
+                    || /^Error displaying widget/.test(node.textContent.trim()))
+    .map(node => 'widget failed to render: ' + node.textContent.trim().slice(0, 300));
+  return stderr.concat(widgets);
+}}
+"""
+
+_RUN_FINISHED_JS = f"""
+([expected]) => {{
+  const panel = document.querySelector('{ACTIVE_NOTEBOOK}');
+  if (!panel) return false;
+  const indicator = panel.querySelector('.jp-Notebook-ExecutionIndicator');
+  const idle = indicator !== null && indicator.getAttribute('data-status') === 'idle';
+  const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .map(node => node.textContent);
+  if (!idle || prompts.some(text => text.includes('*'))) return false;
+  const executed = prompts.filter(text => /\\[\\d+\\]/.test(text)).length;
+  // An error stops "Run All" early: the later cells never get a count.
+  return executed >= expected || ({_ERRORS_JS})(panel).length > 0;
+}}
+"""
+
+_FIGURES_JS = f"""
+() => [...document.querySelectorAll('{ACTIVE_NOTEBOOK} .bqplot.figure')].map(figure => {{
+  const box = figure.getBoundingClientRect();
+  const svg = figure.querySelector('svg.svg-figure');
+  // Drawn mark elements only: not axes, legend, clip paths or the transparent event layer.
+  const marks = svg ? [...svg.querySelectorAll('path, circle, rect, image, line, polygon')]
+    .filter(el => !el.closest('defs, clipPath, .axis, .g_legend, .brushintsel, .brush')
+                  && !el.classList.contains('plotarea_events')) : [];
+  const canvases = [...figure.querySelectorAll('canvas')]
+    .map(c => [c.width, c.height]).filter(([w, h]) => w > 0 && h > 0);
+  const heading = figure.querySelector('text.mainheading');
+  return {{
+    title: heading ? heading.textContent : '',
+    width: box.width, height: box.height,
+    svg_marks: marks.length, canvases: canvases.length,
+  }};
+}})
+"""
+
+
+@dataclass(frozen=True)
+class FigureInfo:
+    """What a bqplot Figure on the page shows: its size, drawn SVG mark elements, canvases.
+
+    Every Figure carries a canvas for WebGL marks whether it uses one or not, so a canvas
+    proves nothing; `LabPage.canvas_painted_pixels` measures what it actually shows.
+    """
+
+    title: str
+    width: float
+    height: float
+    svg_marks: int
+    canvases: int
+
+
+class LabPage:
+    """A Playwright page on a test JupyterLab, with the few moves notebook tests need."""
+
+    def __init__(self, page: Page, server: LabServer, artifacts_dir: Path) -> None:
+        self.page = page
+        self.server = server
+        self.artifacts_dir = artifacts_dir
+        self.console: list[str] = []
+        self.page_errors: list[str] = []
+        self.notebook: str | None = None
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.console.append(f"[{message.type}] {message.text}")
+
+    def open_notebook(self, name: str, timeout_s: float = 120) -> None:
+        """Open `name` (relative to the served folder) and wait for its cells and kernel."""
+        notebook = json.loads((self.server.root_dir / name).read_text())
+        n_cells = len(notebook["cells"])
+        self.notebook = name
+        self.page.goto(self.server.url(f"lab/tree/{name}"))
+        panel = self.page.locator(ACTIVE_NOTEBOOK)
+        cells = panel.locator(".jp-Notebook .jp-Cell")
+        cells.nth(n_cells - 1).wait_for(state="attached", timeout=timeout_s * 1000)
+        # The status bar names the kernel and its state once the session is connected.
+        self.page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\|\s*Idle$")).wait_for(
+            timeout=timeout_s * 1000
+        )
+
+    def run_all_cells(self, timeout_s: float = 600) -> None:
+        """Run > Run All Cells, then wait until every code cell ran (or one failed)."""
+        if self.notebook is None:
+            raise ValueError("open_notebook() must come before run_all_cells()")
+        expected = self._count_code_cells(self.notebook)
+        self.page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
+        self.page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        self.page.wait_for_function(
+            _RUN_FINISHED_JS, arg=[expected], timeout=timeout_s * 1000, polling=250
+        )
+
+    def _count_code_cells(self, name: str) -> int:
+        notebook = json.loads((self.server.root_dir / name).read_text())
+        return sum(
+            cell["cell_type"] == "code" and "".join(cell["source"]).strip() != ""
+            for cell in notebook["cells"]
+        )
+
+    def errors(self) -> list[str]:
+        """Error outputs and broken widgets in the open notebook, then uncaught JS errors."""
+        found = self.page.locator(ACTIVE_NOTEBOOK).evaluate(_ERRORS_JS)
+        return [*found, *(f"uncaught page error: {error}" for error in self.page_errors)]
+
+    def assert_no_errors(self) -> None:
+        errors = self.errors()
+        assert not errors, "errors in the notebook page:\n\n" + "\n\n".join(errors)
+
+    def figures(self) -> list[FigureInfo]:
+        """Every bqplot Figure in the open notebook, in page order."""
+        return [FigureInfo(**info) for info in self.page.evaluate(_FIGURES_JS)]
+
+    def figure_locators(self) -> Locator:
+        return self.page.locator(f"{ACTIVE_NOTEBOOK} .bqplot.figure")
+
+    def assert_figures_rendered(self, min_count: int, timeout_s: float = 60) -> list[FigureInfo]:
+        """Wait until at least `min_count` figures are laid out and every figure has drawn
+        something (SVG mark elements, or pixels on its canvas); returns them all."""
+        self.page.wait_for_function(
+            f"([count]) => ({_FIGURES_JS})().filter(f => f.width > 0 && f.height > 0).length"
+            " >= count",
+            arg=[min_count],
+            timeout=timeout_s * 1000,
+            polling=250,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            figures = self.figures()
+            blank = [
+                info.title or f"figure #{index}"
+                for index, info in enumerate(figures)
+                if info.svg_marks == 0
+                and self.canvas_painted_pixels(self.figure_locators().nth(index)) == 0
+            ]
+            if not blank:
+                return figures
+            if time.monotonic() > deadline:
+                raise AssertionError(f"figures still blank after {timeout_s} s: {blank}")
+            self.page.wait_for_timeout(250)  # poll interval; WebGL draws on its own schedule
+
+    def figure(self, title: str) -> Locator:
+        """The bqplot Figure whose title is exactly `title`."""
+        return self.figure_locators().filter(
+            has=self.page.locator("text.mainheading", has_text=re.compile(f"^{re.escape(title)}$"))
+        )
+
+    def canvas_painted_pixels(self, figure: Locator) -> int:
+        """Pixels that a figure's canvases (WebGL marks) change on screen.
+
+        The canvas is transparent over the SVG axes and grid, so its own content is what
+        differs between a screenshot with and without it.
+        """
+        canvases = figure.locator("canvas")
+        if canvases.count() == 0:
+            return 0
+        figure.scroll_into_view_if_needed()
+        box = figure.bounding_box()
+        if box is None or box["width"] == 0 or box["height"] == 0:
+            raise ValueError("figure is not visible, so nothing on it can be measured")
+        shown = self.page.screenshot(clip=box)
+        canvases.evaluate_all("cs => cs.forEach(c => { c.style.visibility = 'hidden'; })")
+        try:
+            hidden = self.page.screenshot(clip=box)
+        finally:
+            canvases.evaluate_all("cs => cs.forEach(c => { c.style.visibility = ''; })")
+        difference = ImageChops.difference(_rgb(shown), _rgb(hidden)).convert("L")
+        return sum(difference.histogram()[1:])  # every grey level but 0 is a changed pixel
+
+    def screenshot(
+        self, name: str, target: Locator | None = None, docs_name: str | None = None
+    ) -> Path:
+        """Save a PNG of the page (or of `target`) under the test's artifacts folder.
+
+        With `docs_name`, the same image is also copied to docs/<docs_name> for the README.
+        """
+        path = self.artifacts_dir / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if target is None:
+            self.page.screenshot(path=path)
+        else:
+            target.screenshot(path=path)
+        if docs_name is not None:
+            shutil.copyfile(path, REPO_ROOT / "docs" / docs_name)
+        return path
+
+    def save_debug_artifacts(self, label: str) -> None:
+        """Screenshot, browser console and server log, for a test that failed."""
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.page.screenshot(path=self.artifacts_dir / f"{label}.png")
+        except Error as error:  # a crashed page still leaves the logs below
+            self.console.append(f"[screenshot failed] {error}")
+        (self.artifacts_dir / "console.log").write_text("\n".join(self.console) + "\n")
+        shutil.copyfile(self.server.log_path, self.artifacts_dir / "jupyter-server.log")
+
+
+def _rgb(png: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(png)).convert("RGB")
