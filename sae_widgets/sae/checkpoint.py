@@ -71,14 +71,14 @@ def _as_path(folder: Any, name: str = "folder") -> Path:
 
 
 def expected_files() -> str:
-    """One line per known layout: the files it expects."""
-    lines = []
+    """The files each known layout expects, on one line."""
+    described = []
     for layout in LAYOUTS:
         files = " + ".join(layout.files)
         if layout.optional:
-            files += " (+ " + ", ".join(layout.optional) + ")"
-        lines.append(f"  {layout.name}: {files}")
-    return "\n".join(lines)
+            files += ", optionally " + ", ".join(layout.optional)
+        described.append(f"{layout.name} ({files})")
+    return "; ".join(described)
 
 
 def detect_layout(folder: str | os.PathLike[str]) -> Layout:
@@ -94,7 +94,7 @@ def detect_layout(folder: str | os.PathLike[str]) -> Layout:
     present = sorted(p.name for p in path.iterdir())[:10]
     raise ValueError(
         f"folder {str(path)!r} is not an SAE checkpoint (it holds: "
-        f"{', '.join(present) if present else 'nothing'}); expected one of:\n{expected_files()}"
+        f"{', '.join(present) if present else 'nothing'}); expected one of: {expected_files()}"
     )
 
 
@@ -234,7 +234,7 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
     if not isinstance(record, CheckpointWeights):
         raise TypeError(f"record must be a CheckpointWeights; got {type(record).__name__}")
     target = _as_path(folder).absolute()
-    _check_replaceable(target)
+    check_replaceable(target)
     cfg, tensors = saelens_files(record)
     cfg_text = json.dumps(_json_safe(cfg), indent=2, allow_nan=False)  # fails before any write
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -252,7 +252,9 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
     return target
 
 
-def _check_replaceable(target: Path) -> None:
+def check_replaceable(folder: str | os.PathLike[str]) -> None:
+    """ValueError unless a checkpoint may be written to `folder`: new, empty or a checkpoint."""
+    target = _as_path(folder)
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():

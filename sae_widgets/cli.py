@@ -1,0 +1,371 @@
+"""`sae-widgets`: train, evaluate and describe SAE checkpoints from a terminal.
+
+    sae-widgets train --data digits --activation topk --units 256 --k 16 --out runs/digits
+    sae-widgets eval runs/digits --data digits
+    sae-widgets info runs/digits
+
+A user mistake (a missing file, a wrong shape, an unknown option value) prints one line,
+``sae-widgets: error: ...``, to stderr and exits with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+import numpy as np
+
+PROG = "sae-widgets"
+BUILTIN_DATA = ("digits", "shapes", "superposition")
+ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
+VECTOR_FILES = (".npy", ".npz", ".safetensors")
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A mistake in what the user typed or pointed us at: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse would print usage lines first
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -> np.ndarray:
+    """(n, d) float32 vectors: a built-in dataset's X, or the array in a .npy/.npz/.safetensors."""
+    if spec in BUILTIN_DATA:
+        from sae_widgets.data import datasets
+
+        if spec == "digits":  # fixed data: --n-samples takes the first n
+            return datasets.digits().X[:n_samples]
+        maker = datasets.shapes if spec == "shapes" else datasets.superposition
+        kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
+        return maker(seed=seed, **kwargs).X
+    path = Path(spec)
+    if path.suffix not in VECTOR_FILES:
+        raise UsageError(
+            f"--data must be one of {', '.join(BUILTIN_DATA)} or a {'/'.join(VECTOR_FILES)} "
+            f"file of vectors; got {spec!r}"
+        )
+    if not path.is_file():
+        raise UsageError(f"data file {spec!r} does not exist")
+    array = _read_array(path, key)
+    if array.dtype.kind not in "fiub":
+        raise UsageError(f"{spec}: expected numbers; got an array of dtype {array.dtype}")
+    if array.ndim != 2:
+        raise UsageError(
+            f"{spec}: expected a 2-D array (samples, features); got shape {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise UsageError(f"{spec}: the array is empty (shape {array.shape})")
+    vectors = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise UsageError(f"{spec}: the vectors hold NaN or infinite values")
+    if n_samples is not None:
+        vectors = vectors[:n_samples]
+    return vectors
+
+
+def _read_array(path: Path, key: str | None) -> np.ndarray:
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return _pick(dict(archive.items()), key, path)
+        from safetensors.numpy import load_file
+
+        return _pick(load_file(str(path)), key, path)
+    except UsageError:
+        raise
+    except Exception as err:  # any reader failure means the file is not what we need
+        raise UsageError(f"{path}: cannot read vectors ({type(err).__name__}: {err})") from err
+
+
+def _pick(arrays: dict[str, np.ndarray], key: str | None, path: Path) -> np.ndarray:
+    """The array named `key`, else the only array, else the one named X."""
+    if key is not None:
+        if key not in arrays:
+            raise UsageError(f"{path}: no array named {key!r}; it holds {', '.join(arrays)}")
+        return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if "X" in arrays:
+        return arrays["X"]
+    raise UsageError(f"{path}: holds {', '.join(arrays) or 'no arrays'}; choose one with --key")
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def format_table(rows: Sequence[tuple[str, Any]]) -> str:
+    """Two aligned columns; floats with 4 significant digits."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {_format_value(value)}" for name, value in rows)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
+
+
+def _emit(
+    payload: dict[str, Any], rows: Sequence[tuple[str, Any]], as_json: bool, out: TextIO
+) -> None:
+    if as_json:
+        print(json.dumps(payload, indent=2, default=str), file=out)
+    else:
+        print(format_table(rows), file=out)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"--device {device!r} is not a torch device ({err})") from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device!r}: CUDA is not available on this machine")
+
+
+def _architecture(activation: str, k: int | None) -> str:
+    return f"{activation} (k={k})" if k is not None else activation
+
+
+def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
+    from sae_widgets.sae.checkpoint import check_replaceable, save_sae
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.metrics import evaluate
+
+    if args.k is not None and args.activation not in ("topk", "batchtopk"):
+        raise UsageError(f"--k applies to topk and batchtopk, not {args.activation}")
+    if args.l1_coeff is not None and args.activation != "relu":
+        raise UsageError(f"--l1-coeff applies to relu, not {args.activation}")
+    _check_device(args.device)
+    if args.out is not None:
+        check_replaceable(args.out)  # before training, not after
+    X = load_vectors(args.data, args.n_samples, args.seed, args.key)
+    given = {
+        "k": args.k,
+        "l1_coeff": args.l1_coeff,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "device": args.device,
+    }
+    params = {name: value for name, value in given.items() if value is not None}
+    sae = SAE(n_units=args.units, activation=args.activation, seed=args.seed, **params)
+    sae.fit(X, progress=not args.quiet)
+    metrics = evaluate(sae, X)
+    saved = str(save_sae(sae, args.out, metrics=metrics)) if args.out is not None else None
+    k = sae.model_.cfg.k if args.activation in ("topk", "batchtopk") else None
+    payload = {
+        "data": args.data,
+        "n_samples": int(X.shape[0]),
+        "d_in": int(X.shape[1]),
+        "activation": args.activation,
+        "k": k,
+        "n_units": args.units,
+        "n_steps": sae.n_steps_,
+        "stop_reason": sae.stop_reason_,
+        "metrics": metrics,
+        "out": saved,
+    }
+    rows = [
+        ("data", f"{args.data} ({X.shape[0]} x {X.shape[1]})"),
+        ("architecture", f"{_architecture(args.activation, k)}, {args.units} units"),
+        (
+            "steps",
+            sae.n_steps_ if sae.stop_reason_ is None else f"{sae.n_steps_} ({sae.stop_reason_})",
+        ),
+        *metrics.items(),
+        ("saved to", saved if saved is not None else "(not saved: no --out)"),
+    ]
+    _emit(payload, rows, args.json, out)
+
+
+def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
+    from sae_widgets.sae.checkpoint import load_sae
+    from sae_widgets.sae.metrics import evaluate
+
+    sae = load_sae(args.checkpoint)
+    X = load_vectors(args.data, args.n_samples, args.seed, args.key)
+    if X.shape[1] != sae.n_features_in_:
+        raise UsageError(
+            f"{args.data} has {X.shape[1]} features per sample but the checkpoint expects "
+            f"d_in={sae.n_features_in_}"
+        )
+    metrics = evaluate(sae, X)
+    payload = {
+        "checkpoint": args.checkpoint,
+        "data": args.data,
+        "n_samples": int(X.shape[0]),
+        "metrics": metrics,
+    }
+    rows = [("checkpoint", args.checkpoint), ("data", f"{args.data} ({X.shape[0]} samples)")]
+    _emit(payload, [*rows, *metrics.items()], args.json, out)
+
+
+def cmd_info(args: argparse.Namespace, out: TextIO) -> None:
+    from sae_widgets.sae.checkpoint import describe_checkpoint
+
+    info = describe_checkpoint(args.checkpoint)
+    rows: list[tuple[str, Any]] = [
+        ("checkpoint", info["checkpoint"]),
+        ("layout", info["layout"]),
+        ("architecture", _architecture(info["activation"], info["k"])),
+        ("d_in", info["d_in"]),
+        ("n_units", info["n_units"]),
+        *((f"shape {name}", " x ".join(map(str, shape))) for name, shape in info["shapes"].items()),
+    ]
+    if info["sae_widgets_version"] is not None:
+        rows.append(("saved by", f"sae_widgets {info['sae_widgets_version']}"))
+    params = info["params"] or {}
+    shown = ("epochs", "batch_size", "lr", "seed") + (
+        ("l1_coeff",) if info["activation"] == "relu" else ()
+    )
+    for name in shown:
+        if params.get(name) is not None:
+            rows.append((f"param {name}", params[name]))
+    for name, value in (info["training"] or {}).items():
+        rows.append((f"training {name}", value))
+    for name, value in (info["metrics"] or {}).items():
+        rows.append((f"metric {name}", value))
+    _emit(info, rows, args.json, out)
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--data",
+        required=required,
+        metavar="SOURCE",
+        help="digits | shapes | superposition | a .npy/.npz/.safetensors file of vectors "
+        "(n_samples x n_features)",
+    )
+    parser.add_argument(
+        "--n-samples", type=_positive_int, metavar="N", help="use N samples (built-ins: generate N)"
+    )
+    parser.add_argument(
+        "--key", metavar="NAME", help="the array to use in a .npz/.safetensors with several"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Train sparse autoencoders and inspect their checkpoints.",
+        epilog="Run 'sae-widgets COMMAND --help' for a command's options.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser(
+        "train",
+        help="train an SAE and save a checkpoint folder",
+        description="Train an SAE on vectors, print its final metrics, save a checkpoint "
+        "folder (SAELens layout: cfg.json + sae_weights.safetensors).",
+        epilog="example: sae-widgets train --data digits --activation topk --units 256 --k 16 "
+        "--out runs/digits",
+    )
+    _add_data_options(train)
+    train.add_argument("--activation", choices=ACTIVATIONS, default="topk", help="default: topk")
+    train.add_argument("--units", type=_positive_int, default=256, help="default: 256")
+    train.add_argument("--k", type=_positive_int, help="active units per sample (topk, batchtopk)")
+    train.add_argument("--l1-coeff", type=_positive_float, help="L1 sparsity weight (relu)")
+    train.add_argument("--epochs", type=_positive_int, help="passes over the data")
+    train.add_argument("--batch-size", type=_positive_int, help="samples per step")
+    train.add_argument("--lr", type=_positive_float, help="learning rate (default: automatic)")
+    train.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
+    train.add_argument("--out", metavar="FOLDER", help="checkpoint folder to write")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="metrics of a checkpoint on data",
+        description="Print fvu, mse, l0 and dead_fraction of a checkpoint folder (ours, "
+        "SAELens, sparsify or dictionary_learning) on data.",
+        epilog="example: sae-widgets eval runs/digits --data digits",
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint folder")
+    _add_data_options(evaluate)
+    evaluate.set_defaults(run=cmd_eval)
+
+    info = commands.add_parser(
+        "info",
+        help="architecture, shapes and training summary of a checkpoint",
+        description="Describe a checkpoint folder: layout, architecture, tensor shapes, "
+        "training summary and saved metrics.",
+        epilog="example: sae-widgets info runs/digits",
+    )
+    info.add_argument("checkpoint", help="checkpoint folder")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `sae-widgets`; returns the exit status."""
+    from sklearn.exceptions import NotFittedError
+
+    try:
+        args = build_parser().parse_args(argv)
+        args.run(args, sys.stdout)
+    except SystemExit as done:  # --help, or argparse giving up on its own
+        return done.code if isinstance(done.code, int) else 0
+    except (UsageError, ValueError, TypeError, OSError, NotFittedError) as err:
+        print(f"{PROG}: error: {_one_line(str(err))}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""`sae-widgets` train / eval / info: in-process through main(), and the installed script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import save_file
+
+import sae_widgets as sw
+from sae_widgets.cli import main
+
+SMALL = ["--units", "16", "--epochs", "1", "--quiet"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_user_error(result: tuple[int, str, str], *fragments: str) -> None:
+    code, out, err = result
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("sae-widgets: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def digits_X() -> np.ndarray:
+    return sw.datasets.digits().X[:400]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint written by the CLI itself (once for the module: training is the slow part)."""
+    out = tmp_path_factory.mktemp("cli") / "digits"
+    argv = ["train", "--data", "digits", "--n-samples", "400", "--k", "4", *SMALL]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    return out
+
+
+def test_train_prints_metrics_of_the_saved_checkpoint(
+    trained: Path, digits_X: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    sae = sw.SAE.load(trained)
+    assert (sae.activation, sae.k, sae.n_units, sae.n_features_in_) == ("topk", 4, 16, 64)
+    meta = json.loads((trained / "cfg.json").read_text())["metadata"]
+    # The metadata keeps the metrics the command printed: those of the saved model on the data.
+    assert meta["metrics"] == sw.metrics.evaluate(sae, digits_X)
+    assert meta["params"]["epochs"] == 1
+
+
+def test_train_json_and_table(
+    tmp_path: Path, digits_X: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--n-samples",
+        "400",
+        "--activation",
+        "relu",
+        "--l1-coeff",
+        "3",
+        *SMALL,
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+    )
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["out"] == str((tmp_path / "r").absolute())
+    assert (payload["activation"], payload["k"], payload["n_units"]) == ("relu", None, 16)
+    assert payload["n_samples"] == 400 and payload["d_in"] == 64
+    loaded = sw.SAE.load(tmp_path / "r")
+    assert loaded.l1_coeff == 3.0
+    assert payload["metrics"] == sw.metrics.evaluate(loaded, digits_X)
+
+    code, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        "digits",
+        "--n-samples",
+        "400",
+        "--k",
+        "2",
+        "--units",
+        "8",
+        "--epochs",
+        "1",
+    )
+    assert code == 0
+    table = dict(line.split(None, 1) for line in out.strip().splitlines() if " " in line)
+    assert {"fvu", "mse", "l0", "dead_fraction"} <= table.keys()
+    assert float(table["l0"]) <= 2.0
+    assert "not saved" in out
+    assert "SAE training" in err  # the tqdm progress bar, on stderr
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".safetensors"])
+def test_train_on_a_file_of_vectors(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X = np.random.default_rng(0).normal(size=(300, 10)).astype(np.float32)
+    path = tmp_path / f"acts{suffix}"
+    extra: list[str] = []
+    if suffix == ".npy":
+        np.save(path, X)
+    elif suffix == ".npz":
+        np.savez(path, labels=np.zeros(300), acts=X)
+        extra = ["--key", "acts"]
+    else:
+        save_numpy({"X": X, "other": np.ones(3, dtype=np.float32)}, str(path))
+    code, out, _ = run(capsys, "train", "--data", str(path), *extra, "--k", "3", *SMALL, "--json")
+    assert code == 0
+    assert json.loads(out)["d_in"] == 10
+
+
+def test_eval_matches_evaluate_on_ours_and_on_a_foreign_checkpoint(
+    tmp_path: Path, trained: Path, digits_X: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "eval", str(trained), "--data", "digits", "--json")
+    assert code == 0
+    payload = json.loads(out)
+    all_digits = sw.datasets.digits().X
+    assert payload["metrics"] == sw.metrics.evaluate(sw.SAE.load(trained), all_digits)
+    assert payload["n_samples"] == len(all_digits)
+
+    # a sparsify folder, as SparseCoder.save_to_disk writes it
+    gen = torch.Generator().manual_seed(0)
+    folder = tmp_path / "layers.3"
+    folder.mkdir()
+    (folder / "cfg.json").write_text(json.dumps({"d_in": 64, "num_latents": 24, "k": 5}))
+    tensors = {
+        "encoder.weight": torch.randn(24, 64, generator=gen),
+        "encoder.bias": torch.zeros(24),
+        "W_dec": torch.randn(24, 64, generator=gen),
+        "b_dec": torch.zeros(64),
+    }
+    save_file(tensors, str(folder / "sae.safetensors"))
+    code, out, _ = run(capsys, "eval", str(folder), "--data", "digits", "--n-samples", "400")
+    assert code == 0
+    table = dict(line.split(None, 1) for line in out.strip().splitlines())
+    expected = sw.metrics.evaluate(sw.SAE.load(folder), digits_X)
+    assert float(table["l0"]) == pytest.approx(expected["l0"], rel=1e-3)
+    assert float(table["fvu"]) == pytest.approx(expected["fvu"], rel=1e-3)
+
+
+def test_info_describes_a_checkpoint(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", str(trained))
+    assert code == 0
+    table = dict(line.split(None, 1) for line in out.strip().splitlines())
+    assert table["layout"] == "sae_widgets"
+    assert table["architecture"] == "topk (k=4)"
+    assert (table["d_in"], table["n_units"]) == ("64", "16")
+    assert "W_enc" in out and "64 x 16" in out
+    code, out, _ = run(capsys, "info", str(trained), "--json")
+    info = json.loads(out)
+    assert info["shapes"]["W_dec"] == [16, 64]
+    assert info["training"]["n_steps"] > 0 and info["metrics"]["l0"] <= 4
+
+
+def test_help_on_each_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["train", "--help"], ["eval", "--help"], ["info", "--help"]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0
+        assert out.startswith("usage: sae-widgets")
+    assert "--activation" in run(capsys, "train", "--help")[1]
+
+
+def test_user_mistakes_print_one_line_and_exit_2(
+    tmp_path: Path, trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = ["train", "--quiet", "--epochs", "1"]
+    assert_user_error(run(capsys, *train, "--data", str(tmp_path / "x.npy")), "does not exist")
+    assert_user_error(run(capsys, *train, "--data", "mnist"), "--data must be one of")
+    assert_user_error(run(capsys, *train, "--data", "digits", "--activation", "gelu"), "gelu")
+    assert_user_error(run(capsys, *train, "--data", "digits", "--units", "0"), "--units")
+    assert_user_error(run(capsys, *train, "--data", "digits", "--units", "8", "--k", "9"), "k")
+    assert_user_error(
+        run(capsys, *train, "--data", "digits", "--activation", "relu", "--k", "3"), "--k"
+    )
+    assert_user_error(run(capsys, *train), "--data")
+    assert_user_error(run(capsys), "COMMAND")
+    assert_user_error(run(capsys, "fly"), "invalid choice")
+
+    np.save(tmp_path / "flat.npy", np.zeros(10, dtype=np.float32))
+    assert_user_error(run(capsys, *train, "--data", str(tmp_path / "flat.npy")), "2-D")
+    bad = np.ones((20, 4), dtype=np.float32)
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    assert_user_error(run(capsys, *train, "--data", str(tmp_path / "nan.npy")), "NaN")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    assert_user_error(run(capsys, *train, "--data", str(tmp_path / "junk.npz")), "cannot read")
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert_user_error(
+        run(capsys, *train, "--data", "digits", "--out", str(keep)), "refusing to replace"
+    )
+    assert (keep / "notes.txt").read_text() == "mine"
+
+    assert_user_error(
+        run(capsys, "eval", str(trained), "--data", "shapes", "--n-samples", "5"),
+        "1024 features",
+        "d_in=64",
+    )
+    assert_user_error(run(capsys, "info", str(tmp_path / "nowhere")), "does not exist")
+    assert_user_error(
+        run(capsys, "info", str(keep)), "not an SAE checkpoint", "sae_weights.safetensors", "ae.pt"
+    )
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        data = (trained / name).read_bytes()
+        (broken / name).write_bytes(data if name == "cfg.json" else data[: len(data) // 3])
+    assert_user_error(run(capsys, "info", str(broken)), "truncated or corrupt")
+
+
+def _script() -> Path:
+    script = Path(sys.executable).with_name("sae-widgets")
+    assert script.exists(), "install the package (pip install -e .) to get the entry point"
+    return script
+
+
+def test_installed_entry_point(trained: Path) -> None:
+    done = subprocess.run(
+        [str(_script()), "info", str(trained), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["n_units"] == 16
+    done = subprocess.run(
+        [str(_script()), "eval", str(trained), "--data", "nothing.npy"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == "sae-widgets: error: data file 'nothing.npy' does not exist\n"
