@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from sklearn.exceptions import NotFittedError
 
 import sae_widgets as sw
@@ -116,3 +117,39 @@ def test_a_loaded_sae_keeps_training(trained: tuple[sw.SAE, Path, np.ndarray]) -
     assert loaded.transform(X[:5]).shape == (5, 32)
     refit = sw.SAE.load(folder).fit(X[:300], progress=False)  # fit starts afresh, as sklearn's
     assert refit.transform(X[:5]).shape == (5, 32)
+
+
+def _saelens_encode(folder: Path, x: np.ndarray) -> np.ndarray:
+    """SAELens v6 inference from the files alone, by key name (sae_lens/saes/*.py)."""
+    cfg = json.loads((folder / "cfg.json").read_text())
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    sae_in = torch.from_numpy(x) - w["b_dec"] * cfg["apply_b_dec_to_input"]
+    pre = sae_in @ w["W_enc"] + w["b_enc"]
+    if cfg["architecture"] == "standard":
+        return pre.relu().numpy()
+    if cfg["architecture"] == "topk":
+        values, indices = pre.topk(cfg["k"], dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, values.relu()).numpy()
+    assert cfg["architecture"] == "jumprelu"
+    return (pre.relu() * (pre > w["threshold"].relu())).numpy()
+
+
+def test_a_trained_sae_opens_in_saelens_with_its_input_scaling_folded(
+    trained: tuple[sw.SAE, Path, np.ndarray],
+) -> None:
+    sae, folder, X = trained
+    codes = sae.transform(X)
+    np.testing.assert_allclose(_saelens_encode(folder, X), codes, rtol=1e-5, atol=1e-5)
+    w = load_file(str(folder / "sae_weights.safetensors"))
+    x_hat = torch.from_numpy(codes) @ w["W_dec"] + w["b_dec"]
+    np.testing.assert_allclose(x_hat.numpy(), sae.inverse_transform(codes), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_saved_folder_gives_our_codes_under_saelens_formulas(
+    tmp_path: Path, activation: str
+) -> None:
+    sae = _random_sae(activation)
+    sae.save(tmp_path / "run")
+    X = _inputs()
+    np.testing.assert_allclose(_saelens_encode(tmp_path / "run", X), sae.transform(X), atol=1e-6)

@@ -409,3 +409,76 @@ def test_loaded_foreign_sae_keeps_training_and_saves_as_saelens(tmp_path: Path) 
     again = sw.SAE.load(tmp_path / "ours")
     assert read_weights(tmp_path / "ours").layout == "sae_widgets"
     assert np.array_equal(again.transform(x), sae.transform(x))
+
+
+def test_a_loaded_foreign_sae_can_be_explored(tmp_path: Path) -> None:
+    import sae_widgets as sw
+
+    ds = sw.datasets.digits()[np.arange(300)]
+    dl_autoencoder(tmp_path / "dl", 64, 24)
+    sae = sw.SAE.load(tmp_path / "dl")
+    codes = sae.transform(ds.X)
+    unit = int((codes != 0).sum(0).argmax())
+
+    summary = sw.Explorer(sae, ds).unit_summary(unit)
+
+    assert summary.count == int((codes[:, unit] != 0).sum()) > 0
+    assert summary.top_samples[0] == int(codes[:, unit].argmax())
+    assert summary.max_activation == pytest.approx(float(codes[:, unit].max()))
+
+
+def test_bfloat16_weights_are_read_as_float32(tmp_path: Path) -> None:
+    w = {k: v.to(torch.bfloat16) for k, v in _weights(D_IN, N_UNITS).items() if k != "threshold"}
+    _cfg(
+        tmp_path,
+        "cfg.json",
+        {
+            "architecture": "standard",
+            "d_in": D_IN,
+            "d_sae": N_UNITS,
+            "dtype": "bfloat16",
+            "metadata": {},
+        },
+    )
+    save_file(w, str(tmp_path / "sae_weights.safetensors"))
+    record = read_weights(tmp_path)
+    assert record.W_enc.dtype == torch.float32
+    assert torch.equal(record.W_enc, w["W_enc"].float())  # widening is exact
+
+
+@pytest.mark.parametrize(
+    ("cfg_change", "message"),
+    [
+        ({"activation": "groupmax"}, "activation 'groupmax' is not supported"),
+        ({"transcode": True}, "transcoder"),
+        ({"skip_connection": True}, "skip connections"),
+    ],
+)
+def test_unsupported_sparsify_options_are_refused(
+    tmp_path: Path, cfg_change: dict, message: str
+) -> None:
+    sparsify_topk(tmp_path, D_IN, N_UNITS)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, **cfg_change}))
+    with pytest.raises(ValueError, match=message):
+        read_weights(tmp_path)
+
+
+def test_saelens_run_time_normalisation_is_refused(tmp_path: Path) -> None:
+    saelens_standard(tmp_path, D_IN, N_UNITS)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "normalize_activations": "layer_norm"}))
+    with pytest.raises(ValueError, match="normalize_activations='layer_norm'"):
+        read_weights(tmp_path)
+
+
+def test_dictionary_learning_topk_without_config_is_ambiguous(tmp_path: Path) -> None:
+    dl_topk(tmp_path, D_IN, N_UNITS)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(ValueError, match="AutoEncoderTopK and BatchTopKSAE"):
+        read_weights(tmp_path)
+    dl_autoencoder(tmp_path / "gated", D_IN, N_UNITS)
+    cfg = {"trainer": {"dict_class": "GatedAutoEncoder"}}
+    (tmp_path / "gated" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="'GatedAutoEncoder' is not supported"):
+        read_weights(tmp_path / "gated")
