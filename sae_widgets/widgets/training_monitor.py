@@ -3,7 +3,9 @@
 It is a fit callback (the SAE calls it with each logged step's metrics dict), so it follows a
 plain blocking ``sae.fit(X, callbacks=[monitor])``; ``monitor.fit(X)`` instead trains in a
 background thread so the Stop button stays clickable. Browser updates are throttled: metrics
-are buffered on every call and drawn at most once per ``min_interval`` seconds.
+are buffered on every call and drawn at most once per ``min_interval`` seconds; a throttled
+update is drawn anyway ``min_interval`` seconds later (a timer), so the last steps of a run
+always reach the screen, even when nothing tells the monitor that training ended.
 """
 
 from __future__ import annotations
@@ -34,16 +36,19 @@ MAX_POINTS = 1000
 def planned_steps(sae: Any, n_samples: int) -> int | None:
     """Total optimizer steps a fit of `n_samples` will take, or None if the SAE cannot say.
 
-    Prefers the estimator's own answer; otherwise epochs * ceil(n / batch_size).
+    Prefers the estimator's own answer (a `planned_steps(n)` method); otherwise follows
+    `SAE.fit`: the batch shrinks to at most n // min_steps_per_epoch, and each of the
+    `epochs` passes takes ceil(n / batch) steps.
     """
-    for name in ("planned_steps", "n_steps_for"):
-        method = getattr(sae, name, None)
-        if callable(method):
-            return int(method(n_samples))
+    method = getattr(sae, "planned_steps", None)
+    if callable(method):
+        return int(method(n_samples))
     epochs, batch_size = getattr(sae, "epochs", None), getattr(sae, "batch_size", None)
-    if isinstance(epochs, int) and isinstance(batch_size, int) and batch_size > 0:
-        return epochs * math.ceil(n_samples / batch_size)
-    return None
+    min_steps = getattr(sae, "min_steps_per_epoch", 1)
+    if not all(isinstance(v, int) and v > 0 for v in (epochs, batch_size, min_steps)):
+        return None
+    batch = max(1, min(batch_size, n_samples // min_steps))
+    return int(epochs * math.ceil(n_samples / batch))
 
 
 def _decimate(values: list[float]) -> np.ndarray:
@@ -64,6 +69,9 @@ class TrainingMonitor(widgets.VBox):
         The `sae_widgets.SAE` estimator to watch (and, with `fit`, to train).
     min_interval:
         Seconds between two redraws; the default keeps the browser at about 5 updates/s.
+    trailing:
+        Draw a throttled update `min_interval` seconds later (a timer thread). Tests that
+        count redraws with a fake `clock` turn it off.
     clock:
         Monotonic time source (seconds); tests pass a fake one to make throttling exact.
 
@@ -82,6 +90,7 @@ class TrainingMonitor(widgets.VBox):
         sae: Any,
         *,
         min_interval: float = 0.2,
+        trailing: bool = True,
         clock: Callable[[], float] = time.monotonic,
         **box_kwargs: Any,
     ) -> None:
@@ -91,7 +100,10 @@ class TrainingMonitor(widgets.VBox):
             raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
         self.sae = sae
         self.min_interval = float(min_interval)
+        self.trailing = bool(trailing)
         self._clock = clock
+        self._draw_lock = threading.Lock()  # the training thread and the timer both draw
+        self._timer: threading.Timer | None = None
         self.history: list[dict[str, float]] = []
         self.total_steps: int | None = None
         self.n_draws = 0  # how many times the view was redrawn (throttling is observable)
@@ -151,6 +163,12 @@ class TrainingMonitor(widgets.VBox):
         finished = self.total_steps is not None and step >= self.total_steps
         if finished or self._clock() - self._last_draw >= self.min_interval:
             self.draw()
+        elif self.trailing:
+            with self._draw_lock:
+                if self._timer is None:
+                    self._timer = threading.Timer(self.min_interval, self.draw)
+                    self._timer.daemon = True
+                    self._timer.start()
         return not self._stop_requested.is_set()
 
     # -- background training -------------------------------------------------------------------
@@ -201,20 +219,25 @@ class TrainingMonitor(widgets.VBox):
 
     def draw(self) -> None:
         """Push the buffered metrics to the browser now (one batch of trait updates)."""
-        self._last_draw = self._clock()
-        self.n_draws += 1
-        if not self.history:
-            return
-        steps = _decimate([h["step"] for h in self.history])
-        for key, line in self.lines.items():
-            values = [h.get(key, math.nan) for h in self.history]
-            with line.hold_sync():
-                line.x, line.y = steps, _decimate(values)
-        latest = self.history[-1]
-        with self.progress.hold_sync():
-            self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
-            self.progress.value = int(latest["step"])
-        self.status.value = self._summary(latest)
+        with self._draw_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._last_draw = self._clock()
+            self.n_draws += 1
+            history = list(self.history)  # a snapshot: training may append meanwhile
+            if not history:
+                return
+            steps = _decimate([h["step"] for h in history])
+            for key, line in self.lines.items():
+                values = [h.get(key, math.nan) for h in history]
+                with line.hold_sync():
+                    line.x, line.y = steps, _decimate(values)
+            latest = history[-1]
+            with self.progress.hold_sync():
+                self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
+                self.progress.value = int(latest["step"])
+            self.status.value = self._summary(latest)
 
     def _summary(self, latest: Mapping[str, float]) -> str:
         total = f" / {self.total_steps}" if self.total_steps else ""

@@ -1,0 +1,224 @@
+"""ActivationHeatmap: samples x units, drawn as one PNG in a bqplot Image mark.
+
+Rows are the selected samples (a random `max_rows` of them if more), or a label-stratified
+sample when nothing is selected; columns are the units most enriched in those rows. A click
+on the matrix focuses the clicked column's unit; a click on the label strip at its left picks
+that row's sample for the sample card (input, reconstruction, most active units).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Image, LinearScale, Lines
+
+from sae_widgets.analysis import HeatmapData
+from sae_widgets.widgets._panels import ImagePair, LinePair, png_widget
+from sae_widgets.widgets._render import CATEGORY10, encode_png, sequential_rgb
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure, pixel_shape
+from sae_widgets.widgets.explorer import Explorer
+
+__all__ = ["ActivationHeatmap"]
+
+_STRIP = (-1.6, -0.4)  # x extent of the label strip left of column 0, in column widths
+_HIDDEN = np.full(5, np.nan, dtype=np.float32)
+
+
+def _hex_rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
+    """The closed outline of a rectangle, as Lines x and y."""
+    return (
+        np.array([x0, x1, x1, x0, x0], dtype=np.float32),
+        np.array([y0, y0, y1, y1, y0], dtype=np.float32),
+    )
+
+
+class ActivationHeatmap(ExplorerView):
+    """Activations of some samples (rows) and units (columns).
+
+    Parameters
+    ----------
+    ex:
+        The Explorer whose Selection this view follows and sets.
+    max_rows, max_units:
+        At most this many rows (samples) and columns (units).
+
+    Attributes
+    ----------
+    figure:
+        The heatmap Figure (Image marks for the matrix and the label strip).
+    matrix_mark, strip_mark:
+        The Image marks; their PNGs are the colour-coded matrix and row labels.
+    data:
+        The `HeatmapData` drawn (matrix, row samples, column units).
+    focus_box, row_box:
+        Lines outlining the focused unit's column and the card's sample row.
+    card, card_units:
+        The sample card's picture/lines block and its most-active-unit buttons.
+    """
+
+    def __init__(self, ex: Explorer, *, max_rows: int = 200, max_units: int = 64) -> None:
+        super().__init__(ex)
+        self.max_rows, self.max_units = int(max_rows), int(max_units)
+        self.x_scale = LinearScale(min=_STRIP[0], max=1.0, allow_padding=False)
+        self.y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
+        scales = {"x": self.x_scale, "y": self.y_scale}
+        self.matrix_mark = Image(image=png_widget(), scales=scales, x=(0.0, 1.0), y=(0.0, 1.0))
+        self.matrix_mark.on_element_click(self._clicked_matrix)
+        self.strip_mark = Image(image=png_widget(), scales=scales, x=_STRIP, y=(0.0, 1.0))
+        self.strip_mark.on_element_click(self._clicked_strip)
+        self.focus_box = Lines(
+            x=_HIDDEN, y=_HIDDEN, scales=scales, colors=["#ff7f0e"], stroke_width=2.5
+        )
+        self.row_box = Lines(
+            x=_HIDDEN, y=_HIDDEN, scales=scales, colors=["#2ca02c"], stroke_width=2
+        )
+        self.x_axis = Axis(scale=self.x_scale, label="units (most enriched first)", tick_rotate=-90)
+        self.y_axis = Axis(
+            scale=self.y_scale, orientation="vertical", label="samples", tick_values=[]
+        )
+        self.figure = figure(
+            [self.matrix_mark, self.strip_mark, self.focus_box, self.row_box],
+            [self.x_axis, self.y_axis],
+            title="activations: click a column to focus its unit, the strip to pick a sample",
+            width="560px",
+            height="420px",
+            margin={"top": 30, "bottom": 50, "left": 30, "right": 10},
+        )
+        self.caption = widgets.HTML()
+
+        shape = pixel_shape(ex)
+        self.card: ImagePair | LinePair
+        if shape is not None:
+            self.card = ImagePair(("sample", "reconstruction"), shape, width=240)
+        else:
+            self.card = LinePair(("sample", "reconstruction"))
+        self.card_title = widgets.HTML()
+        self.card_units = UnitButtons("<b>most active units</b>", self.focus_unit)
+        card_box = widgets.VBox([self.card_title, self.card.figure, self.card_units])
+        self.children = [self.caption, widgets.HBox([self.figure, card_box])]
+        self.data: HeatmapData = ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
+        self.follow(lambda _change: self._draw_matrix(), "samples")
+        self.follow(lambda _change: self._draw_focus(), "unit")
+        self.follow(lambda _change: self._draw_card(), "probe_sample")
+        self._draw_matrix(self.data)
+        self._draw_card()
+
+    # -- Selection -> view ---------------------------------------------------------------------
+
+    def _draw_matrix(self, data: HeatmapData | None = None) -> None:
+        if data is None:
+            data = self.ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
+        self.data = data
+        n_rows, n_cols = data.matrix.shape
+        # Each column on its unit's own scale (its max over the dataset), so weak units show.
+        unit_max = self.ex.codes.max_activation[data.units] if n_cols else np.ones(0)
+        normalized = data.matrix / np.maximum(unit_max, 1e-12)[None, :]
+        step = max(1, n_cols // 32)
+        with self.matrix_mark.hold_sync(), self.strip_mark.hold_sync(), self.x_axis.hold_sync():
+            self.x_scale.max = float(max(n_cols, 1))
+            self.y_scale.max = float(max(n_rows, 1))
+            self.matrix_mark.x = (0.0, float(max(n_cols, 1)))
+            self.matrix_mark.y = (0.0, float(max(n_rows, 1)))
+            self.strip_mark.y = (0.0, float(max(n_rows, 1)))
+            if n_rows and n_cols:
+                self.matrix_mark.image.value = encode_png(sequential_rgb(normalized, vmax=1.0))
+            if n_rows:
+                self.strip_mark.image.value = encode_png(self._strip_rgb(data))
+            self.x_axis.tick_values = np.arange(0, n_cols, step, dtype=np.float32) + 0.5
+            self.x_axis.tick_labels = {
+                str(i + 0.5): str(int(data.units[i])) for i in range(0, n_cols, step)
+            }
+        n_selected = len(self.selection.samples)
+        rows_from = (
+            f"{n_rows} of {n_selected:,} selected samples"
+            if n_selected
+            else f"{n_rows} samples (no selection: a label-stratified sample)"
+        )
+        self.caption.value = f"rows: {rows_from} · columns: {n_cols} units"
+        self._draw_focus()
+        self._draw_row_box()
+
+    def _strip_rgb(self, data: HeatmapData) -> np.ndarray:
+        n_rows = len(data.rows)
+        if data.row_labels is None:
+            return np.full((n_rows, 1, 3), 150, dtype=np.uint8)
+        palette = np.array([_hex_rgb(c) for c in CATEGORY10], dtype=np.uint8)
+        rgb = palette[np.mod(data.row_labels, len(palette))]
+        rgb[data.row_labels < 0] = 150  # unlabelled
+        return rgb.reshape(n_rows, 1, 3)
+
+    def _draw_focus(self) -> None:
+        unit = self.selection.unit
+        columns = np.flatnonzero(self.data.units == unit) if unit is not None else []
+        with self.focus_box.hold_sync():
+            if len(columns):
+                c = float(columns[0])
+                self.focus_box.x, self.focus_box.y = _box(c, c + 1, 0, len(self.data.rows))
+            else:
+                self.focus_box.x, self.focus_box.y = _HIDDEN, _HIDDEN
+
+    def _draw_row_box(self) -> None:
+        sample = self.selection.probe_sample
+        rows = np.flatnonzero(self.data.rows == sample) if sample is not None else []
+        with self.row_box.hold_sync():
+            if len(rows):
+                top = float(len(self.data.rows) - rows[0])
+                self.row_box.x, self.row_box.y = _box(_STRIP[0], _STRIP[1], top - 1, top)
+            else:
+                self.row_box.x, self.row_box.y = _HIDDEN, _HIDDEN
+
+    def _draw_card(self) -> None:
+        self._draw_row_box()
+        sample = self.selection.probe_sample
+        if sample is None:
+            self.card_title.value = "<i>click the strip left of a row to see that sample</i>"
+            self.card_units.show([])
+            return
+        x = self.ex.dataset.X[sample]
+        reconstruction = self.ex.reconstruct([sample])[0]
+        if isinstance(self.card, ImagePair):
+            self.card.show(x, reconstruction, diverging=False)
+        else:
+            self.card.show(x, reconstruction)
+        units, values = self.ex.codes.sample_units(sample)
+        order = np.argsort(-values, kind="stable")[: len(self.card_units.buttons)]
+        self.card_units.show(
+            units[order], [f"{u} ({v:.2f})" for u, v in zip(units[order], values[order])]
+        )
+        labels, names = self.ex.dataset.labels, self.ex.dataset.label_names
+        label = ""
+        if labels is not None and labels[sample] >= 0:
+            label = f" · label {names[labels[sample]] if names else labels[sample]}"
+        error = float(np.sum((x - reconstruction) ** 2) / max(float(np.sum(x**2)), 1e-12))
+        self.card_title.value = (
+            f"<b>sample {sample}</b>{label} · {len(units)} active units · "
+            f"relative error {error:.3f}"
+        )
+
+    # -- view -> Selection ---------------------------------------------------------------------
+
+    def cell_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """(row, column) of the matrix cell at data point (x, y), or None outside it."""
+        n_rows, n_cols = self.data.matrix.shape
+        row, column = n_rows - 1 - int(np.floor(y)), int(np.floor(x))
+        if 0 <= row < n_rows and 0 <= column < n_cols:
+            return row, column
+        return None
+
+    def _clicked_matrix(self, _mark: Any, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        cell = self.cell_at(float(data.get("click_x", -1)), float(data.get("click_y", -1)))
+        if cell is not None:
+            self.focus_unit(int(self.data.units[cell[1]]))
+
+    def _clicked_strip(self, _mark: Any, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        cell = self.cell_at(0.0, float(data.get("click_y", -1)))
+        if cell is not None:
+            self.selection.probe_sample = int(self.data.rows[cell[0]])

@@ -1,0 +1,198 @@
+"""PCABrush: the 2-D PCA of the samples, a rectangle brush that selects them, and the units
+most enriched in the selection.
+
+The scatter is WebGL (bqplot-gl's ScatterGL) above `GL_THRESHOLD` points and SVG below. The
+brush carries no marks: on release the rectangle goes through the Explorer's pure
+`samples_in_rect` over *all* projected points, and that becomes ``ex.selection.samples``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, ColorScale, LinearScale, Scatter
+from bqplot.interacts import BrushSelector
+from bqplot_gl import ScatterGL
+
+from sae_widgets.widgets._render import CATEGORY10
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure
+from sae_widgets.widgets.explorer import Explorer
+
+__all__ = ["GL_THRESHOLD", "PCABrush"]
+
+GL_THRESHOLD = 3000
+"""Above this many points the scatter is drawn with WebGL; SVG stays crisp below it."""
+
+_ACTIVATION_COLORS = ["#d9d9d9", "#fdae61", "#d7191c"]  # zero is light grey, not invisible
+
+
+class PCABrush(ExplorerView):
+    """Brush the projected samples to select them for every other view.
+
+    Parameters
+    ----------
+    ex:
+        The Explorer whose Selection this view follows and sets.
+    source:
+        What is projected: "codes" or "inputs" (default: the Explorer's projection).
+    color_by:
+        "label" or "activation" (of the focused unit); "label" needs dataset labels.
+    n_enriched:
+        Number of enriched-unit buttons.
+
+    Attributes
+    ----------
+    figure:
+        The scatter's Figure (its ``interaction`` is `brush`).
+    scatter:
+        ScatterGL or Scatter mark of every sample.
+    brush:
+        The BrushSelector; releasing it (``brushing`` back to False) selects the samples.
+    color_by:
+        ToggleButtons choosing the colouring.
+    count, enriched, clear_button:
+        "<N> samples selected", the enriched-unit buttons, the button that clears.
+    """
+
+    def __init__(
+        self,
+        ex: Explorer,
+        *,
+        source: str | None = None,
+        color_by: str | None = None,
+        n_enriched: int = 8,
+    ) -> None:
+        super().__init__(ex)
+        self.source = source
+        self.n_enriched = int(n_enriched)
+        coords = ex.projection(source).coords
+        labels = ex.dataset.labels
+        self._brushed_samples: list[int] | None = None
+
+        x_scale, y_scale = LinearScale(), LinearScale()
+        self.color_scale = ColorScale()
+        mark_class = ScatterGL if ex.n_samples > GL_THRESHOLD else Scatter
+        self.scatter = mark_class(
+            x=np.ascontiguousarray(coords[:, 0]),
+            y=np.ascontiguousarray(coords[:, 1]),
+            scales={"x": x_scale, "y": y_scale, "color": self.color_scale},
+            default_size=4 if ex.n_samples > GL_THRESHOLD else 16,
+            stroke=None,
+            unselected_style={"opacity": 0.2},
+            enable_hover=False,
+        )
+        self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
+        self.brush.observe(self._on_brushing, "brushing")
+        axis_label = "PC {} of the " + ("unit codes" if self._source() == "codes" else "inputs")
+        self.figure = figure(
+            [self.scatter],
+            [
+                Axis(scale=x_scale, label=axis_label.format(1), num_ticks=5),
+                Axis(scale=y_scale, orientation="vertical", label=axis_label.format(2)),
+            ],
+            title="PCA: drag a rectangle to select samples",
+            width="420px",
+            height="400px",
+            interaction=self.brush,
+        )
+
+        options = [("unit activation", "activation")]
+        if labels is not None:
+            options.insert(0, ("label", "label"))
+        if color_by is None:
+            color_by = options[0][1]
+        if color_by not in [value for _, value in options]:
+            raise ValueError(
+                f"color_by: expected one of {[v for _, v in options]} for this dataset, "
+                f"got {color_by!r}"
+            )
+        self.color_by = widgets.ToggleButtons(options=options, value=color_by)
+        self.color_by.style.button_width = "110px"
+        self.color_by.observe(lambda _change: self._recolor(), "value")
+        self.count = widgets.HTML()
+        self.clear_button = widgets.Button(description="clear", icon="times")
+        self.clear_button.on_click(lambda _button: self.clear())
+        self.enriched = UnitButtons("<b>enriched</b> (in vs out)", self.focus_unit, n_enriched)
+        self.children = [
+            widgets.HBox([widgets.HTML("colour by"), self.color_by]),
+            self.figure,
+            widgets.HBox([self.count, self.clear_button]),
+            self.enriched,
+        ]
+        self.follow(lambda _change: self._on_unit(), "unit")
+        self.follow(lambda _change: self._draw_samples(), "samples")
+        self._recolor()
+        self._draw_samples()
+
+    def _source(self) -> str:
+        return self.source or self.ex.default_projection
+
+    # -- view -> Selection ---------------------------------------------------------------------
+
+    def _on_brushing(self, change: dict[str, Any]) -> None:
+        if change["new"]:  # still dragging: the heavy work waits for the release
+            return
+        x_range, y_range = self.brush.selected_x, self.brush.selected_y
+        if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
+            return
+        samples = self.ex.samples_in_rect(x_range, y_range, self.source)
+        self._brushed_samples = samples.tolist()
+        self.selection.samples = samples
+
+    def clear(self) -> None:
+        """Forget the selected samples (and the brush rectangle)."""
+        self.selection.samples = []
+
+    # -- Selection -> view ---------------------------------------------------------------------
+
+    def _draw_samples(self) -> None:
+        samples = self.selection.samples
+        if samples != self._brushed_samples:  # selected elsewhere: the rectangle is stale
+            self._brushed_samples = None
+            with self.brush.hold_sync():
+                self.brush.selected_x = None
+                self.brush.selected_y = None
+        n = len(samples)
+        self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
+        self.clear_button.disabled = n == 0
+        self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
+        if n:
+            found = self.ex.enrichment(samples, top=self.n_enriched)
+            self.enriched.show(
+                found.units,
+                [
+                    f"{u} ({100 * i:.0f}% vs {100 * o:.0f}%)"
+                    for u, i, o in zip(found.units, found.rate_inside, found.rate_outside)
+                ],
+            )
+        else:
+            self.enriched.show([])
+
+    def _on_unit(self) -> None:
+        if self.color_by.value == "activation":
+            self._recolor()
+
+    def _recolor(self) -> None:
+        """Colour by label, or by the focused unit's activation (sending only that column)."""
+        if self.color_by.value == "label":
+            labels = self.ex.dataset.labels
+            assert labels is not None
+            n_labels = max(int(labels.max()) + 1, 2)
+            with self.color_scale.hold_sync():
+                self.color_scale.colors = [CATEGORY10[i % 10] for i in range(n_labels)]
+                self.color_scale.min, self.color_scale.max = 0.0, float(n_labels - 1)
+            self.scatter.color = labels.astype(np.float32)
+            return
+        unit = self.selection.unit
+        activation = np.zeros(self.ex.n_samples, dtype=np.float32)
+        top = 1.0
+        if unit is not None:
+            samples, values = self.ex.codes.unit_samples(unit)
+            activation[samples] = values
+            top = max(float(self.ex.codes.max_activation[unit]), 1e-6)
+        with self.color_scale.hold_sync():
+            self.color_scale.colors = _ACTIVATION_COLORS
+            self.color_scale.min, self.color_scale.max = 0.0, top
+        self.scatter.color = activation

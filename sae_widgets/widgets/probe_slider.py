@@ -1,0 +1,306 @@
+"""ProbeSlider: vary one attribute of a sample and watch which units respond.
+
+The sweep over the attribute's whole grid is computed once per (samples, attribute) and
+cached; moving the slider only moves the marker on the response curves, swaps the pictures of
+the varied input and its reconstruction, and updates the bars of unit activations.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
+
+from sae_widgets.analysis import ProbeResult
+from sae_widgets.widgets._panels import ImagePair, LinePair
+from sae_widgets.widgets._render import CATEGORY10
+from sae_widgets.widgets._view import ExplorerView, figure, pixel_shape
+from sae_widgets.widgets.explorer import Explorer
+
+__all__ = ["ProbeSlider"]
+
+_SWEEP_CACHE_SIZE = 8
+_FOCUS_COLOR = "#ff7f0e"
+
+
+class ProbeSlider(ExplorerView):
+    """Partial dependence of the units on one input attribute, for one sample or a set.
+
+    Parameters
+    ----------
+    ex:
+        The Explorer whose Selection this view follows and sets.
+    attribute:
+        Name of a dataset attribute to vary (default: the Selection's, else the first).
+    n_curves:
+        Number of response curves and bars (the most sensitive units; the focused unit is
+        always one of them).
+    max_average:
+        With "average over selection" on, at most this many selected samples are swept.
+
+    Attributes
+    ----------
+    figure:
+        Response curves (one Lines mark per unit) with the marker at the slider value.
+    attribute, slider, average:
+        The attribute Dropdown, the value SelectionSlider and the averaging ToggleButton.
+    bars:
+        Bars mark of the curves' units' activations at the slider value.
+    result:
+        The `ProbeResult` drawn; `shown_units` are the units of the curves and bars.
+    """
+
+    def __init__(
+        self,
+        ex: Explorer,
+        attribute: str | None = None,
+        *,
+        n_curves: int = 8,
+        max_average: int = 256,
+    ) -> None:
+        super().__init__(ex)
+        names = list(ex.dataset.attributes)
+        if not names:
+            raise ValueError("ex: its dataset has no attributes for a ProbeSlider to vary")
+        if attribute is not None and attribute not in names:
+            raise ValueError(f"attribute: expected one of {names}, got {attribute!r}")
+        self.n_curves, self.max_average = int(n_curves), int(max_average)
+        self._sweeps: OrderedDict[tuple[Any, ...], ProbeResult] = OrderedDict()
+        self._syncing = False  # True while the view writes its own controls
+        self.result: ProbeResult | None = None
+        self.shown_units = np.zeros(0, dtype=np.int64)
+
+        self.attribute = widgets.Dropdown(options=names, description="attribute")
+        self.attribute.observe(self._attribute_picked, "value")
+        self.average = widgets.ToggleButton(description="average over selection", value=False)
+        self.average.observe(lambda _change: self._draw_sweep(), "value")
+        self.slider = widgets.SelectionSlider(
+            options=[("0", 0.0)], description="value", continuous_update=True
+        )
+        self.slider.observe(self._slider_moved, "value")
+        self.sample_text = widgets.HTML()
+
+        shape = pixel_shape(ex)
+        self.pair: ImagePair | LinePair
+        if shape is not None:
+            self.pair = ImagePair(("varied input", "reconstruction"), shape, width=240)
+        else:
+            self.pair = LinePair(("varied input", "reconstruction"))
+
+        x_scale, y_scale = LinearScale(), LinearScale()
+        self.curves = [
+            Lines(
+                x=np.zeros(0, np.float32),
+                y=np.zeros(0, np.float32),
+                scales={"x": x_scale, "y": y_scale},
+                colors=[CATEGORY10[i % 10]],
+                stroke_width=1.5,
+                labels=[""],
+                display_legend=True,
+            )
+            for i in range(self.n_curves)
+        ]
+        for position, line in enumerate(self.curves):
+            line.on_element_click(lambda *_args, position=position: self.click_curve(position))
+        self.rule = Lines(
+            x=np.zeros(2, np.float32),
+            y=np.zeros(2, np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=["#555555"],
+            line_style="dashed",
+            preserve_domain={"x": True, "y": True},
+        )
+        self.dots = Scatter(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=["#333333"],
+            default_size=30,
+        )
+        self.x_axis = Axis(scale=x_scale, label="attribute value", num_ticks=6)
+        self.figure = figure(
+            [*self.curves, self.rule, self.dots],
+            [self.x_axis, Axis(scale=y_scale, orientation="vertical", label="activation")],
+            title="response of the most sensitive units",
+            width="460px",
+            height="320px",
+            legend_location="top-left",
+        )
+
+        bar_x, bar_y = OrdinalScale(), LinearScale(min=0.0)
+        self.bars = Bars(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            scales={"x": bar_x, "y": bar_y},
+            color_mode="element",
+            colors=CATEGORY10[: self.n_curves],
+        )
+        self.bars.on_element_click(self._clicked_bar)
+        self.bars_figure = figure(
+            [self.bars],
+            [Axis(scale=bar_x, label="unit"), Axis(scale=bar_y, orientation="vertical")],
+            title="activations at the slider value",
+            width="300px",
+        )
+        self.children = [
+            widgets.HBox([self.attribute, self.average, self.sample_text]),
+            self.slider,
+            widgets.HBox([self.figure, widgets.VBox([self.pair.figure, self.bars_figure])]),
+        ]
+
+        self.follow(lambda _change: self._draw_sweep(), "probe_attribute", "probe_sample")
+        self.follow(self._samples_changed, "samples")
+        self.follow(lambda _change: self._draw_value(), "probe_value")
+        self.follow(lambda _change: self._draw_units(), "unit")
+        wanted = attribute or self.selection.probe_attribute or names[0]
+        if self.selection.probe_attribute != wanted:
+            self.selection.probe_attribute = wanted  # drawn by the follower
+        else:
+            self._draw_sweep()
+
+    # -- what is probed ------------------------------------------------------------------------
+
+    def probed_samples(self) -> list[int]:
+        """The samples swept: the selection (capped) when averaging, else the probe sample
+        (falling back to the first selected sample, then sample 0)."""
+        selected = self.selection.samples
+        if self.average.value and selected:
+            if len(selected) <= self.max_average:
+                return list(selected)
+            rng = np.random.default_rng(self.ex.seed)
+            return sorted(rng.choice(selected, self.max_average, replace=False).tolist())
+        if self.selection.probe_sample is not None:
+            return [self.selection.probe_sample]
+        return [selected[0]] if selected else [0]
+
+    def sweep(self) -> ProbeResult:
+        """The sweep for the current samples and attribute, computed once and cached."""
+        samples = self.probed_samples()
+        name = self.selection.probe_attribute or self.attribute.value
+        key = (name, tuple(samples))
+        result = self._sweeps.get(key)
+        if result is None:
+            target: Any = samples[0] if len(samples) == 1 else samples
+            result = self.ex.probe(target, name)
+            self._sweeps[key] = result
+            if len(self._sweeps) > _SWEEP_CACHE_SIZE:
+                self._sweeps.popitem(last=False)
+        else:
+            self._sweeps.move_to_end(key)
+        return result
+
+    def value_index(self) -> int:
+        """Grid position nearest the Selection's probe value.
+
+        Without a value, or with one outside this attribute's grid (left by another
+        attribute), it is the attribute's identity (or the middle of the grid).
+        """
+        assert self.result is not None
+        grid = self.result.values
+        value = self.selection.probe_value
+        if value is None or not grid.min() <= value <= grid.max():
+            identity = self.ex.attribute(self.result.attribute).identity
+            value = identity if identity is not None else float(grid[len(grid) // 2])
+        return int(np.argmin(np.abs(grid - value)))
+
+    # -- Selection -> view ---------------------------------------------------------------------
+
+    def _samples_changed(self, _change: Any) -> None:
+        if self.average.value or self.selection.probe_sample is None:
+            self._draw_sweep()
+
+    def _draw_sweep(self) -> None:
+        self.result = result = self.sweep()
+        samples = self.probed_samples()
+        self._syncing = True
+        try:
+            self.attribute.value = result.attribute
+            self.slider.options = [(f"{v:g}", float(v)) for v in result.values]
+        finally:
+            self._syncing = False
+        self.x_axis.label = result.attribute
+        if len(samples) == 1:
+            self.sample_text.value = f"sample <b>{samples[0]}</b>"
+        else:
+            self.sample_text.value = f"mean over <b>{len(samples)}</b> selected samples"
+        self._draw_units()
+
+    def _draw_units(self) -> None:
+        """Choose the curves' units (most sensitive, plus the focused unit) and draw them."""
+        result = self.result
+        if result is None:
+            return
+        units = list(result.ranked_units[: self.n_curves])
+        focus = self.selection.unit
+        if focus is not None and focus not in units:
+            units = [*units[: self.n_curves - 1], focus]
+        self.shown_units = np.asarray(units, dtype=np.int64)
+        grid = result.values.astype(np.float32)
+        for position, line in enumerate(self.curves):
+            with line.hold_sync():
+                if position < len(units):
+                    unit = units[position]
+                    line.x, line.y = grid, result.response[:, unit]
+                    line.labels = [f"unit {unit}"]
+                    line.stroke_width = 4.0 if unit == focus else 1.5
+                    line.visible = True
+                else:
+                    line.visible = False
+        self._draw_value()
+
+    def _draw_value(self) -> None:
+        """Move the marker, the pictures and the bars to the current value (no sweep)."""
+        result = self.result
+        if result is None:
+            return
+        k = self.value_index()
+        value = float(result.values[k])
+        self._syncing = True
+        try:
+            self.slider.value = value
+        finally:
+            self._syncing = False
+        at_value = result.response[k, self.shown_units].astype(np.float32)
+        shown = result.response[:, self.shown_units]
+        low, high = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
+        with self.rule.hold_sync():
+            self.rule.x = np.array([value, value], dtype=np.float32)
+            self.rule.y = np.array([low, high], dtype=np.float32)
+        with self.dots.hold_sync():
+            self.dots.x = np.full(len(at_value), value, dtype=np.float32)
+            self.dots.y = at_value
+        focus = self.selection.unit
+        with self.bars.hold_sync():
+            self.bars.x = np.array([str(u) for u in self.shown_units])
+            self.bars.y = at_value
+            self.bars.colors = [
+                _FOCUS_COLOR if u == focus else CATEGORY10[i % 10]
+                for i, u in enumerate(self.shown_units)
+            ]
+        if isinstance(self.pair, ImagePair):
+            self.pair.show(result.inputs[k], result.reconstructions[k], diverging=False)
+        else:
+            self.pair.show(result.inputs[k], result.reconstructions[k])
+
+    # -- view -> Selection ---------------------------------------------------------------------
+
+    def _attribute_picked(self, change: dict[str, Any]) -> None:
+        if not self._syncing:
+            self.selection.probe_attribute = change["new"]
+
+    def _slider_moved(self, change: dict[str, Any]) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.selection.probe_value = float(change["new"])
+
+    def click_curve(self, position: int) -> None:
+        """Clicking the curve at `position` focuses its unit."""
+        if position < len(self.shown_units):
+            self.focus_unit(int(self.shown_units[position]))
+
+    def _clicked_bar(self, _mark: Any, event: dict[str, Any]) -> None:
+        index = (event.get("data") or {}).get("index")
+        if index is not None and 0 <= int(index) < len(self.shown_units):
+            self.focus_unit(int(self.shown_units[int(index)]))
