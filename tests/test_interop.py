@@ -482,3 +482,38 @@ def test_dictionary_learning_topk_without_config_is_ambiguous(tmp_path: Path) ->
     (tmp_path / "gated" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="'GatedAutoEncoder' is not supported"):
         read_weights(tmp_path / "gated")
+
+
+def test_a_run_folder_points_at_its_checkpoint_subfolders(tmp_path: Path) -> None:
+    sparsify_topk(tmp_path / "layers.0", D_IN, N_UNITS)
+    sparsify_topk(tmp_path / "layers.1", D_IN, N_UNITS)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"these subfolders are checkpoints: layers\.0, layers\.1"):
+        read_weights(tmp_path)
+
+
+def test_saelens_legacy_scaling_factor_and_log_threshold(tmp_path: Path) -> None:
+    w = _weights(D_IN, N_UNITS)
+    scaling = torch.rand(N_UNITS) + 0.5
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": D_IN,
+        "d_sae": N_UNITS,
+        "finetuning_scaling_factor": True,
+        "sae_lens_training_version": "4.0.0",
+    }
+    _cfg(tmp_path, "cfg.json", cfg)
+    tensors = {k: w[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    tensors |= {"log_threshold": w["threshold"], "scaling_factor": scaling}
+    save_file(tensors, str(tmp_path / "sae_weights.safetensors"))
+
+    record = read_weights(tmp_path)
+
+    x = _inputs(D_IN)
+    pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    expected = pre.relu() * (pre > w["threshold"].exp())  # threshold = exp(log_threshold)
+    torch.testing.assert_close(canonical_encode(record, x), expected, rtol=1e-5, atol=1e-5)
+    # SAELens < 6 decoded (codes * scaling_factor) @ W_dec + b_dec
+    torch.testing.assert_close(
+        canonical_decode(record, expected), (expected * scaling) @ w["W_dec"] + w["b_dec"]
+    )

@@ -91,11 +91,21 @@ def detect_layout(folder: str | os.PathLike[str]) -> Layout:
     for layout in LAYOUTS:
         if all((path / name).is_file() for name in layout.files):
             return layout
-    present = sorted(p.name for p in path.iterdir())[:10]
+    present = sorted(p.name for p in path.iterdir())
+    # sparsify and dictionary_learning runs keep one checkpoint per hookpoint/trainer subfolder
+    inside = [name for name in present if _looks_like_checkpoint(path / name)]
+    hint = f"; these subfolders are checkpoints: {', '.join(inside[:10])}" if inside else ""
     raise ValueError(
         f"folder {str(path)!r} is not an SAE checkpoint (it holds: "
-        f"{', '.join(present) if present else 'nothing'}); expected one of: {expected_files()}"
+        f"{', '.join(present[:10]) if present else 'nothing'}); expected one of: "
+        f"{expected_files()}{hint}"
     )
+
+
+def _looks_like_checkpoint(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return any(all((path / name).is_file() for name in layout.files) for layout in LAYOUTS)
 
 
 def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
