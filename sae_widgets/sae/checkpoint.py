@@ -150,8 +150,7 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
     from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
     record = read_weights(folder)
-    ours = record.layout == "sae_widgets"
-    model_cfg = record.metadata.get("model_config", {}) if ours else {}
+    model_cfg = _section(record, "model_config")
     extra = {k: v for k, v in model_cfg.items() if k in ("bandwidth", "init_threshold")}
     cfg = SAEConfig(
         d_in=record.d_in,
@@ -166,9 +165,9 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
     if record.activation == "jumprelu" and record.threshold is not None:
         _set_exact_log_threshold(module, record.threshold)
     accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
-    saved = record.metadata.get("params", {}) if ours else {}
+    saved = _section(record, "params")
     sae = SAE.from_module(module, **{k: v for k, v in saved.items() if k in accepted})
-    history = record.metadata.get("training", {}).get("history") if ours else None
+    history = _section(record, "training").get("history")
     if isinstance(history, list):
         sae.history_ = [dict(entry) for entry in history if isinstance(entry, dict)]
     return sae
@@ -178,8 +177,9 @@ def describe_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """What `sae-widgets info` shows: layout, architecture, shapes, training and metrics."""
     record = read_weights(folder)
     ours = record.layout == "sae_widgets"
-    training = dict(record.metadata.get("training", {})) if ours else {}
-    history = training.pop("history", None) or []
+    training = _section(record, "training")
+    history = training.pop("history", None)
+    logged = len(history) if isinstance(history, list) else 0
     return {
         "checkpoint": str(_as_path(folder)),
         "layout": record.layout,
@@ -189,10 +189,16 @@ def describe_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
         "n_units": record.n_units,
         "shapes": {name: list(t.shape) for name, t in record.tensors().items()},
         "sae_widgets_version": record.metadata.get("sae_widgets_version"),
-        "params": record.metadata.get("params") if ours else None,
-        "training": {**training, "logged_steps": len(history)} if ours else None,
-        "metrics": record.metadata.get("metrics") if ours else None,
+        "params": _section(record, "params") if ours else None,
+        "training": {**training, "logged_steps": logged} if ours else None,
+        "metrics": _section(record, "metrics") if ours else None,
     }
+
+
+def _section(record: CheckpointWeights, key: str) -> dict[str, Any]:
+    """A copy of one block of our metadata; empty for foreign layouts or a hand-edited file."""
+    value = record.metadata.get(key) if record.layout == "sae_widgets" else None
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def _metadata(sae: SAE, metrics: dict[str, Any] | None) -> dict[str, Any]:
