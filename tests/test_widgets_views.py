@@ -1,0 +1,283 @@
+"""Each Explorer view on its own, headless: Selection -> marks (state -> view) and simulated
+clicks/brushes -> Selection (view -> state), with values checked against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sae_widgets as sw
+from sae_widgets.widgets._render import decode_png, diverging_rgb, sequential_rgb
+
+# bqscales (bqplot's scales) emits a traitlets DeprecationWarning when first imported;
+# pyproject's filter list does not name that module yet, so bqplot is imported in tests only.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
+
+
+def small_fit(sae, X):
+    """Fit on one thread: a 48-unit SAE gains nothing from more, and the CI box is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return sae.fit(X, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits_sae():
+    ds = sw.datasets.digits()
+    sae = sw.SAE(n_units=48, k=6, epochs=10, batch_size=128, min_steps_per_epoch=8, seed=0)
+    small_fit(sae, ds.X)  # 150 steps
+    return ds, sae, np.asarray(sae.transform(ds.X))  # dense codes: the brute-force reference
+
+
+@pytest.fixture
+def ex(digits_sae):
+    ds, sae, _ = digits_sae
+    return sw.Explorer(sae, ds)  # a fresh Selection per test
+
+
+@pytest.fixture
+def codes(digits_sae):
+    return digits_sae[2]
+
+
+def image_click(x, y):
+    """The message bqplot's Image mark sends on a click, in data coordinates."""
+    return {"event": "element_click", "data": {"click_x": x, "click_y": y}}
+
+
+# ---- UnitInspector -------------------------------------------------------------------------
+
+
+def test_inspector_draws_the_focused_units_data(ex, digits_sae, codes):
+    _, sae, _ = digits_sae
+    inspector = sw.UnitInspector(ex)
+    unit = int(np.argsort(-np.count_nonzero(codes, axis=0))[3])
+    ex.selection.unit = unit
+    column = codes[:, unit]
+    fired = column[column != 0]
+
+    assert inspector.picker.value == unit and inspector.summary.unit == unit
+    # Histogram: the non-zero activations, recounted by numpy.
+    counts, edges = np.histogram(fired, bins=32, range=(min(0.0, fired.min()), fired.max()))
+    np.testing.assert_array_equal(inspector.histogram.y, counts)
+    np.testing.assert_allclose(inspector.histogram.x, (edges[:-1] + edges[1:]) / 2, rtol=1e-5)
+    # Top samples: the largest activations, strongest first, captioned with their values.
+    top = np.argsort(-column, kind="stable")[:16]
+    np.testing.assert_allclose(column[inspector.gallery.samples], column[top], rtol=1e-5)
+    assert list(inspector.gallery.captions.text) == [f"{v:.2f}" for v in column[top]]
+    # Decoder direction as a zero-centred picture of the 8x8 pixels.
+    decoder = sae.components_[unit].reshape(8, 8)
+    picture = decode_png(inspector.directions.marks[0].image.value)
+    np.testing.assert_array_equal(picture, diverging_rgb(decoder))
+    # Nearest units by decoder cosine.
+    directions = sae.components_ / np.linalg.norm(sae.components_, axis=1, keepdims=True)
+    cosines = directions @ directions[unit]
+    cosines[unit] = -np.inf
+    assert inspector.nearest.units == np.argsort(-cosines, kind="stable")[:8].tolist()
+    assert f"fires on {fired.size:,} of 1,797" in inspector.stats.value
+    # Label shares of the firing samples.
+    labels = ex.dataset.labels[column != 0]
+    shares = np.bincount(labels, minlength=10) / labels.size
+    np.testing.assert_allclose(inspector.label_bars.y, shares, rtol=1e-5)
+
+
+def test_inspector_controls_set_the_selection(ex):
+    inspector = sw.UnitInspector(ex, unit=4)
+    assert ex.selection.unit == 4
+    inspector.picker.value = 9
+    assert ex.selection.unit == 9
+    nearest = inspector.nearest.units[0]
+    inspector.nearest.click(0)
+    assert ex.selection.unit == nearest
+    assert inspector.summary.unit == nearest  # and the buttons now list its neighbours
+    cofiring = inspector.cofiring.units[1]
+    inspector.cofiring.click(1)
+    assert ex.selection.unit == cofiring
+    # A click on the second thumbnail (8x8 images, 9 px per cell) picks that sample.
+    gallery = inspector.gallery
+    gallery._clicked(gallery.mark, image_click(9 + 4, float(gallery.y_scale.max) - 2))
+    assert ex.selection.probe_sample == gallery.samples[1]
+
+
+def test_inspector_without_images_draws_bars_and_rows():
+    ds = sw.datasets.superposition(n=600, n_features=12, dim=10, active=2.0, seed=1)
+    sae = small_fit(sw.SAE(n_units=16, k=3, epochs=2, batch_size=64, seed=0), ds.X)
+    ex = sw.Explorer(sae, ds)
+    inspector = sw.UnitInspector(ex, unit=2, n_dims=5)
+    decoder = sae.components_[2]
+    dims = np.argsort(-np.abs(decoder), kind="stable")[:5]
+    assert list(inspector.directions.bars.x) == [str(d) for d in dims]
+    np.testing.assert_allclose(
+        inspector.directions.bars.y[0], decoder[dims] / np.linalg.norm(decoder), rtol=1e-5
+    )
+    # Top samples as rows of their input values on those dimensions.
+    gallery = inspector.gallery
+    rows = ds.X[gallery.samples][:, dims]
+    np.testing.assert_array_equal(decode_png(gallery.mark.image.value), diverging_rgb(rows))
+    assert gallery.sample_at(0.0, len(gallery.samples) - 1.0) == gallery.samples[0]
+
+
+# ---- PCABrush ------------------------------------------------------------------------------
+
+
+def brush(view, x_range, y_range):
+    """A user's drag on the real BrushSelector: press, move, release."""
+    view.brush.brushing = True
+    view.brush.selected_x = [x_range[0], (x_range[0] + x_range[1]) / 2]
+    view.brush.selected_y = list(y_range)
+    view.brush.selected_x = list(x_range)
+    view.brush.brushing = False
+
+
+def test_brush_release_selects_every_point_in_the_box(ex):
+    from bqplot import Scatter
+    from bqplot_gl import ScatterGL
+
+    view = sw.PCABrush(ex)
+    assert isinstance(view.scatter, Scatter) and not isinstance(view.scatter, ScatterGL)
+    x, y = np.asarray(view.scatter.x), np.asarray(view.scatter.y)
+    assert len(x) == ex.n_samples
+    x_range = (np.percentile(x, 20), np.percentile(x, 70))
+    y_range = (np.percentile(y, 60), np.percentile(y, 10))  # reversed, as a drag may give
+    view.brush.brushing = True
+    view.brush.selected_x, view.brush.selected_y = list(x_range), list(y_range)
+    assert ex.selection.samples == []  # nothing happens while dragging
+    view.brush.brushing = False
+
+    inside = (x >= x_range[0]) & (x <= x_range[1]) & (y >= y_range[1]) & (y <= y_range[0])
+    assert ex.selection.samples == np.flatnonzero(inside).tolist()
+    assert view.count.value == f"<b>{inside.sum():,}</b> samples selected"
+    assert view.enriched.units == ex.enrichment(ex.selection.samples, top=8).units.tolist()
+    np.testing.assert_array_equal(view.scatter.selected, np.flatnonzero(inside))
+    enriched = view.enriched.units[0]
+    view.enriched.click(0)
+    assert ex.selection.unit == enriched
+    view.clear_button.click()
+    assert ex.selection.samples == [] and view.brush.selected_x is None
+
+
+def test_brush_colours_by_label_or_by_the_focused_units_activation(ex, codes):
+    view = sw.PCABrush(ex)
+    np.testing.assert_array_equal(view.scatter.color, ex.dataset.labels)
+    ex.selection.unit = 5
+    view.color_by.value = "activation"
+    np.testing.assert_allclose(view.scatter.color, codes[:, 5], rtol=1e-5, atol=1e-6)
+    ex.selection.unit = 6
+    np.testing.assert_allclose(view.scatter.color, codes[:, 6], rtol=1e-5, atol=1e-6)
+    assert view.color_scale.max == pytest.approx(codes[:, 6].max(), rel=1e-5)
+
+
+def test_large_projection_uses_webgl_and_selects_beyond_the_drawn_points():
+    ds = sw.datasets.superposition(n=4000, n_features=12, dim=10, active=2.0, seed=2)
+    sae = small_fit(sw.SAE(n_units=16, k=3, epochs=1, batch_size=256, seed=0), ds.X)
+    ex = sw.Explorer(sae, ds)
+    view = sw.PCABrush(ex)
+    from bqplot_gl import ScatterGL
+
+    assert isinstance(view.scatter, ScatterGL)
+    coords = ex.projection().coords
+    brush(view, (-np.inf, np.inf), (-np.inf, np.inf))
+    assert len(ex.selection.samples) == len(coords) == 4000
+
+
+# ---- ActivationHeatmap ---------------------------------------------------------------------
+
+
+def test_heatmap_rows_follow_the_selection_and_columns_rank_enrichment(ex, codes):
+    view = sw.ActivationHeatmap(ex, max_rows=100, max_units=20)
+    assert view.data.matrix.shape == (100, 20)
+    chosen = list(range(0, 1797, 30))
+    ex.selection.samples = chosen
+    data = view.data
+    assert sorted(data.rows.tolist()) == chosen
+    assert data.units.tolist() == ex.enrichment(chosen, top=20).units.tolist()
+    np.testing.assert_allclose(data.matrix, codes[np.ix_(data.rows, data.units)], atol=1e-6)
+    # The PNG is that matrix, each column scaled by its unit's maximum over the dataset.
+    expected = sequential_rgb(data.matrix / codes[:, data.units].max(axis=0), vmax=1.0)
+    np.testing.assert_array_equal(decode_png(view.matrix_mark.image.value), expected)
+    assert f"{len(chosen)} of {len(chosen)} selected samples" in view.caption.value
+
+
+def test_heatmap_clicks_focus_a_unit_and_pick_a_sample(ex, codes):
+    view = sw.ActivationHeatmap(ex, max_units=10)
+    n_rows = len(view.data.rows)
+    view._clicked_matrix(view.matrix_mark, image_click(3.4, n_rows - 0.5))
+    assert ex.selection.unit == view.data.units[3]
+    np.testing.assert_array_equal(view.focus_box.x, [3, 4, 4, 3, 3])
+    view._clicked_strip(view.strip_mark, image_click(-1.0, n_rows - 2.5))  # the third row
+    sample = int(view.data.rows[2])
+    assert ex.selection.probe_sample == sample
+    np.testing.assert_array_equal(view.row_box.y, np.array([0, 0, 1, 1, 0]) + n_rows - 3)
+    # The sample card: that sample's most active units, strongest first.
+    active = np.flatnonzero(codes[sample])
+    strongest = active[np.argsort(-codes[sample, active], kind="stable")]
+    assert view.card_units.units == strongest[:8].tolist()
+    assert f"sample {sample}" in view.card_title.value
+    # A focused unit that is not a column hides the focus box.
+    ex.selection.unit = int(np.setdiff1d(np.arange(ex.n_units), view.data.units)[0])
+    assert np.isnan(view.focus_box.x).all()
+
+
+# ---- ProbeSlider ---------------------------------------------------------------------------
+
+
+def test_slider_moves_marker_and_bars_without_recomputing_the_sweep(ex, monkeypatch):
+    calls = []
+    real_probe = ex.probe
+
+    def counting_probe(*args, **kwargs):
+        calls.append(args)
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "probe", counting_probe)
+    ex.selection.probe_sample = 11
+    view = sw.ProbeSlider(ex, attribute="rotation")
+    assert len(calls) == 1 and calls[0][:2] == (11, "rotation")
+    result = view.result
+    reference = real_probe(11, "rotation")
+    np.testing.assert_allclose(result.response, reference.response, atol=1e-6)
+    assert view.shown_units.tolist() == reference.ranked_units[:8].tolist()
+
+    for k in (0, 3, len(result.values) - 1):
+        value = float(result.values[k])
+        view.slider.value = value
+        assert ex.selection.probe_value == value
+        np.testing.assert_allclose(view.bars.y, result.response[k, view.shown_units])
+        np.testing.assert_array_equal(view.rule.x, [value, value])
+        np.testing.assert_allclose(view.dots.y, result.response[k, view.shown_units])
+    assert len(calls) == 1  # the slider never recomputes the sweep
+
+    view.attribute.value = "scale"
+    assert ex.selection.probe_attribute == "scale" and len(calls) == 2
+    view.attribute.value = "rotation"
+    assert len(calls) == 2  # cached per (sample, attribute)
+    ex.selection.probe_sample = 12
+    assert len(calls) == 3 and calls[-1][:2] == (12, "rotation")
+
+
+def test_probe_marks_the_focused_unit_and_clicks_focus_units(ex):
+    view = sw.ProbeSlider(ex, attribute="thickness")
+    outsider = int(np.setdiff1d(np.arange(ex.n_units), view.shown_units)[0])
+    ex.selection.unit = outsider
+    assert view.shown_units[-1] == outsider
+    assert view.curves[-1].stroke_width > view.curves[0].stroke_width
+    third, first = view.shown_units[2], view.shown_units[0]
+    view._clicked_bar(view.bars, {"event": "element_click", "data": {"index": 2}})
+    assert ex.selection.unit == third
+    view.click_curve(0)
+    assert ex.selection.unit == first
+
+
+def test_probe_averages_over_the_selection(ex):
+    view = sw.ProbeSlider(ex, attribute="shift_x", max_average=16)
+    ex.selection.samples = list(range(100))
+    view.average.value = True
+    assert len(view.result.samples) == 16
+    assert set(view.result.samples.tolist()) <= set(range(100))
+    assert "mean over <b>16</b>" in view.sample_text.value
+    reference = ex.probe(view.result.samples.tolist(), "shift_x")
+    np.testing.assert_allclose(view.result.response, reference.response, atol=1e-6)
