@@ -32,12 +32,16 @@ _SUBMODULES = {"datasets": "sae_widgets.data.datasets", "metrics": "sae_widgets.
 __all__ = [*sorted(_EXPORTS), *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from sae_widgets.data import datasets
-    from sae_widgets.data.activations import collect_activations
-    from sae_widgets.data.dataset import Attribute, Dataset
-    from sae_widgets.sae import metrics
-    from sae_widgets.sae.estimator import SAE
-    from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+    from sae_widgets.data import datasets as datasets
+    from sae_widgets.data.activations import collect_activations as collect_activations
+    from sae_widgets.data.dataset import Attribute as Attribute
+    from sae_widgets.data.dataset import Dataset as Dataset
+    from sae_widgets.sae import metrics as metrics
+    from sae_widgets.sae.estimator import SAE as SAE
+    from sae_widgets.sae.model import SAEConfig as SAEConfig
+    from sae_widgets.sae.model import SparseAutoencoder as SparseAutoencoder
+    from sae_widgets.widgets.explorer import Explorer as Explorer
+    from sae_widgets.widgets.selection import Selection as Selection
 
 
 def __getattr__(name: str) -> Any:
