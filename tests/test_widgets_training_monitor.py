@@ -1,0 +1,135 @@
+"""TrainingMonitor: fed by the real SAE's fit callbacks, throttled, stoppable from its button."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sae_widgets as sw
+
+# bqscales (bqplot's scales) emits a traitlets DeprecationWarning when first imported, and
+# pyproject's filter list does not name that module yet: bqplot is first imported in a test.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
+
+
+@pytest.fixture(scope="module")
+def X():
+    return sw.datasets.digits().X
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny SAEs gain nothing from more threads, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_sae(**params):
+    defaults = dict(n_units=32, k=4, epochs=4, batch_size=128, min_steps_per_epoch=8, seed=0)
+    return sw.SAE(**{**defaults, **params})
+
+
+def test_blocking_fit_with_the_monitor_as_callback_draws_every_logged_step(X):
+    sae = small_sae(log_every=2)
+    monitor = sw.TrainingMonitor(sae)
+    sae.fit(X, callbacks=[monitor], progress=False)
+    monitor.draw()  # what the trailing timer does min_interval after the last step
+    history = sae.history_
+    assert [h["step"] for h in monitor.history] == [h["step"] for h in history]
+    np.testing.assert_array_equal(monitor.lines["fvu"].x, [h["step"] for h in history])
+    for key in ("loss", "fvu", "l0", "dead_fraction"):
+        expected = np.array([h[key] for h in history], dtype=np.float32)
+        np.testing.assert_array_equal(monitor.lines[key].y, expected)
+        assert monitor.lines[key].y.dtype == np.float32
+    assert monitor.progress.value == history[-1]["step"]
+    assert f"step {history[-1]['step']}" in monitor.status.value
+    assert type(monitor.figure).__name__ == "Figure"
+
+
+def test_redraws_are_throttled_to_min_interval():
+    sae = small_sae()
+    now = [0.0]
+    monitor = sw.TrainingMonitor(sae, min_interval=1.0, trailing=False, clock=lambda: now[0])
+    for i in range(100):  # one logged step every 0.25 s (binary fractions: exact times)
+        now[0] = 0.25 * i
+        assert monitor({"step": i + 1, "loss": 1.0 / (i + 1), "fvu": 0.5, "l0": 4.0}) is True
+    # Drawn at t = 0, 1, 2, ... 24 s: 25 redraws for 100 steps.
+    assert monitor.n_draws == 25
+    assert len(monitor.lines["loss"].y) == 97  # the steps logged up to the last redraw
+    monitor.draw()
+    np.testing.assert_allclose(monitor.lines["loss"].y, 1.0 / np.arange(1, 101), rtol=1e-6)
+    # Missing metrics are gaps (NaN), not errors.
+    assert np.isnan(monitor.lines["dead_fraction"].y).all()
+
+
+def test_trailing_redraw_shows_the_last_steps_without_being_asked():
+    now = [0.0]
+    monitor = sw.TrainingMonitor(small_sae(), min_interval=0.05, clock=lambda: now[0])
+    monitor({"step": 1, "loss": 1.0})  # drawn at once
+    monitor({"step": 2, "loss": 0.5})  # throttled: a timer will draw it
+    timer = monitor._timer
+    assert timer is not None and len(monitor.lines["loss"].y) == 1
+    timer.join()
+    assert monitor.lines["loss"].y.tolist() == [1.0, 0.5]
+
+
+def test_long_runs_are_decimated_but_keep_the_latest_point():
+    from sae_widgets.widgets.training_monitor import MAX_POINTS
+
+    monitor = sw.TrainingMonitor(small_sae(), min_interval=0.0)
+    for i in range(3 * MAX_POINTS):
+        monitor.history.append({"step": float(i + 1), "loss": float(i)})
+    monitor.draw()
+    assert len(monitor.lines["loss"].x) == MAX_POINTS
+    assert monitor.lines["loss"].x[-1] == 3 * MAX_POINTS
+
+
+def test_background_fit_runs_to_the_end_and_reports_it(X):
+    from sae_widgets.widgets.training_monitor import planned_steps
+
+    sae = small_sae(epochs=3)
+    monitor = sw.TrainingMonitor(sae)
+    thread = monitor.fit(X)
+    assert monitor.join(timeout=120) is sae
+    assert not thread.is_alive() and not monitor.running
+    last = sae.history_[-1]["step"]
+    assert monitor.total_steps == planned_steps(sae, len(X)) == last
+    assert monitor.progress.max == last and monitor.progress.value == last
+    assert monitor.status.value.startswith(f"done: {last} steps")
+    assert monitor.stop_button.disabled
+
+
+def test_stop_button_ends_background_training_cleanly(X):
+    sae = small_sae(epochs=50, log_every=1)
+    monitor = sw.TrainingMonitor(sae)
+
+    def press_stop_at_step_10(metrics):
+        if metrics["step"] == 10:
+            monitor.stop_button.click()  # as a user would, while training runs
+
+    monitor.fit(X, callbacks=[press_stop_at_step_10])
+    monitor.join(timeout=120)
+    assert sae.history_[-1]["step"] == 10 < monitor.total_steps
+    assert monitor.status.value.startswith("stopped at step 10")
+    assert sae.transform(X[:5]).shape == (5, 32)  # the model stays usable
+    assert monitor.progress.value == 10 and monitor.stop_button.disabled
+
+
+def test_join_raises_what_training_raised(X):
+    monitor = sw.TrainingMonitor(small_sae())
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    monitor.fit(bad)
+    with pytest.raises(ValueError, match=r"NaN|finite"):
+        monitor.join(timeout=60)
+    assert monitor.status.value.startswith("failed at step 0")
+
+
+def test_monitor_validates_its_arguments(X):
+    with pytest.raises(TypeError, match="sae"):
+        sw.TrainingMonitor(X)
+    with pytest.raises(ValueError, match="min_interval"):
+        sw.TrainingMonitor(small_sae(), min_interval=-1)
