@@ -97,9 +97,11 @@ def widget_responsiveness(explorer: sw.Explorer, selection_rect: tuple[tuple, tu
     """Kernel time and bytes sent to the browser for (1) a unit focus change and (2) a brush
     release over `selection_rect`, measured on the real widgets built on `explorer`.
 
-    Placeholder: returns no rows until the widgets engineer fills it in.
+    The measurement lives in benchmarks/widget_latency.py (also runnable on its own).
     """
-    return []
+    from widget_latency import widget_figures
+
+    return [Row(*figure) for figure in widget_figures(explorer, selection_rect)]
 
 
 # ===========================================================================================
