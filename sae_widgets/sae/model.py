@@ -77,7 +77,7 @@ class ForwardOutput(NamedTuple):
     fvu: Tensor
     """Fraction of variance unexplained over this batch (differentiable)."""
     sparsity: Tensor
-    """Sparsity penalty over the batch / batch variance: weighted L1 (relu), L0 (jumprelu)."""
+    """Sparsity penalty / batch variance: norm-weighted L1 (relu), d_in x L0 (jumprelu)."""
     aux_fvu: Tensor
     """AuxK loss: how well dead units reconstruct the residual (0 when none are dead)."""
     l0: Tensor
@@ -127,12 +127,17 @@ class SparseAutoencoder(nn.Module):
 
     # ----------------------------------------------------------------- parameters
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Random unit-norm decoder rows; the encoder starts as the decoder's transpose."""
+        """Random unit-norm decoder rows; the encoder starts as the decoder's transpose.
+
+        relu/jumprelu start with about half the units active, so their encoder starts 10x
+        smaller: a full-size one makes the first reconstruction ~10x the input.
+        """
         with torch.no_grad():
             W_dec = torch.randn(self.cfg.n_units, self.cfg.d_in, generator=generator)
             W_dec /= W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
             self.W_dec.copy_(W_dec)
-            self.W_enc.copy_(W_dec.t())
+            dense = self.cfg.activation in ("relu", "jumprelu")
+            self.W_enc.copy_(W_dec.t() * (0.1 if dense else 1.0))
             self.b_enc.zero_()
             self.b_dec.zero_()
 
@@ -291,7 +296,9 @@ class SparseAutoencoder(nn.Module):
             threshold = self.log_threshold.exp()
             bandwidth = self.cfg.bandwidth
             codes_BU = jumprelu(pre_BU, threshold, bandwidth)
-            penalty = step_count(pre_BU, threshold, bandwidth).sum()
+            # scaled by d_in: l0_coeff is then the share of a sample's variance (~d_in in
+            # training space) that a unit must explain to be worth firing
+            penalty = step_count(pre_BU, threshold, bandwidth).sum() * self.cfg.d_in
         x_hat_BD = self.decode(codes_BU)
         fvu, total_var = _fvu(x_BD, x_hat_BD)
         l0 = (codes_BU != 0).sum(dim=1).float().mean().detach()

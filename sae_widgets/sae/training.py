@@ -46,8 +46,9 @@ class TrainConfig:
     """fit uses batches of at most n / min_steps_per_epoch samples so small data still trains."""
     warmup_steps: int | None = None
     """Linear learning-rate warm-up; None: 5% of fit's steps (10 for partial_fit)."""
-    decay_fraction: float = 0.2
-    """fit decays the learning rate linearly to 0 over this final fraction of its steps."""
+    decay_fraction: float = 0.5
+    """fit decays the learning rate linearly to 0 over this final fraction of its steps
+    (a long decay lets redundant units settle instead of dying)."""
     grad_clip: float = 1.0
     """Maximum global gradient norm (0 disables clipping)."""
     aux_coeff: float = 1 / 32
@@ -56,10 +57,11 @@ class TrainConfig:
     """Dead units used by AuxK per sample; None: d_in // 2."""
     dead_window: int = 65_536
     """A unit that has not fired for this many training samples counts as dead."""
-    l1_coeff: float = 5.0
-    """relu: weight of the decoder-norm weighted L1 penalty (relative to the loss's FVU)."""
-    l0_coeff: float = 0.005
-    """jumprelu: weight of the L0 penalty (relative to the loss's FVU)."""
+    l1_coeff: float = 1.0
+    """relu: weight of the decoder-norm weighted L1 penalty (Anthropic's lambda: the loss is
+    (||x - x_hat||^2 + l1_coeff * sum_u f_u ||W_dec[u]||) / variance, in training space)."""
+    l0_coeff: float = 0.004
+    """jumprelu: a unit must explain about this fraction of a sample's variance to fire."""
     l1_warmup_steps: int | None = None
     """relu/jumprelu: the sparsity weight ramps up linearly over these steps; None: warm-up."""
     log_every: int | None = None
@@ -71,8 +73,8 @@ class TrainConfig:
 def default_lr(activation: str, n_units: int) -> float:
     """Learning rate that works without tuning: scaled with 1/sqrt(n_units) for TopK."""
     if activation in ("topk", "batchtopk"):
-        return 0.04 / math.sqrt(n_units)
-    return 1e-3
+        return 0.1 / math.sqrt(n_units)
+    return 3e-3
 
 
 def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
