@@ -14,7 +14,7 @@ Each block owns a `.figure` and is updated by `show(...)`; none of them knows th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,7 +27,7 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import figure
+from sae_widgets.widgets._view import Indices, figure
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget"]
 
@@ -122,13 +122,13 @@ class BarPair:
             legend_location="top-right",
         )
 
-    def show(self, left: Any, right: Any, dims: Sequence[int]) -> None:
+    def show(self, left: Any, right: Any, dims: Indices) -> None:
         """Bars of left[dims] and right[dims], labelled by the dimension index."""
-        dims = np.asarray(dims, dtype=np.int64)
-        values = np.stack([np.asarray(left)[dims], np.asarray(right)[dims]]).astype(np.float32)
+        columns = np.asarray(dims, dtype=np.int64)
+        values = np.stack([np.asarray(left)[columns], np.asarray(right)[columns]])
         with self.bars.hold_sync():
-            self.bars.x = np.array([str(d) for d in dims])
-            self.bars.y = values
+            self.bars.x = np.array([str(d) for d in columns])
+            self.bars.y = values.astype(np.float32)
 
 
 class LinePair:
@@ -216,7 +216,7 @@ class SampleGallery:
             marks, axes, title=title, width=f"{width}px", margin={**_TIGHT, **margin}
         )
 
-    def show(self, samples: Sequence[int], values: Sequence[float], dims: Any = None) -> None:
+    def show(self, samples: Indices, values: Any, dims: Any = None) -> None:
         """Draw `samples` captioned by `values`; `dims` picks the columns in matrix mode."""
         self.samples = [int(s) for s in samples]
         if self.images is not None:

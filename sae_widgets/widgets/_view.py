@@ -13,10 +13,14 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 from bqplot import Figure
+from numpy.typing import NDArray
 
 from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["ExplorerView", "UnitButtons", "figure", "pixel_shape"]
+__all__ = ["ExplorerView", "Indices", "UnitButtons", "figure", "pixel_shape"]
+
+Indices = Sequence[int] | NDArray[np.integer[Any]]
+"""Unit or sample indices as views receive them: a list or an integer numpy array."""
 
 _MARGIN = {"top": 30, "bottom": 35, "left": 45, "right": 10}
 
@@ -73,7 +77,7 @@ class UnitButtons(widgets.HBox):
         self.caption = widgets.HTML(caption)
         super().__init__([self.caption, *self.buttons], layout=widgets.Layout(flex_flow="wrap"))
 
-    def show(self, units: Sequence[int], captions: Sequence[str] | None = None) -> None:
+    def show(self, units: Indices, captions: Sequence[str] | None = None) -> None:
         """Offer these units (at most the pool size), labelled by `captions`."""
         units = [int(u) for u in units][: len(self.buttons)]
         captions = [f"unit {u}" for u in units] if captions is None else list(captions)

@@ -155,7 +155,7 @@ class ActivationHeatmap(ExplorerView):
 
     def _draw_focus(self) -> None:
         unit = self.selection.unit
-        columns = np.flatnonzero(self.data.units == unit) if unit is not None else []
+        columns = np.flatnonzero(self.data.units == unit) if unit is not None else np.zeros(0)
         with self.focus_box.hold_sync():
             if len(columns):
                 c = float(columns[0])
@@ -165,7 +165,7 @@ class ActivationHeatmap(ExplorerView):
 
     def _draw_row_box(self) -> None:
         sample = self.selection.probe_sample
-        rows = np.flatnonzero(self.data.rows == sample) if sample is not None else []
+        rows = np.flatnonzero(self.data.rows == sample) if sample is not None else np.zeros(0)
         with self.row_box.hold_sync():
             if len(rows):
                 top = float(len(self.data.rows) - rows[0])

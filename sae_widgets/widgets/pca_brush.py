@@ -137,9 +137,9 @@ class PCABrush(ExplorerView):
         x_range, y_range = self.brush.selected_x, self.brush.selected_y
         if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
             return
-        samples = self.ex.samples_in_rect(x_range, y_range, self.source)
-        self._brushed_samples = samples.tolist()
-        self.selection.samples = samples
+        inside = self.ex.samples_in_rect(x_range, y_range, self.source).tolist()
+        self._brushed_samples = inside
+        self.selection.samples = inside
 
     def clear(self) -> None:
         """Forget the selected samples (and the brush rectangle)."""

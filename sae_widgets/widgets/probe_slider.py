@@ -200,10 +200,10 @@ class ProbeSlider(ExplorerView):
         """
         assert self.result is not None
         grid = self.result.values
-        value = self.selection.probe_value
+        value: float | None = self.selection.probe_value
         if value is None or not grid.min() <= value <= grid.max():
             identity = self.ex.attribute(self.result.attribute).identity
-            value = identity if identity is not None else float(grid[len(grid) // 2])
+            value = float(identity) if identity is not None else float(grid[len(grid) // 2])
         return int(np.argmin(np.abs(grid - value)))
 
     # -- Selection -> view ---------------------------------------------------------------------

@@ -45,7 +45,12 @@ def planned_steps(sae: Any, n_samples: int) -> int | None:
         return int(method(n_samples))
     epochs, batch_size = getattr(sae, "epochs", None), getattr(sae, "batch_size", None)
     min_steps = getattr(sae, "min_steps_per_epoch", 1)
-    if not all(isinstance(v, int) and v > 0 for v in (epochs, batch_size, min_steps)):
+    if not (
+        isinstance(epochs, int)
+        and isinstance(batch_size, int)
+        and isinstance(min_steps, int)
+        and min(epochs, batch_size, min_steps) > 0
+    ):
         return None
     batch = max(1, min(batch_size, n_samples // min_steps))
     return int(epochs * math.ceil(n_samples / batch))
