@@ -83,3 +83,23 @@ def test_bad_arguments_raise(fitted):
         probe_attribute(sae, attribute, 0, len(ds), [])
     with pytest.raises(TypeError, match="attribute must provide"):
         probe_attribute(sae, "feature_0", 0, len(ds))
+
+
+def test_small_batches_run_on_one_thread_and_restore_the_setting():
+    import torch
+
+    from sae_widgets.analysis._threads import SMALL_BATCH_ROWS, threads_for_batch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threads_for_batch(21):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threads_for_batch(SMALL_BATCH_ROWS + 1):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), threads_for_batch(1):
+            raise RuntimeError("restored even when the block fails")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sae_widgets.analysis._checks import check_indices, check_positive_int
+from sae_widgets.analysis._threads import threads_for_batch
 from sae_widgets.analysis.summary import top_entries
 
 __all__ = ["Autoencoder", "ProbeResult", "SweepAttribute", "probe_attribute"]
@@ -117,7 +118,9 @@ def probe_attribute(
                 f"attribute {attribute.name!r} sweep returned shape {varied.shape}; expected "
                 f"({len(grid)}, {len(part)}, d)"
             )
-        codes = np.asarray(sae.transform(varied.reshape(-1, varied.shape[2])), dtype=np.float32)
+        flat = varied.reshape(-1, varied.shape[2])
+        with threads_for_batch(len(flat)):
+            codes = np.asarray(sae.transform(flat), dtype=np.float32)
         codes = codes.reshape(len(grid), len(part), -1)
         if first_inputs is None:
             first_inputs, first_codes = varied[:, 0], codes[:, 0]
@@ -129,7 +132,8 @@ def probe_attribute(
     sensitivity = response.max(axis=0) - response.min(axis=0)
     responsive = np.flatnonzero(sensitivity > 0)
     ranked, _ = top_entries(responsive, sensitivity[responsive], len(responsive))
-    reconstructions = np.asarray(sae.inverse_transform(first_codes), dtype=np.float32)
+    with threads_for_batch(len(first_codes)):
+        reconstructions = np.asarray(sae.inverse_transform(first_codes), dtype=np.float32)
     return ProbeResult(
         attribute=str(attribute.name),
         samples=chosen,

@@ -33,6 +33,7 @@ from sae_widgets.analysis import (
     unit_summary,
 )
 from sae_widgets.analysis._checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis._threads import threads_for_batch
 from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.data.dataset import Attribute, Dataset
 from sae_widgets.widgets.selection import Selection
@@ -278,7 +279,8 @@ class Explorer:
     def reconstruct(self, indices: Any) -> NDArray[np.float32]:
         """(len(indices), d) the SAE's reconstruction of those samples from the stored codes."""
         rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
-        decoded = self.sae.inverse_transform(self.codes.dense(rows))
+        with threads_for_batch(len(rows)):
+            decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)
 
     def dashboard(self, **options: Any) -> ipywidgets.Widget:
