@@ -65,6 +65,7 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     if cap < n_units and bool((row_minima > cutoff).any()):
         # some row may have more than `cap` winners: exact (slow) path
         kept_vals, flat = pre_BU.reshape(-1).topk(n_keep, sorted=False)
+        cutoff = kept_vals.min()
         flat = flat.sort().values
         rows, units = flat // n_units, flat % n_units
     else:
