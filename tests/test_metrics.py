@@ -1,0 +1,84 @@
+"""sae_widgets.metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import sae_widgets as sw
+from sae_widgets.sae import metrics
+from sae_widgets.sae.estimator import SAE
+
+
+def test_fvu_and_mse_by_hand() -> None:
+    X = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 3.0]])
+    X_hat = np.array([[1.0, 1.0], [2.0, 0.0], [2.0, 3.0]])
+    # mean (2, 1): total = 1+1 + 1+1 + 0+4 = 8; error = 1 + 1 = 2
+    assert metrics.fvu(X, X_hat) == pytest.approx(2 / 8)
+    assert metrics.mse(X, X_hat) == pytest.approx(2 / 6)
+    assert metrics.fvu(torch.tensor(X), torch.tensor(X_hat)) == pytest.approx(0.25)
+    assert metrics.fvu(X, X) == 0.0
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.fvu(X, X_hat[:2])
+
+
+def test_sparsity_metrics_on_every_array_type() -> None:
+    codes = np.array([[0.0, 2.0, 0.0, 1.0], [0.0, 0.0, 0.0, 3.0], [0.0, 1.0, 0.0, 0.0]])
+    for form in (codes, torch.tensor(codes), sp.csr_matrix(codes)):
+        assert metrics.l0(form) == pytest.approx(4 / 3)
+        np.testing.assert_allclose(metrics.firing_frequencies(form), [0, 2 / 3, 0, 2 / 3])
+        assert metrics.dead_fraction(form) == 0.5
+    stored_zero = sp.csr_matrix((np.array([0.0, 1.0]), np.array([0, 1]), np.array([0, 2])), (1, 2))
+    assert metrics.l0(stored_zero) == 1.0  # explicit zeros are not activity
+
+
+def test_mmcs_mcc_uniqueness_by_hand() -> None:
+    true = np.eye(3, 4)
+    # units: feature 0 (sign flipped), feature 0 again, feature 1 at 45 degrees
+    units = np.array([[-2.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 1.0, 1.0, 0]])
+    cos45 = 1 / np.sqrt(2)
+    # best per true feature: 1, cos45, cos45 (feature 2's best is the 45-degree unit too)
+    assert metrics.mmcs(units, true) == pytest.approx((1 + 2 * cos45) / 3)
+    # one-to-one: f0-u0 (1), f1-u2 (cos45), f2-u1 (0)
+    assert metrics.mcc(units, true) == pytest.approx((1 + cos45 + 0) / 3)
+    # units matching at >= 0.9: u0 and u1, both feature 0 -> one distinct of two
+    assert metrics.uniqueness(units, true) == pytest.approx(0.5)
+    assert np.isnan(metrics.uniqueness(units, true, threshold=1.1))
+    perm = np.random.default_rng(0).permutation(3)
+    assert metrics.mmcs(true[perm] * -3, true) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="dimension"):
+        metrics.mmcs(units[:, :3], true)
+
+
+def test_metrics_accept_estimators_and_modules() -> None:
+    ds = sw.datasets.superposition(n=512, n_features=20, dim=8, active=2, seed=0)
+    sae = SAE(n_units=24, k=2, epochs=1).fit(ds.X, progress=False)
+    expected = metrics.mmcs(sae.components_, ds.true_features)
+    assert metrics.mmcs(sae, ds.true_features) == pytest.approx(expected)
+    assert metrics.mmcs(sae.model_, ds.true_features) == pytest.approx(expected)
+    assert metrics.mcc(sae, ds.true_features) <= expected + 1e-12
+
+
+@pytest.mark.parametrize("activation", ["topk", "relu"])
+def test_evaluate_streams_exactly(activation: str) -> None:
+    ds = sw.datasets.superposition(n=700, n_features=20, dim=8, active=2, seed=3)
+    X = ds.X + 50.0  # a large offset: the streamed variance must not cancel badly
+    sae = SAE(n_units=24, activation=activation, k=2, epochs=1).fit(X, progress=False)
+    codes = sae.transform(X)
+    X_hat = sae.inverse_transform(codes)
+    expected = {
+        "fvu": metrics.fvu(X, X_hat),
+        "mse": metrics.mse(X, X_hat),
+        "l0": metrics.l0(codes),
+        "dead_fraction": metrics.dead_fraction(codes),
+    }
+    for chunk_size in (7, 256, 10_000):
+        got = metrics.evaluate(sae, X, chunk_size=chunk_size)
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-4, abs=1e-7), (chunk_size, name)
+    assert metrics.evaluate(sae.model_, torch.from_numpy(X))["l0"] == pytest.approx(expected["l0"])
+    with pytest.raises(TypeError, match="sae must be"):
+        metrics.evaluate("sae", X)

@@ -1,0 +1,176 @@
+"""The SAE estimator's scikit-learn surface: params, clone, NotFittedError, input types,
+transform / encode_sparse / inverse_transform agreement, validation errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+import sae_widgets as sw
+from sae_widgets.sae.estimator import SAE
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+
+@pytest.fixture(scope="module")
+def ds() -> sw.Dataset:
+    return sw.datasets.superposition(n=1024, n_features=40, dim=12, active=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def fitted(ds: sw.Dataset) -> dict[str, SAE]:
+    out = {}
+    for activation in ("relu", "topk", "batchtopk", "jumprelu"):
+        out[activation] = SAE(n_units=48, activation=activation, k=3, epochs=2).fit(
+            ds.X, progress=False
+        )
+    return out
+
+
+def test_public_names_resolve() -> None:
+    assert sw.SAE is SAE and sw.SparseAutoencoder is SparseAutoencoder
+    assert sw.SAEConfig is SAEConfig
+    assert callable(sw.metrics.evaluate)
+    from sae_widgets.sae import StopTraining, TrainConfig
+
+    assert issubclass(StopTraining, Exception) and TrainConfig().batch_size == 4096
+
+
+def test_params_and_clone() -> None:
+    sae = SAE(n_units=32, activation="batchtopk", k=5, lr=1e-3, seed=7)
+    params = sae.get_params()
+    assert params["n_units"] == 32 and params["k"] == 5 and params["lr"] == 1e-3
+    assert params["epochs"] == 5 and params["batch_size"] == 4096 and params["device"] == "cpu"
+    twin = clone(sae)
+    assert twin.get_params() == params and twin is not sae
+    assert sae.set_params(k=7) is sae and sae.k == 7
+
+
+def test_clone_of_fitted_is_unfitted(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    twin = clone(fitted["topk"])
+    assert not hasattr(twin, "model_")
+    with pytest.raises(NotFittedError):
+        twin.transform(ds.X)
+
+
+def test_not_fitted_errors(ds: sw.Dataset) -> None:
+    sae = SAE()
+    for call in (
+        lambda: sae.transform(ds.X),
+        lambda: sae.inverse_transform(np.zeros((2, 256))),
+        lambda: sae.encode_sparse(ds.X),
+        lambda: sae.components_,
+        lambda: sae.score(ds.X),
+    ):
+        with pytest.raises(NotFittedError):
+            call()
+
+
+def test_fitted_attributes(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    sae = fitted["topk"]
+    assert sae.fit(ds.X, progress=False) is sae
+    assert isinstance(sae.model_, SparseAutoencoder)
+    assert sae.components_.shape == (48, 12) and sae.components_.dtype == np.float32
+    np.testing.assert_array_equal(sae.components_, sae.model_.W_dec.detach().numpy())
+    assert sae.n_features_in_ == 12
+    assert sae.n_samples_seen_ == 2 * 1024 and sae.n_steps_ == 64
+    assert sae.history_[-1]["step"] == sae.n_steps_  # the last step is always logged
+    assert 10 <= len(sae.history_) <= 70
+
+
+def test_numpy_torch_and_dataset_inputs(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    sae = fitted["topk"]
+    Z_np = sae.transform(ds.X)
+    assert isinstance(Z_np, np.ndarray) and Z_np.shape == (1024, 48)
+    Z_t = sae.transform(torch.from_numpy(ds.X))
+    assert torch.is_tensor(Z_t) and Z_t.device == torch.device("cpu")
+    np.testing.assert_allclose(Z_t.numpy(), Z_np)
+    np.testing.assert_allclose(sae.transform(ds), Z_np)
+    np.testing.assert_allclose(sae.transform(ds.X.astype(np.float64)), Z_np, atol=1e-6)
+    X_hat_t = sae.inverse_transform(Z_t)
+    assert torch.is_tensor(X_hat_t)
+    np.testing.assert_allclose(X_hat_t.numpy(), sae.inverse_transform(Z_np), atol=1e-6)
+
+
+def test_transform_matches_the_module_in_chunks(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    for sae in fitted.values():
+        expected = sae.model_.encode(torch.from_numpy(ds.X)).detach().numpy()
+        np.testing.assert_allclose(sae.transform(ds.X, chunk_size=100), expected, atol=1e-6)
+
+
+def test_encode_sparse_equals_dense_codes(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    for activation, sae in fitted.items():
+        csr = sae.encode_sparse(ds.X, chunk_size=300)
+        assert sp.isspmatrix_csr(csr) and csr.dtype == np.float32 and csr.shape == (1024, 48)
+        dense = sae.transform(ds.X)
+        np.testing.assert_allclose(csr.toarray(), dense, atol=1e-6, err_msg=activation)
+        assert csr.nnz == int((dense != 0).sum())  # no stored zeros
+        assert csr.has_sorted_indices
+        check = csr.copy()
+        check.sort_indices()
+        np.testing.assert_array_equal(check.indices, csr.indices)
+        if activation == "topk":
+            assert np.diff(csr.indptr).max() <= 3
+
+
+def test_inverse_transform_of_sparse_codes(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    sae = fitted["topk"]
+    csr = sae.encode_sparse(ds.X)
+    np.testing.assert_allclose(
+        sae.inverse_transform(csr), sae.inverse_transform(csr.toarray()), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="Z must have shape"):
+        sae.inverse_transform(np.zeros((3, 5)))
+
+
+def test_score_is_negative_fvu(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    sae = fitted["topk"]
+    X_hat = sae.inverse_transform(sae.transform(ds.X))
+    assert sae.score(ds.X) == pytest.approx(-sw.metrics.fvu(ds.X, X_hat), rel=1e-5)
+    assert -1 < sae.score(ds.X) < 0
+
+
+def test_from_module_wraps_without_training(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    module = fitted["jumprelu"].model_
+    wrapped = SAE.from_module(module, epochs=3)
+    assert wrapped.model_ is module and wrapped.activation == "jumprelu"
+    assert wrapped.epochs == 3 and wrapped.n_units == 48 and wrapped.n_steps_ == 0
+    np.testing.assert_allclose(wrapped.transform(ds.X), fitted["jumprelu"].transform(ds.X))
+    with pytest.raises(ValueError, match="n_units"):
+        SAE.from_module(module, n_units=7)
+    with pytest.raises(TypeError, match="SparseAutoencoder"):
+        SAE.from_module(torch.nn.Linear(3, 3))
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "match"),
+    [
+        (np.full((10, 12), np.nan, dtype=np.float32), ValueError, "NaN or infinite"),
+        (np.zeros((10,), dtype=np.float32), ValueError, "2-D"),
+        (np.zeros((0, 12), dtype=np.float32), ValueError, "empty"),
+        (np.zeros((5, 3), dtype=np.float32), ValueError, "3 features"),
+        (sp.csr_matrix(np.zeros((5, 12))), TypeError, "sparse"),
+        (np.array([["a"] * 12] * 2), TypeError, "numpy array"),
+    ],
+)
+def test_bad_input_is_rejected(fitted: dict[str, SAE], X: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        fitted["topk"].transform(X)
+
+
+def test_bad_params_are_rejected(ds: sw.Dataset) -> None:
+    with pytest.raises(ValueError, match="activation must be one of"):
+        SAE(activation="sigmoid").fit(ds.X, progress=False)
+    with pytest.raises(ValueError, match="n_units must be a positive integer"):
+        SAE(n_units=0).fit(ds.X, progress=False)
+    with pytest.raises(ValueError, match="k must be"):
+        SAE(n_units=8, k=9).fit(ds.X, progress=False)
+    with pytest.raises(ValueError, match="lr must be"):
+        SAE(lr=-1.0).fit(ds.X, progress=False)
+    with pytest.raises(ValueError, match="device"):
+        SAE(device="not-a-device").fit(ds.X, progress=False)
+    with pytest.raises(TypeError, match="callbacks"):
+        SAE(n_units=8, k=2).fit(ds.X, callbacks=[1], progress=False)
