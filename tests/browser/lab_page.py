@@ -21,6 +21,18 @@ from .lab_server import LabServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# Seen in this environment (bqplot 0.13.1 in JupyterLab 4, headless Chromium), and matching
+# bqplot issue #1693: a mouse drag draws the BrushSelector's rectangle, but only
+# `brushing=True` ever reaches the kernel. bqplot's bundled d3 v5 dispatches brush events
+# through its own copy of d3-selection, while bqplot reads `d3-selection.event` from the
+# shared copy, which stays null; its fallback, window.event, has no `sourceEvent`, so
+# `selected_x`/`selected_y` are never set and `brushing` never returns to False.
+# LassoSelector and FastIntervalSelector do reach the kernel.
+BQPLOT_BRUSH_BUG = (
+    "bqplot 0.13.1 BrushSelector: a mouse drag never sends selected_x/selected_y or "
+    "brushing=False to the kernel in JupyterLab (duplicate d3-selection; bqplot #1693)"
+)
+
 # The notebook in front of the user (hidden tabs keep their DOM but carry lm-mod-hidden).
 ACTIVE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 STDERR_OUTPUT = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
@@ -41,6 +53,8 @@ _ERRORS_JS = f"""
   return stderr.concat(widgets);
 }}
 """
+
+_LOOKS_LIKE_ERROR = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.MULTILINE)
 
 _RUN_FINISHED_JS = f"""
 ([expected]) => {{
@@ -121,6 +135,14 @@ class LabPage:
         self.page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\|\s*Idle$")).wait_for(
             timeout=timeout_s * 1000
         )
+        self.collapse_left_sidebar()
+
+    def collapse_left_sidebar(self) -> None:
+        """Close the file browser (as clicking its tab does), leaving the notebook the width."""
+        stack = self.page.locator("#jp-left-stack")
+        if stack.is_visible():
+            self.page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click()
+            stack.wait_for(state="hidden")
 
     def run_all_cells(self, timeout_s: float = 600) -> None:
         """Run > Run All Cells, then wait until every code cell ran (or one failed)."""
@@ -141,9 +163,32 @@ class LabPage:
         )
 
     def errors(self) -> list[str]:
-        """Error outputs and broken widgets in the open notebook, then uncaught JS errors."""
+        """Error outputs and broken widgets in the open notebook, exceptions raised by widget
+        callbacks (JupyterLab shows them only in its log console), uncaught JS errors."""
         found = self.page.locator(ACTIVE_NOTEBOOK).evaluate(_ERRORS_JS)
-        return [*found, *(f"uncaught page error: {error}" for error in self.page_errors)]
+        return [
+            *found,
+            *self.log_console_errors(),
+            *(f"uncaught page error: {error}" for error in self.page_errors),
+        ]
+
+    def log_console_errors(self) -> list[str]:
+        """Tracebacks in the notebook's log console, opened only when its badge counts any.
+
+        A callback that raises (a click or brush handler) never shows in a cell's output.
+        """
+        badge = self.page.locator(".jp-LogConsoleStatusItem")
+        count = re.search(r"\d+", badge.inner_text()) if badge.count() == 1 else None
+        if count is None or int(count.group()) == 0:
+            return []
+        badge.click()
+        entries = self.page.locator(".jp-LogConsolePanel .jp-OutputArea-output")
+        entries.first.wait_for()
+        return [
+            f"log console: {text.strip()[:3000]}"
+            for text in entries.all_inner_texts()
+            if _LOOKS_LIKE_ERROR.search(text)
+        ]
 
     def assert_no_errors(self) -> None:
         errors = self.errors()
@@ -181,10 +226,61 @@ class LabPage:
                 raise AssertionError(f"figures still blank after {timeout_s} s: {blank}")
             self.page.wait_for_timeout(250)  # poll interval; WebGL draws on its own schedule
 
-    def figure(self, title: str) -> Locator:
-        """The bqplot Figure whose title is exactly `title`."""
+    def figure(self, title: str | re.Pattern[str]) -> Locator:
+        """The bqplot Figure whose title is exactly `title` (a string) or matches it."""
+        if isinstance(title, str):
+            title = re.compile(f"^{re.escape(title)}$")
         return self.figure_locators().filter(
-            has=self.page.locator("text.mainheading", has_text=re.compile(f"^{re.escape(title)}$"))
+            has=self.page.locator("text.mainheading", has_text=title)
+        )
+
+    def wait_for_image_change(
+        self, figure: Locator, before: list[str], timeout_s: float = 30
+    ) -> list[str]:
+        """Wait until a figure's Image marks show other pictures than `before`; returns them."""
+        self.page.wait_for_function(
+            """([figure, before]) => {
+                const now = [...figure.querySelectorAll('svg.svg-figure image')]
+                    .map(i => i.getAttribute('href') || i.getAttribute('xlink:href'));
+                return JSON.stringify(now) !== JSON.stringify(before);
+            }""",
+            arg=[figure.element_handle(), before],
+            timeout=timeout_s * 1000,
+            polling=250,
+        )
+        return self.image_sources(figure)
+
+    def drag(self, figure: Locator, path: list[tuple[float, float]]) -> None:
+        """Press the mouse at path[0] of a figure's plot area, move through the other points,
+        release at the last: how a user draws a brush rectangle or a lasso.
+
+        Points are (x, y) fractions of the plot area, from its top-left corner.
+        """
+        figure.scroll_into_view_if_needed()
+        area = figure.locator("rect.plotarea_events").bounding_box()
+        if area is None:
+            raise ValueError("figure has no visible plot area to drag on")
+        if len(path) < 2:
+            raise ValueError(f"path: expected at least 2 points, got {len(path)}")
+        points = [
+            (area["x"] + fx * area["width"], area["y"] + fy * area["height"]) for fx, fy in path
+        ]
+        mouse = self.page.mouse
+        mouse.move(*points[0])
+        mouse.down()
+        for point in points[1:]:
+            mouse.move(*point, steps=8)  # intermediate moves, as a real drag sends
+        mouse.up()
+
+    def brush(self, figure: Locator, start: tuple[float, float], end: tuple[float, float]) -> None:
+        """Drag a rectangle from `start` to `end` (fractions of the plot area)."""
+        self.drag(figure, [start, end])
+
+    def image_sources(self, figure: Locator) -> list[str]:
+        """The picture URLs (data: or blob:) of a figure's SVG `image` elements (bqplot Image
+        marks); a new picture gets a new URL."""
+        return figure.locator("svg.svg-figure image").evaluate_all(
+            "images => images.map(i => i.getAttribute('href') || i.getAttribute('xlink:href'))"
         )
 
     def canvas_painted_pixels(self, figure: Locator) -> int:
@@ -206,22 +302,37 @@ class LabPage:
             hidden = self.page.screenshot(clip=box)
         finally:
             canvases.evaluate_all("cs => cs.forEach(c => { c.style.visibility = ''; })")
-        difference = ImageChops.difference(_rgb(shown), _rgb(hidden)).convert("L")
-        return sum(difference.histogram()[1:])  # every grey level but 0 is a changed pixel
+        return changed_pixels(shown, hidden)
 
     def screenshot(
-        self, name: str, target: Locator | None = None, docs_name: str | None = None
+        self,
+        name: str,
+        target: Locator | None = None,
+        docs_name: str | None = None,
+        viewport_height: int | None = None,
     ) -> Path:
         """Save a PNG of the page (or of `target`) under the test's artifacts folder.
 
         With `docs_name`, the same image is also copied to docs/<docs_name> for the README.
+        `viewport_height` makes the window that tall for this one picture.
         """
         path = self.artifacts_dir / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if target is None:
-            self.page.screenshot(path=path)
-        else:
-            target.screenshot(path=path)
+        viewport = self.page.viewport_size
+        if viewport_height is not None and viewport is not None:
+            # JupyterLab scrolls inside its own panels, so a widget taller than the window
+            # is only captured whole when the window is made tall enough to hold it.
+            self.page.set_viewport_size({"width": viewport["width"], "height": viewport_height})
+            self.page.wait_for_function(f"() => window.innerHeight === {viewport_height}")
+        try:
+            if target is None:
+                self.page.screenshot(path=path)
+            else:
+                target.scroll_into_view_if_needed()
+                target.screenshot(path=path)
+        finally:
+            if viewport_height is not None and viewport is not None:
+                self.page.set_viewport_size(viewport)
         if docs_name is not None:
             shutil.copyfile(path, REPO_ROOT / "docs" / docs_name)
         return path
@@ -235,6 +346,14 @@ class LabPage:
             self.console.append(f"[screenshot failed] {error}")
         (self.artifacts_dir / "console.log").write_text("\n".join(self.console) + "\n")
         shutil.copyfile(self.server.log_path, self.artifacts_dir / "jupyter-server.log")
+
+
+def changed_pixels(before_png: bytes, after_png: bytes) -> int:
+    """How many pixels differ between two screenshots of the same element."""
+    before, after = _rgb(before_png), _rgb(after_png)
+    if before.size != after.size:
+        return max(before.size[0] * before.size[1], after.size[0] * after.size[1])
+    return sum(ImageChops.difference(before, after).convert("L").histogram()[1:])
 
 
 def _rgb(png: bytes) -> Image.Image:

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .lab_page import LabPage
+from .lab_page import BQPLOT_BRUSH_BUG, LabPage
 
 pytestmark = pytest.mark.browser
 
@@ -17,8 +17,8 @@ def test_smoke_notebook_renders_svg_webgl_and_round_trips_a_click(lab: LabPage) 
     lab.run_all_cells(timeout_s=180)
     lab.assert_no_errors()
 
-    figures = {info.title: info for info in lab.assert_figures_rendered(min_count=2)}
-    assert set(figures) == {"svg-scatter", "gl-scatter"}
+    figures = {info.title: info for info in lab.assert_figures_rendered(min_count=4)}
+    assert set(figures) == {"svg-scatter", "gl-scatter", "lasso-scatter", "brush-scatter"}
     # The SVG scatter draws one element per point; the WebGL one draws none and paints its
     # canvas instead (200 dots of default size cover far more than 500 pixels).
     assert figures["svg-scatter"].svg_marks >= 200
@@ -52,3 +52,34 @@ def test_an_error_output_ends_the_wait_and_is_reported(lab: LabPage) -> None:
         lab.assert_no_errors()
     expect(lab.page.get_by_text("before the error", exact=True)).to_be_visible()
     expect(lab.page.get_by_text("never reached", exact=True)).to_have_count(0)
+
+    # An exception in a widget callback shows in no cell output, only in the log console.
+    lab.page.get_by_role("button", name="fail-on-click").click()
+    expect(lab.page.locator(".jp-LogConsoleStatusItem")).to_have_text(re.compile(r"[1-9]"))
+    callback_errors = [error for error in lab.errors() if error.startswith("log console:")]
+    assert len(callback_errors) == 1
+    assert "ZeroDivisionError" in callback_errors[0] and "widget callback" in callback_errors[0]
+
+
+def test_a_lasso_drawn_with_the_mouse_selects_points_in_the_kernel(lab: LabPage) -> None:
+    lab.open_notebook("smoke.ipynb")
+    lab.run_all_cells(timeout_s=180)
+    label = lab.page.locator(".widget-label", has_text=re.compile(r"^lassoed: "))
+    expect(label).to_have_text("lassoed: none")
+    # A square over the middle 60% of a normal cloud of 200 points holds some, not all.
+    square = [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)]
+    lab.drag(lab.figure("lasso-scatter"), square)
+    expect(label).to_have_text(re.compile(r"^lassoed: \d+$"))
+    n_lassoed = int(label.inner_text().split()[-1])
+    assert 20 < n_lassoed < 200
+    lab.assert_no_errors()
+
+
+@pytest.mark.xfail(reason=BQPLOT_BRUSH_BUG, strict=False)
+def test_a_brush_drawn_with_the_mouse_reaches_the_kernel(lab: LabPage) -> None:
+    lab.open_notebook("smoke.ipynb")
+    lab.run_all_cells(timeout_s=180)
+    label = lab.page.locator(".widget-label", has_text=re.compile(r"^brushed: "))
+    expect(label).to_have_text("brushed: none")
+    lab.brush(lab.figure("brush-scatter"), start=(0.2, 0.2), end=(0.8, 0.8))
+    expect(label).to_have_text(re.compile(r"^brushed: [1-9]\d*$"))
