@@ -68,12 +68,13 @@ def test_redraws_are_throttled_to_min_interval():
 def test_trailing_redraw_shows_the_last_steps_without_being_asked():
     now = [0.0]
     monitor = sw.TrainingMonitor(small_sae(), min_interval=0.05, clock=lambda: now[0])
-    monitor({"step": 1, "loss": 1.0})  # drawn at once
+    monitor({"step": 1, "loss": 1.0})  # drawn at once (the status; a line needs two points)
+    assert monitor.n_draws == 1 and monitor.progress.value == 1
     monitor({"step": 2, "loss": 0.5})  # throttled: a timer will draw it
     timer = monitor._timer
-    assert timer is not None and len(monitor.lines["loss"].y) == 1
+    assert timer is not None and len(monitor.lines["loss"].y) == 0
     timer.join()
-    assert monitor.lines["loss"].y.tolist() == [1.0, 0.5]
+    assert monitor.lines["loss"].y.tolist() == [1.0, 0.5] and monitor.progress.value == 2
 
 
 def test_long_runs_are_decimated_but_keep_the_latest_point():

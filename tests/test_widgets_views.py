@@ -104,16 +104,20 @@ def test_inspector_controls_set_the_selection(ex):
 
 
 def test_inspector_without_images_draws_bars_and_rows():
-    ds = sw.datasets.superposition(n=600, n_features=12, dim=10, active=2.0, seed=1)
+    ds = sw.datasets.superposition(n=600, n_features=20, dim=10, active=2.0, seed=1)
     sae = small_fit(sw.SAE(n_units=16, k=3, epochs=2, batch_size=64, seed=0), ds.X)
     ex = sw.Explorer(sae, ds)
     inspector = sw.UnitInspector(ex, unit=2, n_dims=5)
     decoder = sae.components_[2]
     dims = np.argsort(-np.abs(decoder), kind="stable")[:5]
-    assert list(inspector.directions.bars.x) == [str(d) for d in dims]
-    np.testing.assert_allclose(
-        inspector.directions.bars.y[0], decoder[dims] / np.linalg.norm(decoder), rtol=1e-5
-    )
+    decoder_bars, encoder_bars = inspector.directions.pair
+    assert list(decoder_bars.x) == list(encoder_bars.x) == [str(d) for d in dims]
+    np.testing.assert_allclose(decoder_bars.y, decoder[dims] / np.linalg.norm(decoder), rtol=1e-5)
+    encoder = sae.model_.W_enc.detach().numpy()[:, 2]
+    np.testing.assert_allclose(encoder_bars.y, encoder[dims] / np.linalg.norm(encoder), rtol=1e-5)
+    # 12 classes at most in the label chart: the most frequent among the firing samples.
+    assert len(inspector.label_bars.x) == 12
+    assert np.all(np.diff(inspector.label_bars.y) <= 0)
     # Top samples as rows of their input values on those dimensions.
     gallery = inspector.gallery
     rows = ds.X[gallery.samples][:, dims]
@@ -219,7 +223,7 @@ def test_heatmap_clicks_focus_a_unit_and_pick_a_sample(ex, codes):
     assert f"sample {sample}" in view.card_title.value
     # A focused unit that is not a column hides the focus box.
     ex.selection.unit = int(np.setdiff1d(np.arange(ex.n_units), view.data.units)[0])
-    assert np.isnan(view.focus_box.x).all()
+    assert not view.focus_box.visible
 
 
 # ---- ProbeSlider ---------------------------------------------------------------------------

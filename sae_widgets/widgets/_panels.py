@@ -27,9 +27,9 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import Indices, figure
+from sae_widgets.widgets._view import Indices, axis, figure
 
-__all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget"]
+__all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
 _BLANK = np.full((1, 1, 3), 255, dtype=np.uint8)
 _TIGHT = {"top": 25, "bottom": 5, "left": 5, "right": 5}
@@ -38,6 +38,19 @@ _TIGHT = {"top": 25, "bottom": 5, "left": 5, "right": 5}
 def png_widget(rgb: np.ndarray = _BLANK) -> widgets.Image:
     """An ipywidgets.Image holding `rgb` as PNG (what a bqplot Image mark displays)."""
     return widgets.Image(value=encode_png(rgb), format="png")
+
+
+def set_picture(mark: Image, rgb: np.ndarray) -> None:
+    """Show `rgb` in a bqplot Image mark.
+
+    The browser redraws an Image mark only when its `image` trait points to another
+    ipywidgets.Image (a change of the old one's value goes unseen), so each picture is a new
+    small Image widget and the previous one is closed.
+    """
+    previous = mark.image
+    mark.image = png_widget(rgb)
+    if previous is not None:
+        previous.close()
 
 
 def _is_color(shape: tuple[int, ...]) -> bool:
@@ -93,30 +106,38 @@ class ImagePair:
         else:
             rgbs = list(grayscale_rgb(pair, color=_is_color(self.shape)))
         for mark, rgb in zip(self.marks, rgbs):
-            mark.image.value = encode_png(rgb)
+            set_picture(mark, rgb)
 
 
 class BarPair:
-    """Two vectors as grouped bars over some of their dimensions (chosen by the caller)."""
+    """Two vectors as paired bars over some of their dimensions (chosen by the caller).
+
+    Two Bars marks on one ordinal axis, the left one ending and the right one starting at
+    each tick (bqplot's "grouped" Bars do not draw 2-D numpy data in the browser).
+    """
 
     def __init__(
         self, names: tuple[str, str], colors: tuple[str, str] = ("#d62728", "#1f77b4")
     ) -> None:
         x_scale, y_scale = OrdinalScale(), LinearScale()
-        self.bars = Bars(
-            x=np.zeros(0, np.float32),
-            y=np.zeros((2, 0), np.float32),
-            scales={"x": x_scale, "y": y_scale},
-            type="grouped",
-            colors=list(colors),
-            labels=list(names),
-            display_legend=True,
-        )
+        self.pair = [
+            Bars(
+                x=np.zeros(0, np.float32),
+                y=np.zeros(0, np.float32),
+                scales={"x": x_scale, "y": y_scale},
+                colors=[color],
+                labels=[name],
+                display_legend=True,
+                align=align,
+                padding=0.3,
+            )
+            for name, color, align in zip(names, colors, ("right", "left"))
+        ]
         self.figure = figure(
-            [self.bars],
+            self.pair,
             [
                 Axis(scale=x_scale, label="input dimension", tick_rotate=-90),
-                Axis(scale=y_scale, orientation="vertical", num_ticks=4),
+                axis(y_scale, vertical=True),
             ],
             title=f"{names[0]} and {names[1]} (largest dimensions)",
             legend_location="top-right",
@@ -125,10 +146,11 @@ class BarPair:
     def show(self, left: Any, right: Any, dims: Indices) -> None:
         """Bars of left[dims] and right[dims], labelled by the dimension index."""
         columns = np.asarray(dims, dtype=np.int64)
-        values = np.stack([np.asarray(left)[columns], np.asarray(right)[columns]])
-        with self.bars.hold_sync():
-            self.bars.x = np.array([str(d) for d in columns])
-            self.bars.y = values.astype(np.float32)
+        labels = np.array([str(d) for d in columns])
+        for bars, values in zip(self.pair, (left, right)):
+            with bars.hold_sync():
+                bars.x = labels
+                bars.y = np.asarray(values)[columns].astype(np.float32)
 
 
 class LinePair:
@@ -149,10 +171,7 @@ class LinePair:
         )
         self.figure = figure(
             [self.lines],
-            [
-                Axis(scale=x_scale, label="input dimension", num_ticks=5),
-                Axis(scale=y_scale, orientation="vertical", num_ticks=4),
-            ],
+            [axis(x_scale, "input dimension"), axis(y_scale, vertical=True)],
             title=f"{names[0]} and {names[1]}",
             legend_location="top-right",
         )
@@ -206,8 +225,8 @@ class SampleGallery:
             colors=["#333333"],
         )
         if images is None:
-            self.y_axis = Axis(scale=self.y_scale, orientation="vertical", tick_values=[])
-            self.x_axis = Axis(scale=self.x_scale, label="input dimension", tick_values=[])
+            self.y_axis = axis(self.y_scale, vertical=True, tick_format="d")
+            self.x_axis = axis(self.x_scale, "input dimension", tick_format="d")
             axes, margin = [self.x_axis, self.y_axis], {"top": 25, "bottom": 35, "left": 110}
             marks = [self.mark]
         else:
@@ -249,7 +268,7 @@ class SampleGallery:
         with self.mark.hold_sync(), self.captions.hold_sync():
             self.x_scale.max, self.y_scale.max = float(grid_w), float(grid_h)
             self.mark.x, self.mark.y = (0.0, float(grid_w)), (0.0, float(grid_h))
-            self.mark.image.value = encode_png(grid)
+            set_picture(self.mark, grid)
             self.captions.x = caption_x.astype(np.float32)
             self.captions.y = caption_y.astype(np.float32)
             self.captions.text = np.array([f"{v:.2f}" for v in values])
@@ -267,7 +286,7 @@ class SampleGallery:
             self.x_scale.min, self.x_scale.max = -0.5, len(dims) - 0.5
             self.y_scale.min, self.y_scale.max = -0.5, rows - 0.5
             self.mark.x, self.mark.y = (-0.5, len(dims) - 0.5), (-0.5, rows - 0.5)
-            self.mark.image.value = encode_png(diverging_rgb(block))
+            set_picture(self.mark, diverging_rgb(block))
             self.y_axis.tick_values = np.arange(n, dtype=np.float32)
             self.y_axis.tick_labels = {
                 str(rows - 1 - i): f"#{s} · {v:.2f}"

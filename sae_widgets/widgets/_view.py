@@ -12,12 +12,12 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Figure
+from bqplot import Axis, Figure
 from numpy.typing import NDArray
 
 from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["ExplorerView", "Indices", "UnitButtons", "figure", "pixel_shape"]
+__all__ = ["ExplorerView", "Indices", "UnitButtons", "axis", "figure", "pixel_shape"]
 
 Indices = Sequence[int] | NDArray[np.integer[Any]]
 """Unit or sample indices as views receive them: a list or an integer numpy array."""
@@ -45,6 +45,17 @@ def figure(
         layout=widgets.Layout(width=width, height=height),
         **kwargs,
     )
+
+
+def axis(scale: Any, label: str = "", *, vertical: bool = False, **kwargs: Any) -> Axis:
+    """A bqplot Axis with an explicit number format (default: 3 significant digits).
+
+    Never leave a numeric axis to guess its format: bqplot's guess throws in the browser when
+    an update makes the domain a single point (one logged step, a unit that never fires).
+    """
+    kwargs.setdefault("tick_format", ".3~g")
+    orientation = "vertical" if vertical else "horizontal"
+    return Axis(scale=scale, label=label, orientation=orientation, **kwargs)
 
 
 def pixel_shape(ex: Explorer) -> tuple[int, ...] | None:

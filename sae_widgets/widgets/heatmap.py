@@ -12,18 +12,17 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Axis, Image, LinearScale, Lines
+from bqplot import Image, LinearScale, Lines
 
 from sae_widgets.analysis import HeatmapData
-from sae_widgets.widgets._panels import ImagePair, LinePair, png_widget
-from sae_widgets.widgets._render import CATEGORY10, encode_png, sequential_rgb
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure, pixel_shape
+from sae_widgets.widgets._panels import ImagePair, LinePair, png_widget, set_picture
+from sae_widgets.widgets._render import CATEGORY10, sequential_rgb
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, pixel_shape
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["ActivationHeatmap"]
 
 _STRIP = (-1.6, -0.4)  # x extent of the label strip left of column 0, in column widths
-_HIDDEN = np.full(5, np.nan, dtype=np.float32)
 
 
 def _hex_rgb(color: str) -> tuple[int, int, int]:
@@ -72,23 +71,22 @@ class ActivationHeatmap(ExplorerView):
         self.matrix_mark.on_element_click(self._clicked_matrix)
         self.strip_mark = Image(image=png_widget(), scales=scales, x=_STRIP, y=(0.0, 1.0))
         self.strip_mark.on_element_click(self._clicked_strip)
+        nowhere_x, nowhere_y = _box(0, 0, 0, 0)
         self.focus_box = Lines(
-            x=_HIDDEN, y=_HIDDEN, scales=scales, colors=["#ff7f0e"], stroke_width=2.5
+            x=nowhere_x, y=nowhere_y, scales=scales, colors=["#ff7f0e"], stroke_width=2.5
         )
         self.row_box = Lines(
-            x=_HIDDEN, y=_HIDDEN, scales=scales, colors=["#2ca02c"], stroke_width=2
+            x=nowhere_x, y=nowhere_y, scales=scales, colors=["#2ca02c"], stroke_width=2
         )
-        self.x_axis = Axis(scale=self.x_scale, label="units (most enriched first)", tick_rotate=-90)
-        self.y_axis = Axis(
-            scale=self.y_scale, orientation="vertical", label="samples", tick_values=[]
-        )
+        self.x_axis = axis(self.x_scale, "units (most enriched first)", tick_format="d")
+        self.y_axis = axis(self.y_scale, "samples", vertical=True, tick_format="d")
         self.figure = figure(
             [self.matrix_mark, self.strip_mark, self.focus_box, self.row_box],
             [self.x_axis, self.y_axis],
-            title="activations: click a column to focus its unit, the strip to pick a sample",
+            title="activations",
             width="560px",
             height="420px",
-            margin={"top": 30, "bottom": 50, "left": 30, "right": 10},
+            margin={"top": 30, "bottom": 60, "left": 40, "right": 10},
         )
         self.caption = widgets.HTML()
 
@@ -119,7 +117,7 @@ class ActivationHeatmap(ExplorerView):
         # Each column on its unit's own scale (its max over the dataset), so weak units show.
         unit_max = self.ex.codes.max_activation[data.units] if n_cols else np.ones(0)
         normalized = data.matrix / np.maximum(unit_max, 1e-12)[None, :]
-        step = max(1, n_cols // 32)
+        step = max(1, -(-n_cols // 16))  # at most 16 unit labels: they stay readable
         with self.matrix_mark.hold_sync(), self.strip_mark.hold_sync(), self.x_axis.hold_sync():
             self.x_scale.max = float(max(n_cols, 1))
             self.y_scale.max = float(max(n_rows, 1))
@@ -127,9 +125,9 @@ class ActivationHeatmap(ExplorerView):
             self.matrix_mark.y = (0.0, float(max(n_rows, 1)))
             self.strip_mark.y = (0.0, float(max(n_rows, 1)))
             if n_rows and n_cols:
-                self.matrix_mark.image.value = encode_png(sequential_rgb(normalized, vmax=1.0))
+                set_picture(self.matrix_mark, sequential_rgb(normalized, vmax=1.0))
             if n_rows:
-                self.strip_mark.image.value = encode_png(self._strip_rgb(data))
+                set_picture(self.strip_mark, self._strip_rgb(data))
             self.x_axis.tick_values = np.arange(0, n_cols, step, dtype=np.float32) + 0.5
             self.x_axis.tick_labels = {
                 str(i + 0.5): str(int(data.units[i])) for i in range(0, n_cols, step)
@@ -140,7 +138,10 @@ class ActivationHeatmap(ExplorerView):
             if n_selected
             else f"{n_rows} samples (no selection: a label-stratified sample)"
         )
-        self.caption.value = f"rows: {rows_from} · columns: {n_cols} units"
+        self.caption.value = (
+            f"rows: {rows_from} · columns: {n_cols} units · click a column to focus its unit, "
+            "the coloured strip to pick a sample"
+        )
         self._draw_focus()
         self._draw_row_box()
 
@@ -160,8 +161,7 @@ class ActivationHeatmap(ExplorerView):
             if len(columns):
                 c = float(columns[0])
                 self.focus_box.x, self.focus_box.y = _box(c, c + 1, 0, len(self.data.rows))
-            else:
-                self.focus_box.x, self.focus_box.y = _HIDDEN, _HIDDEN
+            self.focus_box.visible = bool(len(columns))
 
     def _draw_row_box(self) -> None:
         sample = self.selection.probe_sample
@@ -170,8 +170,7 @@ class ActivationHeatmap(ExplorerView):
             if len(rows):
                 top = float(len(self.data.rows) - rows[0])
                 self.row_box.x, self.row_box.y = _box(_STRIP[0], _STRIP[1], top - 1, top)
-            else:
-                self.row_box.x, self.row_box.y = _HIDDEN, _HIDDEN
+            self.row_box.visible = bool(len(rows))
 
     def _draw_card(self) -> None:
         self._draw_row_box()

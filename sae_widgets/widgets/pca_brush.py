@@ -12,12 +12,12 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Axis, ColorScale, LinearScale, Scatter
+from bqplot import ColorScale, LinearScale, Scatter
 from bqplot.interacts import BrushSelector
 from bqplot_gl import ScatterGL
 
 from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["GL_THRESHOLD", "PCABrush"]
@@ -89,8 +89,8 @@ class PCABrush(ExplorerView):
         self.figure = figure(
             [self.scatter],
             [
-                Axis(scale=x_scale, label=axis_label.format(1), num_ticks=5),
-                Axis(scale=y_scale, orientation="vertical", label=axis_label.format(2)),
+                axis(x_scale, axis_label.format(1)),
+                axis(y_scale, axis_label.format(2), vertical=True),
             ],
             title="PCA: drag a rectangle to select samples",
             width="420px",

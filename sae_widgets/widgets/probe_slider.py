@@ -17,7 +17,7 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 from sae_widgets.analysis import ProbeResult
 from sae_widgets.widgets._panels import ImagePair, LinePair
 from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._view import ExplorerView, figure, pixel_shape
+from sae_widgets.widgets._view import ExplorerView, axis, figure, pixel_shape
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["ProbeSlider"]
@@ -120,10 +120,10 @@ class ProbeSlider(ExplorerView):
             colors=["#333333"],
             default_size=30,
         )
-        self.x_axis = Axis(scale=x_scale, label="attribute value", num_ticks=6)
+        self.x_axis = axis(x_scale, "attribute value")
         self.figure = figure(
             [*self.curves, self.rule, self.dots],
-            [self.x_axis, Axis(scale=y_scale, orientation="vertical", label="activation")],
+            [self.x_axis, axis(y_scale, "activation", vertical=True)],
             title="response of the most sensitive units",
             width="460px",
             height="320px",
@@ -141,7 +141,7 @@ class ProbeSlider(ExplorerView):
         self.bars.on_element_click(self._clicked_bar)
         self.bars_figure = figure(
             [self.bars],
-            [Axis(scale=bar_x, label="unit"), Axis(scale=bar_y, orientation="vertical")],
+            [Axis(scale=bar_x, label="unit"), axis(bar_y, vertical=True)],
             title="activations at the slider value",
             width="300px",
         )

@@ -18,7 +18,9 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Axis, Figure, LinearScale, Lines
+from bqplot import Figure, LinearScale, Lines
+
+from sae_widgets.widgets._view import axis
 
 __all__ = ["TrainingMonitor"]
 
@@ -138,10 +140,7 @@ class TrainingMonitor(widgets.VBox):
             self.lines[key] = line
             self.figures[key] = Figure(
                 marks=[line],
-                axes=[
-                    Axis(scale=x_scale, label="step", num_ticks=4),
-                    Axis(scale=y_scale, orientation="vertical", label=label, num_ticks=4),
-                ],
+                axes=[axis(x_scale, "step", tick_format=",d"), axis(y_scale, label, vertical=True)],
                 title=label,
                 fig_margin={"top": 30, "bottom": 40, "left": 60, "right": 10},
                 layout=widgets.Layout(width="100%", height="220px"),
@@ -233,11 +232,12 @@ class TrainingMonitor(widgets.VBox):
             history = list(self.history)  # a snapshot: training may append meanwhile
             if not history:
                 return
-            steps = _decimate([h["step"] for h in history])
-            for key, line in self.lines.items():
-                values = [h.get(key, math.nan) for h in history]
-                with line.hold_sync():
-                    line.x, line.y = steps, _decimate(values)
+            if len(history) > 1:  # a one-point line has no extent to draw
+                steps = _decimate([h["step"] for h in history])
+                for key, line in self.lines.items():
+                    values = [h.get(key, math.nan) for h in history]
+                    with line.hold_sync():
+                        line.x, line.y = steps, _decimate(values)
             latest = history[-1]
             with self.progress.hold_sync():
                 self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)

@@ -17,10 +17,13 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, figure, pixel_shape
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, pixel_shape
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["UnitInspector", "encoder_filter"]
+
+MAX_LABEL_BARS = 12
+"""With more classes than this, the label chart shows the most frequent ones only."""
 
 
 def encoder_filter(sae: Any, unit: int) -> np.ndarray | None:
@@ -97,14 +100,12 @@ class UnitInspector(ExplorerView):
         )
         self.histogram_figure = figure(
             [self.histogram],
-            [
-                Axis(scale=x_scale, label="activation", num_ticks=5),
-                Axis(scale=y_scale, orientation="vertical", label="samples", num_ticks=4),
-            ],
+            [axis(x_scale, "activation"), axis(y_scale, "samples", vertical=True)],
             title="activation histogram (where it fires)",
         )
 
         label_x, label_y = OrdinalScale(), LinearScale(min=0.0)
+        long_names = max((len(n) for n in dataset.label_names or ()), default=0) > 3
         self.label_bars = Bars(
             x=np.zeros(0, np.float32),
             y=np.zeros(0, np.float32),
@@ -114,8 +115,8 @@ class UnitInspector(ExplorerView):
         self.label_figure = figure(
             [self.label_bars],
             [
-                Axis(scale=label_x, label="label"),
-                Axis(scale=label_y, orientation="vertical", tick_format=".0%", num_ticks=4),
+                Axis(scale=label_x, label="label", tick_rotate=-30 if long_names else 0),
+                axis(label_y, vertical=True, tick_format=".0%"),
             ],
             title="labels of the samples it fires on",
             height="200px",
@@ -198,10 +199,13 @@ class UnitInspector(ExplorerView):
         if summary.label_counts is None:
             return
         counts = summary.label_counts.astype(np.float32)
-        names = summary.label_names or tuple(str(i) for i in range(len(counts)))
+        names = np.array(summary.label_names or [str(i) for i in range(len(counts))])
+        shown = np.arange(len(counts))
+        if len(counts) > MAX_LABEL_BARS:  # many classes: the most frequent ones, in order
+            shown = np.argsort(-counts, kind="stable")[:MAX_LABEL_BARS]
         with self.label_bars.hold_sync():
-            self.label_bars.x = np.array(names[: len(counts)])
-            self.label_bars.y = counts / max(float(counts.sum()), 1.0)
+            self.label_bars.x = names[shown]
+            self.label_bars.y = counts[shown] / max(float(counts.sum()), 1.0)
 
     def _stats_html(self, summary: UnitSummary) -> str:
         parts = [
