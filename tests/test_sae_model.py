@@ -179,3 +179,15 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="n_units must be a positive integer"):
         SAEConfig(d_in=4, n_units=0)
     assert SAEConfig(d_in=4, n_units=8, activation="relu").to_dict()["activation"] == "relu"
+
+
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "batchtopk"])
+def test_fold_decoder_norms_keeps_the_function(activation: str) -> None:
+    model = make(activation).eval()
+    with torch.no_grad():
+        model.W_dec.mul_(torch.linspace(0.5, 3.0, 40)[:, None])
+    x = data()
+    before = model(x).reconstruction
+    model.fold_decoder_norms_()
+    torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(40))
+    torch.testing.assert_close(model(x).reconstruction, before, rtol=1e-4, atol=1e-4)

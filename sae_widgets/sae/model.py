@@ -21,8 +21,8 @@ from sae_widgets.sae.sparse_ops import (
     decode_sparse,
     gathered_preacts,
     jumprelu,
+    preacts_topk,
     step_count,
-    topk_units,
 )
 
 ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
@@ -221,6 +221,19 @@ class SparseAutoencoder(nn.Module):
             self.batch_threshold.mul_(factor)
 
     @torch.no_grad()
+    def fold_decoder_norms_(self) -> None:
+        """Give decoder rows unit norm without changing the codes' contribution: each unit's
+        encoder column, bias and threshold take its norm (exact except for TopK ranking)."""
+        norms = self.W_dec.norm(dim=1).clamp_min(1e-12)
+        self.W_dec.div_(norms[:, None])
+        self.W_enc.mul_(norms)
+        self.b_enc.mul_(norms)
+        if self.cfg.activation == "jumprelu":
+            self.log_threshold.add_(norms.log())
+        elif self.cfg.activation == "batchtopk":
+            self.batch_threshold.mul_(norms)
+
+    @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Rescale decoder rows to unit norm."""
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
@@ -310,22 +323,27 @@ class SparseAutoencoder(nn.Module):
     ) -> TrainOutput:
         assert self.cfg.k is not None
         n_rows = x_BD.shape[0]
-        with torch.no_grad():
-            pre_BU = self.preacts(x_BD)
+        xc_BD = (x_BD - self.b_dec).detach()
         batch_threshold = None
-        if self.cfg.activation == "topk" or not self.training:
-            if self.cfg.activation == "topk":
-                units, offsets = topk_units(pre_BU, self.cfg.k)
-            else:  # batchtopk at inference: its JumpReLU threshold
-                keep = (pre_BU > self.batch_threshold) & (pre_BU > 0)
-                rows, units = keep.nonzero(as_tuple=True)
-                counts = torch.bincount(rows, minlength=n_rows)
-                offsets = torch.cumsum(counts, 0) - counts
+        selected: Tensor | None = None  # pre-activation values at the selection, if known
+        if self.cfg.activation == "topk":
+            pre_BU, selected, units, offsets = preacts_topk(
+                xc_BD, self.W_enc, self.b_enc, self.cfg.k
+            )
         else:
             with torch.no_grad():
-                units, offsets, batch_threshold = batch_topk_units(pre_BU, self.cfg.k)
+                pre_BU = torch.addmm(self.b_enc, xc_BD, self.W_enc)
+                if self.training:
+                    units, offsets, batch_threshold = batch_topk_units(pre_BU, self.cfg.k)
+                else:  # batchtopk at inference: its JumpReLU threshold
+                    keep = (pre_BU > self.batch_threshold) & (pre_BU > 0)
+                    rows, units = keep.nonzero(as_tuple=True)
+                    counts = torch.bincount(rows, minlength=n_rows)
+                    offsets = torch.cumsum(counts, 0) - counts
         values = torch.relu(
-            gathered_preacts(pre_BU, units, offsets, x_BD, self.W_enc, self.b_enc, self.b_dec)
+            gathered_preacts(
+                pre_BU, units, offsets, xc_BD, self.W_enc, self.b_enc, self.b_dec, selected
+            )
         )
         codes = SparseCodes(units, offsets, values, n_rows)
         x_hat_BD = decode_sparse(codes, self.W_dec) + self.b_dec
@@ -333,12 +351,13 @@ class SparseAutoencoder(nn.Module):
         l0 = (values > 0).sum().float().detach() / n_rows
         aux_fvu = fvu.new_zeros(())
         if dead_mask is not None and self.training and bool(dead_mask.any()):
-            aux_fvu = self._aux_fvu(x_BD, x_hat_BD, pre_BU, dead_mask, k_aux)
+            aux_fvu = self._aux_fvu(x_BD, xc_BD, x_hat_BD, pre_BU, dead_mask, k_aux)
         return TrainOutput(x_hat_BD, codes, fvu, fvu.new_zeros(()), aux_fvu, l0, batch_threshold)
 
     def _aux_fvu(
         self,
         x_BD: Tensor,
+        xc_BD: Tensor,
         x_hat_BD: Tensor,
         pre_BU: Tensor,
         dead_mask: Tensor,
@@ -347,11 +366,20 @@ class SparseAutoencoder(nn.Module):
         """AuxK: the top k_aux dead units of each sample reconstruct the main residual."""
         dead_units = dead_mask.nonzero().squeeze(1)
         k_aux = min(k_aux or self.cfg.d_in // 2, dead_units.numel())
-        units_BK = pre_BU[:, dead_units].topk(k_aux, dim=1, sorted=False).indices
+        selected, units_BK = pre_BU[:, dead_units].topk(k_aux, dim=1, sorted=False)
         units = dead_units[units_BK.reshape(-1)]
         offsets = torch.arange(0, x_BD.shape[0] * k_aux, k_aux, device=x_BD.device)
         values = torch.relu(
-            gathered_preacts(pre_BU, units, offsets, x_BD, self.W_enc, self.b_enc, self.b_dec)
+            gathered_preacts(
+                pre_BU,
+                units,
+                offsets,
+                xc_BD,
+                self.W_enc,
+                self.b_enc,
+                self.b_dec,
+                selected.reshape(-1),
+            )
         )
         residual_BD = (x_BD - x_hat_BD).detach()
         e_hat_BD = decode_sparse(SparseCodes(units, offsets, values, x_BD.shape[0]), self.W_dec)

@@ -40,12 +40,25 @@ class SparseCodes(NamedTuple):
         return dense
 
 
-def topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Per-row top-k of pre-activations: (units (B*k,), offsets (B,))."""
-    n_rows = pre_BU.shape[0]
-    units_BK = pre_BU.topk(k, dim=1, sorted=False).indices
-    offsets = torch.arange(0, n_rows * k, k, device=pre_BU.device)
-    return units_BK.reshape(-1), offsets
+def preacts_topk(
+    xc_BD: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, chunk_rows: int = 512
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Dense pre-activations and their per-row top-k, without gradients.
+
+    Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)). Row chunks keep
+    each block of pre-activations in cache between the matmul and its top-k.
+    """
+    n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
+    with torch.no_grad():
+        pre_BU = xc_BD.new_empty(n_rows, n_units)
+        values_BK = xc_BD.new_empty(n_rows, k)
+        units_BK = torch.empty(n_rows, k, dtype=torch.long, device=xc_BD.device)
+        for start in range(0, n_rows, chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
+            torch.topk(pre_BU[rows], k, dim=1, sorted=False, out=(values_BK[rows], units_BK[rows]))
+    offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
+    return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
 def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -88,17 +101,16 @@ class _GatheredPreacts(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        pre_BU: Tensor,
+        values: Tensor,
         units: Tensor,
         offsets: Tensor,
-        rows: Tensor,
         xc_BD: Tensor,
         W_enc: Tensor,
         b_enc: Tensor,
         b_dec: Tensor,
     ) -> Tensor:
         ctx.save_for_backward(units, offsets, xc_BD, W_enc)
-        return pre_BU[rows, units]
+        return values.clone()
 
     @staticmethod
     def backward(ctx: Any, grad_N: Tensor) -> tuple[Tensor | None, ...]:
@@ -106,7 +118,7 @@ class _GatheredPreacts(torch.autograd.Function):
         n_units = W_enc.shape[1]
         grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
         grad_W_enc = None
-        if ctx.needs_input_grad[5]:
+        if ctx.needs_input_grad[4]:
             with torch.enable_grad():
                 scratch_UD = xc_BD.new_zeros(n_units, xc_BD.shape[1], requires_grad=True)
                 bags = F.embedding_bag(
@@ -115,24 +127,30 @@ class _GatheredPreacts(torch.autograd.Function):
                 (grad_UD,) = torch.autograd.grad(bags, scratch_UD, xc_BD)
             grad_W_enc = grad_UD.t()
         # d pre / d b_dec = -W_enc[:, u], summed over the selected entries
-        grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[7] else None
-        return None, None, None, None, None, grad_W_enc, grad_b_enc, grad_b_dec
+        grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[6] else None
+        return None, None, None, None, grad_W_enc, grad_b_enc, grad_b_dec
 
 
 def gathered_preacts(
     pre_BU: Tensor,
     units: Tensor,
     offsets: Tensor,
-    x_BD: Tensor,
+    xc_BD: Tensor,
     W_enc: Tensor,
     b_enc: Tensor,
     b_dec: Tensor,
+    values: Tensor | None = None,
 ) -> Tensor:
-    """Differentiable pre-activations at the selected units; `pre_BU` must be grad-free."""
-    rows = SparseCodes(units, offsets, units, x_BD.shape[0]).rows()
-    xc_BD = (x_BD - b_dec).detach()
+    """Differentiable pre-activations at the selected units (B-row ragged layout).
+
+    `pre_BU` (grad-free) is read at the selection unless its `values` are already known;
+    `xc_BD` is x - b_dec, detached.
+    """
+    if values is None:
+        rows = SparseCodes(units, offsets, units, xc_BD.shape[0]).rows()
+        values = pre_BU[rows, units]
     out: Tensor = _GatheredPreacts.apply(
-        pre_BU.detach(), units, offsets, rows, xc_BD, W_enc, b_enc, b_dec
+        values.detach(), units, offsets, xc_BD.detach(), W_enc, b_enc, b_dec
     )
     return out
 

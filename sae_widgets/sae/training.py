@@ -94,6 +94,9 @@ class Trainer:
         self.model = model
         self.cfg = cfg
         self.fresh = fresh  # initialise b_dec from data on the first batch
+        norms = model.W_dec.detach().norm(dim=1)
+        if not fresh and bool(((norms - 1).abs() > 1e-4).any()):
+            model.fold_decoder_norms_()  # e.g. a loaded ReLU SAE: training keeps rows unit-norm
         self.step = 0
         self.samples_seen = 0
         self.scale: float | None = None
