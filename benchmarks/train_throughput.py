@@ -3,12 +3,13 @@
 Data: superposition(n_features=1024, dim=256, active=10), 262,144 training samples and 16,384
 held-out ones; n_units=2048, k=16, batch 4096, one epoch. Baselines: a plain ~40-line dense
 TopK SAE in PyTorch (the same learning-rate schedule, init and input scaling as ours, none of
-our tricks), its steps interleaved with ours on the same batches so that both see the same load
-on a shared machine, and scikit-learn's MiniBatchDictionaryLearning on a subset. For each: samples/s, then FVU, L0, MMCS and dead
-fraction on held-out data. Then our speed-up over the reference and our fraction of the
-roofline: this machine's fp32 matmul rate, measured here on the encoder's shape, divided by
-the 2 x d x n_units FLOPs per sample that the dense encoder needs. Finally a 5-epoch run of
-ours with default hyperparameters (through SAE.fit) for the quality figures.
+our tricks), its steps interleaved with ours on the same batches so that both see the same
+load on a shared machine, and scikit-learn's MiniBatchDictionaryLearning on a subset. For
+each: samples/s, then FVU, L0, MMCS and dead fraction on held-out data. Then our speed-up
+over the reference and our fraction of the roofline: this machine's fp32 matmul rate,
+measured here on the encoder's shape, divided by the 2 x d x n_units FLOPs per sample that
+the dense encoder needs. Finally a 5-epoch run of ours with default hyperparameters (through
+SAE.fit) for the quality figures.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--epochs-quality 5] [--skip-sklearn]
