@@ -98,6 +98,13 @@ def brush_gesture(dashboard):
     selector.brushing = False
 
 
+def lasso_gesture(dashboard):
+    view = dashboard.brush
+    view.select_with.value = "lasso"  # a choice of tool, not a Selection change
+    message = {"method": "update", "state": {"selected": [7, 8, 9]}, "buffer_paths": []}
+    view.scatter._handle_msg({"content": {"data": message}, "buffers": []})
+
+
 def pick_thumbnail(dashboard):
     gallery = dashboard.inspector.gallery
     gallery._clicked(gallery.mark, {"data": {"click_x": 2.0, "click_y": 20.0}})
@@ -109,6 +116,7 @@ ACTIONS = {
     "nearest-unit button": (lambda d: d.inspector.nearest.click(1), "unit"),
     "top-sample thumbnail": (pick_thumbnail, "probe_sample"),
     "brush release": (brush_gesture, "samples"),
+    "lasso": (lasso_gesture, "samples"),
     "heatmap column": (
         lambda d: d.heatmap._clicked_matrix(None, {"data": {"click_x": 5.5, "click_y": 1.0}}),
         "unit",

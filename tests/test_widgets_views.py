@@ -164,6 +164,28 @@ def test_brush_release_selects_every_point_in_the_box(ex):
     assert ex.selection.samples == [] and view.brush.selected_x is None
 
 
+def from_browser(widget, **state):
+    """A state update delivered the way the browser sends it (through the widget's comm)."""
+    message = {"method": "update", "state": state, "buffer_paths": []}
+    widget._handle_msg({"content": {"data": message}, "buffers": []})
+
+
+def test_lasso_selects_the_points_the_browser_marked(ex):
+    view = sw.PCABrush(ex)
+    assert view.figure.interaction is view.brush
+    view.select_with.value = "lasso"
+    assert view.figure.interaction is view.lasso
+    from_browser(view.scatter, selected=[40, 3, 17])
+    assert ex.selection.samples == [3, 17, 40]
+    assert view.count.value == "<b>3</b> samples selected"
+    # Drawing a selection made elsewhere does not feed back into it.
+    ex.selection.samples = [5, 6]
+    np.testing.assert_array_equal(view.scatter.selected, [5, 6])
+    assert ex.selection.samples == [5, 6]
+    with pytest.raises(ValueError, match="select_with"):
+        sw.PCABrush(ex, select_with="polygon")
+
+
 def test_brush_colours_by_label_or_by_the_focused_units_activation(ex, codes):
     view = sw.PCABrush(ex)
     np.testing.assert_array_equal(view.scatter.color, ex.dataset.labels)
@@ -186,6 +208,22 @@ def test_large_projection_uses_webgl_and_selects_beyond_the_drawn_points():
     coords = ex.projection().coords
     brush(view, (-np.inf, np.inf), (-np.inf, np.inf))
     assert len(ex.selection.samples) == len(coords) == 4000
+
+    # WebGL points do not report a lasso: it marks an invisible grid of anchors instead, and
+    # every sample in a marked cell is selected.
+    from sae_widgets.widgets.pca_brush import LASSO_GRID as G
+
+    view.select_with.value = "lasso"
+    anchors = view.lasso_target
+    assert anchors is not view.scatter and len(anchors.x) == G * G
+    left_half = [i for i in range(G * G) if i % G < G // 2]
+    from_browser(anchors, selected=left_half)
+    middle_x = (coords[:, 0].min() + coords[:, 0].max()) / 2
+    expected = np.flatnonzero(coords[:, 0] < middle_x)
+    assert ex.selection.samples == expected.tolist()
+    np.testing.assert_allclose(
+        np.sort(np.unique(anchors.x))[G // 2 - 1 : G // 2 + 1].mean(), middle_x, rtol=1e-5
+    )
 
 
 # ---- ActivationHeatmap ---------------------------------------------------------------------

@@ -4,6 +4,13 @@ most enriched in the selection.
 The scatter is WebGL (bqplot-gl's ScatterGL) above `GL_THRESHOLD` points and SVG below. The
 brush carries no marks: on release the rectangle goes through the Explorer's pure
 `samples_in_rect` over *all* projected points, and that becomes ``ex.selection.samples``.
+
+A lasso is the other way to select: bqplot's LassoSelector marks the enclosed points in the
+browser and reports their indices. (In bqplot 0.13.1 a rectangle drawn with the mouse in
+JupyterLab never reaches the kernel, bqplot issue #1693; the lasso does, so it is offered
+beside the rectangle.) The WebGL scatter does not report lassoed points, so above
+`GL_THRESHOLD` the lasso targets an invisible SVG grid of `LASSO_GRID` x `LASSO_GRID` anchor
+points instead, and every sample whose grid cell is inside is selected.
 """
 
 from __future__ import annotations
@@ -13,19 +20,48 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 from bqplot import ColorScale, LinearScale, Scatter
-from bqplot.interacts import BrushSelector
+from bqplot.interacts import BrushSelector, LassoSelector
 from bqplot_gl import ScatterGL
 
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure
 from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["GL_THRESHOLD", "PCABrush"]
+__all__ = ["GL_THRESHOLD", "LASSO_GRID", "PCABrush", "samples_in_cells"]
 
 GL_THRESHOLD = 3000
 """Above this many points the scatter is drawn with WebGL; SVG stays crisp below it."""
 
+LASSO_GRID = 48
+"""Cells per side of the lasso's anchor grid over a WebGL scatter (its spatial resolution)."""
+
 _ACTIVATION_COLORS = ["#d9d9d9", "#fdae61", "#d7191c"]  # zero is light grey, not invisible
+
+
+def _grid_bounds(coords: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) around the points, never of zero width."""
+    x0, y0 = (float(v) for v in coords[:, :2].min(axis=0))
+    x1, y1 = (float(v) for v in coords[:, :2].max(axis=0))
+    return x0, max(x1, x0 + 1e-6), y0, max(y1, y0 + 1e-6)
+
+
+def grid_anchors(coords: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the centres of a grid x grid lattice over the points (cell i*grid + j is
+    row i from the bottom, column j), as float32."""
+    x0, x1, y0, y1 = _grid_bounds(coords)
+    centres = (np.arange(grid) + 0.5) / grid
+    xs, ys = np.meshgrid(x0 + centres * (x1 - x0), y0 + centres * (y1 - y0))
+    return xs.ravel().astype(np.float32), ys.ravel().astype(np.float32)
+
+
+def samples_in_cells(coords: np.ndarray, cells: Any, grid: int) -> np.ndarray:
+    """Samples (ascending) whose point lies in one of `cells` of the `grid_anchors` lattice."""
+    x0, x1, y0, y1 = _grid_bounds(coords)
+    column = np.clip(((coords[:, 0] - x0) / (x1 - x0) * grid).astype(np.int64), 0, grid - 1)
+    row = np.clip(((coords[:, 1] - y0) / (y1 - y0) * grid).astype(np.int64), 0, grid - 1)
+    inside = np.zeros(grid * grid, dtype=bool)
+    inside[np.asarray(cells, dtype=np.int64)] = True
+    return np.flatnonzero(inside[row * grid + column])
 
 
 class PCABrush(ExplorerView):
@@ -50,6 +86,10 @@ class PCABrush(ExplorerView):
         ScatterGL or Scatter mark of every sample.
     brush:
         The BrushSelector; releasing it (``brushing`` back to False) selects the samples.
+    lasso, select_with:
+        The LassoSelector, and the ToggleButtons choosing rectangle or lasso.
+    lasso_target:
+        The mark the lasso marks: the scatter itself (SVG), or the anchor grid (WebGL).
     color_by:
         ToggleButtons choosing the colouring.
     count, enriched, clear_button:
@@ -63,13 +103,17 @@ class PCABrush(ExplorerView):
         source: str | None = None,
         color_by: str | None = None,
         n_enriched: int = 8,
+        select_with: str = "rectangle",
     ) -> None:
         super().__init__(ex)
+        if select_with not in ("rectangle", "lasso"):
+            raise ValueError(f"select_with: expected 'rectangle' or 'lasso', got {select_with!r}")
         self.source = source
         self.n_enriched = int(n_enriched)
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
+        self._marking = False  # True while this view writes scatter.selected itself
 
         x_scale, y_scale = LinearScale(), LinearScale()
         self.color_scale = ColorScale()
@@ -85,18 +129,38 @@ class PCABrush(ExplorerView):
         )
         self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
         self.brush.observe(self._on_brushing, "brushing")
+        self._coords = coords
+        self.lasso_target = self.scatter
+        marks = [self.scatter]
+        if isinstance(self.scatter, ScatterGL):
+            anchor_x, anchor_y = grid_anchors(coords, LASSO_GRID)
+            self.lasso_target = Scatter(
+                x=anchor_x,
+                y=anchor_y,
+                scales={"x": x_scale, "y": y_scale},
+                opacities=[0.0],
+                default_size=4,
+                enable_hover=False,
+                preserve_domain={"x": True, "y": True},
+            )
+            marks.append(self.lasso_target)
+        self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
+        self.lasso_target.observe(self._on_lassoed, "selected")
         axis_label = "PC {} of the " + ("unit codes" if self._source() == "codes" else "inputs")
         self.figure = figure(
-            [self.scatter],
+            marks,
             [
                 axis(x_scale, axis_label.format(1)),
                 axis(y_scale, axis_label.format(2), vertical=True),
             ],
-            title="PCA: drag a rectangle to select samples",
+            title="PCA: drag to select samples",
             width="420px",
             height="400px",
-            interaction=self.brush,
+            interaction=self.brush if select_with == "rectangle" else self.lasso,
         )
+        self.select_with = widgets.ToggleButtons(options=["rectangle", "lasso"], value=select_with)
+        self.select_with.style.button_width = "80px"
+        self.select_with.observe(self._on_select_with, "value")
 
         options = [("unit activation", "activation")]
         if labels is not None:
@@ -117,6 +181,7 @@ class PCABrush(ExplorerView):
         self.enriched = UnitButtons("<b>enriched</b> (in vs out)", self.focus_unit, n_enriched)
         self.children = [
             widgets.HBox([widgets.HTML("colour by"), self.color_by]),
+            widgets.HBox([widgets.HTML("select with"), self.select_with]),
             self.figure,
             widgets.HBox([self.count, self.clear_button]),
             self.enriched,
@@ -141,6 +206,18 @@ class PCABrush(ExplorerView):
         self._brushed_samples = inside
         self.selection.samples = inside
 
+    def _on_lassoed(self, change: dict[str, Any]) -> None:
+        """The browser marked the points inside a lasso: they are the selection."""
+        if self._marking or self.figure.interaction is not self.lasso:
+            return
+        picked = np.zeros(0, np.int64) if change["new"] is None else np.asarray(change["new"])
+        if self.lasso_target is not self.scatter:  # anchor cells -> the samples inside them
+            picked = samples_in_cells(self._coords, picked, LASSO_GRID)
+        self.selection.samples = picked.tolist()
+
+    def _on_select_with(self, change: dict[str, Any]) -> None:
+        self.figure.interaction = self.brush if change["new"] == "rectangle" else self.lasso
+
     def clear(self) -> None:
         """Forget the selected samples (and the brush rectangle)."""
         self.selection.samples = []
@@ -157,7 +234,13 @@ class PCABrush(ExplorerView):
         n = len(samples)
         self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
         self.clear_button.disabled = n == 0
-        self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
+        self._marking = True
+        try:
+            self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
+            if not n and self.lasso_target is not self.scatter:
+                self.lasso_target.selected = None
+        finally:
+            self._marking = False
         if n:
             found = self.ex.enrichment(samples, top=self.n_enriched)
             self.enriched.show(
