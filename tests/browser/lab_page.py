@@ -127,7 +127,9 @@ class LabPage:
         notebook = json.loads((self.server.root_dir / name).read_text())
         n_cells = len(notebook["cells"])
         self.notebook = name
-        self.page.goto(self.server.url(f"lab/tree/{name}"))
+        # "reset" starts from an empty workspace: tabs of earlier tests would reopen, each
+        # with a new kernel.
+        self.page.goto(self.server.url(f"lab/tree/{name}") + "&reset")
         panel = self.page.locator(ACTIVE_NOTEBOOK)
         cells = panel.locator(".jp-Notebook .jp-Cell")
         cells.nth(n_cells - 1).wait_for(state="attached", timeout=timeout_s * 1000)

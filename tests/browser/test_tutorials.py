@@ -1,0 +1,31 @@
+"""Every tutorial notebook runs in a real JupyterLab without errors and draws every figure.
+
+The quickstart has its own test that also drives its dashboard (test_quickstart.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .lab_page import REPO_ROOT, LabPage
+
+pytestmark = pytest.mark.browser
+
+TUTORIALS = sorted(
+    path.name
+    for path in (REPO_ROOT / "notebooks").glob("*.ipynb")
+    if path.name != "01_quickstart.ipynb"
+)
+
+
+@pytest.mark.parametrize("name", TUTORIALS)
+def test_tutorial_runs_and_draws_in_jupyterlab(lab: LabPage, name: str) -> None:
+    lab.open_notebook(name)
+    lab.run_all_cells(timeout_s=600)
+    lab.assert_no_errors()
+    figures = lab.assert_figures_rendered(min_count=1)
+    lab.screenshot(Path(name).stem)
+    assert all(info.width > 0 and info.height > 0 for info in figures)
+    lab.assert_no_errors()
