@@ -157,6 +157,12 @@ def test_brush_buttons_and_clear_are_one_change_each(linked):
     assert dashboard.status.value.startswith("<b>0 samples selected")
 
 
+def test_dashboard_can_start_with_the_lasso(digits_sae):
+    ex = sw.Explorer(*digits_sae)
+    dashboard = ex.dashboard(select_with="lasso")
+    assert dashboard.brush.figure.interaction is dashboard.brush.lasso
+
+
 def test_closed_dashboard_stops_following(linked):
     ex, dashboard = linked
     inspector = dashboard.inspector

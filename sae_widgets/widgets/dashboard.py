@@ -40,10 +40,12 @@ class Dashboard(ExplorerView):
         The PCA brush's figure (where exploring usually starts).
     """
 
-    def __init__(self, ex: Explorer, *, attribute: str | None = None) -> None:
+    def __init__(
+        self, ex: Explorer, *, attribute: str | None = None, select_with: str = "rectangle"
+    ) -> None:
         super().__init__(ex)
         self.status = widgets.HTML()
-        self.brush = PCABrush(ex)
+        self.brush = PCABrush(ex, select_with=select_with)
         self.inspector = UnitInspector(ex)
         self.heatmap = ActivationHeatmap(ex)
         self.probe = ProbeSlider(ex, attribute) if ex.dataset.attributes else None
@@ -74,6 +76,7 @@ class Dashboard(ExplorerView):
 def build_dashboard(ex: Explorer, **options: Any) -> Dashboard:
     """The dashboard of `ex` (what ``ex.dashboard(**options)`` returns).
 
-    options: ``attribute=`` picks the ProbeSlider's first attribute.
+    options: ``attribute=`` picks the ProbeSlider's first attribute; ``select_with=`` the
+    PCA plot's first selection tool, "rectangle" or "lasso" (the user can switch).
     """
     return Dashboard(ex, **options)
