@@ -75,9 +75,9 @@ _FIGURES_JS = f"""
 () => [...document.querySelectorAll('{ACTIVE_NOTEBOOK} .bqplot.figure')].map(figure => {{
   const box = figure.getBoundingClientRect();
   const svg = figure.querySelector('svg.svg-figure');
-  // Drawn mark elements only: not axes, legend, clip paths or the transparent event layer.
+  // Drawn mark elements only: not axes, legend, clip paths, selectors or the event layer.
   const marks = svg ? [...svg.querySelectorAll('path, circle, rect, image, line, polygon')]
-    .filter(el => !el.closest('defs, clipPath, .axis, .g_legend, .brushintsel, .brush')
+    .filter(el => !el.closest('defs, clipPath, .axis, .g_legend, .selector, .lassoselector')
                   && !el.classList.contains('plotarea_events')) : [];
   const canvases = [...figure.querySelectorAll('canvas')]
     .map(c => [c.width, c.height]).filter(([w, h]) => w > 0 && h > 0);
