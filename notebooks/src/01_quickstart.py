@@ -155,13 +155,15 @@ for digit in range(10):
     )
 
 # %% [markdown]
-# Focus the unit most enriched on zeros and select every zero: scroll up and the dashboard shows
-# them (the status line, the heatmap rows and the inspector all follow).
+# Select every zero, focus the unit most enriched on zeros, and pick the first zero for the
+# sample card and the probe: scroll up and the dashboard shows them (the status line, the
+# heatmap rows, the inspector, the sample card and the probe slider all follow).
 
 # %%
 zeros = np.flatnonzero(ds.labels == 0)
 ex.selection.samples = zeros
 ex.selection.unit = int(ex.enrichment(zeros, top=1).units[0])
+ex.selection.probe_sample = int(zeros[0])
 print(f"{len(ex.selection.samples)} samples selected, unit {ex.selection.unit} focused")
 
 # %% [markdown]
