@@ -22,7 +22,7 @@ def weights_of(sae: SAE) -> dict[str, np.ndarray]:
 
 
 def test_same_seed_same_weights_other_seed_differs(small: sw.Dataset) -> None:
-    params = dict(n_units=64, k=4, epochs=2)
+    params = dict(n_units=64, k=4, epochs=1)
     a = weights_of(SAE(seed=3, **params).fit(small.X, progress=False))
     b = weights_of(SAE(seed=3, **params).fit(small.X, progress=False))
     c = weights_of(SAE(seed=4, **params).fit(small.X, progress=False))

@@ -39,11 +39,12 @@ class SAEConfig:
     activation: str = "topk"
     """One of "relu", "topk", "batchtopk", "jumprelu"."""
     k: int | None = None
-    """Active units per sample for topk, average per sample for batchtopk; else unused."""
+    """Active units per sample for topk, average for batchtopk; jumprelu: the L0 its
+    thresholds start at (training only); relu: unused."""
     bandwidth: float = 0.05
     """JumpReLU straight-through kernel width, in training space (E||x|| = sqrt(d_in))."""
     init_threshold: float = 0.1
-    """JumpReLU initial threshold, in training space."""
+    """JumpReLU threshold of a new module; training re-initialises it from data (see k)."""
 
     def __post_init__(self) -> None:
         for name in ("d_in", "n_units"):

@@ -24,6 +24,7 @@ from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import SparseCodes
 
 Callback = Callable[[dict[str, float]], Any]
+THRESHOLD_LR_SCALE = 10.0
 
 
 class StopTraining(Exception):
@@ -103,7 +104,14 @@ class Trainer:
         self.lr = (
             cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
         )
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        # JumpReLU thresholds live in log space, where a step of size lr is a relative change
+        # of lr: they get a 10x larger rate so sparsity can adapt within a short run
+        thresholds = [p for name, p in model.named_parameters() if name == "log_threshold"]
+        others = [p for name, p in model.named_parameters() if name != "log_threshold"]
+        groups: list[dict[str, Any]] = [{"params": others, "lr_scale": 1.0}]
+        if thresholds:
+            groups.append({"params": thresholds, "lr_scale": THRESHOLD_LR_SCALE})
+        self.optimizer = torch.optim.Adam(groups, lr=self.lr)
         device = model.W_dec.device
         self.samples_since_fired = torch.zeros(model.cfg.n_units, dtype=torch.long, device=device)
         self.threshold_updates = 0
@@ -117,7 +125,22 @@ class Trainer:
         if self.fresh:
             with torch.no_grad():  # the module is in user space here
                 self.model.b_dec.copy_(geometric_median(x_ND))
+                if self.model.cfg.activation == "jumprelu":
+                    self._init_thresholds(x_ND)
             self.fresh = False
+
+    def _init_thresholds(self, x_ND: Tensor) -> None:
+        """JumpReLU: start each unit's threshold where it fires on about k / n_units of the
+        first batch (k from the config, else 16), so training starts near the target L0
+        instead of from all or nothing."""
+        model = self.model
+        target_l0 = model.cfg.k or 16
+        n = x_ND.shape[0]
+        fires = max(1, min(n - 1, round(n * target_l0 / model.cfg.n_units)))
+        pre_NU = model.preacts(x_ND)
+        threshold = pre_NU.kthvalue(n - fires, dim=0).values
+        floor = 1e-3 * float(pre_NU.abs().mean()) + 1e-12
+        model.log_threshold.copy_(threshold.clamp_min(floor).log())
 
     def dead_mask(self) -> Tensor:
         """(n_units,) True for units silent over the last `dead_window` training samples."""
@@ -151,7 +174,7 @@ class Trainer:
         """One optimiser step on a batch already in training space."""
         model = self.model
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         out = model.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
         loss = out.fvu + sparsity_coeff * out.sparsity + self.cfg.aux_coeff * out.aux_fvu
         loss_value = float(loss.detach())
