@@ -1,0 +1,316 @@
+"""Source of notebooks/04_ground_truth.ipynb (build with notebooks/_build.py)."""
+
+# %% [markdown]
+# # 04 · Ground truth: do SAEs recover the true features?
+#
+# On real data nobody knows the "true" features, so we judge SAEs by proxies. Synthetic
+# **superposition** data removes the guesswork: each sample is a sparse, non-negative mix of
+# known unit-norm directions (`ds.true_features`), with more directions than dimensions.
+# We can then ask directly how many of those directions an SAE's decoder found.
+#
+# We compare the four activations at (nearly) the same sparsity **L0** (active units per
+# sample):
+#
+# * `relu`: ReLU with an L1 penalty (the classic SAE); L0 is set indirectly by `l1_coeff`;
+# * `topk`: exactly `k` units per sample;
+# * `batchtopk`: `k` units per sample *on average* over a batch (a threshold at inference);
+# * `jumprelu`: learned per-unit thresholds with an L0 penalty `l0_coeff`.
+#
+# Metrics, all from `sw.metrics`:
+#
+# * **FVU**: fraction of variance unexplained (reconstruction; lower is better);
+# * **MMCS**: mean over true features of the max |cosine| to any decoder direction;
+# * **MCC**: the same mean under the best *one-to-one* matching of features to units
+#   (a unit cannot take credit for two features);
+# * **uniqueness**: among units that match some feature (|cos| ≥ 0.9), the share that
+#   match a feature no other unit matches (1: no duplicates).
+
+# %%
+import os
+
+import ipywidgets as widgets
+import numpy as np
+from bqplot import Axis, Bars, Figure, LinearScale, Lines, Scatter
+from IPython.display import HTML, display
+
+import sae_widgets as sw
+
+# The test suite sets SAE_WIDGETS_FAST=1 to run every notebook quickly on less data.
+# Leave it unset for the real tutorial (a few minutes on a laptop CPU).
+FAST = os.environ.get("SAE_WIDGETS_FAST") == "1"
+N_SAMPLES = 4_000 if FAST else 50_000
+N_FEATURES = 64 if FAST else 256  # true features ...
+DIM = 32 if FAST else 128  # ... packed into this many dimensions
+ACTIVE = 4  # true features active per sample, on average: the L0 to match
+EPOCHS = 3 if FAST else 10
+MATCH = 0.9  # |cosine| at which we call a true feature recovered
+
+# %% [markdown]
+# ## The data
+#
+# `true_features` are random unit vectors: twice as many as dimensions, so they cannot be
+# orthogonal (that is superposition). Each sample fires about `ACTIVE` of them with random
+# strengths in (0, 1); `ds.true_codes` keeps those coefficients.
+
+# %%
+ds = sw.datasets.superposition(n=N_SAMPLES, n_features=N_FEATURES, dim=DIM, active=ACTIVE, seed=0)
+print(ds)
+F = ds.true_features
+overlap = np.abs(F @ F.T - np.eye(len(F)))
+print(f"true features active per sample: {ds.true_codes.getnnz(axis=1).mean():.2f}")
+print(f"largest |cosine| between two true features: {overlap.max():.2f}")
+
+# %% [markdown]
+# ## Training at matched L0
+#
+# TopK and BatchTopK take the target L0 directly (`k`). ReLU and JumpReLU do not: their
+# L0 follows from a penalty coefficient (`l1_coeff`, `l0_coeff`), so we search for it. We
+# train at a low and a high coefficient, then bisect between them (in log space) towards
+# L0 = `ACTIVE`. Every SAE trained along the way is kept: together with a few other `k`
+# for TopK and BatchTopK they trace each activation's trade-off between sparsity and
+# reconstruction, which we plot next. Every SAE has as many units as there are true
+# features.
+
+# %%
+BISECTION_ROUNDS = 1 if FAST else 3
+runs = []  # one dict per trained SAE: its settings and metrics
+
+
+def train(activation, **params):
+    """Fit one SAE on the whole dataset, score it, and keep it in `runs`."""
+    sae = sw.SAE(
+        n_units=N_FEATURES, activation=activation, epochs=EPOCHS, batch_size=512, seed=0, **params
+    )
+    sae.fit(ds, progress=False)
+    run = {
+        "activation": activation,
+        "setting": ", ".join(f"{name}={value:g}" for name, value in params.items()),
+        "sae": sae,
+        **sw.metrics.evaluate(sae, ds.X),
+        "mmcs": sw.metrics.mmcs(sae, F),
+        "mcc": sw.metrics.mcc(sae, F),
+        "uniqueness": sw.metrics.uniqueness(sae, F, threshold=MATCH),
+    }
+    runs.append(run)
+    progress.value += 1
+    return run
+
+
+def match_l0(activation, param, low, high, **params):
+    """Bisect a sparsity coefficient in log space so that L0 lands near ACTIVE."""
+    for value in (low, high):
+        train(activation, **{param: value}, **params)
+    for _ in range(BISECTION_ROUNDS):
+        middle = float(np.sqrt(low * high))
+        if train(activation, **{param: middle}, **params)["l0"] > ACTIVE:
+            low = middle  # still too dense: a stronger penalty is needed
+        else:
+            high = middle
+
+
+ACTIVATIONS = ["relu", "topk", "batchtopk", "jumprelu"]
+K_VALUES = [2, 4] if FAST else [2, 3, 4, 6, 8]
+BATCH_K_VALUES = [ACTIVE] if FAST else [2, ACTIVE, 8]
+progress = widgets.IntProgress(
+    max=len(K_VALUES) + len(BATCH_K_VALUES) + 2 * (2 + BISECTION_ROUNDS), description="SAEs trained"
+)
+display(progress)
+for k in K_VALUES:
+    train("topk", k=k)
+for k in BATCH_K_VALUES:
+    train("batchtopk", k=k)
+match_l0("relu", "l1_coeff", 0.3, 10.0)
+match_l0("jumprelu", "l0_coeff", 3e-4, 0.1, k=ACTIVE)
+print(f"trained {len(runs)} SAEs")
+
+# %% [markdown]
+# For each activation, the run whose L0 is nearest the target:
+
+# %%
+matched = {}
+for activation in ACTIVATIONS:
+    candidates = [r for r in runs if r["activation"] == activation]
+    matched[activation] = min(candidates, key=lambda r: abs(r["l0"] - ACTIVE))
+
+
+def best_cosines(sae):
+    """(n_true_features,) max |cosine| of each true feature to a decoder direction."""
+    D = sae.components_ / np.linalg.norm(sae.components_, axis=1, keepdims=True)
+    return np.abs(F @ D.T).max(axis=1)
+
+
+header = ["activation", "setting", "L0", "FVU", "dead", "MMCS", "MCC", "uniqueness", "recovered"]
+rows = []
+for activation, r in matched.items():
+    recovered = (best_cosines(r["sae"]) >= MATCH).mean()
+    cells = [
+        activation,
+        r["setting"],
+        f"{r['l0']:.2f}",
+        f"{r['fvu']:.3f}",
+        f"{r['dead_fraction']:.0%}",
+        f"{r['mmcs']:.3f}",
+        f"{r['mcc']:.3f}",
+        "–" if np.isnan(r["uniqueness"]) else f"{r['uniqueness']:.2f}",
+        f"{recovered:.0%}",
+    ]
+    rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+HTML(
+    f"<p>Target L0 = {ACTIVE}; <i>recovered</i> = share of true features with a decoder "
+    f"direction at |cos| ≥ {MATCH}; uniqueness – : no unit matches any feature.</p><table><tr>"
+    + "".join(f"<th>{h}</th>" for h in header)
+    + "</tr>"
+    + "".join(rows)
+    + "</table>"
+)
+
+# %% [markdown]
+# How to read it: compare FVU only between rows whose L0 is close, since more active units
+# always reconstruct better. MMCS and MCC near 1 mean the decoder found the true directions;
+# a high FVU with a high MCC can still happen (the right directions with poorly estimated
+# magnitudes), and a low FVU with a low MCC is the failure SAEs are notorious for (good
+# reconstructions from directions that mix several true features).
+#
+# ## FVU against L0
+#
+# Every trained SAE is one point; lines join the runs of one activation. Better is down
+# and to the left. The vertical dashed line marks the true L0; the large circles are the
+# matched runs of the table.
+
+# %%
+colors = {"relu": "#d62728", "topk": "#1f77b4", "batchtopk": "#2ca02c", "jumprelu": "#9467bd"}
+l0_scale, fvu_scale = LinearScale(min=0), LinearScale(min=0)
+scales = {"x": l0_scale, "y": fvu_scale}
+marks = []
+for activation in ACTIVATIONS:
+    points = sorted((r["l0"], r["fvu"]) for r in runs if r["activation"] == activation)
+    l0s, fvus = np.array(points).T
+    marks.append(
+        Lines(
+            x=l0s,
+            y=fvus,
+            colors=[colors[activation]],
+            marker="circle",
+            labels=[activation],
+            display_legend=True,
+            scales=scales,
+        )
+    )
+marks.append(
+    Scatter(
+        x=[r["l0"] for r in matched.values()],
+        y=[r["fvu"] for r in matched.values()],
+        colors=[colors[a] for a in matched],
+        default_size=200,
+        fill=False,
+        stroke_width=2,
+        scales=scales,
+    )
+)
+fvu_top = max(r["fvu"] for r in runs)
+marks.append(
+    Lines(x=[ACTIVE, ACTIVE], y=[0, fvu_top], line_style="dashed", colors=["gray"], scales=scales)
+)
+Figure(
+    marks=marks,
+    axes=[
+        Axis(scale=l0_scale, label="L0 (active units per sample)"),
+        Axis(scale=fvu_scale, orientation="vertical", label="FVU", tick_format=".2f"),
+    ],
+    title="Reconstruction against sparsity",
+    legend_location="top-right",
+    layout={"width": "100%", "height": "380px"},
+)
+
+# %% [markdown]
+# ## Which true features did each SAE recover?
+#
+# For every true feature, its best-matching decoder direction's |cosine|. A histogram piled
+# up near 1 means the SAE found nearly every feature; a spread-out histogram means its units
+# are blends. The dashed threshold is where we call a feature recovered.
+
+# %%
+bins = np.linspace(0, 1, 21)
+centers = (bins[:-1] + bins[1:]) / 2
+cosines = {a: best_cosines(r["sae"]) for a, r in matched.items()}
+figures = []
+for activation, values in cosines.items():
+    counts, _ = np.histogram(values, bins=bins)
+    x_scale, y_scale = LinearScale(min=0, max=1), LinearScale(min=0)
+    figures.append(
+        Figure(
+            marks=[
+                Bars(
+                    x=centers,
+                    y=counts,
+                    colors=[colors[activation]],
+                    padding=0.1,
+                    scales={"x": x_scale, "y": y_scale},
+                ),
+                Lines(
+                    x=[MATCH, MATCH],
+                    y=[0, counts.max()],
+                    line_style="dashed",
+                    colors=["gray"],
+                    scales={"x": x_scale, "y": y_scale},
+                ),
+            ],
+            axes=[
+                Axis(scale=x_scale, label="best |cosine| to a unit"),
+                Axis(scale=y_scale, orientation="vertical", label="true features"),
+            ],
+            title=f"{activation}: {(values >= MATCH).mean():.0%} recovered",
+            layout={"width": "340px", "height": "260px"},
+            fig_margin={"top": 40, "bottom": 45, "left": 50, "right": 10},
+        )
+    )
+widgets.GridBox(figures, layout=widgets.Layout(grid_template_columns="repeat(2, 350px)"))
+
+# %% [markdown]
+# Do the activations find the *same* features? Count, for each subset of activations, the
+# true features recovered by exactly that subset. Features found by all four are the easy
+# ones; the rows below show what one activation finds that the others miss.
+
+# %%
+recovered = {a: values >= MATCH for a, values in cosines.items()}
+names = list(recovered)
+pattern = np.stack([recovered[a] for a in names], axis=1)  # (features, activations)
+combos, counts = np.unique(pattern, axis=0, return_counts=True)
+order = np.argsort(-counts)
+rows = "".join(
+    "<tr><td>"
+    + (", ".join(n for n, hit in zip(names, combos[i]) if hit) or "<i>none</i>")
+    + f"</td><td>{counts[i]}</td></tr>"
+    for i in order
+)
+HTML(f"<table><tr><th>recovered by</th><th>true features</th></tr>{rows}</table>")
+
+# %% [markdown]
+# ## Probing a true feature
+#
+# Superposition datasets have one attribute per true feature: `feature_<j>` sets feature
+# j's coefficient in a sample. Probing it shows whether one unit tracks that feature alone.
+# Below we take the TopK SAE, pick the true feature its best unit matches most closely, and
+# open a `ProbeSlider` on it: as the coefficient grows from 0, the matching unit should rise
+# in a straight line while the other units stay put.
+
+# %%
+sae = matched["topk"]["sae"]
+ex = sw.Explorer(sae, ds)
+feature = int(np.argmax(cosines["topk"]))
+D = sae.components_ / np.linalg.norm(sae.components_, axis=1, keepdims=True)
+unit = int(np.argmax(np.abs(D @ F[feature])))
+print(f"true feature {feature} is matched by unit {unit} (|cos| = {cosines['topk'][feature]:.3f})")
+ex.selection.unit = unit
+sw.ProbeSlider(ex, attribute=f"feature_{feature}")
+
+# %% [markdown]
+# The same in numbers, averaged over 50 samples: the matched unit should be the most
+# sensitive one by far.
+
+# %%
+probe = ex.probe(np.arange(50), f"feature_{feature}")
+print("most sensitive units:", probe.ranked_units[:5].tolist())
+print(
+    "their sensitivity:", ", ".join(f"{probe.sensitivity[u]:.3f}" for u in probe.ranked_units[:5])
+)
