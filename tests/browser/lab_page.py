@@ -37,9 +37,9 @@ BQPLOT_BRUSH_BUG = (
 ACTIVE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 STDERR_OUTPUT = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
 
-# Shared by the completion wait and the error report, so both agree on what an error is:
-# tracebacks and error outputs (which JupyterLab renders as stderr), widgets that failed to
-# render, and uncaught exceptions from widget views are all errors.
+# Shared by the completion wait and the error report, so both agree on what an error is in a
+# cell's output: a traceback or error output (JupyterLab renders both as stderr), or a widget
+# that failed to render. Callback exceptions and uncaught JS errors are gathered in Python.
 _ERRORS_JS = f"""
 (panel) => {{
   const looksLikeError = /Traceback|^\\w*(Error|Exception)\\b/m;
