@@ -327,11 +327,15 @@ class LabPage:
             self.page.set_viewport_size({"width": viewport["width"], "height": viewport_height})
             self.page.wait_for_function(f"() => window.innerHeight === {viewport_height}")
         try:
+            # The pointer rests on the empty right sidebar, so no hover effect (a figure's
+            # fading toolbar) lands in the picture; transitions are finished, not caught midway.
+            size = self.page.viewport_size or {"width": 1, "height": 1}
+            self.page.mouse.move(size["width"] - 2, size["height"] / 2)
             if target is None:
-                self.page.screenshot(path=path)
+                self.page.screenshot(path=path, animations="disabled")
             else:
                 target.scroll_into_view_if_needed()
-                target.screenshot(path=path)
+                target.screenshot(path=path, animations="disabled")
         finally:
             if viewport_height is not None and viewport is not None:
                 self.page.set_viewport_size(viewport)
