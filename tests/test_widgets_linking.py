@@ -100,9 +100,10 @@ def brush_gesture(dashboard):
 
 def lasso_gesture(dashboard):
     view = dashboard.brush
-    view.select_with.value = "lasso"  # a choice of tool, not a Selection change
+    view.select_with.value = "rectangle"  # a choice of tool, not a Selection change
+    view.select_with.value = "lasso"
     message = {"method": "update", "state": {"selected": [7, 8, 9]}, "buffer_paths": []}
-    view.scatter._handle_msg({"content": {"data": message}, "buffers": []})
+    view.lasso_target._handle_msg({"content": {"data": message}, "buffers": []})
 
 
 def pick_thumbnail(dashboard):
@@ -157,10 +158,12 @@ def test_brush_buttons_and_clear_are_one_change_each(linked):
     assert dashboard.status.value.startswith("<b>0 samples selected")
 
 
-def test_dashboard_can_start_with_the_lasso(digits_sae):
+def test_dashboard_starts_with_the_lasso_or_the_rectangle(digits_sae):
     ex = sw.Explorer(*digits_sae)
-    dashboard = ex.dashboard(select_with="lasso")
-    assert dashboard.brush.figure.interaction is dashboard.brush.lasso
+    default = ex.dashboard()
+    assert default.brush.figure.interaction is default.brush.lasso
+    rectangle = ex.dashboard(select_with="rectangle")
+    assert rectangle.brush.figure.interaction is rectangle.brush.brush
 
 
 def test_closed_dashboard_stops_following(linked):

@@ -143,6 +143,8 @@ def test_brush_release_selects_every_point_in_the_box(ex):
 
     view = sw.PCABrush(ex)
     assert isinstance(view.scatter, Scatter) and not isinstance(view.scatter, ScatterGL)
+    view.select_with.value = "rectangle"  # the user's choice; the brush is wired either way
+    assert view.figure.interaction is view.brush
     x, y = np.asarray(view.scatter.x), np.asarray(view.scatter.y)
     assert len(x) == ex.n_samples
     x_range = (np.percentile(x, 20), np.percentile(x, 70))
@@ -170,18 +172,45 @@ def from_browser(widget, **state):
     widget._handle_msg({"content": {"data": message}, "buffers": []})
 
 
-def test_lasso_selects_the_points_the_browser_marked(ex):
+def test_lasso_is_the_default_and_selects_the_points_the_browser_marked(ex, monkeypatch):
     view = sw.PCABrush(ex)
-    assert view.figure.interaction is view.brush
-    view.select_with.value = "lasso"
-    assert view.figure.interaction is view.lasso
-    from_browser(view.scatter, selected=[40, 3, 17])
+    assert view.select_with.value == "lasso" and view.figure.interaction is view.lasso
+    # The lasso marks an invisible copy of the points, never the visible scatter.
+    target = view.lasso_target
+    assert target is not view.scatter and target in view.figure.marks
+    assert view.lasso.marks == [target] and list(target.opacities) == [0.0]
+    np.testing.assert_array_equal(target.x, view.scatter.x)
+    np.testing.assert_array_equal(target.y, view.scatter.y)
+    sent = []
+    monkeypatch.setattr(view.lasso, "send", sent.append)
+
+    from_browser(target, selected=[40, 3, 17])
     assert ex.selection.samples == [3, 17, 40]
     assert view.count.value == "<b>3</b> samples selected"
-    # Drawing a selection made elsewhere does not feed back into it.
+    np.testing.assert_array_equal(view.scatter.selected, [3, 17, 40])
+    # Reset after each lasso, so the next one replaces this selection instead of adding to it;
+    # what the browser reports after the reset (nothing marked) leaves the selection alone.
+    assert sent == [{"type": "reset"}]
+    from_browser(target, selected=[])
+    assert ex.selection.samples == [3, 17, 40]
+    from_browser(target, selected=[5, 3])
+    assert ex.selection.samples == [3, 5] and len(sent) == 2
+    # A selection made elsewhere is drawn on the scatter and does not feed back.
     ex.selection.samples = [5, 6]
     np.testing.assert_array_equal(view.scatter.selected, [5, 6])
     assert ex.selection.samples == [5, 6]
+    view.clear_button.click()
+    assert ex.selection.samples == [] and view.scatter.selected is None
+
+
+def test_selection_tools_say_what_each_needs(ex):
+    view = sw.PCABrush(ex, select_with="rectangle")
+    assert view.figure.interaction is view.brush
+    view.select_with.value = "lasso"
+    assert view.figure.interaction is view.lasso
+    tips = dict(zip([value for _, value in view.select_with.options], view.select_with.tooltips))
+    assert "#1693" in tips["rectangle"] and "bqplot" in tips["rectangle"]
+    assert "#1693" not in tips["lasso"]
     with pytest.raises(ValueError, match="select_with"):
         sw.PCABrush(ex, select_with="polygon")
 
@@ -213,7 +242,7 @@ def test_large_projection_uses_webgl_and_selects_beyond_the_drawn_points():
     # every sample in a marked cell is selected.
     from sae_widgets.widgets.pca_brush import LASSO_GRID as G
 
-    view.select_with.value = "lasso"
+    assert view.figure.interaction is view.lasso
     anchors = view.lasso_target
     assert anchors is not view.scatter and len(anchors.x) == G * G
     left_half = [i for i in range(G * G) if i % G < G // 2]

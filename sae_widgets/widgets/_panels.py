@@ -27,12 +27,22 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import Indices, axis, figure
+from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
 _BLANK = np.full((1, 1, 3), 255, dtype=np.uint8)
-_TIGHT = {"top": 25, "bottom": 5, "left": 5, "right": 5}
+# Pictures need no axes, only room for the title above them.
+_TIGHT = {"top": TITLE_ROOM, "bottom": 5, "left": 5, "right": 5}
+# Pairs name their colours in the title: bqplot draws a legend inside the plot, over the data.
+_COLOR_NAMES = {"#d62728": "red", "#1f77b4": "blue", "#333333": "black"}
+
+
+def _pair_title(names: tuple[str, str], colors: tuple[str, str]) -> str:
+    return " · ".join(
+        f"{name} ({_COLOR_NAMES[color]})" if color in _COLOR_NAMES else name
+        for name, color in zip(names, colors)
+    )
 
 
 def png_widget(rgb: np.ndarray = _BLANK) -> widgets.Image:
@@ -127,7 +137,6 @@ class BarPair:
                 scales={"x": x_scale, "y": y_scale},
                 colors=[color],
                 labels=[name],
-                display_legend=True,
                 align=align,
                 padding=0.3,
             )
@@ -139,8 +148,7 @@ class BarPair:
                 Axis(scale=x_scale, label="input dimension", tick_rotate=-90),
                 axis(y_scale, vertical=True),
             ],
-            title=f"{names[0]} and {names[1]} (largest dimensions)",
-            legend_location="top-right",
+            title=f"{_pair_title(names, colors)}, largest dimensions",
         )
 
     def show(self, left: Any, right: Any, dims: Indices) -> None:
@@ -166,14 +174,12 @@ class LinePair:
             scales={"x": x_scale, "y": y_scale},
             colors=list(colors),
             labels=list(names),
-            display_legend=True,
             stroke_width=1.2,
         )
         self.figure = figure(
             [self.lines],
             [axis(x_scale, "input dimension"), axis(y_scale, vertical=True)],
-            title=f"{names[0]} and {names[1]}",
-            legend_location="top-right",
+            title=_pair_title(names, colors),
         )
 
     def show(self, left: Any, right: Any) -> None:
@@ -227,7 +233,7 @@ class SampleGallery:
         if images is None:
             self.y_axis = axis(self.y_scale, vertical=True, tick_format="d")
             self.x_axis = axis(self.x_scale, "input dimension", tick_format="d")
-            axes, margin = [self.x_axis, self.y_axis], {"top": 25, "bottom": 35, "left": 110}
+            axes, margin = [self.x_axis, self.y_axis], {"bottom": 35, "left": 110}
             marks = [self.mark]
         else:
             axes, margin, marks = [], _TIGHT, [self.mark, self.captions]
@@ -295,7 +301,7 @@ class SampleGallery:
             step = max(1, len(dims) // 12)
             self.x_axis.tick_values = np.arange(0, len(dims), step, dtype=np.float32)
             self.x_axis.tick_labels = {str(i): str(int(dims[i])) for i in range(0, len(dims), step)}
-        self.figure.layout.height = f"{max(120, 22 * rows + 60)}px"
+        self.figure.layout.height = f"{max(120, 22 * rows + TITLE_ROOM + 35)}px"
 
     def sample_at(self, x: float, y: float) -> int | None:
         """The sample drawn at data point (x, y), or None for empty space."""

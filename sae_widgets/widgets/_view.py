@@ -17,12 +17,29 @@ from numpy.typing import NDArray
 
 from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["ExplorerView", "Indices", "UnitButtons", "axis", "figure", "pixel_shape"]
+__all__ = [
+    "ExplorerView",
+    "Indices",
+    "UnitButtons",
+    "axis",
+    "figure",
+    "pixel_shape",
+    "text_width",
+    "toggle_buttons",
+    "wrapping_row",
+]
 
 Indices = Sequence[int] | NDArray[np.integer[Any]]
 """Unit or sample indices as views receive them: a list or an integer numpy array."""
 
-_MARGIN = {"top": 30, "bottom": 35, "left": 45, "right": 10}
+TITLE_STYLE = {"font-size": "14px"}
+"""Figure titles: a size that fits above small pictures without covering them."""
+
+TITLE_ROOM = 34
+"""Top margin (px) a 14 px title needs. bqplot puts the title's baseline one em below
+``-margin.top / 2``, so with less room it slides down into the plot area."""
+
+_MARGIN = {"top": TITLE_ROOM, "bottom": 35, "left": 45, "right": 10}
 
 
 def figure(
@@ -36,6 +53,7 @@ def figure(
     **kwargs: Any,
 ) -> Figure:
     """A bqplot Figure with our defaults: fixed size, small margins, no animation."""
+    kwargs.setdefault("title_style", dict(TITLE_STYLE))
     return Figure(
         marks=list(marks),
         axes=list(axes),
@@ -56,6 +74,38 @@ def axis(scale: Any, label: str = "", *, vertical: bool = False, **kwargs: Any) 
     kwargs.setdefault("tick_format", ".3~g")
     orientation = "vertical" if vertical else "horizontal"
     return Axis(scale=scale, label=label, orientation=orientation, **kwargs)
+
+
+def text_width(labels: Sequence[str], *, char_px: float = 7.5, padding_px: int = 28) -> str:
+    """A CSS width that shows the longest of `labels` whole on a Jupyter button.
+
+    Jupyter buttons have a fixed default width and cut longer labels with an ellipsis;
+    7.5 px per character is the width of the 13 px UI font, padding covers an icon's room.
+    """
+    longest = max((len(label) for label in labels), default=0)
+    return f"{int(longest * char_px + padding_px)}px"
+
+
+def toggle_buttons(
+    options: Sequence[tuple[str, str]],
+    value: str,
+    *,
+    tooltips: Sequence[str] = (),
+    **kwargs: Any,
+) -> widgets.ToggleButtons:
+    """ToggleButtons of (label, value) options, every button wide enough for every label."""
+    buttons = widgets.ToggleButtons(
+        options=list(options), value=value, tooltips=list(tooltips), **kwargs
+    )
+    buttons.style.button_width = text_width([label for label, _ in options])
+    return buttons
+
+
+def wrapping_row(children: Sequence[widgets.Widget], **layout: Any) -> widgets.HBox:
+    """An HBox whose children wrap onto a new line when the row is too narrow for them,
+    top-aligned (a short widget does not stretch to its tallest neighbour)."""
+    layout = {"flex_flow": "row wrap", "align_items": "flex-start", **layout}
+    return widgets.HBox(list(children), layout=widgets.Layout(**layout))
 
 
 def pixel_shape(ex: Explorer) -> tuple[int, ...] | None:
@@ -88,8 +138,19 @@ class UnitButtons(widgets.HBox):
         self.caption = widgets.HTML(caption)
         super().__init__([self.caption, *self.buttons], layout=widgets.Layout(flex_flow="wrap"))
 
-    def show(self, units: Indices, captions: Sequence[str] | None = None) -> None:
-        """Offer these units (at most the pool size), labelled by `captions`."""
+    def show(
+        self,
+        units: Indices,
+        captions: Sequence[str] | None = None,
+        *,
+        colors: Sequence[str] | None = None,
+        strong: int | None = None,
+    ) -> None:
+        """Offer these units (at most the pool size), labelled by `captions`.
+
+        `colors` sets each button's text colour (a legend); the button of unit `strong` is
+        drawn bold (the focused unit).
+        """
         units = [int(u) for u in units][: len(self.buttons)]
         captions = [f"unit {u}" for u in units] if captions is None else list(captions)
         self.units = units
@@ -99,6 +160,9 @@ class UnitButtons(widgets.HBox):
                 if shown:
                     button.description = captions[position]
                     button.tooltip = f"focus unit {units[position]}"
+                    if colors is not None:
+                        button.style.text_color = colors[position]
+                    button.style.font_weight = "bold" if units[position] == strong else ""
                 button.layout.display = None if shown else "none"
 
     def click(self, position: int) -> None:

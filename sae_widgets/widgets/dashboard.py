@@ -3,6 +3,10 @@
 The views never talk to each other; they are linked only because they share
 ``ex.selection``. The status line says how many samples are selected and which unit is
 focused.
+
+Layout, for a notebook about 1,200 px wide: the status line; the PCA plot beside the
+heatmap (where a selection is made, and what it selects); the unit inspector; the probe
+slider. Rows wrap, so on a narrow screen the views stack instead of overflowing.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from sae_widgets.widgets._view import ExplorerView
+from sae_widgets.widgets._view import ExplorerView, wrapping_row
 from sae_widgets.widgets.explorer import Explorer
 from sae_widgets.widgets.heatmap import ActivationHeatmap
 from sae_widgets.widgets.pca_brush import PCABrush
@@ -32,7 +36,7 @@ class Dashboard(ExplorerView):
     Attributes
     ----------
     status:
-        HTML status line, "<N> samples selected · unit <u>".
+        HTML status line, "<N> samples selected · unit <u>" (CSS class ``sw-status``).
     brush, inspector, heatmap, probe:
         The PCABrush, UnitInspector, ActivationHeatmap and ProbeSlider (None when the
         dataset has no attributes to probe).
@@ -41,10 +45,11 @@ class Dashboard(ExplorerView):
     """
 
     def __init__(
-        self, ex: Explorer, *, attribute: str | None = None, select_with: str = "rectangle"
+        self, ex: Explorer, *, attribute: str | None = None, select_with: str = "lasso"
     ) -> None:
         super().__init__(ex)
         self.status = widgets.HTML()
+        self.status.add_class("sw-status")
         self.brush = PCABrush(ex, select_with=select_with)
         self.inspector = UnitInspector(ex)
         self.heatmap = ActivationHeatmap(ex)
@@ -53,13 +58,18 @@ class Dashboard(ExplorerView):
         self.views: list[ExplorerView] = [self.brush, self.inspector, self.heatmap]
         if self.probe is not None:
             self.views.append(self.probe)
-        row = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        # The heatmap takes the room the PCA view leaves (its sample card wraps under the
+        # matrix when that is too little) and moves under the PCA plot below its own width.
+        self.heatmap.layout.flex = "1 1 0"
+        self.heatmap.layout.min_width = self.heatmap.figure.layout.width
+        gap = "0 24px"  # row gap 0, column gap 24 px
         self.children = [
             self.status,
-            widgets.HBox([self.brush, self.inspector], layout=row),
-            widgets.HBox([self.heatmap], layout=row),
+            wrapping_row([self.brush, self.heatmap], grid_gap=gap),
+            self.inspector,
             *([self.probe] if self.probe is not None else []),
         ]
+        self.add_class("sw-dashboard")
         self.follow(lambda _change: self._draw_status(), "unit", "samples")
         self._draw_status()
 
@@ -77,6 +87,7 @@ def build_dashboard(ex: Explorer, **options: Any) -> Dashboard:
     """The dashboard of `ex` (what ``ex.dashboard(**options)`` returns).
 
     options: ``attribute=`` picks the ProbeSlider's first attribute; ``select_with=`` the
-    PCA plot's first selection tool, "rectangle" or "lasso" (the user can switch).
+    PCA plot's first selection tool, "lasso" (default) or "rectangle" (the user can switch;
+    a rectangle drawn with the mouse needs a bqplot release with issue #1693 fixed).
     """
     return Dashboard(ex, **options)

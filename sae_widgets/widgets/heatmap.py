@@ -1,13 +1,15 @@
 """ActivationHeatmap: samples x units, drawn as one PNG in a bqplot Image mark.
 
 Rows are the selected samples (a random `max_rows` of them if more), or a label-stratified
-sample when nothing is selected; columns are the units most enriched in those rows. A click
+sample when nothing is selected; columns are the units most enriched in those rows, leaving
+out units silent on every row (a blank column tells nothing and squeezes the rest). A click
 on the matrix focuses the clicked column's unit; a click on the label strip at its left picks
 that row's sample for the sample card (input, reconstruction, most active units).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import ipywidgets as widgets
@@ -17,16 +19,32 @@ from bqplot import Image, LinearScale, Lines
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.widgets._panels import ImagePair, LinePair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_rgb
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, pixel_shape
+from sae_widgets.widgets._view import (
+    TITLE_ROOM,
+    ExplorerView,
+    UnitButtons,
+    axis,
+    figure,
+    pixel_shape,
+    wrapping_row,
+)
 from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["ActivationHeatmap"]
+__all__ = ["ActivationHeatmap", "firing_columns"]
 
 _STRIP = (-1.6, -0.4)  # x extent of the label strip left of column 0, in column widths
 
 
 def _hex_rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def firing_columns(data: HeatmapData) -> HeatmapData:
+    """`data` without the columns of units that are zero on every row (kept if all are)."""
+    firing = np.any(data.matrix != 0, axis=0)
+    if firing.all() or not firing.any():
+        return data
+    return dataclasses.replace(data, matrix=data.matrix[:, firing], units=data.units[firing])
 
 
 def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +64,8 @@ class ActivationHeatmap(ExplorerView):
         The Explorer whose Selection this view follows and sets.
     max_rows, max_units:
         At most this many rows (samples) and columns (units).
+    width:
+        Width of the heatmap figure (CSS, e.g. "500px").
 
     Attributes
     ----------
@@ -54,14 +74,17 @@ class ActivationHeatmap(ExplorerView):
     matrix_mark, strip_mark:
         The Image marks; their PNGs are the colour-coded matrix and row labels.
     data:
-        The `HeatmapData` drawn (matrix, row samples, column units).
+        The `HeatmapData` drawn (matrix, row samples, column units); the matrix mark spans
+        x in [0, columns] and y in [0, rows], one data unit per cell.
     focus_box, row_box:
         Lines outlining the focused unit's column and the card's sample row.
     card, card_units:
         The sample card's picture/lines block and its most-active-unit buttons.
     """
 
-    def __init__(self, ex: Explorer, *, max_rows: int = 200, max_units: int = 64) -> None:
+    def __init__(
+        self, ex: Explorer, *, max_rows: int = 200, max_units: int = 64, width: str = "500px"
+    ) -> None:
         super().__init__(ex)
         self.max_rows, self.max_units = int(max_rows), int(max_units)
         self.x_scale = LinearScale(min=_STRIP[0], max=1.0, allow_padding=False)
@@ -84,9 +107,9 @@ class ActivationHeatmap(ExplorerView):
             [self.matrix_mark, self.strip_mark, self.focus_box, self.row_box],
             [self.x_axis, self.y_axis],
             title="activations",
-            width="560px",
-            height="420px",
-            margin={"top": 30, "bottom": 60, "left": 40, "right": 10},
+            width=width,
+            height="400px",
+            margin={"top": TITLE_ROOM, "bottom": 55, "left": 40, "right": 10},
         )
         self.caption = widgets.HTML()
 
@@ -98,9 +121,20 @@ class ActivationHeatmap(ExplorerView):
             self.card = LinePair(("sample", "reconstruction"))
         self.card_title = widgets.HTML()
         self.card_units = UnitButtons("<b>most active units</b>", self.focus_unit)
+        card_width = self.card.figure.layout.width
+        for part in (self.card_title, self.card_units):
+            part.layout.max_width = card_width  # text and buttons wrap under the pictures
         card_box = widgets.VBox([self.card_title, self.card.figure, self.card_units])
-        self.children = [self.caption, widgets.HBox([self.figure, card_box])]
-        self.data: HeatmapData = ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
+        card_box.add_class("sw-sample-card")
+        # The card sits right of the matrix, or under it when the view is narrow.
+        self.children = [
+            self.caption,
+            wrapping_row([self.figure, card_box]),
+        ]
+        self.add_class("sw-heatmap")
+        self.data: HeatmapData = firing_columns(
+            ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
+        )
         self.follow(lambda _change: self._draw_matrix(), "samples")
         self.follow(lambda _change: self._draw_focus(), "unit")
         self.follow(lambda _change: self._draw_card(), "probe_sample")
@@ -111,7 +145,7 @@ class ActivationHeatmap(ExplorerView):
 
     def _draw_matrix(self, data: HeatmapData | None = None) -> None:
         if data is None:
-            data = self.ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
+            data = firing_columns(self.ex.heatmap(max_rows=self.max_rows, max_units=self.max_units))
         self.data = data
         n_rows, n_cols = data.matrix.shape
         # Each column on its unit's own scale (its max over the dataset), so weak units show.
@@ -139,8 +173,9 @@ class ActivationHeatmap(ExplorerView):
             else f"{n_rows} samples (no selection: a label-stratified sample)"
         )
         self.caption.value = (
-            f"rows: {rows_from} · columns: {n_cols} units · click a column to focus its unit, "
-            "the coloured strip to pick a sample"
+            f"rows: {rows_from} · columns: the {n_cols} units "
+            f"{'most enriched in them' if n_selected else 'firing most often'} · "
+            "click a column to focus its unit, the coloured strip to pick a sample"
         )
         self._draw_focus()
         self._draw_row_box()

@@ -1,16 +1,20 @@
-"""PCABrush: the 2-D PCA of the samples, a rectangle brush that selects them, and the units
-most enriched in the selection.
+"""PCABrush: the 2-D PCA of the samples, a lasso (or rectangle) that selects them, and the
+units most enriched in the selection.
 
 The scatter is WebGL (bqplot-gl's ScatterGL) above `GL_THRESHOLD` points and SVG below. The
-brush carries no marks: on release the rectangle goes through the Explorer's pure
-`samples_in_rect` over *all* projected points, and that becomes ``ex.selection.samples``.
+visible scatter only *shows* ``ex.selection.samples``; the selectors never mark it.
 
-A lasso is the other way to select: bqplot's LassoSelector marks the enclosed points in the
-browser and reports their indices. (In bqplot 0.13.1 a rectangle drawn with the mouse in
-JupyterLab never reaches the kernel, bqplot issue #1693; the lasso does, so it is offered
-beside the rectangle.) The WebGL scatter does not report lassoed points, so above
-`GL_THRESHOLD` the lasso targets an invisible SVG grid of `LASSO_GRID` x `LASSO_GRID` anchor
-points instead, and every sample whose grid cell is inside is selected.
+The lasso is the default tool. bqplot's LassoSelector marks the points of an invisible target
+mark in the browser and reports their indices: a copy of the points for an SVG scatter, or,
+since WebGL points cannot be lassoed, a `LASSO_GRID` x `LASSO_GRID` grid of anchor points,
+every sample of a marked cell being selected. After each lasso the selector is reset, so the
+next lasso replaces the selection instead of adding to it.
+
+The rectangle (`brush`, a BrushSelector) stays wired: on release (``brushing`` back to
+False) the rectangle goes through the Explorer's pure `samples_in_rect` over *all* projected
+points. Drawn with the mouse it needs a bqplot release with issue #1693 fixed: in bqplot
+0.13.1 a rectangle dragged in JupyterLab never reaches the kernel. Set from Python (as tests
+do) it works in every release.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bqplot.interacts import BrushSelector, LassoSelector
 from bqplot_gl import ScatterGL
 
 from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure
+from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, toggle_buttons
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["GL_THRESHOLD", "LASSO_GRID", "PCABrush", "samples_in_cells"]
@@ -36,6 +40,18 @@ LASSO_GRID = 48
 """Cells per side of the lasso's anchor grid over a WebGL scatter (its spatial resolution)."""
 
 _ACTIVATION_COLORS = ["#d9d9d9", "#fdae61", "#d7191c"]  # zero is light grey, not invisible
+
+# (label, value, tooltip) of the selection tools, the default first.
+SELECT_TOOLS = [
+    ("lasso", "lasso", "Draw a loop around samples to select them"),
+    (
+        "rectangle",
+        "rectangle",
+        "Drag a rectangle to select samples. With the mouse this needs a bqplot release with "
+        "issue #1693 fixed (bqplot 0.13.1 never sends the rectangle to Python); "
+        "setting .brush from Python always works",
+    ),
+]
 
 
 def _grid_bounds(coords: np.ndarray) -> tuple[float, float, float, float]:
@@ -77,19 +93,23 @@ class PCABrush(ExplorerView):
         "label" or "activation" (of the focused unit); "label" needs dataset labels.
     n_enriched:
         Number of enriched-unit buttons.
+    select_with:
+        The first selection tool: "lasso" (default) or "rectangle" (see the module notes on
+        bqplot #1693); the user can switch.
 
     Attributes
     ----------
     figure:
-        The scatter's Figure (its ``interaction`` is `brush`).
+        The scatter's Figure (its ``interaction`` is `lasso` or `brush`).
     scatter:
-        ScatterGL or Scatter mark of every sample.
+        ScatterGL or Scatter mark of every sample; its ``selected`` shows the Selection.
     brush:
         The BrushSelector; releasing it (``brushing`` back to False) selects the samples.
     lasso, select_with:
-        The LassoSelector, and the ToggleButtons choosing rectangle or lasso.
+        The LassoSelector, and the ToggleButtons choosing lasso or rectangle.
     lasso_target:
-        The mark the lasso marks: the scatter itself (SVG), or the anchor grid (WebGL).
+        The invisible mark the lasso marks: a copy of the points (SVG) or the anchor grid
+        (WebGL).
     color_by:
         ToggleButtons choosing the colouring.
     count, enriched, clear_button:
@@ -103,17 +123,16 @@ class PCABrush(ExplorerView):
         source: str | None = None,
         color_by: str | None = None,
         n_enriched: int = 8,
-        select_with: str = "rectangle",
+        select_with: str = "lasso",
     ) -> None:
         super().__init__(ex)
-        if select_with not in ("rectangle", "lasso"):
-            raise ValueError(f"select_with: expected 'rectangle' or 'lasso', got {select_with!r}")
+        if select_with not in ("lasso", "rectangle"):
+            raise ValueError(f"select_with: expected 'lasso' or 'rectangle', got {select_with!r}")
         self.source = source
         self.n_enriched = int(n_enriched)
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
-        self._marking = False  # True while this view writes scatter.selected itself
 
         x_scale, y_scale = LinearScale(), LinearScale()
         self.color_scale = ColorScale()
@@ -130,36 +149,40 @@ class PCABrush(ExplorerView):
         self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
         self.brush.observe(self._on_brushing, "brushing")
         self._coords = coords
-        self.lasso_target = self.scatter
-        marks = [self.scatter]
+        # The lasso marks an invisible target, never the visible scatter, so resetting the
+        # lasso in the browser cannot wipe the highlighted selection.
         if isinstance(self.scatter, ScatterGL):
-            anchor_x, anchor_y = grid_anchors(coords, LASSO_GRID)
-            self.lasso_target = Scatter(
-                x=anchor_x,
-                y=anchor_y,
-                scales={"x": x_scale, "y": y_scale},
-                opacities=[0.0],
-                default_size=4,
-                enable_hover=False,
-                preserve_domain={"x": True, "y": True},
-            )
-            marks.append(self.lasso_target)
+            target_x, target_y = grid_anchors(coords, LASSO_GRID)
+        else:
+            target_x, target_y = self.scatter.x, self.scatter.y
+        self.lasso_target = Scatter(
+            x=target_x,
+            y=target_y,
+            scales={"x": x_scale, "y": y_scale},
+            opacities=[0.0],
+            default_size=4,
+            enable_hover=False,
+            preserve_domain={"x": True, "y": True},
+        )
         self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
         self.lasso_target.observe(self._on_lassoed, "selected")
         axis_label = "PC {} of the " + ("unit codes" if self._source() == "codes" else "inputs")
         self.figure = figure(
-            marks,
+            [self.scatter, self.lasso_target],
             [
                 axis(x_scale, axis_label.format(1)),
                 axis(y_scale, axis_label.format(2), vertical=True),
             ],
-            title="PCA: drag to select samples",
+            title="PCA: select samples",
             width="420px",
             height="400px",
-            interaction=self.brush if select_with == "rectangle" else self.lasso,
+            interaction=self.lasso if select_with == "lasso" else self.brush,
         )
-        self.select_with = widgets.ToggleButtons(options=["rectangle", "lasso"], value=select_with)
-        self.select_with.style.button_width = "80px"
+        self.select_with = toggle_buttons(
+            [(label, value) for label, value, _ in SELECT_TOOLS],
+            select_with,
+            tooltips=[tip for _, _, tip in SELECT_TOOLS],
+        )
         self.select_with.observe(self._on_select_with, "value")
 
         options = [("unit activation", "activation")]
@@ -172,20 +195,27 @@ class PCABrush(ExplorerView):
                 f"color_by: expected one of {[v for _, v in options]} for this dataset, "
                 f"got {color_by!r}"
             )
-        self.color_by = widgets.ToggleButtons(options=options, value=color_by)
-        self.color_by.style.button_width = "110px"
+        self.color_by = toggle_buttons(
+            options,
+            color_by,
+            tooltips=[f"colour each sample by its {label}" for label, _ in options],
+        )
         self.color_by.observe(lambda _change: self._recolor(), "value")
         self.count = widgets.HTML()
         self.clear_button = widgets.Button(description="clear", icon="times")
         self.clear_button.on_click(lambda _button: self.clear())
         self.enriched = UnitButtons("<b>enriched</b> (in vs out)", self.focus_unit, n_enriched)
+        # As wide as the plot: the buttons wrap under it instead of widening the view.
+        self.enriched.layout.max_width = self.figure.layout.width
+        label_width = widgets.Layout(width="80px")
         self.children = [
-            widgets.HBox([widgets.HTML("colour by"), self.color_by]),
-            widgets.HBox([widgets.HTML("select with"), self.select_with]),
+            widgets.HBox([widgets.Label("colour by", layout=label_width), self.color_by]),
+            widgets.HBox([widgets.Label("select with", layout=label_width), self.select_with]),
             self.figure,
-            widgets.HBox([self.count, self.clear_button]),
+            widgets.HBox([self.count, self.clear_button], layout=widgets.Layout(grid_gap="8px")),
             self.enriched,
         ]
+        self.add_class("sw-pca")
         self.follow(lambda _change: self._on_unit(), "unit")
         self.follow(lambda _change: self._draw_samples(), "samples")
         self._recolor()
@@ -207,16 +237,21 @@ class PCABrush(ExplorerView):
         self.selection.samples = inside
 
     def _on_lassoed(self, change: dict[str, Any]) -> None:
-        """The browser marked the points inside a lasso: they are the selection."""
-        if self._marking or self.figure.interaction is not self.lasso:
+        """The browser marked the target points inside a lasso: they are the selection.
+
+        An empty mark is not a selection: it is what the browser reports after the lasso is
+        reset (and a lasso around empty space keeps the selection; `clear` empties it).
+        """
+        if change["new"] is None or len(change["new"]) == 0:
             return
-        picked = np.zeros(0, np.int64) if change["new"] is None else np.asarray(change["new"])
-        if self.lasso_target is not self.scatter:  # anchor cells -> the samples inside them
+        picked = np.unique(np.asarray(change["new"], dtype=np.int64))
+        if isinstance(self.scatter, ScatterGL):  # anchor cells -> the samples inside them
             picked = samples_in_cells(self._coords, picked, LASSO_GRID)
         self.selection.samples = picked.tolist()
+        self.lasso.reset()  # the next lasso starts afresh instead of adding to this one
 
     def _on_select_with(self, change: dict[str, Any]) -> None:
-        self.figure.interaction = self.brush if change["new"] == "rectangle" else self.lasso
+        self.figure.interaction = self.lasso if change["new"] == "lasso" else self.brush
 
     def clear(self) -> None:
         """Forget the selected samples (and the brush rectangle)."""
@@ -234,13 +269,7 @@ class PCABrush(ExplorerView):
         n = len(samples)
         self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
         self.clear_button.disabled = n == 0
-        self._marking = True
-        try:
-            self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
-            if not n and self.lasso_target is not self.scatter:
-                self.lasso_target.selected = None
-        finally:
-            self._marking = False
+        self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
         if n:
             found = self.ex.enrichment(samples, top=self.n_enriched)
             self.enriched.show(

@@ -17,7 +17,15 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 from sae_widgets.analysis import ProbeResult
 from sae_widgets.widgets._panels import ImagePair, LinePair
 from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._view import ExplorerView, axis, figure, pixel_shape
+from sae_widgets.widgets._view import (
+    ExplorerView,
+    UnitButtons,
+    axis,
+    figure,
+    pixel_shape,
+    text_width,
+    wrapping_row,
+)
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["ProbeSlider"]
@@ -45,6 +53,9 @@ class ProbeSlider(ExplorerView):
     ----------
     figure:
         Response curves (one Lines mark per unit) with the marker at the slider value.
+    legend:
+        `UnitButtons` naming each curve's unit in its colour (the focused one bold); a click
+        focuses the unit.
     attribute, slider, average:
         The attribute Dropdown, the value SelectionSlider and the averaging ToggleButton.
     bars:
@@ -75,7 +86,13 @@ class ProbeSlider(ExplorerView):
 
         self.attribute = widgets.Dropdown(options=names, description="attribute")
         self.attribute.observe(self._attribute_picked, "value")
-        self.average = widgets.ToggleButton(description="average over selection", value=False)
+        average_label = "average over selection"
+        self.average = widgets.ToggleButton(
+            description=average_label,
+            value=False,
+            tooltip="sweep the selected samples and show their mean response",
+            layout=widgets.Layout(width=text_width([average_label])),
+        )
         self.average.observe(lambda _change: self._draw_sweep(), "value")
         self.slider = widgets.SelectionSlider(
             options=[("0", 0.0)], description="value", continuous_update=True
@@ -98,8 +115,6 @@ class ProbeSlider(ExplorerView):
                 scales={"x": x_scale, "y": y_scale},
                 colors=[CATEGORY10[i % 10]],
                 stroke_width=1.5,
-                labels=[""],
-                display_legend=True,
             )
             for i in range(self.n_curves)
         ]
@@ -127,8 +142,10 @@ class ProbeSlider(ExplorerView):
             title="response of the most sensitive units",
             width="460px",
             height="320px",
-            legend_location="top-left",
         )
+        # The legend, outside the plot: bqplot's own legend is drawn over the curves.
+        self.legend = UnitButtons("<b>curves</b>", self.focus_unit, self.n_curves)
+        self.legend.layout.max_width = self.figure.layout.width
 
         bar_x, bar_y = OrdinalScale(), LinearScale(min=0.0)
         self.bars = Bars(
@@ -146,10 +163,16 @@ class ProbeSlider(ExplorerView):
             width="300px",
         )
         self.children = [
-            widgets.HBox([self.attribute, self.average, self.sample_text]),
+            wrapping_row([self.attribute, self.average, self.sample_text], align_items="center"),
             self.slider,
-            widgets.HBox([self.figure, widgets.VBox([self.pair.figure, self.bars_figure])]),
+            wrapping_row(
+                [
+                    widgets.VBox([self.figure, self.legend]),
+                    widgets.VBox([self.pair.figure, self.bars_figure]),
+                ]
+            ),
         ]
+        self.add_class("sw-probe")
 
         self.follow(lambda _change: self._draw_sweep(), "probe_attribute", "probe_sample")
         self.follow(self._samples_changed, "samples")
@@ -244,11 +267,16 @@ class ProbeSlider(ExplorerView):
                 if position < len(units):
                     unit = units[position]
                     line.x, line.y = grid, result.response[:, unit]
-                    line.labels = [f"unit {unit}"]
                     line.stroke_width = 4.0 if unit == focus else 1.5
                     line.visible = True
                 else:
                     line.visible = False
+        self.legend.show(
+            units,
+            [f"━ {unit}" for unit in units],
+            colors=[CATEGORY10[i % 10] for i in range(len(units))],
+            strong=focus,
+        )
         self._draw_value()
 
     def _draw_value(self) -> None:

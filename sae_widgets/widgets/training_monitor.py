@@ -20,7 +20,7 @@ import ipywidgets as widgets
 import numpy as np
 from bqplot import Figure, LinearScale, Lines
 
-from sae_widgets.widgets._view import axis
+from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
 __all__ = ["TrainingMonitor"]
 
@@ -142,7 +142,8 @@ class TrainingMonitor(widgets.VBox):
                 marks=[line],
                 axes=[axis(x_scale, "step", tick_format=",d"), axis(y_scale, label, vertical=True)],
                 title=label,
-                fig_margin={"top": 30, "bottom": 40, "left": 60, "right": 10},
+                title_style=dict(TITLE_STYLE),
+                fig_margin={"top": TITLE_ROOM, "bottom": 40, "left": 60, "right": 10},
                 layout=widgets.Layout(width="100%", height="220px"),
                 animation_duration=0,
             )
@@ -153,6 +154,7 @@ class TrainingMonitor(widgets.VBox):
         )
         header = widgets.HBox([self.progress, self.stop_button, self.status])
         super().__init__([header, grid], **box_kwargs)
+        self.add_class("sw-monitor")
 
     # -- the fit-callback contract -------------------------------------------------------------
 

@@ -17,7 +17,14 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, pixel_shape
+from sae_widgets.widgets._view import (
+    ExplorerView,
+    UnitButtons,
+    axis,
+    figure,
+    pixel_shape,
+    wrapping_row,
+)
 from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["UnitInspector", "encoder_filter"]
@@ -102,6 +109,7 @@ class UnitInspector(ExplorerView):
             [self.histogram],
             [axis(x_scale, "activation"), axis(y_scale, "samples", vertical=True)],
             title="activation histogram (where it fires)",
+            height="220px",
         )
 
         label_x, label_y = OrdinalScale(), LinearScale(min=0.0)
@@ -119,7 +127,7 @@ class UnitInspector(ExplorerView):
                 axis(label_y, vertical=True, tick_format=".0%"),
             ],
             title="labels of the samples it fires on",
-            height="200px",
+            height="220px",
         )
 
         if dataset.images is not None:
@@ -134,13 +142,16 @@ class UnitInspector(ExplorerView):
         panels: list[widgets.Widget] = [self.figure, self.histogram_figure]
         if dataset.labels is not None:
             panels.append(self.label_figure)
+        # The unit buttons take what room the gallery leaves, wrapping within it.
+        related = widgets.VBox(
+            [self.nearest, self.cofiring], layout=widgets.Layout(flex="1 1 320px")
+        )
         self.children = [
-            widgets.HBox([self.picker, self.stats]),
-            widgets.HBox(panels, layout=widgets.Layout(flex_flow="wrap")),
-            self.gallery.figure,
-            self.nearest,
-            self.cofiring,
+            widgets.HBox([self.picker, self.stats], layout=widgets.Layout(align_items="center")),
+            wrapping_row(panels),
+            wrapping_row([self.gallery.figure, related]),
         ]
+        self.add_class("sw-inspector")
         self.follow(self._on_unit, "unit")
         current = self.selection.unit
         if unit is None:
