@@ -10,12 +10,12 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
-from bqplot import Axis, Figure, Image, Mark, OrdinalScale
+from bqplot import Axis, Figure, Image, LinearScale, Mark, OrdinalScale
 
 import sae_widgets as sw
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.widgets._render import decode_png
-from sae_widgets.widgets._view import TITLE_ROOM, text_width
+from sae_widgets.widgets._view import TITLE_ROOM, set_ticks, text_width
 from sae_widgets.widgets.heatmap import firing_columns
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
@@ -72,7 +72,12 @@ def test_each_view_carries_its_css_class(ex, dashboard):
     for css_class, widget in expected.items():
         assert css_class in widget._dom_classes, css_class
     assert "sw-sample-card" in dashboard.heatmap.children[1].children[1]._dom_classes
-    assert "sw-monitor" in sw.TrainingMonitor(ex.sae)._dom_classes
+    monitor = sw.TrainingMonitor(ex.sae)
+    assert "sw-monitor" in monitor._dom_classes
+    # Each view's main figure is marked too (a view may hold several figures).
+    for view in (dashboard.brush, dashboard.heatmap, dashboard.inspector, dashboard.probe, monitor):
+        marked = [f for f in of_type(view, Figure) if "sw-figure" in f._dom_classes]
+        assert marked == [view.figure]
     # Each class names one element of the dashboard, so a browser test finds exactly one.
     everything = list(walk(dashboard))
     for css_class in expected:
@@ -156,9 +161,16 @@ def test_probe_legend_names_each_curve_in_its_colour(ex, dashboard):
         assert button.style.text_color == curve.colors[0]
         assert button.description == f"━ {unit}"
         assert button.style.font_weight == ("bold" if unit == focus else "")
+    # The bars wear the same colours, one per bar; the focused unit is orange everywhere.
+    assert probe.bars.color_mode == "group"  # "element" colours 1-D bars all alike
+    assert list(probe.bars.colors) == [b.style.text_color for b in probe.legend.buttons[:8]]
     probe.legend.click(2)
     assert ex.selection.unit == shown[2]
-    assert probe.legend.buttons[shown.index(shown[2])].style.font_weight == "bold"
+    assert probe.legend.buttons[2].style.font_weight == "bold"
+    assert probe.legend.buttons[2].style.text_color == "#ff7f0e" == probe.curves[2].colors[0]
+    assert probe.bars.colors[2] == "#ff7f0e"
+    others = [c for i, c in enumerate(probe.bars.colors) if i != 2]
+    assert "#ff7f0e" not in others and len(set(others)) == len(others)
 
 
 def test_firing_columns_drops_units_silent_on_every_row():
@@ -195,3 +207,26 @@ def test_heatmap_picture_spans_exactly_its_columns_and_rows(ex):
     assert view.x_scale.min == view.strip_mark.x[0]
     assert decode_png(view.matrix_mark.image.value).shape[:2] == (n_rows, n_cols)
     assert all(isinstance(m, Image) for m in (view.matrix_mark, view.strip_mark))
+
+
+def test_tick_labels_reach_the_browser_before_their_positions(ex):
+    view = sw.ActivationHeatmap(ex, max_units=40)
+    order = []
+    view.x_axis.observe(lambda change: order.append(change["name"]), ["tick_labels", "tick_values"])
+    ex.selection.samples = np.flatnonzero(ex.dataset.labels == 3).tolist()
+    # Two messages, labels first: bqplot draws new tick positions in a d3 transition that
+    # keeps the formatter it had when the positions came, so labels must already be there.
+    assert order == ["tick_labels", "tick_values"]
+    units = view.data.units
+    values = np.asarray(view.x_axis.tick_values)
+    assert len(values) <= 16
+    for value in values:
+        # Keyed the way JavaScript prints the value: String(2.5) == "2.5", String(3) == "3".
+        assert view.x_axis.tick_labels[repr(float(value))] == str(units[int(value)])
+
+
+def test_set_ticks_keys_integers_as_javascript_prints_them():
+    axis = Axis(scale=LinearScale(), tick_format="d")
+    set_ticks(axis, [0, 2, 4.5], ["a", "b", "c"])
+    assert axis.tick_labels == {"0": "a", "2": "b", "4.5": "c"}
+    np.testing.assert_array_equal(axis.tick_values, [0, 2, 4.5])

@@ -27,7 +27,7 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure
+from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, set_ticks
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
@@ -288,19 +288,19 @@ class SampleGallery:
         self._cell = (1, 1)
         rows = max(n, 1)
         # Row i is drawn at y = rows - 1 - i (integers, so tick labels map exactly).
-        with self.mark.hold_sync(), self.y_axis.hold_sync(), self.x_axis.hold_sync():
+        with self.mark.hold_sync():
             self.x_scale.min, self.x_scale.max = -0.5, len(dims) - 0.5
             self.y_scale.min, self.y_scale.max = -0.5, rows - 0.5
             self.mark.x, self.mark.y = (-0.5, len(dims) - 0.5), (-0.5, rows - 0.5)
             set_picture(self.mark, diverging_rgb(block))
-            self.y_axis.tick_values = np.arange(n, dtype=np.float32)
-            self.y_axis.tick_labels = {
-                str(rows - 1 - i): f"#{s} · {v:.2f}"
-                for i, (s, v) in enumerate(zip(self.samples, values))
-            }
-            step = max(1, len(dims) // 12)
-            self.x_axis.tick_values = np.arange(0, len(dims), step, dtype=np.float32)
-            self.x_axis.tick_labels = {str(i): str(int(dims[i])) for i in range(0, len(dims), step)}
+        step = max(1, len(dims) // 12)
+        set_ticks(
+            self.y_axis,
+            [rows - 1 - i for i in range(n)],
+            [f"#{s} · {v:.2f}" for s, v in zip(self.samples, values)],
+        )
+        columns = range(0, len(dims), step)
+        set_ticks(self.x_axis, list(columns), [str(int(dims[i])) for i in columns])
         self.figure.layout.height = f"{max(120, 22 * rows + TITLE_ROOM + 35)}px"
 
     def sample_at(self, x: float, y: float) -> int | None:

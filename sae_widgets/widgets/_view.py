@@ -24,6 +24,7 @@ __all__ = [
     "axis",
     "figure",
     "pixel_shape",
+    "set_ticks",
     "text_width",
     "toggle_buttons",
     "wrapping_row",
@@ -74,6 +75,20 @@ def axis(scale: Any, label: str = "", *, vertical: bool = False, **kwargs: Any) 
     kwargs.setdefault("tick_format", ".3~g")
     orientation = "vertical" if vertical else "horizontal"
     return Axis(scale=scale, label=label, orientation=orientation, **kwargs)
+
+
+def set_ticks(axis: Axis, values: Sequence[float], labels: Sequence[str]) -> None:
+    """Put ticks at `values` (data units) named by `labels`.
+
+    The labels are sent first, in a message of their own: bqplot redraws the ticks of new
+    `tick_values` in a d3 transition that keeps the label formatter of that moment, so labels
+    arriving with or after the values were overwritten by the old ones a frame later.
+    """
+    positions = np.asarray(values, dtype=np.float64)
+    # Keys as the browser spells the tick values: JavaScript's String(2.5) is "2.5", of 3 "3".
+    keys = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in positions]
+    axis.tick_labels = dict(zip(keys, labels))
+    axis.tick_values = positions.astype(np.float32)
 
 
 def text_width(labels: Sequence[str], *, char_px: float = 7.5, padding_px: int = 28) -> str:

@@ -63,11 +63,17 @@ class Dashboard(ExplorerView):
         self.heatmap.layout.flex = "1 1 0"
         self.heatmap.layout.min_width = self.heatmap.figure.layout.width
         gap = "0 24px"  # row gap 0, column gap 24 px
+        full_width: list[ExplorerView] = [self.inspector]
+        if self.probe is not None:
+            full_width.append(self.probe)
+        for view in full_width:  # a rule above each full-width row
+            view.layout.border_top = "1px solid #e0e0e0"
+            view.layout.margin = "12px 0 0 0"
+            view.layout.padding = "8px 0 0 0"
         self.children = [
             self.status,
             wrapping_row([self.brush, self.heatmap], grid_gap=gap),
-            self.inspector,
-            *([self.probe] if self.probe is not None else []),
+            *full_width,
         ]
         self.add_class("sw-dashboard")
         self.follow(lambda _change: self._draw_status(), "unit", "samples")

@@ -26,6 +26,7 @@ from sae_widgets.widgets._view import (
     axis,
     figure,
     pixel_shape,
+    set_ticks,
     wrapping_row,
 )
 from sae_widgets.widgets.explorer import Explorer
@@ -132,6 +133,7 @@ class ActivationHeatmap(ExplorerView):
             wrapping_row([self.figure, card_box]),
         ]
         self.add_class("sw-heatmap")
+        self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
         self.data: HeatmapData = firing_columns(
             ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
         )
@@ -152,7 +154,7 @@ class ActivationHeatmap(ExplorerView):
         unit_max = self.ex.codes.max_activation[data.units] if n_cols else np.ones(0)
         normalized = data.matrix / np.maximum(unit_max, 1e-12)[None, :]
         step = max(1, -(-n_cols // 16))  # at most 16 unit labels: they stay readable
-        with self.matrix_mark.hold_sync(), self.strip_mark.hold_sync(), self.x_axis.hold_sync():
+        with self.matrix_mark.hold_sync(), self.strip_mark.hold_sync():
             self.x_scale.max = float(max(n_cols, 1))
             self.y_scale.max = float(max(n_rows, 1))
             self.matrix_mark.x = (0.0, float(max(n_cols, 1)))
@@ -162,10 +164,10 @@ class ActivationHeatmap(ExplorerView):
                 set_picture(self.matrix_mark, sequential_rgb(normalized, vmax=1.0))
             if n_rows:
                 set_picture(self.strip_mark, self._strip_rgb(data))
-            self.x_axis.tick_values = np.arange(0, n_cols, step, dtype=np.float32) + 0.5
-            self.x_axis.tick_labels = {
-                str(i + 0.5): str(int(data.units[i])) for i in range(0, n_cols, step)
-            }
+        labelled = range(0, n_cols, step)  # each label at the middle of its column
+        set_ticks(
+            self.x_axis, [i + 0.5 for i in labelled], [str(int(data.units[i])) for i in labelled]
+        )
         n_selected = len(self.selection.samples)
         rows_from = (
             f"{n_rows} of {n_selected:,} selected samples"

@@ -216,6 +216,7 @@ class PCABrush(ExplorerView):
             self.enriched,
         ]
         self.add_class("sw-pca")
+        self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
         self.follow(lambda _change: self._on_unit(), "unit")
         self.follow(lambda _change: self._draw_samples(), "samples")
         self._recolor()

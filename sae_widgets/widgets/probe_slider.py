@@ -18,6 +18,7 @@ from sae_widgets.analysis import ProbeResult
 from sae_widgets.widgets._panels import ImagePair, LinePair
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
+    TITLE_ROOM,
     ExplorerView,
     UnitButtons,
     axis,
@@ -31,7 +32,18 @@ from sae_widgets.widgets.explorer import Explorer
 __all__ = ["ProbeSlider"]
 
 _SWEEP_CACHE_SIZE = 8
-_FOCUS_COLOR = "#ff7f0e"
+_FOCUS_COLOR = "#ff7f0e"  # the focused unit is orange in every view
+# The other curves' colours: category10 without the focus colour, so orange means one thing.
+_CURVE_COLORS = [color for color in CATEGORY10 if color != _FOCUS_COLOR]
+
+
+def unit_colors(units: Any, focus: int | None) -> list[str]:
+    """Colour of each shown unit's curve, legend entry and bar: its position's colour, or
+    the focus colour for the focused unit."""
+    return [
+        _FOCUS_COLOR if unit == focus else _CURVE_COLORS[i % len(_CURVE_COLORS)]
+        for i, unit in enumerate(units)
+    ]
 
 
 class ProbeSlider(ExplorerView):
@@ -95,7 +107,10 @@ class ProbeSlider(ExplorerView):
         )
         self.average.observe(lambda _change: self._draw_sweep(), "value")
         self.slider = widgets.SelectionSlider(
-            options=[("0", 0.0)], description="value", continuous_update=True
+            options=[("0", 0.0)],
+            description="value",
+            continuous_update=True,
+            layout=widgets.Layout(width="460px"),  # as wide as the curves below
         )
         self.slider.observe(self._slider_moved, "value")
         self.sample_text = widgets.HTML()
@@ -113,7 +128,7 @@ class ProbeSlider(ExplorerView):
                 x=np.zeros(0, np.float32),
                 y=np.zeros(0, np.float32),
                 scales={"x": x_scale, "y": y_scale},
-                colors=[CATEGORY10[i % 10]],
+                colors=[_CURVE_COLORS[i % len(_CURVE_COLORS)]],
                 stroke_width=1.5,
             )
             for i in range(self.n_curves)
@@ -143,17 +158,17 @@ class ProbeSlider(ExplorerView):
             width="460px",
             height="320px",
         )
-        # The legend, outside the plot: bqplot's own legend is drawn over the curves.
-        self.legend = UnitButtons("<b>curves</b>", self.focus_unit, self.n_curves)
-        self.legend.layout.max_width = self.figure.layout.width
-
+        # The legend, a column right of the plot: bqplot's own is drawn over the curves.
+        self.legend = UnitButtons("<b>units</b>", self.focus_unit, self.n_curves)
+        self.legend.layout.flex_flow = "column"
+        self.legend.layout.margin = f"{TITLE_ROOM}px 12px 0 0"  # level with the plot area
         bar_x, bar_y = OrdinalScale(), LinearScale(min=0.0)
         self.bars = Bars(
             x=np.zeros(0, np.float32),
             y=np.zeros(0, np.float32),
             scales={"x": bar_x, "y": bar_y},
-            color_mode="element",
-            colors=CATEGORY10[: self.n_curves],
+            color_mode="group",  # one colour per bar (1-D bars are groups of one)
+            colors=_CURVE_COLORS[: self.n_curves],
         )
         self.bars.on_element_click(self._clicked_bar)
         self.bars_figure = figure(
@@ -167,12 +182,14 @@ class ProbeSlider(ExplorerView):
             self.slider,
             wrapping_row(
                 [
-                    widgets.VBox([self.figure, self.legend]),
+                    self.figure,
+                    self.legend,
                     widgets.VBox([self.pair.figure, self.bars_figure]),
                 ]
             ),
         ]
         self.add_class("sw-probe")
+        self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
 
         self.follow(lambda _change: self._draw_sweep(), "probe_attribute", "probe_sample")
         self.follow(self._samples_changed, "samples")
@@ -261,22 +278,19 @@ class ProbeSlider(ExplorerView):
         if focus is not None and focus not in units:
             units = [*units[: self.n_curves - 1], focus]
         self.shown_units = np.asarray(units, dtype=np.int64)
+        colors = unit_colors(units, focus)
         grid = result.values.astype(np.float32)
         for position, line in enumerate(self.curves):
             with line.hold_sync():
                 if position < len(units):
                     unit = units[position]
                     line.x, line.y = grid, result.response[:, unit]
+                    line.colors = [colors[position]]
                     line.stroke_width = 4.0 if unit == focus else 1.5
                     line.visible = True
                 else:
                     line.visible = False
-        self.legend.show(
-            units,
-            [f"━ {unit}" for unit in units],
-            colors=[CATEGORY10[i % 10] for i in range(len(units))],
-            strong=focus,
-        )
+        self.legend.show(units, [f"━ {unit}" for unit in units], colors=colors, strong=focus)
         self._draw_value()
 
     def _draw_value(self) -> None:
@@ -304,10 +318,7 @@ class ProbeSlider(ExplorerView):
         with self.bars.hold_sync():
             self.bars.x = np.array([str(u) for u in self.shown_units])
             self.bars.y = at_value
-            self.bars.colors = [
-                _FOCUS_COLOR if u == focus else CATEGORY10[i % 10]
-                for i, u in enumerate(self.shown_units)
-            ]
+            self.bars.colors = unit_colors(self.shown_units.tolist(), focus)
         if isinstance(self.pair, ImagePair):
             self.pair.show(result.inputs[k], result.reconstructions[k], diverging=False)
         else:

@@ -155,6 +155,7 @@ class TrainingMonitor(widgets.VBox):
         header = widgets.HBox([self.progress, self.stop_button, self.status])
         super().__init__([header, grid], **box_kwargs)
         self.add_class("sw-monitor")
+        self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
 
     # -- the fit-callback contract -------------------------------------------------------------
 

@@ -152,6 +152,7 @@ class UnitInspector(ExplorerView):
             wrapping_row([self.gallery.figure, related]),
         ]
         self.add_class("sw-inspector")
+        self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
         self.follow(self._on_unit, "unit")
         current = self.selection.unit
         if unit is None:

@@ -236,6 +236,34 @@ class LabPage:
             has=self.page.locator("text.mainheading", has_text=title)
         )
 
+    def view(self, css_class: str) -> Locator:
+        """The element of the open notebook carrying `css_class`, e.g. a dashboard view:
+        "sw-status", "sw-pca", "sw-heatmap", "sw-inspector", "sw-probe", "sw-monitor"."""
+        return self.page.locator(f"{ACTIVE_NOTEBOOK} .{css_class}")
+
+    def view_figure(self, css_class: str) -> Locator:
+        """The main bqplot Figure (CSS class "sw-figure") of the view carrying `css_class`."""
+        return self.view(css_class).locator(".bqplot.figure.sw-figure")
+
+    def image_extents(self, figure: Locator) -> list[dict[str, float]]:
+        """Where each Image mark's picture lies, as fractions of the figure's plot area:
+        left, right, top, bottom (0 and 1 are the plot area's edges)."""
+        return figure.evaluate(
+            """figure => {
+                const area = figure.querySelector('rect.plotarea_events')
+                    .getBoundingClientRect();
+                return [...figure.querySelectorAll('svg.svg-figure image')].map(image => {
+                    const box = image.getBoundingClientRect();
+                    return {
+                        left: (box.left - area.left) / area.width,
+                        right: (box.right - area.left) / area.width,
+                        top: (box.top - area.top) / area.height,
+                        bottom: (box.bottom - area.top) / area.height,
+                    };
+                });
+            }"""
+        )
+
     def wait_for_image_change(
         self, figure: Locator, before: list[str], timeout_s: float = 30
     ) -> list[str]:
