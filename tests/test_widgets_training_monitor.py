@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import sae_widgets as sw
+from sae_widgets.widgets.training_monitor import MIN_DEAD_SPAN
 
 # bqscales (bqplot's scales) emits a traitlets DeprecationWarning when first imported, and
 # pyproject's filter list does not name that module yet: bqplot is first imported in a test.
@@ -134,3 +135,18 @@ def test_monitor_validates_its_arguments(X):
         sw.TrainingMonitor(X)
     with pytest.raises(ValueError, match="min_interval"):
         sw.TrainingMonitor(small_sae(), min_interval=-1)
+
+
+def test_dead_fraction_axis_starts_at_zero_and_grows_with_the_data():
+    monitor = sw.TrainingMonitor(small_sae(), min_interval=0.0, trailing=False)
+    scale = monitor.lines["dead_fraction"].scales["y"]
+    monitor({"step": 1, "loss": 1.0, "dead_fraction": 0.0})
+    monitor({"step": 2, "loss": 0.5, "dead_fraction": 0.0})
+    # No dead unit: a line along the bottom of a 0..5% axis, not a lone 0 mid-height.
+    assert (scale.min, scale.max) == (0.0, MIN_DEAD_SPAN)
+    monitor({"step": 3, "loss": 0.4, "dead_fraction": 0.2})
+    assert scale.min == 0.0 and scale.max == pytest.approx(0.21)
+    monitor({"step": 4, "loss": 0.4, "dead_fraction": 1.0})
+    assert scale.max == 1.0  # a share never needs more
+    dead_axis = monitor.figures["dead_fraction"].axes[1]
+    assert dead_axis.tick_format == ".1~%"

@@ -31,6 +31,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "l0": ("L0 (active units per sample)", "#2ca02c"),
     "dead_fraction": ("dead fraction", "#7f7f7f"),
 }
+# The dead fraction is a share: its axis starts at 0 and spans at least this much, so a run
+# with no dead unit shows a line along the bottom, not a lone 0 in the middle.
+MIN_DEAD_SPAN = 0.05
+Y_FORMATS = {"dead_fraction": ".1~%"}
 # Lines never carry more points than this; longer runs are decimated (the last point is kept).
 MAX_POINTS = 1000
 
@@ -129,7 +133,10 @@ class TrainingMonitor(widgets.VBox):
         self.lines: dict[str, Lines] = {}
         self.figures: dict[str, Figure] = {}
         for key, (label, colour) in METRICS.items():
-            x_scale, y_scale = LinearScale(), LinearScale()
+            x_scale = LinearScale()
+            y_scale = (
+                LinearScale(min=0.0, max=MIN_DEAD_SPAN) if key == "dead_fraction" else LinearScale()
+            )
             line = Lines(
                 x=np.zeros(0, np.float32),
                 y=np.zeros(0, np.float32),
@@ -140,7 +147,10 @@ class TrainingMonitor(widgets.VBox):
             self.lines[key] = line
             self.figures[key] = Figure(
                 marks=[line],
-                axes=[axis(x_scale, "step", tick_format=",d"), axis(y_scale, label, vertical=True)],
+                axes=[
+                    axis(x_scale, "step", tick_format=",d"),
+                    axis(y_scale, label, vertical=True, tick_format=Y_FORMATS.get(key, ".3~g")),
+                ],
                 title=label,
                 title_style=dict(TITLE_STYLE),
                 fig_margin={"top": TITLE_ROOM, "bottom": 40, "left": 60, "right": 10},
@@ -238,9 +248,12 @@ class TrainingMonitor(widgets.VBox):
             if len(history) > 1:  # a one-point line has no extent to draw
                 steps = _decimate([h["step"] for h in history])
                 for key, line in self.lines.items():
-                    values = [h.get(key, math.nan) for h in history]
+                    values = _decimate([h.get(key, math.nan) for h in history])
                     with line.hold_sync():
-                        line.x, line.y = steps, _decimate(values)
+                        line.x, line.y = steps, values
+                    if key == "dead_fraction" and not np.isnan(values).all():
+                        top = max(MIN_DEAD_SPAN, float(np.nanmax(values)) * 1.05)
+                        line.scales["y"].max = min(top, 1.0)
             latest = history[-1]
             with self.progress.hold_sync():
                 self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)

@@ -56,6 +56,14 @@ _ERRORS_JS = f"""
 
 _LOOKS_LIKE_ERROR = re.compile(r"Traceback|^\w*(Error|Exception)\b", re.MULTILINE)
 
+# What the widget manager logs to the browser console (and nowhere else) when a widget's state
+# cannot be applied or a view cannot be made, e.g. bqplot's "Error setting state: invalid
+# format: .undefinedg" when an axis had to guess its number format.
+_WIDGET_CONSOLE_ERROR = re.compile(
+    r"Error setting state|Could not create (a )?view|Error creating view|"
+    r"Error (de)?serializ|Error displaying widget|invalid format"
+)
+
 _RUN_FINISHED_JS = f"""
 ([expected]) => {{
   const panel = document.querySelector('{ACTIVE_NOTEBOOK}');
@@ -166,12 +174,18 @@ class LabPage:
 
     def errors(self) -> list[str]:
         """Error outputs and broken widgets in the open notebook, exceptions raised by widget
-        callbacks (JupyterLab shows them only in its log console), uncaught JS errors."""
+        callbacks (JupyterLab shows them only in its log console), uncaught JS errors, and
+        widget state errors the widget manager logs only to the browser console."""
         found = self.page.locator(ACTIVE_NOTEBOOK).evaluate(_ERRORS_JS)
         return [
             *found,
             *self.log_console_errors(),
             *(f"uncaught page error: {error}" for error in self.page_errors),
+            *(
+                f"browser console: {line}"
+                for line in self.console
+                if _WIDGET_CONSOLE_ERROR.search(line)
+            ),
         ]
 
     def log_console_errors(self) -> list[str]:
