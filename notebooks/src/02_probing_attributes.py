@@ -44,8 +44,8 @@ import sae_widgets as sw
 # The test suite sets SAE_WIDGETS_FAST=1 to run every notebook quickly on less data.
 # Leave it unset for the real tutorial (a few minutes on a laptop CPU).
 FAST = os.environ.get("SAE_WIDGETS_FAST") == "1"
-N_SAMPLES = 2_000 if FAST else 10_000
-EPOCHS = 2 if FAST else 8
+N_SAMPLES = 2_000 if FAST else 20_000
+EPOCHS = 2 if FAST else 10
 N_PROBE_SAMPLES = 16 if FAST else 64  # samples averaged when ranking units by probe response
 
 
@@ -103,13 +103,16 @@ sw.metrics.evaluate(sae, ds.X)
 #
 # The table keeps the three units with the largest |ρ| for each factor. What to look for:
 #
-# * **x** and **y**: units with strong positive or negative ρ are *position* units; their
-#   decoder directions are blobs in one part of the canvas.
-# * **scale**: units that fire for big shapes (they cover more pixels) or only small ones.
-# * **shape**: units that fire for one shape, e.g. a unit with high ρ for *heart* only.
-# * **rotation** is weak in this table, and that is expected: the angle is circular (359° is
-#   next to 1°) and the shapes are symmetric (a square looks the same every 90°), so no unit
-#   can rise monotonically with the angle. The probe below handles rotation better.
+# * **x** and **y** give the strongest correlations: units with large positive or negative
+#   ρ are *position* units. A pixel SAE learns templates at particular places, so position
+#   is what its units encode first.
+# * **scale** is weaker, and often negative: units that fire for small shapes (a big shape
+#   covers several templates at once and is explained by other units).
+# * **shape** and **rotation** are weak, and that is a finding, not a bug. A unit is a
+#   template at one place, so which shape is present gets split over many position-specific
+#   units and no single one correlates strongly. Rotation is circular (359° is next to 1°)
+#   and the shapes are symmetric (a square looks the same every 90°), so no unit can rise
+#   monotonically with the angle anyway. The probe below handles both better.
 
 # %%
 codes = sae.transform(ds.X)  # (n_samples, n_units) dense activations
@@ -178,9 +181,9 @@ HTML(f"<table><tr><th>factor</th><th colspan=3>most correlated units</th></tr>{r
 # the slider; *average over selection* averages the curves over the selected images.
 #
 # What to look for: for **x** and **y**, a relay of units, each active over one band of
-# positions (a place code); for **scale**, units that grow or fade with size; for **shape**,
-# units that jump when the shape changes; for **rotation**, units that come and go
-# periodically as an edge or corner turns past them.
+# positions (a place code); for **scale**, units that take over from one another as the
+# shape grows; for **shape** and **rotation**, smaller responses that switch units on and
+# off as the outline changes under a fixed position.
 
 # %%
 ex = sw.Explorer(sae, ds)  # the SAE over the dataset, with the selection all views share
@@ -212,6 +215,10 @@ HTML(
 )
 
 # %% [markdown]
+# Compare the sensitivities across rows: moving a shape sideways changes the code far more
+# than turning it or changing its outline does. The units that lead several rows are
+# generic "there is ink here" units; the ones that appear in one row only are specific.
+#
 # Here are the mean response curves of the four most sensitive units for the horizontal
 # position `x`. Position units typically tile the axis: each one peaks in its own band.
 
@@ -294,7 +301,21 @@ for name in ("scale", "rotation", "x", "y"):
     edges = np.linspace(values.min(), values.max(), 6)
     labels = [f"{a:.2g}–{b:.2g}" for a, b in itertools.pairwise(edges)]
     figures.append(factor_bars(name, values, edges, labels))
-widgets.GridBox(figures, layout=widgets.Layout(grid_template_columns="repeat(3, 340px)"))
+display(widgets.GridBox(figures, layout=widgets.Layout(grid_template_columns="repeat(3, 340px)")))
+
+
+def shift(values, bins):
+    """Total variation distance between the selection's and the dataset's histograms."""
+    return 0.5 * np.abs(share(values[selected], bins) - share(values, bins)).sum()
+
+
+shifts = {"shape": shift(ds.labels, np.arange(len(shape_names) + 1) - 0.5)}
+for name in ("scale", "rotation", "x", "y"):
+    values = ds.factors[name]
+    shifts[name] = shift(values, np.linspace(values.min(), values.max(), 6))
+print("how far each factor's distribution moved (0: not at all, 1: completely):")
+for name, distance in sorted(shifts.items(), key=lambda item: -item[1]):
+    print(f"  {name:>8}: {distance:.2f}")
 
 # %% [markdown]
 # The units most **enriched** in the selection (they fire far more often inside it than

@@ -114,19 +114,22 @@ print(acts)
 print(f"hidden units active per digit: {(acts.X > 0).sum(1).mean():.1f} of {acts.X.shape[1]}")
 
 # %% [markdown]
-# The neurons themselves are dense: dozens fire on every digit, so reading one neuron at a
+# The neurons themselves are dense: most of them fire on every digit, so reading one neuron at a
 # time is hard. The SAE rewrites each activation vector as a sum of a few units from a
-# larger dictionary.
+# learned dictionary.
 #
 # ## 3 · An SAE on the activations
 #
-# 256 units (twice the layer width), TopK with `k = 8`. The question that matters for a
-# model's activations is not only the FVU but whether the reconstruction still *does the
-# job*: we splice the reconstruction back into the network (replace layer `net.1`'s output
-# by the SAE's reconstruction and run the rest, `net[2:]`) and measure test accuracy again.
+# A TopK SAE with 128 units and `k = 8`, trained on the training digits' activations only.
+# Two numbers matter. The FVU on held-out digits says how well it reconstructs; the
+# `dead_fraction` says how many units never fire (with only ~1,300 training vectors a good
+# share of units finds nothing to do, which is why the dictionary is no wider than the
+# layer). And for a model's activations, the reconstruction should still *do the job*: we
+# splice it back into the network (replace layer `net.1`'s output by the reconstruction and
+# run the rest, `net[2:]`) and measure test accuracy again.
 
 # %%
-sae = sw.SAE(n_units=256, activation="topk", k=8, epochs=SAE_EPOCHS, batch_size=256, seed=0)
+sae = sw.SAE(n_units=128, activation="topk", k=8, epochs=SAE_EPOCHS, batch_size=256, seed=0)
 sae.fit(acts.X[train_idx])
 print("on held-out digits:", sw.metrics.evaluate(sae, acts.X[test_idx]))
 
