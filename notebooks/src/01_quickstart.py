@@ -105,17 +105,19 @@ for name, sae in [("relu + L1", relu_sae), ("topk", topk_sae)]:
 # `ex.dashboard()` shows all views, linked through one shared selection:
 #
 # - **the status line** says how many samples are selected and which unit is focused;
-# - **PCA brush** (top left): every digit placed by the first two principal components of its
-#   unit codes, coloured by label. Drag a rectangle to select samples; the buttons below it list
-#   the units most *enriched* in your selection (firing there much more than elsewhere);
-# - **unit inspector** (top right): the focused unit. Its *decoder direction* is what the unit
-#   adds to a reconstruction, drawn as an 8x8 picture; then its activation histogram, the digits
-#   that activate it most, which labels it fires on, and its nearest and co-firing units (click
-#   one to focus it);
-# - **activation heatmap**: samples (rows, following your selection) by units (columns); click a
-#   column to focus that unit, or the label strip to see one sample and its reconstruction;
-# - **probe slider**: pick a sample and an attribute such as rotation; the slider transforms the
-#   digit and plots how the most sensitive units respond.
+# - **PCA view** (top left): every digit placed by the first two principal components of its
+#   unit codes, coloured by label. Draw a lasso around a group of points to select them (each new
+#   lasso replaces the selection; "clear" empties it); the buttons below it list the units most
+#   *enriched* in your selection (firing there much more than elsewhere);
+# - **activation heatmap** (top right): samples (rows, following your selection) by units
+#   (columns, most enriched first); click a column to focus that unit, or the coloured strip to
+#   see one sample, its reconstruction and its most active units;
+# - **unit inspector** (middle): the focused unit. Its *decoder direction* is what the unit
+#   adds to a reconstruction, drawn as an 8x8 picture beside its encoder filter; then its
+#   activation histogram, the digits that activate it most, which labels it fires on, and its
+#   nearest and co-firing units (click one to focus it);
+# - **probe slider** (bottom): pick a sample and an attribute such as rotation; the slider
+#   transforms the digit and plots how the most sensitive units respond.
 #
 # **What to look for.** Units on digits come in a few kinds, and the inspector tells them apart:
 #
@@ -129,7 +131,7 @@ for name, sae in [("relu + L1", relu_sae), ("topk", topk_sae)]:
 # - **dead or dense units**: one that never fires, or one that fires on nearly everything and
 #   mostly encodes average brightness.
 #
-# Try it: brush the cluster of zeros in the PCA plot, click the top enriched unit, and check in
+# Try it: lasso the cluster of zeros in the PCA plot, click the top enriched unit, and check in
 # the inspector whether its decoder picture is a loop.
 
 # %%
