@@ -9,8 +9,8 @@ explorer it built. Every widget comm is replaced by a recording one (the `comm` 
 send is sized exactly: its JSON part plus its binary buffers. User actions enter through the
 same path a browser message takes (``Widget._handle_msg``), so echo updates are counted too.
 
-Budgets (issue 6): a unit focus change within 100 ms and 1 MB; a brush release within 200 ms
-and 2 MB. Times are the median over repeats; bytes are the maximum.
+Budgets (issue 6): a unit focus change within 100 ms and 1 MB; a brush (rectangle or lasso)
+release within 200 ms and 2 MB. Times are the median over repeats; bytes are the maximum.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 from comm.base_comm import BaseComm
 
 import sae_widgets as sw
+from sae_widgets.widgets.pca_brush import GL_THRESHOLD, LASSO_GRID
 
 # (name, value, unit, budget or None): explorer_latency turns these into its Row objects.
 Figure = tuple[str, float, str, float | None]
@@ -152,6 +153,28 @@ def widget_figures(
         _, kb, count = measure(release, repeats)
         name = f"brush release (~{int(np.median(sizes)):,} samples)"
         figures.append((f"{name}, kernel", statistics.median(timings), "ms", 200.0))
+        figures.append((f"{name}, sent ({count:.0f} msgs)", kb / 1e3, "MB", 2.0))
+
+        # A lasso release (the default tool in JupyterLab): the browser reports the marked
+        # points of the lasso target (the anchor-grid cells above 3,000 points).
+        target = dashboard.brush.lasso_target
+        dashboard.brush.select_with.value = "lasso"
+        grid = LASSO_GRID
+        lasso_sizes: list[int] = []
+
+        def lasso(i: int) -> None:
+            if explorer.n_samples <= GL_THRESHOLD:  # SVG: the browser marks the points themselves
+                marked = explorer.samples_in_rect(*rects[i % 2]).tolist()
+            else:  # WebGL: a square block of anchor cells, shifted each time
+                lo = grid // 4 + i % 4
+                span = range(lo, lo + grid // 6)
+                marked = [row * grid + col for row in span for col in span]
+            from_browser_update(target, selected=marked)
+            lasso_sizes.append(len(selection.samples))
+
+        ms, kb, count = measure(lasso, repeats)
+        name = f"lasso release (~{int(np.median(lasso_sizes)):,} samples)"
+        figures.append((f"{name}, kernel", ms, "ms", 200.0))
         figures.append((f"{name}, sent ({count:.0f} msgs)", kb / 1e3, "MB", 2.0))
         dashboard.close()
     return figures
