@@ -27,8 +27,6 @@ import numpy as np
 import PIL.Image
 from bqplot import (
     Axis,
-    Bars,
-    ColorAxis,
     ColorScale,
     Figure,
     GridHeatMap,
@@ -152,10 +150,9 @@ Figure(
     axes=[
         Axis(scale=column_scale, label="unit"),
         Axis(scale=row_scale, orientation="vertical"),
-        ColorAxis(scale=color_scale, orientation="vertical", side="right", label="Spearman ρ"),
     ],
-    title="Spearman ρ between each factor and the units most correlated with it",
-    fig_margin={"top": 50, "bottom": 50, "left": 90, "right": 80},
+    title="Spearman ρ of each factor with its most correlated units (blue +, red −)",
+    fig_margin={"top": 50, "bottom": 50, "left": 90, "right": 20},
     layout={"width": "100%", "height": "360px"},
 )
 
@@ -262,11 +259,20 @@ display(brush)
 
 # %% [markdown]
 # **What did the brush select?** Compare the distribution of each factor inside the
-# selection (orange) with the whole dataset (blue). A factor whose bars differ is what that
-# region of the code space is about; a factor whose bars match is irrelevant to it.
+# selection (orange) with the whole dataset (blue). A factor whose curves differ is what
+# that region of the code space is about; a factor whose curves match is irrelevant to it.
+# The printout ranks the factors by how far their distribution moved.
 
 # %%
 selected = np.asarray(ex.selection.samples)
+# bins over each factor's full range; shape is categorical: one bin per shape
+FACTOR_BINS = {
+    "shape": (np.arange(len(shape_names) + 1) - 0.5, list(shape_names)),
+    "scale": (np.linspace(0.5, 1.0, 6), None),
+    "rotation": (np.linspace(0.0, 360.0, 5), None),
+    "x": (np.linspace(0.0, 1.0, 6), None),
+    "y": (np.linspace(0.0, 1.0, 6), None),
+}
 
 
 def share(values, bins):
@@ -274,45 +280,36 @@ def share(values, bins):
     return counts / max(counts.sum(), 1)
 
 
-def factor_bars(name, values, bins, labels):
+def factor_figure(name, values, bins, labels):
+    """Share of images per bin: the whole dataset (blue) against the selection (orange)."""
     x_scale, y_scale = OrdinalScale(), LinearScale(min=0)
-    bars = Bars(
+    lines = Lines(
         x=labels,
         y=[share(values, bins), share(values[selected], bins)],
-        type="grouped",
         colors=["#1f77b4", "#ff7f0e"],
         labels=["all", "selection"],
+        marker="circle",
+        stroke_width=2.5,
         scales={"x": x_scale, "y": y_scale},
     )
     return Figure(
-        marks=[bars],
+        marks=[lines],
         axes=[Axis(scale=x_scale), Axis(scale=y_scale, orientation="vertical", tick_format=".0%")],
         title=name,
         layout={"width": "330px", "height": "240px"},
-        fig_margin={"top": 40, "bottom": 30, "left": 50, "right": 10},
+        fig_margin={"top": 40, "bottom": 30, "left": 50, "right": 20},
     )
 
 
-figures = [
-    factor_bars("shape", ds.labels, np.arange(len(shape_names) + 1) - 0.5, list(shape_names))
-]
-for name in ("scale", "rotation", "x", "y"):
-    values = ds.factors[name]
-    edges = np.linspace(values.min(), values.max(), 6)
-    labels = [f"{a:.2g}–{b:.2g}" for a, b in itertools.pairwise(edges)]
-    figures.append(factor_bars(name, values, edges, labels))
+figures, shifts = [], {}
+for name, (bins, labels) in FACTOR_BINS.items():
+    values = ds.labels if name == "shape" else ds.factors[name]
+    if labels is None:
+        labels = [f"{a:g}–{b:g}" for a, b in itertools.pairwise(np.round(bins, 2))]
+    figures.append(factor_figure(name, values, bins, labels))
+    # total variation distance: 0 when the selection looks like the dataset, 1 when disjoint
+    shifts[name] = 0.5 * np.abs(share(values[selected], bins) - share(values, bins)).sum()
 display(widgets.GridBox(figures, layout=widgets.Layout(grid_template_columns="repeat(3, 340px)")))
-
-
-def shift(values, bins):
-    """Total variation distance between the selection's and the dataset's histograms."""
-    return 0.5 * np.abs(share(values[selected], bins) - share(values, bins)).sum()
-
-
-shifts = {"shape": shift(ds.labels, np.arange(len(shape_names) + 1) - 0.5)}
-for name in ("scale", "rotation", "x", "y"):
-    values = ds.factors[name]
-    shifts[name] = shift(values, np.linspace(values.min(), values.max(), 6))
 print("how far each factor's distribution moved (0: not at all, 1: completely):")
 for name, distance in sorted(shifts.items(), key=lambda item: -item[1]):
     print(f"  {name:>8}: {distance:.2f}")
@@ -320,7 +317,7 @@ for name, distance in sorted(shifts.items(), key=lambda item: -item[1]):
 # %% [markdown]
 # The units most **enriched** in the selection (they fire far more often inside it than
 # outside) are the ones that define the region. Compare them with the correlation table and
-# the probe ranking above: they should be the units of the factor whose bars differed most.
+# the probe ranking above: they should be the units of the factor whose curves moved most.
 
 # %%
 enriched = ex.enrichment(top=6)

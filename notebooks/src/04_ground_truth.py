@@ -295,9 +295,10 @@ HTML(f"<table><tr><th>recovered by</th><th>true features</th></tr>{rows}</table>
 #
 # Superposition datasets have one attribute per true feature: `feature_<j>` sets feature
 # j's coefficient in a sample. Probing it shows whether one unit tracks that feature alone.
-# Below we take the TopK SAE, pick the true feature its best unit matches most closely, and
-# open a `ProbeSlider` on it: as the coefficient grows from 0, the matching unit should rise
-# in a straight line while the other units stay put.
+# Below we take the TopK SAE, pick the true feature it matches most closely, and open a
+# `ProbeSlider` on it for a sample that contains that feature. As the coefficient grows from
+# 0, the matching unit should switch on and then rise in a straight line, while the units
+# of the sample's other features stay roughly put.
 
 # %%
 sae = matched["topk"]["sae"]
@@ -306,6 +307,10 @@ feature = int(np.argmax(cosines["topk"]))
 D = sae.components_ / np.linalg.norm(sae.components_, axis=1, keepdims=True)
 unit = int(np.argmax(np.abs(D @ F[feature])))
 print(f"true feature {feature} is matched by unit {unit} (|cos| = {cosines['topk'][feature]:.3f})")
+# a sample with this feature and as few others as possible, so its unit is easy to see
+has_feature = np.flatnonzero(ds.true_codes[:, feature].toarray().ravel())
+n_active = ds.true_codes[has_feature].getnnz(axis=1)
+ex.selection.probe_sample = int(has_feature[np.argmin(n_active)])
 ex.selection.unit = unit
 sw.ProbeSlider(ex, attribute=f"feature_{feature}")
 
@@ -314,7 +319,7 @@ sw.ProbeSlider(ex, attribute=f"feature_{feature}")
 # sensitive one by far.
 
 # %%
-probe = ex.probe(np.arange(50), f"feature_{feature}")
+probe = ex.probe(np.arange(50), f"feature_{feature}")  # any 50 samples, with or without it
 print("most sensitive units:", probe.ranked_units[:5].tolist())
 print(
     "their sensitivity:", ", ".join(f"{probe.sensitivity[u]:.3f}" for u in probe.ranked_units[:5])
