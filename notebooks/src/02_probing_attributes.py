@@ -328,7 +328,8 @@ rows = "".join(
 HTML(f"<table><tr><th>unit</th><th>fires inside</th><th>fires outside</th></tr>{rows}</table>")
 
 # %% [markdown]
-# Top images of the most enriched unit (what it "looks for"):
+# Top images of the most enriched unit (what it "looks for"). Notice where in the frame the
+# shapes sit, and how little their outline matters.
 
 # %%
 unit = int(enriched.units[0])

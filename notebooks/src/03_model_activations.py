@@ -224,9 +224,10 @@ sw.ProbeSlider(ex, attribute="rotation")
 # The same question with numbers: which units change most when the test digits are
 # rotated, and how does the **classifier** cope? Both come from one sweep over the grid of
 # angles. Accuracy drops as the digits tilt. Read the shape of each unit's curve: a unit
-# that peaks at 0° encodes something about upright digits and fades as they turn; a unit
-# that rises in both directions responds to the tilt itself, that is, to inputs unlike any
-# digit the classifier was trained on.
+# that peaks near 0° encodes something about upright digits and fades as they turn; a unit
+# that rises as the digits turn one way (or both ways) responds to the tilt itself, that is,
+# to inputs unlike any digit the classifier was trained on. Such units are a cheap warning
+# light for inputs the model was never meant to see.
 
 # %%
 probe = ex.probe(test_idx, "rotation")
