@@ -105,3 +105,17 @@ def test_stderr_problem_pattern_tells_warnings_and_errors_from_progress_text() -
     assert STDERR_PROBLEM.search("/x.py:3: UserWarning: lr is ignored")
     assert not STDERR_PROBLEM.search("epoch 2/5: 100%|██████████| 40/40 [00:01<00:00]")
     assert not STDERR_PROBLEM.search("fvu=0.12 errors_seen=0")
+
+
+def test_notebooks_match_their_sources() -> None:
+    """Each tutorial is built from notebooks/src/<name>.py; a hand edit of one side fails here."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(NOTEBOOKS_DIR / "_build.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

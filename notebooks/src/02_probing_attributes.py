@@ -243,7 +243,7 @@ Figure(
 # %% [markdown]
 # ## A PCA brush on one region
 #
-# `PCABrush` draws the 2-D PCA of the unit codes. Drag a rectangle on it to select samples;
+# `PCABrush` draws the 2-D PCA of the unit codes. Draw a lasso on it to select samples;
 # every other view follows. Here we select a region from code instead, so the notebook is
 # reproducible: the 10 % of images furthest along the first principal component. The
 # brush's status line and its list of enriched units update when the selection changes.
