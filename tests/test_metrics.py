@@ -82,3 +82,10 @@ def test_evaluate_streams_exactly(activation: str) -> None:
     assert metrics.evaluate(sae.model_, torch.from_numpy(X))["l0"] == pytest.approx(expected["l0"])
     with pytest.raises(TypeError, match="sae must be"):
         metrics.evaluate("sae", X)
+
+
+@pytest.mark.parametrize("metric", [metrics.mmcs, metrics.mcc, metrics.uniqueness])
+def test_ground_truth_metrics_reject_empty_true_features(metric: object) -> None:
+    decoder = np.eye(3)
+    with pytest.raises(ValueError, match="true_features"):
+        metric(decoder, np.zeros((0, 3)))  # type: ignore[operator]

@@ -162,3 +162,17 @@ def test_small_data_gets_enough_steps_and_progress_bar_runs(
     assert sae.n_steps_ == 32  # batch_size 4096 shrinks to n / min_steps_per_epoch
     assert "SAE training" in capsys.readouterr().err
     assert torch.is_tensor(sae.model_.W_dec)
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "batchtopk", "jumprelu"])
+def test_a_single_sample_trains_every_activation(activation: str) -> None:
+    # jumprelu sets its thresholds from the first batch; one sample must not break that
+    x = np.linspace(0.1, 1.0, 8, dtype=np.float32)[None]
+    sae = SAE(n_units=16, activation=activation, k=4, epochs=2, seed=0)
+    sae.fit(x, progress=False)
+    assert sae.n_steps_ == 2
+    codes = sae.transform(x)
+    assert codes.shape == (1, 16) and np.isfinite(codes).all()
+    fresh = SAE(n_units=16, activation=activation, k=4).partial_fit(x)
+    assert fresh.n_steps_ == 1
+    assert np.isfinite(fresh.components_).all()

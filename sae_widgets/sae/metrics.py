@@ -111,6 +111,11 @@ def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
     """(n_true, n_units) |cosine| between ground-truth directions and decoder rows."""
     units = _decoder_rows(sae_or_decoder)
     true = _numpy(true_features, "true_features")
+    if true.shape[0] == 0 or units.shape[0] == 0:
+        raise ValueError(
+            f"true_features and the decoder need at least one row each, got {true.shape[0]} "
+            f"true features and {units.shape[0]} units"
+        )
     if units.shape[1] != true.shape[1]:
         raise ValueError(
             f"true_features have dimension {true.shape[1]}, decoder rows {units.shape[1]}"

@@ -138,7 +138,8 @@ class Trainer:
         n = x_ND.shape[0]
         fires = max(1, min(n - 1, round(n * target_l0 / model.cfg.n_units)))
         pre_NU = model.preacts(x_ND)
-        threshold = pre_NU.kthvalue(n - fires, dim=0).values
+        # a one-sample batch has no order statistic below its only value: start at that value
+        threshold = pre_NU.kthvalue(max(1, n - fires), dim=0).values
         floor = 1e-3 * float(pre_NU.abs().mean()) + 1e-12
         model.log_threshold.copy_(threshold.clamp_min(floor).log())
 
