@@ -74,6 +74,24 @@ def test_selection_notifies_once_per_real_change_and_links():
     assert sel.unit is None and sel.samples == [] and other.unit == 6
 
 
+def test_selection_wrong_types_raise_type_errors_naming_the_trait():
+    sel = Selection(10, 100, attributes=["rotation"])
+    for name, bad in (
+        ("unit", "3"),
+        ("probe_sample", 2.5),
+        ("samples", {1, 2}),
+        ("samples", None),
+        ("probe_value", "high"),
+        ("probe_attribute", 3),
+    ):
+        with pytest.raises(TypeError, match=name) as caught:
+            setattr(sel, name, bad)
+        assert isinstance(caught.value, traitlets.TraitError)  # what traitlets users catch
+    assert sel.unit is None and sel.samples == []  # nothing changed
+    sel.probe_value = np.float32(0.5)  # a numpy float (read off an array) is a float
+    assert sel.probe_value == 0.5 and type(sel.probe_value) is float
+
+
 # ---- construction and laziness -------------------------------------------------------------
 
 

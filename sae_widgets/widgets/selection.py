@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from traitlets import Float, HasTraits, Int, List, TraitError, Unicode, validate
 
-__all__ = ["Selection", "SelectionError"]
+__all__ = ["Selection", "SelectionError", "SelectionTypeError"]
 
 
 class SelectionError(TraitError, ValueError):
@@ -26,7 +26,23 @@ class SelectionError(TraitError, ValueError):
     """
 
 
-class _Index(Int):  # type: ignore[type-arg]
+class SelectionTypeError(TraitError, TypeError):
+    """A Selection trait got a value of the wrong type (a `TraitError` and a `TypeError`)."""
+
+
+class _TypeChecked:
+    """Mixin: traitlets' own wrong-type error, raised as a `SelectionTypeError`."""
+
+    def error(self, obj: Any, value: Any, error: Any = None, info: Any = None) -> Any:
+        if error is not None:  # re-raising an element's error: keep it as it is
+            return super().error(obj, value, error, info)  # type: ignore[misc]
+        try:
+            super().error(obj, value, error, info)  # type: ignore[misc]
+        except TraitError as exc:
+            raise SelectionTypeError(str(exc)) from None
+
+
+class _Index(_TypeChecked, Int):  # type: ignore[type-arg]
     """An Int trait that also accepts numpy integers (e.g. the result of `np.argmax`)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
@@ -37,7 +53,7 @@ class _Index(Int):  # type: ignore[type-arg]
         return super().validate(obj, value)
 
 
-class _IndexList(List):  # type: ignore[type-arg]
+class _IndexList(_TypeChecked, List):  # type: ignore[type-arg]
     """A list of int indices that also accepts numpy arrays, tuples and ranges.
 
     Elements are checked in one vectorised pass rather than one trait validation per element:
@@ -58,6 +74,19 @@ class _IndexList(List):  # type: ignore[type-arg]
         return array.astype(np.int64, copy=False).tolist()
 
 
+class _Value(_TypeChecked, Float):
+    """A Float trait that also accepts numpy floating scalars (e.g. read off an array)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, np.floating):
+            value = float(value)
+        return super().validate(obj, value)
+
+
+class _Name(_TypeChecked, Unicode):
+    """A Unicode trait whose wrong-type error is a `SelectionTypeError`."""
+
+
 class Selection(HasTraits):
     """What the user is looking at: the focused unit, the selected samples, the probe.
 
@@ -73,7 +102,8 @@ class Selection(HasTraits):
         Initial trait values, validated like later assignments.
 
     Assigning an out-of-range index or an unknown attribute raises `SelectionError`, which is
-    both a `traitlets.TraitError` and a `ValueError`, and leaves the trait unchanged.
+    both a `traitlets.TraitError` and a `ValueError`, and leaves the trait unchanged; a value of
+    the wrong type raises `SelectionTypeError` (a `TraitError` and a `TypeError`).
     `samples` is normalised to sorted, distinct indices (a set of samples has no order).
     """
 
@@ -84,10 +114,10 @@ class Selection(HasTraits):
     probe_sample = _Index(
         None, allow_none=True, help="Sample whose attribute the probe varies, or None."
     )
-    probe_attribute = Unicode(
+    probe_attribute = _Name(
         None, allow_none=True, help="Name of the dataset attribute the probe varies, or None."
     )
-    probe_value = Float(
+    probe_value = _Value(
         None, allow_none=True, help="Current value of the probed attribute, or None."
     )
 
