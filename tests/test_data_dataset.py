@@ -184,3 +184,14 @@ def test_attribute_map_composes_and_sweeps_in_one_call() -> None:
     # mapping survives subsetting: row 0 of the subset is row 3 of the original
     sub_mapped = Dataset(X, attributes={"total": mapped})[np.array([3])].attributes["total"]
     np.testing.assert_allclose(sub_mapped.apply([0], 0.0), [[X[3].sum()]])
+
+
+def test_attribute_rejects_an_empty_selection_by_name() -> None:
+    # the built-in image attributes used to fail deep inside numpy's reshape on no rows
+    digits_rotation = sw.datasets.digits().attributes["rotation"]
+    for call in (
+        lambda: digits_rotation.apply([], 10.0),
+        lambda: digits_rotation.sweep(np.zeros(0, dtype=np.int64)),
+    ):
+        with pytest.raises(ValueError, match="indices must select at least one sample"):
+            call()

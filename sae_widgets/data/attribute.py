@@ -78,6 +78,8 @@ class Attribute:
 
     def _base_rows(self, indices: Any) -> np.ndarray:
         idx = _normalise_indices(indices, self._bound_size())
+        if idx.size == 0:
+            raise ValueError(f"indices must select at least one sample for {self.name!r}")
         return idx if self._rows is None else self._rows[idx]
 
     @staticmethod
