@@ -103,6 +103,19 @@ def test_inspector_controls_set_the_selection(ex):
     assert ex.selection.probe_sample == gallery.samples[1]
 
 
+def test_inspector_hides_the_last_units_panels_when_the_unit_is_cleared(ex):
+    inspector = sw.UnitInspector(ex, unit=4)
+    details = inspector.children[1:]  # everything under the picker and the stats line
+    ex.selection.clear()  # from Python: no unit is focused any more
+    assert inspector.summary is None and "no unit focused" in inspector.stats.value
+    assert [part.layout.display for part in details] == ["none", "none"]
+    assert inspector.nearest.units == [] and inspector.cofiring.units == []
+    ex.selection.unit = 6
+    assert inspector.summary.unit == 6 and inspector.picker.value == 6
+    assert [part.layout.display for part in details] == [None, None]
+    assert len(inspector.nearest.units) > 0
+
+
 def test_inspector_without_images_draws_bars_and_rows():
     ds = sw.datasets.superposition(n=600, n_features=20, dim=10, active=2.0, seed=1)
     sae = small_fit(sw.SAE(n_units=16, k=3, epochs=2, batch_size=64, seed=0), ds.X)

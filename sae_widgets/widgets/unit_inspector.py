@@ -146,10 +146,11 @@ class UnitInspector(ExplorerView):
         related = widgets.VBox(
             [self.nearest, self.cofiring], layout=widgets.Layout(flex="1 1 320px")
         )
+        # Hidden while no unit is focused, so they never show a unit the Selection left.
+        self._details = [wrapping_row(panels), wrapping_row([self.gallery.figure, related])]
         self.children = [
             widgets.HBox([self.picker, self.stats], layout=widgets.Layout(align_items="center")),
-            wrapping_row(panels),
-            wrapping_row([self.gallery.figure, related]),
+            *self._details,
         ]
         self.add_class("sw-inspector")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
@@ -168,9 +169,13 @@ class UnitInspector(ExplorerView):
         self._draw(change["new"])
 
     def _draw(self, unit: int | None) -> None:
+        for part in self._details:
+            part.layout.display = "none" if unit is None else None
         if unit is None:
             self.summary = None
             self.stats.value = "<i>no unit focused</i>"
+            self.nearest.show([])
+            self.cofiring.show([])
             return
         summary = self.ex.unit_summary(unit, top_n=self.top_n)
         self.summary = summary
