@@ -248,7 +248,8 @@ class PCABrush(ExplorerView):
         picked = np.unique(np.asarray(change["new"], dtype=np.int64))
         if isinstance(self.scatter, ScatterGL):  # anchor cells -> the samples inside them
             picked = samples_in_cells(self._coords, picked, LASSO_GRID)
-        self.selection.samples = picked.tolist()
+        if len(picked):  # cells that hold no sample are empty space: the selection stays
+            self.selection.samples = picked.tolist()
         self.lasso.reset()  # the next lasso starts afresh instead of adding to this one
 
     def _on_select_with(self, change: dict[str, Any]) -> None:
