@@ -174,3 +174,21 @@ def test_bad_params_are_rejected(ds: sw.Dataset) -> None:
         SAE(device="not-a-device").fit(ds.X, progress=False)
     with pytest.raises(TypeError, match="callbacks"):
         SAE(n_units=8, k=2).fit(ds.X, callbacks=[1], progress=False)
+
+
+def test_refit_on_bad_input_keeps_the_previous_fit(ds: sw.Dataset) -> None:
+    sae = SAE(n_units=16, k=2, epochs=1).fit(ds.X, progress=False)
+    before = sae.transform(ds.X[:20])
+    history = list(sae.history_)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        sae.fit(np.full((10, 12), np.nan, dtype=np.float32), progress=False)
+    np.testing.assert_array_equal(sae.transform(ds.X[:20]), before)
+    assert sae.history_ == history and sae.n_features_in_ == 12
+
+
+def test_inverse_transform_rejects_non_finite_codes(fitted: dict[str, SAE]) -> None:
+    Z = np.zeros((2, 48), dtype=np.float32)
+    Z[1, 3] = np.nan
+    for codes in (Z, torch.from_numpy(Z), sp.csr_matrix(np.where(np.isnan(Z), np.inf, Z))):
+        with pytest.raises(ValueError, match="Z contains NaN or infinite"):
+            fitted["topk"].inverse_transform(codes)

@@ -125,8 +125,11 @@ class SAE(BaseEstimator):
             shuffle=self.shuffle,
         )
 
-    def _input(self, X: Any, name: str = "X") -> Tensor:
-        """X as a finite float32 (n, d) tensor on the model's device."""
+    def _input(self, X: Any, name: str = "X", fresh: bool = False) -> Tensor:
+        """X as a finite float32 (n, d) tensor on the model's device.
+
+        fresh: for a new model (fit): any width, on the `device` parameter.
+        """
         X = _data_of(X)
         if torch.is_tensor(X):
             if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
@@ -148,12 +151,13 @@ class SAE(BaseEstimator):
             )
         if tensor.shape[0] == 0 or tensor.shape[1] == 0:
             raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
-        expected = getattr(self, "n_features_in_", None)
+        expected = None if fresh else getattr(self, "n_features_in_", None)
         if expected is not None and tensor.shape[1] != expected:
             raise ValueError(
                 f"{name} has {tensor.shape[1]} features, but the SAE was fitted on {expected}"
             )
-        device = self.model_.W_dec.device if hasattr(self, "model_") else self._torch_device()
+        fitted = hasattr(self, "model_") and not fresh
+        device = self.model_.W_dec.device if fitted else self._torch_device()
         tensor = tensor.to(device=device, dtype=torch.float32)
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
@@ -240,9 +244,9 @@ class SAE(BaseEstimator):
         that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
         """
         self._check_params()
+        X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X leaves it intact
         for attr in ("model_", "n_features_in_", "_trainer"):
             self.__dict__.pop(attr, None)
-        X_t = self._input(X)
         n, d = X_t.shape
         self._start(d)
         batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
@@ -358,6 +362,8 @@ class SAE(BaseEstimator):
         if sp.issparse(Z):
             if Z.ndim != 2 or Z.shape[1] != n_units:
                 raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
+            if not np.isfinite(Z.data).all():
+                raise ValueError("Z contains NaN or infinite values")
             W_dec = model.W_dec.detach().cpu().numpy()
             b_dec = model.b_dec.detach().cpu().numpy()
             return np.asarray(Z @ W_dec + b_dec, dtype=np.float32)
@@ -373,7 +379,10 @@ class SAE(BaseEstimator):
             Z_t = torch.from_numpy(np.ascontiguousarray(np.asarray(Z, dtype=np.float32)))
         if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
             raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
-        return Z_t.to(device=self.model_.W_dec.device, dtype=torch.float32)
+        Z_t = Z_t.to(device=self.model_.W_dec.device, dtype=torch.float32)
+        if not bool(torch.isfinite(Z_t).all()):
+            raise ValueError("Z contains NaN or infinite values")
+        return Z_t
 
     @staticmethod
     def _output(result: Tensor, like: Any) -> Any:
