@@ -176,3 +176,16 @@ def test_busy_unit_cofiring_is_estimated_from_a_subset():
     for unit, count in true.items():
         if count >= 50:
             assert abs(guessed[unit] - count) <= 0.35 * count, unit
+
+
+def test_a_single_unit_or_empty_lists_are_summaries_not_errors():
+    keys = np.arange(3)
+    units, scores = top_entries(keys, np.array([1.0, 2.0, 3.0]), 0)
+    assert units.tolist() == [] and scores.tolist() == []
+    lone = CodeStore(np.array([[1.0], [0.0], [2.0]]))  # an SAE of one unit has no neighbours
+    summary = unit_summary(lone, 0, np.ones((1, 4)))
+    assert summary.nearest_units.tolist() == [] and summary.cofiring_units.tolist() == []
+    assert summary.count == 2 and summary.top_samples.tolist() == [2, 0]
+    store = CodeStore(np.array([[1.0, 3.0], [0.0, 1.0], [2.0, 0.0]]))
+    quiet = unit_summary(store, 0, np.eye(2), n_nearest=0, n_cofiring=0)
+    assert quiet.nearest_units.tolist() == [] and quiet.cofiring_units.tolist() == []

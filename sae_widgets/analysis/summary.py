@@ -115,6 +115,8 @@ def top_entries(
 
     Partitions first so that picking 16 of 50,000 does not sort all 50,000.
     """
+    if n <= 0:  # np.partition cannot take the 0 largest
+        return keys[:0].astype(np.int64), scores[:0]
     if len(scores) > n:
         threshold = np.partition(scores, len(scores) - n)[len(scores) - n]
         candidates = np.flatnonzero(scores >= threshold)  # keeps every tie at the threshold
