@@ -119,11 +119,23 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def _finite_or_null(value: Any) -> Any:
+    """A copy with NaN/inf floats as None: strict JSON has no NaN (FVU of one sample is 0/0)."""
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _emit(
     payload: dict[str, Any], rows: Sequence[tuple[str, Any]], as_json: bool, out: TextIO
 ) -> None:
     if as_json:
-        print(json.dumps(payload, indent=2, default=str), file=out)
+        text = json.dumps(_finite_or_null(payload), indent=2, default=str, allow_nan=False)
+        print(text, file=out)
     else:
         print(format_table(rows), file=out)
 

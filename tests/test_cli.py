@@ -253,3 +253,16 @@ def test_installed_entry_point(trained: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr == "sae-widgets: error: data file 'nothing.npy' does not exist\n"
+
+
+def test_eval_json_is_strict_json_when_a_metric_is_undefined(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one sample has no variance, so FVU is undefined: --json must still be valid JSON
+    one = tmp_path / "one.npy"
+    np.save(one, sw.datasets.digits().X[:1])
+    code, out, _ = run(capsys, "eval", str(trained), "--data", str(one), "--json")
+    assert code == 0
+    payload = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+    assert payload["metrics"]["fvu"] is None
+    assert payload["metrics"]["mse"] > 0
