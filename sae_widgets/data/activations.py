@@ -201,7 +201,10 @@ def collect_activations(
     if input_fn is not None and not callable(input_fn):
         raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
     model_device, dtype = _model_device_dtype(model)
-    run_device = model_device if device is None else torch.device(device)
+    try:
+        run_device = model_device if device is None else torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device (e.g. 'cpu'); got {device!r}") from err
 
     prepare: Callable[[torch.Tensor], Any] | None
     image_fallback = None
