@@ -54,12 +54,14 @@ class SAEConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.activation in ("topk", "batchtopk"):
-            if self.k is None or isinstance(self.k, bool) or not 1 <= int(self.k) <= self.n_units:
+            k: Any = self.k  # may arrive as np.int64 or 16.0 from a parameter search
+            integral = isinstance(k, int | np.integer) or (isinstance(k, float) and k.is_integer())
+            if isinstance(k, bool) or not integral or not 1 <= k <= self.n_units:
                 raise ValueError(
                     f"k must be an integer in [1, n_units={self.n_units}] for "
-                    f"activation={self.activation!r}, got {self.k!r}"
+                    f"activation={self.activation!r}, got {k!r}"
                 )
-            self.k = int(self.k)
+            self.k = int(k)
         if self.bandwidth <= 0 or self.init_threshold <= 0:
             raise ValueError("bandwidth and init_threshold must be positive")
 
