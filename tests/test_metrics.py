@@ -89,3 +89,19 @@ def test_ground_truth_metrics_reject_empty_true_features(metric: object) -> None
     decoder = np.eye(3)
     with pytest.raises(ValueError, match="true_features"):
         metric(decoder, np.zeros((0, 3)))  # type: ignore[operator]
+
+
+def test_evaluate_leaves_a_module_in_training_mode() -> None:
+    # a hand-written training loop may evaluate between steps; batchtopk's forward depends
+    # on the mode, so evaluate must not switch the module to eval behind the user's back
+    from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+    X = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
+    module = SparseAutoencoder(SAEConfig(d_in=6, n_units=12, activation="batchtopk", k=2))
+    module.train()
+    result = metrics.evaluate(module, X)
+    assert module.training
+    assert result["l0"] > 0
+    module.eval()
+    metrics.evaluate(module, X)
+    assert not module.training

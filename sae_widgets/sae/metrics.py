@@ -162,7 +162,9 @@ def evaluate(sae: Any, X: Any, chunk_size: int = 8192) -> dict[str, float]:
     from sae_widgets.sae.model import SparseAutoencoder
 
     if isinstance(sae, SparseAutoencoder):
-        est = SAE.from_module(sae)
+        was_training = sae.training
+        est = SAE.from_module(sae)  # puts the module in eval mode: give the user theirs back
+        sae.train(was_training)
     elif isinstance(sae, SAE):
         est = sae
     else:
