@@ -192,3 +192,15 @@ def test_inverse_transform_rejects_non_finite_codes(fitted: dict[str, SAE]) -> N
     for codes in (Z, torch.from_numpy(Z), sp.csr_matrix(np.where(np.isnan(Z), np.inf, Z))):
         with pytest.raises(ValueError, match="Z contains NaN or infinite"):
             fitted["topk"].inverse_transform(codes)
+
+
+def test_torch_input_of_any_real_dtype_matches_numpy(fitted: dict[str, SAE]) -> None:
+    # numpy int8/uint8/bool were accepted while the same torch tensors raised a TypeError
+    sae = fitted["topk"]
+    counts = np.arange(24, dtype=np.uint8).reshape(2, 12)
+    for dtype in (torch.uint8, torch.int16, torch.bool, torch.float16, torch.float64):
+        tensor = torch.from_numpy(counts).to(dtype)
+        expected = sae.transform(tensor.numpy().astype(np.float32))
+        np.testing.assert_allclose(sae.transform(tensor).numpy(), expected, atol=1e-6)
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        sae.transform(torch.zeros(2, 12, dtype=torch.complex64))

@@ -132,7 +132,7 @@ class SAE(BaseEstimator):
         """
         X = _data_of(X)
         if torch.is_tensor(X):
-            if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
+            if X.is_complex():  # any real dtype converts, as it does for numpy input
                 raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
             tensor = X.detach()
         elif sp.issparse(X):
