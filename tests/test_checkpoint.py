@@ -153,3 +153,16 @@ def test_saved_folder_gives_our_codes_under_saelens_formulas(
     sae.save(tmp_path / "run")
     X = _inputs()
     np.testing.assert_allclose(_saelens_encode(tmp_path / "run", X), sae.transform(X), atol=1e-6)
+
+
+def test_a_loaded_sae_continues_its_step_count(trained: tuple[sw.SAE, Path, np.ndarray]) -> None:
+    # steps restarted at 1 after a load, so history_ went backwards (a TrainingMonitor then
+    # took the continuation for a new run and dropped the saved curve)
+    sae, folder, X = trained
+    loaded = sw.SAE.load(folder)
+    assert (loaded.n_steps_, loaded.n_samples_seen_) == (sae.n_steps_, sae.n_samples_seen_)
+    loaded.set_params(batch_size=128).partial_fit(X[:512])
+    assert loaded.n_steps_ == sae.n_steps_ + 4
+    assert loaded.n_samples_seen_ == sae.n_samples_seen_ + 512
+    steps = [entry["step"] for entry in loaded.history_]
+    assert steps == sorted(set(steps)) and steps[-1] == loaded.n_steps_

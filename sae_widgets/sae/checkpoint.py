@@ -167,9 +167,15 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
     accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
     saved = _section(record, "params")
     sae = SAE.from_module(module, **{k: v for k, v in saved.items() if k in accepted})
-    history = _section(record, "training").get("history")
+    training = _section(record, "training")
+    history = training.get("history")
     if isinstance(history, list):
         sae.history_ = [dict(entry) for entry in history if isinstance(entry, dict)]
+    # continuing training then keeps counting steps (history_ stays increasing)
+    for attr, key in (("n_steps_", "n_steps"), ("n_samples_seen_", "n_samples_seen")):
+        count = training.get(key)
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            setattr(sae, attr, count)
     return sae
 
 

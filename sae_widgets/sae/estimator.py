@@ -214,6 +214,7 @@ class SAE(BaseEstimator):
         trainer = getattr(self, "_trainer", None)
         if trainer is None:  # wrapped or loaded module: continue training it
             trainer = Trainer(self.model_, self._train_config(), int(self.seed), fresh=False)
+            trainer.resume_counts(self.n_steps_, self.n_samples_seen_)
             self._trainer = trainer
         try:
             self.stop_reason_ = trainer.run(

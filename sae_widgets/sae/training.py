@@ -100,6 +100,7 @@ class Trainer:
             model.fold_decoder_norms_()  # e.g. a loaded ReLU SAE: training keeps rows unit-norm
         self.step = 0
         self.samples_seen = 0
+        self.start_step = 0  # warm-up and sparsity ramps count from here (see resume_counts)
         self.scale: float | None = None
         self.lr = (
             cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
@@ -143,6 +144,12 @@ class Trainer:
         floor = 1e-3 * float(pre_NU.abs().mean()) + 1e-12
         model.log_threshold.copy_(threshold.clamp_min(floor).log())
 
+    def resume_counts(self, step: int, samples_seen: int) -> None:
+        """Continue the step and sample counts of earlier training (a loaded checkpoint), so
+        logged steps keep increasing; warm-up restarts, as the optimiser state is new."""
+        self.step = self.start_step = int(step)
+        self.samples_seen = int(samples_seen)
+
     def dead_mask(self) -> Tensor:
         """(n_units,) True for units silent over the last `dead_window` training samples."""
         return self.samples_since_fired >= self.cfg.dead_window
@@ -150,7 +157,7 @@ class Trainer:
     def lr_at(self, step: int, total: int | None) -> float:
         """Warm-up, constant, then (when the total is known) a linear decay to 0."""
         warmup = self._warmup(total)
-        factor = min(1.0, (step + 1) / warmup)
+        factor = min(1.0, (step - self.start_step + 1) / warmup)
         if total is not None and self.cfg.decay_fraction > 0:
             decay_steps = max(1, int(total * self.cfg.decay_fraction))
             factor *= min(1.0, (total - step) / decay_steps)
@@ -168,7 +175,7 @@ class Trainer:
         coeff = self.cfg.l1_coeff if act == "relu" else self.cfg.l0_coeff
         ramp = self.cfg.l1_warmup_steps
         ramp = ramp if ramp is not None else self._warmup(total)
-        return coeff * min(1.0, (step + 1) / max(1, ramp))
+        return coeff * min(1.0, (step - self.start_step + 1) / max(1, ramp))
 
     # ----------------------------------------------------------------- one step
     def train_step(self, x_BD: Tensor, lr: float, sparsity_coeff: float) -> dict[str, Tensor]:
