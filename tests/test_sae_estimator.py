@@ -204,3 +204,15 @@ def test_torch_input_of_any_real_dtype_matches_numpy(fitted: dict[str, SAE]) -> 
         np.testing.assert_allclose(sae.transform(tensor).numpy(), expected, atol=1e-6)
     with pytest.raises(TypeError, match="X must hold real numbers"):
         sae.transform(torch.zeros(2, 12, dtype=torch.complex64))
+
+
+def test_bad_callbacks_leave_no_untrained_model_behind(ds: sw.Dataset) -> None:
+    sae = SAE(n_units=8, k=2, epochs=1)
+    with pytest.raises(TypeError, match="callbacks"):
+        sae.fit(ds.X, callbacks=[1], progress=False)
+    with pytest.raises(NotFittedError):
+        sae.transform(ds.X)  # used to transform with the random initial weights
+    with pytest.raises(TypeError, match="callbacks"):
+        sae.partial_fit(ds.X, callbacks=[1])
+    with pytest.raises(NotFittedError):
+        sae.transform(ds.X)

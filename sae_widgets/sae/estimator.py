@@ -245,6 +245,7 @@ class SAE(BaseEstimator):
         that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
         """
         self._check_params()
+        callback_list = self._callbacks(callbacks)
         X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X leaves it intact
         for attr in ("model_", "n_features_in_", "_trainer"):
             self.__dict__.pop(attr, None)
@@ -252,9 +253,7 @@ class SAE(BaseEstimator):
         self._start(d)
         batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
         steps = self.epochs * math.ceil(n / batch)
-        self._session(
-            X_t, self.epochs, batch, self.shuffle, steps, self._callbacks(callbacks), progress
-        )
+        self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
         return self
 
     def partial_fit(
@@ -266,10 +265,11 @@ class SAE(BaseEstimator):
     ) -> SAE:
         """One pass over X in order, in steps of batch_size (no final decay); returns self."""
         self._check_params()
+        callback_list = self._callbacks(callbacks)
         X_t = self._input(X)
         if not hasattr(self, "model_"):
             self._start(X_t.shape[1])
-        self._session(X_t, 1, self.batch_size, False, None, self._callbacks(callbacks), progress)
+        self._session(X_t, 1, self.batch_size, False, None, callback_list, progress)
         return self
 
     @classmethod
