@@ -198,6 +198,7 @@ def test_unused_layer_and_rejected_input_are_explained(digits: Dataset) -> None:
         ({"input_shape": (3, 3)}, ValueError, r"input_shape \(3, 3\) holds 9 values"),
         ({"input_shape": "pixels"}, ValueError, "input_shape must be None, 'flat', 'images'"),
         ({"device": "gpu0"}, ValueError, "device must name a torch device"),
+        ({"device": "meta"}, ValueError, "the model's parameters are on cpu, not meta"),
     ],
 )
 def test_bad_arguments(digits: Dataset, kwargs: dict, error: type, message: str) -> None:

@@ -181,7 +181,7 @@ def collect_activations(
         "flat": always flat rows. "images": always image batches. A tuple: (b, *input_shape).
     input_fn: instead of input_shape, a function from a float32 (b, d) tensor on `device` to
         whatever `model(...)` takes.
-    device: where to run; default the device of the model's parameters.
+    device: where to run; default (and it must match) the device of the model's parameters.
 
     The model runs in eval mode under torch.no_grad; each submodule's train/eval mode is
     restored afterwards and the forward hook is removed, even on error. The forward pass
@@ -205,6 +205,12 @@ def collect_activations(
         run_device = model_device if device is None else torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must name a torch device (e.g. 'cpu'); got {device!r}") from err
+    if run_device.type != model_device.type:
+        # Moving the user's model behind their back would surprise them more than an error.
+        raise ValueError(
+            f"device: the model's parameters are on {model_device}, not {run_device}; "
+            f"move the model first (model.to({str(run_device)!r})) or leave device=None"
+        )
 
     prepare: Callable[[torch.Tensor], Any] | None
     image_fallback = None
