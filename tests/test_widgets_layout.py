@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import ipywidgets
 import numpy as np
 import pytest
-import torch
 from bqplot import Axis, Figure, Image, LinearScale, Mark, OrdinalScale
 
 import sae_widgets as sw
@@ -19,19 +18,6 @@ from sae_widgets.widgets._view import TITLE_ROOM, set_ticks, text_width
 from sae_widgets.widgets.heatmap import firing_columns
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
-
-
-@pytest.fixture(scope="module")
-def digits_sae():
-    ds = sw.datasets.digits()
-    sae = sw.SAE(n_units=40, k=5, epochs=6, batch_size=128, min_steps_per_epoch=8, seed=2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
-    try:
-        sae.fit(ds.X, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return sae, ds
 
 
 @pytest.fixture

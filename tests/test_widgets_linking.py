@@ -12,25 +12,11 @@ from unittest.mock import Mock
 import ipywidgets
 import numpy as np
 import pytest
-import torch
 from traitlets import All
 
 import sae_widgets as sw
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
-
-
-@pytest.fixture(scope="module")
-def digits_sae():
-    ds = sw.datasets.digits()
-    sae = sw.SAE(n_units=40, k=5, epochs=10, batch_size=128, min_steps_per_epoch=8, seed=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
-    try:
-        sae.fit(ds.X, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return sae, ds
 
 
 @pytest.fixture

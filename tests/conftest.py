@@ -1,0 +1,22 @@
+"""Fixtures shared by several test files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sae_widgets as sw
+
+
+@pytest.fixture(scope="session")
+def digits_sae() -> tuple[sw.SAE, sw.Dataset]:
+    """A tiny TopK SAE on digits, trained once per session (about 150 steps)."""
+    ds = sw.datasets.digits()
+    sae = sw.SAE(n_units=40, k=5, epochs=10, batch_size=128, min_steps_per_epoch=8, seed=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
+    try:
+        sae.fit(ds.X, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return sae, ds
