@@ -27,7 +27,7 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, set_ticks
+from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, pixel_shape, set_ticks
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
@@ -187,6 +187,14 @@ class LinePair:
         with self.lines.hold_sync():
             self.lines.x = np.arange(pair.shape[1], dtype=np.float32)
             self.lines.y = pair
+
+
+def input_pair(ex: Any, titles: tuple[str, str]) -> ImagePair | LinePair:
+    """Two input vectors side by side: pictures when the SAE sees pixels, else line plots."""
+    shape = pixel_shape(ex)
+    if shape is not None:
+        return ImagePair(titles, shape, width=240)
+    return LinePair(titles)
 
 
 class SampleGallery:

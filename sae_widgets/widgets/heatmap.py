@@ -17,7 +17,7 @@ import numpy as np
 from bqplot import Image, LinearScale, Lines
 
 from sae_widgets.analysis import HeatmapData
-from sae_widgets.widgets._panels import ImagePair, LinePair, png_widget, set_picture
+from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_rgb
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
@@ -25,7 +25,6 @@ from sae_widgets.widgets._view import (
     UnitButtons,
     axis,
     figure,
-    pixel_shape,
     set_ticks,
     wrapping_row,
 )
@@ -114,12 +113,7 @@ class ActivationHeatmap(ExplorerView):
         )
         self.caption = widgets.HTML()
 
-        shape = pixel_shape(ex)
-        self.card: ImagePair | LinePair
-        if shape is not None:
-            self.card = ImagePair(("sample", "reconstruction"), shape, width=240)
-        else:
-            self.card = LinePair(("sample", "reconstruction"))
+        self.card = input_pair(ex, ("sample", "reconstruction"))
         self.card_title = widgets.HTML()
         self.card_units = UnitButtons("<b>most active units</b>", self.focus_unit)
         card_width = self.card.figure.layout.width

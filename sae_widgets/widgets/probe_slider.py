@@ -15,7 +15,7 @@ import numpy as np
 from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 
 from sae_widgets.analysis import ProbeResult
-from sae_widgets.widgets._panels import ImagePair, LinePair
+from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
@@ -23,7 +23,6 @@ from sae_widgets.widgets._view import (
     UnitButtons,
     axis,
     figure,
-    pixel_shape,
     text_width,
     wrapping_row,
 )
@@ -115,12 +114,7 @@ class ProbeSlider(ExplorerView):
         self.slider.observe(self._slider_moved, "value")
         self.sample_text = widgets.HTML()
 
-        shape = pixel_shape(ex)
-        self.pair: ImagePair | LinePair
-        if shape is not None:
-            self.pair = ImagePair(("varied input", "reconstruction"), shape, width=240)
-        else:
-            self.pair = LinePair(("varied input", "reconstruction"))
+        self.pair = input_pair(ex, ("varied input", "reconstruction"))
 
         x_scale, y_scale = LinearScale(), LinearScale()
         self.curves = [
