@@ -110,6 +110,11 @@ def test_inspector_hides_the_last_units_panels_when_the_unit_is_cleared(ex):
     assert inspector.summary is None and "no unit focused" in inspector.stats.value
     assert [part.layout.display for part in details] == ["none", "none"]
     assert inspector.nearest.units == [] and inspector.cofiring.units == []
+    assert inspector.picker.value == -1  # no stale number left in the box
+    inspector.picker.value = 4  # retyping the unit focused before the clear focuses it again
+    assert ex.selection.unit == 4 and inspector.summary.unit == 4
+    inspector.picker.value = -1  # and -1 clears the focus from the box
+    assert ex.selection.unit is None
     ex.selection.unit = 6
     assert inspector.summary.unit == 6 and inspector.picker.value == 6
     assert [part.layout.display for part in details] == [None, None]

@@ -84,10 +84,17 @@ class UnitInspector(ExplorerView):
         dataset = ex.dataset
         self._shape = pixel_shape(ex)
 
+        # -1 stands for "no unit": the box then never shows a stale number, so retyping the
+        # unit that was focused before a clear is a change the picker reports.
         self.picker = widgets.BoundedIntText(
-            min=0, max=ex.n_units - 1, description="unit", layout=widgets.Layout(width="160px")
+            value=-1,
+            min=-1,
+            max=ex.n_units - 1,
+            description="unit",
+            tooltip="unit to inspect (-1: none)",
+            layout=widgets.Layout(width="160px"),
         )
-        self.picker.observe(lambda change: self.focus_unit(change["new"]), "value")
+        self.picker.observe(self._picked, "value")
         self.stats = widgets.HTML()
 
         self.directions: ImagePair | BarPair
@@ -168,11 +175,15 @@ class UnitInspector(ExplorerView):
     def _on_unit(self, change: dict[str, Any]) -> None:
         self._draw(change["new"])
 
+    def _picked(self, change: dict[str, Any]) -> None:
+        self.selection.unit = None if change["new"] < 0 else int(change["new"])
+
     def _draw(self, unit: int | None) -> None:
         for part in self._details:
             part.layout.display = "none" if unit is None else None
         if unit is None:
             self.summary = None
+            self.picker.value = -1
             self.stats.value = "<i>no unit focused</i>"
             self.nearest.show([])
             self.cofiring.show([])
