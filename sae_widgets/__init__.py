@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeSlider": "sae_widgets.widgets.probe_slider",
     "PCABrush": "sae_widgets.widgets.pca_brush",
     "TrainingMonitor": "sae_widgets.widgets.training_monitor",
+    "image_grid": "sae_widgets.widgets.images",
 }
 _SUBMODULES = {"datasets": "sae_widgets.data.datasets", "metrics": "sae_widgets.sae.metrics"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sae_widgets as sw
 from sae_widgets.widgets._render import (
     decode_png,
     diverging_rgb,
@@ -67,3 +68,18 @@ def test_thumbnail_grid_places_each_image_in_its_cell() -> None:
     assert grid[3, 8, 0] == 255  # the empty sixth cell stays background
     with pytest.raises(ValueError, match="images_N"):
         thumbnail_grid(np.zeros((2, 3, 3)), n_cols=2)
+
+
+def test_image_grid_tiles_grey_images_with_dark_ink_and_zooms():
+    images = np.zeros((3, 2, 2), np.float32)
+    images[1] = 1.0  # a fully inked image
+    picture = decode_png(sw.image_grid(images, n_cols=2, zoom=2).value)
+    # 2 columns x 2 rows of 2x2 cells, 1 px apart, every pixel zoomed 2x2
+    assert picture.shape == ((2 * 2 + 1) * 2, (2 * 2 + 1) * 2, 3)
+    assert (picture[:4, :4] == 255).all()  # image 0: blank paper
+    assert (picture[:4, 6:10] == 0).all()  # image 1: black ink
+    assert (picture[4:6, :] == 200).all()  # the separator row
+    with pytest.raises(ValueError, match="images: expected shape"):
+        sw.image_grid(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="zoom"):
+        sw.image_grid(images, zoom=0)

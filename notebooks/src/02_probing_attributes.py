@@ -18,13 +18,11 @@
 # Finally we brush a region of the PCA map of the codes and look at what the brush selected.
 
 # %%
-import io
 import itertools
 import os
 
 import ipywidgets as widgets
 import numpy as np
-import PIL.Image
 from bqplot import (
     Axis,
     ColorScale,
@@ -47,22 +45,6 @@ EPOCHS = 2 if FAST else 10
 N_PROBE_SAMPLES = 16 if FAST else 64  # samples averaged when ranking units by probe response
 
 
-def image_grid(images, n_cols=12, zoom=3):
-    """Tile grayscale images (n, h, w) with values in [0, 1] into one widget (ink is dark)."""
-    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-    n, h, w = images.shape
-    n_rows = -(-n // n_cols)
-    canvas = np.zeros((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1), dtype=np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, n_cols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
-    pixels = PIL.Image.fromarray(np.uint8(255 - 255 * canvas))
-    pixels = pixels.resize((pixels.width * zoom, pixels.height * zoom), PIL.Image.NEAREST)
-    buffer = io.BytesIO()
-    pixels.save(buffer, format="PNG")
-    return widgets.Image(value=buffer.getvalue(), format="png")
-
-
 # %% [markdown]
 # ## The data
 #
@@ -76,7 +58,7 @@ ds = sw.datasets.shapes(n=N_SAMPLES, size=32, seed=0)
 print(ds)
 for name, values in ds.factors.items():
     print(f"  {name:>8}: {values.min():7.2f} .. {values.max():7.2f}")
-image_grid(ds.images[:36], n_cols=18, zoom=2)
+sw.image_grid(ds.images[:36], n_cols=18, zoom=2)
 
 # %% [markdown]
 # ## A TopK SAE on the pixels
@@ -335,7 +317,7 @@ HTML(f"<table><tr><th>unit</th><th>fires inside</th><th>fires outside</th></tr>{
 unit = int(enriched.units[0])
 summary = ex.unit_summary(unit)
 display(HTML(f"<b>unit {unit}</b>: fires on {summary.frequency:.1%} of the images"))
-image_grid(ds.images[summary.top_samples[:24]], n_cols=12, zoom=2)
+sw.image_grid(ds.images[summary.top_samples[:24]], n_cols=12, zoom=2)
 
 # %% [markdown]
 # ## Everything together

@@ -15,12 +15,10 @@
 #    respond.
 
 # %%
-import io
 import os
 
 import ipywidgets as widgets
 import numpy as np
-import PIL.Image
 import torch
 from bqplot import Axis, Figure, LinearScale, Lines
 from IPython.display import HTML, display
@@ -35,22 +33,6 @@ FAST = os.environ.get("SAE_WIDGETS_FAST") == "1"
 CLASSIFIER_STEPS = 150 if FAST else 400
 SAE_EPOCHS = 10 if FAST else 60
 torch.manual_seed(0)
-
-
-def image_grid(images, n_cols=12, zoom=3):
-    """Tile grayscale images (n, h, w) with values in [0, 1] into one widget (ink is dark)."""
-    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-    n, h, w = images.shape
-    n_rows = -(-n // n_cols)
-    canvas = np.zeros((n_rows * (h + 1) + 1, n_cols * (w + 1) + 1), dtype=np.float32)
-    for i, image in enumerate(images):
-        r, c = divmod(i, n_cols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = image
-    pixels = PIL.Image.fromarray(np.uint8(255 - 255 * canvas))
-    pixels = pixels.resize((pixels.width * zoom, pixels.height * zoom), PIL.Image.NEAREST)
-    buffer = io.BytesIO()
-    pixels.save(buffer, format="PNG")
-    return widgets.Image(value=buffer.getvalue(), format="png")
 
 
 # %% [markdown]
@@ -170,7 +152,7 @@ def unit_row(s):
                 f"selectivity {s.label_selectivity:.2f}",
                 layout=widgets.Layout(width="170px"),
             ),
-            image_grid(acts.images[s.top_samples[:12]], n_cols=12, zoom=4),
+            sw.image_grid(acts.images[s.top_samples[:12]], n_cols=12, zoom=4),
         ]
     )
 

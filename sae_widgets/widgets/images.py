@@ -1,0 +1,33 @@
+"""`image_grid`: sample images tiled into one picture, for notebooks that show a gallery."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import numpy as np
+
+from sae_widgets.widgets._render import encode_png, thumbnail_grid
+
+__all__ = ["image_grid"]
+
+
+def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.Image:
+    """Tile images into one PNG widget, row-major, `n_cols` per row, each pixel `zoom` x `zoom`.
+
+    `images` is grey (n, h, w) or colour (n, h, w, 3) with values in [0, 1] (clipped). Grey
+    images are drawn with dark ink on white, as digits and shapes are usually shown.
+    """
+    pixels = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    if pixels.ndim == 3:
+        ink = np.rint(255 * (1.0 - pixels)).astype(np.uint8)
+        rgb = np.repeat(ink[..., None], 3, axis=-1)
+    elif pixels.ndim == 4 and pixels.shape[-1] == 3:
+        rgb = np.rint(255 * pixels).astype(np.uint8)
+    else:
+        raise ValueError(f"images: expected shape (n, h, w) or (n, h, w, 3), got {pixels.shape}")
+    if len(rgb) == 0:
+        raise ValueError("images: expected at least one image, got none")
+    if not isinstance(zoom, (int, np.integer)) or zoom < 1:
+        raise ValueError(f"zoom: expected a positive int, got {zoom!r}")
+    grid = thumbnail_grid(rgb, n_cols, pad=1, background=200)  # grey lines between images
+    grid = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
+    return widgets.Image(value=encode_png(grid), format="png")
