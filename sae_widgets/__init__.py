@@ -19,8 +19,8 @@ _EXPORTS: dict[str, str] = {
     "SAE": "sae_widgets.sae.estimator",
     "SAEConfig": "sae_widgets.sae.model",
     "SparseAutoencoder": "sae_widgets.sae.model",
-    "Explorer": "sae_widgets.widgets.explorer",
-    "Selection": "sae_widgets.widgets.selection",
+    "Explorer": "sae_widgets.explore.explorer",
+    "Selection": "sae_widgets.explore.selection",
     "UnitInspector": "sae_widgets.widgets.unit_inspector",
     "ActivationHeatmap": "sae_widgets.widgets.heatmap",
     "ProbeSlider": "sae_widgets.widgets.probe_slider",
@@ -37,12 +37,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.data.activations import collect_activations as collect_activations
     from sae_widgets.data.dataset import Attribute as Attribute
     from sae_widgets.data.dataset import Dataset as Dataset
+    from sae_widgets.explore.explorer import Explorer as Explorer
+    from sae_widgets.explore.selection import Selection as Selection
     from sae_widgets.sae import metrics as metrics
     from sae_widgets.sae.estimator import SAE as SAE
     from sae_widgets.sae.model import SAEConfig as SAEConfig
     from sae_widgets.sae.model import SparseAutoencoder as SparseAutoencoder
-    from sae_widgets.widgets.explorer import Explorer as Explorer
-    from sae_widgets.widgets.selection import Selection as Selection
 
 
 def __getattr__(name: str) -> Any:

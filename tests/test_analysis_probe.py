@@ -88,7 +88,7 @@ def test_bad_arguments_raise(fitted):
 def test_small_batches_run_on_one_thread_and_restore_the_setting():
     import torch
 
-    from sae_widgets.analysis._threads import SMALL_BATCH_ROWS, threads_for_batch
+    from sae_widgets.analysis.threads import SMALL_BATCH_ROWS, threads_for_batch
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -6,7 +6,7 @@ import traitlets
 from sklearn.exceptions import NotFittedError
 
 import sae_widgets as sw
-from sae_widgets.widgets.selection import Selection, SelectionError
+from sae_widgets.explore.selection import Selection, SelectionError
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,11 @@
-"""Layering: nothing under data/, sae/ or analysis/ may import ipywidgets, bqplot or IPython.
+"""Layering (DESIGN.md): data flows one way, data/ sae/ analysis/ -> explore/ -> widgets/.
 
-Two checks: a static scan of every import statement (catches imports inside functions too),
-and a fresh interpreter that imports every module of those layers and then looks at
-sys.modules (catches GUI packages pulled in indirectly, e.g. through a dependency).
+- nothing under data/, sae/, analysis/ or explore/ imports ipywidgets, bqplot or IPython
+  (a static scan of every import statement, and a fresh interpreter that imports every such
+  module and then looks at sys.modules, which catches GUI packages pulled in indirectly);
+- data/, sae/ and analysis/ never import each other, nor explore/ or widgets/;
+- explore/ never imports widgets/;
+- no module imports another package's `_private` module.
 """
 
 import ast
@@ -14,8 +17,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sae_widgets"
-LOWER_LAYERS = ("data", "sae", "analysis")
+LOWER_LAYERS = ("data", "sae", "analysis", "explore")
+CORE_LAYERS = ("data", "sae", "analysis")
 GUI_PACKAGES = ("ipywidgets", "bqplot", "bqplot_gl", "IPython", "ipykernel")
+# The one sanctioned upward edge: `Explorer.dashboard()` (API.md) imports the view layer when
+# called, inside the method, with ipywidgets named only for type checkers. The fresh-interpreter
+# test below proves importing explore/ still loads no GUI package.
+LAZY_VIEW_IMPORTS = {
+    "sae_widgets.explore.explorer": {"ipywidgets", "sae_widgets.widgets.dashboard"}
+}
 
 
 def lower_layer_files():
@@ -50,7 +60,8 @@ def test_no_gui_import_statement(path):
     offending = [
         name
         for name in imported_names(path)
-        if name.split(".")[0] in GUI_PACKAGES or name.startswith("sae_widgets.widgets")
+        if (name.split(".")[0] in GUI_PACKAGES or name.startswith("sae_widgets.widgets"))
+        and name not in LAZY_VIEW_IMPORTS.get(module_name(path), ())
     ]
     assert not offending, f"{module_name(path)} imports {offending}"
 
@@ -70,3 +81,41 @@ def test_importing_the_lower_layers_loads_no_gui_package():
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == [], f"importing data/, sae/, analysis/ loaded {loaded}"
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "sae_widgets" else None
+
+
+def package_files():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", lower_layer_files(), ids=module_name)
+def test_imports_flow_one_way(path):
+    own = layer_of(module_name(path))
+    allowed = {own} if own in CORE_LAYERS else {"explore", *CORE_LAYERS}
+    offending = [
+        name
+        for name in imported_names(path)
+        if layer_of(name) in {*CORE_LAYERS, "explore", "widgets", "cli"}
+        and layer_of(name) not in allowed
+        and name not in LAZY_VIEW_IMPORTS.get(module_name(path), ())
+    ]
+    assert not offending, f"{module_name(path)} ({own}/) imports {offending}"
+
+
+@pytest.mark.parametrize("path", package_files(), ids=module_name)
+def test_no_import_of_another_packages_private_module(path):
+    own_package = (
+        module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else (module_name(path))
+    )
+    offending = []
+    for name in imported_names(path):
+        if not name.startswith("sae_widgets."):
+            continue
+        package, _, last = name.rpartition(".")
+        if last.startswith("_") and not last.startswith("__") and package != own_package:
+            offending.append(name)
+    assert not offending, f"{module_name(path)} imports private modules {offending}"

@@ -13,9 +13,9 @@ from bqplot import Axis, Figure, Image, LinearScale, Mark, OrdinalScale
 
 import sae_widgets as sw
 from sae_widgets.analysis import HeatmapData
+from sae_widgets.analysis.selection import firing_columns
 from sae_widgets.widgets._render import decode_png
 from sae_widgets.widgets._view import TITLE_ROOM, set_ticks, text_width
-from sae_widgets.widgets.heatmap import firing_columns
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
 

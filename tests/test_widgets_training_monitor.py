@@ -90,7 +90,7 @@ def test_long_runs_are_decimated_but_keep_the_latest_point():
 
 
 def test_background_fit_runs_to_the_end_and_reports_it(X):
-    from sae_widgets.widgets.training_monitor import planned_steps
+    from sae_widgets.sae.training import planned_steps
 
     sae = small_sae(epochs=3)
     monitor = sw.TrainingMonitor(sae)

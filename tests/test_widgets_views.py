@@ -272,7 +272,7 @@ def test_large_projection_uses_webgl_and_selects_beyond_the_drawn_points():
         np.sort(np.unique(anchors.x))[G // 2 - 1 : G // 2 + 1].mean(), middle_x, rtol=1e-5
     )
     # A lasso around cells that hold no sample keeps the selection, as over SVG points.
-    from sae_widgets.widgets.pca_brush import samples_in_cells
+    from sae_widgets.analysis.lasso import samples_in_cells
 
     empty = [c for c in range(G * G) if len(samples_in_cells(coords, [c], G)) == 0][:3]
     assert empty  # a 48 x 48 grid over 4,000 points has empty cells

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from sae_widgets.analysis._checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 
 __all__ = ["CodeStore", "SparseEncoder", "gather_rows"]
 

@@ -13,9 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis._checks import check_indices, check_positive_int
-from sae_widgets.analysis._threads import threads_for_batch
+from sae_widgets.analysis.checks import check_indices, check_positive_int
 from sae_widgets.analysis.summary import top_entries
+from sae_widgets.analysis.threads import threads_for_batch
 
 __all__ = ["Autoencoder", "ProbeResult", "SweepAttribute", "probe_attribute"]
 

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from sae_widgets.analysis._checks import check_positive_int
+from sae_widgets.analysis.checks import check_positive_int
 
 __all__ = ["Projection", "pca_projection"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis._checks import check_indices, check_positive_int
+from sae_widgets.analysis.checks import check_indices, check_positive_int
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.summary import check_labels, top_entries
 
@@ -210,3 +210,11 @@ class HeatmapData:
     """Unit index of each column."""
     row_labels: NDArray[np.int64] | None
     """Label of each row, when the dataset has labels."""
+
+
+def firing_columns(data: HeatmapData) -> HeatmapData:
+    """`data` without the columns of units that are zero on every row (kept if all are)."""
+    firing = np.any(data.matrix != 0, axis=0)
+    if firing.all() or not firing.any():
+        return data
+    return replace(data, matrix=data.matrix[:, firing], units=data.units[firing])

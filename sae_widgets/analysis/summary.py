@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis._checks import check_index, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_positive_int
 from sae_widgets.analysis.codes import CodeStore
 
 __all__ = [
@@ -301,3 +301,14 @@ def unit_summary(
         cofiring_counts=both[cofiring].astype(np.int64),
         **label_fields,
     )
+
+
+def encoder_filter(sae: Any, unit: int) -> np.ndarray | None:
+    """(d,) the encoder weights of `unit` (what the unit looks for in an input), if known."""
+    weights = getattr(getattr(sae, "model_", None), "W_enc", None)
+    if weights is None:
+        return None
+    column = weights[:, unit]
+    if hasattr(column, "detach"):
+        column = column.detach().cpu().numpy()
+    return np.asarray(column, dtype=np.float32)

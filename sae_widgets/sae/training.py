@@ -311,3 +311,26 @@ class Trainer:
         entry["dead_fraction"] = float(self.dead_mask().float().mean())
         entry["lr"] = lr
         return entry
+
+
+def planned_steps(sae: Any, n_samples: int) -> int | None:
+    """Total optimizer steps a fit of `n_samples` will take, or None if the SAE cannot say.
+
+    Prefers the estimator's own answer (a `planned_steps(n)` method); otherwise follows
+    `SAE.fit`: the batch shrinks to at most n // min_steps_per_epoch, and each of the
+    `epochs` passes takes ceil(n / batch) steps.
+    """
+    method = getattr(sae, "planned_steps", None)
+    if callable(method):
+        return int(method(n_samples))
+    epochs, batch_size = getattr(sae, "epochs", None), getattr(sae, "batch_size", None)
+    min_steps = getattr(sae, "min_steps_per_epoch", 1)
+    if not (
+        isinstance(epochs, int)
+        and isinstance(batch_size, int)
+        and isinstance(min_steps, int)
+        and min(epochs, batch_size, min_steps) > 0
+    ):
+        return None
+    batch = max(1, min(batch_size, n_samples // min_steps))
+    return int(epochs * math.ceil(n_samples / batch))

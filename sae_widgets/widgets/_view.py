@@ -15,7 +15,7 @@ import numpy as np
 from bqplot import Axis, Figure
 from numpy.typing import NDArray
 
-from sae_widgets.widgets.explorer import Explorer
+from sae_widgets.explore.explorer import Explorer
 
 __all__ = [
     "ExplorerView",

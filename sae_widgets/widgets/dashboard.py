@@ -15,8 +15,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, wrapping_row
-from sae_widgets.widgets.explorer import Explorer
 from sae_widgets.widgets.heatmap import ActivationHeatmap
 from sae_widgets.widgets.pca_brush import PCABrush
 from sae_widgets.widgets.probe_slider import ProbeSlider

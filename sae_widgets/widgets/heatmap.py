@@ -9,7 +9,6 @@ that row's sample for the sample card (input, reconstruction, most active units)
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import ipywidgets as widgets
@@ -17,6 +16,8 @@ import numpy as np
 from bqplot import Image, LinearScale, Lines
 
 from sae_widgets.analysis import HeatmapData
+from sae_widgets.analysis.selection import firing_columns
+from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_rgb
 from sae_widgets.widgets._view import (
@@ -28,23 +29,14 @@ from sae_widgets.widgets._view import (
     set_ticks,
     wrapping_row,
 )
-from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["ActivationHeatmap", "firing_columns"]
+__all__ = ["ActivationHeatmap"]
 
 _STRIP = (-1.6, -0.4)  # x extent of the label strip left of column 0, in column widths
 
 
 def _hex_rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
-
-
-def firing_columns(data: HeatmapData) -> HeatmapData:
-    """`data` without the columns of units that are zero on every row (kept if all are)."""
-    firing = np.any(data.matrix != 0, axis=0)
-    if firing.all() or not firing.any():
-        return data
-    return dataclasses.replace(data, matrix=data.matrix[:, firing], units=data.units[firing])
 
 
 def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ import numpy as np
 from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 
 from sae_widgets.analysis import ProbeResult
+from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
@@ -26,7 +27,6 @@ from sae_widgets.widgets._view import (
     text_width,
     wrapping_row,
 )
-from sae_widgets.widgets.explorer import Explorer
 
 __all__ = ["ProbeSlider"]
 

@@ -16,6 +16,8 @@ import numpy as np
 from bqplot import Axis, Bars, LinearScale, OrdinalScale
 
 from sae_widgets.analysis import UnitSummary
+from sae_widgets.analysis.summary import encoder_filter
+from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._view import (
     ExplorerView,
@@ -25,23 +27,11 @@ from sae_widgets.widgets._view import (
     pixel_shape,
     wrapping_row,
 )
-from sae_widgets.widgets.explorer import Explorer
 
-__all__ = ["UnitInspector", "encoder_filter"]
+__all__ = ["UnitInspector"]
 
 MAX_LABEL_BARS = 12
 """With more classes than this, the label chart shows the most frequent ones only."""
-
-
-def encoder_filter(sae: Any, unit: int) -> np.ndarray | None:
-    """(d,) the encoder weights of `unit` (what the unit looks for in an input), if known."""
-    weights = getattr(getattr(sae, "model_", None), "W_enc", None)
-    if weights is None:
-        return None
-    column = weights[:, unit]
-    if hasattr(column, "detach"):
-        column = column.detach().cpu().numpy()
-    return np.asarray(column, dtype=np.float32)
 
 
 class UnitInspector(ExplorerView):

@@ -32,11 +32,11 @@ from sae_widgets.analysis import (
     samples_in_rect,
     unit_summary,
 )
-from sae_widgets.analysis._checks import check_index, check_indices, check_positive_int
-from sae_widgets.analysis._threads import threads_for_batch
+from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.analysis.summary import normalize_rows
+from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
-from sae_widgets.widgets.selection import Selection
+from sae_widgets.explore.selection import Selection
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
@@ -242,7 +242,7 @@ class Explorer:
         """
         labels = self.dataset.labels
         if rows is None:
-            picked = self.selection.samples
+            picked: Any = self.selection.samples
             row_array = default_heatmap_rows(
                 self.n_samples, picked, labels, cap=max_rows, seed=self.seed
             )

@@ -42,7 +42,7 @@ class _TypeChecked:
             raise SelectionTypeError(str(exc)) from None
 
 
-class _Index(_TypeChecked, Int):  # type: ignore[type-arg]
+class _Index(_TypeChecked, Int):
     """An Int trait that also accepts numpy integers (e.g. the result of `np.argmax`)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
@@ -53,7 +53,7 @@ class _Index(_TypeChecked, Int):  # type: ignore[type-arg]
         return super().validate(obj, value)
 
 
-class _IndexList(_TypeChecked, List):  # type: ignore[type-arg]
+class _IndexList(_TypeChecked, List):
     """A list of int indices that also accepts numpy arrays, tuples and ranges.
 
     Elements are checked in one vectorised pass rather than one trait validation per element:
