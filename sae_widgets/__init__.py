@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "SAE": "sae_widgets.sae.estimator",
     "SAEConfig": "sae_widgets.sae.model",
     "SparseAutoencoder": "sae_widgets.sae.model",
+    "Intervention": "sae_widgets.sae.splice",
     "Explorer": "sae_widgets.explore.explorer",
     "Selection": "sae_widgets.explore.selection",
     "UnitInspector": "sae_widgets.widgets.unit_inspector",
@@ -26,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeSlider": "sae_widgets.widgets.probe_slider",
     "PCABrush": "sae_widgets.widgets.pca_brush",
     "TrainingMonitor": "sae_widgets.widgets.training_monitor",
+    "SteeringView": "sae_widgets.widgets.steering",
     "image_grid": "sae_widgets.widgets.images",
 }
 _SUBMODULES = {"datasets": "sae_widgets.data.datasets", "metrics": "sae_widgets.sae.metrics"}
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.sae.estimator import SAE as SAE
     from sae_widgets.sae.model import SAEConfig as SAEConfig
     from sae_widgets.sae.model import SparseAutoencoder as SparseAutoencoder
+    from sae_widgets.sae.splice import Intervention as Intervention
 
 
 def __getattr__(name: str) -> Any:

@@ -37,6 +37,7 @@ from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
 from sae_widgets.explore.selection import Selection
+from sae_widgets.explore.steering import Steerer
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
@@ -80,6 +81,16 @@ class Explorer:
         Samples encoded at a time when building the codes (bounds memory).
     seed:
         Seeds every random choice (interval samples, heatmap rows, PCA start vector).
+    model, layer:
+        The torch model and the layer whose output the SAE was trained on (optional). With
+        them the Explorer can push units through the model (`steerer`) and the dashboard
+        adds a `SteeringView`.
+    inputs, input_fn:
+        A classifier's input for each sample (an (n, ...) array or a Dataset whose X are
+        the inputs, in the dataset's order) and how a float batch of them is shaped for the
+        model (default: as is).
+    tokenizer:
+        A language model's tokenizer: steering then shows greedy continuations of a prompt.
 
     Attributes
     ----------
@@ -95,6 +106,11 @@ class Explorer:
         *,
         chunk_size: int = 8192,
         seed: int = 0,
+        model: Any = None,
+        layer: Any = None,
+        inputs: Any = None,
+        input_fn: Any = None,
+        tokenizer: Any = None,
     ) -> None:
         n_features = _check_fitted(sae)
         if not isinstance(dataset, Dataset):
@@ -120,6 +136,26 @@ class Explorer:
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
         self._last_enrichment: tuple[tuple[int, bytes], Enrichment] | None = None
+        self.steerer = self._steerer(model, layer, inputs, input_fn, tokenizer)
+
+    def _steerer(
+        self, model: Any, layer: Any, inputs: Any, input_fn: Any, tokenizer: Any
+    ) -> Steerer | None:
+        if model is None and layer is None:
+            if inputs is not None or input_fn is not None or tokenizer is not None:
+                raise ValueError("inputs, input_fn and tokenizer need model= and layer=")
+            return None
+        if model is None or layer is None:
+            raise ValueError("model and layer go together: pass both or neither")
+        steerer = Steerer(
+            self.sae, model, layer, inputs=inputs, input_fn=input_fn, tokenizer=tokenizer
+        )
+        if steerer.inputs is not None and steerer.inputs.shape[0] != self.n_samples:
+            raise ValueError(
+                f"inputs must hold one model input per sample ({self.n_samples}); got "
+                f"{steerer.inputs.shape[0]}"
+            )
+        return steerer
 
     # ---- cached data -------------------------------------------------------------------
 

@@ -152,11 +152,70 @@ def uniqueness(sae_or_decoder_matrix: Any, true_features: Any, threshold: float 
     return float(np.unique(best_true[matched]).size / matched.sum())
 
 
-def evaluate(sae: Any, X: Any, chunk_size: int = 8192) -> dict[str, float]:
+class ReconstructionStats:
+    """Streaming fvu, mse, l0 and dead_fraction over chunks of (x, codes, x_hat).
+
+    FVU is exact over everything seen: squared errors, per-feature sums and sums of squares
+    are accumulated in float64 (about a shift, the first chunk's mean, to avoid cancellation).
+    """
+
+    def __init__(self, d: int, n_units: int, device: torch.device | str = "cpu") -> None:
+        self.n = 0
+        self.d = d
+        self.sq_err = 0.0
+        self.active = 0.0
+        self.shift: torch.Tensor | None = None
+        self.sum_D = torch.zeros(d, dtype=torch.float64, device=device)
+        self.sumsq_D = torch.zeros(d, dtype=torch.float64, device=device)
+        self.fired = torch.zeros(n_units, dtype=torch.bool, device=device)
+
+    def update(self, x: torch.Tensor, codes: torch.Tensor, x_hat: torch.Tensor) -> None:
+        if x.shape[0] == 0:
+            return
+        self.n += x.shape[0]
+        self.sq_err += float((x - x_hat).double().pow(2).sum())
+        nonzero = codes != 0
+        self.active += float(nonzero.sum())
+        self.fired |= nonzero.any(dim=0).to(self.fired.device)
+        if self.shift is None:
+            self.shift = x.double().mean(0).to(self.sum_D.device)
+        centred = x.double().to(self.sum_D.device) - self.shift
+        self.sum_D += centred.sum(0)
+        self.sumsq_D += centred.pow(2).sum(0)
+
+    def result(self) -> dict[str, float]:
+        if self.n == 0:
+            raise ValueError("X is empty")
+        total_var = float((self.sumsq_D - self.sum_D.pow(2) / self.n).sum())
+        return {
+            "fvu": self.sq_err / total_var if total_var > 0 else float("nan"),
+            "mse": self.sq_err / (self.n * self.d),
+            "l0": self.active / self.n,
+            "dead_fraction": float((~self.fired).float().mean()),
+        }
+
+
+def evaluate(
+    sae: Any,
+    X: Any,
+    chunk_size: int = 8192,
+    *,
+    model: Any = None,
+    layer: Any = None,
+    **splice_options: Any,
+) -> dict[str, float]:
     """fvu, mse, l0 and dead_fraction of `sae` (SAE or SparseAutoencoder) on X, in chunks.
 
-    FVU is exact over all of X: squared errors, per-feature sums and sums of squares are
-    accumulated in float64 (about a shift, the first chunk's mean, to avoid cancellation).
+    FVU is exact over all of X (accumulated in float64).
+
+    With `model` and `layer`, X is the model's data instead (a classifier's inputs with
+    labels, or a language model's texts/token ids) and the SAE was trained on `layer`'s
+    output: the reconstruction figures are measured on that layer's outputs over X, and the
+    spliced-model figures are added: ce_* and accuracy_* original / spliced / zero_ablated /
+    mean_ablated, loss_recovered (zero ablation, as SAELens and SAEBench report it),
+    loss_recovered_mean_ablation, kl_spliced, kl_zero_ablated, kl_div_score. See
+    `sae_widgets.sae.splice_metrics.spliced_metrics` for `splice_options` (labels, input_fn,
+    tokenizer, task, batch_size, max_length).
     """
     from sae_widgets.sae.estimator import SAE, _data_of
     from sae_widgets.sae.model import SparseAutoencoder
@@ -169,34 +228,23 @@ def evaluate(sae: Any, X: Any, chunk_size: int = 8192) -> dict[str, float]:
         est = sae
     else:
         raise TypeError(f"sae must be an SAE or SparseAutoencoder, got {type(sae)}")
-    model = est._check_fitted()
+    module = est._check_fitted()
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if (model is None) != (layer is None):
+        raise ValueError("model and layer go together: pass both (spliced figures) or neither")
+    if model is not None:
+        from sae_widgets.sae.splice_metrics import spliced_metrics
+
+        stats = ReconstructionStats(module.cfg.d_in, module.cfg.n_units, module.W_dec.device)
+        spliced = spliced_metrics(est, X, model, layer, on_rows=stats.update, **splice_options)
+        return {**stats.result(), **spliced}
+    elif splice_options:
+        raise TypeError(f"{sorted(splice_options)} apply only with model= and layer=")
     X_t = est._input(_data_of(X))
-    n, d = X_t.shape
-    sq_err = 0.0
-    active = 0.0
-    shift: torch.Tensor | None = None
-    sum_D = torch.zeros(d, dtype=torch.float64, device=X_t.device)
-    sumsq_D = torch.zeros(d, dtype=torch.float64, device=X_t.device)
-    fired = torch.zeros(model.cfg.n_units, dtype=torch.bool, device=X_t.device)
+    stats = ReconstructionStats(X_t.shape[1], module.cfg.n_units, X_t.device)
     with torch.no_grad():
         for chunk in X_t.split(chunk_size):
-            codes = model.encode(chunk)
-            x_hat = model.decode(codes)
-            sq_err += float((chunk - x_hat).double().pow(2).sum())
-            nonzero = codes != 0
-            active += float(nonzero.sum())
-            fired |= nonzero.any(dim=0)
-            if shift is None:
-                shift = chunk.double().mean(0)
-            centred = chunk.double() - shift
-            sum_D += centred.sum(0)
-            sumsq_D += centred.pow(2).sum(0)
-    total_var = float((sumsq_D - sum_D.pow(2) / n).sum())
-    return {
-        "fvu": sq_err / total_var if total_var > 0 else float("nan"),
-        "mse": sq_err / (n * d),
-        "l0": active / n,
-        "dead_fraction": float((~fired).float().mean()),
-    }
+            codes = module.encode(chunk)
+            stats.update(chunk, codes, module.decode(codes))
+    return stats.result()

@@ -20,6 +20,7 @@ from sae_widgets.widgets._view import ExplorerView, wrapping_row
 from sae_widgets.widgets.heatmap import ActivationHeatmap
 from sae_widgets.widgets.pca_brush import PCABrush
 from sae_widgets.widgets.probe_slider import ProbeSlider
+from sae_widgets.widgets.steering import SteeringView
 from sae_widgets.widgets.unit_inspector import UnitInspector
 
 __all__ = ["Dashboard", "build_dashboard", "status_text"]
@@ -40,6 +41,8 @@ class Dashboard(ExplorerView):
     brush, inspector, heatmap, probe:
         The PCABrush, UnitInspector, ActivationHeatmap and ProbeSlider (None when the
         dataset has no attributes to probe).
+    steering:
+        The SteeringView when the Explorer knows the model and layer, else None.
     figure:
         The PCA brush's figure (where exploring usually starts).
     """
@@ -54,6 +57,8 @@ class Dashboard(ExplorerView):
         self.inspector = UnitInspector(ex)
         self.heatmap = ActivationHeatmap(ex)
         self.probe = ProbeSlider(ex, attribute) if ex.dataset.attributes else None
+        steerable = ex.steerer is not None and ex.steerer.kind != "none"
+        self.steering = SteeringView(ex) if steerable else None
         self.figure = self.brush.figure
         self.views: list[ExplorerView] = [self.brush, self.inspector, self.heatmap]
         if self.probe is not None:
@@ -66,6 +71,9 @@ class Dashboard(ExplorerView):
         full_width: list[ExplorerView] = [self.inspector]
         if self.probe is not None:
             full_width.append(self.probe)
+        if self.steering is not None:
+            self.views.append(self.steering)
+            full_width.append(self.steering)
         for view in full_width:  # a rule above each full-width row
             view.layout.border_top = "1px solid #e0e0e0"
             view.layout.margin = "12px 0 0 0"

@@ -1,0 +1,240 @@
+"""`Steerer`: what the model does when one SAE unit is pushed (GUI-free, cached).
+
+For a classifier: class probabilities of some samples as a unit is steered over a grid of
+alphas, and the unit's own activation read back from the edited layer output. For a causal
+language model: greedy continuations of a prompt at a few alphas. Two ways to push a unit:
+
+- "steer": add alpha * W_dec[unit] to the layer's output (activation steering);
+- "set": set the unit's activation to alpha in SAE space, reconstruction error kept.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from sae_widgets.analysis.checks import check_index, check_indices
+from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
+from sae_widgets.sae.splice_metrics import model_logits
+
+__all__ = ["MODES", "Steerer", "SteeringResult"]
+
+MODES = ("steer", "set")
+_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class SteeringResult:
+    """A classifier's response to one unit pushed over `alphas`, on `samples`.
+
+    probabilities: (n_alphas, n_classes) class probabilities, mean over the samples.
+    predicted: (n_alphas, n_classes) fraction of the samples predicted as each class.
+    unit_activation: (n_alphas,) the unit's mean activation read (re-encoded by the SAE)
+        from the edited layer output: how much of the push the SAE itself sees.
+    baseline: (n_classes,) class probabilities without any edit.
+    """
+
+    unit: int
+    mode: str
+    alphas: NDArray[np.float64]
+    samples: NDArray[np.int64]
+    probabilities: NDArray[np.float64]
+    predicted: NDArray[np.float64]
+    unit_activation: NDArray[np.float64]
+    baseline: NDArray[np.float64]
+
+
+def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
+
+
+class Steerer:
+    """Push one unit of `sae` at `layer` of `model` and read the model's output.
+
+    inputs: the classifier's input for each sample of the Explorer's dataset (an (n, ...)
+        array, or a Dataset whose X are the inputs); None for a language model.
+    input_fn: shapes a float batch of inputs into what the model takes (default: as is).
+    tokenizer: a language model's tokenizer (needed for `continuations`).
+    """
+
+    def __init__(
+        self,
+        sae: Any,
+        model: nn.Module,
+        layer: str | nn.Module,
+        *,
+        inputs: Any = None,
+        input_fn: Callable[[Tensor], Any] | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        self.layer_name, self.module = resolve_layer(model, layer)
+        self.model = model
+        self.sae = sae
+        self.sae_module = sae_module(sae)
+        if inputs is not None and not isinstance(inputs, (np.ndarray, Tensor)):
+            inputs = getattr(inputs, "X", inputs)
+        self.inputs: NDArray[np.float32] | None = (
+            None if inputs is None else np.asarray(inputs, dtype=np.float32)
+        )
+        if input_fn is not None and not callable(input_fn):
+            raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
+        self.input_fn = input_fn
+        self.tokenizer = tokenizer
+        self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
+        self._texts: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+
+    @property
+    def kind(self) -> str:
+        """What it can do: "classify" (it has inputs), "generate" (a tokenizer) or "none"."""
+        if self.inputs is not None:
+            return "classify"
+        return "generate" if self.tokenizer is not None else "none"
+
+    def intervention(self, unit: int, alpha: float, mode: str = "steer") -> Intervention:
+        """The Intervention that pushes `unit` by `alpha` ("steer") or sets it ("set")."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        edit = {unit: float(alpha)}
+        if mode == "steer":
+            return Intervention(self.model, self.module, self.sae_module, steer=edit)
+        return Intervention(self.model, self.module, self.sae_module, set=edit)
+
+    # ----------------------------------------------------------------- classifier
+    def _batch(self, samples: NDArray[np.int64]) -> Any:
+        assert self.inputs is not None
+        device, dtype = _device(self.model)
+        x = torch.from_numpy(self.inputs[samples]).to(device=device, dtype=dtype)
+        return self.input_fn(x) if self.input_fn is not None else x
+
+    def _run(self, batch: Any, intervention: Intervention | None) -> tuple[Tensor, Tensor]:
+        """(probabilities (m, C), the layer's edited output rows)."""
+        width = self.sae_module.cfg.d_in
+        with capture_output(self.model, self.module, width) as captured:
+            if intervention is None:
+                logits = model_logits(self.model(batch))
+            else:
+                with intervention:  # entered first: the capture sees the edited output
+                    logits = model_logits(self.model(batch))
+        return torch.softmax(logits.double().reshape(logits.shape[0], -1), -1), captured[0]
+
+    @torch.no_grad()
+    def sweep(
+        self, unit: int, alphas: Sequence[float], samples: Any, mode: str = "steer"
+    ) -> SteeringResult:
+        """Class probabilities of `samples` as `unit` is pushed by each alpha (cached)."""
+        if self.inputs is None:
+            raise ValueError("sweep needs the classifier's inputs: pass inputs= to the Explorer")
+        n_units = self.sae_module.cfg.n_units
+        unit = check_index(unit, n_units, "unit")
+        chosen = check_indices(samples, self.inputs.shape[0], "samples")
+        if chosen.size == 0:
+            raise ValueError("samples is empty: steer at least one sample")
+        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        if grid.size == 0 or not np.isfinite(grid).all():
+            raise ValueError(f"alphas must be finite numbers, at least one; got {alphas!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+        key = (unit, mode, grid.tobytes(), chosen.tobytes())
+        cached = self._sweeps.get(key)
+        if cached is not None:
+            self._sweeps.move_to_end(key)
+            return cached
+        modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        try:
+            batch = self._batch(chosen)
+            baseline, _ = self._run(batch, None)
+            probs, predicted, activation = [], [], []
+            for alpha in grid:
+                p, rows = self._run(batch, self.intervention(unit, alpha, mode))
+                codes = self.sae_module.encode(rows.to(self.sae_module.W_dec))
+                probs.append(p.mean(0))
+                counts = torch.bincount(p.argmax(1), minlength=p.shape[1]).double()
+                predicted.append(counts / p.shape[0])
+                activation.append(codes[:, unit].double().mean())
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        result = SteeringResult(
+            unit=unit,
+            mode=mode,
+            alphas=grid,
+            samples=chosen,
+            probabilities=torch.stack(probs).cpu().numpy(),
+            predicted=torch.stack(predicted).cpu().numpy(),
+            unit_activation=torch.stack(activation).cpu().numpy(),
+            baseline=baseline.mean(0).cpu().numpy(),
+        )
+        self._sweeps[key] = result
+        if len(self._sweeps) > _CACHE_SIZE:
+            self._sweeps.popitem(last=False)
+        return result
+
+    # ----------------------------------------------------------------- language model
+    @torch.no_grad()
+    def continuation(
+        self,
+        unit: int,
+        alpha: float,
+        prompt: str,
+        *,
+        max_new_tokens: int = 20,
+        mode: str = "steer",
+    ) -> str:
+        """The greedy continuation of `prompt` with `unit` pushed by `alpha` (cached).
+
+        alpha 0 in "steer" mode is the unedited model.
+        """
+        if self.tokenizer is None:
+            raise ValueError("continuation needs a tokenizer: pass tokenizer= to the Explorer")
+        unit = check_index(unit, self.sae_module.cfg.n_units, "unit")
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+            raise TypeError(f"max_new_tokens must be an int; got {max_new_tokens!r}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
+        key = (unit, float(alpha), prompt, max_new_tokens, mode)
+        cached = self._texts.get(key)
+        if cached is not None:
+            self._texts.move_to_end(key)
+            return cached
+        edit = self.intervention(unit, alpha, mode)
+        modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        try:
+            with edit:
+                text = greedy_continuation(self.model, self.tokenizer, prompt, max_new_tokens)
+        finally:
+            for m, training in modes.items():
+                m.training = training
+        self._texts[key] = text
+        if len(self._texts) > _CACHE_SIZE * 4:
+            self._texts.popitem(last=False)
+        return text
+
+
+def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    """The `max_new_tokens` most likely next tokens after `prompt`, one at a time, decoded."""
+    ids = list(tokenizer(prompt)["input_ids"])
+    device, _ = _device(model)
+    prompt_length = len(ids)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    for _ in range(max_new_tokens):
+        batch = torch.tensor([ids], dtype=torch.long, device=device)
+        logits = model_logits(model(batch))
+        token = int(logits[0, -1].argmax())
+        ids.append(token)
+        if eos is not None and token == eos:
+            break
+    return str(tokenizer.decode(ids[prompt_length:]))

@@ -1,0 +1,322 @@
+"""Splice an SAE into a PyTorch model: replace one layer's output through a forward hook.
+
+    with sw.Intervention(model, "net.1", sae):                  # the SAE reconstruction
+        logits = model(x)
+    with sw.Intervention(model, "net.1", sae, set={12: 0.0}):   # unit 12 off, error kept
+        ...
+    with sw.Intervention(model, "net.1", sae, steer={12: 4.0}): # + 4 * W_dec[12]
+        ...
+    with sw.Intervention(model, "net.1", ablate="zero"):        # the layer's output zeroed
+        ...
+
+The layer's output is the tensor it returns, or the hidden states of a tuple/list output (a
+transformer block's `(hidden, attention, ...)`: only the first element is replaced). Its rows
+for the SAE are the last axis when that has the SAE's width (token rows of a (batch, tokens,
+d) output), else each sample's output flattened (a conv layer's (batch, c, h, w)).
+
+Every hook is removed when the block ends, however it ends (an exception inside the model,
+KeyboardInterrupt): removal sits in a `finally`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sae_widgets.sae.model import SparseAutoencoder
+
+__all__ = ["Intervention", "capture_output", "replace_output", "resolve_layer", "sae_module"]
+
+RowFn = Callable[[Tensor], Tensor]
+_MAX_LISTED = 40
+_ABLATIONS = ("zero", "mean")
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """(name, module) of `layer`, a dotted name as in `model.named_modules()` or the module."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    named = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in named.items():
+            if module is layer:
+                return name or type(model).__name__, module
+        raise ValueError("layer is a module that is not part of model")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a submodule name (str) or an nn.Module; got {layer!r}")
+    if layer not in named:
+        names = [n for n in named if n]
+        listed = ", ".join(names[:_MAX_LISTED]) + (
+            f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else ""
+        )
+        raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
+    return layer, named[layer]
+
+
+def sae_module(sae: Any) -> SparseAutoencoder:
+    """The fitted SparseAutoencoder inside `sae` (an `SAE` estimator or the module itself)."""
+    if isinstance(sae, SparseAutoencoder):
+        return sae
+    module = getattr(sae, "model_", None)
+    if isinstance(module, SparseAutoencoder):
+        return module
+    if hasattr(sae, "model_") or type(sae).__name__ == "SAE":
+        raise ValueError("sae is not fitted yet; call fit first")
+    raise TypeError(f"sae must be a fitted SAE or SparseAutoencoder; got {type(sae).__name__}")
+
+
+def _hidden(output: Any, layer: str) -> Tensor:
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    if isinstance(output, Tensor):
+        return output
+    raise TypeError(
+        f"layer {layer!r} returned {type(output).__name__}; expected a tensor or a tuple whose "
+        "first element is the hidden-state tensor"
+    )
+
+
+def _with_hidden(output: Any, hidden: Tensor) -> Any:
+    if isinstance(output, Tensor):
+        return hidden
+    return type(output)([hidden, *output[1:]])
+
+
+def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
+    """(rows, width) view of a layer output: token rows, or one flattened row per sample."""
+    if width is None or hidden.shape[-1] == width:
+        return hidden.reshape(-1, hidden.shape[-1])
+    if hidden.ndim >= 1 and math.prod(hidden.shape[1:]) == width:
+        return hidden.reshape(hidden.shape[0], width)
+    raise ValueError(
+        f"layer {layer!r} output has shape {tuple(hidden.shape)}; the SAE reads vectors of "
+        f"width {width} (the last axis, or each sample's output flattened)"
+    )
+
+
+@contextmanager
+def replace_output(
+    model: nn.Module, layer: str | nn.Module, fn: RowFn, width: int | None = None
+) -> Iterator[str]:
+    """Within the block, `layer`'s output rows x (see the module docstring) become fn(x).
+
+    fn maps a (rows, width) tensor to one of the same shape. Yields the layer's name; the
+    hook is removed when the block ends, whatever ends it.
+    """
+    name, module = resolve_layer(model, layer)
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
+        hidden = _hidden(output, name)
+        rows = _as_rows(hidden, width, name)
+        new = fn(rows)
+        if new.shape != rows.shape:
+            raise ValueError(f"replacement of {name!r} changed shape {rows.shape} -> {new.shape}")
+        return _with_hidden(output, new.to(hidden.dtype).reshape(hidden.shape))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield name
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def capture_output(
+    model: nn.Module, layer: str | nn.Module, width: int | None = None
+) -> Iterator[list[Tensor]]:
+    """Within the block, each output of `layer` (as rows, detached) is appended to the
+    yielded list. A capture entered after an Intervention on the same layer sees the edit."""
+    name, module = resolve_layer(model, layer)
+    captured: list[Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        captured.append(_as_rows(_hidden(output, name), width, name).detach())
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def _unit_values(spec: Any, name: str, n_units: int, pairs: bool = False) -> dict[int, Any]:
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"{name} must be a dict {{unit: value}}; got {type(spec).__name__}")
+    out: dict[int, Any] = {}
+    for unit, value in spec.items():
+        if isinstance(unit, bool) or not hasattr(unit, "__index__"):
+            raise TypeError(f"{name}: unit keys must be ints; got {unit!r}")
+        u = int(unit)
+        if not 0 <= u < n_units:
+            raise ValueError(f"{name}: unit {u} out of range for an SAE with {n_units} units")
+        if pairs:
+            if not (isinstance(value, (tuple, list)) and len(value) == 2):
+                raise TypeError(f"{name}[{u}] must be a (low, high) pair; got {value!r}")
+            low, high = (None if v is None else _number(v, f"{name}[{u}]") for v in value)
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{name}[{u}]: low {low} is above high {high}")
+            out[u] = (low, high)
+        else:
+            out[u] = _number(value, f"{name}[{u}]")
+    return out
+
+
+def _number(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number; got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    return number
+
+
+class Intervention:
+    """Replace or edit one layer's output while the model runs (a context manager).
+
+    Parameters
+    ----------
+    model, layer:
+        The torch model and the layer (dotted name or module) whose output is edited.
+    sae:
+        A fitted `SAE` (or SparseAutoencoder) trained on that layer's output. Needed for
+        every edit except `ablate`.
+    set, add, clamp:
+        Edits of unit activations in SAE space, dicts {unit: value}: `set` replaces the
+        activation, `add` adds to it, `clamp` keeps it in a range {unit: (low, high)} (None:
+        unbounded). Applied in that order.
+    steer:
+        {unit: alpha}: add alpha * W_dec[unit] to the layer's output (no encoding).
+    ablate:
+        "zero" (the output becomes 0) or "mean" (it becomes `mean`, the layer's mean output:
+        a (width,) vector). Needs no SAE and excludes the other edits.
+    keep_error:
+        Keep the SAE's reconstruction error, so the output is x + (edited codes - codes) @
+        W_dec and "no change" is exactly the original model. Default: True when a unit is
+        edited (set/add/clamp/steer); False for a bare `Intervention(model, layer, sae)`,
+        which splices in the SAE reconstruction itself.
+
+    Use `with Intervention(...):` around calls to the model. `edit_rows(x)` is the edit as
+    a function of the layer's (rows, width) output, for checks and custom loops.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module,
+        sae: Any = None,
+        *,
+        set: Mapping[int, float] | None = None,
+        add: Mapping[int, float] | None = None,
+        clamp: Mapping[int, tuple[float | None, float | None]] | None = None,
+        steer: Mapping[int, float] | None = None,
+        ablate: str | None = None,
+        mean: Any = None,
+        keep_error: bool | None = None,
+    ) -> None:
+        self.layer_name, self.module = resolve_layer(model, layer)
+        self.model = model
+        self.sae = None if sae is None else sae_module(sae)
+        if ablate is not None and ablate not in _ABLATIONS:
+            raise ValueError(f"ablate must be one of {_ABLATIONS} or None; got {ablate!r}")
+        edits = {"set": set, "add": add, "clamp": clamp, "steer": steer}
+        given = [name for name, spec in edits.items() if spec]
+        if ablate is not None and given:
+            raise ValueError(f"ablate={ablate!r} replaces the whole output; drop {given}")
+        if ablate is None and self.sae is None:
+            raise ValueError("sae is required unless ablate='zero' or 'mean'")
+        n_units = 0 if self.sae is None else self.sae.cfg.n_units
+        self.set = _unit_values(set, "set", n_units)
+        self.add = _unit_values(add, "add", n_units)
+        self.clamp = _unit_values(clamp, "clamp", n_units, pairs=True)
+        self.steer = _unit_values(steer, "steer", n_units)
+        self.ablate = ablate
+        self.width: int | None = None if self.sae is None else self.sae.cfg.d_in
+        self.mean: Tensor | None = None
+        if ablate == "mean":
+            if mean is None:
+                raise ValueError("ablate='mean' needs mean=, the layer's (width,) mean output")
+            self.mean = torch.as_tensor(mean).detach().reshape(-1).float()
+            if not bool(torch.isfinite(self.mean).all()):
+                raise ValueError("mean contains NaN or infinite values")
+            self.width = self.mean.numel()
+        elif mean is not None:
+            raise ValueError("mean= is only used with ablate='mean'")
+        edited = bool(self.set or self.add or self.clamp or self.steer)
+        self.keep_error = edited if keep_error is None else bool(keep_error)
+        self._stack: ExitStack | None = None
+
+    # ----------------------------------------------------------------- the edit
+    @torch.no_grad()
+    def edit_rows(self, x: Tensor) -> Tensor:
+        """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype)."""
+        if self.ablate == "zero":
+            return torch.zeros_like(x)
+        if self.ablate == "mean":
+            assert self.mean is not None
+            return self.mean.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
+        sae = self.sae
+        assert sae is not None
+        W_dec = sae.W_dec
+        x_f = x.to(device=W_dec.device, dtype=W_dec.dtype)
+        coded = self.set or self.add or self.clamp or not self.keep_error
+        if coded:
+            codes = sae.encode(x_f)
+            new = codes.clone()
+            for unit, value in self.set.items():
+                new[:, unit] = value
+            for unit, value in self.add.items():
+                new[:, unit] += value
+            for unit, (low, high) in self.clamp.items():
+                new[:, unit] = new[:, unit].clamp(low, high)
+            if self.keep_error:
+                units = sorted({*self.set, *self.add, *self.clamp})
+                delta = (new[:, units] - codes[:, units]) @ W_dec[units]
+                out = x + delta.to(device=x.device, dtype=x.dtype)
+            else:
+                out = sae.decode(new).to(device=x.device, dtype=x.dtype)
+        else:
+            out = x.clone()
+        if self.steer:
+            units = list(self.steer)
+            alphas = torch.tensor([self.steer[u] for u in units], dtype=W_dec.dtype)
+            direction = alphas.to(W_dec.device) @ W_dec[units]
+            out = out + direction.to(device=x.device, dtype=x.dtype)
+        return out
+
+    # ----------------------------------------------------------------- context manager
+    def __enter__(self) -> Intervention:
+        if self._stack is not None:
+            raise RuntimeError("this Intervention is already active; it cannot be nested")
+        stack = ExitStack()
+        stack.enter_context(replace_output(self.model, self.module, self.edit_rows, self.width))
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            stack.close()
+
+    @property
+    def active(self) -> bool:
+        """Whether the hook is installed (inside the `with` block)."""
+        return self._stack is not None
+
+    def __repr__(self) -> str:
+        parts = [f"layer={self.layer_name!r}"]
+        if self.ablate is not None:
+            parts.append(f"ablate={self.ablate!r}")
+        for name in ("set", "add", "clamp", "steer"):
+            if getattr(self, name):
+                parts.append(f"{name}={getattr(self, name)}")
+        if self.ablate is None:
+            parts.append(f"keep_error={self.keep_error}")
+        return f"Intervention({', '.join(parts)})"

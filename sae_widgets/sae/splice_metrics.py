@@ -1,0 +1,324 @@
+"""Spliced-model figures: how much of the model's loss survives when the SAE replaces a layer.
+
+`spliced_metrics(sae, data, model, layer)` runs the model over `data` in batches four ways:
+original, with the layer's output replaced by the SAE reconstruction, with the layer
+zero-ablated and with it mean-ablated (the layer's mean output over `data`), and reports
+
+- ce_original / ce_spliced / ce_zero_ablated / ce_mean_ablated: mean cross-entropy (nats);
+  for a classifier against `labels`, for a language model of each next token;
+- accuracy_* the same four ways (a language model: next-token top-1);
+- loss_recovered = (ce_zero_ablated - ce_spliced) / (ce_zero_ablated - ce_original): the
+  headline, zero ablation as in SAELens' `ce_loss_score` (which SAEBench's core evaluation
+  reports); loss_recovered_mean_ablation: the same against mean ablation, a stricter
+  baseline (mean ablation usually hurts less, so the SAE must do more to recover);
+- kl_spliced, kl_zero_ablated: mean KL(original || spliced) of the output distribution
+  (per sample, or per next token), and kl_div_score = 1 - kl_spliced / kl_zero_ablated
+  (SAELens' kl_div_score).
+
+The model runs in eval mode under no_grad; modes are restored and every hook removed after.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sae_widgets.sae.splice import replace_output, resolve_layer, sae_module
+
+__all__ = ["TASKS", "model_logits", "spliced_metrics", "token_batches"]
+
+TASKS = ("auto", "classify", "next_token")
+RunFn = Callable[[], Any]
+
+
+@dataclass
+class _Batch:
+    run: RunFn  # calls the model on this batch
+    targets: Tensor  # (N,) class or next-token ids of the scored positions
+    flatten: Callable[[Tensor], Tensor]  # model logits -> (N, C) logits of those positions
+    row_mask: Tensor | None  # which layer rows are real (not padding), flattened
+
+
+def model_logits(output: Any) -> Tensor:
+    """The logits in a model's output: a tensor, `.logits`, or a tuple's first element."""
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise TypeError(f"model returned {type(output).__name__}; expected logits (a tensor)")
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def _takes_mask(model: nn.Module) -> bool:
+    try:
+        return "attention_mask" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def token_batches(data: Any, tokenizer: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, mask) int64 arrays (n, T) of token sequences: `data` is an int array of token
+    ids (n, T), or texts tokenized by `tokenizer` (truncated to max_length, right-padded)."""
+    if isinstance(data, str):
+        data = [data]
+    if isinstance(data, Sequence) and data and all(isinstance(t, str) for t in data):
+        if tokenizer is None:
+            raise ValueError("tokenizer is required to score texts with a language model")
+        encoded = [
+            list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
+            for text in data
+        ]
+        encoded = [ids for ids in encoded if len(ids) >= 2]
+        if not encoded:
+            raise ValueError("data: every text is shorter than two tokens; nothing to score")
+        width = max(len(ids) for ids in encoded)
+        ids = np.zeros((len(encoded), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, seq in enumerate(encoded):
+            ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        return ids, mask
+    array = np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data)
+    if array.ndim != 2 or array.dtype.kind not in "iu" or array.shape[1] < 2:
+        raise ValueError(
+            "data for a language model must be texts (with tokenizer=) or an integer array "
+            f"of token ids (n_sequences, n_tokens >= 2); got {type(data).__name__} "
+            f"with shape {array.shape}"
+        )
+    return array.astype(np.int64), np.ones(array.shape, dtype=np.int64)
+
+
+def _as_is(x: Tensor) -> Tensor:
+    return x
+
+
+def _classifier_batches(
+    model: nn.Module,
+    data: Any,
+    labels: Any,
+    input_fn: Callable[[Tensor], Any] | None,
+    batch_size: int,
+) -> list[_Batch]:
+    X = getattr(data, "X", data) if not isinstance(data, (np.ndarray, Tensor)) else data
+    X_np = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float32)
+    if X_np.ndim < 2 or X_np.shape[0] == 0:
+        raise ValueError(f"data must hold model inputs (n_samples, ...); got shape {X_np.shape}")
+    if labels is None:
+        labels = getattr(data, "labels", None)
+    if labels is None:
+        raise ValueError(
+            "labels: a classifier is scored against labels; pass labels= or a Dataset with labels"
+        )
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
+    if y.shape != (X_np.shape[0],) or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be integers, one per sample ({X_np.shape[0]}); got shape {y.shape} "
+            f"and dtype {y.dtype}"
+        )
+    device, dtype = _device_dtype(model)
+    prepare: Callable[[Tensor], Any] = input_fn if input_fn is not None else _as_is
+    batches = []
+    for start in range(0, X_np.shape[0], batch_size):
+        x = torch.from_numpy(X_np[start : start + batch_size]).to(device=device, dtype=dtype)
+        targets = torch.from_numpy(y[start : start + batch_size].astype(np.int64)).to(device)
+        keep = targets >= 0  # -1: no label
+
+        def run(x: Tensor = x) -> Any:
+            return model(prepare(x))
+
+        def flatten(logits: Tensor, keep: Tensor = keep) -> Tensor:
+            return logits.reshape(keep.shape[0], -1)[keep]
+
+        batches.append(_Batch(run=run, targets=targets[keep], flatten=flatten, row_mask=None))
+    return batches
+
+
+def _lm_batches(
+    model: nn.Module, data: Any, tokenizer: Any, batch_size: int, max_length: int
+) -> list[_Batch]:
+    ids_np, mask_np = token_batches(data, tokenizer, max_length)
+    device, _ = _device_dtype(model)
+    with_mask = _takes_mask(model)
+    batches = []
+    for start in range(0, ids_np.shape[0], batch_size):
+        ids = torch.from_numpy(ids_np[start : start + batch_size]).to(device)
+        mask = torch.from_numpy(mask_np[start : start + batch_size]).to(device)
+        scored = (mask[:, 1:] * mask[:, :-1]).bool().reshape(-1)
+
+        def run(ids: Tensor = ids, mask: Tensor = mask) -> Any:
+            return model(input_ids=ids, attention_mask=mask) if with_mask else model(ids)
+
+        def flatten(logits: Tensor, scored: Tensor = scored) -> Tensor:
+            return logits[:, :-1].reshape(scored.shape[0], -1)[scored]
+
+        batches.append(
+            _Batch(
+                run=run,
+                targets=ids[:, 1:].reshape(-1)[scored],
+                flatten=flatten,
+                row_mask=mask.reshape(-1).bool(),
+            )
+        )
+    return batches
+
+
+@dataclass
+class _Scores:
+    ce: float = 0.0
+    correct: float = 0.0
+    kl: float = 0.0
+    n: int = 0
+
+    def add(self, logits: Tensor, targets: Tensor, reference: Tensor | None) -> None:
+        logp = F.log_softmax(logits.double(), dim=-1)
+        self.ce += float(F.nll_loss(logp, targets, reduction="sum"))
+        self.correct += float((logits.argmax(-1) == targets).sum())
+        if reference is not None:
+            self.kl += float(F.kl_div(logp, reference, log_target=True, reduction="sum"))
+        self.n += int(targets.shape[0])
+
+
+def _recovered(ablated: float, spliced: float, original: float) -> float:
+    gap = ablated - original
+    return (ablated - spliced) / gap if gap != 0 else float("nan")
+
+
+def _pick_task(task: str, data: Any) -> str:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}; got {task!r}")
+    if task != "auto":
+        return task
+    if isinstance(data, str) or (
+        isinstance(data, Sequence) and data and all(isinstance(t, str) for t in data)
+    ):
+        return "next_token"
+    if isinstance(data, (np.ndarray, Tensor)) and data.ndim == 2:
+        kind = data.dtype.kind if isinstance(data, np.ndarray) else "f"
+        if isinstance(data, Tensor) and not data.is_floating_point():
+            kind = "i"
+        if kind in "iu":
+            return "next_token"
+    return "classify"
+
+
+@torch.no_grad()
+def spliced_metrics(
+    sae: Any,
+    data: Any,
+    model: nn.Module,
+    layer: str | nn.Module,
+    *,
+    labels: Any = None,
+    input_fn: Callable[[Tensor], Any] | None = None,
+    tokenizer: Any = None,
+    task: str = "auto",
+    batch_size: int = 64,
+    max_length: int = 128,
+    on_rows: Callable[[Tensor, Tensor, Tensor], None] | None = None,
+) -> dict[str, float]:
+    """Spliced-model figures of `sae` at `layer` of `model` over `data` (module docstring).
+
+    data: a classifier's inputs (a Dataset, whose X rows are fed to the model, or an array),
+        scored against `labels` (default: the Dataset's; -1 means unlabelled); or, for a
+        language model, texts (with `tokenizer`) or an int array of token ids (n, T).
+    task: "classify", "next_token", or "auto" (texts and integer arrays are next_token).
+    input_fn: shapes a float (b, d) batch of X rows into what the classifier takes.
+    on_rows: called as on_rows(x, codes, x_hat) with the layer's real (non-padding) rows in
+        the spliced pass, e.g. to accumulate reconstruction statistics.
+    """
+    module = sae_module(sae)
+    layer_name, layer_module = resolve_layer(model, layer)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+    if input_fn is not None and not callable(input_fn):
+        raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
+    picked = _pick_task(task, data)
+    if picked == "classify":
+        batches = _classifier_batches(model, data, labels, input_fn, batch_size)
+    else:
+        batches = _lm_batches(model, data, tokenizer, batch_size, max_length)
+    width = module.cfg.d_in
+    W_dec = module.W_dec
+    state: dict[str, Any] = {"mask": None, "sum": None, "count": 0}
+
+    def real_rows(x: Tensor) -> Tensor:
+        mask = state["mask"]
+        return x if mask is None or mask.shape[0] != x.shape[0] else x[mask.to(x.device)]
+
+    def splice(x: Tensor) -> Tensor:
+        x_f = x.to(device=W_dec.device, dtype=W_dec.dtype)
+        codes = module.encode(x_f)
+        x_hat = module.decode(codes)
+        real = real_rows(x_f)
+        total = real.double().sum(0)
+        state["sum"] = total if state["sum"] is None else state["sum"] + total
+        state["count"] += real.shape[0]
+        if on_rows is not None:
+            on_rows(real, real_rows(codes), real_rows(x_hat))
+        return x_hat
+
+    def mean_ablate(x: Tensor) -> Tensor:
+        return state["mean"].to(device=x.device, dtype=x.dtype).expand_as(x)
+
+    scores = {name: _Scores() for name in ("original", "spliced", "zero_ablated", "mean_ablated")}
+    modes = {m: m.training for m in model.modules()}
+    was_training = module.training
+    model.eval()
+    module.eval()
+    try:
+        for batch in batches:
+            state["mask"] = batch.row_mask
+            logits = batch.flatten(model_logits(batch.run()))
+            reference = F.log_softmax(logits.double(), dim=-1)
+            scores["original"].add(logits, batch.targets, None)
+            with replace_output(model, layer_module, splice, width):
+                spliced = batch.flatten(model_logits(batch.run()))
+            scores["spliced"].add(spliced, batch.targets, reference)
+            with replace_output(model, layer_module, torch.zeros_like, width):
+                zeroed = batch.flatten(model_logits(batch.run()))
+            scores["zero_ablated"].add(zeroed, batch.targets, reference)
+        if state["count"] == 0:
+            raise ValueError(f"layer {layer_name!r} saw no rows: nothing to score")
+        state["mean"] = (state["sum"] / state["count"]).float()
+        with replace_output(model, layer_module, mean_ablate, width):
+            for batch in batches:
+                meaned = batch.flatten(model_logits(batch.run()))
+                scores["mean_ablated"].add(meaned, batch.targets, None)
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        module.train(was_training)
+    n = scores["original"].n
+    if n == 0:
+        raise ValueError("nothing to score: no labelled sample (labels are all -1)")
+    out: dict[str, float] = {}
+    for name, s in scores.items():
+        out[f"ce_{name}"] = s.ce / n
+    for name, s in scores.items():
+        out[f"accuracy_{name}"] = s.correct / n
+    ce = {name: out[f"ce_{name}"] for name in scores}
+    out["loss_recovered"] = _recovered(ce["zero_ablated"], ce["spliced"], ce["original"])
+    out["loss_recovered_mean_ablation"] = _recovered(
+        ce["mean_ablated"], ce["spliced"], ce["original"]
+    )
+    out["kl_spliced"] = scores["spliced"].kl / n
+    out["kl_zero_ablated"] = scores["zero_ablated"].kl / n
+    kl_zero = out["kl_zero_ablated"]
+    out["kl_div_score"] = 1 - out["kl_spliced"] / kl_zero if kl_zero > 0 else float("nan")
+    return out

@@ -1,0 +1,387 @@
+"""Splicing an SAE into a model: exactness of the hook, edits, and that the hook always goes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sae_widgets as sw
+from sae_widgets.sae.splice import capture_output, replace_output
+
+
+@pytest.fixture(scope="module")
+def digits_setup():
+    """The digits MLP, its net.1 activations and a small TopK SAE trained on them."""
+    torch.set_num_threads(1)
+    model = sw.datasets.digits_mlp(steps=150)
+    ds = sw.datasets.digits()
+    acts = sw.collect_activations(model, "net.1", ds)
+    sae = sw.SAE(n_units=64, k=8, epochs=8, batch_size=128, seed=0).fit(acts.X, progress=False)
+    return model, ds, acts, sae
+
+
+def _inputs(ds):
+    return torch.from_numpy(ds.X)
+
+
+def _identity_sae(d):
+    cfg = sw.SAEConfig(d_in=d, n_units=d, activation="relu")
+    eye = torch.eye(d)
+    module = sw.SparseAutoencoder.from_weights(cfg, eye, torch.zeros(d), eye, torch.zeros(d))
+    return sw.SAE.from_module(module)
+
+
+def test_keeping_the_error_with_no_change_reproduces_the_model_exactly(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    x = _inputs(ds)
+    with torch.no_grad():
+        original = model(x)
+        with sw.Intervention(model, "net.1", sae, add={3: 0.0}):
+            unchanged_add = model(x)
+        with sw.Intervention(model, "net.1", sae, steer={5: 0.0}):
+            unchanged_steer = model(x)
+    assert torch.equal(unchanged_add, original)
+    assert torch.equal(unchanged_steer, original)
+
+
+def test_an_identity_sae_spliced_in_reproduces_the_outputs(digits_setup):
+    model, ds, _acts, _sae = digits_setup
+    x = _inputs(ds)
+    identity = _identity_sae(128)
+    with torch.no_grad():
+        original = model(x)
+        with sw.Intervention(model, "net.1", identity) as iv:
+            assert iv.active and not iv.keep_error
+            spliced = model(x)
+    torch.testing.assert_close(spliced, original, rtol=1e-5, atol=1e-5)
+
+
+def test_the_bare_splice_is_the_reconstruction_run_through_the_rest(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    x = _inputs(ds)
+    with torch.no_grad():
+        hidden = model.net[:2](x)
+        x_hat = torch.from_numpy(sae.inverse_transform(sae.transform(hidden.numpy())))
+        expected = model.net[2:](x_hat)
+        with sw.Intervention(model, "net.1", sae):
+            spliced = model(x)
+    torch.testing.assert_close(spliced, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(spliced, model(x))
+
+
+def test_ablating_every_unit_leaves_the_reconstruction_error_only(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    x = _inputs(ds)
+    all_off = {u: 0.0 for u in range(sae.n_units)}
+    with torch.no_grad():
+        hidden = model.net[:2](x)
+        x_hat = torch.from_numpy(sae.inverse_transform(sae.transform(hidden.numpy())))
+        error = hidden - x_hat
+        b_dec = sae.model_.b_dec  # what the SAE outputs with every unit at 0
+        expected = model.net[2:](error + b_dec)
+        with sw.Intervention(model, "net.1", sae, set=all_off):
+            ablated = model(x)
+    torch.testing.assert_close(ablated, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_set_add_clamp_and_steer_edit_the_codes_as_documented(digits_setup):
+    model, _ds, acts, sae = digits_setup
+    rows = torch.from_numpy(acts.X[:50])
+    codes = torch.from_numpy(sae.transform(acts.X[:50]))
+    W = sae.model_.W_dec.detach()
+    u = int(np.argmax((acts.X[:50] @ W.numpy().T).std(0)))
+
+    def edited(**edit):
+        return sw.Intervention(model, "net.1", sae, **edit).edit_rows(rows)
+
+    torch.testing.assert_close(
+        edited(set={u: 2.0}), rows + (2.0 - codes[:, u : u + 1]) * W[u], rtol=1e-5, atol=1e-5
+    )
+    torch.testing.assert_close(edited(add={u: 1.5}), rows + 1.5 * W[u], rtol=1e-5, atol=1e-5)
+    clipped = codes[:, u : u + 1].clamp(0.1, 0.3)
+    torch.testing.assert_close(
+        edited(clamp={u: (0.1, 0.3)}),
+        rows + (clipped - codes[:, u : u + 1]) * W[u],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    torch.testing.assert_close(edited(steer={u: -3.0}), rows - 3.0 * W[u])
+    with_recon = sw.Intervention(model, "net.1", sae, steer={u: 1.0}, keep_error=False)
+    x_hat = torch.from_numpy(sae.inverse_transform(codes.numpy()))
+    torch.testing.assert_close(with_recon.edit_rows(rows), x_hat + W[u], rtol=1e-5, atol=1e-5)
+
+
+def test_zero_and_mean_ablation_replace_the_layer(digits_setup):
+    model, ds, acts, _sae = digits_setup
+    x = _inputs(ds)
+    mean = acts.X.mean(0)
+    with torch.no_grad():
+        with sw.Intervention(model, "net.1", ablate="zero"):
+            zeroed = model(x)
+        with sw.Intervention(model, model.net[1], ablate="mean", mean=mean):
+            meaned = model(x)
+        zero_expected = model.net[2:](torch.zeros(1, 128)).expand(len(x), -1)
+        mean_expected = model.net[2:](torch.from_numpy(mean)[None]).expand(len(x), -1)
+    torch.testing.assert_close(zeroed, zero_expected)
+    torch.testing.assert_close(meaned, mean_expected)
+
+
+class _Boom(nn.Module):
+    def __init__(self, error: type[BaseException]) -> None:
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error("inside the model")
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_the_hook_is_removed_when_the_model_raises(digits_setup, error):
+    model, ds, _acts, sae = digits_setup
+    failing = nn.Sequential(model.net[:2], _Boom(error))
+    layer = failing[0][1]
+    with pytest.raises(error, match="inside the model"):
+        with sw.Intervention(failing, "0.1", sae, set={0: 5.0}) as iv:
+            failing(_inputs(ds)[:4])
+    assert not iv.active
+    assert len(layer._forward_hooks) == 0
+    with pytest.raises(error):
+        with capture_output(failing, "0.1"):
+            failing(_inputs(ds)[:4])
+    assert len(layer._forward_hooks) == 0
+
+
+def test_evaluate_cleans_up_after_an_interrupt(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    calls = {"n": 0}
+
+    def interrupt_on_third(_module, _inputs, _output):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    handle = model.net[4].register_forward_hook(interrupt_on_third)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sw.metrics.evaluate(sae, ds, model=model, layer="net.1")
+    finally:
+        handle.remove()
+    assert len(model.net[1]._forward_hooks) == 0
+    assert not model.training
+
+
+def test_tuple_outputs_replace_only_the_hidden_states():
+    class Block(nn.Module):
+        def forward(self, x):
+            return x * 2.0, "attention"
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+            self.seen = None
+
+        def forward(self, x):
+            hidden, extra = self.block(x)
+            self.seen = extra
+            return hidden.sum(-1)
+
+    model = Model()
+    x = torch.randn(2, 5, 4)  # (batch, tokens, d): the SAE reads one row per token
+    with replace_output(model, "block", lambda rows: torch.ones_like(rows), width=4):
+        out = model(x)
+    assert model.seen == "attention"
+    torch.testing.assert_close(out, torch.full((2, 5), 4.0))
+    with capture_output(model, "block", width=4) as captured:
+        model(x)
+    assert captured[0].shape == (10, 4)
+    torch.testing.assert_close(captured[0], (x * 2).reshape(10, 4))
+
+
+def test_bad_arguments_name_what_was_expected(digits_setup):
+    model, _ds, _acts, sae = digits_setup
+    with pytest.raises(ValueError, match=r"layer 'net\.9' not found"):
+        sw.Intervention(model, "net.9", sae)
+    with pytest.raises(ValueError, match="sae is required"):
+        sw.Intervention(model, "net.1")
+    with pytest.raises(ValueError, match="needs mean="):
+        sw.Intervention(model, "net.1", ablate="mean")
+    with pytest.raises(ValueError, match="ablate must be one of"):
+        sw.Intervention(model, "net.1", ablate="noise")
+    with pytest.raises(ValueError, match="unit 64 out of range"):
+        sw.Intervention(model, "net.1", sae, set={64: 1.0})
+    with pytest.raises(TypeError, match="set\\[2\\] must be a number"):
+        sw.Intervention(model, "net.1", sae, set={2: "high"})
+    with pytest.raises(TypeError, match="clamp\\[2\\] must be a \\(low, high\\) pair"):
+        sw.Intervention(model, "net.1", sae, clamp={2: 1.0})
+    with pytest.raises(ValueError, match="drop"):
+        sw.Intervention(model, "net.1", sae, ablate="zero", set={1: 0.0})
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
+        sw.Intervention("model", "net.1", sae)
+    iv = sw.Intervention(model, "net.1", sae)
+    with iv, pytest.raises(RuntimeError, match="already active"):
+        iv.__enter__()
+    assert len(model.net[1]._forward_hooks) == 0
+    wrong_width = sw.Intervention(model, "net.3", sae)  # net.3 has 64 outputs, the SAE 128
+    with wrong_width, pytest.raises(ValueError, match="width 128"):
+        model(torch.zeros(2, 64))
+
+
+# ------------------------------------------------------------------ spliced metrics
+
+
+def _brute_force(model, sae, X, y):
+    with torch.no_grad():
+        hidden = model.net[:2](X)
+        x_hat = torch.from_numpy(sae.inverse_transform(sae.transform(hidden.numpy())))
+        suffix = model.net[2:]
+        logits = {
+            "original": model(X),
+            "spliced": suffix(x_hat),
+            "zero_ablated": suffix(torch.zeros_like(hidden)),
+            "mean_ablated": suffix(hidden.double().mean(0).float().expand_as(hidden)),
+        }
+    ce = {k: float(F.cross_entropy(v.double(), y)) for k, v in logits.items()}
+    acc = {k: float((v.argmax(1) == y).double().mean()) for k, v in logits.items()}
+    ref = F.log_softmax(logits["original"].double(), -1)
+    kl = float(
+        F.kl_div(
+            F.log_softmax(logits["spliced"].double(), -1),
+            ref,
+            log_target=True,
+            reduction="batchmean",
+        )
+    )
+    return ce, acc, kl, hidden
+
+
+def test_loss_recovered_equals_a_brute_force_computation(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    X, y = _inputs(ds), torch.from_numpy(ds.labels).long()
+    ce, acc, kl, hidden = _brute_force(model, sae, X, y)
+    result = sw.metrics.evaluate(sae, ds, model=model, layer="net.1", batch_size=100)
+    for name in ce:
+        assert result[f"ce_{name}"] == pytest.approx(ce[name], rel=1e-5)
+        assert result[f"accuracy_{name}"] == pytest.approx(acc[name], abs=1e-9)
+    zero, mean = ce["zero_ablated"], ce["mean_ablated"]
+    expected = (zero - ce["spliced"]) / (zero - ce["original"])
+    assert result["loss_recovered"] == pytest.approx(expected, rel=1e-5)
+    expected_mean = (mean - ce["spliced"]) / (mean - ce["original"])
+    assert result["loss_recovered_mean_ablation"] == pytest.approx(expected_mean, rel=1e-5)
+    assert result["kl_spliced"] == pytest.approx(kl, rel=1e-4)
+    # the reconstruction figures are those of the layer's activations
+    plain = sw.metrics.evaluate(sae, hidden.numpy())
+    for name in ("fvu", "mse", "l0", "dead_fraction"):
+        assert result[name] == pytest.approx(plain[name], rel=1e-5)
+    assert 0.5 < result["loss_recovered"] <= 1.05
+    assert not model.training
+    assert len(model.net[1]._forward_hooks) == 0
+
+
+def test_an_identity_sae_recovers_all_the_loss(digits_setup):
+    model, ds, _acts, _sae = digits_setup
+    result = sw.metrics.evaluate(_identity_sae(128), ds[:300], model=model, layer="net.1")
+    assert result["loss_recovered"] == pytest.approx(1.0, abs=1e-5)
+    assert result["kl_spliced"] == pytest.approx(0.0, abs=1e-9)
+    assert result["kl_div_score"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_unlabelled_samples_are_skipped_and_labels_can_be_given(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    labels = ds.labels.copy()
+    labels[::2] = -1
+    half = sw.metrics.evaluate(sae, ds.X, model=model, layer="net.1", labels=labels)
+    X, y = _inputs(ds)[1::2], torch.from_numpy(ds.labels[1::2]).long()
+    with torch.no_grad():
+        expected = float(F.cross_entropy(model(X).double(), y))
+    assert half["ce_original"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_spliced_evaluation_rejects_bad_input(digits_setup):
+    model, ds, _acts, sae = digits_setup
+    with pytest.raises(ValueError, match="model and layer go together"):
+        sw.metrics.evaluate(sae, ds, model=model)
+    with pytest.raises(ValueError, match="labels"):
+        sw.metrics.evaluate(sae, ds.X, model=model, layer="net.1")
+    with pytest.raises(ValueError, match="labels must be integers"):
+        sw.metrics.evaluate(sae, ds.X, model=model, layer="net.1", labels=ds.labels[:5])
+    with pytest.raises(ValueError, match="task must be one of"):
+        sw.metrics.evaluate(sae, ds, model=model, layer="net.1", task="regress")
+    with pytest.raises(TypeError, match="apply only with model="):
+        sw.metrics.evaluate(sae, ds.X, labels=ds.labels)
+
+
+# ------------------------------------------------------------------ a language model
+
+
+class TinyLM(nn.Module):
+    """Embedding -> one block (returns a tuple, like a transformer block) -> vocabulary."""
+
+    def __init__(self, vocab=32, d=8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.block = nn.Sequential(nn.Linear(d, d), nn.ReLU())
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, input_ids, attention_mask=None):
+        hidden = self.embed(input_ids)
+        hidden = self.block(hidden)
+        return self.head(hidden)
+
+
+class CharTokenizer:
+    """What the splice needs of a Hugging Face tokenizer: call(text) -> {"input_ids": [...]}."""
+
+    def __call__(self, text, truncation=True, max_length=None):
+        ids = [ord(c) % 32 for c in text]
+        return {"input_ids": ids[:max_length] if truncation and max_length else ids}
+
+
+def test_language_model_figures_match_a_brute_force_next_token_loss():
+    torch.manual_seed(0)
+    lm = TinyLM().eval()
+    texts = ["the cat sat on the mat", "a dog", "sparse autoencoders read models"]
+    with torch.no_grad():
+        rows = torch.cat(
+            [lm.block(lm.embed(torch.tensor(CharTokenizer()(t)["input_ids"]))) for t in texts]
+        )
+    sae = sw.SAE(n_units=16, k=3, epochs=20, batch_size=16, seed=0).fit(
+        rows.numpy(), progress=False
+    )
+    result = sw.metrics.evaluate(
+        sae, texts, model=lm, layer="block", tokenizer=CharTokenizer(), batch_size=2
+    )
+    ce_sum, n = 0.0, 0
+    spliced_sum = 0.0
+    module = sae.model_
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor(CharTokenizer()(text)["input_ids"])[None]
+            logits = lm(ids)[0, :-1].double()
+            ce_sum += float(F.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            hidden = lm.block(lm.embed(ids))[0]
+            spliced = lm.head(module.decode(module.encode(hidden)))[:-1].double()
+            spliced_sum += float(F.cross_entropy(spliced, ids[0, 1:], reduction="sum"))
+            n += ids.shape[1] - 1
+    assert result["ce_original"] == pytest.approx(ce_sum / n, rel=1e-6)
+    assert result["ce_spliced"] == pytest.approx(spliced_sum / n, rel=1e-5)
+    assert result["kl_spliced"] > 0
+    plain = sw.metrics.evaluate(sae, rows.numpy())
+    assert result["fvu"] == pytest.approx(plain["fvu"], rel=1e-5)  # padding rows left out
+
+
+def test_language_model_token_arrays_and_their_errors():
+    torch.manual_seed(0)
+    lm = TinyLM().eval()
+    ids = torch.randint(0, 32, (4, 6))
+    sae = sw.SAE(n_units=16, k=3, epochs=2, batch_size=8, seed=0)
+    sae.fit(torch.randn(64, 8), progress=False)
+    result = sw.metrics.evaluate(sae, ids.numpy(), model=lm, layer="block")
+    assert np.isfinite(result["loss_recovered"])
+    with pytest.raises(ValueError, match="tokenizer is required"):
+        sw.metrics.evaluate(sae, ["some text"], model=lm, layer="block")
+    with pytest.raises(ValueError, match="n_tokens >= 2"):
+        sw.metrics.evaluate(sae, ids[:, :1].numpy(), model=lm, layer="block", task="next_token")
