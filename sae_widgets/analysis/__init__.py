@@ -5,6 +5,13 @@ and returns numpy arrays, scipy sparse matrices and frozen dataclasses.
 """
 
 from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.compare import KINDS, SAEComparison, UnitMatches, compare_saes
+from sae_widgets.analysis.matching import (
+    Assignment,
+    NearestMatches,
+    hungarian_matches,
+    nearest_matches,
+)
 from sae_widgets.analysis.probe import ProbeResult, probe_attribute
 from sae_widgets.analysis.projection import Projection, pca_projection
 from sae_widgets.analysis.selection import (
@@ -19,17 +26,25 @@ from sae_widgets.analysis.selection import (
 from sae_widgets.analysis.summary import IntervalSamples, UnitSummary, unit_summary
 
 __all__ = [
+    "KINDS",
+    "Assignment",
     "CodeStore",
     "Enrichment",
     "HeatmapData",
     "IntervalSamples",
+    "NearestMatches",
     "ProbeResult",
     "Projection",
+    "SAEComparison",
+    "UnitMatches",
     "UnitSummary",
+    "compare_saes",
     "default_heatmap_rows",
     "default_heatmap_units",
     "enrichment",
     "heatmap_matrix",
+    "hungarian_matches",
+    "nearest_matches",
     "pca_projection",
     "probe_attribute",
     "samples_in_rect",
