@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from sae_widgets.analysis.checks import check_index, check_positive_int
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.matching import (
+    CANDIDATES,
     MAX_DENSE,
     Assignment,
     NearestMatches,
@@ -225,8 +226,14 @@ def compare_saes(
     if (codes_a is None) != (codes_b is None):
         missing = "codes_b" if codes_b is None else "codes_a"
         raise ValueError(f"{missing} is missing: give the codes of both SAEs or of neither")
-    nearest = nearest_matches(a, b, n_matches, absolute=absolute)
-    assignment = hungarian_matches(a, b, absolute=absolute, max_dense=max_dense, nearest=nearest)
+    # The sparse Hungarian path needs CANDIDATES matches per unit: find them in one pass.
+    dense = len(a) * len(b) <= check_positive_int(max_dense, "max_dense")
+    wanted = n_matches if dense else max(n_matches, CANDIDATES)
+    found = nearest_matches(a, b, wanted, absolute=absolute)
+    assignment = hungarian_matches(
+        a, b, absolute=absolute, max_dense=max_dense, candidates=CANDIDATES, nearest=found
+    )
+    nearest = found.head(n_matches)
     kind_a, kind_b = classify_units(
         nearest.a_to_b[:, 0], nearest.cos_a_to_b[:, 0],
         nearest.b_to_a[:, 0], nearest.cos_b_to_a[:, 0],
