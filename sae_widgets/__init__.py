@@ -21,6 +21,9 @@ _EXPORTS: dict[str, str] = {
     "SparseAutoencoder": "sae_widgets.sae.model",
     "Intervention": "sae_widgets.sae.splice",
     "Explorer": "sae_widgets.explore.explorer",
+    "Comparison": "sae_widgets.explore.comparison",
+    "compare": "sae_widgets.explore.comparison",
+    "CompareView": "sae_widgets.widgets.compare",
     "Selection": "sae_widgets.explore.selection",
     "UnitInspector": "sae_widgets.widgets.unit_inspector",
     "ActivationHeatmap": "sae_widgets.widgets.heatmap",
@@ -39,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.data.activations import collect_activations as collect_activations
     from sae_widgets.data.dataset import Attribute as Attribute
     from sae_widgets.data.dataset import Dataset as Dataset
+    from sae_widgets.explore.comparison import Comparison as Comparison
+    from sae_widgets.explore.comparison import compare as compare
     from sae_widgets.explore.explorer import Explorer as Explorer
     from sae_widgets.explore.selection import Selection as Selection
     from sae_widgets.sae import metrics as metrics
@@ -46,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.sae.model import SAEConfig as SAEConfig
     from sae_widgets.sae.model import SparseAutoencoder as SparseAutoencoder
     from sae_widgets.sae.splice import Intervention as Intervention
+    from sae_widgets.widgets.compare import CompareView as CompareView
 
 
 def __getattr__(name: str) -> Any:

@@ -20,3 +20,17 @@ def digits_sae() -> tuple[sw.SAE, sw.Dataset]:
     finally:
         torch.set_num_threads(threads)
     return sae, ds
+
+
+@pytest.fixture(scope="session")
+def wider_digits_sae(digits_sae):
+    """A second, wider TopK SAE on the same digits (80 units against the shared 40)."""
+    _, ds = digits_sae
+    sae = sw.SAE(n_units=80, k=5, epochs=10, batch_size=128, min_steps_per_epoch=8, seed=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sae.fit(ds.X, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return sae
