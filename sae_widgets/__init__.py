@@ -16,6 +16,9 @@ _EXPORTS: dict[str, str] = {
     "Dataset": "sae_widgets.data.dataset",
     "Attribute": "sae_widgets.data.dataset",
     "collect_activations": "sae_widgets.data.activations",
+    "TextCorpus": "sae_widgets.data.corpus",
+    "TokenRows": "sae_widgets.data.tokens",
+    "load_language_model": "sae_widgets.data.models",
     "SAE": "sae_widgets.sae.estimator",
     "SAEConfig": "sae_widgets.sae.model",
     "SparseAutoencoder": "sae_widgets.sae.model",
@@ -33,15 +36,23 @@ _EXPORTS: dict[str, str] = {
     "SteeringView": "sae_widgets.widgets.steering",
     "image_grid": "sae_widgets.widgets.images",
 }
-_SUBMODULES = {"datasets": "sae_widgets.data.datasets", "metrics": "sae_widgets.sae.metrics"}
+_SUBMODULES = {
+    "datasets": "sae_widgets.data.datasets",
+    "metrics": "sae_widgets.sae.metrics",
+    "models": "sae_widgets.data.models",  # offline language models (the `text` extra)
+}
 
 __all__ = [*sorted(_EXPORTS), *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.data import datasets as datasets
+    from sae_widgets.data import models as models
     from sae_widgets.data.activations import collect_activations as collect_activations
+    from sae_widgets.data.corpus import TextCorpus as TextCorpus
     from sae_widgets.data.dataset import Attribute as Attribute
     from sae_widgets.data.dataset import Dataset as Dataset
+    from sae_widgets.data.models import load_language_model as load_language_model
+    from sae_widgets.data.tokens import TokenRows as TokenRows
     from sae_widgets.explore.comparison import Comparison as Comparison
     from sae_widgets.explore.comparison import compare as compare
     from sae_widgets.explore.explorer import Explorer as Explorer

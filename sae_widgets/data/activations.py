@@ -161,16 +161,59 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _collect_tokens(
+    model: nn.Module,
+    layer_name: str,
+    module: nn.Module,
+    data: Any,
+    batch_size: int | None,
+    device: str | torch.device | None,
+    tokenizer: Any,
+    **options: Any,
+) -> Dataset:
+    from sae_widgets.data.token_activations import collect_token_activations
+
+    model_device, _ = _model_device_dtype(model)
+    if device is not None and torch.device(device).type != model_device.type:
+        raise ValueError(
+            f"device: the model's parameters are on {model_device}, not {device}; move the "
+            "model first or leave device=None"
+        )
+    return collect_token_activations(
+        model,
+        layer_name,
+        module,
+        data,
+        tokenizer,
+        model_device,
+        batch_size=16 if batch_size is None else batch_size,
+        **options,
+    )
+
+
 def collect_activations(
     model: nn.Module,
     layer: str | nn.Module,
     data: Dataset | Any,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     input_shape: str | tuple[int, ...] | None = None,
     input_fn: InputFn | None = None,
     device: str | torch.device | None = None,
+    *,
+    tokenizer: Any = None,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+    drop_special: bool = True,
 ) -> Dataset:
     """Run `model` over `data.X` and return a Dataset of one layer's activations.
+
+    With a `tokenizer`, `data` is a list of texts (or a `sw.datasets` TextCorpus) and
+    `model` a Hugging Face transformer: the result has one row per kept token, and its
+    ``tokens`` field (`TokenRows`) keeps each row's document, position and token id
+    (see `sae_widgets.data.token_activations`). Padding is always dropped, special tokens
+    (BOS, [CLS], [SEP]) when `drop_special`; at most `max_tokens` rows (None: all), each
+    document cut at `max_length` tokens (default: 512, or the model's limit if lower).
+    `batch_size` then counts documents (default 16).
 
     layer: a dotted submodule name as in `model.named_modules()` ("net.2") or the module.
     data: a Dataset (or an (n, d) array). Its labels, label_names, images, factors and
@@ -190,6 +233,21 @@ def collect_activations(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     layer_name, module = _resolve_layer(model, layer)
+    if tokenizer is not None:
+        return _collect_tokens(
+            model,
+            layer_name,
+            module,
+            data,
+            batch_size,
+            device,
+            tokenizer,
+            max_tokens=max_tokens,
+            max_length=max_length,
+            drop_special=drop_special,
+        )
+    if batch_size is None:
+        batch_size = 256
     if not isinstance(data, Dataset):
         data = Dataset(data)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):

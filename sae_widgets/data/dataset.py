@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_numpy
 from sae_widgets.data.attribute import Attribute
+from sae_widgets.data.tokens import TokenRows
 
 __all__ = ["Attribute", "Dataset"]
 
@@ -29,6 +30,8 @@ class Dataset:
         X == true_codes @ true_features for synthetic data.
     attributes: name -> Attribute a probe can vary (each bound to these n samples).
     name: short description shown in reprs and titles.
+    tokens: for token activations of a language model, a `TokenRows` saying which token of
+        which document each row is (see `collect_activations`), or None.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class Dataset:
         attributes: Mapping[str, Attribute] | None = None,
         true_codes: Any = None,
         name: str = "",
+        tokens: TokenRows | None = None,
     ) -> None:
         X = _to_numpy(X, "X")
         if X.ndim != 2:
@@ -63,6 +67,7 @@ class Dataset:
         self.true_features = self._check_true_features(true_features, X.shape[1])
         self.true_codes = self._check_true_codes(true_codes, n, self.true_features)
         self.attributes = self._check_attributes(attributes, n)
+        self.tokens = self._check_tokens(tokens, n)
         self.name = str(name)
 
     # ---------------------------------------------------------------------------- validation
@@ -193,6 +198,16 @@ class Dataset:
             out[str(key)] = attr
         return out
 
+    @staticmethod
+    def _check_tokens(tokens: TokenRows | None, n: int) -> TokenRows | None:
+        if tokens is None:
+            return None
+        if not isinstance(tokens, TokenRows):
+            raise TypeError(f"tokens must be a TokenRows or None; got {type(tokens).__name__}")
+        if len(tokens) != n:
+            raise ValueError(f"tokens must describe every row (n={n}); got {len(tokens)} rows")
+        return tokens
+
     # ----------------------------------------------------------------------------- container
 
     def __len__(self) -> int:
@@ -234,13 +249,14 @@ class Dataset:
             true_codes=None if self.true_codes is None else self.true_codes[rows],
             attributes={k: a._subset_checked(rows) for k, a in self.attributes.items()},
             name=self.name,
+            tokens=None if self.tokens is None else self.tokens[rows],
         )
 
     def __repr__(self) -> str:
         n, d = self.X.shape
         present = [
             field
-            for field in ("labels", "images", "factors", "true_features", "true_codes")
+            for field in ("labels", "images", "factors", "true_features", "true_codes", "tokens")
             if getattr(self, field) is not None
         ]
         parts = [f"n={n}", f"d={d}"]

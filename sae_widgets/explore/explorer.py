@@ -33,6 +33,7 @@ from sae_widgets.analysis import (
     unit_summary,
 )
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
@@ -318,6 +319,22 @@ class Explorer:
         with threads_for_batch(len(rows)):
             decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)
+
+    def logit_effects(self, unit: int, top: int = 10) -> LogitEffects | None:
+        """The tokens `unit`'s decoder direction promotes and suppresses most (through the
+        causal LM's unembedding and final-norm scale), or None when the dataset holds no
+        causal LM's tokens. Token ids; ``dataset.tokens.vocab_text(ids)`` spells them."""
+        unit = check_index(unit, self.n_units, "unit")
+        tokens = self.dataset.tokens
+        if tokens is None or tokens.documents.unembedding is None:
+            return None
+        documents = tokens.documents
+        return logit_effects(
+            self._components()[unit],
+            documents.unembedding,
+            top,
+            norm_weight=documents.norm_weight,
+        )
 
     def dashboard(self, **options: Any) -> ipywidgets.Widget:
         """All views laid out together and linked through `selection` (one ipywidgets widget)."""

@@ -1,0 +1,105 @@
+"""`TextCorpus`: documents for a language model, with what is known about each of them.
+
+A plain list of strings is a corpus too; a TextCorpus adds per-document labels and factors
+(carried over to every token row of the document) and `Variant`s: attributes of templated
+sentences that can be re-rendered, which `collect_activations` turns into probe attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import numpy as np
+
+__all__ = ["TextCorpus", "Variant", "as_texts"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An attribute of templated sentences: ``render(doc, value)`` is document `doc`'s text
+    with the attribute set to value index `value` (0 <= value < len(value_names))."""
+
+    name: str
+    value_names: tuple[str, ...]
+    render: Callable[[int, int], str]
+    description: str = ""
+
+
+class TextCorpus(Sequence[str]):
+    """Documents (strings) plus optional per-document labels, factors and variants.
+
+    Parameters
+    ----------
+    texts: the documents.
+    labels, label_names: an integer class per document and the class names, or None.
+    factors: name -> (n_docs,) numbers known about each document (e.g. a tense index).
+    variants: name -> `Variant`, the attributes a probe can vary by re-rendering.
+    name: short description.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        *,
+        labels: Any = None,
+        label_names: Sequence[str] | None = None,
+        factors: Mapping[str, Any] | None = None,
+        variants: Mapping[str, Variant] | None = None,
+        name: str = "",
+    ) -> None:
+        self.texts = as_texts(texts)
+        n = len(self.texts)
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        if self.labels is not None and self.labels.shape != (n,):
+            raise ValueError(f"labels must have one entry per text (n={n})")
+        self.label_names = None if label_names is None else [str(s) for s in label_names]
+        self.factors = {str(k): np.asarray(v) for k, v in (factors or {}).items()}
+        for key, value in self.factors.items():
+            if value.shape != (n,):
+                raise ValueError(f"factors[{key!r}] must have one entry per text (n={n})")
+        self.variants = dict(variants or {})
+        for key, variant in self.variants.items():
+            if not isinstance(variant, Variant):
+                raise TypeError(f"variants[{key!r}] must be a Variant")
+        self.name = str(name)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        return self.texts[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.texts)
+
+    def __repr__(self) -> str:
+        parts = [f"{len(self)} texts"]
+        if self.name:
+            parts.insert(0, repr(self.name))
+        if self.variants:
+            parts.append("variants=[" + ", ".join(self.variants) + "]")
+        return "TextCorpus(" + ", ".join(parts) + ")"
+
+
+def as_texts(texts: Any, name: str = "data") -> list[str]:
+    """A non-empty list of strings from any sequence of strings, or a clear error."""
+    if isinstance(texts, TextCorpus):
+        return texts.texts
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of texts; got one str (wrap it in a list)")
+    try:
+        items = list(texts)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a list of texts; got {type(texts).__name__}") from err
+    if not items:
+        raise ValueError(f"{name} holds no texts: at least one is needed")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str; got {type(item).__name__}")
+    return items

@@ -1,0 +1,367 @@
+"""Token activations of a Hugging Face transformer: one Dataset row per kept token.
+
+`collect_activations(model, layer, data=texts, tokenizer=tok)` lands here. Documents are
+tokenized (fast tokenizers only: their character offsets let views show each token in its
+text), sorted by length and run in right-padded batches, so a token sees exactly what it
+sees when its document runs alone. A forward hook on the layer keeps its hidden states
+(a decoder block's tuple output gives its first element) and stops the forward pass there.
+Padding, and by default special tokens (BOS, [CLS], [SEP]), are dropped; rows are written
+into one preallocated array, so memory is the rows asked for plus one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from sae_widgets.data.attribute import Attribute
+from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
+from sae_widgets.data.dataset import Dataset
+from sae_widgets.data.tokens import Documents, TokenRows
+
+__all__ = ["collect_token_activations"]
+
+_TOKENIZE_CHUNK = 512  # documents tokenized at a time (stops early once max_tokens is met)
+
+
+class _StopForward(Exception):
+    """Raised by the hook once the layer has run: the later layers are not needed."""
+
+
+class _Encoded:
+    """Tokenized documents: ids, character offsets and which positions become rows."""
+
+    def __init__(self) -> None:
+        self.ids: list[NDArray[np.int64]] = []
+        self.offsets: list[NDArray[np.int64]] = []
+        self.kept: list[NDArray[np.int64]] = []
+
+
+class TokenRunner:
+    """Runs texts through `model` up to `module` and returns its per-token hidden states."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        module: nn.Module,
+        layer_name: str,
+        tokenizer: Any,
+        device: torch.device,
+        max_length: int,
+        batch_size: int,
+    ) -> None:
+        self.model, self.module, self.layer_name = model, module, layer_name
+        self.tokenizer, self.device = tokenizer, device
+        self.max_length, self.batch_size = max_length, batch_size
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else 0  # masked out either way
+        config = getattr(model, "config", None)
+        self.extra: dict[str, Any] = {}
+        if getattr(config, "use_cache", False):
+            self.extra["use_cache"] = False  # no key/value cache for one pass
+        self._captured: list[torch.Tensor] = []
+
+    def encode(self, texts: Sequence[str], drop_special: bool, into: _Encoded) -> None:
+        encoding = self.tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+        )
+        for ids, offsets, special in zip(
+            encoding["input_ids"], encoding["offset_mapping"], encoding["special_tokens_mask"]
+        ):
+            into.ids.append(np.asarray(ids, dtype=np.int64))
+            into.offsets.append(np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
+            keep = np.ones(len(ids), bool) if not drop_special else np.asarray(special) == 0
+            into.kept.append(np.flatnonzero(keep).astype(np.int64))
+
+    @contextmanager
+    def hooked(self) -> Iterator[None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if isinstance(output, (tuple, list)) and output:
+                output = output[0]  # a decoder block's (hidden, ...) tuple
+            if not isinstance(output, torch.Tensor):
+                raise TypeError(
+                    f"layer {self.layer_name!r} returned {type(output).__name__}, not a tensor"
+                )
+            self._captured.append(output.detach())
+            raise _StopForward
+
+        modes = {m: m.training for m in self.model.modules()}
+        handle = self.module.register_forward_hook(hook)
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            handle.remove()
+            for m, training in modes.items():
+                m.training = training
+
+    def forward(self, id_lists: Sequence[NDArray[np.int64]]) -> NDArray[np.float32]:
+        """Hidden states (B, T, d) of right-padded token id lists (call inside `hooked`)."""
+        width = max(len(ids) for ids in id_lists)
+        ids = np.full((len(id_lists), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(id_lists), width), dtype=np.int64)
+        for b, row in enumerate(id_lists):
+            ids[b, : len(row)] = row
+            mask[b, : len(row)] = 1
+        self._captured = []
+        try:
+            self.model(
+                input_ids=torch.from_numpy(ids).to(self.device),
+                attention_mask=torch.from_numpy(mask).to(self.device),
+                **self.extra,
+            )
+        except _StopForward:
+            pass
+        if not self._captured:
+            raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
+        out = self._captured[0]
+        if out.ndim != 3 or tuple(out.shape[:2]) != ids.shape:
+            raise ValueError(
+                f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected "
+                f"(batch, tokens, d) = ({ids.shape[0]}, {ids.shape[1]}, d): hook a layer that "
+                "keeps one vector per token (e.g. a transformer block)"
+            )
+        return out.float().cpu().numpy()
+
+
+def _check_count(value: Any, name: str, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int{' or None' if allow_none else ''}; got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}")
+    return int(value)
+
+
+def _default_max_length(model: nn.Module, tokenizer: Any) -> int:
+    limits = [512]
+    config = getattr(model, "config", None)
+    for limit in (
+        getattr(config, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+    ):
+        if isinstance(limit, int) and limit > 0:
+            limits.append(limit)
+    return min(limits)
+
+
+def _unembedding(model: nn.Module) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]:
+    """(vocab, d) output embedding and (d,) final-norm scale of a causal LM, else Nones."""
+    getter = getattr(model, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+        return None, None
+    matrix = weight.detach().float().cpu().numpy()  # shares memory when already float32 on CPU
+    norm = getattr(getattr(model, "model", None), "norm", None)
+    scale = getattr(norm, "weight", None)
+    if isinstance(scale, torch.Tensor) and scale.shape == (matrix.shape[1],):
+        return matrix, scale.detach().float().cpu().numpy()
+    return matrix, None
+
+
+def collect_token_activations(
+    model: nn.Module,
+    layer_name: str,
+    module: nn.Module,
+    data: Any,
+    tokenizer: Any,
+    device: torch.device,
+    *,
+    batch_size: int = 16,
+    max_tokens: int | None = None,
+    max_length: int | None = None,
+    drop_special: bool = True,
+) -> Dataset:
+    """One row per kept token of `data` (a list of texts or a `TextCorpus`); see
+    `sae_widgets.collect_activations` for the arguments."""
+    texts = as_texts(data)
+    if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
+        raise TypeError(
+            f"tokenizer must be a Hugging Face tokenizer; got {type(tokenizer).__name__}"
+        )
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            "tokenizer must be a fast tokenizer (AutoTokenizer's default): its character "
+            "offsets are what lets views show each token in its text"
+        )
+    batch_size = _check_count(batch_size, "batch_size", False) or 1
+    max_tokens = _check_count(max_tokens, "max_tokens", True)
+    if max_length is None:
+        max_length = _default_max_length(model, tokenizer)
+    max_length = _check_count(max_length, "max_length", False) or 1
+    if not isinstance(drop_special, bool):
+        raise TypeError(f"drop_special must be True or False; got {drop_special!r}")
+
+    runner = TokenRunner(model, module, layer_name, tokenizer, device, max_length, batch_size)
+    encoded = _Encoded()
+    n_rows = 0
+    for start in range(0, len(texts), _TOKENIZE_CHUNK):
+        runner.encode(texts[start : start + _TOKENIZE_CHUNK], drop_special, encoded)
+        n_rows = sum(len(kept) for kept in encoded.kept)
+        if max_tokens is not None and n_rows >= max_tokens:
+            break
+    counts = np.array([len(kept) for kept in encoded.kept], dtype=np.int64)
+    if max_tokens is not None and n_rows > max_tokens:  # later documents are left out
+        ends = np.cumsum(counts)
+        n_docs = int(np.searchsorted(ends, max_tokens)) + 1  # the last one may be cut short
+        counts = counts[:n_docs]
+        counts[-1] -= int(ends[n_docs - 1]) - max_tokens
+        n_rows = max_tokens
+        for field in (encoded.ids, encoded.offsets, encoded.kept):
+            del field[n_docs:]
+    n_docs = len(counts)
+    if n_rows == 0:
+        raise ValueError("data: no tokens left to collect (empty texts, or only special tokens)")
+    row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    X: NDArray[np.float32] | None = None
+    # Longest first: the first batch sizes the array, and similar lengths pad little.
+    order = [d for d in np.argsort([-len(ids) for ids in encoded.ids], kind="stable")]
+    order = [d for d in order if counts[d] > 0]
+    with runner.hooked():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            hidden = runner.forward([encoded.ids[d] for d in batch])
+            if X is None:
+                X = np.empty((n_rows, hidden.shape[2]), dtype=np.float32)
+            for b, d in enumerate(batch):
+                positions = encoded.kept[d][: counts[d]]
+                X[row_start[d] : row_start[d] + counts[d]] = hidden[b, positions]
+    assert X is not None
+    doc = np.repeat(np.arange(n_docs), counts)
+    pos = np.concatenate([encoded.kept[d][: counts[d]] for d in range(n_docs)])
+    token_id = np.concatenate([encoded.ids[d][encoded.kept[d][: counts[d]]] for d in range(n_docs)])
+    unembedding, norm_weight = _unembedding(model)
+    corpus = data if isinstance(data, TextCorpus) else None
+    documents = Documents(
+        texts=texts[:n_docs],
+        token_ids=encoded.ids,
+        offsets=encoded.offsets,
+        tokenizer=tokenizer,
+        unembedding=unembedding,
+        norm_weight=norm_weight,
+        variants={} if corpus is None else dict(corpus.variants),
+    )
+    tokens = TokenRows(doc, pos, token_id, documents)
+    attributes = {}
+    if corpus is not None:
+        for name, variant in corpus.variants.items():
+            attributes[name] = _variant_attribute(variant, runner, tokens)
+    return Dataset(
+        X,
+        labels=None if corpus is None or corpus.labels is None else corpus.labels[doc],
+        label_names=None if corpus is None else corpus.label_names,
+        factors=None if corpus is None else {k: v[doc] for k, v in corpus.factors.items()},
+        attributes=attributes,
+        name=f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}",
+        tokens=tokens,
+    )
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def aligned_position(
+    old: str, old_offsets: NDArray[np.int64], pos: int, new: str, new_offsets: NDArray[np.int64]
+) -> int:
+    """The token of `new` (a re-rendering of `old`) that plays the part of token `pos` of
+    `old`: tokens before the changed words keep their text, tokens after them keep their
+    distance from the end, and a token inside the changed words maps to the last token of
+    the new words."""
+    prefix = _common_prefix(old, new)
+    suffix = min(_common_prefix(old[::-1], new[::-1]), min(len(old), len(new)) - prefix)
+    old_end, new_end = len(old) - suffix, len(new) - suffix
+    start, end = int(old_offsets[pos, 0]), int(old_offsets[pos, 1])
+    if end <= start:  # a special token: same place counted from its end of the sequence
+        half = len(old_offsets) // 2
+        return pos if pos < half else len(new_offsets) - (len(old_offsets) - pos)
+    if end <= prefix:
+        char = start
+    elif start >= old_end:
+        char = start + (new_end - old_end)
+    else:
+        char = max(new_end - 1, 0)
+    spans = new_offsets
+    real = spans[:, 1] > spans[:, 0]
+    holding = np.flatnonzero(real & (spans[:, 0] <= char) & (spans[:, 1] > char))
+    if holding.size:
+        return int(holding[0])
+    after = np.flatnonzero(real & (spans[:, 0] > char))
+    return int(after[0]) if after.size else int(np.flatnonzero(real)[-1])
+
+
+def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows) -> Attribute:
+    """A probe attribute over token rows: each row's sentence re-rendered with the variant's
+    value, run to the layer, read at the aligned token (`aligned_position`)."""
+    documents = tokens.documents
+    n_values = len(variant.value_names)
+
+    def sweep_fn(rows: NDArray[np.int64], grid: NDArray[np.float64]) -> NDArray[np.float32]:
+        values = []
+        for value in grid:
+            index = round(float(value))
+            if index != value or not 0 <= index < n_values:
+                raise ValueError(
+                    f"value must be a value index in 0..{n_values - 1} for {variant.name!r} "
+                    f"({', '.join(variant.value_names)}); got {value}"
+                )
+            values.append(index)
+        docs = np.unique(tokens.doc[rows])
+        texts = [variant.render(int(d), v) for v in values for d in docs]
+        encoded = _Encoded()
+        runner.encode(texts, False, encoded)
+        where = {
+            (v_i, int(d)): v_i * len(docs) + j
+            for v_i in range(len(values))
+            for j, d in enumerate(docs)
+        }
+        out: NDArray[np.float32] | None = None
+        with runner.hooked():
+            for start in range(0, len(texts), runner.batch_size):
+                chunk = encoded.ids[start : start + runner.batch_size]
+                hidden = runner.forward(chunk)
+                if out is None:
+                    out = np.empty((len(values), len(rows), hidden.shape[2]), np.float32)
+                for v_i in range(len(values)):
+                    for r_i, row in enumerate(rows):
+                        d = int(tokens.doc[row])
+                        t = where[(v_i, d)]
+                        if not start <= t < start + len(chunk):
+                            continue
+                        p = aligned_position(
+                            documents.texts[d],
+                            documents.offsets[d],
+                            int(tokens.pos[row]),
+                            texts[t],
+                            encoded.offsets[t],
+                        )
+                        out[v_i, r_i] = hidden[t - start, p]
+        assert out is not None
+        return out
+
+    def apply_fn(rows: NDArray[np.int64], value: float) -> NDArray[np.float32]:
+        return sweep_fn(rows, np.array([value]))[0]
+
+    return Attribute(
+        variant.name,
+        np.arange(n_values, dtype=np.float64),
+        apply_fn,
+        sweep_fn=sweep_fn,
+        description=variant.description or f"{variant.name}: " + ", ".join(variant.value_names),
+    )

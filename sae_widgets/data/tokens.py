@@ -1,0 +1,167 @@
+"""`TokenRows`: which token of which document each row of a token Dataset is.
+
+A Dataset collected from a language model has one row per kept token. Its ``tokens`` field
+keeps, per row, the document id, the position in that document's tokenization and the
+token id; and, shared by every subset, the documents themselves: their texts, token ids and
+character offsets. That is enough to show any row's token in its context without the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sae_widgets.data._arrays import _normalise_indices
+from sae_widgets.data.corpus import Variant
+
+__all__ = ["Documents", "TokenRows"]
+
+
+@dataclass(frozen=True, eq=False)
+class Documents:
+    """The documents token rows come from.
+
+    texts: each document's text. token_ids, offsets: per document, its token ids (L,) and
+    their character spans (L, 2) in the text (``(0, 0)`` for special tokens), as tokenized
+    for collection (truncated to ``max_length``). tokenizer: what tokenized them (decodes
+    vocabulary ids), or None. unembedding: (vocab, d) output embedding of a causal LM, for
+    logit effects, or None; norm_weight: (d,) its final norm's scale, or None.
+    variants: attribute name -> `Variant` for templated sentences.
+    """
+
+    texts: list[str]
+    token_ids: list[NDArray[np.int64]]
+    offsets: list[NDArray[np.int64]]
+    tokenizer: Any = None
+    unembedding: NDArray[np.float32] | None = None
+    norm_weight: NDArray[np.float32] | None = None
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def piece(self, doc: int, pos: int) -> str:
+        """The text of token `pos` of document `doc` with the whitespace before it (so that
+        consecutive pieces join into the document's text); "" for special tokens."""
+        spans = self.offsets[doc]
+        start, end = int(spans[pos, 0]), int(spans[pos, 1])
+        if end <= start:
+            return ""
+        previous = pos - 1
+        while previous >= 0 and spans[previous, 1] <= spans[previous, 0]:
+            previous -= 1  # skip special tokens, which hold no text
+        gap_start = int(spans[previous, 1]) if previous >= 0 else start
+        return self.texts[doc][min(gap_start, start) : end]
+
+
+class TokenRows:
+    """Per row of a token Dataset: document id `doc`, position `pos`, token id `token_id`.
+
+    `documents` (shared, never copied by subsets) holds the texts. ``rows[idx]`` is the
+    TokenRows of those rows, as `Dataset.__getitem__` needs.
+    """
+
+    def __init__(self, doc: Any, pos: Any, token_id: Any, documents: Documents) -> None:
+        self.doc = np.asarray(doc, dtype=np.int64)
+        self.pos = np.asarray(pos, dtype=np.int64)
+        self.token_id = np.asarray(token_id, dtype=np.int64)
+        if not (self.doc.ndim == self.pos.ndim == self.token_id.ndim == 1):
+            raise ValueError("doc, pos and token_id must be 1-D arrays")
+        if not (self.doc.shape == self.pos.shape == self.token_id.shape):
+            raise ValueError(
+                f"doc, pos and token_id must have one entry per row; got shapes "
+                f"{self.doc.shape}, {self.pos.shape}, {self.token_id.shape}"
+            )
+        if not isinstance(documents, Documents):
+            raise TypeError(f"documents must be a Documents; got {type(documents).__name__}")
+        self.documents = documents
+        self._lookup: tuple[NDArray[np.int64], NDArray[np.int64], int] | None = None
+
+    def __len__(self) -> int:
+        return int(self.doc.shape[0])
+
+    def __getitem__(self, index: Any) -> TokenRows:
+        rows = np.arange(len(self))[index] if isinstance(index, slice) else index
+        rows = _normalise_indices(rows, len(self), "index")
+        return TokenRows(self.doc[rows], self.pos[rows], self.token_id[rows], self.documents)
+
+    @property
+    def texts(self) -> list[str]:
+        return self.documents.texts
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.documents.tokenizer
+
+    # ------------------------------------------------------------------------------- lookup
+
+    def row_of(self, doc: Any, pos: Any) -> NDArray[np.int64]:
+        """Row of each (doc, pos) pair, -1 where that token is not a row (dropped, cut by
+        max_tokens, or outside this subset)."""
+        if self._lookup is None:
+            width = int(self.pos.max()) + 2 if len(self) else 1
+            keys = self.doc * width + self.pos
+            order = np.argsort(keys, kind="stable")
+            self._lookup = (keys[order], order.astype(np.int64), width)
+        sorted_keys, order, width = self._lookup
+        doc_a, pos_a = np.asarray(doc, np.int64), np.asarray(pos, np.int64)
+        if not len(sorted_keys):
+            return np.full(np.shape(doc_a), -1, dtype=np.int64)
+        inside = (pos_a >= 0) & (pos_a < width - 1)
+        keys = doc_a * width + pos_a
+        where = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        found = inside & (sorted_keys[where] == keys)
+        return np.where(found, order[where], -1).astype(np.int64)
+
+    def context(
+        self, row: int, before: int = 8, after: int = 4
+    ) -> tuple[list[str], NDArray[np.int64], int]:
+        """Row `row`'s token with up to `before` tokens before it and `after` after it.
+
+        Returns (pieces, rows, center): the text of each token in the window (whitespace
+        included, special tokens left out), the row of each token (-1 if not a row), and
+        the index of `row`'s own token in the lists.
+        """
+        doc, pos = int(self.doc[row]), int(self.pos[row])
+        documents = self.documents
+        length = len(documents.token_ids[doc])
+        positions = np.arange(max(0, pos - before), min(length, pos + after + 1))
+        pieces = [documents.piece(doc, int(p)) for p in positions]
+        keep = [i for i, (p, text) in enumerate(zip(positions, pieces)) if text or p == pos]
+        positions = positions[keep]
+        pieces = [pieces[i] for i in keep]
+        if pieces and positions[0] == pos:  # the window starts at the row: no leading gap
+            pieces[0] = pieces[0].lstrip()
+        center = int(np.flatnonzero(positions == pos)[0])
+        if not pieces[center]:  # a special token kept as a row: show its name
+            pieces[center] = self.vocab_text([int(self.token_id[row])])[0]
+        rows = self.row_of(np.full(len(positions), doc), positions)
+        return pieces, rows, center
+
+    def token_text(self, row: int) -> str:
+        """The text of row `row`'s token as it appears in its document."""
+        pieces, _, center = self.context(row, 0, 0)
+        return pieces[center]
+
+    def vocab_text(self, ids: Sequence[int]) -> list[str]:
+        """Display text of vocabulary ids (logit effects): decoded by the tokenizer, so
+        byte-level BPE markers (Ġ, Ċ) and SentencePiece's ▁ become spaces and newlines;
+        WordPiece continuations keep their ##."""
+        tokenizer = self.documents.tokenizer
+        if tokenizer is None:
+            return [f"#{int(i)}" for i in ids]
+        out = []
+        for i in ids:
+            piece = tokenizer.convert_ids_to_tokens(int(i))
+            if isinstance(piece, str) and piece.startswith("##"):
+                out.append(piece)
+            else:
+                out.append(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False))
+        return out
+
+    def __repr__(self) -> str:
+        return f"TokenRows({len(self)} rows from {len(self.documents)} documents)"

@@ -1,0 +1,176 @@
+"""Token activations of a real transformer (all-MiniLM-L6-v2, shipped by the `text` extra).
+
+One model load per module (a few seconds); every forward pass here is a handful of short
+sentences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import sae_widgets as sw
+from sae_widgets.data import models
+
+LAYER = "encoder.layer.3"
+TEXTS = [
+    "The cat sat on the mat.",
+    "Hello <script>alert(1)</script> world, a much longer sentence than the first one.",
+    "Short.",
+    "Another sentence of a middling length.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> models.LanguageModel:
+    return sw.models.minilm()
+
+
+def hidden_alone(lm: models.LanguageModel, text: str, layer: int = 3) -> np.ndarray:
+    """The layer's hidden states of one document run alone, no padding: (L, d)."""
+    encoding = lm.tokenizer([text], return_tensors="pt")
+    captured = {}
+
+    def hook(_module, _inputs, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+
+    handle = lm.model.encoder.layer[layer].register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            lm.model(**encoding)
+    finally:
+        handle.remove()
+    return captured["h"][0].numpy()
+
+
+def test_loader_returns_an_eval_model_and_a_fast_tokenizer(minilm) -> None:
+    model, tokenizer = minilm
+    assert not model.training
+    assert tokenizer.is_fast
+    assert model.config.hidden_size == 384
+
+
+def test_rows_are_the_non_special_tokens_without_padding(minilm) -> None:
+    ds = sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    lengths = [len(minilm.tokenizer(t)["input_ids"]) for t in TEXTS]  # with [CLS] and [SEP]
+    assert ds.X.shape == (sum(n - 2 for n in lengths), 384)
+    assert ds.X.dtype == np.float32
+    tokens = ds.tokens
+    assert isinstance(tokens, sw.TokenRows)
+    for doc, n in enumerate(lengths):
+        np.testing.assert_array_equal(tokens.pos[tokens.doc == doc], np.arange(1, n - 1))
+    special = set(minilm.tokenizer.all_special_ids)  # [PAD], [CLS], [SEP], ...
+    assert not special & set(tokens.token_id.tolist())
+    assert tokens.texts == TEXTS
+
+
+def test_each_row_reproduces_its_token_run_alone(minilm) -> None:
+    one_at_a_time = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, batch_size=1
+    )
+    batched = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, batch_size=3
+    )
+    np.testing.assert_array_equal(one_at_a_time.tokens.doc, batched.tokens.doc)
+    for doc, text in enumerate(TEXTS):
+        alone = hidden_alone(minilm, text)
+        ids = minilm.tokenizer(text)["input_ids"]
+        for ds in (one_at_a_time, batched):
+            rows = np.flatnonzero(ds.tokens.doc == doc)
+            positions = ds.tokens.pos[rows]
+            np.testing.assert_array_equal(ds.tokens.token_id[rows], np.asarray(ids)[positions])
+            if ds is one_at_a_time:  # the very same computation: bit for bit
+                np.testing.assert_array_equal(ds.X[rows], alone[positions])
+            else:  # padded batches change only float rounding (matmul shapes differ)
+                np.testing.assert_allclose(ds.X[rows], alone[positions], rtol=0, atol=1e-5)
+
+
+def test_special_tokens_kept_on_request_and_max_tokens_caps_rows(minilm) -> None:
+    kept = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS[:1], tokenizer=minilm.tokenizer, drop_special=False
+    )
+    ids = minilm.tokenizer(TEXTS[0])["input_ids"]
+    np.testing.assert_array_equal(kept.tokens.token_id, ids)  # [CLS] ... [SEP], no padding
+    np.testing.assert_array_equal(kept.X, hidden_alone(minilm, TEXTS[0]))
+
+    full = sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    capped = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, max_tokens=10
+    )
+    assert len(capped) == 10
+    np.testing.assert_array_equal(capped.tokens.doc, full.tokens.doc[:10])
+    np.testing.assert_array_equal(capped.tokens.pos, full.tokens.pos[:10])
+    np.testing.assert_allclose(capped.X, full.X[:10], rtol=0, atol=1e-5)
+
+
+def test_max_length_cuts_long_documents(minilm) -> None:
+    ds = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, max_length=6
+    )
+    counts = np.bincount(ds.tokens.doc)
+    assert counts.max() == 4  # 6 tokens minus [CLS] and [SEP]
+
+
+def test_forward_stops_after_the_hooked_layer(minilm) -> None:
+    later = []
+    handle = minilm.model.encoder.layer[4].register_forward_hook(lambda *a: later.append(1))
+    try:
+        sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    finally:
+        handle.remove()
+    assert later == []
+    assert not minilm.model.training
+
+
+def test_subsets_keep_token_rows_aligned(minilm) -> None:
+    ds = sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    picked = np.array([5, 0, 17])
+    sub = ds[picked]
+    np.testing.assert_array_equal(sub.X, ds.X[picked])
+    np.testing.assert_array_equal(sub.tokens.doc, ds.tokens.doc[picked])
+    np.testing.assert_array_equal(sub.tokens.pos, ds.tokens.pos[picked])
+    assert sub.tokens.documents is ds.tokens.documents
+    assert [sub.tokens.token_text(i) for i in range(3)] == [
+        ds.tokens.token_text(int(r)) for r in picked
+    ]
+    assert "tokens" in repr(ds)
+
+
+def test_token_text_and_context_come_from_the_original_text(minilm) -> None:
+    ds = sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    tokens = ds.tokens
+    # the uncased tokenizer lowercases its pieces; the text shown keeps the original case
+    first = tokens.token_text(0)
+    assert first == "The"
+    pieces, rows, center = tokens.context(int(np.flatnonzero(tokens.doc == 1)[2]), 50, 50)
+    assert "".join(pieces) == TEXTS[1]
+    assert pieces[center] == "script"
+    assert rows[center] == np.flatnonzero(tokens.doc == 1)[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"data": "one text"}, TypeError, "wrap it in a list"),
+        ({"data": []}, ValueError, "no texts"),
+        ({"data": ["ok", 3]}, TypeError, r"data\[1\]"),
+        ({"max_tokens": 0}, ValueError, "max_tokens"),
+        ({"max_length": 2.5}, TypeError, "max_length"),
+        ({"drop_special": "yes"}, TypeError, "drop_special"),
+        ({"layer": "pooler"}, ValueError, "one vector per token"),
+        ({"tokenizer": "bert"}, TypeError, "tokenizer"),
+    ],
+)
+def test_bad_arguments(minilm, kwargs: dict, error: type, message: str) -> None:
+    arguments = {"layer": LAYER, "data": TEXTS, "tokenizer": minilm.tokenizer, **kwargs}
+    with pytest.raises(error, match=message):
+        sw.collect_activations(minilm.model, **arguments)
+
+
+def test_missing_extra_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(models, "MINILM_PACKAGE", "sae_widgets_no_such_weights")
+    with pytest.raises(ModuleNotFoundError, match=r"sae_widgets\[text\]"):
+        sw.models.minilm()
+    with pytest.raises(ValueError, match="smollm2"):
+        sw.load_language_model("gpt-7")
