@@ -19,9 +19,11 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
+from sae_widgets.sae import registry
+from sae_widgets.sae.registry import ACTIVATIONS
+
 PROG = "sae-widgets"
 BUILTIN_DATA = ("digits", "shapes", "superposition")
-ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
 VECTOR_FILES = (".npy", ".npz", ".safetensors")
 USAGE_ERROR = 2
 
@@ -156,6 +158,14 @@ def _check_device(device: str | None) -> None:
         raise UsageError(f"--device {device!r}: CUDA is not available on this machine")
 
 
+def _uses(what: str) -> list[str]:
+    """Activations that use k ("k") or an L1 penalty ("l1"), from the registry."""
+    rows = registry.REGISTRY.values()
+    if what == "k":
+        return [row.name for row in rows if row.k != "unused"]
+    return [row.name for row in rows if row.penalty == what]
+
+
 def _architecture(activation: str, k: int | None) -> str:
     return f"{activation} (k={k})" if k is not None else activation
 
@@ -165,10 +175,11 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.metrics import evaluate
 
-    if args.k is not None and args.activation not in ("topk", "batchtopk"):
-        raise UsageError(f"--k applies to topk and batchtopk, not {args.activation}")
-    if args.l1_coeff is not None and args.activation != "relu":
-        raise UsageError(f"--l1-coeff applies to relu, not {args.activation}")
+    spec = registry.get(args.activation)
+    if args.k is not None and spec.k == "unused":
+        raise UsageError(f"--k applies to {', '.join(_uses('k'))}, not {args.activation}")
+    if args.l1_coeff is not None and spec.coeff != "l1_coeff":
+        raise UsageError(f"--l1-coeff applies to {', '.join(_uses('l1'))}, not {args.activation}")
     _check_device(args.device)
     if args.out is not None:
         check_replaceable(args.out)  # before training, not after
@@ -186,7 +197,7 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     sae.fit(X, progress=not args.quiet)
     metrics = evaluate(sae, X)
     saved = str(save_sae(sae, args.out, metrics=metrics)) if args.out is not None else None
-    k = sae.model_.cfg.k if args.activation in ("topk", "batchtopk") else None
+    k = sae.model_.cfg.k
     payload = {
         "data": args.data,
         "n_samples": int(X.shape[0]),
@@ -249,9 +260,8 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> None:
     if info["sae_widgets_version"] is not None:
         rows.append(("saved by", f"sae_widgets {info['sae_widgets_version']}"))
     params = info["params"] or {}
-    shown = ("epochs", "batch_size", "lr", "seed") + (
-        ("l1_coeff",) if info["activation"] == "relu" else ()
-    )
+    coeff = registry.get(info["activation"]).coeff
+    shown = ("epochs", "batch_size", "lr", "seed") + ((coeff,) if coeff else ())
     for name in shown:
         if params.get(name) is not None:
             rows.append((f"param {name}", params[name]))
@@ -323,8 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(train)
     train.add_argument("--activation", choices=ACTIVATIONS, default="topk", help="default: topk")
     train.add_argument("--units", type=_positive_int, default=256, help="default: 256")
-    train.add_argument("--k", type=_positive_int, help="active units per sample (topk, batchtopk)")
-    train.add_argument("--l1-coeff", type=_positive_float, help="L1 sparsity weight (relu)")
+    train.add_argument(
+        "--k", type=_positive_int, help=f"active units per sample ({', '.join(_uses('k'))})"
+    )
+    train.add_argument(
+        "--l1-coeff", type=_positive_float, help=f"L1 sparsity weight ({', '.join(_uses('l1'))})"
+    )
     train.add_argument("--epochs", type=_positive_int, help="passes over the data")
     train.add_argument("--batch-size", type=_positive_int, help="samples per step")
     train.add_argument("--lr", type=_positive_float, help="learning rate (default: automatic)")

@@ -9,7 +9,8 @@ import torch
 
 import sae_widgets as sw
 from sae_widgets.sae.estimator import SAE
-from sae_widgets.sae.training import NonFiniteLossError, StopTraining
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.training import NonFiniteLossError, StopTraining, TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +126,21 @@ def test_ctrl_c_stops_cleanly_with_a_usable_model(small: sw.Dataset) -> None:
 
 
 def test_nan_loss_raises_with_advice_and_keeps_last_good_weights(small: sw.Dataset) -> None:
-    sae = SAE(n_units=32, k=3, epochs=3, lr=1e30, grad_clip=0.0)
+    # the estimator refuses such a rate up front (see test_absurd_lr_is_refused); the trainer
+    # itself still stops cleanly when a loss diverges
+    model = SparseAutoencoder(SAEConfig(d_in=small.X.shape[1], n_units=32, k=3))
+    trainer = Trainer(model, TrainConfig(lr=1e30, grad_clip=0.0), seed=0, fresh=True)
+    X = torch.from_numpy(small.X)
     with pytest.raises(NonFiniteLossError, match="learning rate"):
-        sae.fit(small.X, progress=False)
-    assert all(np.isfinite(w).all() for w in weights_of(sae).values())
+        trainer.run(X, [], epochs=3, batch_size=64, shuffle=True, total_steps=None)
+    assert all(bool(torch.isfinite(w).all()) for w in model.weights().values())
     assert isinstance(NonFiniteLossError("x"), FloatingPointError)
+
+
+def test_absurd_lr_is_refused_naming_lr(small: sw.Dataset) -> None:
+    for lr in (1e6, 1e30, float("nan"), 0.0):
+        with pytest.raises(ValueError, match=r"lr must be None or a finite number in \(0, 1\]"):
+            SAE(n_units=32, k=3, lr=lr).fit(small.X, progress=False)
 
 
 def test_partial_fit_continues_a_wrapped_module(small: sw.Dataset) -> None:

@@ -8,6 +8,7 @@ torch.load(weights_only=True).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors.torch import save_file
 
 from sae_widgets.sae.formats import (
@@ -32,16 +32,17 @@ from sae_widgets.sae.formats import (
 from sae_widgets.sae.formats import dictionary_learning as _dl
 from sae_widgets.sae.formats import saelens as _saelens
 from sae_widgets.sae.formats import sparsify as _sparsify
-from sae_widgets.sae.formats.record import NEEDS_K
 
 if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.sae.estimator import SAE
-    from sae_widgets.sae.model import SparseAutoencoder
+    from sae_widgets.sae.model import SAEConfig
 
 # Logged training steps kept in cfg.json (fit logs about 50; long streams get their tail).
 MAX_HISTORY_SAVED = 10_000
-# Estimator parameters that describe the architecture; the weights decide them on load.
-_ARCHITECTURE_PARAMS = ("n_units", "activation", "k")
+# Estimator parameters that describe the architecture: the weights decide them on load; the
+# saved value is kept when it describes the same architecture (relu's unused k, a None that
+# meant the default prefix sizes).
+_ARCHITECTURE_PARAMS = ("n_units", "activation", "k", "prefix_sizes")
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,17 @@ def save_sae(
     if module is None:
         raise NotFittedError(f"{type(sae).__name__} is not fitted yet; nothing to save")
     weights = module.weights()  # user space: any input scaling is already folded in
-    activation = module.cfg.activation
     record = CheckpointWeights(
         W_enc=weights["W_enc"],
         b_enc=weights["b_enc"],
         W_dec=weights["W_dec"],
         b_dec=weights["b_dec"],
-        activation=activation,
-        k=module.cfg.k if activation in NEEDS_K else None,
+        activation=module.cfg.activation,
+        k=module.cfg.k,
         threshold=weights.get("threshold"),
         metadata=_metadata(sae, metrics),
         layout="sae_widgets",
+        prefix_sizes=module.cfg.prefix_sizes,
     )
     return write_weights(record, folder)
 
@@ -157,16 +158,21 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
         n_units=record.n_units,
         activation=record.activation,
         k=record.k,
+        prefix_sizes=record.prefix_sizes,
         **extra,
     )
     module = SparseAutoencoder.from_weights(
         cfg, record.W_enc, record.b_enc, record.W_dec, record.b_dec, threshold=record.threshold
     )
-    if record.activation == "jumprelu" and record.threshold is not None:
-        _set_exact_log_threshold(module, record.threshold)
-    accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
     saved = _section(record, "params")
-    sae = SAE.from_module(module, **{k: v for k, v in saved.items() if k in accepted})
+    accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
+    kept = {name: value for name, value in saved.items() if name in accepted}
+    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
+        value = saved.get(name)
+        value = tuple(value) if isinstance(value, list) else value
+        if name in saved and _describes(cfg, name, value):
+            kept[name] = value
+    sae = SAE.from_module(module, **kept)
     training = _section(record, "training")
     history = training.get("history")
     if isinstance(history, list):
@@ -177,6 +183,14 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
             setattr(sae, attr, count)
     return sae
+
+
+def _describes(cfg: SAEConfig, name: str, value: Any) -> bool:
+    """Whether parameter `name`=`value` gives the architecture `cfg` (a saved parameter)."""
+    try:
+        return dataclasses.replace(cfg, **{name: value}) == cfg
+    except (TypeError, ValueError):
+        return False
 
 
 def describe_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -227,23 +241,6 @@ def _metadata(sae: SAE, metrics: dict[str, Any] | None) -> dict[str, Any]:
         },
         "metrics": dict(metrics or {}),
     }
-
-
-@torch.no_grad()
-def _set_exact_log_threshold(module: SparseAutoencoder, threshold_U: torch.Tensor) -> None:
-    """Make exp(log_threshold) reproduce the saved threshold bit for bit.
-
-    The model stores log(threshold) and log(exp(a)) can miss a by an ulp; the float next to
-    log(t) usually hits t exactly, so a few nudges make a saved model load identically.
-    """
-    target = threshold_U.to(module.log_threshold)
-    log = module.log_threshold.detach().clone()
-    up, down = torch.full_like(log, math.inf), torch.full_like(log, -math.inf)
-    for _ in range(4):
-        back = log.exp()
-        nudged = torch.where(back < target, torch.nextafter(log, up), torch.nextafter(log, down))
-        log = torch.where(back == target, log, nudged)
-    module.log_threshold.copy_(log)
 
 
 def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> Path:

@@ -6,7 +6,9 @@ end in "_"; numpy in -> numpy out, torch in -> torch out on the input's device.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +19,8 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
-from sae_widgets.sae.model import ACTIVATIONS, SAEConfig, SparseAutoencoder
+from sae_widgets.sae import params as constraints
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
 
 
@@ -29,22 +32,47 @@ def _data_of(X: Any) -> Any:
 
 
 class SAE(BaseEstimator):
-    """Sparse autoencoder estimator.
+    """Sparse autoencoder estimator (scikit-learn conventions).
 
-    Parameters
+    Parameters (checked when `fit` / `partial_fit` run, and one by one by `set_params`,
+    against `sae_widgets.sae.params.SAE_PARAMETERS`; a wrong type is a TypeError, a value
+    out of range a ValueError naming the parameter, the value and what is expected)
     ----------
-    n_units: number of units (latents).
-    activation: "relu" (L1 weighted by decoder norms), "topk", "batchtopk" (a JumpReLU
-        threshold at inference), "jumprelu" (learned thresholds, L0 penalty).
-    k: active units per sample (topk), on average (batchtopk).
-    l1_coeff: relu sparsity weight; l0_coeff: jumprelu sparsity weight.
+    n_units: number of units (latents), a positive integer.
+    activation: a name in `sae_widgets.sae.registry.ACTIVATIONS`: "relu" (L1 weighted by
+        decoder norms), "topk", "batchtopk" (a JumpReLU threshold at inference), "jumprelu"
+        (learned thresholds, L0 penalty), "matryoshka_batchtopk" (BatchTopK whose nested
+        prefixes of units each reconstruct; see prefix_sizes).
+    k: active units per sample (topk), on average (batchtopk, matryoshka_batchtopk); for
+        jumprelu the L0 its thresholds start at (None: 16); unused by relu. At most n_units.
+    prefix_sizes: matryoshka_batchtopk only: increasing numbers of units whose prefixes are
+        trained to reconstruct, e.g. (16, 64, 256); None: n_units/4**j down to 16 units.
+    l1_coeff: relu sparsity weight; l0_coeff: jumprelu sparsity weight (finite, >= 0).
     epochs, batch_size: passes over the data and samples per step in fit; fit shrinks the
         batch to at most n / min_steps_per_epoch so small datasets still get enough steps.
-    lr: Adam learning rate; None picks one for the activation and n_units.
-    seed: the same seed gives the same weights (on the same device and thread count).
-    device: torch device for the model and the training data.
-    warmup_steps, decay_fraction, grad_clip, aux_coeff, k_aux, dead_window, shuffle,
-    log_every: see `sae_widgets.sae.training.TrainConfig`.
+    lr: Adam learning rate in (0, 1]; None picks one for the activation and n_units.
+    seed: an integer in [0, 2**63): the same seed gives the same weights (on the same device
+        and thread count); None draws a new seed at each fit (kept in `seed_`).
+    device: a torch device that exists here ("cpu", "cuda", "cuda:1"); "meta" is refused.
+    grad_clip: maximum gradient norm (finite, > 0); None or 0 disables clipping.
+    warmup_steps (>= 0 or None), decay_fraction ([0, 1]), aux_coeff (>= 0), k_aux (>= 1 or
+    None), dead_window, min_steps_per_epoch, log_every (>= 1 or None), shuffle (a bool):
+        see `sae_widgets.sae.training.TrainConfig`.
+
+    fit(X, callbacks=None, progress=True) shows a progress bar; pass progress=False for
+    none (partial_fit's default). Ctrl-C or a callback returning False ends training with
+    a usable model.
+
+    Fitted attributes
+    -----------------
+    model_: the trained `SparseAutoencoder` (weights in user space, eval mode).
+    n_features_in_: input dimension d.
+    components_: (n_units, d) decoder directions, numpy.
+    history_: list of dicts, one per logged step (step, samples, loss, fvu, l0, aux_fvu,
+        sparsity, dead_fraction, lr).
+    n_steps_, n_samples_seen_: optimiser steps and training samples so far.
+    stop_reason_: None, "callback" or "interrupted".
+    seed_: the seed this fit used (`seed`, or the one drawn when seed is None).
     """
 
     def __init__(
@@ -57,17 +85,18 @@ class SAE(BaseEstimator):
         epochs: int = 5,
         batch_size: int = 4096,
         lr: float | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         device: str | torch.device = "cpu",
         warmup_steps: int | None = None,
         decay_fraction: float = 0.5,
-        grad_clip: float = 1.0,
+        grad_clip: float | None = 1.0,
         aux_coeff: float = 1 / 32,
         k_aux: int | None = None,
         dead_window: int = 65_536,
         min_steps_per_epoch: int = 32,
         shuffle: bool = True,
         log_every: int | None = None,
+        prefix_sizes: tuple[int, ...] | None = None,
     ) -> None:
         self.n_units = n_units
         self.activation = activation
@@ -88,25 +117,30 @@ class SAE(BaseEstimator):
         self.min_steps_per_epoch = min_steps_per_epoch
         self.shuffle = shuffle
         self.log_every = log_every
+        self.prefix_sizes = prefix_sizes
 
     # ----------------------------------------------------------------- helpers
     def _check_params(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        for name in ("n_units", "epochs", "batch_size", "min_steps_per_epoch", "dead_window"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number or None, got {self.lr!r}")
-        if not 0 <= self.decay_fraction <= 1:
-            raise ValueError(f"decay_fraction must be in [0, 1], got {self.decay_fraction!r}")
+        """Every parameter against `sae_widgets.sae.params.SAE_PARAMETERS` (at fit time, as
+        scikit-learn does: __init__ only stores)."""
+        constraints.check_params(self.get_params())
+
+    def set_params(self, **params: Any) -> SAE:
+        """Set parameters (scikit-learn API); each value is checked on its own right away,
+        the rules between parameters at the next fit."""
+        for name, value in params.items():
+            constraints.check_param(name, value)
+        super().set_params(**params)
+        return self
 
     def _torch_device(self) -> torch.device:
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"device must name a torch device, got {self.device!r}") from err
+        return constraints.check_device("device", self.device)
+
+    def _seed(self) -> int:
+        """The seed of this fit: `seed`, or one drawn at random when seed is None."""
+        return (
+            int(self.seed) if self.seed is not None else secrets.randbelow(constraints.SEED_LIMIT)
+        )
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -115,7 +149,7 @@ class SAE(BaseEstimator):
             min_steps_per_epoch=self.min_steps_per_epoch,
             warmup_steps=self.warmup_steps,
             decay_fraction=self.decay_fraction,
-            grad_clip=self.grad_clip,
+            grad_clip=0.0 if self.grad_clip is None else float(self.grad_clip),
             aux_coeff=self.aux_coeff,
             k_aux=self.k_aux,
             dead_window=self.dead_window,
@@ -184,21 +218,28 @@ class SAE(BaseEstimator):
                 raise TypeError(f"callbacks must be callables, got {type(cb)}")
         return out
 
-    def _new_model(self, d_in: int) -> SparseAutoencoder:
-        cfg = SAEConfig(d_in=d_in, n_units=self.n_units, activation=self.activation, k=self.k)
-        generator = torch.Generator().manual_seed(int(self.seed))
+    def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
+        cfg = SAEConfig(
+            d_in=d_in,
+            n_units=self.n_units,
+            activation=self.activation,
+            k=self.k,
+            prefix_sizes=None if self.prefix_sizes is None else tuple(self.prefix_sizes),
+        )
+        generator = torch.Generator().manual_seed(seed)
         return SparseAutoencoder(cfg, generator=generator).to(self._torch_device())
 
     def _start(self, d_in: int) -> None:
         """Fresh, untrained state (fit, or the first partial_fit)."""
-        self.model_ = self._new_model(d_in)
+        self.seed_ = self._seed()
+        self.model_ = self._new_model(d_in, self.seed_)
         self.n_features_in_ = d_in
         self.history_: list[dict[str, float]] = []
         self.n_steps_ = 0
         self.n_samples_seen_ = 0
         self.stop_reason_: str | None = None
         self._trainer: Trainer | None = Trainer(
-            self.model_, self._train_config(), int(self.seed), fresh=True
+            self.model_, self._train_config(), self.seed_, fresh=True
         )
 
     def _session(
@@ -213,7 +254,7 @@ class SAE(BaseEstimator):
     ) -> None:
         trainer = getattr(self, "_trainer", None)
         if trainer is None:  # wrapped or loaded module: continue training it
-            trainer = Trainer(self.model_, self._train_config(), int(self.seed), fresh=False)
+            trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)
             trainer.resume_counts(self.n_steps_, self.n_samples_seen_)
             self._trainer = trainer
         try:
@@ -245,6 +286,7 @@ class SAE(BaseEstimator):
         that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
         """
         self._check_params()
+        constraints.check_param("progress", progress)
         callback_list = self._callbacks(callbacks)
         X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X leaves it intact
         for attr in ("model_", "n_features_in_", "_trainer"):
@@ -265,6 +307,7 @@ class SAE(BaseEstimator):
     ) -> SAE:
         """One pass over X in order, in steps of batch_size (no final decay); returns self."""
         self._check_params()
+        constraints.check_param("progress", progress)
         callback_list = self._callbacks(callbacks)
         X_t = self._input(X)
         if not hasattr(self, "model_"):
@@ -278,13 +321,26 @@ class SAE(BaseEstimator):
         if not isinstance(module, SparseAutoencoder):
             raise TypeError(f"module must be a SparseAutoencoder, got {type(module)}")
         cfg = module.cfg
-        arch = {"n_units": cfg.n_units, "activation": cfg.activation, "k": cfg.k}
-        for name, value in arch.items():
-            if name in params and params[name] != value and not (name == "k" and value is None):
-                raise ValueError(f"{name}={params[name]!r} disagrees with the module's {value!r}")
-        params = {**params, **{k: v for k, v in arch.items() if not (k == "k" and v is None)}}
+        arch: dict[str, Any] = {
+            "n_units": cfg.n_units,
+            "activation": cfg.activation,
+            "k": cfg.k,
+            "prefix_sizes": cfg.prefix_sizes,
+        }
+        given = {name: params[name] for name in arch if name in params}
+        try:  # the given values must describe the module's architecture (None: its default)
+            same = not given or dataclasses.replace(cfg, **given) == cfg
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise ValueError(
+                f"{', '.join(f'{n}={v!r}' for n, v in given.items())} disagrees with the "
+                f"module's architecture ({', '.join(f'{n}={v!r}' for n, v in arch.items())})"
+            )
+        params = {**{name: v for name, v in arch.items() if v is not None}, **params}
         params.setdefault("device", str(module.W_dec.device))
         est = cls(**params)
+        est.seed_ = est._seed()
         est.model_ = module.eval()
         est.n_features_in_ = cfg.d_in
         est.history_ = []
@@ -326,7 +382,7 @@ class SAE(BaseEstimator):
         data_parts, index_parts, count_parts = [], [], []
         with torch.no_grad():
             for chunk in self._chunks(X, chunk_size):
-                if model.cfg.activation == "topk":
+                if model.spec.per_sample_k:
                     values_BK, units_BK = model.encode_topk(chunk)
                     units_BK, order = units_BK.sort(dim=1)
                     values_BK = values_BK.gather(1, order)

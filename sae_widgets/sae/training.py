@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_widgets.sae import registry
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import SparseCodes
 
@@ -53,7 +54,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Maximum global gradient norm (0 disables clipping)."""
     aux_coeff: float = 1 / 32
-    """Weight of the AuxK loss (topk, batchtopk)."""
+    """Weight of the AuxK loss (sparse-training activations: topk, batchtopk, matryoshka)."""
     k_aux: int | None = None
     """Dead units used by AuxK per sample; None: d_in // 2."""
     dead_window: int = 65_536
@@ -72,10 +73,9 @@ class TrainConfig:
 
 
 def default_lr(activation: str, n_units: int) -> float:
-    """Learning rate that works without tuning: scaled with 1/sqrt(n_units) for TopK."""
-    if activation in ("topk", "batchtopk"):
-        return 0.1 / math.sqrt(n_units)
-    return 3e-3
+    """Learning rate that works without tuning (the registry's, e.g. 0.1 / sqrt(n_units) for
+    the TopK family)."""
+    return registry.get(activation).default_lr(n_units)
 
 
 def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
@@ -105,10 +105,10 @@ class Trainer:
         self.lr = (
             cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
         )
-        # JumpReLU thresholds live in log space, where a step of size lr is a relative change
+        # learned thresholds act in log space, where a step of size lr is a relative change
         # of lr: they get a 10x larger rate so sparsity can adapt within a short run
-        thresholds = [p for name, p in model.named_parameters() if name == "log_threshold"]
-        others = [p for name, p in model.named_parameters() if name != "log_threshold"]
+        thresholds = model.threshold_parameters()
+        others = [p for p in model.parameters() if all(p is not t for t in thresholds)]
         groups: list[dict[str, Any]] = [{"params": others, "lr_scale": 1.0}]
         if thresholds:
             groups.append({"params": thresholds, "lr_scale": THRESHOLD_LR_SCALE})
@@ -126,14 +126,14 @@ class Trainer:
         if self.fresh:
             with torch.no_grad():  # the module is in user space here
                 self.model.b_dec.copy_(geometric_median(x_ND))
-                if self.model.cfg.activation == "jumprelu":
+                if self.model.spec.threshold == "learned":
                     self._init_thresholds(x_ND)
             self.fresh = False
 
     def _init_thresholds(self, x_ND: Tensor) -> None:
-        """JumpReLU: start each unit's threshold where it fires on about k / n_units of the
-        first batch (k from the config, else 16), so training starts near the target L0
-        instead of from all or nothing."""
+        """Learned thresholds: start each unit's threshold where it fires on about
+        k / n_units of the first batch (k from the config, else 16), so training starts near
+        the target L0 instead of from all or nothing."""
         model = self.model
         target_l0 = model.cfg.k or 16
         n = x_ND.shape[0]
@@ -142,7 +142,7 @@ class Trainer:
         # a one-sample batch has no order statistic below its only value: start at that value
         threshold = pre_NU.kthvalue(max(1, n - fires), dim=0).values
         floor = 1e-3 * float(pre_NU.abs().mean()) + 1e-12
-        model.log_threshold.copy_(threshold.clamp_min(floor).log())
+        model.set_threshold_(threshold.clamp_min(floor))
 
     def resume_counts(self, step: int, samples_seen: int) -> None:
         """Continue the step and sample counts of earlier training (a loaded checkpoint), so
@@ -169,10 +169,10 @@ class Trainer:
         return max(1, total // 20) if total is not None else 10
 
     def sparsity_coeff_at(self, step: int, total: int | None) -> float:
-        act = self.model.cfg.activation
-        if act not in ("relu", "jumprelu"):
+        name = self.model.spec.coeff
+        if name is None:
             return 0.0
-        coeff = self.cfg.l1_coeff if act == "relu" else self.cfg.l0_coeff
+        coeff = float(getattr(self.cfg, name))
         ramp = self.cfg.l1_warmup_steps
         ramp = ramp if ramp is not None else self._warmup(total)
         return coeff * min(1.0, (step - self.start_step + 1) / max(1, ramp))
@@ -185,6 +185,8 @@ class Trainer:
             group["lr"] = lr * group["lr_scale"]
         out = model.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
         loss = out.fvu + sparsity_coeff * out.sparsity + self.cfg.aux_coeff * out.aux_fvu
+        if out.extra_loss is not None:
+            loss = loss + out.extra_loss
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
@@ -223,11 +225,12 @@ class Trainer:
 
     @torch.no_grad()
     def _update_threshold(self, batch_threshold: Tensor) -> None:
-        """batchtopk: running mean (EMA after warm-up) of each batch's smallest kept value."""
-        buf = self.model.batch_threshold
+        """Running thresholds: mean (EMA after warm-up) of each batch's smallest kept value."""
+        current = self.model.threshold
+        assert current is not None
         self.threshold_updates += 1
         beta = min(0.95, 1.0 - 1.0 / self.threshold_updates)
-        buf.mul_(beta).add_((1 - beta) * batch_threshold.clamp_min(0))
+        self.model.set_threshold_(current * beta + (1 - beta) * batch_threshold.clamp_min(0))
 
     # ----------------------------------------------------------------- sessions
     def batches(self, n: int, batch_size: int, shuffle: bool) -> Iterable[Tensor]:

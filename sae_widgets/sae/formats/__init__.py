@@ -6,7 +6,6 @@ tested on its own. `sae_widgets.sae.checkpoint` picks the layout and builds the 
 
 from sae_widgets.sae.formats.dictionary_learning import read_dictionary_learning
 from sae_widgets.sae.formats.record import (
-    ACTIVATIONS,
     CheckpointWeights,
     fold_decoder_norm,
     fold_input_bias,
@@ -15,6 +14,7 @@ from sae_widgets.sae.formats.record import (
 )
 from sae_widgets.sae.formats.saelens import read_saelens, saelens_files
 from sae_widgets.sae.formats.sparsify import read_sparsify
+from sae_widgets.sae.registry import ACTIVATIONS
 
 __all__ = [
     "ACTIVATIONS",

@@ -11,6 +11,7 @@ the weights), so every reader can be checked against the library's own formula.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,9 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
-NEEDS_K = ("topk", "batchtopk")
-NEEDS_THRESHOLD = ("jumprelu", "batchtopk")
+from sae_widgets.sae import registry
 
 
 @dataclass
@@ -41,15 +40,19 @@ class CheckpointWeights:
     b_dec: Tensor
     """(d_in,) decoder bias, also subtracted from the input before encoding."""
     activation: str
-    """One of "relu", "topk", "batchtopk", "jumprelu"."""
+    """A name in `sae_widgets.sae.registry.ACTIVATIONS`."""
     k: int | None = None
-    """Active units per sample for topk; the training-time batch average for batchtopk."""
+    """Active units per sample for topk; the training-time batch average for batchtopk;
+    jumprelu: the L0 its thresholds started at (optional); None where k is unused."""
     threshold: Tensor | None = None
-    """(n_units,) per-unit threshold for jumprelu and batchtopk (>= 0 for foreign layouts)."""
+    """(n_units,) per-unit threshold for activations that keep one (>= 0 for foreign
+    layouts)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """JSON-safe facts from the file: our metadata block, or the foreign config."""
     layout: str = "unknown"
     """Which layout the weights were read from (or will be written as)."""
+    prefix_sizes: tuple[int, ...] | None = None
+    """Nested-prefix activations (Matryoshka): increasing prefix sizes, the last n_units."""
 
     def __post_init__(self) -> None:
         self.W_enc = _float_tensor("W_enc", self.W_enc, ndim=2)
@@ -57,21 +60,21 @@ class CheckpointWeights:
         self.b_enc = _float_tensor("b_enc", self.b_enc, shape=(n_units,))
         self.W_dec = _float_tensor("W_dec", self.W_dec, shape=(n_units, d_in))
         self.b_dec = _float_tensor("b_dec", self.b_dec, shape=(d_in,))
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}"
-            )
-        if self.activation in NEEDS_K:
+        spec = registry.get(self.activation)
+        if spec.k == "architecture" or (spec.k == "init" and self.k is not None):
             if isinstance(self.k, bool) or not isinstance(self.k, int):
                 raise ValueError(f"k must be an int for {self.activation}; got {self.k!r}")
             if not 1 <= self.k <= n_units:
                 raise ValueError(f"k must be in [1, n_units={n_units}]; got {self.k}")
-        if self.activation in NEEDS_THRESHOLD:
+        elif spec.k == "unused":
+            self.k = None
+        if spec.threshold != "none":
             if self.threshold is None:
                 raise ValueError(f"threshold is required for {self.activation}")
             self.threshold = _float_tensor("threshold", self.threshold, shape=(n_units,))
         elif self.threshold is not None:
-            raise ValueError(f"threshold is only used by jumprelu/batchtopk, not {self.activation}")
+            raise ValueError(f"{self.activation} keeps no threshold; got one")
+        self.prefix_sizes = _prefix_sizes(spec, self.prefix_sizes, n_units)
 
     @property
     def d_in(self) -> int:
@@ -87,6 +90,27 @@ class CheckpointWeights:
         if self.threshold is not None:
             out["threshold"] = self.threshold
         return out
+
+
+def _prefix_sizes(
+    spec: registry.ActivationSpec, sizes: Any, n_units: int
+) -> tuple[int, ...] | None:
+    if not spec.prefixes:
+        if sizes is not None:
+            raise ValueError(f"prefix_sizes applies to nested-prefix activations, not {spec.name}")
+        return None
+    if sizes is None:
+        return registry.default_prefix_sizes(n_units)
+    if isinstance(sizes, str | bytes) or not isinstance(sizes, list | tuple):
+        raise ValueError(f"prefix_sizes must be a list of integers; got {sizes!r}")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
+    if not ok or not sizes or sizes[-1] != n_units or sizes[0] < 1:
+        ok = False
+    if not ok or any(b <= a for a, b in itertools.pairwise(sizes)):
+        raise ValueError(
+            f"prefix_sizes must be increasing integers ending at n_units={n_units}; got {sizes!r}"
+        )
+    return tuple(int(v) for v in sizes)
 
 
 def _float_tensor(
@@ -166,6 +190,7 @@ def fold_input_scaling(record: CheckpointWeights, scale: float) -> CheckpointWei
         threshold=record.threshold,
         metadata=record.metadata,
         layout=record.layout,
+        prefix_sizes=record.prefix_sizes,
     )
 
 

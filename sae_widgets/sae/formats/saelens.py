@@ -11,8 +11,11 @@ SAELens inference (sae_lens/saes/*.py, v6)::
 
 Before v6 the cfg was flat: activation_fn_str (or activation_fn) "relu"/"topk" with
 activation_fn_kwargs {"k": ...}, "architecture" absent or "standard"/"jumprelu", and
-normalize_activations possibly a bool. BatchTopK SAEs are saved by SAELens as "jumprelu" with
-the batch threshold copied to every unit; we do the same and note "batchtopk" in metadata.
+normalize_activations possibly a bool. BatchTopK and Matryoshka BatchTopK SAEs are saved by
+SAELens as "jumprelu" with the batch threshold copied to every unit; we do the same and note
+the activation in metadata (Matryoshka's prefix sizes also as SAELens' `matryoshka_widths`).
+Which SAELens name maps to which activation is in the registry (`saelens_architecture`,
+`saelens_reads`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import torch
 
+from sae_widgets.sae import registry
 from sae_widgets.sae.formats.record import (
     CheckpointWeights,
     config_int,
@@ -38,12 +42,6 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 # Marks the cfg as the v6 layout so SAELens keeps our metadata block instead of converting.
 SAELENS_LAYOUT_VERSION = "6.0.0"
 
-_ARCHITECTURE_OF = {
-    "relu": "standard",
-    "topk": "topk",
-    "jumprelu": "jumprelu",
-    "batchtopk": "jumprelu",
-}
 # Normalisations that SAELens' inference model does not apply to inputs loaded from disk.
 _INPUT_AS_IS = (None, "none", "expected_average_only_in")
 
@@ -55,7 +53,11 @@ def read_saelens(folder: Path) -> CheckpointWeights:
     raw_metadata = cfg.get("metadata")
     metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     ours = "sae_widgets_version" in metadata
-    architecture, k = _architecture(cfg, cfg_path)
+    spec, k = _architecture(cfg, cfg_path)
+    if ours and metadata.get("activation") in registry.REGISTRY:
+        saved = registry.get(metadata["activation"])
+        if saved.saelens_architecture == spec.saelens_architecture:
+            spec = saved
 
     d_in, d_sae = config_int(cfg, "d_in", cfg_path), config_int(cfg, "d_sae", cfg_path)
     W_enc, b_enc, W_dec, b_dec = require(tensors, weights_path, "W_enc", "b_enc", "W_dec", "b_dec")
@@ -75,37 +77,42 @@ def read_saelens(folder: Path) -> CheckpointWeights:
         W_dec = W_dec * tensors["scaling_factor"].float()[:, None]
     if not cfg.get("apply_b_dec_to_input", True):
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
-    if architecture == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
+    if spec.sparse_training and cfg.get("rescale_acts_by_decoder_norm", False):
         W_enc, b_enc, W_dec = fold_decoder_norm(W_enc, b_enc, W_dec)
 
-    activation = "relu" if architecture == "standard" else architecture
     threshold = None
-    if architecture in ("jumprelu", "batchtopk"):
+    if spec.threshold != "none":
         threshold = _threshold(tensors, d_sae, weights_path)
         if not ours:  # SAELens gates on relu(threshold); a clamped threshold gives the same codes
             threshold = threshold.clamp(min=0)
-        if metadata.get("activation") == "batchtopk":
-            activation = "batchtopk"
-        if activation == "batchtopk":
-            k = _round_k(metadata.get("k", cfg.get("k")), cfg_path)
+    if spec.k == "architecture" and spec.name != "topk":
+        k = _round_k(metadata.get("k", cfg.get("k")), cfg_path)
+    elif spec.k == "init" and ours:  # a training hint we keep (jumprelu's starting L0)
+        hint = metadata.get("k")
+        k = hint if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 1 else None
+    prefix_sizes = None
+    if spec.prefixes:
+        prefix_sizes = cfg.get("matryoshka_widths", metadata.get("prefix_sizes"))
     layout = "sae_widgets" if ours else ("saelens" if "metadata" in cfg else "saelens-legacy")
     return CheckpointWeights(
         W_enc=W_enc,
         b_enc=b_enc,
         W_dec=W_dec,
         b_dec=b_dec,
-        activation=activation,
+        activation=spec.name,
         k=k,
         threshold=threshold,
         metadata=dict(metadata) if ours else {"saelens_cfg": cfg},
         layout=layout,
+        prefix_sizes=prefix_sizes,
     )
 
 
 def saelens_files(record: CheckpointWeights) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The cfg.json content and the tensors of `record` in SAELens' v6 layout."""
+    spec = registry.get(record.activation)
     cfg: dict[str, Any] = {
-        "architecture": _ARCHITECTURE_OF[record.activation],
+        "architecture": spec.saelens_architecture,
         "d_in": record.d_in,
         "d_sae": record.n_units,
         "dtype": "float32",
@@ -114,37 +121,45 @@ def saelens_files(record: CheckpointWeights) -> tuple[dict[str, Any], dict[str, 
         "normalize_activations": "none",
         "reshape_activations": "none",
     }
-    if record.activation == "topk":
+    if spec.saelens_architecture == "topk":
         cfg["k"] = record.k
         cfg["rescale_acts_by_decoder_norm"] = False
+    if record.prefix_sizes is not None:
+        cfg["matryoshka_widths"] = list(record.prefix_sizes)
     cfg["metadata"] = {
         "sae_lens_version": SAELENS_LAYOUT_VERSION,
         **record.metadata,
         "activation": record.activation,
         "k": record.k,
     }
+    if record.prefix_sizes is not None:
+        cfg["metadata"]["prefix_sizes"] = list(record.prefix_sizes)
     return cfg, record.tensors()
 
 
-def _architecture(cfg: dict[str, Any], cfg_path: Path) -> tuple[str, int | None]:
+def _architecture(
+    cfg: dict[str, Any], cfg_path: Path
+) -> tuple[registry.ActivationSpec, int | None]:
+    """The activation a SAELens cfg describes, and k when the cfg's topk spelling holds it."""
     architecture = cfg.get("architecture", "standard")
     activation_fn = cfg.get("activation_fn", cfg.get("activation_fn_str"))
     fn_kwargs = cfg.get("activation_fn_kwargs") or {}
     if architecture == "standard" and activation_fn == "topk":  # SAELens < 6 spelling
         architecture = "topk"
-    if architecture not in ("standard", "topk", "jumprelu", "batchtopk"):
+    spec = registry.from_saelens(architecture)
+    if spec is None:
         raise ValueError(
             f"{cfg_path}: SAELens architecture {architecture!r} is not supported; "
-            "supported: standard, topk, jumprelu (and batchtopk saved as jumprelu)"
+            f"supported: {', '.join(registry.saelens_architectures())}"
         )
     if architecture in ("standard", "jumprelu") and activation_fn not in (None, "relu"):
         raise ValueError(f"{cfg_path}: activation_fn {activation_fn!r} is not supported")
-    if architecture != "topk":
-        return architecture, None
+    if spec.name != "topk":
+        return spec, None
     k = cfg.get("k", fn_kwargs.get("k") if isinstance(fn_kwargs, dict) else None)
     if isinstance(k, bool) or not isinstance(k, int):
         raise ValueError(f"{cfg_path}: a topk SAE needs an integer k in its config; got {k!r}")
-    return architecture, k
+    return spec, k
 
 
 def _threshold(tensors: dict[str, torch.Tensor], d_sae: int, path: Path) -> torch.Tensor:
@@ -163,6 +178,6 @@ def _threshold(tensors: dict[str, torch.Tensor], d_sae: int, path: Path) -> torc
 
 def _round_k(k: Any, cfg_path: Path) -> int:
     # SAELens' BatchTopK k is a float (average actives per sample); ours is an int.
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not k >= 1:
-        raise ValueError(f"{cfg_path}: a batchtopk SAE needs k >= 1 in its config; got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not k >= 1 or k == float("inf"):
+        raise ValueError(f"{cfg_path}: a batch top-k SAE needs k >= 1 in its config; got {k!r}")
     return round(k)

@@ -1,0 +1,301 @@
+"""Forward passes of the built-in activations (relu, topk, batchtopk, jumprelu).
+
+Each activation's registry row names an object here (or in its own module) with two methods:
+`encode` (inference codes, dense) and `train` (the training forward: reconstruction, codes,
+loss terms). The module (`SparseAutoencoder`) owns the weights and dispatches to them, so it
+never branches on the activation's name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from sae_widgets.sae.sparse_ops import (
+    SparseCodes,
+    batch_topk_units,
+    decode_sparse,
+    gathered_preacts,
+    jumprelu,
+    preacts_topk,
+    step_count,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sae_widgets.sae.model import SparseAutoencoder
+    from sae_widgets.sae.registry import ActivationSpec
+
+
+class ForwardOutput(NamedTuple):
+    """What `SparseAutoencoder.forward` returns."""
+
+    reconstruction: Tensor
+    """(B, d_in) decoded input."""
+    codes: Tensor
+    """(B, n_units) dense unit activations."""
+    fvu: Tensor
+    """Fraction of variance unexplained over this batch (differentiable)."""
+    sparsity: Tensor
+    """Sparsity penalty / batch variance: norm-weighted L1 (relu), d_in x L0 (jumprelu)."""
+    aux_fvu: Tensor
+    """AuxK loss: how well dead units reconstruct the residual (0 when none are dead)."""
+    l0: Tensor
+    """Mean number of active units per sample (no gradient)."""
+
+
+class TrainOutput(NamedTuple):
+    """Like ForwardOutput, but codes stay sparse for sparse-training activations."""
+
+    reconstruction: Tensor
+    codes: SparseCodes | Tensor
+    fvu: Tensor
+    sparsity: Tensor
+    aux_fvu: Tensor
+    l0: Tensor
+    batch_threshold: Tensor | None
+    """Running-threshold activations in training: the smallest activation kept."""
+    extra_loss: Tensor | None = None
+    """Loss added with weight 1 beside `fvu` (Matryoshka: the inner prefixes' FVU)."""
+
+
+class Forward(Protocol):
+    """An activation's forward pass (the object its registry row names)."""
+
+    def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+        """(B, n_units) dense inference codes from the pre-activations."""
+        ...
+
+    def train(
+        self,
+        model: SparseAutoencoder,
+        x_BD: Tensor,
+        dead_mask: Tensor | None,
+        k_aux: int | None,
+    ) -> TrainOutput:
+        """The training forward (also used by `forward` in eval mode)."""
+        ...
+
+
+@cache
+def forward_of(spec: ActivationSpec) -> Forward:
+    """The forward-pass object a registry row names ("module:attribute")."""
+    module_name, _, attribute = spec.forward.partition(":")
+    forward: Forward = getattr(importlib.import_module(module_name), attribute)
+    return forward
+
+
+def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
+    """(fvu, total variance) of a batch; the variance is guarded for one-sample batches."""
+    total_var = (x_BD - x_BD.mean(0)).pow(2).sum()
+    total_var = torch.clamp(total_var, min=1e-8 * x_BD.pow(2).sum().detach() + 1e-30)
+    return (x_hat_BD - x_BD).pow(2).sum() / total_var, total_var
+
+
+def threshold_gate(model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+    """JumpReLU-style inference: keep pre-activations above the unit's threshold and 0."""
+    threshold = model.threshold
+    assert threshold is not None
+    return pre_BU * ((pre_BU > threshold) & (pre_BU > 0))
+
+
+# ------------------------------------------------------------------------ dense training
+def _dense_output(
+    model: SparseAutoencoder, x_BD: Tensor, codes_BU: Tensor, penalty: Tensor
+) -> TrainOutput:
+    x_hat_BD = model.decode(codes_BU)
+    fvu, total_var = fvu_of(x_BD, x_hat_BD)
+    l0 = (codes_BU != 0).sum(dim=1).float().mean().detach()
+    zero = fvu.new_zeros(())
+    return TrainOutput(x_hat_BD, codes_BU, fvu, penalty / total_var, zero, l0, None)
+
+
+class ReLUForward:
+    """relu: codes = relu(pre); penalty: L1 of the codes weighted by decoder norms."""
+
+    def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+        return torch.relu(pre_BU)
+
+    def train(
+        self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
+    ) -> TrainOutput:
+        codes_BU = torch.relu(model.preacts(x_BD))
+        penalty = (codes_BU * model.W_dec.norm(dim=1)).sum()
+        return _dense_output(model, x_BD, codes_BU, penalty)
+
+
+class JumpReLUForward:
+    """jumprelu: pre * (pre > threshold), straight-through gradients to the threshold."""
+
+    def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+        return threshold_gate(model, pre_BU)
+
+    def train(
+        self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
+    ) -> TrainOutput:
+        pre_BU = model.preacts(x_BD)
+        threshold = model.threshold
+        assert threshold is not None
+        bandwidth = model.cfg.bandwidth
+        codes_BU = jumprelu(pre_BU, threshold, bandwidth)
+        # scaled by d_in: l0_coeff is then the share of a sample's variance (~d_in in
+        # training space) that a unit must explain to be worth firing
+        penalty = step_count(pre_BU, threshold, bandwidth).sum() * model.cfg.d_in
+        return _dense_output(model, x_BD, codes_BU, penalty)
+
+
+# ------------------------------------------------------------------------ sparse training
+class Selection(NamedTuple):
+    """Which (sample, unit) pairs a sparse step keeps, from grad-free pre-activations."""
+
+    pre_BU: Tensor
+    units: Tensor
+    offsets: Tensor
+    selected: Tensor | None
+    """Pre-activation values at the selection when already known (saves a gather)."""
+    batch_threshold: Tensor | None
+
+
+class SparseStep(NamedTuple):
+    """A sparse step's selection, its differentiable codes and the centred input."""
+
+    selection: Selection
+    codes: SparseCodes
+    xc_BD: Tensor
+
+
+def sparse_codes(
+    model: SparseAutoencoder,
+    x_BD: Tensor,
+    select: Callable[[SparseAutoencoder, Tensor], Selection],
+) -> SparseStep:
+    """Differentiable codes at the units `select(model, x - b_dec)` picks (the encoder
+    backward touches the selection only)."""
+    xc_BD = (x_BD - model.b_dec).detach()
+    s = select(model, xc_BD)
+    values = torch.relu(
+        gathered_preacts(
+            s.pre_BU, s.units, s.offsets, xc_BD, model.W_enc, model.b_enc, model.b_dec, s.selected
+        )
+    )
+    return SparseStep(s, SparseCodes(s.units, s.offsets, values, x_BD.shape[0]), xc_BD)
+
+
+def select_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
+    """The k largest of each sample."""
+    assert model.cfg.k is not None
+    pre_BU, selected, units, offsets = preacts_topk(xc_BD, model.W_enc, model.b_enc, model.cfg.k)
+    return Selection(pre_BU, units, offsets, selected, None)
+
+
+def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
+    """The k * B largest of a batch in training; the running threshold at inference."""
+    assert model.cfg.k is not None
+    with torch.no_grad():
+        pre_BU = torch.addmm(model.b_enc, xc_BD, model.W_enc)
+        if model.training:
+            units, offsets, batch_threshold = batch_topk_units(pre_BU, model.cfg.k)
+            return Selection(pre_BU, units, offsets, None, batch_threshold)
+        threshold = model.threshold
+        assert threshold is not None
+        keep = (pre_BU > threshold) & (pre_BU > 0)
+        rows, units = keep.nonzero(as_tuple=True)
+        counts = torch.bincount(rows, minlength=xc_BD.shape[0])
+        return Selection(pre_BU, units, torch.cumsum(counts, 0) - counts, None, None)
+
+
+def sparse_output(
+    model: SparseAutoencoder,
+    x_BD: Tensor,
+    step: SparseStep,
+    x_hat_BD: Tensor,
+    dead_mask: Tensor | None,
+    k_aux: int | None,
+    extra_loss: Tensor | None = None,
+) -> TrainOutput:
+    """TrainOutput of a sparse step whose reconstruction is `x_hat_BD` (AuxK included)."""
+    codes = step.codes
+    fvu, _ = fvu_of(x_BD, x_hat_BD)
+    l0 = (codes.values > 0).sum().float().detach() / x_BD.shape[0]
+    aux_fvu = fvu.new_zeros(())
+    if dead_mask is not None and model.training and bool(dead_mask.any()):
+        aux_fvu = aux_fvu_of(
+            model, x_BD, step.xc_BD, x_hat_BD, step.selection.pre_BU, dead_mask, k_aux
+        )
+    zero = fvu.new_zeros(())
+    batch_threshold = step.selection.batch_threshold
+    return TrainOutput(x_hat_BD, codes, fvu, zero, aux_fvu, l0, batch_threshold, extra_loss)
+
+
+def aux_fvu_of(
+    model: SparseAutoencoder,
+    x_BD: Tensor,
+    xc_BD: Tensor,
+    x_hat_BD: Tensor,
+    pre_BU: Tensor,
+    dead_mask: Tensor,
+    k_aux: int | None,
+) -> Tensor:
+    """AuxK: the top k_aux dead units of each sample reconstruct the main residual."""
+    dead_units = dead_mask.nonzero().squeeze(1)
+    k_aux = min(k_aux or model.cfg.d_in // 2, dead_units.numel())
+    selected, units_BK = pre_BU[:, dead_units].topk(k_aux, dim=1, sorted=False)
+    units = dead_units[units_BK.reshape(-1)]
+    offsets = torch.arange(0, x_BD.shape[0] * k_aux, k_aux, device=x_BD.device)
+    values = torch.relu(
+        gathered_preacts(
+            pre_BU,
+            units,
+            offsets,
+            xc_BD,
+            model.W_enc,
+            model.b_enc,
+            model.b_dec,
+            selected.reshape(-1),
+        )
+    )
+    residual_BD = (x_BD - x_hat_BD).detach()
+    e_hat_BD = decode_sparse(SparseCodes(units, offsets, values, x_BD.shape[0]), model.W_dec)
+    aux, _ = fvu_of(residual_BD, e_hat_BD)
+    return aux
+
+
+class TopKForward:
+    """topk: the k largest pre-activations of each sample (ReLU'd)."""
+
+    def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+        assert model.cfg.k is not None
+        values_BK, units_BK = pre_BU.topk(model.cfg.k, dim=1, sorted=False)
+        return torch.zeros_like(pre_BU).scatter_(1, units_BK, torch.relu(values_BK))
+
+    def train(
+        self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
+    ) -> TrainOutput:
+        step = sparse_codes(model, x_BD, select_topk)
+        x_hat_BD = decode_sparse(step.codes, model.W_dec) + model.b_dec
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux)
+
+
+class BatchTopKForward:
+    """batchtopk: the k * B largest pre-activations of a batch; its running threshold
+    (a JumpReLU) at inference."""
+
+    def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
+        return threshold_gate(model, pre_BU)
+
+    def train(
+        self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
+    ) -> TrainOutput:
+        step = sparse_codes(model, x_BD, select_batch_topk)
+        x_hat_BD = decode_sparse(step.codes, model.W_dec) + model.b_dec
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux)
+
+
+RELU = ReLUForward()
+TOPK = TopKForward()
+BATCHTOPK = BatchTopKForward()
+JUMPRELU = JumpReLUForward()
