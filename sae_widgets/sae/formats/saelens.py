@@ -85,7 +85,7 @@ def read_saelens(folder: Path) -> CheckpointWeights:
         threshold = _threshold(tensors, d_sae, weights_path)
         if not ours:  # SAELens gates on relu(threshold); a clamped threshold gives the same codes
             threshold = threshold.clamp(min=0)
-    if spec.k == "architecture" and spec.name != "topk":
+    if spec.k == "architecture" and spec.saelens_architecture != "topk":
         k = _round_k(metadata.get("k", cfg.get("k")), cfg_path)
     elif spec.k == "init" and ours:  # a training hint we keep (jumprelu's starting L0)
         hint = metadata.get("k")
@@ -154,7 +154,7 @@ def _architecture(
         )
     if architecture in ("standard", "jumprelu") and activation_fn not in (None, "relu"):
         raise ValueError(f"{cfg_path}: activation_fn {activation_fn!r} is not supported")
-    if spec.name != "topk":
+    if spec.saelens_architecture != "topk":
         return spec, None
     k = cfg.get("k", fn_kwargs.get("k") if isinstance(fn_kwargs, dict) else None)
     if isinstance(k, bool) or not isinstance(k, int):
