@@ -1,9 +1,11 @@
 """CompareView headless: Selection -> view, clicks -> Selection, one notification per action."""
 
+import copy
 from unittest.mock import Mock
 
 import numpy as np
 import pytest
+import torch
 from traitlets import All
 
 import sae_widgets as sw
@@ -114,3 +116,19 @@ def test_a_closed_view_no_longer_follows(view):
     view.close()
     cmp.selection.unit = 3
     assert not view.focus_mark.visible and view.panel_a.shown == []
+
+
+def test_a_unit_that_never_fires_shows_no_gallery(digits_sae, wider_digits_sae):
+    sae_a, ds = digits_sae
+    silenced = copy.deepcopy(sae_a)
+    with torch.no_grad():
+        silenced.model_.b_enc[7] = -1e6  # unit 7 can no longer fire
+    cmp = sw.compare(silenced, wider_digits_sae, ds)
+    assert cmp.ex_a.codes.counts[7] == 0
+    view = sw.CompareView(cmp)
+    cmp.selection.unit = 7
+    column = view.panel_a.own
+    assert column.gallery.figure.layout.display == "none" and column.gallery.samples == []
+    assert "never fires" in column.caption.value
+    cmp.selection.unit = int(np.argmax(cmp.ex_a.codes.counts))
+    assert column.gallery.figure.layout.display is None and len(column.gallery.samples) == 8

@@ -60,8 +60,14 @@ class _UnitColumn(widgets.VBox):
             return
         ex = self.cmp.explorer(self.side)
         samples, values = self.cmp.top_samples(unit, self.side, self.top_n)
-        dims = np.argsort(-np.abs(ex.unit_direction(unit)), kind="stable")[:24]
-        self.gallery.show(samples, values, dims=dims)
+        # A unit that never fires has no samples to draw (an empty gallery is a blank block).
+        self.gallery.figure.layout.display = None if len(samples) else "none"
+        if len(samples):
+            dims = np.argsort(-np.abs(ex.unit_direction(unit)), kind="stable")[:24]
+            self.gallery.show(samples, values, dims=dims)
+        else:
+            self.gallery.samples = []
+            caption += " · <i>never fires</i>"
         self.caption.value = caption
         self.button.description = f"focus {self.cmp.names[self.side == 'b']} unit {unit}"
 
@@ -191,6 +197,7 @@ class CompareView(widgets.VBox):
             stroke_width=2.5,
             default_size=160,
             visible=False,
+            preserve_domain={"x": True, "y": True},  # the ring never moves the axes
         )
         a, b = cmp.names
         self.figure = figure(

@@ -39,10 +39,21 @@ LAB_SETTINGS = {
 
 
 def free_port() -> int:
-    """A localhost port that was free a moment ago (the server retries if it is taken)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A localhost port that was free a moment ago (the server retries if it is taken).
+
+    SAE_WIDGETS_LAB_PORTS="8960-8979" keeps to that range (engineers sharing one machine).
+    """
+    wanted = os.environ.get("SAE_WIDGETS_LAB_PORTS", "")
+    low, _, high = wanted.partition("-")
+    candidates = range(int(low), int(high or low) + 1) if low else [0]
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free port in SAE_WIDGETS_LAB_PORTS={wanted!r}")
 
 
 @dataclass
