@@ -14,6 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sae_widgets.sae.sparse_ops import (
@@ -91,9 +92,11 @@ def forward_of(spec: ActivationSpec) -> Forward:
 
 def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
     """(fvu, total variance) of a batch; the variance is guarded for one-sample batches."""
-    total_var = (x_BD - x_BD.mean(0)).pow(2).sum()
-    total_var = torch.clamp(total_var, min=1e-8 * x_BD.pow(2).sum().detach() + 1e-30)
-    return (x_hat_BD - x_BD).pow(2).sum() / total_var, total_var
+    # one fused pass each (a chain of sub / pow / sum costs a pass over (B, d) per op)
+    total_var = x_BD.var(0, correction=0).sum() * x_BD.shape[0]
+    floor = 1e-8 * torch.linalg.vector_norm(x_BD.detach()).square() + 1e-30
+    total_var = torch.clamp(total_var, min=floor)
+    return F.mse_loss(x_hat_BD, x_BD, reduction="sum") / total_var, total_var
 
 
 def threshold_gate(model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:

@@ -5,6 +5,14 @@ A TopK step only needs the dense encoder matmul (to know which units win); every
 it touches the k winning units of each sample. Codes are kept as a ragged CSR-like triple
 (`SparseCodes`) so that TopK (k per row) and BatchTopK (a variable count per row) share one
 path: `F.embedding_bag` gathers k decoder rows per sample instead of multiplying zeros.
+
+CPU kernels (chosen per device; on other devices the plain torch ops run, as they are not
+measured to help there; see benchmarks/train_throughput.py for the measurements):
+- `topk_rows`: an exact per-row top-k that reads each row once for strided group maxima and
+  then ranks only the k best groups' members (torch.topk over whole rows is memory-bound).
+- the weight gradients of the gathered encoder and decoder group the selected entries by unit
+  with one stable (radix) sort and sum them with `F.embedding_bag`; embedding_bag's own
+  backward sorts with a comparison sort, which cost as much as the encoder matmul.
 """
 
 from __future__ import annotations
@@ -40,8 +48,69 @@ class SparseCodes(NamedTuple):
         return dense
 
 
+TOPK_GROUP = 16
+"""Members of a group in `topk_rows` (columns j, j + n_units / 16, ...): one strided max."""
+
+
+def _cpu_kernels(tensor: Tensor) -> bool:
+    """Whether the CPU-measured kernels of this module apply (elsewhere: plain torch ops)."""
+    return tensor.device.type == "cpu"
+
+
+def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Per-row top-k (values, indices), unsorted; exact: the same values as `torch.topk`.
+
+    On CPU, each row's columns form n_units / 16 strided groups; any group holding one of the
+    row's k largest values has a maximum at least the k-th largest, so the k groups with the
+    largest maxima hold k values that are the row's top k. Only their 16 k members are ranked.
+    Ties may pick other indices of equal value, as torch.topk itself may. No gradient.
+    """
+    n_rows, n_units = pre_BU.shape
+    n_groups = n_units // TOPK_GROUP
+    if (
+        not _cpu_kernels(pre_BU)
+        or n_units % TOPK_GROUP
+        or n_groups < 2 * k
+        or not pre_BU.is_contiguous()
+    ):
+        values, units = pre_BU.detach().topk(k, dim=1, sorted=False)
+        return values, units
+    with torch.no_grad():
+        maxima = pre_BU.view(n_rows, TOPK_GROUP, n_groups).amax(1)
+        best = maxima.topk(k, dim=1, sorted=False).indices
+        members = torch.arange(0, n_units, n_groups, device=pre_BU.device)
+        candidates = (best.unsqueeze(1) + members.view(1, -1, 1)).view(n_rows, -1)
+        values, position = pre_BU.gather(1, candidates).topk(k, dim=1, sorted=False)
+        return values, candidates.gather(1, position)
+
+
+def chunk_rows_for(n_units: int) -> int:
+    """Rows per chunk so that a chunk of pre-activations (~8 MiB) stays in the last-level cache
+    between the matmul and its top-k, in few enough chunks that per-op costs stay small."""
+    return max(512, min(4096, (1 << 21) // max(1, n_units)))
+
+
+def affine_operands(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> tuple[Tensor, Tensor]:
+    """(x | 1) and (W_enc ; b_enc): their product is x @ W_enc + b_enc in one plain matmul.
+
+    On CPU `addmm` first fills its whole (B, n_units) output with the bias, an extra pass
+    that cost a third of the matmul itself; the bias as one more input column costs none.
+    """
+    ones = x_BD.new_ones(x_BD.shape[0], 1)
+    return torch.cat([x_BD.detach(), ones], 1), torch.cat([W_enc.detach(), b_enc.detach()[None]])
+
+
+def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
+    """(B, n_units) x @ W_enc + b_enc without gradients (see `affine_operands`)."""
+    with torch.no_grad():
+        if not _cpu_kernels(x_BD):
+            return torch.addmm(b_enc, x_BD, W_enc)
+        xa_BD, Wa_DU = affine_operands(x_BD, W_enc, b_enc)
+        return torch.mm(xa_BD, Wa_DU)
+
+
 def preacts_topk(
-    xc_BD: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, chunk_rows: int = 512
+    xc_BD: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, chunk_rows: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dense pre-activations and their per-row top-k, without gradients.
 
@@ -49,14 +118,21 @@ def preacts_topk(
     each block of pre-activations in cache between the matmul and its top-k.
     """
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
+    chunk_rows = chunk_rows or chunk_rows_for(n_units)
     with torch.no_grad():
         pre_BU = xc_BD.new_empty(n_rows, n_units)
         values_BK = xc_BD.new_empty(n_rows, k)
         units_BK = torch.empty(n_rows, k, dtype=torch.long, device=xc_BD.device)
+        cpu = _cpu_kernels(xc_BD)
+        if cpu:
+            xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
         for start in range(0, n_rows, chunk_rows):
             rows = slice(start, start + chunk_rows)
-            torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
-            torch.topk(pre_BU[rows], k, dim=1, sorted=False, out=(values_BK[rows], units_BK[rows]))
+            if cpu:
+                torch.mm(xa_BD[rows], Wa_DU, out=pre_BU[rows])
+            else:
+                torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
+            values_BK[rows], units_BK[rows] = topk_rows(pre_BU[rows], k)
     offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
@@ -64,30 +140,68 @@ def preacts_topk(
 def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top k*B pre-activations over the whole batch: (units, offsets, smallest value kept).
 
-    A flat top-k over B*n_units values is slow, so first take each row's top `4k` candidates;
-    the result is exact unless some row had more winners than candidates, which we detect and
+    A flat top-k over B*n_units values is slow, so first take each row's top `4k` candidates
+    and find the cut-off among them with a selection (kthvalue); the result is exact unless
+    some row had more winners than candidates or the cut-off is tied, which we detect and
     then redo with the flat top-k.
     """
     n_rows, n_units = pre_BU.shape
     n_keep = min(k * n_rows, n_rows * n_units)
     cap = min(n_units, 4 * k)
-    cand_vals, cand_units = pre_BU.topk(cap, dim=1, sorted=False)
-    kept_vals, kept_pos = cand_vals.reshape(-1).topk(n_keep, sorted=False)
-    cutoff = kept_vals.min()
-    row_minima = cand_vals.min(dim=1).values
-    if cap < n_units and bool((row_minima > cutoff).any()):
-        # some row may have more than `cap` winners: exact (slow) path
-        kept_vals, flat = pre_BU.reshape(-1).topk(n_keep, sorted=False)
+    cand_vals, cand_units = topk_rows(pre_BU, cap)
+    flat = cand_vals.reshape(-1)
+    cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
+    keep = cand_vals >= cutoff
+    row_full = cand_vals.amin(dim=1) > cutoff
+    exact = (keep.sum() == n_keep) & ~(row_full.any() if cap < n_units else False)
+    if not bool(exact):
+        # some row may have more than `cap` winners, or the cut-off is tied: exact path
+        kept_vals, flat_pos = pre_BU.reshape(-1).topk(n_keep, sorted=False)
         cutoff = kept_vals.min()
-        flat = flat.sort().values
-        rows, units = flat // n_units, flat % n_units
+        flat_pos = flat_pos.sort().values
+        rows, units = flat_pos // n_units, flat_pos % n_units
+        counts = torch.bincount(rows, minlength=n_rows)
     else:
-        kept_pos = kept_pos.sort().values
-        rows = kept_pos // cap
-        units = cand_units.reshape(-1)[kept_pos]
-    counts = torch.bincount(rows, minlength=n_rows)
+        units = cand_units[keep]
+        counts = keep.sum(dim=1)
     offsets = torch.cumsum(counts, 0) - counts
     return units, offsets, cutoff
+
+
+def entry_rows(offsets: Tensor, n_entries: int) -> Tensor:
+    """(N,) row of each stored entry of a ragged layout with these row `offsets`."""
+    counts = torch.diff(offsets, append=offsets.new_tensor([n_entries]))
+    return torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), counts)
+
+
+def unit_sums(
+    units: Tensor, rows: Tensor, weights: Tensor, rows_BD: Tensor, n_units: int
+) -> Tensor:
+    """(n_units, D): for each unit u, the sum over entries e with units[e] == u of
+    weights[e] * rows_BD[rows[e]] (the weight gradient of a gather, without B x n_units).
+
+    CPU: one stable (radix) sort groups the entries by unit, then `F.embedding_bag` sums
+    each unit's rows. Elsewhere: the same sum through embedding_bag's own backward.
+    """
+    if not _cpu_kernels(rows_BD):
+        with torch.enable_grad():
+            scratch = rows_BD.new_zeros(n_units, rows_BD.shape[1], requires_grad=True)
+            offsets = entry_offsets(rows, rows_BD.shape[0])
+            bags = F.embedding_bag(units, scratch, offsets, mode="sum", per_sample_weights=weights)
+            (grad,) = torch.autograd.grad(bags, scratch, rows_BD)
+        return grad
+    sorted_units, order = torch.sort(units, stable=True)
+    counts = torch.bincount(sorted_units, minlength=n_units)
+    starts = torch.cumsum(counts, 0) - counts
+    return F.embedding_bag(
+        rows[order], rows_BD, starts, mode="sum", per_sample_weights=weights[order]
+    )
+
+
+def entry_offsets(rows: Tensor, n_rows: int) -> Tensor:
+    """(B,) start of each row's entries, for entries sorted by row."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    return torch.cumsum(counts, 0) - counts
 
 
 class _GatheredPreacts(torch.autograd.Function):
@@ -116,16 +230,13 @@ class _GatheredPreacts(torch.autograd.Function):
     def backward(ctx: Any, grad_N: Tensor) -> tuple[Tensor | None, ...]:
         units, offsets, xc_BD, W_enc = ctx.saved_tensors
         n_units = W_enc.shape[1]
+        grad_N = grad_N.contiguous()
         grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
         grad_W_enc = None
         if ctx.needs_input_grad[4]:
-            with torch.enable_grad():
-                scratch_UD = xc_BD.new_zeros(n_units, xc_BD.shape[1], requires_grad=True)
-                bags = F.embedding_bag(
-                    units, scratch_UD, offsets, mode="sum", per_sample_weights=grad_N.detach()
-                )
-                (grad_UD,) = torch.autograd.grad(bags, scratch_UD, xc_BD)
-            grad_W_enc = grad_UD.t()
+            rows = entry_rows(offsets, units.numel())
+            # contiguous in W_enc's own (d, n_units) layout, as the optimizer reads it
+            grad_W_enc = unit_sums(units, rows, grad_N, xc_BD, n_units).t().contiguous()
         # d pre / d b_dec = -W_enc[:, u], summed over the selected entries
         grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[6] else None
         return None, None, None, None, grad_W_enc, grad_b_enc, grad_b_dec
@@ -155,11 +266,38 @@ def gathered_preacts(
     return out
 
 
+class _DecodeSparse(torch.autograd.Function):
+    """sum_u values[e] W_dec[u] per row; the W_dec gradient groups entries by unit (CPU)."""
+
+    @staticmethod
+    def forward(ctx: Any, values: Tensor, units: Tensor, offsets: Tensor, W_dec: Tensor) -> Tensor:
+        ctx.save_for_backward(values, units, offsets, W_dec)
+        return F.embedding_bag(units, W_dec, offsets, mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    def backward(ctx: Any, grad_BD: Tensor) -> tuple[Tensor | None, ...]:
+        values, units, offsets, W_dec = ctx.saved_tensors
+        grad_BD = grad_BD.contiguous()
+        rows = entry_rows(offsets, units.numel())
+        grad_values = grad_W_dec = None
+        if ctx.needs_input_grad[0]:
+            # one dot product per stored entry: grad[row] . W_dec[unit]
+            grad_values = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+                grad_BD, W_dec, units, offsets, rows, 0
+            )
+        if ctx.needs_input_grad[3]:
+            grad_W_dec = unit_sums(units, rows, values.detach(), grad_BD, W_dec.shape[0])
+        return grad_values, None, None, grad_W_dec
+
+
 def decode_sparse(codes: SparseCodes, W_dec: Tensor) -> Tensor:
     """sum_u codes[b, u] W_dec[u] for each row b, gathering only the stored units (no bias)."""
-    return F.embedding_bag(
-        codes.units, W_dec, codes.offsets, mode="sum", per_sample_weights=codes.values
-    )
+    if not _cpu_kernels(W_dec):
+        return F.embedding_bag(
+            codes.units, W_dec, codes.offsets, mode="sum", per_sample_weights=codes.values
+        )
+    out: Tensor = _DecodeSparse.apply(codes.values, codes.units, codes.offsets, W_dec)
+    return out
 
 
 def _rectangle(z: Tensor) -> Tensor:
