@@ -3,6 +3,8 @@
     sae-widgets train --data digits --activation topk --units 256 --k 16 --out runs/digits
     sae-widgets eval runs/digits --data digits
     sae-widgets info runs/digits
+    sae-widgets train --data digits --model digits-mlp --out runs/mlp    # a model's layer
+    sae-widgets eval runs/mlp --data digits --model digits-mlp           # + spliced figures
 
 A user mistake (a missing file, a wrong shape, an unknown option value) prints one line,
 ``sae-widgets: error: ...``, to stderr and exits with status 2; never a traceback.
@@ -73,6 +75,34 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
     if n_samples is not None:
         vectors = vectors[:n_samples]
     return vectors
+
+
+def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | None:
+    """The labels of a built-in dataset, or the `labels` array of an .npz file, or None."""
+    if spec in BUILTIN_DATA:
+        from sae_widgets.data import datasets
+
+        if spec == "digits":
+            labels = datasets.digits().labels
+            return None if labels is None else labels[:n_samples]
+        maker = datasets.shapes if spec == "shapes" else datasets.superposition
+        kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
+        return maker(seed=seed, **kwargs).labels
+    path = Path(spec)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if "labels" in archive:
+                return np.asarray(archive["labels"])[:n_samples]
+    return None
+
+
+def _model_vectors(args: argparse.Namespace, X: np.ndarray) -> tuple[Any, str, np.ndarray]:
+    """(model, layer, the layer's activations over X) for --model/--layer."""
+    from sae_widgets.cli_models import load_model
+    from sae_widgets.data.activations import collect_activations
+
+    model, layer = load_model(args.model, args.layer)
+    return model, layer, collect_activations(model, layer, X).X
 
 
 def _read_array(path: Path, key: str | None) -> np.ndarray:
@@ -184,6 +214,11 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     if args.out is not None:
         check_replaceable(args.out)  # before training, not after
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
+    layer = None
+    if args.model is not None:
+        _model, layer, X = _model_vectors(args, X)
+    elif args.layer is not None:
+        raise UsageError("--layer needs --model")
     given = {
         "k": args.k,
         "l1_coeff": args.l1_coeff,
@@ -200,6 +235,8 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     k = sae.model_.cfg.k
     payload = {
         "data": args.data,
+        "model": args.model,
+        "layer": layer,
         "n_samples": int(X.shape[0]),
         "d_in": int(X.shape[1]),
         "activation": args.activation,
@@ -210,8 +247,9 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
         "metrics": metrics,
         "out": saved,
     }
+    source = args.data if layer is None else f"{args.data} -> {args.model} {layer}"
     rows = [
-        ("data", f"{args.data} ({X.shape[0]} x {X.shape[1]})"),
+        ("data", f"{source} ({X.shape[0]} x {X.shape[1]})"),
         ("architecture", f"{_architecture(args.activation, k)}, {args.units} units"),
         (
             "steps",
@@ -229,19 +267,39 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
 
     sae = load_sae(args.checkpoint)
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
-    if X.shape[1] != sae.n_features_in_:
-        raise UsageError(
-            f"{args.data} has {X.shape[1]} features per sample but the checkpoint expects "
-            f"d_in={sae.n_features_in_}"
+    layer = None
+    if args.model is not None:
+        from sae_widgets.cli_models import load_model
+
+        model, layer = load_model(args.model, args.layer)
+        labels = load_labels(args.data, args.n_samples, args.seed)
+        if labels is None:
+            raise UsageError(
+                f"--model scores a classifier against labels; {args.data} has none (use a "
+                "built-in dataset or an .npz file with a 'labels' array)"
+            )
+        metrics = evaluate(
+            sae, X, model=model, layer=layer, labels=labels, batch_size=args.batch_size
         )
-    metrics = evaluate(sae, X)
+    else:
+        if args.layer is not None:
+            raise UsageError("--layer needs --model")
+        if X.shape[1] != sae.n_features_in_:
+            raise UsageError(
+                f"{args.data} has {X.shape[1]} features per sample but the checkpoint expects "
+                f"d_in={sae.n_features_in_}"
+            )
+        metrics = evaluate(sae, X)
     payload = {
         "checkpoint": args.checkpoint,
         "data": args.data,
+        "model": args.model,
+        "layer": layer,
         "n_samples": int(X.shape[0]),
         "metrics": metrics,
     }
-    rows = [("checkpoint", args.checkpoint), ("data", f"{args.data} ({X.shape[0]} samples)")]
+    source = args.data if layer is None else f"{args.data} -> {args.model} {layer}"
+    rows = [("checkpoint", args.checkpoint), ("data", f"{source} ({X.shape[0]} samples)")]
     _emit(payload, [*rows, *metrics.items()], args.json, out)
 
 
@@ -311,6 +369,15 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="run the data through a torch model and use one layer's output: digits-mlp "
+        "(built in) or module:function returning an nn.Module",
+    )
+    parser.add_argument(
+        "--layer", metavar="NAME", help="the model's submodule (default for digits-mlp: net.1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,11 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="metrics of a checkpoint on data",
         description="Print fvu, mse, l0 and dead_fraction of a checkpoint folder (ours, "
-        "SAELens, sparsify or dictionary_learning) on data.",
-        epilog="example: sae-widgets eval runs/digits --data digits",
+        "SAELens, sparsify or dictionary_learning) on data. With --model, the data are the "
+        "model's inputs and the spliced-model figures are added: cross-entropy and accuracy "
+        "original / with the SAE spliced in / zero- and mean-ablated, loss_recovered, KL.",
+        epilog="example: sae-widgets eval runs/mlp --data digits --model digits-mlp",
     )
     evaluate.add_argument("checkpoint", help="checkpoint folder")
     _add_data_options(evaluate)
+    evaluate.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="model batch size with --model"
+    )
     evaluate.set_defaults(run=cmd_eval)
 
     info = commands.add_parser(

@@ -385,3 +385,18 @@ def test_language_model_token_arrays_and_their_errors():
         sw.metrics.evaluate(sae, ["some text"], model=lm, layer="block")
     with pytest.raises(ValueError, match="n_tokens >= 2"):
         sw.metrics.evaluate(sae, ids[:, :1].numpy(), model=lm, layer="block", task="next_token")
+
+
+@pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk", "jumprelu"])
+def test_the_fast_reconstruction_equals_decode_of_encode(activation):
+    from sae_widgets.sae.splice import reconstruct
+
+    torch.manual_seed(0)
+    X = torch.randn(300, 12)
+    sae = sw.SAE(n_units=30, activation=activation, epochs=2, batch_size=64, seed=0)
+    sae.fit(X, progress=False)
+    module = sae.model_
+    with torch.no_grad():
+        torch.testing.assert_close(
+            reconstruct(module, X), module.decode(module.encode(X)), rtol=1e-5, atol=1e-5
+        )

@@ -10,6 +10,7 @@ language model: greedy continuations of a prompt at a few alphas. Two ways to pu
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -225,16 +226,33 @@ class Steerer:
 
 
 def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
-    """The `max_new_tokens` most likely next tokens after `prompt`, one at a time, decoded."""
+    """The `max_new_tokens` most likely next tokens after `prompt`, one at a time, decoded.
+
+    A Hugging Face model's own `generate` (greedy, with its key-value cache) when it has one;
+    otherwise the whole sequence is run again for each new token.
+    """
     ids = list(tokenizer(prompt)["input_ids"])
     device, _ = _device(model)
     prompt_length = len(ids)
     eos = getattr(tokenizer, "eos_token_id", None)
+    batch = torch.tensor([ids], dtype=torch.long, device=device)
+    generate = getattr(model, "generate", None)
+    if callable(generate) and hasattr(model, "generation_config"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # generation-config notes about unused flags
+            out = generate(
+                batch,
+                attention_mask=torch.ones_like(batch),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=eos,
+            )
+        return str(tokenizer.decode(out[0, prompt_length:].tolist()))
     for _ in range(max_new_tokens):
-        batch = torch.tensor([ids], dtype=torch.long, device=device)
         logits = model_logits(model(batch))
         token = int(logits[0, -1].argmax())
         ids.append(token)
         if eos is not None and token == eos:
             break
+        batch = torch.tensor([ids], dtype=torch.long, device=device)
     return str(tokenizer.decode(ids[prompt_length:]))

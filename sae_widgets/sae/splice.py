@@ -26,11 +26,19 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sae_widgets.sae.model import SparseAutoencoder
 
-__all__ = ["Intervention", "capture_output", "replace_output", "resolve_layer", "sae_module"]
+__all__ = [
+    "Intervention",
+    "capture_output",
+    "reconstruct",
+    "replace_output",
+    "resolve_layer",
+    "sae_module",
+]
 
 RowFn = Callable[[Tensor], Tensor]
 _MAX_LISTED = 40
@@ -68,6 +76,19 @@ def sae_module(sae: Any) -> SparseAutoencoder:
     if hasattr(sae, "model_") or type(sae).__name__ == "SAE":
         raise ValueError("sae is not fitted yet; call fit first")
     raise TypeError(f"sae must be a fitted SAE or SparseAutoencoder; got {type(sae).__name__}")
+
+
+def reconstruct(sae: SparseAutoencoder, x: Tensor) -> Tensor:
+    """decode(encode(x)); for TopK the decoder gathers the k active rows (embedding_bag)
+    instead of multiplying a (rows, n_units) matrix that is mostly zeros."""
+    if sae.cfg.activation != "topk":
+        return sae.decode(sae.encode(x))
+    values, units = sae.encode_topk(x)
+    offsets = torch.arange(0, units.numel(), units.shape[1], device=units.device)
+    gathered = F.embedding_bag(
+        units.reshape(-1), sae.W_dec, offsets, mode="sum", per_sample_weights=values.reshape(-1)
+    )
+    return gathered + sae.b_dec
 
 
 def _hidden(output: Any, layer: str) -> Tensor:
@@ -266,8 +287,7 @@ class Intervention:
         assert sae is not None
         W_dec = sae.W_dec
         x_f = x.to(device=W_dec.device, dtype=W_dec.dtype)
-        coded = self.set or self.add or self.clamp or not self.keep_error
-        if coded:
+        if self.set or self.add or self.clamp:
             codes = sae.encode(x_f)
             new = codes.clone()
             for unit, value in self.set.items():
@@ -282,8 +302,10 @@ class Intervention:
                 out = x + delta.to(device=x.device, dtype=x.dtype)
             else:
                 out = sae.decode(new).to(device=x.device, dtype=x.dtype)
+        elif not self.keep_error:  # the bare splice: the reconstruction itself
+            out = reconstruct(sae, x_f).to(device=x.device, dtype=x.dtype)
         else:
-            out = x.clone()
+            out = x
         if self.steer:
             units = list(self.steer)
             alphas = torch.tensor([self.steer[u] for u in units], dtype=W_dec.dtype)

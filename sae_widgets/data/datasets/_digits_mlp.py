@@ -46,6 +46,24 @@ def digits_mlp(hidden: int = 128, steps: int = 300, seed: int = 0) -> DigitMLP:
         raise ValueError(f"hidden must be a positive integer; got {hidden!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int; got {seed!r}")
+    key = (hidden, steps, seed)
+    if key not in _TRAINED:  # deterministic: train once per process, hand out fresh copies
+        _TRAINED[key] = _train(hidden, steps, seed)
+    weights, train_idx, test_idx = _TRAINED[key]
+    model = DigitMLP(hidden)
+    model.load_state_dict(weights)
+    model.train_indices, model.test_indices = train_idx.copy(), test_idx.copy()
+    return model.eval()
+
+
+_TRAINED: dict[tuple[int, int, int], tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]] = {}
+
+
+def _train(
+    hidden: int, steps: int, seed: int
+) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
     ds = digits()
     assert ds.labels is not None
     train_idx, test_idx = train_test_split(
@@ -64,6 +82,5 @@ def digits_mlp(hidden: int = 128, steps: int = 300, seed: int = 0) -> DigitMLP:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(X), y).backward()
         optimizer.step()
-    model.train_indices = np.sort(train_idx)
-    model.test_indices = np.sort(test_idx)
-    return model.eval()
+    weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return weights, np.sort(train_idx), np.sort(test_idx)

@@ -1,0 +1,120 @@
+"""`sae-widgets train/eval --model`: an SAE on a model's layer, and the spliced figures."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import sae_widgets as sw
+from sae_widgets.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli_model") / "mlp"
+    argv = ["train", "--data", "digits", "--model", "digits-mlp", "--units", "32", "--k", "4"]
+    assert main([*argv, "--epochs", "2", "--quiet", "--out", str(out), "--json"]) == 0
+    return out
+
+
+def test_train_on_the_builtin_models_layer(mlp_checkpoint: Path) -> None:
+    sae = sw.SAE.load(mlp_checkpoint)
+    assert sae.n_features_in_ == 128  # net.1 of the digits MLP, not the 64 pixels
+
+
+def test_eval_with_a_model_prints_the_spliced_figures(
+    mlp_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys, "eval", str(mlp_checkpoint), "--data", "digits", "--model", "digits-mlp", "--json"
+    )
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["layer"] == "net.1"
+    expected = sw.metrics.evaluate(
+        sw.SAE.load(mlp_checkpoint),
+        sw.datasets.digits(),
+        model=sw.datasets.digits_mlp(),
+        layer="net.1",
+    )
+    for key in ("loss_recovered", "loss_recovered_mean_ablation", "ce_spliced", "fvu"):
+        assert payload["metrics"][key] == pytest.approx(expected[key], rel=1e-5)
+    code, table, _ = run(
+        capsys, "eval", str(mlp_checkpoint), "--data", "digits", "--model", "digits-mlp"
+    )
+    assert code == 0
+    assert "loss_recovered " in table and "digits -> digits-mlp net.1" in table
+
+
+def test_a_model_from_module_function(
+    mlp_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "my_models.py").write_text(
+        textwrap.dedent("""
+        import sae_widgets as sw
+
+        def classifier():
+            return sw.datasets.digits_mlp()
+
+        def not_a_model():
+            return 3
+    """)
+    )
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(
+        capsys,
+        "eval",
+        str(mlp_checkpoint),
+        "--data",
+        "digits",
+        "--model",
+        "my_models:classifier",
+        "--layer",
+        "net.1",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["loss_recovered"] > 0
+    code, _, err = run(
+        capsys,
+        "eval",
+        str(mlp_checkpoint),
+        "--data",
+        "digits",
+        "--model",
+        "my_models:not_a_model",
+        "--layer",
+        "net.1",
+    )
+    assert code == 2 and "returned int, not a torch.nn.Module" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--model", "resnet"], "--model must be one of digits-mlp or 'module:function'"),
+        (["--model", "no_such_module_xyz:f", "--layer", "a"], "cannot import 'no_such_module_xyz'"),
+        (["--model", "json:dumps"], "--layer is required"),
+        (["--layer", "net.1"], "--layer needs --model"),
+        (["--model", "digits-mlp", "--layer", "net.7"], "layer 'net.7' not found"),
+        (["--model", "digits-mlp", "--layer", "net.3"], "width 128"),
+    ],
+)
+def test_model_mistakes_print_one_line(
+    mlp_checkpoint: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
+) -> None:
+    code, out, err = run(capsys, "eval", str(mlp_checkpoint), "--data", "digits", *extra)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
