@@ -30,7 +30,7 @@ import numpy as np
 from comm.base_comm import BaseComm
 
 import sae_widgets as sw
-from sae_widgets.widgets.pca_brush import GL_THRESHOLD, LASSO_GRID
+from sae_widgets.widgets.pca_brush import GL_THRESHOLD
 
 # (name, value, unit, budget or None): explorer_latency turns these into its Row objects.
 Figure = tuple[str, float, str, float | None]
@@ -155,21 +155,19 @@ def widget_figures(
         figures.append((f"{name}, kernel", statistics.median(timings), "ms", 200.0))
         figures.append((f"{name}, sent ({count:.0f} msgs)", kb / 1e3, "MB", 2.0))
 
-        # A lasso release (the default tool in JupyterLab): the browser reports the marked
-        # points of the lasso target (the anchor-grid cells above 3,000 points).
-        target = dashboard.brush.lasso_target
-        dashboard.brush.select_with.value = "lasso"
-        grid = LASSO_GRID
+        # A lasso release (the default tool in JupyterLab): the browser reports the points it
+        # enclosed (bqplot: the lasso target's `selected`; WebGL: jupyter-scatter's
+        # `selection`, a uint32 array).
+        view = dashboard.brush
+        view.select_with.value = "lasso"
         lasso_sizes: list[int] = []
 
         def lasso(i: int) -> None:
-            if explorer.n_samples <= GL_THRESHOLD:  # SVG: the browser marks the points themselves
-                marked = explorer.samples_in_rect(*rects[i % 2]).tolist()
-            else:  # WebGL: a square block of anchor cells, shifted each time
-                lo = grid // 4 + i % 4
-                span = range(lo, lo + grid // 6)
-                marked = [row * grid + col for row in span for col in span]
-            from_browser_update(target, selected=marked)
+            marked = explorer.samples_in_rect(*rects[i % 2])
+            if explorer.n_samples <= GL_THRESHOLD:
+                from_browser_update(view.lasso_target, selected=marked.tolist())
+            else:
+                view.scatter.widget.selection = marked.astype(np.uint32)
             lasso_sizes.append(len(selection.samples))
 
         ms, kb, count = measure(lasso, repeats)

@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sae_widgets"
 LOWER_LAYERS = ("data", "sae", "analysis", "explore")
 CORE_LAYERS = ("data", "sae", "analysis")
-GUI_PACKAGES = ("ipywidgets", "bqplot", "bqplot_gl", "IPython", "ipykernel")
+GUI_PACKAGES = ("ipywidgets", "bqplot", "jscatter", "anywidget", "IPython", "ipykernel")
 # The one sanctioned upward edge: `Explorer.dashboard()` (API.md) imports the view layer when
 # called, inside the method, with ipywidgets named only for type checkers. The fresh-interpreter
 # test below proves importing explore/ still loads no GUI package.

@@ -110,7 +110,7 @@ def test_every_numeric_axis_has_an_explicit_format(ex, dashboard):
 
 def test_toggle_labels_fit_their_buttons(dashboard):
     toggles = of_type(dashboard, ipywidgets.ToggleButtons)
-    assert len(toggles) == 2  # colour by, select with
+    assert len(toggles) == 3  # colour by, select with, selection mode
     for toggle in toggles:
         labels = [label for label, _ in toggle._options_full]
         assert toggle.style.button_width == text_width(labels)

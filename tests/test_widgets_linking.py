@@ -70,7 +70,11 @@ def test_a_unit_set_from_python_reaches_every_view(linked):
     column = np.zeros(ex.n_samples, np.float32)
     samples, values = ex.codes.unit_samples(unit)
     column[samples] = values
-    np.testing.assert_array_equal(dashboard.brush.scatter.color, column)
+    from sae_widgets.widgets._render import ACTIVATION_PALETTE, activation_levels
+
+    top = float(ex.codes.max_activation[unit])
+    expected = [ACTIVATION_PALETTE[i] for i in activation_levels(column, top)]
+    assert list(dashboard.brush.scatter.colors) == expected
 
 
 def brush_gesture(dashboard):

@@ -105,10 +105,11 @@ def test_inspector_controls_set_the_selection(ex):
 
 def test_inspector_hides_the_last_units_panels_when_the_unit_is_cleared(ex):
     inspector = sw.UnitInspector(ex, unit=4)
-    details = inspector.children[1:]  # everything under the picker and the stats line
+    details = inspector.children[2:]  # everything under the picker, stats and dead-unit note
     ex.selection.clear()  # from Python: no unit is focused any more
     assert inspector.summary is None and "no unit focused" in inspector.stats.value
     assert [part.layout.display for part in details] == ["none", "none"]
+    assert inspector.dead_note.layout.display == "none"
     assert inspector.nearest.units == [] and inspector.cofiring.units == []
     assert inspector.picker.value == -1  # no stale number left in the box
     inspector.picker.value = 4  # retyping the unit focused before the clear focuses it again
@@ -119,6 +120,21 @@ def test_inspector_hides_the_last_units_panels_when_the_unit_is_cleared(ex):
     assert inspector.summary.unit == 6 and inspector.picker.value == 6
     assert [part.layout.display for part in details] == [None, None]
     assert len(inspector.nearest.units) > 0
+
+
+def test_inspector_says_a_dead_unit_is_dead_instead_of_drawing_empty_panels(ex, codes):
+    inspector = sw.UnitInspector(ex, unit=0)
+    assert inspector.dead_note.layout.display == "none"
+    dead = np.flatnonzero(np.count_nonzero(codes, axis=0) == 0)
+    assert len(dead)  # the fixture SAE (48 units, k=6, 150 steps) leaves unit 2 dead
+    ex.selection.unit = int(dead[0])
+    assert inspector.dead_note.layout.display is None
+    assert f"unit {dead[0]} is dead" in inspector.dead_note.value
+    assert inspector.gallery.figure.layout.display == "none"
+    assert inspector.histogram_figure.layout.display == "none"
+    ex.selection.unit = int(np.argmax(np.count_nonzero(codes, axis=0)))
+    assert inspector.dead_note.layout.display == "none"
+    assert inspector.gallery.figure.layout.display is None
 
 
 def test_inspector_without_images_draws_bars_and_rows():
@@ -157,10 +173,9 @@ def brush(view, x_range, y_range):
 
 def test_brush_release_selects_every_point_in_the_box(ex):
     from bqplot import Scatter
-    from bqplot_gl import ScatterGL
 
     view = sw.PCABrush(ex)
-    assert isinstance(view.scatter, Scatter) and not isinstance(view.scatter, ScatterGL)
+    assert isinstance(view.scatter, Scatter) and not view.webgl
     view.select_with.value = "rectangle"  # the user's choice; the brush is wired either way
     assert view.figure.interaction is view.brush
     x, y = np.asarray(view.scatter.x), np.asarray(view.scatter.y)
@@ -221,64 +236,82 @@ def test_lasso_is_the_default_and_selects_the_points_the_browser_marked(ex, monk
     assert ex.selection.samples == [] and view.scatter.selected is None
 
 
-def test_selection_tools_say_what_each_needs(ex):
+def test_selection_tools_switch_and_add_subtract_and_undo(ex):
     view = sw.PCABrush(ex, select_with="rectangle")
     assert view.figure.interaction is view.brush
     view.select_with.value = "lasso"
     assert view.figure.interaction is view.lasso
-    tips = dict(zip([value for _, value in view.select_with.options], view.select_with.tooltips))
-    assert "#1693" in tips["rectangle"] and "bqplot" in tips["rectangle"]
-    assert "#1693" not in tips["lasso"]
     with pytest.raises(ValueError, match="select_with"):
         sw.PCABrush(ex, select_with="polygon")
+    target = view.lasso_target
+    from_browser(target, selected=[1, 2, 3])
+    view.mode.value = "add"
+    from_browser(target, selected=[7])
+    assert ex.selection.samples == [1, 2, 3, 7]
+    view.mode.value = "subtract"
+    from_browser(target, selected=[2, 3])
+    assert ex.selection.samples == [1, 7]
+    assert not view.undo_button.disabled
+    view.undo_button.click()
+    assert ex.selection.samples == [1, 2, 3, 7]
+    assert view.count.value == "<b>4</b> samples selected"
 
 
 def test_brush_colours_by_label_or_by_the_focused_units_activation(ex, codes):
+    from sae_widgets.widgets._render import ACTIVATION_PALETTE, CATEGORY10
+
     view = sw.PCABrush(ex)
-    np.testing.assert_array_equal(view.scatter.color, ex.dataset.labels)
-    ex.selection.unit = 5
+    # One colour per point, sent as one list (no colour scale to fall out of step with it).
+    assert view.scatter.color is None
+    assert list(view.scatter.colors) == [CATEGORY10[label] for label in ex.dataset.labels]
+    assert "label" in view.legend.value and CATEGORY10[3] in view.legend.value
     view.color_by.value = "activation"
-    np.testing.assert_allclose(view.scatter.color, codes[:, 5], rtol=1e-5, atol=1e-6)
-    ex.selection.unit = 6
-    np.testing.assert_allclose(view.scatter.color, codes[:, 6], rtol=1e-5, atol=1e-6)
-    assert view.color_scale.max == pytest.approx(codes[:, 6].max(), rel=1e-5)
+    for unit in (5, 6, 5):
+        ex.selection.unit = unit
+        column = codes[:, unit]
+        levels = np.rint(np.clip(column / column.max(), 0, 1) * 255).astype(int)
+        expected = [ACTIVATION_PALETTE[level] for level in levels]
+        assert list(view.scatter.colors) == expected == view.point_colors
+        assert f"unit {unit} activation" in view.legend.value
+    assert view.scatter.colors[int(np.argmax(codes[:, 5]))] == ACTIVATION_PALETTE[-1]
 
 
-def test_large_projection_uses_webgl_and_selects_beyond_the_drawn_points():
+def test_hovering_a_point_shows_its_card(ex, codes):
+    view = sw.PCABrush(ex)
+    assert view.scatter.tooltip is view.hover
+    ex.selection.unit = 4
+    sample = int(np.argmax(codes[:, 4]))
+    from_browser(view.scatter, hovered_point=sample)
+    card = view.hover.value
+    assert f"sample {sample}" in card and f"label <b>{ex.dataset.labels[sample]}</b>" in card
+    assert f"unit 4: <b>{codes[sample, 4]:.3g}</b>" in card and "data:image/png" in card
+
+
+def test_large_projection_uses_webgl_and_its_selection_reaches_the_selection():
+    from sae_widgets.widgets._gl_scatter import GLScatter
+
     ds = sw.datasets.superposition(n=4000, n_features=12, dim=10, active=2.0, seed=2)
     sae = small_fit(sw.SAE(n_units=16, k=3, epochs=1, batch_size=256, seed=0), ds.X)
     ex = sw.Explorer(sae, ds)
     view = sw.PCABrush(ex)
-    from bqplot_gl import ScatterGL
-
-    assert isinstance(view.scatter, ScatterGL)
-    coords = ex.projection().coords
-    brush(view, (-np.inf, np.inf), (-np.inf, np.inf))
-    assert len(ex.selection.samples) == len(coords) == 4000
-
-    # WebGL points do not report a lasso: it marks an invisible grid of anchors instead, and
-    # every sample in a marked cell is selected.
-    from sae_widgets.widgets.pca_brush import LASSO_GRID as G
-
-    assert view.figure.interaction is view.lasso
-    anchors = view.lasso_target
-    assert anchors is not view.scatter and len(anchors.x) == G * G
-    left_half = [i for i in range(G * G) if i % G < G // 2]
-    from_browser(anchors, selected=left_half)
-    middle_x = (coords[:, 0].min() + coords[:, 0].max()) / 2
-    expected = np.flatnonzero(coords[:, 0] < middle_x)
-    assert ex.selection.samples == expected.tolist()
-    np.testing.assert_allclose(
-        np.sort(np.unique(anchors.x))[G // 2 - 1 : G // 2 + 1].mean(), middle_x, rtol=1e-5
-    )
-    # A lasso around cells that hold no sample keeps the selection, as over SVG points.
-    from sae_widgets.analysis.lasso import samples_in_cells
-
-    empty = [c for c in range(G * G) if len(samples_in_cells(coords, [c], G)) == 0][:3]
-    assert empty  # a 48 x 48 grid over 4,000 points has empty cells
-    from_browser(anchors, selected=[])  # what the browser reports after the reset
-    from_browser(anchors, selected=empty)
-    assert ex.selection.samples == expected.tolist()
+    assert view.webgl and isinstance(view.scatter, GLScatter)
+    widget = view.scatter.widget
+    assert view.figure is widget and widget.mouse_mode == "lasso"
+    # What jupyter-scatter sends after a lasso: the enclosed points, as uint32.
+    widget.selection = np.array([10, 3, 2500], dtype=np.uint32)
+    assert ex.selection.samples == [3, 10, 2500]
+    view.mode.value = "add"
+    widget.selection = np.array([7], dtype=np.uint32)
+    assert ex.selection.samples == [3, 7, 10, 2500]
+    # Selected from Python: shown, and the browser's echo of it is not a new lasso.
+    ex.selection.samples = [1, 2]
+    np.testing.assert_array_equal(widget.selection, [1, 2])
+    assert ex.selection.samples == [1, 2]
+    view.select_with.value = "rectangle"
+    assert widget.lasso_type == "rectangle"
+    view.color_by.value = "activation"
+    ex.selection.unit = 3
+    assert len(view.point_colors) == 4000
 
 
 # ---- ActivationHeatmap ---------------------------------------------------------------------

@@ -37,6 +37,7 @@ from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
+from sae_widgets.explore.history import SelectionHistory
 from sae_widgets.explore.selection import Selection
 from sae_widgets.explore.steering import Steerer
 
@@ -97,6 +98,8 @@ class Explorer:
     ----------
     selection:
         The shared `Selection` (focused unit, selected samples, probe state) all views follow.
+    history:
+        `SelectionHistory` of the selected samples: ``ex.history.undo()`` steps back.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class Explorer:
         self.n_samples = int(dataset.X.shape[0])
         self.n_units = int(np.shape(sae.components_)[0])
         self.selection = Selection(self.n_units, self.n_samples, attributes=dataset.attributes)
+        self.history = SelectionHistory(self.selection)
         self._codes: CodeStore | None = None
         self._projections: dict[str, Projection] = {}
         self._decoder: NDArray[np.float32] | None = None
@@ -335,6 +339,34 @@ class Explorer:
             top,
             norm_weight=documents.norm_weight,
         )
+
+    def selection_to_dataset(self) -> Dataset:
+        """The selected samples as a Dataset of their own (labels, images, ... carried over)."""
+        return self.dataset[np.asarray(self.selection.samples, dtype=np.int64)]
+
+    def selection_to_dataframe(self) -> Any:
+        """The selected samples as a pandas DataFrame (pandas is optional): one row per
+        sample with its index, label (when known), number of active units, and its activation
+        of the focused unit (when one is focused)."""
+        try:
+            import pandas as pd
+        except ImportError as error:  # pragma: no cover - pandas ships with bqplot
+            raise ImportError("selection_to_dataframe needs pandas: pip install pandas") from error
+        samples = np.asarray(self.selection.samples, dtype=np.int64)
+        columns: dict[str, Any] = {"sample": samples}
+        labels = self.dataset.labels
+        if labels is not None:
+            names = self.dataset.label_names
+            picked = labels[samples]
+            columns["label"] = [names[i] if names and i >= 0 else int(i) for i in picked]
+        columns["active_units"] = np.diff(self.codes.csr.indptr)[samples]
+        unit = self.selection.unit
+        if unit is not None:
+            activation = np.zeros(self.n_samples, dtype=np.float32)
+            rows, values = self.codes.unit_samples(unit)
+            activation[rows] = values
+            columns[f"unit_{unit}"] = activation[samples]
+        return pd.DataFrame(columns)
 
     def dashboard(self, **options: Any) -> ipywidgets.Widget:
         """All views laid out together and linked through `selection` (one ipywidgets widget)."""

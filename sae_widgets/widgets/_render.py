@@ -118,3 +118,51 @@ def decode_png(data: bytes) -> np.ndarray:
     """Read PNG bytes back to uint8 RGB (h, w, 3); used by tests and benchmarks."""
     with PIL.Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+# Activation colours of scatter points: zero is light grey (not invisible), the unit's
+# maximum is red, through orange.
+_ACTIVATION_ANCHORS = np.array([[217, 217, 217], [253, 174, 97], [215, 25, 28]], dtype=np.float32)
+_LEVELS = 256  # colours are quantised to this many steps, so hex strings come from a table
+
+
+def _hex_table(anchors: np.ndarray) -> np.ndarray:
+    rgb = _interpolate(anchors, np.linspace(0.0, 1.0, _LEVELS))
+    return np.array([f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb])
+
+
+ACTIVATION_PALETTE: list[str] = _hex_table(_ACTIVATION_ANCHORS).tolist()
+"""The activation scale quantised to 256 "#rrggbb" colours, zero first."""
+
+
+def activation_levels(values: np.ndarray, vmax: float) -> np.ndarray:
+    """Index into `ACTIVATION_PALETTE` of each value on the scale [0, vmax]."""
+    values = np.asarray(values, dtype=np.float32)
+    top = vmax if vmax > 0 else 1.0
+    steps = np.rint(np.clip(np.nan_to_num(values / top), 0.0, 1.0) * (_LEVELS - 1))
+    return steps.astype(np.int64)
+
+
+def activation_gradient_css() -> str:
+    """The activation scale as a CSS linear-gradient (for a colour bar)."""
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in _ACTIVATION_ANCHORS)
+    return f"linear-gradient(to right, {stops})"
+
+
+def sequential_gradient_css() -> str:
+    """The heatmap's white-to-blue scale as a CSS linear-gradient."""
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in _SEQUENTIAL_ANCHORS)
+    return f"linear-gradient(to right, {stops})"
+
+
+def diverging_gradient_css() -> str:
+    """The blue-white-red scale of signed weights as a CSS linear-gradient."""
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in _DIVERGING_ANCHORS)
+    return f"linear-gradient(to right, {stops})"
+
+
+def png_data_url(rgb_HW3: np.ndarray) -> str:
+    """A data: URL of the picture, for an <img> inside an HTML widget (hover cards)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(encode_png(rgb_HW3)).decode("ascii")

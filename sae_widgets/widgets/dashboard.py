@@ -101,7 +101,6 @@ def build_dashboard(ex: Explorer, **options: Any) -> Dashboard:
     """The dashboard of `ex` (what ``ex.dashboard(**options)`` returns).
 
     options: ``attribute=`` picks the ProbeSlider's first attribute; ``select_with=`` the
-    PCA plot's first selection tool, "lasso" (default) or "rectangle" (the user can switch;
-    a rectangle drawn with the mouse needs a bqplot release with issue #1693 fixed).
+    PCA plot's first selection tool, "lasso" (default) or "rectangle" (the user can switch).
     """
     return Dashboard(ex, **options)

@@ -1,20 +1,22 @@
-"""PCABrush: the 2-D PCA of the samples, a lasso (or rectangle) that selects them, and the
+"""PCABrush: the 2-D PCA of the samples, a lasso or rectangle that selects them, and the
 units most enriched in the selection.
 
-The scatter is WebGL (bqplot-gl's ScatterGL) above `GL_THRESHOLD` points and SVG below. The
-visible scatter only *shows* ``ex.selection.samples``; the selectors never mark it.
+Up to `GL_THRESHOLD` points the scatter is bqplot's SVG `Scatter`; above it, a WebGL scatter
+(jupyter-scatter, see `_gl_scatter`). Either way the visible scatter only *shows*
+``ex.selection.samples``.
 
-The lasso is the default tool. bqplot's LassoSelector marks the points of an invisible target
-mark in the browser and reports their indices: a copy of the points for an SVG scatter, or,
-since WebGL points cannot be lassoed, a `LASSO_GRID` x `LASSO_GRID` grid of anchor points,
-every sample of a marked cell being selected. After each lasso the selector is reset, so the
-next lasso replaces the selection instead of adding to it.
+SVG: bqplot's LassoSelector marks the points of an invisible copy of the scatter and reports
+their indices (reset after each lasso, so the next one starts afresh); the rectangle
+(`brush`, a BrushSelector) is turned into samples on release by the Explorer's pure
+`samples_in_rect` over all projected points. Both reach the kernel from a mouse drag in
+JupyterLab 4 and Notebook 7 since bqplot-gl left the dependencies (its bundled d3 broke
+bqplot's BrushSelector, bqplot #1693). WebGL: jupyter-scatter selects in the browser and
+sends the indices.
 
-The rectangle (`brush`, a BrushSelector) stays wired: on release (``brushing`` back to
-False) the rectangle goes through the Explorer's pure `samples_in_rect` over *all* projected
-points. Drawn with the mouse it needs a bqplot release with issue #1693 fixed: in bqplot
-0.13.1 a rectangle dragged in JupyterLab never reaches the kernel. Set from Python (as tests
-do) it works in every release.
+Each drawn set replaces the selection, or is added to / subtracted from it (`mode`); the
+Explorer's `history` undoes a step. Points are coloured by label or by the focused unit's
+activation through one per-point colour list (one message, so the browser can never pair new
+colours with an old scale), explained by a legend under the plot.
 """
 
 from __future__ import annotations
@@ -23,36 +25,34 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import ColorScale, LinearScale, Scatter
+from bqplot import LinearScale, Scatter
 from bqplot.interacts import BrushSelector, LassoSelector
-from bqplot_gl import ScatterGL
 
-from sae_widgets.analysis.lasso import grid_anchors, samples_in_cells
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._render import CATEGORY10
+from sae_widgets.explore.history import MODES, combine
+from sae_widgets.widgets._legend import color_bar, hover_card, label_legend
+from sae_widgets.widgets._render import (
+    ACTIVATION_PALETTE,
+    CATEGORY10,
+    activation_gradient_css,
+    activation_levels,
+)
 from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, toggle_buttons
 
-__all__ = ["GL_THRESHOLD", "LASSO_GRID", "PCABrush"]
+__all__ = ["GL_THRESHOLD", "PCABrush"]
 
 GL_THRESHOLD = 3000
 """Above this many points the scatter is drawn with WebGL; SVG stays crisp below it."""
 
-LASSO_GRID = 48
-"""Cells per side of the lasso's anchor grid over a WebGL scatter (its spatial resolution)."""
-
-_ACTIVATION_COLORS = ["#d9d9d9", "#fdae61", "#d7191c"]  # zero is light grey, not invisible
-
-# (label, value, tooltip) of the selection tools, the default first.
 SELECT_TOOLS = [
     ("lasso", "lasso", "Draw a loop around samples to select them"),
-    (
-        "rectangle",
-        "rectangle",
-        "Drag a rectangle to select samples. With the mouse this needs a bqplot release with "
-        "issue #1693 fixed (bqplot 0.13.1 never sends the rectangle to Python); "
-        "setting .brush from Python always works",
-    ),
+    ("rectangle", "rectangle", "Drag a rectangle to select the samples inside it"),
 ]
+MODE_TIPS = {
+    "replace": "each lasso or rectangle replaces the selection",
+    "add": "each lasso or rectangle adds its samples to the selection",
+    "subtract": "each lasso or rectangle removes its samples from the selection",
+}
 
 
 class PCABrush(ExplorerView):
@@ -69,26 +69,28 @@ class PCABrush(ExplorerView):
     n_enriched:
         Number of enriched-unit buttons.
     select_with:
-        The first selection tool: "lasso" (default) or "rectangle" (see the module notes on
-        bqplot #1693); the user can switch.
+        The first selection tool: "lasso" (default) or "rectangle"; the user can switch.
 
     Attributes
     ----------
     figure:
-        The scatter's Figure (its ``interaction`` is `lasso` or `brush`).
+        The scatter's Figure (bqplot; its ``interaction`` is `lasso` or `brush`), or the
+        WebGL scatter widget above `GL_THRESHOLD` points.
     scatter:
-        ScatterGL or Scatter mark of every sample; its ``selected`` shows the Selection.
-    brush:
-        The BrushSelector; releasing it (``brushing`` back to False) selects the samples.
-    lasso, select_with:
-        The LassoSelector, and the ToggleButtons choosing lasso or rectangle.
-    lasso_target:
-        The invisible mark the lasso marks: a copy of the points (SVG) or the anchor grid
-        (WebGL).
-    color_by:
-        ToggleButtons choosing the colouring.
-    count, enriched, clear_button:
-        "<N> samples selected", the enriched-unit buttons, the button that clears.
+        The Scatter mark of every sample (SVG), or the `GLScatter` (WebGL).
+    point_colors:
+        The "#rrggbb" colour of each point, as last sent to the browser.
+    brush, lasso, lasso_target:
+        SVG only: the BrushSelector, the LassoSelector and the invisible copy of the points
+        it marks (None with WebGL).
+    select_with, mode, color_by:
+        ToggleButtons: lasso or rectangle; replace, add or subtract; label or activation.
+    legend:
+        HTML legend of the colours.
+    hover:
+        HTML card of the point under the mouse (image, label, focused unit's value).
+    count, enriched, clear_button, undo_button:
+        "<N> samples selected", the enriched-unit buttons, clear, undo.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class PCABrush(ExplorerView):
         color_by: str | None = None,
         n_enriched: int = 8,
         select_with: str = "lasso",
+        width: str = "420px",
     ) -> None:
         super().__init__(ex)
         if select_with not in ("lasso", "rectangle"):
@@ -108,57 +111,30 @@ class PCABrush(ExplorerView):
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
-
-        x_scale, y_scale = LinearScale(), LinearScale()
-        self.color_scale = ColorScale()
-        mark_class = ScatterGL if ex.n_samples > GL_THRESHOLD else Scatter
-        self.scatter = mark_class(
-            x=np.ascontiguousarray(coords[:, 0]),
-            y=np.ascontiguousarray(coords[:, 1]),
-            scales={"x": x_scale, "y": y_scale, "color": self.color_scale},
-            default_size=4 if ex.n_samples > GL_THRESHOLD else 16,
-            stroke=None,
-            unselected_style={"opacity": 0.2},
-            enable_hover=False,
-        )
-        self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
-        self.brush.observe(self._on_brushing, "brushing")
-        self._coords = coords
-        # The lasso marks an invisible target, never the visible scatter, so resetting the
-        # lasso in the browser cannot wipe the highlighted selection.
-        if isinstance(self.scatter, ScatterGL):
-            target_x, target_y = grid_anchors(coords, LASSO_GRID)
-        else:
-            target_x, target_y = self.scatter.x, self.scatter.y
-        self.lasso_target = Scatter(
-            x=target_x,
-            y=target_y,
-            scales={"x": x_scale, "y": y_scale},
-            opacities=[0.0],
-            default_size=4,
-            enable_hover=False,
-            preserve_domain={"x": True, "y": True},
-        )
-        self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
-        self.lasso_target.observe(self._on_lassoed, "selected")
+        self.point_colors: list[str] = []
+        self.hover = widgets.HTML()
+        self.hover.add_class("sw-hover")
         axis_label = "PC {} of the " + ("unit codes" if self._source() == "codes" else "inputs")
-        self.figure = figure(
-            [self.scatter, self.lasso_target],
-            [
-                axis(x_scale, axis_label.format(1)),
-                axis(y_scale, axis_label.format(2), vertical=True),
-            ],
-            title="PCA: select samples",
-            width="420px",
-            height="400px",
-            interaction=self.lasso if select_with == "lasso" else self.brush,
-        )
+        self.brush: BrushSelector | None = None
+        self.lasso: LassoSelector | None = None
+        self.lasso_target: Scatter | None = None
+        self.webgl = ex.n_samples > GL_THRESHOLD
+        if self.webgl:
+            from sae_widgets.widgets._gl_scatter import GLScatter
+
+            self.scatter: Any = GLScatter(coords, self._drawn, select_with, width=width)
+            self.figure: Any = self.scatter.widget
+        else:
+            self._build_svg(coords, axis_label, select_with, width)
         self.select_with = toggle_buttons(
             [(label, value) for label, value, _ in SELECT_TOOLS],
             select_with,
             tooltips=[tip for _, _, tip in SELECT_TOOLS],
         )
         self.select_with.observe(self._on_select_with, "value")
+        self.mode = toggle_buttons(
+            [(m, m) for m in MODES], "replace", tooltips=[MODE_TIPS[m] for m in MODES]
+        )
 
         options = [("unit activation", "activation")]
         if labels is not None:
@@ -176,18 +152,28 @@ class PCABrush(ExplorerView):
             tooltips=[f"colour each sample by its {label}" for label, _ in options],
         )
         self.color_by.observe(lambda _change: self._recolor(), "value")
+        self.legend = widgets.HTML()
         self.count = widgets.HTML()
         self.clear_button = widgets.Button(description="clear", icon="times")
         self.clear_button.on_click(lambda _button: self.clear())
+        self.undo_button = widgets.Button(
+            description="undo", icon="undo", tooltip="go back to the previous selection"
+        )
+        self.undo_button.on_click(lambda _button: self.ex.history.undo())
         self.enriched = UnitButtons("<b>enriched</b> (in vs out)", self.focus_unit, n_enriched)
         # As wide as the plot: the buttons wrap under it instead of widening the view.
-        self.enriched.layout.max_width = self.figure.layout.width
+        self.enriched.layout.max_width = width
         label_width = widgets.Layout(width="80px")
         self.children = [
             widgets.HBox([widgets.Label("colour by", layout=label_width), self.color_by]),
             widgets.HBox([widgets.Label("select with", layout=label_width), self.select_with]),
+            widgets.HBox([widgets.Label("selection", layout=label_width), self.mode]),
             self.figure,
-            widgets.HBox([self.count, self.clear_button], layout=widgets.Layout(grid_gap="8px")),
+            self.legend,
+            widgets.HBox(
+                [self.count, self.clear_button, self.undo_button],
+                layout=widgets.Layout(grid_gap="8px"),
+            ),
             self.enriched,
         ]
         self.add_class("sw-pca")
@@ -197,38 +183,87 @@ class PCABrush(ExplorerView):
         self._recolor()
         self._draw_samples()
 
+    def _build_svg(self, coords: np.ndarray, axis_label: str, select_with: str, width: str) -> None:
+        x_scale, y_scale = LinearScale(), LinearScale()
+        x = np.ascontiguousarray(coords[:, 0], dtype=np.float32)
+        y = np.ascontiguousarray(coords[:, 1], dtype=np.float32)
+        self.scatter = Scatter(
+            x=x,
+            y=y,
+            scales={"x": x_scale, "y": y_scale},
+            default_size=16,
+            stroke=None,
+            unselected_style={"opacity": 0.2},
+            tooltip=self.hover,
+        )
+        self.scatter.observe(self._hovered, "hovered_point")
+        self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
+        self.brush.observe(self._on_brushing, "brushing")
+        # The lasso marks an invisible target, never the visible scatter, so resetting the
+        # lasso in the browser cannot wipe the highlighted selection.
+        self.lasso_target = Scatter(
+            x=x,
+            y=y,
+            scales={"x": x_scale, "y": y_scale},
+            opacities=[0.0],
+            default_size=4,
+            enable_hover=False,
+            preserve_domain={"x": True, "y": True},
+        )
+        self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
+        self.lasso_target.observe(self._on_lassoed, "selected")
+        self.figure = figure(
+            [self.scatter, self.lasso_target],
+            [
+                axis(x_scale, axis_label.format(1)),
+                axis(y_scale, axis_label.format(2), vertical=True),
+            ],
+            title="PCA: select samples",
+            width=width,
+            height="380px",
+            interaction=self.lasso if select_with == "lasso" else self.brush,
+        )
+
     def _source(self) -> str:
         return self.source or self.ex.default_projection
 
     # -- view -> Selection ---------------------------------------------------------------------
 
+    def _drawn(self, samples: Any) -> None:
+        """A lasso or rectangle enclosed `samples`: combine them with the selection."""
+        self.selection.samples = combine(self.selection.samples, samples, self.mode.value)
+
     def _on_brushing(self, change: dict[str, Any]) -> None:
-        if change["new"]:  # still dragging: the heavy work waits for the release
+        if change["new"] or self.brush is None:  # still dragging: work waits for the release
             return
         x_range, y_range = self.brush.selected_x, self.brush.selected_y
         if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
             return
-        inside = self.ex.samples_in_rect(x_range, y_range, self.source).tolist()
-        self._brushed_samples = inside
-        self.selection.samples = inside
+        inside = self.ex.samples_in_rect(x_range, y_range, self.source)
+        self._drawn(inside)
+        self._brushed_samples = self.selection.samples
 
     def _on_lassoed(self, change: dict[str, Any]) -> None:
-        """The browser marked the target points inside a lasso: they are the selection.
+        """The browser marked the target points inside a lasso: they are the drawn set.
 
         An empty mark is not a selection: it is what the browser reports after the lasso is
         reset (and a lasso around empty space keeps the selection; `clear` empties it).
         """
-        if change["new"] is None or len(change["new"]) == 0:
+        if change["new"] is None or len(change["new"]) == 0 or self.lasso is None:
             return
-        picked = np.unique(np.asarray(change["new"], dtype=np.int64))
-        if isinstance(self.scatter, ScatterGL):  # anchor cells -> the samples inside them
-            picked = samples_in_cells(self._coords, picked, LASSO_GRID)
-        if len(picked):  # cells that hold no sample are empty space: the selection stays
-            self.selection.samples = picked.tolist()
+        self._drawn(np.asarray(change["new"], dtype=np.int64))
         self.lasso.reset()  # the next lasso starts afresh instead of adding to this one
 
     def _on_select_with(self, change: dict[str, Any]) -> None:
-        self.figure.interaction = self.lasso if change["new"] == "lasso" else self.brush
+        if self.webgl:
+            self.scatter.set_tool(change["new"])
+        else:
+            self.figure.interaction = self.lasso if change["new"] == "lasso" else self.brush
+
+    def _hovered(self, change: dict[str, Any]) -> None:
+        sample = change["new"]
+        if sample is not None:
+            self.hover.value = hover_card(self.ex, int(sample), self.selection.unit)
 
     def clear(self) -> None:
         """Forget the selected samples (and the brush rectangle)."""
@@ -238,15 +273,19 @@ class PCABrush(ExplorerView):
 
     def _draw_samples(self) -> None:
         samples = self.selection.samples
-        if samples != self._brushed_samples:  # selected elsewhere: the rectangle is stale
-            self._brushed_samples = None
+        if self.brush is not None and samples != self._brushed_samples:
+            self._brushed_samples = None  # selected elsewhere: the rectangle is stale
             with self.brush.hold_sync():
                 self.brush.selected_x = None
                 self.brush.selected_y = None
         n = len(samples)
         self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
         self.clear_button.disabled = n == 0
-        self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
+        self.undo_button.disabled = not self.ex.history.can_undo
+        if self.webgl:
+            self.scatter.show_selected(samples)
+        else:
+            self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
         if n:
             found = self.ex.enrichment(samples, top=self.n_enriched)
             self.enriched.show(
@@ -264,24 +303,31 @@ class PCABrush(ExplorerView):
             self._recolor()
 
     def _recolor(self) -> None:
-        """Colour by label, or by the focused unit's activation (sending only that column)."""
+        """Colour by label, or by the focused unit's activation (one colour per point)."""
         if self.color_by.value == "label":
             labels = self.ex.dataset.labels
             assert labels is not None
-            n_labels = max(int(labels.max()) + 1, 2)
-            with self.color_scale.hold_sync():
-                self.color_scale.colors = [CATEGORY10[i % 10] for i in range(n_labels)]
-                self.color_scale.min, self.color_scale.max = 0.0, float(n_labels - 1)
-            self.scatter.color = labels.astype(np.float32)
-            return
-        unit = self.selection.unit
-        activation = np.zeros(self.ex.n_samples, dtype=np.float32)
-        top = 1.0
-        if unit is not None:
-            samples, values = self.ex.codes.unit_samples(unit)
-            activation[samples] = values
-            top = max(float(self.ex.codes.max_activation[unit]), 1e-6)
-        with self.color_scale.hold_sync():
-            self.color_scale.colors = _ACTIVATION_COLORS
-            self.color_scale.min, self.color_scale.max = 0.0, top
-        self.scatter.color = activation
+            palette = [*CATEGORY10, "#aaaaaa"]  # grey: unlabelled
+            index = np.where(labels >= 0, np.mod(labels, 10), 10)
+            present = np.unique(labels[labels >= 0])[:20]
+            names = self.ex.dataset.label_names
+            self.legend.value = label_legend(
+                [names[i] if names else str(i) for i in present],
+                [CATEGORY10[i % 10] for i in present],
+            )
+        else:
+            unit = self.selection.unit
+            activation = np.zeros(self.ex.n_samples, dtype=np.float32)
+            top = 1.0
+            if unit is not None:
+                samples, values = self.ex.codes.unit_samples(unit)
+                activation[samples] = values
+                top = max(float(self.ex.codes.max_activation[unit]), 1e-6)
+            palette, index = ACTIVATION_PALETTE, activation_levels(activation, top)
+            title = f"unit {unit} activation" if unit is not None else "no unit focused"
+            self.legend.value = color_bar(activation_gradient_css(), "0", f"{top:.3g}", title)
+        self.point_colors = np.asarray(palette)[index].tolist()
+        if self.webgl:
+            self.scatter.set_colors(index, palette)
+        else:
+            self.scatter.colors = self.point_colors

@@ -18,7 +18,9 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.analysis.summary import encoder_filter
 from sae_widgets.explore.explorer import Explorer
+from sae_widgets.widgets._legend import color_bar
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
+from sae_widgets.widgets._render import diverging_gradient_css
 from sae_widgets.widgets._view import (
     ExplorerView,
     UnitButtons,
@@ -136,17 +138,29 @@ class UnitInspector(ExplorerView):
         self.nearest = UnitButtons("<b>nearest</b> (decoder cosine)", self.focus_unit)
         self.cofiring = UnitButtons("<b>co-firing</b> (Jaccard)", self.focus_unit)
 
-        panels: list[widgets.Widget] = [self.figure, self.histogram_figure]
+        self.directions_legend = widgets.HTML(
+            color_bar(diverging_gradient_css(), "−", "+", "weight sign", width_px=80)
+        )
+        # A unit that never fires has no histogram, labels or top samples: a message says so.
+        self.dead_note = widgets.HTML()
+        self.dead_note.add_class("sw-dead-unit")
+        self._fired_panels: list[widgets.Widget] = [self.histogram_figure]
         if dataset.labels is not None:
-            panels.append(self.label_figure)
+            self._fired_panels.append(self.label_figure)
+        panels: list[widgets.Widget] = [
+            widgets.VBox([self.figure, self.directions_legend]),
+            *self._fired_panels,
+        ]
         # The unit buttons take what room the gallery leaves, wrapping within it.
         related = widgets.VBox(
             [self.nearest, self.cofiring], layout=widgets.Layout(flex="1 1 320px")
         )
         # Hidden while no unit is focused, so they never show a unit the Selection left.
-        self._details = [wrapping_row(panels), wrapping_row([self.gallery.figure, related])]
+        self._gallery_row = wrapping_row([self.gallery.figure, related])
+        self._details = [wrapping_row(panels), self._gallery_row]
         self.children = [
             widgets.HBox([self.picker, self.stats], layout=widgets.Layout(align_items="center")),
+            self.dead_note,
             *self._details,
         ]
         self.add_class("sw-inspector")
@@ -171,6 +185,7 @@ class UnitInspector(ExplorerView):
     def _draw(self, unit: int | None) -> None:
         for part in self._details:
             part.layout.display = "none" if unit is None else None
+        self.dead_note.layout.display = "none"
         if unit is None:
             self.summary = None
             self.picker.value = -1
@@ -182,6 +197,18 @@ class UnitInspector(ExplorerView):
         self.summary = summary
         self.picker.value = unit  # a no-op when the picker itself set the unit
         self._draw_directions(unit)
+        dead = summary.count == 0
+        for part in [*self._fired_panels, self.gallery.figure]:
+            part.layout.display = "none" if dead else None
+        if dead:
+            self.dead_note.value = (
+                f'<div style="padding:8px;background:#fff4e5;border-left:4px solid #f58518">'
+                f"<b>unit {unit} is dead</b>: it fires on none of the "
+                f"{self.ex.n_samples:,} samples, so it has no activation histogram, labels or "
+                "top samples. Its decoder and encoder weights are shown; a nearby unit may "
+                "cover what it would have learned.</div>"
+            )
+            self.dead_note.layout.display = None
         edges = summary.histogram_edges
         with self.histogram.hold_sync():
             self.histogram.x = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)

@@ -21,18 +21,6 @@ from .lab_server import LabServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Seen in this environment (bqplot 0.13.1 in JupyterLab 4, headless Chromium), and matching
-# bqplot issue #1693: a mouse drag draws the BrushSelector's rectangle, but only
-# `brushing=True` ever reaches the kernel. bqplot's bundled d3 v5 dispatches brush events
-# through its own copy of d3-selection, while bqplot reads `d3-selection.event` from the
-# shared copy, which stays null; its fallback, window.event, has no `sourceEvent`, so
-# `selected_x`/`selected_y` are never set and `brushing` never returns to False.
-# LassoSelector and FastIntervalSelector do reach the kernel.
-BQPLOT_BRUSH_BUG = (
-    "bqplot 0.13.1 BrushSelector: a mouse drag never sends selected_x/selected_y or "
-    "brushing=False to the kernel in JupyterLab (duplicate d3-selection; bqplot #1693)"
-)
-
 # The notebook in front of the user (hidden tabs keep their DOM but carry lm-mod-hidden).
 ACTIVE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 STDERR_OUTPUT = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'

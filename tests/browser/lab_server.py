@@ -1,6 +1,6 @@
 """A throw-away JupyterLab server for browser tests.
 
-The server runs the venv's own JupyterLab (so the prebuilt labextensions of bqplot, bqplot-gl
+The server runs the venv's own JupyterLab (so the prebuilt labextensions of bqplot, anywidget
 and jupyter-widgets under sys.prefix are found) on a free localhost port with a random token.
 Everything it writes (config, runtime, settings, workspaces, IPython profile) goes to a
 temporary folder, so a test run never reads or changes the user's Jupyter set-up.

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .lab_page import BQPLOT_BRUSH_BUG, LabPage
+from .lab_page import LabPage
 
 pytestmark = pytest.mark.browser
 
@@ -19,13 +19,15 @@ def test_smoke_notebook_renders_svg_webgl_and_round_trips_a_click_and_a_lasso(
     lab.run_all_cells(timeout_s=180)
     lab.assert_no_errors()
 
-    figures = {info.title: info for info in lab.assert_figures_rendered(min_count=4)}
-    assert set(figures) == {"svg-scatter", "gl-scatter", "lasso-scatter", "brush-scatter"}
-    # The SVG scatter draws one element per point; the WebGL one draws none and paints its
-    # canvas instead (200 dots of default size cover far more than 500 pixels).
+    figures = {info.title: info for info in lab.assert_figures_rendered(min_count=3)}
+    assert set(figures) == {"svg-scatter", "lasso-scatter", "brush-scatter"}
+    # The SVG scatter draws one element per point; the WebGL one (jupyter-scatter, an
+    # anywidget) paints its canvas instead.
     assert figures["svg-scatter"].svg_marks >= 200
-    assert figures["gl-scatter"].svg_marks == 0
-    assert lab.canvas_painted_pixels(lab.figure("gl-scatter")) > 500
+    gl_scatter = lab.page.locator(".gl-scatter")
+    gl_scatter.scroll_into_view_if_needed()  # it makes its canvas once on screen
+    expect(gl_scatter.locator("canvas").first).to_be_visible()
+    assert lab.canvas_painted_pixels(gl_scatter) > 200
     assert lab.canvas_painted_pixels(lab.figure("svg-scatter")) == 0
 
     # The label's new text is computed by the Python callback: a browser -> kernel -> browser
@@ -72,8 +74,9 @@ def test_an_error_output_ends_the_wait_and_is_reported(lab: LabPage) -> None:
     assert "ZeroDivisionError" in callback_errors[0] and "widget callback" in callback_errors[0]
 
 
-@pytest.mark.xfail(reason=BQPLOT_BRUSH_BUG, strict=False)
 def test_a_brush_drawn_with_the_mouse_reaches_the_kernel(lab: LabPage) -> None:
+    # Failed with bqplot-gl installed beside bqplot 0.13.1 (its d3 won JupyterLab's share
+    # scope; bqplot #1693): only brushing=True ever reached the kernel.
     lab.open_notebook("smoke.ipynb")
     lab.run_all_cells(timeout_s=180)
     label = lab.page.locator(".widget-label", has_text=re.compile(r"^brushed: "))

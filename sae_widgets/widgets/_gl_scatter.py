@@ -1,0 +1,105 @@
+"""`GLScatter`: the PCA view's WebGL scatter for many points, built on jupyter-scatter.
+
+jupyter-scatter (anywidget + regl-scatterplot) draws 10^6 points, selects them with a lasso
+or a rectangle in the browser and sends the selected indices back as one binary array; it
+needs no labextension of its own. This adapter gives PCABrush the few calls it makes:
+`set_tool`, `set_colors`, `show_selected`, and a callback for each drawn selection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GLScatter"]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """jupyter-scatter 1.0.1 calls pandas APIs that pandas 3 deprecates; a user cannot act on
+    those warnings, so they are not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The inplace keyword")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="jscatter")
+        yield
+
+
+with _quiet():  # its import reads fonts through pandas, warning too
+    from jscatter import Scatter
+
+
+class GLScatter:
+    """A WebGL scatter of `coords` whose lasso/rectangle reports samples to `on_drawn`.
+
+    Attributes
+    ----------
+    plot:
+        The `jscatter.Scatter`.
+    widget:
+        Its Jupyter widget (what is displayed).
+    """
+
+    def __init__(
+        self,
+        coords: np.ndarray,
+        on_drawn: Callable[[np.ndarray], None],
+        tool: str = "lasso",
+        *,
+        width: str = "420px",
+        height: int = 380,
+    ) -> None:
+        self._on_drawn = on_drawn
+        self._showing: np.ndarray | None = None  # what we sent, so our own echo is ignored
+        with _quiet():
+            self.plot = Scatter(
+                x=np.ascontiguousarray(coords[:, 0], dtype=np.float32),
+                y=np.ascontiguousarray(coords[:, 1], dtype=np.float32),
+                size=3,
+                height=height,
+                axes=True,
+                axes_grid=False,
+                opacity_unselected=0.3,
+            )
+            self.plot.mouse(mode="lasso")  # a plain drag selects, as on the SVG scatter
+            self.widget = self.plot.widget
+        self.widget.layout.width = width
+        self.set_tool(tool)
+        self.widget.observe(self._selected, "selection")
+
+    def set_tool(self, tool: str) -> None:
+        """ "lasso" (a freeform loop) or "rectangle"."""
+        with _quiet():
+            self.plot.lasso(type="rectangle" if tool == "rectangle" else "freeform")
+
+    def set_colors(self, index: np.ndarray, palette: Sequence[str]) -> None:
+        """Colour point i with palette[index[i]].
+
+        Values are sent as (index + 0.5) / len(palette), the middle of each colour's share of
+        [0, 1], so the browser picks the same colour whether it floors or rounds.
+        """
+        k = max(len(palette), 1)
+        values = (np.asarray(index, dtype=np.float32) + 0.5) / k
+        with _quiet():
+            self.plot.color(by=values, map=list(palette), norm=(0.0, 1.0))
+
+    def show_selected(self, samples: Sequence[int]) -> None:
+        selected = np.asarray(samples, dtype=np.uint32)
+        current = self.widget.selection
+        if current is not None and np.array_equal(np.asarray(current, np.uint32), selected):
+            return
+        self._showing = selected
+        with _quiet():
+            self.plot.selection(selected if len(selected) else None)
+
+    def _selected(self, change: dict[str, Any]) -> None:
+        new = change["new"]
+        picked = np.zeros(0, np.int64) if new is None else np.asarray(new, dtype=np.int64)
+        if self._showing is not None and np.array_equal(picked, self._showing):
+            return  # the browser echoing what the kernel showed
+        self._showing = None
+        if len(picked):
+            self._on_drawn(picked)

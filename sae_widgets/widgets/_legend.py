@@ -1,0 +1,82 @@
+"""Legends, colour bars, hover cards and the "working..." note: small HTML blocks every view
+uses to explain itself. Plain HTML strings, so they cost one small message to update."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from sae_widgets.widgets._render import grayscale_rgb, png_data_url
+
+__all__ = ["Busy", "color_bar", "hover_card", "label_legend"]
+
+_SWATCH = (
+    "display:inline-block;width:10px;height:10px;border-radius:5px;margin:0 3px 0 8px;"
+    "background:{color}"
+)
+
+
+def label_legend(names: Sequence[str], colors: Sequence[str], title: str = "label") -> str:
+    """Coloured dots naming each class: what the label colours of a scatter mean."""
+    items = "".join(
+        f'<span style="white-space:nowrap"><span style="{_SWATCH.format(color=color)}">'
+        f"</span>{html.escape(str(name))}</span> "
+        for name, color in zip(names, colors)
+    )
+    return f'<div class="sw-legend"><b>{html.escape(title)}</b>{items}</div>'
+
+
+def color_bar(gradient_css: str, low: str, high: str, title: str, width_px: int = 120) -> str:
+    """A horizontal colour bar with its two end values: what a continuous colour means."""
+    bar = (
+        f'<span style="display:inline-block;width:{width_px}px;height:10px;'
+        f'background:{gradient_css};border:1px solid #bbb;vertical-align:middle;margin:0 4px">'
+        "</span>"
+    )
+    return (
+        f'<div class="sw-legend"><b>{html.escape(title)}</b> '
+        f"{html.escape(low)}{bar}{html.escape(high)}</div>"
+    )
+
+
+def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = None) -> str:
+    """HTML describing one sample: its picture (or its top input dimensions), its label and
+    its activation of the focused unit."""
+    dataset = ex.dataset
+    parts = [f"<b>sample {sample}</b>"]
+    labels = dataset.labels
+    if labels is not None and labels[sample] >= 0:
+        names = dataset.label_names
+        name = names[labels[sample]] if names else str(labels[sample])
+        parts.append(f"label <b>{html.escape(str(name))}</b>")
+    if unit is not None:
+        if value is None:
+            value = float(ex.codes.dense([sample], [unit])[0, 0])
+        parts.append(f"unit {unit}: <b>{value:.3g}</b>")
+    picture = ""
+    if dataset.images is not None:
+        image = np.asarray(dataset.images[sample], dtype=np.float32)
+        rgb = grayscale_rgb(image, color=image.ndim == 3)
+        zoom = max(1, 64 // max(rgb.shape[0], 1))
+        rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+        picture = f'<img src="{png_data_url(rgb)}" style="image-rendering:pixelated"><br>'
+    return f'<div class="sw-hover-card" style="padding:4px">{picture}{"<br>".join(parts)}</div>'
+
+
+class Busy:
+    """A "working..." note shown while a view recomputes (``with busy:``)."""
+
+    def __init__(self) -> None:
+        self.widget = widgets.HTML("", layout=widgets.Layout(min_height="18px"))
+        self.widget.add_class("sw-busy")
+
+    def __enter__(self) -> Busy:
+        self.widget.value = '<span style="color:#888"><i>working...</i></span>'
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.widget.value = ""
