@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "ActivationHeatmap": "sae_widgets.widgets.heatmap",
     "ProbeSlider": "sae_widgets.widgets.probe_slider",
     "PCABrush": "sae_widgets.widgets.pca_brush",
+    "PrefixSlider": "sae_widgets.widgets.prefix_slider",
     "TrainingMonitor": "sae_widgets.widgets.training_monitor",
     "SteeringView": "sae_widgets.widgets.steering",
     "image_grid": "sae_widgets.widgets.images",

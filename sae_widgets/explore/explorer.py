@@ -34,6 +34,7 @@ from sae_widgets.analysis import (
 )
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
+from sae_widgets.analysis.prefix import PrefixMetrics, prefix_metrics, prefix_reconstruction
 from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
@@ -323,6 +324,36 @@ class Explorer:
         with threads_for_batch(len(rows)):
             decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)
+
+    # ---- nested prefixes (Matryoshka) -------------------------------------------------
+
+    @property
+    def prefix_sizes(self) -> tuple[int, ...] | None:
+        """The SAE's nested prefix sizes (a Matryoshka SAE), else None."""
+        sizes = getattr(self.sae, "prefix_sizes_", None)
+        return tuple(int(n) for n in sizes) if sizes is not None else None
+
+    def _decoder_bias(self) -> NDArray[np.float32]:
+        """(d,) the reconstruction of all-zero codes: the decoder bias."""
+        zeros = np.zeros((1, self.n_units), dtype=np.float32)
+        return np.asarray(self.sae.inverse_transform(zeros), dtype=np.float32)[0]
+
+    def prefix_metrics(self, sizes: Any = None) -> PrefixMetrics:
+        """FVU, MSE and L0 over the dataset using only the first n units, for each n in
+        `sizes` (default: the SAE's prefix sizes, else n_units / 8, / 4, / 2 and all)."""
+        if sizes is None:
+            sizes = self.prefix_sizes or sorted({max(1, self.n_units >> j) for j in range(4)})
+        return prefix_metrics(
+            self.dataset.X, self.codes.csr, self._components(), self._decoder_bias(), sizes
+        )
+
+    def reconstruct_prefix(self, indices: Any, n_units: int) -> NDArray[np.float32]:
+        """(len(indices), d) reconstruction of those samples from their first `n_units`
+        units only (`reconstruct` with every unit)."""
+        rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
+        return prefix_reconstruction(
+            self.codes.csr[rows], self._components(), self._decoder_bias(), n_units
+        )
 
     def logit_effects(self, unit: int, top: int = 10) -> LogitEffects | None:
         """The tokens `unit`'s decoder direction promotes and suppresses most (through the

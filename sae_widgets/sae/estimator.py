@@ -352,6 +352,12 @@ class SAE(BaseEstimator):
 
     # ----------------------------------------------------------------- inference
     @property
+    def prefix_sizes_(self) -> tuple[int, ...] | None:
+        """Nested prefix sizes of a Matryoshka SAE (the first n units reconstruct on their
+        own for each n), None for other activations."""
+        return self._check_fitted().cfg.prefix_sizes
+
+    @property
     def components_(self) -> np.ndarray:
         """(n_units, d) decoder directions (rows), numpy float32."""
         return self._check_fitted().W_dec.detach().cpu().numpy().copy()

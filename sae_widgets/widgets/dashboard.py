@@ -19,6 +19,7 @@ from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, wrapping_row
 from sae_widgets.widgets.heatmap import ActivationHeatmap
 from sae_widgets.widgets.pca_brush import PCABrush
+from sae_widgets.widgets.prefix_slider import PrefixSlider
 from sae_widgets.widgets.probe_slider import ProbeSlider
 from sae_widgets.widgets.steering import SteeringView
 from sae_widgets.widgets.unit_inspector import UnitInspector
@@ -43,6 +44,8 @@ class Dashboard(ExplorerView):
         dataset has no attributes to probe).
     steering:
         The SteeringView when the Explorer knows the model and layer, else None.
+    prefix:
+        The PrefixSlider when the SAE has nested prefixes (Matryoshka), else None.
     figure:
         The PCA brush's figure (where exploring usually starts).
     """
@@ -74,6 +77,10 @@ class Dashboard(ExplorerView):
         if self.steering is not None:
             self.views.append(self.steering)
             full_width.append(self.steering)
+        self.prefix = PrefixSlider(ex) if ex.prefix_sizes is not None else None
+        if self.prefix is not None:
+            self.views.append(self.prefix)
+            full_width.append(self.prefix)
         for view in full_width:  # a rule above each full-width row
             view.layout.border_top = "1px solid #e0e0e0"
             view.layout.margin = "12px 0 0 0"

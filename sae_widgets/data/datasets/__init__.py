@@ -5,7 +5,11 @@ from typing import Any
 
 from sae_widgets.data.datasets._digits import digits
 from sae_widgets.data.datasets._shapes import SHAPE_NAMES, render_shapes, shapes
-from sae_widgets.data.datasets._superposition import firing_probabilities, superposition
+from sae_widgets.data.datasets._superposition import (
+    firing_probabilities,
+    hierarchy_parents,
+    superposition,
+)
 
 __all__ = [
     "SHAPE_NAMES",
@@ -13,6 +17,7 @@ __all__ = [
     "digits",
     "digits_mlp",
     "firing_probabilities",
+    "hierarchy_parents",
     "render_shapes",
     "shapes",
     "superposition",

@@ -18,6 +18,42 @@ _CHUNK_SAMPLES = 1 << 17
 _CHUNK_LATENTS = 1 << 22  # (samples x features) Gaussians per chunk for the copula
 _CORRELATION_RANK = 8  # latent factors shared by all features in the copula
 _CORRELATION_STRENGTH = 0.6  # share of each latent's variance that comes from those factors
+_CHILD_GIVEN_PARENT = 0.75  # hierarchy: a firing parent brings one of its children this often
+
+
+def hierarchy_parents(n_features: int, hierarchy: int = 0, children: int = 4) -> np.ndarray:
+    """(n_features,) parent of each feature of `superposition(..., hierarchy=, children=)`:
+    features 0..hierarchy-1 are parents, parent p's children are features
+    hierarchy + p * children + i (i < children); -1 for every feature without a parent."""
+    parents = np.full(n_features, -1, dtype=np.int64)
+    first = hierarchy
+    parents[first : first + hierarchy * children] = np.repeat(np.arange(hierarchy), children)
+    return parents
+
+
+def _add_children(
+    rng: np.random.Generator, codes: sp.csr_matrix, hierarchy: int, children: int
+) -> sp.csr_matrix:
+    """Children fire only with their parent: drop the children's own draws, then each firing
+    parent brings one child (chosen uniformly) with probability _CHILD_GIVEN_PARENT."""
+    coo = codes.tocoo()
+    first, stop = hierarchy, hierarchy * (1 + children)
+    keep = (coo.col < first) | (coo.col >= stop)
+    rows, cols, values = coo.row[keep], coo.col[keep], coo.data[keep]
+    is_parent = cols < hierarchy
+    brings = is_parent & (rng.random(cols.shape[0]) < _CHILD_GIVEN_PARENT)
+    child_rows = rows[brings]
+    child_cols = first + cols[brings] * children + rng.integers(0, children, child_rows.shape[0])
+    child_values = 1.0 - rng.random(child_rows.shape[0], dtype=np.float32)
+    out = sp.csr_matrix(
+        (
+            np.concatenate([values, child_values]),
+            (np.concatenate([rows, child_rows]), np.concatenate([cols, child_cols])),
+        ),
+        shape=codes.shape,
+    )
+    out.sort_indices()
+    return out
 
 
 def firing_probabilities(n_features: int, active: float, firing: str = "uniform") -> np.ndarray:
@@ -157,6 +193,8 @@ def superposition(
     seed: int = 0,
     firing: str = "uniform",
     correlated: bool = False,
+    hierarchy: int = 0,
+    children: int = 4,
 ) -> Dataset:
     """Synthetic sparse data with known features: X = coefficients @ true_features.
 
@@ -168,6 +206,12 @@ def superposition(
     `true_codes` holds the coefficients (CSR). labels: the index of each sample's largest
     coefficient, -1 when no feature fires; label_names: "feature_<j>".
     Attributes `feature_<j>` set feature j's coefficient (grid 0..1.5, no identity value).
+
+    hierarchy > 0 adds parent features whose children fire only with them (the toy of
+    feature absorption): features 0..hierarchy-1 are parents (firing as above), each with
+    `children` child features right after them (see `hierarchy_parents`); a firing parent
+    brings one of its children, chosen uniformly, 3 times in 4. Children are otherwise
+    silent, other features unchanged. Needs n_features >= hierarchy * (1 + children).
     """
     for arg, value in (("n", n), ("n_features", n_features), ("dim", dim)):
         if not isinstance(value, (int, np.integer)) or value < 1:
@@ -176,11 +220,21 @@ def superposition(
         raise ValueError(f"active must be in (0, n_features={n_features}]; got {active!r}")
     if firing not in ("uniform", "zipf"):
         raise ValueError(f"firing must be 'uniform' or 'zipf'; got {firing!r}")
+    for arg, value in (("hierarchy", hierarchy), ("children", children)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{arg} must be a non-negative integer; got {value!r}")
+    if hierarchy and (children < 1 or hierarchy * (1 + children) > n_features):
+        raise ValueError(
+            f"hierarchy={hierarchy} parents with children={children} each need n_features >= "
+            f"{hierarchy * (1 + max(children, 1))} and children >= 1; got n_features={n_features}"
+        )
     rng = np.random.default_rng(seed)
     F = rng.standard_normal((n_features, dim))
     F = (F / np.linalg.norm(F, axis=1, keepdims=True)).astype(np.float32)
     p = firing_probabilities(int(n_features), float(active), firing)
     codes = _sample_codes(rng, int(n), p, bool(correlated))
+    if hierarchy:
+        codes = _add_children(rng, codes, int(hierarchy), int(children))
     X = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, _CHUNK_SAMPLES):
         stop = min(n, start + _CHUNK_SAMPLES)
