@@ -107,6 +107,8 @@ def test_cross_parameter_rules() -> None:
         )
     # relu ignores k, whatever n_units is (the default k=16 with 8 units must not fail)
     SAE(n_units=8, activation="relu", epochs=1).fit(X, progress=False)
+    # jumprelu's k is a starting L0, capped at n_units where it is used
+    assert SAE(n_units=8, activation="jumprelu", epochs=1).fit(X, progress=False).model_.cfg.k == 16
 
 
 def test_seed_none_draws_a_seed_per_fit() -> None:

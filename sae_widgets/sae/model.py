@@ -69,8 +69,10 @@ class SAEConfig:
             setattr(self, name, int(value))
         spec = registry.get(self.activation)
         what = f" for activation={self.activation!r}"
-        if spec.k == "architecture" or (spec.k == "init" and self.k is not None):
+        if spec.k == "architecture":
             self.k = _integer("k", self.k, 1, self.n_units, what)
+        elif spec.k == "init" and self.k is not None:  # a target L0, capped where it is used
+            self.k = _integer("k", self.k, 1, None, what)
         elif spec.k == "unused":
             self.k = None
         for name in ("bandwidth", "init_threshold"):

@@ -178,7 +178,7 @@ def check_params(params: Mapping[str, Any]) -> None:
     n_units, k = params.get("n_units", 1), params.get("k")
     if spec.k == "architecture" and k is None:
         raise ValueError(f"k is required for activation={spec.name!r} (active units); got None")
-    if spec.k != "unused" and k is not None and k > n_units:
+    if spec.k == "architecture" and k > n_units:  # a k hint ("init") is capped, not refused
         raise ValueError(
             f"k must be at most n_units={n_units} for activation={spec.name!r}; got {k!r}"
         )

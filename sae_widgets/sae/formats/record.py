@@ -64,7 +64,7 @@ class CheckpointWeights:
         if spec.k == "architecture" or (spec.k == "init" and self.k is not None):
             if isinstance(self.k, bool) or not isinstance(self.k, int):
                 raise ValueError(f"k must be an int for {self.activation}; got {self.k!r}")
-            if not 1 <= self.k <= n_units:
+            if not 1 <= self.k <= (n_units if spec.k == "architecture" else self.k):
                 raise ValueError(f"k must be in [1, n_units={n_units}]; got {self.k}")
         elif spec.k == "unused":
             self.k = None
