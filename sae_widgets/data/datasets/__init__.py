@@ -4,6 +4,8 @@
 from typing import Any
 
 from sae_widgets.data.datasets._digits import digits
+from sae_widgets.data.datasets._docstrings import DOCSTRING_KINDS, python_docstrings
+from sae_widgets.data.datasets._sentences import SENTENCE_ATTRIBUTES, sentences
 from sae_widgets.data.datasets._shapes import SHAPE_NAMES, render_shapes, shapes
 from sae_widgets.data.datasets._superposition import (
     firing_probabilities,
@@ -12,13 +14,17 @@ from sae_widgets.data.datasets._superposition import (
 )
 
 __all__ = [
+    "DOCSTRING_KINDS",
+    "SENTENCE_ATTRIBUTES",
     "SHAPE_NAMES",
     "DigitMLP",
     "digits",
     "digits_mlp",
     "firing_probabilities",
     "hierarchy_parents",
+    "python_docstrings",
     "render_shapes",
+    "sentences",
     "shapes",
     "superposition",
 ]
