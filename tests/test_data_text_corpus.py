@@ -7,7 +7,7 @@ import pytest
 
 import sae_widgets as sw
 from sae_widgets.data.datasets._sentences import OBJECTS, SENTIMENTS, SUBJECTS
-from sae_widgets.data.token_activations import aligned_position
+from sae_widgets.data.tokens import aligned_position
 
 
 def test_docstrings_are_deterministic_distinct_paragraphs() -> None:

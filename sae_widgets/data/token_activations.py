@@ -23,7 +23,7 @@ from torch import nn
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.tokens import Documents, TokenRows
+from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
 
 __all__ = ["collect_token_activations"]
 
@@ -270,40 +270,6 @@ def collect_token_activations(
         name=f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}",
         tokens=tokens,
     )
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
-
-def aligned_position(
-    old: str, old_offsets: NDArray[np.int64], pos: int, new: str, new_offsets: NDArray[np.int64]
-) -> int:
-    """The token of `new` (a re-rendering of `old`) that plays the part of token `pos` of
-    `old`: tokens before the changed words keep their text, tokens after them keep their
-    distance from the end, and a token inside the changed words maps to the last token of
-    the new words."""
-    prefix = _common_prefix(old, new)
-    suffix = min(_common_prefix(old[::-1], new[::-1]), min(len(old), len(new)) - prefix)
-    old_end, new_end = len(old) - suffix, len(new) - suffix
-    start, end = int(old_offsets[pos, 0]), int(old_offsets[pos, 1])
-    if end <= start:  # a special token: same place counted from its end of the sequence
-        half = len(old_offsets) // 2
-        return pos if pos < half else len(new_offsets) - (len(old_offsets) - pos)
-    if end <= prefix:
-        char = start
-    elif start >= old_end:
-        char = start + (new_end - old_end)
-    else:
-        char = max(new_end - 1, 0)
-    spans = new_offsets
-    real = spans[:, 1] > spans[:, 0]
-    holding = np.flatnonzero(real & (spans[:, 0] <= char) & (spans[:, 1] > char))
-    if holding.size:
-        return int(holding[0])
-    after = np.flatnonzero(real & (spans[:, 0] > char))
-    return int(after[0]) if after.size else int(np.flatnonzero(real)[-1])
 
 
 def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows) -> Attribute:

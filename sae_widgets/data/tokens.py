@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from sae_widgets.data._arrays import _normalise_indices
 from sae_widgets.data.corpus import Variant
 
-__all__ = ["Documents", "TokenRows"]
+__all__ = ["Documents", "TokenRows", "aligned_character_span", "aligned_position"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,3 +165,53 @@ class TokenRows:
 
     def __repr__(self) -> str:
         return f"TokenRows({len(self)} rows from {len(self.documents)} documents)"
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def _align(old: str, span: Any, new: str) -> tuple[int, int, bool]:
+    """(start, end, inside): where character span `span` of `old` lies in `new`, a
+    re-rendering of it; `inside` when the span overlaps the changed words (then start, end
+    are the new words' span)."""
+    prefix = _common_prefix(old, new)
+    suffix = min(_common_prefix(old[::-1], new[::-1]), min(len(old), len(new)) - prefix)
+    old_end, new_end = len(old) - suffix, len(new) - suffix
+    start, end = int(span[0]), int(span[1])
+    if end <= prefix:
+        return start, end, False
+    if start >= old_end:
+        return start + new_end - old_end, end + new_end - old_end, False
+    return prefix, max(new_end, prefix + 1), True
+
+
+def aligned_character_span(old: str, span: Any, new: str) -> tuple[int, int]:
+    """Where the text of character span `span` of `old` is in `new`, a re-rendering of it:
+    unchanged before the changed words, shifted after them, and the new words themselves
+    for a span that overlaps the change."""
+    start, end, _ = _align(old, span, new)
+    return start, end
+
+
+def aligned_position(
+    old: str, old_offsets: NDArray[np.int64], pos: int, new: str, new_offsets: NDArray[np.int64]
+) -> int:
+    """The token of `new` (a re-rendering of `old`) that plays the part of token `pos` of
+    `old`: tokens before the changed words keep their text, tokens after them keep their
+    distance from the end, and a token inside the changed words maps to the last token of
+    the new words."""
+    start, end = int(old_offsets[pos, 0]), int(old_offsets[pos, 1])
+    if end <= start:  # a special token: same place counted from its end of the sequence
+        half = len(old_offsets) // 2
+        return pos if pos < half else len(new_offsets) - (len(old_offsets) - pos)
+    new_start, new_end, inside = _align(old, (start, end), new)
+    char = max(new_end - 1, 0) if inside else new_start
+    spans = new_offsets
+    real = spans[:, 1] > spans[:, 0]
+    holding = np.flatnonzero(real & (spans[:, 0] <= char) & (spans[:, 1] > char))
+    if holding.size:
+        return int(holding[0])
+    after = np.flatnonzero(real & (spans[:, 0] > char))
+    return int(after[0]) if after.size else int(np.flatnonzero(real)[-1])

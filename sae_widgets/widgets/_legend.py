@@ -11,6 +11,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from sae_widgets.widgets._render import grayscale_rgb, png_data_url
+from sae_widgets.widgets.text import hover_html
 
 __all__ = ["Busy", "color_bar", "hover_card", "label_legend"]
 
@@ -58,7 +59,9 @@ def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = Non
             value = float(ex.codes.dense([sample], [unit])[0, 0])
         parts.append(f"unit {unit}: <b>{value:.3g}</b>")
     picture = ""
-    if dataset.images is not None:
+    if dataset.tokens is not None:  # a language-model token: show it in its context
+        picture = hover_html(dataset.tokens, sample)
+    elif dataset.images is not None:
         image = np.asarray(dataset.images[sample], dtype=np.float32)
         rgb = grayscale_rgb(image, color=image.ndim == 3)
         zoom = max(1, 64 // max(rgb.shape[0], 1))

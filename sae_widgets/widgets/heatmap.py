@@ -9,6 +9,7 @@ that row's sample for the sample card (input, reconstruction, most active units)
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import ipywidgets as widgets
@@ -29,6 +30,7 @@ from sae_widgets.widgets._view import (
     set_ticks,
     wrapping_row,
 )
+from sae_widgets.widgets.text import document_html, label_token_rows, unit_activations
 
 __all__ = ["ActivationHeatmap"]
 
@@ -103,6 +105,11 @@ class ActivationHeatmap(ExplorerView):
             height="400px",
             margin={"top": TITLE_ROOM, "bottom": 55, "left": 40, "right": 10},
         )
+        self.tokens = ex.dataset.tokens  # language-model tokens: rows labelled in context
+        if self.tokens is not None:
+            self.figure.fig_margin = {**self.figure.fig_margin, "left": 230}
+            if width.endswith("px"):  # room for the labels, the matrix keeps its width
+                self.figure.layout.width = f"{int(float(width[:-2])) + 190}px"
         self.caption = widgets.HTML()
 
         self.card = input_pair(ex, ("sample", "reconstruction"))
@@ -111,7 +118,12 @@ class ActivationHeatmap(ExplorerView):
         card_width = self.card.figure.layout.width
         for part in (self.card_title, self.card_units):
             part.layout.max_width = card_width  # text and buttons wrap under the pictures
-        card_box = widgets.VBox([self.card_title, self.card.figure, self.card_units])
+        self.card_text = widgets.HTML()  # the document, with the focused unit's activations
+        card_parts = [self.card_title, self.card.figure, self.card_units]
+        if self.tokens is not None:
+            card_parts = [self.card_title, self.card_text, self.card_units]
+            self.card_text.layout.max_width = "420px"
+        card_box = widgets.VBox(card_parts)
         card_box.add_class("sw-sample-card")
         # The card sits right of the matrix, or under it when the view is narrow.
         self.children = [
@@ -125,6 +137,8 @@ class ActivationHeatmap(ExplorerView):
         )
         self.follow(lambda _change: self._draw_matrix(), "samples")
         self.follow(lambda _change: self._draw_focus(), "unit")
+        if self.tokens is not None:  # the card's document shows the focused unit
+            self.follow(lambda _change: self._draw_card(), "unit")
         self.follow(lambda _change: self._draw_card(), "probe_sample")
         self._draw_matrix(self.data)
         self._draw_card()
@@ -165,6 +179,8 @@ class ActivationHeatmap(ExplorerView):
             f"{'most enriched in them' if n_selected else 'firing most often'} · "
             "click a column to focus its unit, the coloured strip to pick a sample"
         )
+        if self.tokens is not None:
+            label_token_rows(self.y_axis, self.tokens, data.rows)
         self._draw_focus()
         self._draw_row_box()
 
@@ -204,7 +220,13 @@ class ActivationHeatmap(ExplorerView):
             return
         x = self.ex.dataset.X[sample]
         reconstruction = self.ex.reconstruct([sample])[0]
-        if isinstance(self.card, ImagePair):
+        if self.tokens is not None:
+            unit = self.selection.unit
+            values = np.zeros(self.ex.n_samples, np.float32)
+            if unit is not None:
+                values = unit_activations(self.ex, unit)
+            self.card_text.value = document_html(self.tokens, sample, values)
+        elif isinstance(self.card, ImagePair):
             self.card.show(x, reconstruction, diverging=False)
         else:
             self.card.show(x, reconstruction)
@@ -217,6 +239,9 @@ class ActivationHeatmap(ExplorerView):
         label = ""
         if labels is not None and labels[sample] >= 0:
             label = f" · label {names[labels[sample]] if names else labels[sample]}"
+        if self.tokens is not None:
+            token = html.escape(self.tokens.token_text(sample))
+            label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"
         error = float(np.sum((x - reconstruction) ** 2) / max(float(np.sum(x**2)), 1e-12))
         self.card_title.value = (
             f"<b>sample {sample}</b>{label} · {len(units)} active units · "

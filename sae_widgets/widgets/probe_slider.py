@@ -27,6 +27,7 @@ from sae_widgets.widgets._view import (
     text_width,
     wrapping_row,
 )
+from sae_widgets.widgets.text import VariedSentence, value_names
 
 __all__ = ["ProbeSlider"]
 
@@ -115,6 +116,9 @@ class ProbeSlider(ExplorerView):
         self.sample_text = widgets.HTML()
 
         self.pair = input_pair(ex, ("varied input", "reconstruction"))
+        # Templated sentences: the varied input is the re-rendered sentence itself.
+        self.sentence = VariedSentence(ex) if ex.dataset.tokens is not None else None
+        varied_view = self.pair.figure if self.sentence is None else self.sentence
 
         x_scale, y_scale = LinearScale(), LinearScale()
         self.curves = [
@@ -178,7 +182,7 @@ class ProbeSlider(ExplorerView):
                 [
                     self.figure,
                     self.legend,
-                    widgets.VBox([self.pair.figure, self.bars_figure]),
+                    widgets.VBox([varied_view, self.bars_figure]),
                 ]
             ),
         ]
@@ -252,7 +256,10 @@ class ProbeSlider(ExplorerView):
         self._syncing = True
         try:
             self.attribute.value = result.attribute
-            self.slider.options = [(f"{v:g}", float(v)) for v in result.values]
+            names = value_names(self.ex, result.attribute, len(result.values))
+            self.slider.options = [
+                (name or f"{v:g}", float(v)) for name, v in zip(names, result.values)
+            ]
         finally:
             self._syncing = False
         self.x_axis.label = result.attribute
@@ -313,7 +320,9 @@ class ProbeSlider(ExplorerView):
             self.bars.x = np.array([str(u) for u in self.shown_units])
             self.bars.y = at_value
             self.bars.colors = unit_colors(self.shown_units.tolist(), focus)
-        if isinstance(self.pair, ImagePair):
+        if self.sentence is not None:
+            self.sentence.show(self.probed_samples()[0], result.attribute, value)
+        elif isinstance(self.pair, ImagePair):
             self.pair.show(result.inputs[k], result.reconstructions[k], diverging=False)
         else:
             self.pair.show(result.inputs[k], result.reconstructions[k])

@@ -29,6 +29,7 @@ from sae_widgets.widgets._view import (
     pixel_shape,
     wrapping_row,
 )
+from sae_widgets.widgets.text import TopTokens
 
 __all__ = ["UnitInspector"]
 
@@ -135,6 +136,10 @@ class UnitInspector(ExplorerView):
             self.gallery = SampleGallery(self._pick_sample, X=dataset.X)
         self.gallery.figure.title = "top-activating samples"
 
+        # Language-model tokens: the top tokens in their context replace the row gallery.
+        self.top_tokens = TopTokens(ex) if dataset.tokens is not None else None
+        top_view = self.gallery.figure if self.top_tokens is None else self.top_tokens
+
         self.nearest = UnitButtons("<b>nearest</b> (decoder cosine)", self.focus_unit)
         self.cofiring = UnitButtons("<b>co-firing</b> (Jaccard)", self.focus_unit)
 
@@ -156,7 +161,7 @@ class UnitInspector(ExplorerView):
             [self.nearest, self.cofiring], layout=widgets.Layout(flex="1 1 320px")
         )
         # Hidden while no unit is focused, so they never show a unit the Selection left.
-        self._gallery_row = wrapping_row([self.gallery.figure, related])
+        self._gallery_row = wrapping_row([top_view, related])
         self._details = [wrapping_row(panels), self._gallery_row]
         self.children = [
             widgets.HBox([self.picker, self.stats], layout=widgets.Layout(align_items="center")),
@@ -216,7 +221,10 @@ class UnitInspector(ExplorerView):
         self._draw_labels(summary)
         decoder = self.ex.unit_direction(unit)
         dims = np.argsort(-np.abs(decoder), kind="stable")[: self.n_dims]
-        self.gallery.show(summary.top_samples, summary.top_values, dims=dims)
+        if self.top_tokens is not None:
+            self.top_tokens.show(unit, summary.top_samples, summary.top_values)
+        else:
+            self.gallery.show(summary.top_samples, summary.top_values, dims=dims)
         self.nearest.show(
             summary.nearest_units,
             [f"{u} ({c:.2f})" for u, c in zip(summary.nearest_units, summary.nearest_cosines)],
