@@ -64,18 +64,22 @@ def test_the_sweep_matches_the_model_run_by_hand(view, classifier):
     model, ds, _acts, sae = classifier
     ex, steering = view
     ex.selection.samples = [3, 10, 200]
-    ex.selection.unit = 5
+    unit = int(np.argmax(ex.codes.frequency))
+    ex.selection.unit = unit
     result = steering.result
-    i = len(result.alphas) - 1
-    alpha = float(result.alphas[i])
     W = sae.model_.W_dec.detach()
     with torch.no_grad():
         x = torch.from_numpy(ds.X[[3, 10, 200]])
-        hidden = model.net[:2](x) + alpha * W[5]
-        probs = torch.softmax(model.net[2:](hidden).double(), -1).mean(0).numpy()
-        unit_act = sae.model_.encode(hidden)[:, 5].double().mean().item()
-    np.testing.assert_allclose(result.probabilities[i], probs, rtol=1e-5, atol=1e-7)
-    assert result.unit_activation[i] == pytest.approx(unit_act, rel=1e-5, abs=1e-6)
+        hidden = model.net[:2](x)
+        before = sae.model_.encode(hidden)[:, unit].double().mean().item()
+        for i in (0, len(result.alphas) - 1):
+            steered = hidden + float(result.alphas[i]) * W[unit]
+            probs = torch.softmax(model.net[2:](steered).double(), -1).mean(0).numpy()
+            unit_act = sae.model_.encode(steered)[:, unit].double().mean().item()
+            np.testing.assert_allclose(result.probabilities[i], probs, rtol=1e-5, atol=1e-7)
+            assert result.unit_activation[i] == pytest.approx(unit_act, rel=1e-5, abs=1e-6)
+    # the unit reads back the push: less at -alpha, more at +alpha than unedited
+    assert result.unit_activation[0] < before < result.unit_activation[-1]
     assert "3 selected samples" in steering.caption.value
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,14 +119,16 @@ class Steerer:
         return self.input_fn(x) if self.input_fn is not None else x
 
     def _run(self, batch: Any, intervention: Intervention | None) -> tuple[Tensor, Tensor]:
-        """(probabilities (m, C), the layer's edited output rows)."""
+        """(probabilities (m, C), the layer's output rows as the rest of the model saw them).
+
+        Forward hooks run in the order they were registered: the capture is registered after
+        the intervention's hook, so it records the edited output."""
         width = self.sae_module.cfg.d_in
-        with capture_output(self.model, self.module, width) as captured:
-            if intervention is None:
-                logits = model_logits(self.model(batch))
-            else:
-                with intervention:  # entered first: the capture sees the edited output
-                    logits = model_logits(self.model(batch))
+        with ExitStack() as stack:
+            if intervention is not None:
+                stack.enter_context(intervention)
+            captured = stack.enter_context(capture_output(self.model, self.module, width))
+            logits = model_logits(self.model(batch))
         return torch.softmax(logits.double().reshape(logits.shape[0], -1), -1), captured[0]
 
     @torch.no_grad()

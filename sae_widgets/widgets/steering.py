@@ -134,12 +134,11 @@ class SteeringView(ExplorerView):
             type="grouped",
             colors=[_BASELINE_COLOR, _STEERED_COLOR],
             labels=["unedited", "at α"],
-            display_legend=True,
         )
         self.bars_figure = figure(
             [self.bars],
             [Axis(scale=bar_x, label="class"), axis(bar_y, "probability", vertical=True)],
-            title="class probabilities at α",
+            title="class probabilities at α (grey: unedited)",
             width="360px",
         )
         x_scale, p_scale, a_scale = LinearScale(), LinearScale(min=0.0, max=1.0), LinearScale()

@@ -18,7 +18,7 @@ _BAR_HEIGHTS_JS = """figure => [...figure.querySelectorAll('.bargroup')].map(
 
 def _steered_heights(lab: LabPage) -> list[float]:
     """Height (px) of each class's "at α" bar, in class order."""
-    groups = lab.figure("class probabilities at α").evaluate(_BAR_HEIGHTS_JS)
+    groups = lab.figure("class probabilities at α (grey: unedited)").evaluate(_BAR_HEIGHTS_JS)
     return [group[1] for group in groups]
 
 
@@ -28,7 +28,7 @@ def test_the_alpha_slider_changes_the_drawn_class_probabilities(lab: LabPage) ->
     lab.assert_no_errors()
     titles = {info.title for info in lab.assert_figures_rendered(min_count=3)}
     assert {
-        "class probabilities at α",
+        "class probabilities at α (grey: unedited)",
         "class probabilities as α varies",
         "the unit's activation after the edit",
     } <= titles
@@ -37,7 +37,7 @@ def test_the_alpha_slider_changes_the_drawn_class_probabilities(lab: LabPage) ->
     before = _steered_heights(lab)
     assert len(before) == 10 and max(before) > 0
     state = lab.page.locator(".sw-test-steered")
-    expect(state).to_have_text("steered: none")
+    expect(state).to_have_text(re.compile(r"^steered: alpha=0\.000 "))  # unit focused, α 0
     handle = lab.view("sw-steering").locator(".noUi-handle").first
     handle.focus()
     handle.press("End")  # alpha to its largest value
@@ -45,7 +45,7 @@ def test_the_alpha_slider_changes_the_drawn_class_probabilities(lab: LabPage) ->
     lab.page.wait_for_function(
         f"([figure, before]) => JSON.stringify(({_BAR_HEIGHTS_JS})(figure).map(g => g[1]))"
         " !== JSON.stringify(before)",
-        arg=[lab.figure("class probabilities at α").element_handle(), before],
+        arg=[lab.figure("class probabilities at α (grey: unedited)").element_handle(), before],
         timeout=30_000,
         polling=250,
     )
