@@ -112,3 +112,23 @@ def test_pca_hover_and_lasso_on_token_points(text_explorer) -> None:
     assert set(dashboard.heatmap.data.rows.tolist()) <= set(picked.tolist())
     assert not np.array_equal(before, dashboard.heatmap.data.rows)
     dashboard.close()
+
+
+def test_compare_view_shows_top_tokens_in_context_on_both_sides(text_explorer) -> None:
+    ex = text_explorer
+    other = sw.SAE(n_units=32, k=4, epochs=10, batch_size=64, seed=1).fit(
+        ex.dataset.X, progress=False
+    )
+    cmp = sw.compare(sw.Explorer(ex.sae, ex.dataset), sw.Explorer(other, ex.dataset))
+    view = sw.CompareView(cmp)
+    rows = script_rows(ex)
+    unit = int(np.argmax(cmp.ex_a.codes.dense(rows).max(axis=0)))  # fires on the <script> line
+    cmp.selection.unit = unit
+    own = view.panel_a.own
+    assert own.top_tokens is not None and own.top_tokens.unit == unit
+    shown = own.top_tokens.contexts.value
+    assert shown.count('class="sw-context"') == len(cmp.top_samples(unit, n=8)[0])
+    assert "<script>" not in shown
+    match = view.panel_a.matches[0]
+    assert match.top_tokens is not None and match.top_tokens.unit == match.unit
+    assert match.top_tokens.ex is cmp.ex_b  # B's tokens, on B's activation scale

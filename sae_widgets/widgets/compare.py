@@ -22,6 +22,7 @@ from sae_widgets.analysis import KINDS
 from sae_widgets.explore.comparison import Comparison, PairTable
 from sae_widgets.widgets._panels import SampleGallery
 from sae_widgets.widgets._view import axis, figure, wrapping_row
+from sae_widgets.widgets.text import TopTokens
 
 __all__ = ["KIND_COLORS", "CompareView"]
 
@@ -43,15 +44,19 @@ class _UnitColumn(widgets.VBox):
     ) -> None:
         self.cmp, self.side, self.top_n = cmp, side, top_n
         self.unit: int | None = None
-        dataset = cmp.explorer(side).dataset
+        ex = cmp.explorer(side)
+        dataset = ex.dataset
         if dataset.images is not None:
             self.gallery = SampleGallery(on_sample, images=dataset.images, n_cols=4, width=200)
         else:
             self.gallery = SampleGallery(on_sample, X=dataset.X, width=260)
+        # Language-model tokens: top tokens in their context instead of the row gallery.
+        self.top_tokens = TopTokens(ex, n_logits=5) if dataset.tokens is not None else None
+        samples_view = self.gallery.figure if self.top_tokens is None else self.top_tokens
         self.caption = widgets.HTML(layout=widgets.Layout(max_width="260px"))
         self.button = widgets.Button(layout=widgets.Layout(width="auto"))
         self.button.on_click(lambda _button: self.focus())
-        super().__init__([self.caption, self.gallery.figure, self.button])
+        super().__init__([self.caption, samples_view, self.button])
 
     def show(self, unit: int | None, caption: str = "") -> None:
         self.unit = unit
@@ -62,12 +67,14 @@ class _UnitColumn(widgets.VBox):
         samples, values = self.cmp.top_samples(unit, self.side, self.top_n)
         # A unit that never fires has no samples to draw (an empty gallery is a blank block).
         self.gallery.figure.layout.display = None if len(samples) else "none"
-        if len(samples):
-            dims = np.argsort(-np.abs(ex.unit_direction(unit)), kind="stable")[:24]
-            self.gallery.show(samples, values, dims=dims)
-        else:
+        if not len(samples):
             self.gallery.samples = []
             caption += " · <i>never fires</i>"
+        if self.top_tokens is not None:
+            self.top_tokens.show(unit, samples, values)
+        elif len(samples):
+            dims = np.argsort(-np.abs(ex.unit_direction(unit)), kind="stable")[:24]
+            self.gallery.show(samples, values, dims=dims)
         self.caption.value = caption
         self.button.description = f"focus {self.cmp.names[self.side == 'b']} unit {unit}"
 
