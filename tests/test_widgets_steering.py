@@ -206,6 +206,10 @@ def test_language_model_view_shows_cached_greedy_continuations():
             ids.append(int(lm(torch.tensor([ids]))[0, -1].argmax()))
     assert unedited == CharTokenizer().decode(ids[7:])
     assert "α = 0" in view.texts.value and "the cat" in view.texts.value
+    assert "unit 0 on the continuation" in view.texts.value
+    top = view.slider.value
+    pushed = ex.steerer.continuation_activation(0, top, "the cat", max_new_tokens=6)
+    assert pushed > ex.steerer.continuation_activation(0, 0.0, "the cat", max_new_tokens=6)
     calls = Mock(wraps=lm.forward)
     lm.forward = calls
     view.continuations(view.slider.value)  # cached: the model does not run again

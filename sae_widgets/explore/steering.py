@@ -93,7 +93,7 @@ class Steerer:
         self.input_fn = input_fn
         self.tokenizer = tokenizer
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
-        self._texts: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self._texts: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
 
     @property
     def kind(self) -> str:
@@ -199,6 +199,25 @@ class Steerer:
 
         alpha 0 in "steer" mode is the unedited model.
         """
+        return self._continue(unit, alpha, prompt, max_new_tokens, mode)[0]
+
+    def continuation_activation(
+        self,
+        unit: int,
+        alpha: float,
+        prompt: str,
+        *,
+        max_new_tokens: int = 20,
+        mode: str = "steer",
+    ) -> float:
+        """The unit's mean activation over the generated tokens, read (re-encoded by the
+        SAE) from the edited layer output: how strongly the continuation carries the unit."""
+        return self._continue(unit, alpha, prompt, max_new_tokens, mode)[1]
+
+    @torch.no_grad()
+    def _continue(
+        self, unit: int, alpha: float, prompt: str, max_new_tokens: int, mode: str
+    ) -> tuple[str, float]:
         if self.tokenizer is None:
             raise ValueError("continuation needs a tokenizer: pass tokenizer= to the Explorer")
         unit = check_index(unit, self.sae_module.cfg.n_units, "unit")
@@ -216,16 +235,24 @@ class Steerer:
         edit = self.intervention(unit, alpha, mode)
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
+        width = self.sae_module.cfg.d_in
         try:
-            with edit:
+            with edit, capture_output(self.model, self.module, width) as captured:
                 text = greedy_continuation(self.model, self.tokenizer, prompt, max_new_tokens)
         finally:
             for m, training in modes.items():
                 m.training = training
-        self._texts[key] = text
+        # Each forward after the first brings one new (generated) token: its row is the last.
+        rows = [step[-1:] for step in captured[1:]]
+        activation = 0.0
+        if rows:
+            codes = self.sae_module.encode(torch.cat(rows).to(self.sae_module.W_dec))
+            activation = float(codes[:, unit].double().mean())
+        result = (text, activation)
+        self._texts[key] = result
         if len(self._texts) > _CACHE_SIZE * 4:
             self._texts.popitem(last=False)
-        return text
+        return result
 
 
 def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:

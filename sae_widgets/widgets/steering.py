@@ -285,28 +285,28 @@ class SteeringView(ExplorerView):
         unit = self.selection.unit
         if unit is None:
             return []
+        options = {"max_new_tokens": self.max_new_tokens, "mode": self.mode.value}
+        prompt = self.prompt.value or " "
         return [
-            (
-                a,
-                self.steerer.continuation(
-                    unit,
-                    a,
-                    self.prompt.value or " ",
-                    max_new_tokens=self.max_new_tokens,
-                    mode=self.mode.value,
-                ),
-            )
+            (a, self.steerer.continuation(unit, a, prompt, **options))
             for a in continuation_alphas(alpha)
         ]
 
     def _continuations_html(self, alpha: float) -> str:
         cells = []
         prompt = html.escape(self.prompt.value)
+        unit = self.selection.unit
+        options = {"max_new_tokens": self.max_new_tokens, "mode": self.mode.value}
         for a, text in self.continuations(alpha):
+            assert unit is not None
+            read = self.steerer.continuation_activation(
+                unit, a, self.prompt.value or " ", **options
+            )
             cells.append(
                 "<div style='flex:1 1 0;min-width:160px;padding:4px 8px;border-left:2px solid "
                 f"#ddd'><b>α = {a:.3g}</b><br><span style='color:#777'>{prompt}</span>"
-                f"{html.escape(text)}</div>"
+                f"{html.escape(text)}<br><small>unit {unit} on the continuation: "
+                f"{read:.3g}</small></div>"
             )
         return f"<div style='display:flex;gap:8px'>{''.join(cells)}</div>"
 
