@@ -13,8 +13,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
 
+from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
     read_dictionary_learning,
@@ -110,9 +109,45 @@ def _looks_like_checkpoint(path: Path) -> bool:
 
 
 def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
-    """The weights of any known checkpoint layout, in our convention."""
+    """The weights of any known checkpoint layout, in our convention.
+
+    A save that replaces the folder while we read it (we see its identity change) makes us
+    read again, so the result is wholly the old or wholly the new checkpoint; a folder missing
+    because a save was killed mid-swap is read from the copy that save left aside.
+    """
     path = _as_path(folder)
-    return detect_layout(path).read(path)
+    for attempt in range(_READ_ATTEMPTS):
+        source = _readable(path)
+        before = _identity(source)
+        try:
+            record = detect_layout(source).read(source)
+        except ValueError:
+            if attempt + 1 < _READ_ATTEMPTS and _identity(_readable(path)) != before:
+                continue  # replaced while we read it: read the new one
+            raise
+        if _identity(source) == before:
+            return record
+    return record
+
+
+_READ_ATTEMPTS = 5
+
+
+def _readable(path: Path) -> Path:
+    """`path`, or the newest complete copy an interrupted save left beside it."""
+    if path.exists():
+        return path
+    real = Path(os.path.realpath(path))
+    copies = folder_swap.aside_copies(real, _looks_like_checkpoint)
+    return copies[0] if copies else path
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
 
 
 def save_sae(
@@ -246,34 +281,47 @@ def _metadata(sae: SAE, metrics: dict[str, Any] | None) -> dict[str, Any]:
 def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> Path:
     """Write `record` in SAELens' layout to `folder`, atomically.
 
-    Files go to a temporary folder beside the target, which is renamed into place once
-    complete. An existing checkpoint folder is replaced only then (renamed aside, the new one
-    renamed in, the old one removed); a folder that holds anything else is never replaced.
+    Files go to a staging folder beside the target, which replaces it once complete, so the
+    target always holds the old or the new checkpoint, even if the process is killed (see
+    `sae_widgets.sae.folder_swap`). A folder that holds anything but a checkpoint is never
+    replaced. A symlink is written through (its target folder is replaced; the link stays).
+    Files get the mode a plain file write gives under the umask. Staging folders left by
+    killed saves are removed first.
     """
     if not isinstance(record, CheckpointWeights):
         raise TypeError(f"record must be a CheckpointWeights; got {type(record).__name__}")
-    target = _as_path(folder).absolute()
+    target = _real_target(folder)
     check_replaceable(target)
     cfg, tensors = saelens_files(record)
     cfg_text = json.dumps(_json_safe(cfg), indent=2, allow_nan=False)  # fails before any write
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    folder_swap.clean_leftovers(target, _looks_like_checkpoint)
+    staging = folder_swap.staging_name(target, "saving")
+    os.mkdir(staging)  # 0o777 less the umask, like any new folder
     try:
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        mode = folder_swap.default_file_mode()
         save_file(dict(tensors), str(staging / _saelens.WEIGHTS_FILE))
         (staging / _saelens.CFG_FILE).write_text(cfg_text + "\n", encoding="utf-8")
         for name in (_saelens.WEIGHTS_FILE, _saelens.CFG_FILE):
+            os.chmod(staging / name, mode)  # safetensors writes 0600; cfg.json gets the umask's
             _fsync(staging / name)
-        _swap_into_place(staging, target)
+        folder_swap.fsync_folder(staging)
+        folder_swap.swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    folder_swap.fsync_folder(target.parent)
     return target
+
+
+def _real_target(folder: str | os.PathLike[str]) -> Path:
+    """The folder a save really replaces: symlinks (of the folder or its parents) resolved."""
+    return Path(os.path.realpath(_as_path(folder)))
 
 
 def check_replaceable(folder: str | os.PathLike[str]) -> None:
     """ValueError unless a checkpoint may be written to `folder`: new, empty or a checkpoint."""
-    target = _as_path(folder)
+    target = _real_target(folder)
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():
@@ -286,20 +334,6 @@ def check_replaceable(folder: str | os.PathLike[str]) -> None:
                 f"folder {str(target)!r} exists and is not an SAE checkpoint; refusing to "
                 "replace it (choose a new or empty folder)"
             ) from None
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    aside = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, aside)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(aside, target)  # put the old checkpoint back
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

@@ -198,14 +198,32 @@ def fold_input_scaling(record: CheckpointWeights, scale: float) -> CheckpointWei
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; any unreadable or invalid content is an error naming it."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a readable JSON config (not UTF-8 text: {err})") from err
+    except OSError as err:
+        raise unreadable(path, err) from err
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"{path}: not a usable JSON config (nested too deeply)") from None
+    except ValueError as err:  # JSONDecodeError, NaN/Infinity, a 5000-digit integer
         raise ValueError(f"{path}: not a readable JSON config ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object; got {type(data).__name__}")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (write null or a finite number)")
+
+
+def unreadable(path: Path, err: OSError) -> OSError:
+    """The OSError to raise for a checkpoint file we may not or cannot read: names the file."""
+    reason = err.strerror or str(err)
+    return type(err)(err.errno, f"{path}: the file cannot be read ({reason})")
 
 
 def read_safetensors(path: Path) -> dict[str, Tensor]:
@@ -213,6 +231,11 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        with open(path, "rb"):  # a permission problem is not a corrupt file
+            pass
+    except OSError as err:
+        raise unreadable(path, err) from err
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as err:
@@ -245,6 +268,11 @@ def require(tensors: dict[str, Tensor], path: Path, *names: str) -> list[Tensor]
 
 def config_int(cfg: dict[str, Any], key: str, path: Path) -> int:
     value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         raise ValueError(f"{path}: config field {key!r} must be an integer; got {value!r}")
     return int(value)

@@ -44,9 +44,10 @@ def read_sparsify(folder: Path) -> CheckpointWeights:
         raise ValueError(f"{cfg_path}: signed sparsify coders are not supported")
 
     d_in = config_int(cfg, "d_in", cfg_path)
-    n_units = int(cfg.get("num_latents") or 0)
+    n_units = config_int(cfg, "num_latents", cfg_path) if cfg.get("num_latents") else 0
     if n_units <= 0:
-        n_units = d_in * int(cfg.get("expansion_factor", _DEFAULT_EXPANSION_FACTOR))
+        cfg.setdefault("expansion_factor", _DEFAULT_EXPANSION_FACTOR)
+        n_units = d_in * config_int(cfg, "expansion_factor", cfg_path)
     k = config_int(cfg, "k", cfg_path)
     encoder_weight, encoder_bias, W_dec, b_dec = require(
         tensors, weights_path, "encoder.weight", "encoder.bias", "W_dec", "b_dec"
