@@ -153,7 +153,7 @@ def test_from_module_wraps_without_training(fitted: dict[str, SAE], ds: sw.Datas
         (np.zeros((0, 12), dtype=np.float32), ValueError, "empty"),
         (np.zeros((5, 3), dtype=np.float32), ValueError, "3 features"),
         (sp.csr_matrix(np.zeros((5, 12))), TypeError, "sparse"),
-        (np.array([["a"] * 12] * 2), TypeError, "numpy array"),
+        (np.array([["a"] * 12] * 2), TypeError, "must hold numbers"),
     ],
 )
 def test_bad_input_is_rejected(fitted: dict[str, SAE], X: object, error: type, match: str) -> None:

@@ -20,8 +20,52 @@ from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
 from sae_widgets.sae import params as constraints
+from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
+
+# Inputs beyond this magnitude would overflow float32 in the encoder's matmul; smaller ones
+# (1e20 too) train like any others, as fit folds an input scale into the weights.
+MAX_ABS_INPUT = 1e30
+
+
+def _real_array(X: Any, name: str) -> np.ndarray:
+    """X as a C-contiguous float32 numpy array; strings, objects and complex are TypeErrors."""
+    try:
+        array = X if isinstance(X, np.ndarray) else np.asarray(X)
+    except (TypeError, ValueError) as err:  # ragged lists and the like
+        raise TypeError(
+            f"{name} must be an (n_samples, n_features) numpy array, torch tensor or Dataset "
+            f"of numbers; got {type(X).__name__} ({err})"
+        ) from err
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold numbers (a float, integer or bool array); got dtype "
+            f"{array.dtype} (convert strings or objects with np.asarray(..., dtype=float))"
+        )
+    _check_magnitude(array, name)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_magnitude(array: Any, name: str) -> None:
+    """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
+    if torch.is_tensor(array):
+        if array.numel() == 0 or array.dtype == torch.bool:
+            return
+    elif array.size == 0 or array.dtype == np.bool_:
+        return
+    lo, hi = float(array.min()), float(array.max())  # min/max propagate NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    peak = max(-lo, hi)
+    if peak > MAX_ABS_INPUT:
+        raise ValueError(
+            f"{name} holds values as large as {peak:.3g}; at most {MAX_ABS_INPUT:.0e} in "
+            f"magnitude is supported (float32 arithmetic would overflow): divide {name} by a "
+            "constant first"
+        )
 
 
 def _data_of(X: Any) -> Any:
@@ -29,6 +73,18 @@ def _data_of(X: Any) -> Any:
     if not isinstance(X, np.ndarray | Tensor) and hasattr(X, "X"):
         return X.X
     return X
+
+
+# What fit replaces; restored if fit fails before its first training step.
+_FIT_STATE = (
+    "model_",
+    "n_features_in_",
+    "history_",
+    "n_steps_",
+    "n_samples_seen_",
+    "stop_reason_",
+    "_trainer",
+)
 
 
 class SAE(BaseEstimator):
@@ -172,13 +228,14 @@ class SAE(BaseEstimator):
         elif sp.issparse(X):
             raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
         else:
-            try:
-                array = np.asarray(X, dtype=np.float32)
-            except (TypeError, ValueError) as err:
-                raise TypeError(
-                    f"{name} must be a numpy array, torch tensor or Dataset, got {type(X)}"
-                ) from err
-            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            tensor = torch.from_numpy(_real_array(X, name))
+        if tensor.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
+            )
+        if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+            raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
+        _check_magnitude(tensor, name)
         if tensor.ndim != 2:
             raise ValueError(
                 f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
@@ -192,10 +249,7 @@ class SAE(BaseEstimator):
             )
         fitted = hasattr(self, "model_") and not fresh
         device = self.model_.W_dec.device if fitted else self._torch_device()
-        tensor = tensor.to(device=device, dtype=torch.float32)
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return tensor
+        return tensor.to(device=device, dtype=torch.float32)
 
     def _check_fitted(self) -> SparseAutoencoder:
         if not hasattr(self, "model_"):
@@ -285,17 +339,24 @@ class SAE(BaseEstimator):
         callbacks receive each logged step's metrics dict (also appended to history_); one
         that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
         """
-        self._check_params()
-        constraints.check_param("progress", progress)
-        callback_list = self._callbacks(callbacks)
-        X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X leaves it intact
-        for attr in ("model_", "n_features_in_", "_trainer"):
-            self.__dict__.pop(attr, None)
-        n, d = X_t.shape
-        self._start(d)
-        batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
-        steps = self.epochs * math.ceil(n / batch)
-        self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
+        with SigintGuard():  # a Ctrl-C from here on stops training, never fit itself
+            self._check_params()
+            constraints.check_param("progress", progress)
+            callback_list = self._callbacks(callbacks)
+            X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X keeps it
+            previous = {key: self.__dict__.pop(key) for key in _FIT_STATE if key in self.__dict__}
+            n, d = X_t.shape
+            try:
+                self._start(d)
+                batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
+                steps = self.epochs * math.ceil(n / batch)
+                self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
+            except Exception:
+                if getattr(self, "n_steps_", 0) == 0:  # failed before training: keep the old fit
+                    for key in _FIT_STATE:
+                        self.__dict__.pop(key, None)
+                    self.__dict__.update(previous)
+                raise
         return self
 
     def partial_fit(
@@ -306,13 +367,14 @@ class SAE(BaseEstimator):
         progress: bool = False,
     ) -> SAE:
         """One pass over X in order, in steps of batch_size (no final decay); returns self."""
-        self._check_params()
-        constraints.check_param("progress", progress)
-        callback_list = self._callbacks(callbacks)
-        X_t = self._input(X)
-        if not hasattr(self, "model_"):
-            self._start(X_t.shape[1])
-        self._session(X_t, 1, self.batch_size, False, None, callback_list, progress)
+        with SigintGuard():
+            self._check_params()
+            constraints.check_param("progress", progress)
+            callback_list = self._callbacks(callbacks)
+            X_t = self._input(X)
+            if not hasattr(self, "model_"):
+                self._start(X_t.shape[1])
+            self._session(X_t, 1, self.batch_size, False, None, callback_list, progress)
         return self
 
     @classmethod
@@ -363,10 +425,11 @@ class SAE(BaseEstimator):
         return self._check_fitted().W_dec.detach().cpu().numpy().copy()
 
     def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
-        X_t = self._input(X)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+            raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        return X_t.split(chunk_size)
+        return self._input(X).split(int(chunk_size))
 
     def transform(self, X: Any, chunk_size: int = 8192) -> Any:
         """(n, n_units) unit activations (dense), computed in chunks without gradients."""

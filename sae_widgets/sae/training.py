@@ -21,11 +21,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_widgets.sae import registry
+from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import SparseCodes
 
 Callback = Callable[[dict[str, float]], Any]
 THRESHOLD_LR_SCALE = 10.0
+# The input scale stays within float32's comfortable range (tiny inputs are not blown up to inf).
+MIN_SCALE, MAX_SCALE = 1e-30, 1e30
 
 
 class StopTraining(Exception):
@@ -128,11 +131,13 @@ class Trainer:
     # ----------------------------------------------------------------- set-up
     def initialize(self, x_ND: Tensor) -> None:
         """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec."""
-        mean_norm = float(x_ND.norm(dim=1).mean())
-        self.scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > 0 else 1.0
+        # float64: the squares of huge float32 inputs (1e20) would overflow to inf
+        mean_norm = float(x_ND.double().norm(dim=1).mean())
+        scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > 0 else 1.0
+        self.scale = min(max(scale, MIN_SCALE), MAX_SCALE)  # stays a normal float32
         if self.fresh:
             with torch.no_grad():  # the module is in user space here
-                self.model.b_dec.copy_(geometric_median(x_ND))
+                self.model.b_dec.copy_(geometric_median(x_ND.double()).to(x_ND.dtype))
                 if self.model.spec.threshold == "learned":
                     self._init_thresholds(x_ND)
             self.fresh = False
@@ -261,8 +266,27 @@ class Trainer:
         """Train over X (user space, on the model's device) for `epochs` passes.
 
         Appends each logged step's metrics to `history` and passes them to every callback.
-        Returns why training stopped early ("callback" or "interrupted"), or None.
+        Returns why training stopped early ("callback" or "interrupted"), or None. Ctrl-C
+        stops at the next step boundary (see `sae_widgets.sae.interrupts`); whatever ends the
+        session, the module is left finite, in eval mode and in user space.
         """
+        with SigintGuard() as guard:
+            return self._run(
+                guard, X_ND, history, epochs, batch_size, shuffle, total_steps, callbacks, progress
+            )
+
+    def _run(
+        self,
+        guard: SigintGuard,
+        X_ND: Tensor,
+        history: list[dict[str, float]],
+        epochs: int,
+        batch_size: int,
+        shuffle: bool,
+        total_steps: int | None,
+        callbacks: Iterable[Callback],
+        progress: bool,
+    ) -> str | None:
         callbacks = list(callbacks)
         n = X_ND.shape[0]
         n_batches = max(1, math.ceil(n / batch_size))
@@ -277,12 +301,15 @@ class Trainer:
         last_lr = 0.0
         logged_step = -1
         stopped: str | None = None
-        self.model.train()
-        self.model.rescale_inputs_(scale)
         bar = tqdm(total=planned, desc="SAE training", unit="step", disable=not progress)
+        self.model.train()
+        self.model.rescale_inputs_(scale)  # training space from here to the clean-up
         try:
+            if guard.interrupted:
+                raise KeyboardInterrupt  # Ctrl-C during set-up: no step at all
             for epoch in range(epochs):
                 for idx in first_epoch if epoch == 0 else self.batches(n, batch_size, shuffle):
+                    guard.escapable = True
                     x_BD = X_ND[idx.to(X_ND.device)] * scale
                     last_lr = self.lr_at(self.step, total_steps)
                     coeff = self.sparsity_coeff_at(self.step, total_steps)
@@ -296,15 +323,19 @@ class Trainer:
                         for callback in callbacks:
                             if callback(entry) is False:
                                 raise StopTraining
+                    guard.escapable = False
+                    if guard.interrupted:
+                        raise KeyboardInterrupt
         except StopTraining:
             stopped = "callback"
         except KeyboardInterrupt:
             stopped = "interrupted"
         finally:
-            bar.close()
+            guard.escapable = False  # first: from here no Ctrl-C can cut the clean-up short
             self.model.normalize_decoder_()
             self.model.rescale_inputs_(1.0 / scale)
             self.model.eval()
+            bar.close()
         if last is not None and logged_step != self.step:
             entry = self._log_entry(last, last_lr)
             history.append(entry)
