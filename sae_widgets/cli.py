@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -28,10 +30,25 @@ PROG = "sae-widgets"
 BUILTIN_DATA = ("digits", "shapes", "superposition")
 VECTOR_FILES = (".npy", ".npz", ".safetensors")
 USAGE_ERROR = 2
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class UsageError(Exception):
     """A mistake in what the user typed or pointed us at: one line, exit status 2."""
+
+
+# sae_widgets.SAE's defaults for the options `train` shows them for (a test pins them equal).
+TRAIN_DEFAULTS: dict[str, Any] = {"k": 16, "l1_coeff": 1.0, "epochs": 5, "batch_size": 4096}
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' after each option that has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action) or help_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +65,7 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
         from sae_widgets.data import datasets
 
         if spec == "digits":  # fixed data: --n-samples takes the first n
-            return datasets.digits().X[:n_samples]
+            return _first(datasets.digits().X, n_samples, spec)
         maker = datasets.shapes if spec == "shapes" else datasets.superposition
         kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
         return maker(seed=seed, **kwargs).X
@@ -72,9 +89,19 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
     vectors = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(vectors).all():
         raise UsageError(f"{spec}: the vectors hold NaN or infinite values")
-    if n_samples is not None:
-        vectors = vectors[:n_samples]
-    return vectors
+    return _first(vectors, n_samples, spec)
+
+
+def _first(vectors: np.ndarray, n_samples: int | None, spec: str) -> np.ndarray:
+    """The first n_samples rows; asking for more than there are is a mistake, not a quiet cap."""
+    if n_samples is None:
+        return vectors
+    if n_samples > vectors.shape[0]:
+        raise UsageError(
+            f"--n-samples {n_samples}: {spec} has only {vectors.shape[0]} samples "
+            "(leave --n-samples out to use them all)"
+        )
+    return vectors[:n_samples]
 
 
 def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | None:
@@ -186,6 +213,28 @@ def _check_device(device: str | None) -> None:
         raise UsageError(f"--device {device!r} is not a torch device ({err})") from err
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device!r}: CUDA is not available on this machine")
+    try:  # e.g. 'meta' parses but holds no data; 'mps' or 'xpu' may be absent
+        (torch.ones(2, device=parsed) * 2).sum().cpu()
+    except Exception as err:  # any failure means we cannot train there
+        raise UsageError(
+            f"--device {device!r} cannot run training ({type(err).__name__}: "
+            f"{_one_line(str(err))[:200]}); use cpu or an available cuda device"
+        ) from err
+
+
+def _check_writable(folder: str) -> None:
+    """UsageError now, not after training, if a checkpoint cannot be written to `folder`."""
+    target = Path(os.path.realpath(folder))
+    probe = target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {folder!r}: {str(probe)!r} is a file, not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=probe, prefix=".sae-widgets-probe-").cleanup()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise UsageError(f"--out {folder!r}: cannot write in {str(probe)!r} ({reason})") from err
 
 
 def _uses(what: str) -> list[str]:
@@ -200,6 +249,10 @@ def _architecture(activation: str, k: int | None) -> str:
     return f"{activation} (k={k})" if k is not None else activation
 
 
+class Interrupted(Exception):
+    """Ctrl-C ended the command; the message says what was kept. Exit status 130."""
+
+
 def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     from sae_widgets.sae.checkpoint import check_replaceable, save_sae
     from sae_widgets.sae.estimator import SAE
@@ -211,8 +264,9 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     if args.l1_coeff is not None and spec.coeff != "l1_coeff":
         raise UsageError(f"--l1-coeff applies to {', '.join(_uses('l1'))}, not {args.activation}")
     _check_device(args.device)
-    if args.out is not None:
-        check_replaceable(args.out)  # before training, not after
+    if args.out is not None:  # before training, not after
+        check_replaceable(args.out)
+        _check_writable(args.out)
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
     layer = None
     if args.model is not None:
@@ -229,9 +283,17 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     }
     params = {name: value for name, value in given.items() if value is not None}
     sae = SAE(n_units=args.units, activation=args.activation, seed=args.seed, **params)
-    sae.fit(X, progress=not args.quiet)
-    metrics = evaluate(sae, X)
-    saved = str(save_sae(sae, args.out, metrics=metrics)) if args.out is not None else None
+    sae.fit(X, progress=not args.quiet)  # Ctrl-C stops training; fit returns the model
+    interrupted = sae.stop_reason_ == "interrupted"
+    folder = args.out
+    if folder is not None and interrupted and not args.overwrite and _holds_checkpoint(folder):
+        folder = _beside(folder)  # never replace a finished checkpoint by an interrupted one
+    try:
+        metrics = evaluate(sae, X)
+        saved = str(save_sae(sae, folder, metrics=metrics)) if folder is not None else None
+    except KeyboardInterrupt:
+        kept = f"; {args.out} is unchanged" if args.out is not None else ""
+        raise Interrupted(f"interrupted before the checkpoint was saved{kept}") from None
     k = sae.model_.cfg.k
     payload = {
         "data": args.data,
@@ -259,6 +321,35 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
         ("saved to", saved if saved is not None else "(not saved: no --out)"),
     ]
     _emit(payload, rows, args.json, out)
+    if interrupted:
+        if saved is None:
+            kept = "nothing saved (no --out)"
+        elif folder != args.out:
+            kept = f"kept the existing checkpoint in {args.out}; saved the interrupted model to "
+            kept += f"{saved} (pass --overwrite to replace it)"
+        else:
+            kept = f"saved the interrupted model to {saved}"
+        raise Interrupted(f"training interrupted after {sae.n_steps_} steps: {kept}")
+
+
+def _holds_checkpoint(folder: str) -> bool:
+    path = Path(folder)
+    return path.is_dir() and any(path.iterdir())  # check_replaceable: then it is a checkpoint
+
+
+def _beside(folder: str) -> str:
+    """A sibling folder for an interrupted run: FOLDER.interrupted (or -2, -3, ...)."""
+    from sae_widgets.sae.checkpoint import check_replaceable
+
+    base = str(Path(folder)) + ".interrupted"
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            check_replaceable(candidate)
+        except ValueError:
+            continue
+        return candidate
+    raise UsageError(f"no free folder beside {folder!r} for the interrupted model")
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
@@ -391,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
+        formatter_class=_DefaultsFormatter,
         help="train an SAE and save a checkpoint folder",
         description="Train an SAE on vectors, print its final metrics, save a checkpoint "
         "folder (SAELens layout: cfg.json + sae_weights.safetensors).",
@@ -398,19 +490,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--out runs/digits",
     )
     _add_data_options(train)
-    train.add_argument("--activation", choices=ACTIVATIONS, default="topk", help="default: topk")
-    train.add_argument("--units", type=_positive_int, default=256, help="default: 256")
+    train.add_argument("--activation", choices=ACTIVATIONS, default="topk", help="unit activation")
+    train.add_argument("--units", type=_positive_int, default=256, help="number of units")
     train.add_argument(
-        "--k", type=_positive_int, help=f"active units per sample ({', '.join(_uses('k'))})"
+        "--k",
+        type=_positive_int,
+        help=f"active units per sample ({', '.join(_uses('k'))}) (default: {TRAIN_DEFAULTS['k']})",
     )
     train.add_argument(
-        "--l1-coeff", type=_positive_float, help=f"L1 sparsity weight ({', '.join(_uses('l1'))})"
+        "--l1-coeff",
+        type=_positive_float,
+        help=f"L1 sparsity weight ({', '.join(_uses('l1'))}) "
+        f"(default: {TRAIN_DEFAULTS['l1_coeff']})",
     )
-    train.add_argument("--epochs", type=_positive_int, help="passes over the data")
-    train.add_argument("--batch-size", type=_positive_int, help="samples per step")
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=TRAIN_DEFAULTS["epochs"],
+        help="passes over the data",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=TRAIN_DEFAULTS["batch_size"],
+        help="samples per step (shrunk for small data to get enough steps per epoch)",
+    )
     train.add_argument("--lr", type=_positive_float, help="learning rate (default: automatic)")
-    train.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
+    train.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda (default: cpu)", metavar="DEVICE"
+    )
     train.add_argument("--out", metavar="FOLDER", help="checkpoint folder to write")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the checkpoint in --out even if training is interrupted (by default an "
+        "interrupted run saves beside it, in FOLDER.interrupted)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_train)
 
@@ -459,9 +574,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError, OSError, NotFittedError) as err:
         print(f"{PROG}: error: {_one_line(str(err))}", file=sys.stderr)
         return USAGE_ERROR
+    except Interrupted as stop:
+        print(f"{PROG}: {stop}", file=sys.stderr)
+        return INTERRUPTED
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return 0
 
 
