@@ -36,11 +36,12 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not notebooks and not browser and not slow"
+	$(PY) -m pytest -m "not notebooks and not browser and not slow and not faults"
 
 test: lint typecheck
-	$(PY) -m pytest -m "not notebooks and not browser and not slow"
+	$(PY) -m pytest -m "not notebooks and not browser and not slow and not faults"
 	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m faults
 	$(PY) -m pytest -m notebooks
 	$(PY) -m pytest -m browser
 
