@@ -243,3 +243,59 @@ def test_an_ae_pt_that_would_run_code_is_refused_and_runs_nothing(tmp_path: Path
     with pytest.raises(ValueError, match="unsafe torch file"):
         read_weights(folder)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('"d_in": NaN', "NaN is not a JSON number"),
+        ('"d_in": Infinity', "Infinity is not a JSON number"),
+        ('"d_in": -Infinity', "-Infinity is not a JSON number"),
+        ('"d_in": 1e400', "config field 'd_in' must be an integer"),
+        ('"d_in": 5.5', "config field 'd_in' must be an integer"),
+        ('"d_in": ' + "9" * 5000, "not a readable JSON config"),
+        ('"deep": ' + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_cfg_json_with_non_numbers_or_deep_nesting_names_the_file(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    # issue 14 item 10: raw ValueError/OverflowError/RecursionError, not naming the file
+    folder = _saved(tmp_path)
+    cfg = (folder / "cfg.json").read_text()
+    (folder / "cfg.json").write_text(cfg.replace('"d_in": 5', text, 1))
+    with pytest.raises(ValueError, match=match) as caught:
+        read_weights(folder)
+    assert str(folder / "cfg.json") in str(caught.value)
+
+
+def test_an_unreadable_weights_file_is_reported_as_unreadable_not_truncated(
+    tmp_path: Path,
+) -> None:
+    # issue 14 item 10: a permission problem was reported as "truncated or corrupt"
+    import os
+
+    folder = write_weights(_record(), tmp_path / "run")
+    weights = folder / "sae_weights.safetensors"
+    weights.chmod(0o000)
+    opened = [(p, p.stat().st_mode) for p in (folder, *folder.parents)]
+    root = os.geteuid() == 0
+    groups = os.getgroups()
+    try:
+        if root:  # root reads anything: read as nobody, through folders it may enter
+            for path, mode in opened:
+                path.chmod(mode | 0o005)
+            os.setgroups([])
+            os.setegid(65534)
+            os.seteuid(65534)
+        with pytest.raises(PermissionError) as caught:
+            read_weights(folder)
+    finally:
+        if root:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups(groups)
+            for path, mode in opened:
+                path.chmod(mode)
+    assert f"{weights}: the file cannot be read (Permission denied)" in str(caught.value)
+    assert "truncated" not in str(caught.value)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +270,94 @@ def test_eval_json_is_strict_json_when_a_metric_is_undefined(
     payload = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
     assert payload["metrics"]["fvu"] is None
     assert payload["metrics"]["mse"] > 0
+
+
+def test_n_samples_beyond_the_data_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 14 item 11: digits has 1797 samples; 5000 trained on 1797 without a word
+    train = ["train", *SMALL, "--n-samples", "5000"]
+    assert_user_error(run(capsys, *train, "--data", "digits"), "--n-samples 5000", "only 1797")
+    np.save(tmp_path / "x.npy", np.ones((30, 4), dtype=np.float32))
+    assert_user_error(
+        run(capsys, *train, "--data", str(tmp_path / "x.npy")), "--n-samples 5000", "only 30"
+    )
+
+
+def test_an_unwritable_out_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 14 item 11: the error came only after the whole training run
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before checking --out")
+
+    monkeypatch.setattr(sw.SAE, "fit", must_not_train)
+    (tmp_path / "file.txt").write_text("x")
+    out = tmp_path / "file.txt" / "run"
+    assert_user_error(
+        run(capsys, "train", "--data", "digits", *SMALL, "--out", str(out)), "--out", "not a folder"
+    )
+    if os.geteuid() != 0:  # root writes anywhere: permissions cannot stop it
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert_user_error(
+            run(capsys, "train", "--data", "digits", *SMALL, "--out", str(locked / "run")),
+            "cannot write",
+        )
+
+
+def test_device_meta_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 14 item 11: printed a traceback
+    assert_user_error(
+        run(capsys, "train", "--data", "digits", *SMALL, "--device", "meta"), "--device 'meta'"
+    )
+
+
+def test_train_help_shows_the_defaults_and_they_are_the_estimators(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # issue 14 item 11: --k, --epochs, --batch-size hid their defaults
+    from sae_widgets.cli import TRAIN_DEFAULTS
+
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    defaults = sw.SAE().get_params()
+    options = text.split("options:", 1)[1]
+    for option, name in (
+        ("--k K", "k"),
+        ("--epochs EPOCHS", "epochs"),
+        ("--batch-size", "batch_size"),
+    ):
+        assert TRAIN_DEFAULTS[name] == defaults[name]
+        own_help = options.split(option, 1)[1].split(" --", 1)[0]
+        assert f"(default: {defaults[name]})" in own_help, option
+    assert TRAIN_DEFAULTS["l1_coeff"] == defaults["l1_coeff"]
+    for shown in ("(default: topk)", "(default: 256)", "--overwrite"):
+        assert shown in text
+
+
+def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
+    tmp_path: Path, digits_X: np.ndarray, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 14 item 1 (in-process; tests/test_faults.py sends a real SIGINT to the CLI)
+    np.save(tmp_path / "x.npy", digits_X)
+    good = tmp_path / "good"
+    argv = ["train", "--data", str(tmp_path / "x.npy"), "--units", "16", "--k", "4", "--quiet"]
+    assert main([*argv, "--epochs", "2", "--out", str(good)]) == 0
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+
+    def ctrl_c_once_training() -> None:  # fit takes over SIGINT when training starts
+        while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            time.sleep(0.001)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=ctrl_c_once_training)
+    presser.start()
+    code, _, err = run(capsys, *argv, "--epochs", "100000", "--out", str(good))
+    presser.join()
+    assert code == 130, err
+    assert "training interrupted after" in err and "kept the existing checkpoint" in err
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert sw.SAE.load(tmp_path / "good.interrupted").n_units == 16

@@ -148,7 +148,10 @@ def _interrupt_fit(
     pid, out = server.start(job)
     time.sleep(delay)
     for _ in range(burst):
-        os.kill(pid, signal.SIGINT)
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:  # held down past the end: the trial already reported
+            break
         time.sleep(0.003)
     status = server.exit_status()
     text = out.read_text()

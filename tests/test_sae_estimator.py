@@ -216,3 +216,59 @@ def test_bad_callbacks_leave_no_untrained_model_behind(ds: sw.Dataset) -> None:
         sae.partial_fit(ds.X, callbacks=[1])
     with pytest.raises(NotFittedError):
         sae.transform(ds.X)
+
+
+@pytest.mark.parametrize("peak", [1e20, 1e25])
+def test_huge_finite_inputs_train_with_their_scale_folded_in(ds: sw.Dataset, peak: float) -> None:
+    # issue 14 item 4: 1e20 raised ZeroDivisionError and left a NaN model "fitted"
+    X = ds.X / np.abs(ds.X).max() * peak
+    sae = SAE(n_units=16, k=3, epochs=2).fit(X, progress=False)
+    codes = sae.transform(X)
+    assert np.isfinite(codes).all() and np.isfinite(sae.inverse_transform(codes)).all()
+    assert sw.metrics.evaluate(sae, X)["fvu"] < 0.9  # it learned, at that scale
+
+
+def test_inputs_too_large_for_float32_are_refused_and_keep_the_previous_fit(
+    ds: sw.Dataset,
+) -> None:
+    sae = SAE(n_units=16, k=2, epochs=1).fit(ds.X, progress=False)
+    before = sae.transform(ds.X[:20])
+    for peak in (1e37, 3e38):
+        with pytest.raises(ValueError, match=r"X holds values as large as .*divide X"):
+            sae.fit(np.full((40, 12), peak, dtype=np.float32), progress=False)
+        with pytest.raises(ValueError, match="X holds values as large as"):
+            sae.transform(np.full((4, 12), -peak))  # float64 beyond float32 too
+    np.testing.assert_array_equal(sae.transform(ds.X[:20]), before)
+    assert sae.n_features_in_ == 12
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.ones((4, 12), dtype=np.complex64), "real numbers"),  # was silently cast to real
+        (np.full((4, 12), "1.5"), "must hold numbers.*<U3"),  # was silently parsed
+        (np.array([["a"] * 12] * 4, dtype=object), "must hold numbers.*object"),
+        (np.ones((4, 12), dtype=object), "must hold numbers.*object"),
+        ([[1.0, 2.0], [3.0]], "numpy array, torch tensor or Dataset"),
+    ],
+)
+def test_complex_string_and_object_arrays_are_type_errors_naming_X(
+    fitted: dict[str, SAE], X: object, match: str
+) -> None:
+    # issue 14 item 7
+    for method in (fitted["topk"].transform, SAE(n_units=8, k=2).fit):
+        with pytest.raises(TypeError, match=match) as caught:
+            method(X)
+        assert str(caught.value).startswith("X ")
+
+
+def test_numpy_integers_are_accepted_where_ints_are(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
+    sae = fitted["topk"]
+    expected = sae.transform(ds.X[:30])
+    for chunk in (np.int64(5), np.int32(7), np.uint8(9)):
+        got = sae.transform(ds.X[:30], chunk_size=chunk)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert sae.encode_sparse(ds.X[:30], chunk_size=chunk).shape == (30, 48)
+    for bad, error in ((True, TypeError), (2.0, TypeError), ("5", TypeError), (0, ValueError)):
+        with pytest.raises(error, match="chunk_size"):
+            sae.transform(ds.X[:3], chunk_size=bad)
