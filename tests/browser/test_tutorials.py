@@ -1,6 +1,7 @@
 """Every tutorial notebook runs in a real JupyterLab without errors and draws every figure.
 
-The quickstart has its own test that also drives its dashboard (test_quickstart.py).
+The quickstart and the language-model notebook have their own tests that also drive their
+dashboards (test_quickstart.py, test_language_model.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.browser
 TUTORIALS = sorted(
     path.name
     for path in (REPO_ROOT / "notebooks").glob("*.ipynb")
-    if path.name != "01_quickstart.ipynb"
+    if path.name not in ("01_quickstart.ipynb", "05_language_model.ipynb")
 )
 
 
