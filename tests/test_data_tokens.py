@@ -160,6 +160,8 @@ def test_token_text_and_context_come_from_the_original_text(minilm) -> None:
         ({"drop_special": "yes"}, TypeError, "drop_special"),
         ({"layer": "pooler"}, ValueError, "one vector per token"),
         ({"tokenizer": "bert"}, TypeError, "tokenizer"),
+        ({"device": "gpu0"}, ValueError, "device must name"),
+        ({"device": "meta"}, ValueError, "move the model"),
     ],
 )
 def test_bad_arguments(minilm, kwargs: dict, error: type, message: str) -> None:

@@ -174,7 +174,11 @@ def _collect_tokens(
     from sae_widgets.data.token_activations import collect_token_activations
 
     model_device, _ = _model_device_dtype(model)
-    if device is not None and torch.device(device).type != model_device.type:
+    try:
+        wanted = model_device if device is None else torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must name a torch device (e.g. 'cpu'); got {device!r}") from err
+    if wanted.type != model_device.type:
         raise ValueError(
             f"device: the model's parameters are on {model_device}, not {device}; move the "
             "model first or leave device=None"
