@@ -9,6 +9,7 @@ from torch import nn
 
 import sae_widgets as sw
 from sae_widgets.data import Dataset, collect_activations
+from sae_widgets.data.activations import ModelError
 
 
 class MLP(nn.Module):
@@ -185,8 +186,35 @@ def test_unused_layer_and_rejected_input_are_explained(digits: Dataset) -> None:
     with pytest.raises(ValueError, match="layer 'unused' was not called"):
         collect_activations(Skips(), "unused", digits)
     flat_only = Dataset(digits.X)  # no images to fall back on
-    with pytest.raises(ValueError, match="model rejected flat inputs of shape"):
+    with pytest.raises(
+        ValueError, match=r"model raised RuntimeError on a batch of shape .*input_shape"
+    ):
         collect_activations(small_cnn(), "0", flat_only)
+
+
+def test_a_model_that_raises_is_reported_as_the_models_error(digits: Dataset) -> None:
+    # issue 14 item 8: was reported as a shape problem (or escaped raw)
+    class Broken(nn.Module):
+        def __init__(self, error: Exception) -> None:
+            super().__init__()
+            self.layer, self.error = nn.Linear(64, 3), error
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise self.error
+
+    for error in (RuntimeError("cuda out of memory"), KeyError("tokens"), ValueError("bad")):
+        with pytest.raises(ModelError, match=f"model raised {type(error).__name__}") as caught:
+            collect_activations(Broken(error), "layer", digits)
+        assert caught.value.__cause__ is error and isinstance(caught.value, ValueError)
+
+
+def test_nan_activations_name_the_layer(digits: Dataset) -> None:
+    # issue 14 item 8: was "X contains NaN" from the Dataset built afterwards
+    model = nn.Sequential(nn.Linear(64, 8), nn.ReLU())
+    with torch.no_grad():
+        model[0].bias[3] = float("nan")
+    with pytest.raises(ValueError, match="layer '1' produced NaN or infinite activations"):
+        collect_activations(model, "1", digits)
 
 
 @pytest.mark.parametrize(

@@ -259,3 +259,21 @@ def test_superposition_bad_arguments() -> None:
         sw.datasets.superposition(10, 4, 3, active=1.0, firing="pareto")
     with pytest.raises(ValueError, match="n_features must be a positive integer"):
         sw.datasets.superposition(10, 0, 3, active=1.0)
+
+
+def test_absurd_attribute_values_give_finite_rows_without_recursion() -> None:
+    # issue 14 item 9: thickness 5000.0 hit RecursionError
+    import sys
+
+    ds = sw.datasets.digits()
+    limit = sys.getrecursionlimit()
+    for name, attr in ds.attributes.items():
+        for value in (5000.0, -5000.0, 1e30, 3000.0):
+            if name == "scale" and value < 0:
+                continue  # a negative scale is refused with a ValueError naming the value
+            rows = attr.apply([0, 1], value)
+            assert rows.shape == (2, 64) and np.isfinite(rows).all(), (name, value)
+    # thickening saturates: 5000 steps equal the image's fixed point, reached in h + w steps
+    thick = ds.attributes["thickness"]
+    np.testing.assert_array_equal(thick.apply([0], 5000.0), thick.apply([0], 16.0))
+    assert sys.getrecursionlimit() == limit

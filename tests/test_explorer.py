@@ -229,3 +229,20 @@ def test_relu_and_jumprelu_codes_keep_only_non_zeros(activation):
     Z = sae.transform(ds.X)
     assert ex.codes.nnz == np.count_nonzero(Z)
     np.testing.assert_allclose(ex.codes.dense(np.arange(300)), Z, atol=1e-6)
+
+
+@pytest.mark.parametrize(("n_samples", "n_units"), [(1, 8), (2, 8), (40, 2), (40, 1)])
+def test_projection_of_tiny_data_or_a_tiny_sae_has_two_columns(
+    n_samples: int, n_units: int
+) -> None:
+    # issue 14 item 9: dashboard() failed with sklearn's "n_components must be at most 1"
+    ds = sw.datasets.digits()[:40]
+    sae = sw.SAE(n_units=n_units, k=1, epochs=1).fit(ds.X, progress=False)
+    ex = sw.Explorer(sae, ds[:n_samples])
+    for source in ("codes", "inputs"):
+        projection = ex.projection(source)
+        assert projection.coords.shape == (n_samples, 2)
+        assert np.isfinite(projection.coords).all()
+    ex.dashboard()  # builds: the PCA view shows the one direction there is
+    probe = ex.probe(0, "thickness", values=[3000.0])
+    assert np.isfinite(probe.response).all()

@@ -17,6 +17,10 @@ InputFn = Callable[[torch.Tensor], Any]
 _MAX_LISTED_NAMES = 40
 
 
+class ModelError(ValueError):
+    """The model's forward pass raised; the model's own exception is the __cause__."""
+
+
 class _StopForward(Exception):
     """Raised by the hook once the layer has run: the rest of the model is not needed."""
 
@@ -102,10 +106,15 @@ class _LayerRunner:
 
     def _forward(self, batch: torch.Tensor, prepare: Callable[[torch.Tensor], Any]) -> torch.Tensor:
         self._captured = []
+        inputs = prepare(batch)  # the user's input_fn: its errors are its own
         try:
-            self.model(prepare(batch))
+            self.model(inputs)
         except _StopForward:
             pass
+        except Exception as err:  # the model's own error, reported as such (and chained)
+            raise ModelError(
+                f"model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: {err}"
+            ) from err
         if not self._captured:
             raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
         out = self._captured[0]
@@ -123,19 +132,19 @@ class _LayerRunner:
             out = self._forward(batch, _identity)
             self.prepare = _identity
             return out
-        except RuntimeError as flat_error:
+        except ModelError as flat_error:
             if self.image_fallback is None:
-                raise ValueError(
-                    f"model rejected flat inputs of shape {tuple(batch.shape)}; pass "
-                    "input_shape=(...) or input_fn to shape them"
-                ) from flat_error
+                raise ModelError(
+                    f"{flat_error} (if it expects another input shape, pass "
+                    "input_shape=(...) or input_fn)"
+                ) from flat_error.__cause__
             try:
                 out = self._forward(batch, self.image_fallback)
-            except RuntimeError as image_error:
-                raise ValueError(
-                    f"model rejected flat inputs of shape {tuple(batch.shape)} and image "
-                    "batches; pass input_shape=(...) or input_fn to shape them"
-                ) from image_error
+            except ModelError as image_error:
+                raise ModelError(
+                    f"{flat_error}; as image batches: {image_error} (pass input_shape=(...) "
+                    "or input_fn to shape its inputs)"
+                ) from image_error.__cause__
             self.prepare = self.image_fallback
             return out
 
@@ -150,6 +159,12 @@ class _LayerRunner:
                     out = self._first_forward(batch)
                 else:
                     out = self._forward(batch, self.prepare)
+                if not bool(torch.isfinite(out).all()):
+                    bad = start + int((~torch.isfinite(out)).any(dim=1).nonzero()[0, 0])
+                    raise ValueError(
+                        f"layer {self.layer_name!r} produced NaN or infinite activations "
+                        f"(first for input row {bad}); check the model and its inputs"
+                    )
                 if result is None:
                     result = np.empty((rows.shape[0], out.shape[1]), dtype=np.float32)
                 result[start : start + out.shape[0]] = out.float().cpu().numpy()

@@ -14,6 +14,7 @@ from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from sae_widgets.analysis import (
@@ -66,6 +67,24 @@ def _check_fitted(sae: Any) -> int:
     if n_features is None:
         n_features = int(np.shape(sae.components_)[1])
     return int(n_features)
+
+
+def _pca_2d(data: Any, source: str, seed: int) -> Projection:
+    """2-D PCA coordinates even when the data has fewer than 2 directions to give (one or two
+    samples, a 2-unit SAE): the missing component is a zero column (no variance along it)."""
+    if sp.issparse(data) and min(data.shape) <= 2:  # ARPACK needs n_components < min(shape)
+        data = data.toarray()  # at most 2 rows or 2 columns: small
+    limit = min(data.shape) - (1 if sp.issparse(data) else 0)
+    if limit >= 2:
+        return pca_projection(data, 2, source=source, seed=seed)
+    one = pca_projection(data, 1, source=source, seed=seed)
+    return Projection(
+        coords=np.hstack([one.coords, np.zeros_like(one.coords)]),
+        explained_variance_ratio=np.append(one.explained_variance_ratio, 0.0),
+        components=np.vstack([one.components, np.zeros_like(one.components)]),
+        mean=one.mean,
+        source=source,
+    )
 
 
 class Explorer:
@@ -241,7 +260,7 @@ class Explorer:
             raise ValueError(f"source must be one of {_SOURCES}; got {source!r}")
         if source not in self._projections:
             data = self.codes.csr if source == "codes" else self.dataset.X
-            self._projections[source] = pca_projection(data, 2, source=source, seed=self.seed)
+            self._projections[source] = _pca_2d(data, source, self.seed)
         return self._projections[source]
 
     def samples_in_rect(

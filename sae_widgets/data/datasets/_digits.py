@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -45,11 +46,14 @@ def thicken_images(images: np.ndarray, amount: float) -> np.ndarray:
     if amount == 0:
         return images.copy()
     morph = ndimage.grey_dilation if amount > 0 else ndimage.grey_erosion
-    strength = min(abs(amount), 1.0)
-    # beyond 1, apply the full step again for the remainder
-    out = (1 - strength) * images + strength * morph(images, footprint=_CROSS)
-    if abs(amount) > 1:
-        out = thicken_images(out, amount - np.sign(amount))
+    out = images
+    remaining = abs(amount)
+    # each whole unit is one full step; after height + width steps every image has reached
+    # its fixed point, so absurd amounts (5000) cost no more than that (and never recurse)
+    for _ in range(min(math.ceil(remaining), images.shape[-1] + images.shape[-2])):
+        strength = min(remaining, 1.0)
+        out = (1 - strength) * out + strength * morph(out, footprint=_CROSS)
+        remaining -= 1.0
     return out
 
 
