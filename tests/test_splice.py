@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -197,6 +199,12 @@ def test_tuple_outputs_replace_only_the_hidden_states():
     torch.testing.assert_close(out, torch.full((2, 5), 4.0))
     with capture_output(model, "block", width=4) as captured:
         model(x)
+    Pair = collections.namedtuple("Pair", ["hidden", "attention"])
+    model.block.forward = lambda x: Pair(x * 2.0, "attention")
+    with replace_output(model, "block", lambda rows: rows + 1.0, width=4):
+        out = model(x)
+    assert model.seen == "attention"
+    torch.testing.assert_close(out, (x * 2 + 1).sum(-1))
     assert captured[0].shape == (10, 4)
     torch.testing.assert_close(captured[0], (x * 2).reshape(10, 4))
 

@@ -105,7 +105,12 @@ def _hidden(output: Any, layer: str) -> Tensor:
 def _with_hidden(output: Any, hidden: Tensor) -> Any:
     if isinstance(output, Tensor):
         return hidden
-    return type(output)([hidden, *output[1:]])
+    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
+        named: Any = output
+        return named._replace(**{named._fields[0]: hidden})
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return [hidden, *output[1:]]
 
 
 def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
@@ -135,6 +140,8 @@ def replace_output(
         hidden = _hidden(output, name)
         rows = _as_rows(hidden, width, name)
         new = fn(rows)
+        if new is rows:  # unchanged: leave the output alone
+            return None
         if new.shape != rows.shape:
             raise ValueError(f"replacement of {name!r} changed shape {rows.shape} -> {new.shape}")
         return _with_hidden(output, new.to(hidden.dtype).reshape(hidden.shape))

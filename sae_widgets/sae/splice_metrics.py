@@ -276,30 +276,40 @@ def spliced_metrics(
     def mean_ablate(x: Tensor) -> Tensor:
         return state["mean"].to(device=x.device, dtype=x.dtype).expand_as(x)
 
-    scores = {name: _Scores() for name in ("original", "spliced", "zero_ablated", "mean_ablated")}
+    # One hook for the whole evaluation; what it does is switched per forward pass.
+    replacements: dict[str, Callable[[Tensor], Tensor]] = {
+        "original": _as_is,
+        "spliced": splice,
+        "zero_ablated": torch.zeros_like,
+        "mean_ablated": mean_ablate,
+    }
+
+    def replace(x: Tensor) -> Tensor:
+        return replacements[state["mode"]](x)
+
+    def run(batch: _Batch, mode: str) -> Tensor:
+        state["mode"] = mode
+        return batch.flatten(model_logits(batch.run()))
+
+    scores = {name: _Scores() for name in replacements}
     modes = {m: m.training for m in model.modules()}
     was_training = module.training
     model.eval()
     module.eval()
     try:
-        for batch in batches:
-            state["mask"] = batch.row_mask
-            logits = batch.flatten(model_logits(batch.run()))
-            reference = F.log_softmax(logits.double(), dim=-1)
-            scores["original"].add(logits, batch.targets, None)
-            with replace_output(model, layer_module, splice, width):
-                spliced = batch.flatten(model_logits(batch.run()))
-            scores["spliced"].add(spliced, batch.targets, reference)
-            with replace_output(model, layer_module, torch.zeros_like, width):
-                zeroed = batch.flatten(model_logits(batch.run()))
-            scores["zero_ablated"].add(zeroed, batch.targets, reference)
-        if state["count"] == 0:
-            raise ValueError(f"layer {layer_name!r} saw no rows: nothing to score")
-        state["mean"] = (state["sum"] / state["count"]).float()
-        with replace_output(model, layer_module, mean_ablate, width):
+        with replace_output(model, layer_module, replace, width):
             for batch in batches:
-                meaned = batch.flatten(model_logits(batch.run()))
-                scores["mean_ablated"].add(meaned, batch.targets, None)
+                state["mask"] = batch.row_mask
+                logits = run(batch, "original")
+                reference = F.log_softmax(logits.double(), dim=-1)
+                scores["original"].add(logits, batch.targets, None)
+                scores["spliced"].add(run(batch, "spliced"), batch.targets, reference)
+                scores["zero_ablated"].add(run(batch, "zero_ablated"), batch.targets, reference)
+            if state["count"] == 0:
+                raise ValueError(f"layer {layer_name!r} saw no rows: nothing to score")
+            state["mean"] = (state["sum"] / state["count"]).float()
+            for batch in batches:
+                scores["mean_ablated"].add(run(batch, "mean_ablated"), batch.targets, None)
     finally:
         for m, training in modes.items():
             m.training = training
