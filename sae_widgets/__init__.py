@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeSlider": "sae_widgets.widgets.probe_slider",
     "PCABrush": "sae_widgets.widgets.pca_brush",
     "PrefixSlider": "sae_widgets.widgets.prefix_slider",
+    "UnitTable": "sae_widgets.widgets.unit_table",
     "TrainingMonitor": "sae_widgets.widgets.training_monitor",
     "SteeringView": "sae_widgets.widgets.steering",
     "image_grid": "sae_widgets.widgets.images",

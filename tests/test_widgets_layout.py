@@ -70,14 +70,18 @@ def test_each_view_carries_its_css_class(ex, dashboard):
         assert sum(css_class in getattr(w, "_dom_classes", ()) for w in everything) == 1
 
 
-def test_dashboard_puts_the_pca_beside_the_heatmap_then_inspector_then_probe(dashboard):
-    status, first_row, inspector, probe = dashboard.children
+def test_dashboard_puts_the_pca_beside_the_heatmap_then_table_and_inspector_then_probe(
+    dashboard,
+):
+    status, first_row, unit_row, probe = dashboard.children
     assert status is dashboard.status
     assert list(first_row.children) == [dashboard.brush, dashboard.heatmap]
     assert first_row.layout.flex_flow == "row wrap"  # the heatmap moves under on narrow screens
-    assert inspector is dashboard.inspector and probe is dashboard.probe
-    # The heatmap takes the room the PCA view leaves, never less than its own figure.
-    assert dashboard.heatmap.layout.min_width == dashboard.heatmap.figure.layout.width
+    assert list(unit_row.children) == [dashboard.table, dashboard.inspector]
+    assert probe is dashboard.probe
+    # Figures stretch with the room, within bounds (the browser test measures the result).
+    assert dashboard.brush.figure.layout.width == "100%"
+    assert dashboard.heatmap.figure.layout.min_width == "340px"
     # Rows of figures inside the views wrap too, rather than overflow.
     for view in (dashboard.heatmap, dashboard.inspector, dashboard.probe):
         rows = [w for w in walk(view) if isinstance(w, ipywidgets.HBox) and len(w.children) > 1]
@@ -110,7 +114,7 @@ def test_every_numeric_axis_has_an_explicit_format(ex, dashboard):
 
 def test_toggle_labels_fit_their_buttons(dashboard):
     toggles = of_type(dashboard, ipywidgets.ToggleButtons)
-    assert len(toggles) == 3  # colour by, select with, selection mode
+    assert len(toggles) == 4  # colour by, select with, selection mode, unit table sort
     for toggle in toggles:
         labels = [label for label, _ in toggle._options_full]
         assert toggle.style.button_width == text_width(labels)

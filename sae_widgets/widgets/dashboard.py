@@ -4,9 +4,10 @@ The views never talk to each other; they are linked only because they share
 ``ex.selection``. The status line says how many samples are selected and which unit is
 focused.
 
-Layout, for a notebook about 1,200 px wide: the status line; the PCA plot beside the
-heatmap (where a selection is made, and what it selects); the unit inspector; the probe
-slider. Rows wrap, so on a narrow screen the views stack instead of overflowing.
+Layout: the status line; the PCA plot beside the heatmap (where a selection is made, and
+what it selects; one row from about 1,100 px of window up, figures shrinking to fit); the unit
+table beside the unit inspector; the probe slider. Rows wrap, so on a narrow screen the views
+stack instead of overflowing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sae_widgets.widgets.prefix_slider import PrefixSlider
 from sae_widgets.widgets.probe_slider import ProbeSlider
 from sae_widgets.widgets.steering import SteeringView
 from sae_widgets.widgets.unit_inspector import UnitInspector
+from sae_widgets.widgets.unit_table import UnitTable
 
 __all__ = ["Dashboard", "build_dashboard", "status_text"]
 
@@ -39,9 +41,9 @@ class Dashboard(ExplorerView):
     ----------
     status:
         HTML status line, "<N> samples selected · unit <u>" (CSS class ``sw-status``).
-    brush, inspector, heatmap, probe:
-        The PCABrush, UnitInspector, ActivationHeatmap and ProbeSlider (None when the
-        dataset has no attributes to probe).
+    brush, inspector, heatmap, table, probe:
+        The PCABrush, UnitInspector, ActivationHeatmap, UnitTable and ProbeSlider (None
+        when the dataset has no attributes to probe).
     steering:
         The SteeringView when the Explorer knows the model and layer, else None.
     prefix:
@@ -58,20 +60,25 @@ class Dashboard(ExplorerView):
         self.status.add_class("sw-status")
         self.brush = PCABrush(ex, select_with=select_with)
         self.inspector = UnitInspector(ex)
+        self.table = UnitTable(ex)
         self.heatmap = ActivationHeatmap(ex)
         self.probe = ProbeSlider(ex, attribute) if ex.dataset.attributes else None
         steerable = ex.steerer is not None and ex.steerer.kind != "none"
         self.steering = SteeringView(ex) if steerable else None
         self.figure = self.brush.figure
-        self.views: list[ExplorerView] = [self.brush, self.inspector, self.heatmap]
+        self.views: list[ExplorerView] = [self.brush, self.inspector, self.heatmap, self.table]
         if self.probe is not None:
             self.views.append(self.probe)
         # The heatmap takes the room the PCA view leaves (its sample card wraps under the
         # matrix when that is too little) and moves under the PCA plot below its own width.
-        self.heatmap.layout.flex = "1 1 0"
-        self.heatmap.layout.min_width = self.heatmap.figure.layout.width
+        self.brush.layout.flex = "0 1 440px"
+        self.heatmap.layout.flex = "1 1 360px"
+        self.heatmap.layout.min_width = "360px"
         gap = "0 24px"  # row gap 0, column gap 24 px
-        full_width: list[ExplorerView] = [self.inspector]
+        self.inspector.layout.flex = "1 1 600px"
+        self.table.layout.flex = "0 0 auto"
+        unit_row = wrapping_row([self.table, self.inspector], grid_gap=gap)
+        full_width: list[widgets.Widget] = [unit_row]
         if self.probe is not None:
             full_width.append(self.probe)
         if self.steering is not None:

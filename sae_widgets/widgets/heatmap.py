@@ -19,8 +19,9 @@ from bqplot import Image, LinearScale, Lines
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.analysis.selection import firing_columns
 from sae_widgets.explore.explorer import Explorer
+from sae_widgets.widgets._legend import color_bar
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
-from sae_widgets.widgets._render import CATEGORY10, sequential_rgb
+from sae_widgets.widgets._render import CATEGORY10, sequential_gradient_css, sequential_rgb
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
     ExplorerView,
@@ -101,15 +102,22 @@ class ActivationHeatmap(ExplorerView):
             [self.matrix_mark, self.strip_mark, self.focus_box, self.row_box],
             [self.x_axis, self.y_axis],
             title="activations",
-            width=width,
-            height="400px",
+            width="100%",
+            height="380px",
             margin={"top": TITLE_ROOM, "bottom": 55, "left": 40, "right": 10},
         )
+        # Between 340 px and `width`, sharing the row with the sample card.
+        self.figure.layout.min_width = "340px"
+        self.figure.layout.max_width = width
         self.tokens = ex.dataset.tokens  # language-model tokens: rows labelled in context
         if self.tokens is not None:
             self.figure.fig_margin = {**self.figure.fig_margin, "left": 230}
             if width.endswith("px"):  # room for the labels, the matrix keeps its width
-                self.figure.layout.width = f"{int(float(width[:-2])) + 190}px"
+                self.figure.layout.max_width = f"{int(float(width[:-2])) + 190}px"
+                self.figure.layout.min_width = "530px"
+        self.legend = widgets.HTML(
+            color_bar(sequential_gradient_css(), "0", "the unit's max", "activation (per column)")
+        )
         self.caption = widgets.HTML()
 
         self.card = input_pair(ex, ("sample", "reconstruction"))
@@ -128,7 +136,14 @@ class ActivationHeatmap(ExplorerView):
         # The card sits right of the matrix, or under it when the view is narrow.
         self.children = [
             self.caption,
-            wrapping_row([self.figure, card_box]),
+            wrapping_row(
+                [
+                    widgets.VBox(
+                        [self.figure, self.legend], layout=widgets.Layout(flex="1 1 340px")
+                    ),
+                    card_box,
+                ]
+            ),
         ]
         self.add_class("sw-heatmap")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling

@@ -213,16 +213,19 @@ class PCABrush(ExplorerView):
         self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
         self.lasso_target.observe(self._on_lassoed, "selected")
         self.figure = figure(
-            [self.scatter, self.lasso_target],
+            [self.lasso_target, self.scatter],  # the visible points on top, for hovering
             [
                 axis(x_scale, axis_label.format(1)),
                 axis(y_scale, axis_label.format(2), vertical=True),
             ],
             title="PCA: select samples",
-            width=width,
+            width="100%",
             height="380px",
             interaction=self.lasso if select_with == "lasso" else self.brush,
         )
+        # As wide as the room allows, between 300 px and `width`.
+        self.figure.layout.max_width = width
+        self.figure.layout.min_width = "300px"
 
     def _source(self) -> str:
         return self.source or self.ex.default_projection

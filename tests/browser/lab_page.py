@@ -56,8 +56,10 @@ _RUN_FINISHED_JS = f"""
 ([expected]) => {{
   const panel = document.querySelector('{ACTIVE_NOTEBOOK}');
   if (!panel) return false;
+  // JupyterLab's toolbar shows the kernel state; Notebook 7's has no such indicator, where
+  // the prompts alone tell (no cell waiting, every cell counted).
   const indicator = panel.querySelector('.jp-Notebook-ExecutionIndicator');
-  const idle = indicator !== null && indicator.getAttribute('data-status') === 'idle';
+  const idle = indicator === null || indicator.getAttribute('data-status') === 'idle';
   const prompts = [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
     .map(node => node.textContent);
   if (!idle || prompts.some(text => text.includes('*'))) return false;
@@ -118,22 +120,48 @@ class LabPage:
     def _on_console(self, message: ConsoleMessage) -> None:
         self.console.append(f"[{message.type}] {message.text}")
 
-    def open_notebook(self, name: str, timeout_s: float = 120) -> None:
-        """Open `name` (relative to the served folder) and wait for its cells and kernel."""
+    def open_notebook(self, name: str, timeout_s: float = 120, ui: str = "lab") -> None:
+        """Open `name` (relative to the served folder) and wait for its cells and kernel.
+
+        ui="lab" opens it in JupyterLab, ui="notebook" in Notebook 7 (same server).
+        """
+        if ui not in ("lab", "notebook"):
+            raise ValueError(f"ui: expected 'lab' or 'notebook', got {ui!r}")
         notebook = json.loads((self.server.root_dir / name).read_text())
         n_cells = len(notebook["cells"])
         self.notebook = name
+        panel = self.page.locator(ACTIVE_NOTEBOOK)
+        cells = panel.locator(".jp-Notebook .jp-Cell")
+        if ui == "notebook":
+            self.page.goto(self.server.url(f"notebooks/{name}"))
+            cells.nth(n_cells - 1).wait_for(state="attached", timeout=timeout_s * 1000)
+            self._wait_for_idle_kernel(name, timeout_s)
+            return
         # "reset" starts from an empty workspace: tabs of earlier tests would reopen, each
         # with a new kernel.
         self.page.goto(self.server.url(f"lab/tree/{name}") + "&reset")
-        panel = self.page.locator(ACTIVE_NOTEBOOK)
-        cells = panel.locator(".jp-Notebook .jp-Cell")
         cells.nth(n_cells - 1).wait_for(state="attached", timeout=timeout_s * 1000)
         # The status bar names the kernel and its state once the session is connected.
         self.page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\|\s*Idle$")).wait_for(
             timeout=timeout_s * 1000
         )
         self.collapse_left_sidebar()
+
+    def _wait_for_idle_kernel(self, name: str, timeout_s: float) -> None:
+        """Wait until the server has a session for `name` whose kernel is idle (Notebook 7
+        shows no status bar to read it from)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sessions = self.server.api("sessions")
+            for session in sessions if isinstance(sessions, list) else []:
+                kernel = session.get("kernel") or {}
+                if session.get("path", "").endswith(name) and kernel.get("execution_state") == (
+                    "idle"
+                ):
+                    self.page.wait_for_timeout(500)  # the page connects to the kernel too
+                    return
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"no idle kernel for {name} after {timeout_s} s")
 
     def collapse_left_sidebar(self) -> None:
         """Close the file browser (as clicking its tab does), leaving the notebook the width."""

@@ -1,0 +1,180 @@
+"""UnitTable: every unit in one searchable, sortable list; picking a row focuses its unit.
+
+Sort by how often a unit fires, its maximum activation, its label selectivity, or its
+enrichment in the current selection (re-ranked when the selection changes); search by unit
+number or by the name of the label it fires on most; previous / next step the focus through
+the sorted, filtered order.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
+from sae_widgets.explore.explorer import Explorer
+from sae_widgets.widgets._view import ExplorerView, toggle_buttons
+
+__all__ = ["SORT_KEYS", "UnitTable"]
+
+SORT_KEYS = {
+    "frequency": "how often the unit fires, most frequent first",
+    "max activation": "its largest activation, strongest first",
+    "selectivity": "how much it fires on one label only (1) rather than all (0)",
+    "enrichment": "how specifically it fires on the selected samples",
+}
+_HEADER = "  unit   freq %    max    sel  enrich  label"
+
+
+class UnitTable(ExplorerView):
+    """All units as rows; the focused unit is the highlighted row.
+
+    Parameters
+    ----------
+    ex:
+        The Explorer whose Selection this view follows and sets.
+    rows:
+        Rows visible at once (the list scrolls).
+    sort_by:
+        One of `SORT_KEYS`.
+
+    Attributes
+    ----------
+    search, sort_by:
+        The search Text and the sort ToggleButtons.
+    table:
+        A Select whose options are (row text, unit) in the shown order.
+    order:
+        The units shown, in order (after search and sort).
+    previous_button, next_button:
+        Focus the unit before / after the focused one in `order`.
+    """
+
+    def __init__(self, ex: Explorer, *, rows: int = 12, sort_by: str = "frequency") -> None:
+        super().__init__(ex)
+        if sort_by not in SORT_KEYS:
+            raise ValueError(f"sort_by: expected one of {list(SORT_KEYS)}, got {sort_by!r}")
+        self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
+        self._enrichment = np.zeros(ex.n_units)
+        self._syncing = False
+        self.order = np.arange(ex.n_units)
+        self.search = widgets.Text(
+            placeholder="unit number or label",
+            description="search",
+            continuous_update=True,
+            layout=widgets.Layout(width="240px"),
+        )
+        self.search.observe(lambda _change: self._draw(), "value")
+        self.sort_by = toggle_buttons(
+            [(key, key) for key in SORT_KEYS], sort_by, tooltips=list(SORT_KEYS.values())
+        )
+        self.sort_by.observe(lambda _change: self._draw(), "value")
+        self.table = widgets.Select(options=[], rows=rows, layout=widgets.Layout(width="430px"))
+        self.table.add_class("sw-unit-rows")
+        self.table.observe(self._picked, "value")
+        self.previous_button = widgets.Button(description="previous", icon="arrow-up")
+        self.next_button = widgets.Button(description="next", icon="arrow-down")
+        self.previous_button.on_click(lambda _b: self.step(-1))
+        self.next_button.on_click(lambda _b: self.step(1))
+        self.caption = widgets.HTML()
+        header = widgets.HTML(f'<pre style="margin:0;font-size:12px">{html.escape(_HEADER)}</pre>')
+        self.children = [
+            widgets.HBox([self.search, self.previous_button, self.next_button]),
+            self.sort_by,
+            header,
+            self.table,
+            self.caption,
+        ]
+        self.add_class("sw-unit-table")
+        self.follow(lambda _change: self._show_focus(), "unit")
+        self.follow(self._samples_changed, "samples")
+        self._rank_enrichment()
+        self._draw()
+
+    # -- what is shown -------------------------------------------------------------------------
+
+    def _rank_enrichment(self) -> None:
+        samples = self.selection.samples
+        self._enrichment = np.zeros(self.ex.n_units)
+        if samples:
+            found = self.ex.enrichment(samples, top=None)
+            self._enrichment[found.units] = found.score
+
+    def _label_name(self, label: int) -> str:
+        if label < 0:
+            return ""
+        names = self.ex.dataset.label_names
+        return str(names[label]) if names else str(label)
+
+    def _matches(self, text: str) -> np.ndarray:
+        units = np.arange(self.ex.n_units)
+        text = text.strip().lower()
+        if not text:
+            return units
+        if text.isdigit():
+            return units[[str(u).startswith(text) for u in units]]
+        names = [self._label_name(int(t)).lower() for t in self.stats.top_label]
+        return units[[text in name for name in names]]
+
+    def _row(self, unit: int) -> str:
+        s = self.stats
+        selectivity = "   -" if np.isnan(s.selectivity[unit]) else f"{s.selectivity[unit]:.2f}"
+        return (
+            f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
+            f"{selectivity:>6} {self._enrichment[unit]:>7.3f}  "
+            f"{self._label_name(int(s.top_label[unit]))}"
+        )
+
+    def _draw(self) -> None:
+        units = self._matches(self.search.value)
+        key = {
+            "frequency": -self.stats.frequency,
+            "max activation": -self.stats.max_activation.astype(np.float64),
+            "selectivity": -np.nan_to_num(self.stats.selectivity, nan=-1.0),
+            "enrichment": -self._enrichment,
+        }[self.sort_by.value][units]
+        self.order = units[np.argsort(key, kind="stable")]
+        self._syncing = True
+        try:
+            with self.table.hold_sync():
+                self.table.options = [(self._row(int(u)), int(u)) for u in self.order]
+                self._show_focus()
+        finally:
+            self._syncing = False
+        n_selected = len(self.selection.samples)
+        note = (
+            f"enrichment in the {n_selected:,} selected samples"
+            if n_selected
+            else "enrichment: select samples to rank by it"
+        )
+        self.caption.value = f"{len(self.order)} of {self.ex.n_units} units shown · {note}"
+
+    def _show_focus(self) -> None:
+        unit = self.selection.unit
+        self._syncing = True
+        try:
+            self.table.value = unit if unit is not None and unit in self.order else None
+        finally:
+            self._syncing = False
+
+    def _samples_changed(self, _change: Any) -> None:
+        self._rank_enrichment()
+        self._draw()
+
+    # -- view -> Selection ---------------------------------------------------------------------
+
+    def _picked(self, change: dict[str, Any]) -> None:
+        if not self._syncing and change["new"] is not None:
+            self.focus_unit(int(change["new"]))
+
+    def step(self, offset: int) -> None:
+        """Focus the unit `offset` rows away from the focused one (the first row if none)."""
+        if len(self.order) == 0:
+            return
+        unit = self.selection.unit
+        where = np.flatnonzero(self.order == unit)
+        position = int(where[0]) + offset if len(where) else 0
+        self.focus_unit(int(self.order[int(np.clip(position, 0, len(self.order) - 1))]))
