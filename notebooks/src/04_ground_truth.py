@@ -361,8 +361,10 @@ comparison = sw.compare(narrow, wide, ds, threshold=SAME, names=("narrow", "wide
 result = comparison.result
 print(comparison.summary())
 splits = np.flatnonzero(result.kind_a == "split")
-if len(splits):  # focus the first unit that splits
-    comparison.selection.unit = int(splits[0])
+# focus the first narrow unit that splits, and in the wide SAE its nearest unit
+unit = int(splits[0]) if len(splits) else 0
+comparison.selection.unit = unit
+comparison.selection_b.unit = int(comparison.matches(unit).units[0])
 sw.CompareView(comparison)
 
 # %% [markdown]
