@@ -1,30 +1,34 @@
-"""Training throughput and quality of our TopK SAE against two baselines, in one process.
+"""Training throughput and quality of our TopK / BatchTopK SAE against a dense PyTorch
+reference and the matmul roofline, all measured in one process.
 
-Data: superposition(n_features=1024, dim=256, active=10), 262,144 training samples and 16,384
-held-out ones; n_units=2048, k=16, batch 4096, one epoch. Baselines: a plain ~40-line dense
-TopK SAE in PyTorch (the same learning-rate schedule, init and input scaling as ours, none of
-our tricks), its steps interleaved with ours on the same batches so that both see the same
-load on a shared machine, and scikit-learn's MiniBatchDictionaryLearning on a subset. For
-each: samples/s, then FVU, L0, MMCS and dead fraction on held-out data. Then our speed-up
-over the reference and our fraction of the roofline: this machine's fp32 matmul rate,
-measured here on the encoder's shape, divided by the 2 x d x n_units FLOPs per sample that
-the dense encoder needs. Finally a 5-epoch run of ours with default hyperparameters (through
-SAE.fit) for the quality figures.
+Shapes (toy superposition data, batch 4096, fp32, CPU):
+  small: d=256, 1,024 true features (10 active), n_units=2,048, k=16
+  large: d=512, 4,096 true features (10 active), n_units=8,192, k=32
+For each shape and activation, `--steps` training steps of ours (the Trainer that SAE.fit
+drives) and of a plain ~30-line dense reference (same init, input scaling and learning-rate
+schedule, none of our kernels) run interleaved on the same batches, each step timed right
+after one roofline matmul (batch x d @ d x n_units), so all three see the same load. Printed:
+samples/s (median step), the fraction of the encoder-forward roofline (2 d n_units FLOP per
+sample at the GEMM rate just measured; median of per-step ratios) with its target (>= 0.60)
+PASS/FAIL, then FVU, L0, MMCS and dead fraction of both on held-out data, and a
+torch.profiler breakdown of our step. `--epochs-quality` adds SAE.fit with defaults on the
+small shape (the quality figures of the README).
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
-Run: .venv/bin/python benchmarks/train_throughput.py [--epochs-quality 5] [--skip-sklearn]
+Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
+     [--activations topk batchtopk] [--steps 24] [--epochs-quality 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import time
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
@@ -32,15 +36,31 @@ from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
 
-N_TRAIN, N_TEST, N_FEATURES, DIM, ACTIVE = 262_144, 16_384, 1024, 256, 10
-N_UNITS, K, BATCH = 2048, 16, 4096
+BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
+TRAIN_TARGET = 0.60
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    d: int
+    n_units: int
+    k: int
+    n_features: int
+
+
+SHAPES = {
+    "small": Shape("small", 256, 2048, 16, 1024),
+    "large": Shape("large", 512, 8192, 32, 4096),
+}
 
 
 # --------------------------------------------------------------------------- reference
-class ReferenceTopK(nn.Module):
-    """The straightforward TopK SAE: dense encoder, dense codes, dense decoder."""
+class Reference(nn.Module):
+    """The straightforward SAE: dense encoder, dense codes, dense decoder (TopK per sample,
+    or BatchTopK: the k * B largest of the batch)."""
 
-    def __init__(self, d: int, n_units: int, k: int, seed: int = 0) -> None:
+    def __init__(self, d: int, n_units: int, k: int, batch_topk: bool, seed: int = 0) -> None:
         super().__init__()
         W = torch.randn(n_units, d, generator=torch.Generator().manual_seed(seed))
         W = W / W.norm(dim=1, keepdim=True)
@@ -48,10 +68,14 @@ class ReferenceTopK(nn.Module):
         self.W_enc = nn.Parameter(W.t().clone())
         self.b_enc = nn.Parameter(torch.zeros(n_units))
         self.b_dec = nn.Parameter(torch.zeros(d))
-        self.k = k
+        self.k, self.batch_topk = k, batch_topk
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         pre = (x - self.b_dec) @ self.W_enc + self.b_enc
+        if self.batch_topk:
+            flat = pre.flatten()
+            values, index = flat.topk(self.k * x.shape[0])
+            return torch.zeros_like(flat).scatter(0, index, torch.relu(values)).view_as(pre)
         values, units = pre.topk(self.k, dim=1)
         return torch.zeros_like(pre).scatter(1, units, torch.relu(values))
 
@@ -59,7 +83,7 @@ class ReferenceTopK(nn.Module):
         return self.encode(x) @ self.W_dec + self.b_dec
 
 
-def reference_step(model: ReferenceTopK, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+def reference_step(model: Reference, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
     """Adam on the per-sample squared error, decoder rows renormalised after the step."""
     loss = (model(x) - x).pow(2).sum(1).mean()
     opt.zero_grad()
@@ -67,45 +91,6 @@ def reference_step(model: ReferenceTopK, opt: torch.optim.Optimizer, x: torch.Te
     opt.step()
     with torch.no_grad():
         model.W_dec /= model.W_dec.norm(dim=1, keepdim=True)
-
-
-def interleaved_epoch(
-    X: np.ndarray,
-) -> tuple[Trainer, ReferenceTopK, float, list[float], list[float]]:
-    """One epoch of ours (the Trainer that SAE.fit drives) and of the reference, step by step
-    in turn on the same batches and learning rates, so both see the same machine load.
-    Returns (ours, reference, input scale, our step times, reference step times)."""
-    X_t = torch.from_numpy(X)
-    cfg = SAEConfig(d_in=DIM, n_units=N_UNITS, activation="topk", k=K)
-    ours = Trainer(
-        SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
-        TrainConfig(batch_size=BATCH),
-        seed=0,
-        fresh=True,
-    )
-    batches = list(ours.batches(X_t.shape[0], BATCH, shuffle=True))
-    ours.initialize(X_t[batches[0]])
-    assert ours.scale is not None
-    scale = ours.scale
-    ours.model.rescale_inputs_(scale)  # training space, as Trainer.run does
-    ref = ReferenceTopK(DIM, N_UNITS, K)
-    with torch.no_grad():
-        ref.b_dec.copy_(X_t[batches[0]].mean(0) * scale)
-    opt = torch.optim.Adam(ref.parameters(), lr=ours.lr)
-    our_times, ref_times = [], []
-    for step, idx in enumerate(batches):
-        x = X_t[idx] * scale
-        lr = ours.lr_at(step, len(batches))
-        t0 = time.perf_counter()
-        ours.train_step(x, lr, 0.0)
-        t1 = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = lr
-        reference_step(ref, opt, x)
-        t2 = time.perf_counter()
-        our_times.append(t1 - t0)
-        ref_times.append(t2 - t1)
-    return ours, ref, scale, our_times, ref_times
 
 
 # --------------------------------------------------------------------------- measures
@@ -132,127 +117,120 @@ def held_out(
     }
 
 
-def matmul_rate() -> float:
-    """Best fp32 FLOP/s of the encoder's matmul shape (BATCH x DIM @ DIM x N_UNITS)."""
-    a, b = torch.randn(BATCH, DIM), torch.randn(DIM, N_UNITS)
-    best = math.inf
-    for _ in range(12):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * BATCH * DIM * N_UNITS / best
-
-
 def line(name: str, samples_per_s: float, q: dict[str, float], mmcs: float) -> None:
     print(
-        f"{name:<34} {samples_per_s:>12,.0f} samples/s   FVU {q['fvu']:.4f}   L0 {q['l0']:5.1f}"
+        f"  {name:<30} {samples_per_s:>9,.0f} samples/s   FVU {q['fvu']:.4f}   L0 {q['l0']:5.1f}"
         f"   MMCS {mmcs:.4f}   dead {q['dead']:.3f}",
         flush=True,
     )
 
 
-def run_ours(X: np.ndarray, X_test: torch.Tensor, true: np.ndarray, epochs: int) -> float:
-    sae = SAE(n_units=N_UNITS, activation="topk", k=K, batch_size=BATCH, epochs=epochs)
-    t0 = time.perf_counter()
-    sae.fit(X, progress=False)
-    elapsed = time.perf_counter() - t0
-    model = sae.model_
-    q = held_out(model.encode, model.decode, X_test)
-    sps = epochs * X.shape[0] / elapsed
-    line(f"SAE.fit, {epochs} epoch(s), defaults", sps, q, sw.metrics.mmcs(sae, true))
-    return sps
-
-
-def run_sklearn(X: np.ndarray, X_test: np.ndarray, true: np.ndarray, n_fit: int) -> None:
-    from sklearn.decomposition import MiniBatchDictionaryLearning
-
-    dl = MiniBatchDictionaryLearning(
-        n_components=N_UNITS,
-        batch_size=256,
-        max_iter=1,
-        transform_algorithm="omp",
-        transform_n_nonzero_coefs=K,
-        random_state=0,
+def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> float:
+    """Interleaved steps of ours and the reference on one shape; returns our fraction."""
+    ds = sw.datasets.superposition(
+        n=steps * BATCH + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
     )
-    t0 = time.perf_counter()
-    dl.fit(X[:n_fit])
-    sps = n_fit / (time.perf_counter() - t0)
-    D = torch.from_numpy(dl.components_.astype(np.float32))
-    sub = torch.from_numpy(X_test[:4096])
+    X, true = torch.from_numpy(ds.X[: steps * BATCH]), ds.true_features
+    X_test = torch.from_numpy(ds.X[steps * BATCH :])
+    cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
+    ours = Trainer(
+        SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
+        TrainConfig(batch_size=BATCH),
+        seed=0,
+        fresh=True,
+    )
+    batches = list(ours.batches(X.shape[0], BATCH, shuffle=True))
+    ours.initialize(X[batches[0]])
+    assert ours.scale is not None
+    scale = ours.scale
+    ours.model.rescale_inputs_(scale)  # training space, as Trainer.run does
+    ours.model.train()
+    ref = Reference(shape.d, shape.n_units, shape.k, batch_topk=activation == "batchtopk")
+    with torch.no_grad():
+        ref.b_dec.copy_(X[batches[0]].mean(0) * scale)
+    opt = torch.optim.Adam(ref.parameters(), lr=ours.lr)
+    paired = Paired(BATCH, shape.d, shape.n_units)
+    for step, idx in enumerate(batches):
+        x = X[idx] * scale
+        lr = ours.lr_at(step, len(batches))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
+        paired.time("reference", lambda x=x: reference_step(ref, opt, x), BATCH)
+    print(
+        f"\n{shape.name}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, {activation}, "
+        f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
+        f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only)"
+    )
+    ours.model.eval()
+    X_scaled = X_test * scale
+    q_ours = held_out(ours.model.encode, ours.model.decode, X_scaled)
+    q_ref = held_out(ref.encode, lambda c: c @ ref.W_dec + ref.b_dec, X_scaled)
+    line("ours", paired.samples_per_s("ours"), q_ours, sw.metrics.mmcs(ours.model.W_dec, true))
+    line("dense PyTorch reference", paired.samples_per_s("reference"), q_ref,
+         sw.metrics.mmcs(ref.W_dec.detach(), true))  # fmt: skip
+    fraction = paired.fraction("ours")
+    print(
+        f"  speed-up over the reference: "
+        f"{paired.samples_per_s('ours') / paired.samples_per_s('reference'):.2f}x (median steps);"
+        f" fraction of the roofline: ours {fraction:.2f}, reference "
+        f"{paired.fraction('reference'):.2f}"
+    )
+    print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
+    if profile_steps:
+        ours.model.train()
+        x = X[batches[0]] * scale
+        for text in breakdown(lambda: ours.train_step(x, 1e-4, 0.0), profile_steps):
+            print(text)
+    return fraction
 
-    def encode(x: torch.Tensor) -> torch.Tensor:
-        # OMP warns once per row whose residual it cannot shrink further; the codes still count.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return torch.from_numpy(dl.transform(x.numpy()).astype(np.float32))
 
-    q = held_out(encode, lambda codes: codes @ D, sub)
-    line(f"sklearn MiniBatchDL ({n_fit:,} samples)", sps, q, sw.metrics.mmcs(D, true))
+def run_fit(epochs: int) -> None:
+    """SAE.fit with default hyperparameters on the small shape (the README's quality row)."""
+    shape = SHAPES["small"]
+    n_train = 262_144
+    ds = sw.datasets.superposition(
+        n=n_train + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
+    )
+    X, X_test = ds.X[:n_train], torch.from_numpy(ds.X[n_train:])
+    sae = SAE(n_units=shape.n_units, activation="topk", k=shape.k, batch_size=BATCH, epochs=epochs)
+    start = time.perf_counter()
+    sae.fit(X, progress=False)
+    elapsed = time.perf_counter() - start
+    q = held_out(sae.model_.encode, sae.model_.decode, X_test)
+    print(f"\nSAE.fit, {epochs} epochs of {n_train:,} samples, defaults ({elapsed:.1f} s):")
+    line(
+        "SAE.fit (whole fit)", epochs * n_train / elapsed, q, sw.metrics.mmcs(sae, ds.true_features)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs-quality", type=int, default=5)
-    parser.add_argument("--sklearn-samples", type=int, default=4096)
-    parser.add_argument("--skip-sklearn", action="store_true")
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["small", "large"])
+    parser.add_argument("--activations", nargs="+", choices=["topk", "batchtopk"],
+                        default=["topk", "batchtopk"])  # fmt: skip
+    parser.add_argument("--steps", type=int, default=24, help="interleaved steps per case")
+    parser.add_argument("--profile-steps", type=int, default=2)
+    parser.add_argument("--epochs-quality", type=int, default=0)
     args = parser.parse_args()
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-    t0 = time.perf_counter()
-    ds = sw.datasets.superposition(
-        n=N_TRAIN + N_TEST, n_features=N_FEATURES, dim=DIM, active=ACTIVE, seed=0
-    )
-    X, X_test_np, true = ds.X[:N_TRAIN], ds.X[N_TRAIN:], ds.true_features
-    X_test = torch.from_numpy(X_test_np)
     print(
-        f"data: {N_TRAIN:,} train + {N_TEST:,} held-out, d={DIM} ({time.perf_counter() - t0:.1f}s)",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
+        "shared: each ratio pairs a step with a matmul timed just before it",
         flush=True,
     )
-
-    rate = matmul_rate()  # best of several: the machine's peak for this shape
-    roofline = rate / (2 * DIM * N_UNITS)
-    print(
-        f"fp32 matmul {BATCH}x{DIM}@{DIM}x{N_UNITS}: {rate / 1e9:.1f} GFLOP/s -> roofline "
-        f"{roofline:,.0f} samples/s (dense encoder only)",
-        flush=True,
-    )
-
-    print(
-        f"\none epoch, n_units={N_UNITS}, k={K}, batch={BATCH}, our default lr schedule "
-        "for both, steps interleaved:"
-    )
-    ours, ref, scale, our_times, ref_times = interleaved_epoch(X)
-    X_scaled = X_test * scale
-    with torch.no_grad():
-        q_ours = held_out(ours.model.encode, ours.model.decode, X_scaled)
-        q_ref = held_out(ref.encode, lambda codes: codes @ ref.W_dec + ref.b_dec, X_scaled)
-    ours_sps, ref_sps = N_TRAIN / sum(our_times), N_TRAIN / sum(ref_times)
-    line("ours (sparse TopK step)", ours_sps, q_ours, sw.metrics.mmcs(ours.model.W_dec, true))
-    line("reference dense TopK (PyTorch)", ref_sps, q_ref, sw.metrics.mmcs(ref.W_dec, true))
-    median_ratio = float(np.median(ref_times) / np.median(our_times))
-    print(
-        f"median step: ours {1e3 * np.median(our_times):.0f} ms, reference "
-        f"{1e3 * np.median(ref_times):.0f} ms; fastest step: ours {1e3 * min(our_times):.0f} ms,"
-        f" reference {1e3 * min(ref_times):.0f} ms"
-    )
-    print(
-        f"\nspeed-up over the reference: {ours_sps / ref_sps:.2f}x over the epoch "
-        f"({median_ratio:.2f}x median step)"
-    )
-    print(
-        f"fraction of the matmul roofline: {ours_sps / roofline:.2f} over the epoch "
-        f"({BATCH / np.median(our_times) / roofline:.2f} median step, "
-        f"{BATCH / min(our_times) / roofline:.2f} fastest step)"
-    )
-    if not args.skip_sklearn:
-        print()
-        run_sklearn(X, X_test_np, true, args.sklearn_samples)
-    print("\nthe estimator end to end (SAE.fit, progress bar off):")
-    run_ours(X, X_test, true, epochs=1)
-
+    results = {}
+    for name in args.shapes:
+        for activation in args.activations:
+            results[(name, activation)] = compare(
+                SHAPES[name], activation, args.steps, args.profile_steps
+            )
+    print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
+    for (name, activation), fraction in results.items():
+        print(verdict(f"training {activation} {name}", fraction, TRAIN_TARGET))
     if args.epochs_quality:
-        print(f"\nquality, {args.epochs_quality} epochs, default hyperparameters:")
-        run_ours(X, X_test, true, epochs=args.epochs_quality)
+        run_fit(args.epochs_quality)
+    if not all(np.array(list(results.values())) >= TRAIN_TARGET):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

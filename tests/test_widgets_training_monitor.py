@@ -150,3 +150,32 @@ def test_dead_fraction_axis_starts_at_zero_and_grows_with_the_data():
     assert scale.max == 1.0  # a share never needs more
     dead_axis = monitor.figures["dead_fraction"].axes[1]
     assert dead_axis.tick_format == ".1~%"
+
+
+def test_status_shows_steps_per_second_and_eta():
+    now = [0.0]
+    monitor = sw.TrainingMonitor(
+        small_sae(), min_interval=0.0, trailing=False, clock=lambda: now[0]
+    )
+    monitor.total_steps = 100
+    for i in range(1, 11):  # 10 logged steps, one every 0.5 s: 2 steps/s, 90 left -> 45 s
+        now[0] = 0.5 * (i - 1)
+        monitor({"step": i, "loss": 1.0})
+    assert monitor.steps_per_s == pytest.approx(2.0)
+    assert "2.0 steps/s" in monitor.status.value and "ETA 45 s" in monitor.status.value
+
+
+def test_throttle_widens_when_a_redraw_is_slow():
+    """A redraw that takes >= 0.25 s (on the monitor's clock) may use at most 5% of the time."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.25  # every reading advances: a draw (two readings) costs 0.25 s
+        return now[0]
+
+    monitor = sw.TrainingMonitor(small_sae(), min_interval=0.1, trailing=False, clock=clock)
+    monitor({"step": 1, "loss": 1.0})
+    assert monitor.n_draws == 1 and monitor.interval >= 0.25 / 0.05
+    for i in range(2, 12):  # 10 more steps over 2.5 s of this clock: no second redraw yet
+        monitor({"step": i, "loss": 1.0})
+    assert monitor.n_draws == 1

@@ -424,18 +424,28 @@ class SAE(BaseEstimator):
         """(n_units, d) decoder directions (rows), numpy float32."""
         return self._check_fitted().W_dec.detach().cpu().numpy().copy()
 
-    def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
+    def _chunks(self, X: Any, chunk_size: int) -> tuple[Tensor, ...]:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
             raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        return self._input(X).split(int(chunk_size))
+        return tuple(self._input(X).split(int(chunk_size)))
 
     def transform(self, X: Any, chunk_size: int = 8192) -> Any:
         """(n, n_units) unit activations (dense), computed in chunks without gradients."""
         model = self._check_fitted()
+        chunks = self._chunks(X, chunk_size)
         with torch.no_grad():
-            codes = torch.cat([model.encode(chunk) for chunk in self._chunks(X, chunk_size)])
+            codes: Tensor | None = None  # filled chunk by chunk (torch.cat would hold 2 copies)
+            start = 0
+            for chunk in chunks:
+                part = model.encode(chunk)
+                if codes is None:
+                    n = sum(len(c) for c in chunks)
+                    codes = part.new_empty(n, part.shape[1])
+                codes[start : start + len(part)] = part
+                start += len(part)
+        assert codes is not None
         return self._output(codes, X)
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:

@@ -19,12 +19,14 @@ from torch import Tensor
 
 from sae_widgets.sae.sparse_ops import (
     SparseCodes,
+    affine_preacts,
     batch_topk_units,
     decode_sparse,
     gathered_preacts,
     jumprelu,
     preacts_topk,
     step_count,
+    topk_rows,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,7 +95,7 @@ def forward_of(spec: ActivationSpec) -> Forward:
 def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
     """(fvu, total variance) of a batch; the variance is guarded for one-sample batches."""
     # one fused pass each (a chain of sub / pow / sum costs a pass over (B, d) per op)
-    total_var = x_BD.var(0, correction=0).sum() * x_BD.shape[0]
+    total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0) is 3x slower
     floor = 1e-8 * torch.linalg.vector_norm(x_BD.detach()).square() + 1e-30
     total_var = torch.clamp(total_var, min=floor)
     return F.mse_loss(x_hat_BD, x_BD, reduction="sum") / total_var, total_var
@@ -199,7 +201,7 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
     """The k * B largest of a batch in training; the running threshold at inference."""
     assert model.cfg.k is not None
     with torch.no_grad():
-        pre_BU = torch.addmm(model.b_enc, xc_BD, model.W_enc)
+        pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc)
         if model.training:
             units, offsets, batch_threshold = batch_topk_units(pre_BU, model.cfg.k)
             return Selection(pre_BU, units, offsets, None, batch_threshold)
@@ -272,7 +274,7 @@ class TopKForward:
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         assert model.cfg.k is not None
-        values_BK, units_BK = pre_BU.topk(model.cfg.k, dim=1, sorted=False)
+        values_BK, units_BK = topk_rows(pre_BU, model.cfg.k)
         return torch.zeros_like(pre_BU).scatter_(1, units_BK, torch.relu(values_BK))
 
     def train(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -70,7 +71,7 @@ def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if (
         not _cpu_kernels(pre_BU)
         or n_units % TOPK_GROUP
-        or n_groups < 2 * k
+        or 4 * k > n_groups  # ranks 16 k candidates: a gain only while that is << n_units
         or not pre_BU.is_contiguous()
     ):
         values, units = pre_BU.detach().topk(k, dim=1, sorted=False)
@@ -85,9 +86,10 @@ def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def chunk_rows_for(n_units: int) -> int:
-    """Rows per chunk so that a chunk of pre-activations (~8 MiB) stays in the last-level cache
-    between the matmul and its top-k, in few enough chunks that per-op costs stay small."""
-    return max(512, min(4096, (1 << 21) // max(1, n_units)))
+    """Rows per chunk of pre-activations (~32 MiB, the last-level cache of the 2-core test
+    machine) between the matmul and its top-k. Few chunks: on a loaded machine each op pays
+    a thread synchronisation, and smaller chunks measured slower there."""
+    return max(512, min(4096, (1 << 23) // max(1, n_units)))
 
 
 def affine_operands(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,25 +139,67 @@ def preacts_topk(
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
+def encode_topk_rows(
+    x_BD: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    b_dec: Tensor,
+    k: int,
+    chunk_rows: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Inference top-k codes of x: (relu'd values (B, k), units (B, k)), without gradients.
+
+    The matmul and its top-k run chunk by chunk in one reused (chunk_rows, n_units) buffer:
+    memory beyond the (B, k) outputs is one cache-sized chunk, never (B, n_units).
+    """
+    n_rows, d = x_BD.shape
+    n_units = W_enc.shape[1]
+    chunk_rows = min(n_rows, chunk_rows or chunk_rows_for(n_units))
+    with torch.no_grad():
+        values_BK = x_BD.new_empty(n_rows, k)
+        units_BK = torch.empty(n_rows, k, dtype=torch.long, device=x_BD.device)
+        cpu = _cpu_kernels(x_BD)
+        Wa_DU = torch.cat([W_enc, b_enc[None]]) if cpu else W_enc
+        xa_buf = x_BD.new_empty(chunk_rows, d + 1)
+        xa_buf[:, d] = 1.0
+        pre_buf = x_BD.new_empty(chunk_rows, n_units)
+        for start in range(0, n_rows, chunk_rows):
+            stop = min(n_rows, start + chunk_rows)
+            pre = pre_buf[: stop - start]
+            if cpu:
+                xa = xa_buf[: stop - start]
+                torch.sub(x_BD[start:stop], b_dec, out=xa[:, :d])
+                torch.mm(xa, Wa_DU, out=pre)
+            else:
+                torch.addmm(b_enc, x_BD[start:stop] - b_dec, W_enc, out=pre)
+            values, units = topk_rows(pre, k)
+            torch.clamp(values, min=0, out=values_BK[start:stop])
+            units_BK[start:stop] = units
+    return values_BK, units_BK
+
+
 def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top k*B pre-activations over the whole batch: (units, offsets, smallest value kept).
 
     A flat top-k over B*n_units values is slow, so first take each row's top `4k` candidates
-    and find the cut-off among them with a selection (kthvalue); the result is exact unless
-    some row had more winners than candidates or the cut-off is tied, which we detect and
-    then redo with the flat top-k.
+    and find the cut-off among them with a selection (kthvalue). A row whose candidates all
+    win may hold more winners: then again with 4x the candidates. Only a cut-off tied
+    between values falls back to the flat top-k (to keep exactly k*B).
     """
     n_rows, n_units = pre_BU.shape
     n_keep = min(k * n_rows, n_rows * n_units)
     cap = min(n_units, 4 * k)
-    cand_vals, cand_units = topk_rows(pre_BU, cap)
-    flat = cand_vals.reshape(-1)
-    cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
-    keep = cand_vals >= cutoff
-    row_full = cand_vals.amin(dim=1) > cutoff
-    exact = (keep.sum() == n_keep) & ~(row_full.any() if cap < n_units else False)
-    if not bool(exact):
-        # some row may have more than `cap` winners, or the cut-off is tied: exact path
+    while True:
+        cand_vals, cand_units = topk_rows(pre_BU, cap)
+        flat = cand_vals.reshape(-1)
+        cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
+        keep = cand_vals >= cutoff
+        # a row whose every candidate wins may have more winners: more candidates
+        if cap < n_units and bool((cand_vals.amin(dim=1) > cutoff).any()):
+            cap = min(n_units, 4 * cap)
+            continue
+        break
+    if int(keep.sum()) != n_keep:  # values tied at the cut-off: keep exactly n_keep
         kept_vals, flat_pos = pre_BU.reshape(-1).topk(n_keep, sorted=False)
         cutoff = kept_vals.min()
         flat_pos = flat_pos.sort().values
@@ -190,12 +234,22 @@ def unit_sums(
             bags = F.embedding_bag(units, scratch, offsets, mode="sum", per_sample_weights=weights)
             (grad,) = torch.autograd.grad(bags, scratch, rows_BD)
         return grad
-    sorted_units, order = torch.sort(units, stable=True)
-    counts = torch.bincount(sorted_units, minlength=n_units)
+    order = _order_by_unit(units, n_units)
+    counts = torch.bincount(units, minlength=n_units)
     starts = torch.cumsum(counts, 0) - counts
     return F.embedding_bag(
         rows[order], rows_BD, starts, mode="sum", per_sample_weights=weights[order]
     )
+
+
+def _order_by_unit(units: Tensor, n_units: int) -> Tensor:
+    """Stable order of entries by unit. Up to 65,536 units: numpy's radix sort of 16-bit keys
+    (one thread, O(N)); torch's parallel sort synchronises its threads on every pass, which
+    on a loaded machine cost as much as the encoder matmul."""
+    if n_units <= 1 << 16:
+        keys = units.numpy().astype(np.uint16)
+        return torch.from_numpy(np.argsort(keys, kind="stable"))
+    return torch.sort(units, stable=True).indices
 
 
 def entry_offsets(rows: Tensor, n_rows: int) -> Tensor:

@@ -229,9 +229,12 @@ class Trainer:
     @torch.no_grad()
     def _track_firing(self, codes: SparseCodes | Tensor, n_rows: int) -> None:
         self.samples_since_fired += n_rows
-        if isinstance(codes, SparseCodes):
-            fired = codes.units[codes.values > 0]
-            self.samples_since_fired[fired] = 0
+        if isinstance(codes, SparseCodes):  # one counting pass (a boolean index is two)
+            n_units = self.samples_since_fired.numel()
+            fires = torch.bincount(
+                codes.units, weights=(codes.values > 0).float(), minlength=n_units
+            )
+            self.samples_since_fired.masked_fill_(fires > 0, 0)
         else:
             self.samples_since_fired[(codes > 0).any(dim=0)] = 0
 

@@ -6,6 +6,12 @@ background thread so the Stop button stays clickable. Browser updates are thrott
 are buffered on every call and drawn at most once per ``min_interval`` seconds; a throttled
 update is drawn anyway ``min_interval`` seconds later (a timer), so the last steps of a run
 always reach the screen, even when nothing tells the monitor that training ended.
+
+The throttle adapts: when a redraw takes longer than MAX_DRAW_SHARE of ``min_interval`` (a busy
+browser, a loaded machine), the next redraw waits long enough that drawing stays within that
+share of the wall time (unless ``min_interval`` is 0: every update is drawn);
+``benchmarks/monitor_overhead.py`` measures the cost of a live monitor.
+The status line shows steps/s (over the run so far) and, once the total is known, an ETA.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ MIN_DEAD_SPAN = 0.05
 Y_FORMATS = {"dead_fraction": ".1~%"}
 # Lines never carry more points than this; longer runs are decimated (the last point is kept).
 MAX_POINTS = 1000
+# Redraws may take at most this share of the wall time (the throttle widens beyond it).
+MAX_DRAW_SHARE = 0.05
 
 
 def _decimate(values: list[float]) -> np.ndarray:
@@ -97,7 +105,9 @@ class TrainingMonitor(widgets.VBox):
         self.total_steps: int | None = None
         self.n_draws = 0  # how many times the view was redrawn (throttling is observable)
         self._last_draw = -math.inf
+        self.interval = self.min_interval  # the adaptive throttle (>= min_interval)
         self._started_at = clock()
+        self._step_times: list[tuple[int, float]] = []  # (first, latest) (step, time) seen
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -153,15 +163,17 @@ class TrainingMonitor(widgets.VBox):
         if self.history and step <= self.history[-1]["step"]:
             self._start_run(self.total_steps)  # a new fit began with this callback attached
         self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
+        now = self._clock()
+        self._step_times = [*self._step_times[:1], (step, now)]
         if "total_steps" in metrics:
             self.total_steps = int(metrics["total_steps"])
         finished = self.total_steps is not None and step >= self.total_steps
-        if finished or self._clock() - self._last_draw >= self.min_interval:
+        if finished or now - self._last_draw >= self.interval:
             self.draw()
         elif self.trailing:
             with self._draw_lock:
                 if self._timer is None:
-                    self._timer = threading.Timer(self.min_interval, self.draw)
+                    self._timer = threading.Timer(self.interval, self.draw)
                     self._timer.daemon = True
                     self._timer.start()
         return not self._stop_requested.is_set()
@@ -218,25 +230,32 @@ class TrainingMonitor(widgets.VBox):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._last_draw = self._clock()
+            started = self._last_draw = self._clock()
             self.n_draws += 1
             history = list(self.history)  # a snapshot: training may append meanwhile
             if not history:
                 return
-            if len(history) > 1:  # a one-point line has no extent to draw
-                steps = _decimate([h["step"] for h in history])
-                for key, line in self.lines.items():
-                    values = _decimate([h.get(key, math.nan) for h in history])
-                    with line.hold_sync():
-                        line.x, line.y = steps, values
-                    if key == "dead_fraction" and not np.isnan(values).all():
-                        top = max(MIN_DEAD_SPAN, float(np.nanmax(values)) * 1.05)
-                        line.scales["y"].max = min(top, 1.0)
-            latest = history[-1]
-            with self.progress.hold_sync():
-                self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
-                self.progress.value = int(latest["step"])
-            self.status.value = self._summary(latest)
+            self._draw(history)
+            if self.min_interval > 0:  # 0 asks for every update, whatever it costs
+                cost = self._clock() - started
+                self.interval = max(self.min_interval, cost / MAX_DRAW_SHARE)
+
+    def _draw(self, history: list[dict[str, float]]) -> None:
+        """Set the lines, progress bar and status from a snapshot of the history."""
+        if len(history) > 1:  # a one-point line has no extent to draw
+            steps = _decimate([h["step"] for h in history])
+            for key, line in self.lines.items():
+                values = _decimate([h.get(key, math.nan) for h in history])
+                with line.hold_sync():
+                    line.x, line.y = steps, values
+                if key == "dead_fraction" and not np.isnan(values).all():
+                    top = max(MIN_DEAD_SPAN, float(np.nanmax(values)) * 1.05)
+                    line.scales["y"].max = min(top, 1.0)
+        latest = history[-1]
+        with self.progress.hold_sync():
+            self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
+            self.progress.value = int(latest["step"])
+        self.status.value = self._summary(latest)
 
     def _summary(self, latest: Mapping[str, float]) -> str:
         total = f" / {self.total_steps}" if self.total_steps else ""
@@ -246,8 +265,25 @@ class TrainingMonitor(widgets.VBox):
                 parts.append(fmt.format(latest[key]))
         if "dead_fraction" in latest:
             parts.append(f"dead {100 * latest['dead_fraction']:.1f}%")
+        rate = self.steps_per_s
+        if rate is not None:
+            parts.append(f"{rate:.1f} steps/s")
+            if self.total_steps and rate > 0:
+                left = max(0, self.total_steps - int(latest["step"])) / rate
+                parts.append(f"ETA {_duration(left)}")
         parts.append(f"{self._clock() - self._started_at:.1f} s")
         return " · ".join(parts)
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Training steps per second between the first and the latest logged step of the run
+        (None until two logged steps are apart in time)."""
+        if len(self._step_times) < 2:
+            return None
+        (first_step, first_time), (step, now) = self._step_times[0], self._step_times[-1]
+        if now <= first_time or step <= first_step:
+            return None
+        return (step - first_step) / (now - first_time)
 
     def _start_run(self, total_steps: int | None) -> None:
         self.history = []
@@ -256,6 +292,7 @@ class TrainingMonitor(widgets.VBox):
         self._stop_requested.clear()
         self._started_at = self._clock()
         self._last_draw = -math.inf
+        self._step_times = []
 
     def _finish(self) -> None:
         self.draw()
@@ -268,6 +305,16 @@ class TrainingMonitor(widgets.VBox):
         else:
             outcome = f"done: {n} steps"
         self.status.value = f"{outcome} · {self._clock() - self._started_at:.1f} s"
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 3 min 20 s, 1 h 05 min."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def _is_number(value: Any) -> bool:

@@ -1,0 +1,113 @@
+"""Encoding throughput of a TopK SAE against the matmul roofline and a dense PyTorch
+reference, measured in one process.
+
+For each shape (small: d=256, n_units=2,048, k=16; large: d=512, n_units=8,192, k=32) and N
+samples, each repetition times, right after one roofline matmul of the same N rows:
+  reference  chunked (x - b_dec) @ W_enc + b_enc, torch.topk, the (values, units) kept
+  encode_sparse  SAE.encode_sparse (CSR codes; the Explorer's input)
+  code store     CodeStore.from_sae (CSR + CSC + per-unit statistics: the Explorer's build)
+  transform      SAE.transform (dense (N, n_units) output)
+Printed: samples/s, fraction of the encoder-forward roofline (median of per-repetition
+ratios) with the target (>= 0.80) PASS/FAIL, and the peak resident memory added by
+encode_sparse + the code store (run first, in a fresh process) against one dense N x n_units
+matrix: the encoders hold one chunk of pre-activations at a time.
+
+Timings on a shared machine are noisy: compare the ratios printed by one run.
+Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+from roofline import Paired, verdict
+
+import sae_widgets as sw
+from sae_widgets.analysis import CodeStore
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+ENCODE_TARGET = 0.80
+SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32)}
+
+
+def reference(model: SparseAutoencoder, X: torch.Tensor, k: int, chunk: int) -> None:
+    """Plain PyTorch: dense pre-activations of a chunk, then torch.topk."""
+    with torch.no_grad():
+        for x in X.split(chunk):
+            pre = torch.addmm(model.b_enc, x - model.b_dec, model.W_enc)
+            values, _units = pre.topk(k, dim=1, sorted=False)
+            torch.relu(values)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(shape: str, n: int, reps: int, chunk: int) -> list[tuple[str, float]]:
+    d, n_units, k = SHAPES[shape]
+    X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
+    X = torch.from_numpy(X_np)
+    cfg = SAEConfig(d_in=d, n_units=n_units, activation="topk", k=k)
+    model = SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.b_enc.normal_(0, 0.1)
+        model.b_dec.copy_(X[:1024].mean(0))
+    sae = sw.SAE.from_module(model)
+    before = peak_rss_mb()
+    store = CodeStore.from_sae(sae, X_np, chunk_size=chunk)
+    added = peak_rss_mb() - before
+    dense_mb = n * n_units * 4 / 2**20
+    paired = Paired(4096, d, n_units)
+    for _ in range(reps):
+        paired.time("reference (addmm + torch.topk)", lambda: reference(model, X, k, chunk), n)
+        paired.time("encode_sparse", lambda: sae.encode_sparse(X_np, chunk_size=chunk), n)
+        paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
+        paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
+    print(
+        f"\n{shape}: d={d}, n_units={n_units}, k={k}, N={n:,}, chunk {chunk}; fp32 matmul "
+        f"{paired.gflops():.1f} GFLOP/s -> roofline {paired.roofline():,.0f} samples/s"
+    )
+    for name in paired.times:
+        print(
+            f"  {name:<32} {paired.samples_per_s(name):>10,.0f} samples/s   "
+            f"{paired.fraction(name):.2f} of the roofline"
+        )
+    print(
+        f"  peak memory added by encode_sparse + code store: {added:,.0f} MB (codes "
+        f"{store.nbytes / 2**20:,.0f} MB; one dense N x n_units matrix would be {dense_mb:,.0f} MB)"
+    )
+    results = []
+    for name in ("encode_sparse", "code store (Explorer build)", "transform (dense output)"):
+        results.append((f"encoding {name} {shape}", paired.fraction(name)))
+        print(verdict(f"encoding {name}", paired.fraction(name), ENCODE_TARGET))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=["small", "large"])
+    parser.add_argument("--n", type=int, default=65_536)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=8192)
+    args = parser.parse_args()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
+        "shared: each ratio pairs a call with a matmul of the same rows timed just before it",
+        flush=True,
+    )
+    start = time.perf_counter()
+    results = [r for shape in args.shapes for r in run(shape, args.n, args.reps, args.chunk)]
+    elapsed = time.perf_counter() - start
+    print(f"\nsummary (target >= {ENCODE_TARGET:.2f} of the roofline), {elapsed:.0f} s:")
+    for name, fraction in results:
+        print(verdict(name, fraction, ENCODE_TARGET))
+    if not all(fraction >= ENCODE_TARGET for _, fraction in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

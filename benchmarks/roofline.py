@@ -1,0 +1,145 @@
+"""Shared measuring tools of the throughput benchmarks: the matmul roofline, paired timings,
+PASS/FAIL lines and a torch.profiler breakdown of where a step's time goes.
+
+The roofline of a sparse autoencoder is its one unavoidable dense GEMM, the encoder forward:
+2 * d * n_units FLOP per sample. Its rate is measured in the same process, right beside each
+timed call (GEMM, then the call), so that on a shared machine both see the same load; what is
+reported is the median over repetitions of the per-repetition ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+# op name -> category of the breakdown (self CPU time); anything else is "elementwise / other"
+CATEGORIES: dict[str, str] = {
+    "aten::mm": "dense matmul",
+    "aten::addmm": "dense matmul",
+    "aten::mv": "dense matmul",
+    "aten::bmm": "dense matmul",
+    "aten::topk": "top-k selection",
+    "aten::amax": "top-k selection",
+    "aten::kthvalue": "top-k selection",
+    "aten::gather": "top-k selection",
+    "aten::_embedding_bag": "sparse gather / scatter",
+    "aten::_embedding_bag_forward_only": "sparse gather / scatter",
+    "aten::_embedding_bag_backward": "sparse gather / scatter",
+    "aten::_embedding_bag_dense_backward": "sparse gather / scatter",
+    "aten::_embedding_bag_per_sample_weights_backward": "sparse gather / scatter",
+    "aten::embedding_dense_backward": "sparse gather / scatter",
+    "aten::index_add_": "sparse gather / scatter",
+    "aten::sort": "sparse gather / scatter",
+    "aten::bincount": "sparse gather / scatter",
+    "aten::repeat_interleave": "sparse gather / scatter",
+    "aten::index": "sparse gather / scatter",
+    "aten::index_put_": "sparse gather / scatter",
+    "aten::_index_put_impl_": "sparse gather / scatter",
+    "aten::scatter": "sparse gather / scatter",
+    "aten::scatter_": "sparse gather / scatter",
+    "aten::nonzero": "sparse gather / scatter",
+    "aten::_fused_adam_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_lerp_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_mul_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_addcmul_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_addcdiv_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_sqrt": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_div_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_add_": "optimizer (Adam, clip, renorm)",
+    "aten::_foreach_norm": "optimizer (Adam, clip, renorm)",
+    "aten::linalg_vector_norm": "optimizer (Adam, clip, renorm)",
+    "aten::norm": "optimizer (Adam, clip, renorm)",
+    "aten::lerp_": "optimizer (Adam, clip, renorm)",
+    "aten::addcmul_": "optimizer (Adam, clip, renorm)",
+    "aten::addcdiv_": "optimizer (Adam, clip, renorm)",
+    "aten::sqrt": "optimizer (Adam, clip, renorm)",
+}
+
+
+def matmul_seconds(batch: int, d: int, n_units: int) -> Callable[[], float]:
+    """A timer of one fp32 (batch x d) @ (d x n_units) matmul: call it to get its seconds."""
+    a, b = torch.randn(batch, d), torch.randn(d, n_units)
+    out = torch.empty(batch, n_units)
+
+    def timed() -> float:
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        return time.perf_counter() - start
+
+    timed()  # warm-up
+    return timed
+
+
+class Paired:
+    """Timings of several calls, each taken right after a timing of the roofline matmul."""
+
+    def __init__(self, batch: int, d: int, n_units: int) -> None:
+        self.gemm = matmul_seconds(batch, d, n_units)
+        self.flop_per_sample = 2 * d * n_units
+        self.batch = batch
+        self.times: dict[str, list[float]] = {}
+        self.ratios: dict[str, list[float]] = {}
+        self.gemm_times: list[float] = []
+
+    def time(self, name: str, fn: Callable[[], Any], n_samples: int) -> Any:
+        """Run fn once, timed, beside a roofline matmul; returns what fn returned."""
+        gemm = self.gemm()
+        self.gemm_times.append(gemm)
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        roofline_seconds = gemm * n_samples / self.batch  # the matmul's time for n_samples
+        self.times.setdefault(name, []).append(seconds / n_samples)
+        self.ratios.setdefault(name, []).append(roofline_seconds / seconds)
+        return result
+
+    def samples_per_s(self, name: str) -> float:
+        return 1.0 / statistics.median(self.times[name])
+
+    def fraction(self, name: str) -> float:
+        """Median over repetitions of (roofline time / measured time)."""
+        return statistics.median(self.ratios[name])
+
+    def gflops(self) -> float:
+        flop = self.batch * self.flop_per_sample
+        return flop / statistics.median(self.gemm_times) / 1e9
+
+    def roofline(self) -> float:
+        """Samples/s the encoder matmul alone allows (median GEMM time of this run)."""
+        return self.batch / statistics.median(self.gemm_times)
+
+
+def verdict(name: str, value: float, target: float) -> str:
+    """One PASS/FAIL line for a fraction of the roofline."""
+    status = "PASS" if value >= target else "FAIL"
+    return f"  target {name}: {value:.2f} of the roofline (>= {target:.2f}) {status}"
+
+
+def breakdown(fn: Callable[[], Any], repeats: int = 2, top: int = 8) -> list[str]:
+    """Lines of a torch.profiler breakdown of `repeats` calls of fn: share of the total self
+    CPU time per category, then the top ops."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    by_category: dict[str, float] = {}
+    for event in events:
+        category = CATEGORIES.get(event.key, "elementwise / loss / other")
+        by_category[category] = by_category.get(category, 0.0) + event.self_cpu_time_total
+    lines = [f"  profile of {repeats} steps (torch.profiler, share of self CPU time):"]
+    for category, value in sorted(by_category.items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {category:<32} {100 * value / total:5.1f}%")
+    lines.append("    top ops:")
+    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        share = 100 * event.self_cpu_time_total / total
+        per_call = event.self_cpu_time_total / max(1, event.count) / 1e3
+        lines.append(
+            f"      {event.key:<50} {share:5.1f}%  {event.count:4d} calls  {per_call:8.2f} ms/call"
+        )
+    return lines
