@@ -46,7 +46,9 @@ test: lint typecheck
 	$(PY) -m pytest -m browser
 
 bench: $(STAMP)
-	$(PY) benchmarks/train_throughput.py
+	-$(PY) benchmarks/train_throughput.py --epochs-quality 5
+	-$(PY) benchmarks/encode_throughput.py
+	-$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/explorer_latency.py
 
 clean:
