@@ -15,9 +15,11 @@ entries partition the batch's entries) and summed cumulatively.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from sae_widgets.sae.forward import (
@@ -34,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.sae.model import SparseAutoencoder
 
 
-def prefix_decodes(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor, sizes: tuple[int, ...]):
+def prefix_decodes(
+    codes: SparseCodes, W_dec: Tensor, b_dec: Tensor, sizes: tuple[int, ...]
+) -> Iterator[Tensor]:
     """Yield the (B, d_in) reconstruction of each prefix of units, smallest first (the last
     is the whole dictionary's), from sparse codes; differentiable."""
     n_rows = codes.n_rows
@@ -64,13 +68,13 @@ class MatryoshkaBatchTopKForward:
         sizes = model.cfg.prefix_sizes
         assert sizes is not None
         step = sparse_codes(model, x_BD, select_batch_topk)
-        inner: list[Tensor] = []
-        x_hat_BD = model.b_dec.expand(x_BD.shape[0], -1)
-        for i, x_hat_BD in enumerate(prefix_decodes(step.codes, model.W_dec, model.b_dec, sizes)):
-            if i < len(sizes) - 1:
-                inner.append(fvu_of(x_BD, x_hat_BD)[0])
-        extra = torch.stack(inner).sum() if inner else None
-        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, extra)
+        decoded = list(prefix_decodes(step.codes, model.W_dec, model.b_dec, sizes))
+        extra = None
+        if len(decoded) > 1:  # the inner prefixes' FVU, over the batch variance computed once
+            _, total_var = fvu_of(x_BD, decoded[-1])
+            squared = [F.mse_loss(x_hat_BD, x_BD, reduction="sum") for x_hat_BD in decoded[:-1]]
+            extra = torch.stack(squared).sum() / total_var
+        return sparse_output(model, x_BD, step, decoded[-1], dead_mask, k_aux, extra)
 
 
 MATRYOSHKA_BATCHTOPK = MatryoshkaBatchTopKForward()
