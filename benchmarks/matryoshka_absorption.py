@@ -10,7 +10,8 @@ prefix of units (the first n units alone), full absorption and absorption fracti
 over parents; see the analysis module), the parent misses without a child (a baseline), the
 mean cosine of each parent's main unit, and the training time. Matryoshka should show a
 prefix FVU that falls with the prefix size and is far lower than BatchTopK's for small
-prefixes, and lower absorption.
+prefixes, and lower absorption. Last, the time of one training step of each at a larger
+size (best of 6, interleaved): Matryoshka's prefixes cost one re-bagged gathered decode.
 """
 
 from __future__ import annotations
@@ -24,6 +25,39 @@ import torch
 import sae_widgets as sw
 from sae_widgets.analysis.absorption import feature_absorption
 from sae_widgets.analysis.prefix import prefix_metrics
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+
+def step_times(d: int = 256, n_units: int = 2048, k: int = 32, batch: int = 1024) -> None:
+    """Best-of-6 forward+backward time of one training step, BatchTopK vs Matryoshka (its
+    default prefixes), interleaved in this process."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, d)
+    models = {
+        activation: SparseAutoencoder(
+            SAEConfig(d_in=d, n_units=n_units, activation=activation, k=k)
+        ).train()
+        for activation in ("batchtopk", "matryoshka_batchtopk")
+    }
+
+    def step(model: SparseAutoencoder) -> float:
+        start = time.perf_counter()
+        out = model.forward_train(x)
+        loss = out.fvu if out.extra_loss is None else out.fvu + out.extra_loss
+        loss.backward()
+        return time.perf_counter() - start
+
+    best = {name: min(step(m) for _ in range(2)) for name, m in models.items()}  # warm-up
+    for _ in range(6):
+        for name, model in models.items():
+            best[name] = min(best[name], step(model))
+    prefixes = models["matryoshka_batchtopk"].cfg.prefix_sizes
+    print(
+        f"\ntraining step (d={d}, {n_units} units, k={k}, batch {batch}): batchtopk "
+        f"{best['batchtopk'] * 1e3:.0f} ms, matryoshka {prefixes} "
+        f"{best['matryoshka_batchtopk'] * 1e3:.0f} ms, ratio "
+        f"{best['matryoshka_batchtopk'] / best['batchtopk']:.2f}"
+    )
 
 
 def main() -> None:
@@ -81,6 +115,7 @@ def main() -> None:
     )
     decreasing = bool(np.all(np.diff(p_m.fvu) < 0))
     print(f"  matryoshka prefix FVU decreasing with prefix size: {decreasing}")
+    step_times()
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ the input, so early units learn general directions and later ones refine them in
 absorbing them. The loss is the sum of every prefix's FVU (the whole dictionary's is the
 usual `fvu`, the inner ones come as `extra_loss`).
 
-Cost: one encoder matmul and one gathered decode as BatchTopK; each prefix adds a (B, d_in)
-add, as the groups of units between consecutive sizes are decoded separately (their sparse
-entries partition the batch's entries) and summed cumulatively.
+Cost: one encoder matmul and one gathered decode as BatchTopK (the entries re-bagged by
+prefix group: one sort of the B * k entries), plus a cumulative sum and a squared error per
+prefix over (B, d_in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -38,22 +37,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def prefix_decodes(
     codes: SparseCodes, W_dec: Tensor, b_dec: Tensor, sizes: tuple[int, ...]
-) -> Iterator[Tensor]:
-    """Yield the (B, d_in) reconstruction of each prefix of units, smallest first (the last
-    is the whole dictionary's), from sparse codes; differentiable."""
-    n_rows = codes.n_rows
+) -> Tensor:
+    """(p, B, d_in) reconstruction of each prefix of units, smallest first (the last is the
+    whole dictionary's), from sparse codes; differentiable.
+
+    One gathered decode: entries are re-bagged by (group, sample), the group being which
+    consecutive sizes a unit falls between, so each bag sums one group's part of a sample;
+    a cumulative sum over groups gives the prefixes.
+    """
+    n_rows, n_groups = codes.n_rows, len(sizes)
     boundaries = torch.tensor(sizes[:-1], dtype=codes.units.dtype, device=codes.units.device)
     group = torch.bucketize(codes.units, boundaries, right=True)
-    rows = codes.rows()
-    x_hat_BD = b_dec.expand(n_rows, -1)
-    for g in range(len(sizes)):
-        keep = group == g
-        counts = torch.bincount(rows[keep], minlength=n_rows)
-        part = SparseCodes(
-            codes.units[keep], torch.cumsum(counts, 0) - counts, codes.values[keep], n_rows
-        )
-        x_hat_BD = x_hat_BD + decode_sparse(part, W_dec)
-        yield x_hat_BD
+    key = group * n_rows + codes.rows()
+    order = torch.sort(key, stable=True).indices
+    counts = torch.bincount(key, minlength=n_groups * n_rows)
+    bags = SparseCodes(
+        codes.units[order], torch.cumsum(counts, 0) - counts, codes.values[order], n_rows * n_groups
+    )
+    parts = decode_sparse(bags, W_dec).view(n_groups, n_rows, -1)
+    return parts.cumsum(0) + b_dec
 
 
 class MatryoshkaBatchTopKForward:
@@ -68,13 +70,13 @@ class MatryoshkaBatchTopKForward:
         sizes = model.cfg.prefix_sizes
         assert sizes is not None
         step = sparse_codes(model, x_BD, select_batch_topk)
-        decoded = list(prefix_decodes(step.codes, model.W_dec, model.b_dec, sizes))
+        decoded_PBD = prefix_decodes(step.codes, model.W_dec, model.b_dec, sizes)
         extra = None
-        if len(decoded) > 1:  # the inner prefixes' FVU, over the batch variance computed once
-            _, total_var = fvu_of(x_BD, decoded[-1])
-            squared = [F.mse_loss(x_hat_BD, x_BD, reduction="sum") for x_hat_BD in decoded[:-1]]
-            extra = torch.stack(squared).sum() / total_var
-        return sparse_output(model, x_BD, step, decoded[-1], dead_mask, k_aux, extra)
+        if len(sizes) > 1:  # the inner prefixes' FVU, over the batch variance computed once
+            _, total_var = fvu_of(x_BD, decoded_PBD[-1])
+            inner = F.mse_loss(decoded_PBD[:-1], x_BD.expand_as(decoded_PBD[:-1]), reduction="sum")
+            extra = inner / total_var
+        return sparse_output(model, x_BD, step, decoded_PBD[-1], dead_mask, k_aux, extra)
 
 
 MATRYOSHKA_BATCHTOPK = MatryoshkaBatchTopKForward()
