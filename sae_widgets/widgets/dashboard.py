@@ -75,7 +75,7 @@ class Dashboard(ExplorerView):
         self.heatmap.layout.flex = "1 1 360px"
         self.heatmap.layout.min_width = "360px"
         gap = "0 24px"  # row gap 0, column gap 24 px
-        self.inspector.layout.flex = "1 1 600px"
+        self.inspector.layout.flex = "1 1 900px"  # beside the table only when there is room
         self.table.layout.flex = "0 0 auto"
         unit_row = wrapping_row([self.table, self.inspector], grid_gap=gap)
         full_width: list[widgets.Widget] = [unit_row]

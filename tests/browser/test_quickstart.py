@@ -105,7 +105,7 @@ def test_quickstart_dashboard_renders_and_follows_clicks_and_lasso(lab: LabPage)
 
     output = lab.view("jp-OutputArea-output")
     dashboard = output.filter(has=lab.page.locator(".sw-dashboard"))
-    lab.screenshot("dashboard", target=dashboard, docs_name="dashboard.png", viewport_height=2000)
+    lab.screenshot("dashboard", target=dashboard, docs_name="dashboard.png", viewport_height=2800)
 
     # Lasso the left half of the PCA plot (the lasso is the default tool): the status line
     # and the heatmap rows follow, and the lasso is cleared for the next one.
