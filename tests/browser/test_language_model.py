@@ -44,7 +44,9 @@ def test_language_model_notebook_and_token_dashboard(lab: LabPage) -> None:
     assert match is not None and int(match[1].replace(",", "")) > 0
     lab.wait_for_image_change(heatmap, heatmap_before)
     # Heatmap rows are named by their token in context.
-    labels = heatmap.locator("g.axis .tick text").all_inner_texts()
+    labels = heatmap.locator("g.axis .tick text").evaluate_all(
+        "texts => texts.map(t => t.textContent || '')"
+    )
     assert any("⟦" in label for label in labels), labels
     lab.screenshot("05-dashboard-after-lasso")
     lab.assert_no_errors()
