@@ -141,6 +141,14 @@ def widget_figures(
 
         def release(i: int) -> None:
             x_range, y_range = rects[i % 2]
+            if brush is None:  # WebGL (jupyter-scatter): the rectangle arrives as indices
+                inside = explorer.samples_in_rect(x_range, y_range).astype(np.uint32)
+                RECORDER.reset()
+                start = time.perf_counter()
+                dashboard.brush.scatter.widget.selection = inside
+                timings.append((time.perf_counter() - start) * 1e3)
+                sizes.append(len(selection.samples))
+                return
             from_browser_update(brush, brushing=True)
             from_browser_update(brush, selected_x=list(x_range), selected_y=list(y_range))
             RECORDER.reset()  # only the release counts
