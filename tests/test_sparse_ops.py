@@ -15,7 +15,6 @@ from sae_widgets.sae.sparse_ops import (
     SparseCodes,
     batch_topk_units,
     decode_sparse,
-    encode_topk_rows,
     gathered_preacts,
     preacts_topk,
     topk_rows,
@@ -155,15 +154,3 @@ def test_model_training_step_matches_dense_reference_on_a_kernel_shape() -> None
     values, units = pre.topk(4, dim=1)
     expected = torch.zeros_like(pre).scatter_(1, units, torch.relu(values))
     torch.testing.assert_close(out.codes.to_dense(cfg.n_units).detach(), expected)
-
-
-def test_encode_topk_rows_equals_relu_of_topk_in_any_chunking() -> None:
-    x = torch.randn(75, 9, generator=gen(0))
-    W, b = torch.randn(9, 8 * TOPK_GROUP, generator=gen(1)), torch.randn(8 * TOPK_GROUP)
-    b_dec = torch.randn(9, generator=gen(2))
-    pre = torch.addmm(b, x - b_dec, W)
-    expected = torch.relu(pre.topk(5, dim=1).values)
-    for chunk_rows in (None, 7, 75, 1000):
-        values, units = encode_topk_rows(x, W, b, b_dec, 5, chunk_rows=chunk_rows)
-        torch.testing.assert_close(values.sort(1, descending=True).values, expected)
-        torch.testing.assert_close(values, torch.relu(pre.gather(1, units)))

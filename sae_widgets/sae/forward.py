@@ -26,7 +26,6 @@ from sae_widgets.sae.sparse_ops import (
     jumprelu,
     preacts_topk,
     step_count,
-    topk_rows,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -274,7 +273,7 @@ class TopKForward:
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         assert model.cfg.k is not None
-        values_BK, units_BK = topk_rows(pre_BU, model.cfg.k)
+        values_BK, units_BK = pre_BU.topk(model.cfg.k, dim=1, sorted=False)
         return torch.zeros_like(pre_BU).scatter_(1, units_BK, torch.relu(values_BK))
 
     def train(

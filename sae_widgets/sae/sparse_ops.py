@@ -139,45 +139,6 @@ def preacts_topk(
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
-def encode_topk_rows(
-    x_BD: Tensor,
-    W_enc: Tensor,
-    b_enc: Tensor,
-    b_dec: Tensor,
-    k: int,
-    chunk_rows: int | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Inference top-k codes of x: (relu'd values (B, k), units (B, k)), without gradients.
-
-    The matmul and its top-k run chunk by chunk in one reused (chunk_rows, n_units) buffer:
-    memory beyond the (B, k) outputs is one cache-sized chunk, never (B, n_units).
-    """
-    n_rows, d = x_BD.shape
-    n_units = W_enc.shape[1]
-    chunk_rows = min(n_rows, chunk_rows or chunk_rows_for(n_units))
-    with torch.no_grad():
-        values_BK = x_BD.new_empty(n_rows, k)
-        units_BK = torch.empty(n_rows, k, dtype=torch.long, device=x_BD.device)
-        cpu = _cpu_kernels(x_BD)
-        Wa_DU = torch.cat([W_enc, b_enc[None]]) if cpu else W_enc
-        xa_buf = x_BD.new_empty(chunk_rows, d + 1)
-        xa_buf[:, d] = 1.0
-        pre_buf = x_BD.new_empty(chunk_rows, n_units)
-        for start in range(0, n_rows, chunk_rows):
-            stop = min(n_rows, start + chunk_rows)
-            pre = pre_buf[: stop - start]
-            if cpu:
-                xa = xa_buf[: stop - start]
-                torch.sub(x_BD[start:stop], b_dec, out=xa[:, :d])
-                torch.mm(xa, Wa_DU, out=pre)
-            else:
-                torch.addmm(b_enc, x_BD[start:stop] - b_dec, W_enc, out=pre)
-            values, units = topk_rows(pre, k)
-            torch.clamp(values, min=0, out=values_BK[start:stop])
-            units_BK[start:stop] = units
-    return values_BK, units_BK
-
-
 def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top k*B pre-activations over the whole batch: (units, offsets, smallest value kept).
 
