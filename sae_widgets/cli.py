@@ -5,6 +5,8 @@
     sae-widgets info runs/digits
     sae-widgets train --data digits --model digits-mlp --out runs/mlp    # a model's layer
     sae-widgets eval runs/mlp --data digits --model digits-mlp           # + spliced figures
+    sae-widgets train --data acts/ --nproc 2 --out runs/acts     # a store, 2 processes (DDP)
+    torchrun --nproc_per_node=2 -m sae_widgets train --data acts/ --out runs/acts
 
 A user mistake (a missing file, a wrong shape, an unknown option value) prints one line,
 ``sae-widgets: error: ...``, to stderr and exits with status 2; never a traceback.
@@ -59,8 +61,14 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------- data
 
 
-def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -> np.ndarray:
-    """(n, d) float32 vectors: a built-in dataset's X, or the array in a .npy/.npz/.safetensors."""
+def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -> Any:
+    """(n, d) float32 vectors: a built-in dataset's X, the array in a .npy/.npz/.safetensors,
+    or an activation store folder (opened memory-mapped, streamed by training)."""
+    if Path(spec).is_dir():
+        from sae_widgets.data.store import ActivationStore
+
+        store = ActivationStore(spec)
+        return store if n_samples is None else store[: min(n_samples, len(store))].X
     if spec in BUILTIN_DATA:
         from sae_widgets.data import datasets
 
@@ -254,9 +262,7 @@ class Interrupted(Exception):
 
 
 def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
-    from sae_widgets.sae.checkpoint import check_replaceable, save_sae
-    from sae_widgets.sae.estimator import SAE
-    from sae_widgets.sae.metrics import evaluate
+    from sae_widgets.sae.checkpoint import check_replaceable
 
     spec = registry.get(args.activation)
     if args.k is not None and spec.k == "unused":
@@ -264,9 +270,54 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     if args.l1_coeff is not None and spec.coeff != "l1_coeff":
         raise UsageError(f"--l1-coeff applies to {', '.join(_uses('l1'))}, not {args.activation}")
     _check_device(args.device)
-    if args.out is not None:  # before training, not after
+    if args.nproc is not None and args.nproc > 1 and "RANK" not in os.environ:
+        if args.out is not None:
+            check_replaceable(args.out)
+            _check_writable(args.out)
+        raise _Launched(launch_torchrun(args.nproc, args.argv))
+    from sae_widgets.sae.distributed import setup_from_env
+
+    rank, world = setup_from_env(args.device or "cpu")
+    if rank == 0 and args.out is not None:  # before training, not after
         check_replaceable(args.out)
         _check_writable(args.out)
+    try:
+        _train(args, out, rank, world)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
+    """Run this same command under torchrun on `nproc` local processes; its exit status."""
+    import subprocess
+
+    rest = [a for i, a in enumerate(argv) if not _is_nproc(argv, i)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "sae_widgets", *rest]
+    return subprocess.run(command, check=False).returncode
+
+
+def _is_nproc(argv: Sequence[str], i: int) -> bool:
+    arg = argv[i]
+    return arg == "--nproc" or arg.startswith("--nproc=") or (i > 0 and argv[i - 1] == "--nproc")
+
+
+class _Launched(Exception):
+    """The command ran under torchrun in child processes; carries their exit status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _train(args: argparse.Namespace, out: TextIO, rank: int, world: int) -> None:
+    from sae_widgets.sae.checkpoint import save_sae
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.metrics import evaluate
+
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
     layer = None
     if args.model is not None:
@@ -281,9 +332,13 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
         "lr": args.lr,
         "device": args.device,
     }
+    if world > 1 and (args.device or "cpu").startswith("cuda"):
+        given["device"] = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per process
     params = {name: value for name, value in given.items() if value is not None}
     sae = SAE(n_units=args.units, activation=args.activation, seed=args.seed, **params)
     sae.fit(X, progress=not args.quiet)  # Ctrl-C stops training; fit returns the model
+    if rank != 0:  # only rank 0 evaluates, writes and prints
+        return
     interrupted = sae.stop_reason_ == "interrupted"
     folder = args.out
     if folder is not None and interrupted and not args.overwrite and _holds_checkpoint(folder):
@@ -295,12 +350,14 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
         kept = f"; {args.out} is unchanged" if args.out is not None else ""
         raise Interrupted(f"interrupted before the checkpoint was saved{kept}") from None
     k = sae.model_.cfg.k
+    n, d = (int(s) for s in getattr(X, "X", X).shape)
     payload = {
         "data": args.data,
         "model": args.model,
         "layer": layer,
-        "n_samples": int(X.shape[0]),
-        "d_in": int(X.shape[1]),
+        "n_samples": n,
+        "d_in": d,
+        "processes": world,
         "activation": args.activation,
         "k": k,
         "n_units": args.units,
@@ -311,7 +368,8 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     }
     source = args.data if layer is None else f"{args.data} -> {args.model} {layer}"
     rows = [
-        ("data", f"{source} ({X.shape[0]} x {X.shape[1]})"),
+        ("data", f"{source} ({n} x {d})"),
+        ("processes", world),
         ("architecture", f"{_architecture(args.activation, k)}, {args.units} units"),
         (
             "steps",
@@ -450,7 +508,7 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
         required=required,
         metavar="SOURCE",
         help="digits | shapes | superposition | a .npy/.npz/.safetensors file of vectors "
-        "(n_samples x n_features)",
+        "(n_samples x n_features) | an activation store folder",
     )
     parser.add_argument(
         "--n-samples", type=_positive_int, metavar="N", help="use N samples (built-ins: generate N)"
@@ -519,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--device", help="torch device, e.g. cpu or cuda (default: cpu)", metavar="DEVICE"
     )
+    train.add_argument(
+        "--nproc",
+        type=_positive_int,
+        metavar="N",
+        help="train on N local processes (DistributedDataParallel via torchrun: gloo on CPU, "
+        "nccl on CUDA)",
+    )
     train.add_argument("--out", metavar="FOLDER", help="checkpoint folder to write")
     train.add_argument(
         "--overwrite",
@@ -567,8 +632,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sklearn.exceptions import NotFittedError
 
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv
         args.run(args, sys.stdout)
+    except _Launched as launched:
+        return launched.status
     except SystemExit as done:  # --help, or argparse giving up on its own
         return done.code if isinstance(done.code, int) else 0
     except (UsageError, ValueError, TypeError, OSError, NotFittedError) as err:

@@ -1,4 +1,5 @@
-"""Where vectors come from: `Dataset`, `Attribute`, built-in `datasets`, `collect_activations`.
+"""Where vectors come from: `Dataset`, `Attribute`, built-in `datasets`, `collect_activations`,
+`ActivationStore` (activations on disk).
 
 Names load on first use so that `from sae_widgets.data import Dataset` does not import torch.
 """
@@ -12,14 +13,26 @@ _EXPORTS = {
     "Dataset": "sae_widgets.data.dataset",
     "Attribute": "sae_widgets.data.dataset",
     "collect_activations": "sae_widgets.data.activations",
+    "ActivationStore": "sae_widgets.data.store",
+    "StoreError": "sae_widgets.data.store",
+    "StoreWriter": "sae_widgets.data.store",
 }
 
-__all__ = ["Attribute", "Dataset", "collect_activations", "datasets"]
+__all__ = [
+    "ActivationStore",
+    "Attribute",
+    "Dataset",
+    "StoreError",
+    "StoreWriter",
+    "collect_activations",
+    "datasets",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.data import datasets
     from sae_widgets.data.activations import collect_activations
     from sae_widgets.data.dataset import Attribute, Dataset
+    from sae_widgets.data.store import ActivationStore, StoreError, StoreWriter
 
 
 def __getattr__(name: str) -> Any:

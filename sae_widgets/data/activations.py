@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -223,6 +224,9 @@ def collect_activations(
     max_tokens: int | None = None,
     max_length: int | None = None,
     drop_special: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    shard_size: int | None = None,
+    overwrite: bool = False,
 ) -> Dataset:
     """Run `model` over `data.X` and return a Dataset of one layer's activations.
 
@@ -248,12 +252,16 @@ def collect_activations(
     The model runs in eval mode under torch.no_grad; each submodule's train/eval mode is
     restored afterwards and the forward hook is removed, even on error. The forward pass
     stops at the hooked layer. Returns float32 activations flattened per sample.
+
+    out: a folder: stream the activations to an on-disk `ActivationStore` there (fixed-size
+        shards of `shard_size` rows, written atomically; `overwrite` replaces an existing
+        store) and return it opened. Memory stays at one chunk and one shard.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     layer_name, module = _resolve_layer(model, layer)
     if tokenizer is not None:
-        return _collect_tokens(
+        rows = _collect_tokens(
             model,
             layer_name,
             module,
@@ -264,6 +272,14 @@ def collect_activations(
             max_tokens=max_tokens,
             max_length=max_length,
             drop_special=drop_special,
+        )
+        if out is None:
+            return rows
+        from sae_widgets.data.store import write_store  # token rows are collected, then stored
+
+        info = {"model": type(model).__name__, "layer": layer_name}
+        return write_store(
+            _identity, rows, out, info=info, shard_size=shard_size, overwrite=overwrite
         )
     if batch_size is None:
         batch_size = 256
@@ -326,6 +342,19 @@ def collect_activations(
 
     runner = _LayerRunner(model, module, layer_name, int(batch_size), run_device, dtype, prepare)
     runner.image_fallback = image_fallback
+    if out is not None:
+        from sae_widgets.data.store import write_store
+
+        info = {"model": type(model).__name__, "layer": layer_name}
+        return write_store(
+            runner,
+            data,
+            out,
+            info=info,
+            shard_size=shard_size,
+            overwrite=overwrite,
+            chunk_size=max(int(batch_size), 8192),
+        )
     activations = runner(data.X)
     return Dataset(
         activations,

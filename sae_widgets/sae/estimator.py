@@ -20,6 +20,7 @@ from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
 from sae_widgets.sae import params as constraints
+from sae_widgets.sae.batches import is_row_source
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
@@ -112,8 +113,12 @@ class SAE(BaseEstimator):
     device: a torch device that exists here ("cpu", "cuda", "cuda:1"); "meta" is refused.
     grad_clip: maximum gradient norm (finite, > 0); None or 0 disables clipping.
     warmup_steps (>= 0 or None), decay_fraction ([0, 1]), aux_coeff (>= 0), k_aux (>= 1 or
-    None), dead_window, min_steps_per_epoch, log_every (>= 1 or None), shuffle (a bool):
-        see `sae_widgets.sae.training.TrainConfig`.
+    None), dead_window, min_steps_per_epoch, log_every (>= 1 or None), shuffle (a bool),
+    shuffle_buffer (>= 1 or None): see `sae_widgets.sae.training.TrainConfig`.
+
+    X may also be an `ActivationStore` (or its `.X`): fit, partial_fit, transform and
+    encode_sparse then stream it from disk in bounded memory; fit gives the same model as on
+    the same rows in memory (same seed, same `shuffle_buffer`).
 
     fit(X, callbacks=None, progress=True) shows a progress bar; pass progress=False for
     none (partial_fit's default). Ctrl-C or a callback returning False ends training with
@@ -153,6 +158,7 @@ class SAE(BaseEstimator):
         shuffle: bool = True,
         log_every: int | None = None,
         prefix_sizes: tuple[int, ...] | None = None,
+        shuffle_buffer: int | None = 2**17,
     ) -> None:
         self.n_units = n_units
         self.activation = activation
@@ -174,6 +180,7 @@ class SAE(BaseEstimator):
         self.shuffle = shuffle
         self.log_every = log_every
         self.prefix_sizes = prefix_sizes
+        self.shuffle_buffer = shuffle_buffer
 
     # ----------------------------------------------------------------- helpers
     def _check_params(self) -> None:
@@ -213,7 +220,24 @@ class SAE(BaseEstimator):
             l0_coeff=self.l0_coeff,
             log_every=self.log_every,
             shuffle=self.shuffle,
+            shuffle_buffer=self.shuffle_buffer,
         )
+
+    def _rows(self, X: Any, name: str = "X", fresh: bool = False) -> Any:
+        """X as `_input` gives it, or a row source on disk (an ActivationStore's X), checked
+        for shape but left where it is (its rows were checked finite when written)."""
+        X = _data_of(X)
+        if not is_row_source(X):
+            return self._input(X, name, fresh)
+        if len(X.shape) != 2 or min(X.shape) == 0:
+            raise ValueError(f"{name} must be a non-empty 2-D store; got shape {tuple(X.shape)}")
+        expected = None if fresh else getattr(self, "n_features_in_", None)
+        if expected is not None and X.shape[1] != expected:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the SAE was fitted on {expected}"
+            )
+        self._torch_device()  # a bad device string is a ValueError before any reading
+        return X
 
     def _input(self, X: Any, name: str = "X", fresh: bool = False) -> Tensor:
         """X as a finite float32 (n, d) tensor on the model's device.
@@ -298,7 +322,7 @@ class SAE(BaseEstimator):
 
     def _session(
         self,
-        X: Tensor,
+        X: Any,
         epochs: int,
         batch_size: int,
         shuffle: bool,
@@ -343,7 +367,7 @@ class SAE(BaseEstimator):
             self._check_params()
             constraints.check_param("progress", progress)
             callback_list = self._callbacks(callbacks)
-            X_t = self._input(X, fresh=True)  # before dropping the old fit: bad X keeps it
+            X_t = self._rows(X, fresh=True)  # before dropping the old fit: bad X keeps it
             previous = {key: self.__dict__.pop(key) for key in _FIT_STATE if key in self.__dict__}
             n, d = X_t.shape
             try:
@@ -371,7 +395,7 @@ class SAE(BaseEstimator):
             self._check_params()
             constraints.check_param("progress", progress)
             callback_list = self._callbacks(callbacks)
-            X_t = self._input(X)
+            X_t = self._rows(X)
             if not hasattr(self, "model_"):
                 self._start(X_t.shape[1])
             self._session(X_t, 1, self.batch_size, False, None, callback_list, progress)
@@ -424,24 +448,30 @@ class SAE(BaseEstimator):
         """(n_units, d) decoder directions (rows), numpy float32."""
         return self._check_fitted().W_dec.detach().cpu().numpy().copy()
 
-    def _chunks(self, X: Any, chunk_size: int) -> tuple[Tensor, ...]:
+    def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
+        """X in row chunks on the model's device (a store is read chunk by chunk)."""
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
             raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        return tuple(self._input(X).split(int(chunk_size)))
+        X_t = self._rows(X)
+        if isinstance(X_t, Tensor):
+            return X_t.split(int(chunk_size))
+        device = self._check_fitted().W_dec.device
+        return (torch.from_numpy(c).to(device) for c in X_t.chunks(int(chunk_size)))
 
     def transform(self, X: Any, chunk_size: int = 8192) -> Any:
         """(n, n_units) unit activations (dense), computed in chunks without gradients."""
         model = self._check_fitted()
-        chunks = self._chunks(X, chunk_size)
+        rows = self._rows(X)  # a tensor on the model's device, or a store read chunk by chunk
+        n = int(rows.shape[0])
+        chunks = self._chunks(rows, chunk_size)
         with torch.no_grad():
             codes: Tensor | None = None  # filled chunk by chunk (torch.cat would hold 2 copies)
             start = 0
             for chunk in chunks:
                 part = model.encode(chunk)
                 if codes is None:
-                    n = sum(len(c) for c in chunks)
                     codes = part.new_empty(n, part.shape[1])
                 codes[start : start + len(part)] = part
                 start += len(part)
@@ -541,11 +571,24 @@ class SAE(BaseEstimator):
         save_sae(self, folder)
 
     @classmethod
-    def load(cls, folder: Any) -> SAE:
-        """Read a checkpoint folder (ours, SAELens, sparsify or dictionary_learning)."""
+    def load(cls, folder: Any, device: str | torch.device | None = None) -> SAE:
+        """Read a checkpoint folder (ours, SAELens, sparsify or dictionary_learning).
+
+        Weights are read onto the CPU whatever device saved them; `device` moves the loaded
+        SAE there (e.g. "cuda"), and further training and inference run there.
+        """
         from sae_widgets.sae.checkpoint import load_sae
 
+        target = None
+        if device is not None:
+            try:
+                target = torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"device must name a torch device, got {device!r}") from err
         loaded: SAE = load_sae(folder)
+        if target is not None:
+            loaded.model_.to(target)
+            loaded.device = str(target)
         return loaded
 
     def __sklearn_is_fitted__(self) -> bool:

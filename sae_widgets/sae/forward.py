@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sae_widgets.sae import distributed
 from sae_widgets.sae.sparse_ops import (
     SparseCodes,
     affine_preacts,
@@ -92,7 +93,10 @@ def forward_of(spec: ActivationSpec) -> Forward:
 
 
 def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
-    """(fvu, total variance) of a batch; the variance is guarded for one-sample batches."""
+    """(fvu, total variance) of a batch; the variance is guarded for one-sample batches.
+    In data-parallel training the batch is the global one (see `sae.distributed`)."""
+    if distributed.is_global():
+        return distributed.global_fvu(x_BD, x_hat_BD)
     # one fused pass each (a chain of sub / pow / sum costs a pass over (B, d) per op)
     total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0) is 3x slower
     floor = 1e-8 * torch.linalg.vector_norm(x_BD.detach()).square() + 1e-30
@@ -202,7 +206,8 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
     with torch.no_grad():
         pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc)
         if model.training:
-            units, offsets, batch_threshold = batch_topk_units(pre_BU, model.cfg.k)
+            select = distributed.global_batch_topk if distributed.is_global() else batch_topk_units
+            units, offsets, batch_threshold = select(pre_BU, model.cfg.k)
             return Selection(pre_BU, units, offsets, None, batch_threshold)
         threshold = model.threshold
         assert threshold is not None

@@ -241,10 +241,10 @@ def evaluate(
         return {**stats.result(), **spliced}
     elif splice_options:
         raise TypeError(f"{sorted(splice_options)} apply only with model= and layer=")
-    X_t = est._input(_data_of(X))
-    stats = ReconstructionStats(X_t.shape[1], module.cfg.n_units, X_t.device)
+    rows = est._rows(_data_of(X))  # a tensor on the model's device, or a store on disk
+    stats = ReconstructionStats(rows.shape[1], module.cfg.n_units, module.W_dec.device)
     with torch.no_grad():
-        for chunk in X_t.split(chunk_size):
+        for chunk in est._chunks(rows, chunk_size):
             codes = module.encode(chunk)
             stats.update(chunk, codes, module.decode(codes))
     return stats.result()

@@ -155,6 +155,7 @@ SAE_PARAMETERS: dict[str, Constraint] = {
     "min_steps_per_epoch": _positive_int(),
     "shuffle": Constraint("bool"),
     "log_every": _positive_int(none=True),
+    "shuffle_buffer": _positive_int(none=True),
 }
 """Every `SAE` constructor parameter and what it accepts."""
 

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sae_widgets.sae import registry
+from sae_widgets.sae import distributed, registry
+from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import SparseCodes
@@ -73,6 +74,10 @@ class TrainConfig:
     """Log metrics every this many steps; None: about 50 points per fit."""
     shuffle: bool = True
     """fit visits samples in a fresh random order each epoch."""
+    shuffle_buffer: int | None = 2**17
+    """Rows shuffled together (see `sae.batches`): data up to this size is fully shuffled;
+    larger data (a store on disk) is read and shuffled one window of this many rows at a time.
+    None: always the whole data."""
 
 
 def default_lr(activation: str, n_units: int) -> float:
@@ -127,6 +132,9 @@ class Trainer:
         self.samples_since_fired = torch.zeros(model.cfg.n_units, dtype=torch.long, device=device)
         self.threshold_updates = 0
         self.generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+        self.rank, self.world = distributed.rank_and_world()
+        self.forward_train: Callable[..., Any] = model.forward_train
+        self._rows = 0  # this rank's rows in the last step
 
     # ----------------------------------------------------------------- set-up
     def initialize(self, x_ND: Tensor) -> None:
@@ -195,7 +203,7 @@ class Trainer:
         model = self.model
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        out = model.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
+        out = self.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
         loss = out.fvu + sparsity_coeff * out.sparsity + self.cfg.aux_coeff * out.aux_fvu
         if out.extra_loss is not None:
             loss = loss + out.extra_loss
@@ -213,11 +221,12 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         model.normalize_decoder_()
-        self._track_firing(out.codes, x_BD.shape[0])
+        global_rows = self._track_firing(out.codes, x_BD.shape[0])
         if out.batch_threshold is not None:
             self._update_threshold(out.batch_threshold)
+        self._rows = x_BD.shape[0]
         self.step += 1
-        self.samples_seen += x_BD.shape[0]
+        self.samples_seen += global_rows
         return {
             "loss": loss.detach(),
             "fvu": out.fvu.detach(),
@@ -227,16 +236,21 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def _track_firing(self, codes: SparseCodes | Tensor, n_rows: int) -> None:
-        self.samples_since_fired += n_rows
+    def _track_firing(self, codes: SparseCodes | Tensor, n_rows: int) -> int:
+        """Reset the counters of units that fired; returns the rows counted (global batch)."""
         if isinstance(codes, SparseCodes):  # one counting pass (a boolean index is two)
             n_units = self.samples_since_fired.numel()
             fires = torch.bincount(
                 codes.units, weights=(codes.values > 0).float(), minlength=n_units
             )
-            self.samples_since_fired.masked_fill_(fires > 0, 0)
+            fired = fires > 0
         else:
-            self.samples_since_fired[(codes > 0).any(dim=0)] = 0
+            fired = (codes > 0).any(dim=0)
+        if distributed.is_global():  # every rank's firing counts, over the global batch
+            fired, n_rows = distributed.global_fired(fired, n_rows)
+        self.samples_since_fired += n_rows
+        self.samples_since_fired.masked_fill_(fired, 0)
+        return n_rows
 
     @torch.no_grad()
     def _update_threshold(self, batch_threshold: Tensor) -> None:
@@ -248,15 +262,32 @@ class Trainer:
         self.model.set_threshold_(current * beta + (1 - beta) * batch_threshold.clamp_min(0))
 
     # ----------------------------------------------------------------- sessions
-    def batches(self, n: int, batch_size: int, shuffle: bool) -> Iterable[Tensor]:
-        """Index batches of one pass over n samples, nearly equal in size."""
-        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
-        n_batches = max(1, math.ceil(n / batch_size))
-        return torch.tensor_split(order, n_batches)
+    def plan(self, n: int, batch_size: int, shuffle: bool) -> EpochPlan:
+        """Row order and batches of one pass over n samples (the same for an array in memory
+        and a store on disk, see `sae.batches`)."""
+        return plan_epoch(n, batch_size, shuffle, self.cfg.shuffle_buffer, self.generator)
+
+    def source(self, X: Any) -> TensorBatches | StreamBatches:
+        """Batches of X: a tensor on the model's device, or a row source streamed from disk;
+        in a process group, this rank's slice of each global batch."""
+        if isinstance(X, Tensor):
+            return TensorBatches(X, self.rank, self.world)
+        return StreamBatches(X, self.model.W_dec.device, self.rank, self.world)
+
+    def _distributed(self) -> Callable[..., Any]:
+        """The training forward, wrapped in DistributedDataParallel in a process group."""
+        if self.world == 1:
+            return self.model.forward_train
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = self.model.W_dec.device
+        ids = [device.index] if device.type == "cuda" else None
+        # buffers (the BatchTopK threshold) are equal on every rank: syncing them is harmless
+        return DistributedDataParallel(_TrainForward(self.model), device_ids=ids)
 
     def run(
         self,
-        X_ND: Tensor,
+        X_ND: Any,
         history: list[dict[str, float]],
         *,
         epochs: int,
@@ -266,7 +297,8 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         progress: bool = False,
     ) -> str | None:
-        """Train over X (user space, on the model's device) for `epochs` passes.
+        """Train over X (a tensor in user space on the model's device, or a row source such
+        as `ActivationStore.X`, streamed) for `epochs` passes.
 
         Appends each logged step's metrics to `history` and passes them to every callback.
         Returns why training stopped early ("callback" or "interrupted"), or None. Ctrl-C
@@ -281,7 +313,7 @@ class Trainer:
     def _run(
         self,
         guard: SigintGuard,
-        X_ND: Tensor,
+        X_ND: Any,
         history: list[dict[str, float]],
         epochs: int,
         batch_size: int,
@@ -291,19 +323,22 @@ class Trainer:
         progress: bool,
     ) -> str | None:
         callbacks = list(callbacks)
-        n = X_ND.shape[0]
+        source = self.source(X_ND)
+        n = source.n
         n_batches = max(1, math.ceil(n / batch_size))
         planned = epochs * n_batches
         log_every = self.cfg.log_every or max(1, (total_steps or planned) // 50)
-        first_epoch = list(self.batches(n, batch_size, shuffle))
+        first_plan = self.plan(n, batch_size, shuffle)
         if self.scale is None:
-            self.initialize(X_ND[first_epoch[0]])
+            self.initialize(source.first_batch(first_plan))
         assert self.scale is not None
         scale = self.scale
         last: dict[str, Tensor] | None = None
         last_lr = 0.0
         logged_step = -1
         stopped: str | None = None
+        self.forward_train = self._distributed()  # DistributedDataParallel in a process group
+        progress = progress and self.rank == 0  # only rank 0 shows progress
         bar = tqdm(total=planned, desc="SAE training", unit="step", disable=not progress)
         self.model.train()
         self.model.rescale_inputs_(scale)  # training space from here to the clean-up
@@ -311,12 +346,14 @@ class Trainer:
             if guard.interrupted:
                 raise KeyboardInterrupt  # Ctrl-C during set-up: no step at all
             for epoch in range(epochs):
-                for idx in first_epoch if epoch == 0 else self.batches(n, batch_size, shuffle):
+                plan = first_plan if epoch == 0 else self.plan(n, batch_size, shuffle)
+                for x_ND in source.batches(plan):
                     guard.escapable = True
-                    x_BD = X_ND[idx.to(X_ND.device)] * scale
+                    x_BD = x_ND * scale
                     last_lr = self.lr_at(self.step, total_steps)
                     coeff = self.sparsity_coeff_at(self.step, total_steps)
-                    last = self.train_step(x_BD, last_lr, coeff)
+                    with distributed.global_batch():
+                        last = self.train_step(x_BD, last_lr, coeff)
                     bar.update(1)
                     if self.step % log_every == 0:
                         entry = self._log_entry(last, last_lr)
@@ -335,6 +372,7 @@ class Trainer:
             stopped = "interrupted"
         finally:
             guard.escapable = False  # first: from here no Ctrl-C can cut the clean-up short
+            self.forward_train = self.model.forward_train
             self.model.normalize_decoder_()
             self.model.rescale_inputs_(1.0 / scale)
             self.model.eval()
@@ -351,7 +389,10 @@ class Trainer:
 
     def _log_entry(self, metrics: dict[str, Tensor], lr: float) -> dict[str, float]:
         entry: dict[str, float] = {"step": self.step, "samples": self.samples_seen}
-        entry.update({name: float(value) for name, value in metrics.items()})
+        values = {name: float(value) for name, value in metrics.items()}
+        if self.world > 1:  # what one process would log for the global batch
+            values = distributed.global_metrics(values, self._rows, self.model.W_dec.device)
+        entry.update(values)
         entry["dead_fraction"] = float(self.dead_mask().float().mean())
         entry["lr"] = lr
         return entry
@@ -378,3 +419,14 @@ def planned_steps(sae: Any, n_samples: int) -> int | None:
         return None
     batch = max(1, min(batch_size, n_samples // min_steps))
     return int(epochs * math.ceil(n_samples / batch))
+
+
+class _TrainForward(torch.nn.Module):
+    """`forward` = the module's training forward, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SparseAutoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_BD: Tensor, dead_mask: Tensor, k_aux: int | None) -> Any:
+        return self.model.forward_train(x_BD, dead_mask, k_aux)

@@ -1,0 +1,201 @@
+"""Where training batches come from: one epoch plan, read from memory or streamed from disk.
+
+The plan of an epoch (which rows, in which order, cut into which batches) depends only on
+(n, batch size, shuffle, shuffle buffer, the generator): an array in memory and a store on
+disk holding the same rows give the same batches, hence the same model.
+
+Order: with shuffle and `buffer >= n`, one random permutation of all rows (as `fit` always
+did). With a smaller buffer, the rows are cut into blocks of `buffer // 32` rows, the blocks
+are shuffled, and each window of `buffer` rows (32 blocks) is shuffled within itself: a
+shuffle buffer across shards that only ever holds `buffer` rows. Without shuffle, row order.
+
+Sources:
+- `TensorBatches`: rows already in a tensor on the training device (gathers each batch).
+- `StreamBatches`: rows readable by index from a row source (an `ActivationStore.X`, any
+  object with `shape` and `take(indices)`); a background thread reads the next window while
+  the current one trains, so reading overlaps compute. Memory: about 3 windows of rows.
+
+Distributed training: each of `world` ranks takes its slice of every global batch and reads
+only those rows; `first_batch` is the whole first global batch on every rank, so the
+statistics set from it (input scale, b_dec, JumpReLU thresholds) agree without messages.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BLOCKS_PER_WINDOW = 32
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """Rows on disk (or anywhere) that can be read by index without loading them all."""
+
+    shape: tuple[int, int]
+
+    def take(self, rows: Any) -> np.ndarray: ...
+
+    def chunks(self, size: int, start: int = ..., stop: int | None = ...) -> Iterator[Any]: ...
+
+
+def is_row_source(X: Any) -> bool:
+    """Whether X streams (an `ActivationStore.X`) rather than being an array in memory."""
+    return isinstance(X, RowSource) and not isinstance(X, np.ndarray | Tensor)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One pass: the row order and the batch boundaries in it."""
+
+    order: Tensor
+    """(n,) int64 row indices in training order."""
+    bounds: np.ndarray
+    """(n_batches + 1,) start of each batch in `order` (nearly equal batches)."""
+    window: int
+    """Rows per read window (the shuffle buffer)."""
+
+    @property
+    def n_batches(self) -> int:
+        return len(self.bounds) - 1
+
+    def rank_slice(self, b: int, rank: int, world: int) -> tuple[int, int]:
+        """Positions in `order` of rank `rank`'s part of batch `b`."""
+        lo, hi = int(self.bounds[b]), int(self.bounds[b + 1])
+        size = hi - lo
+        return lo + size * rank // world, lo + size * (rank + 1) // world
+
+
+def plan_epoch(
+    n: int, batch_size: int, shuffle: bool, buffer: int | None, generator: torch.Generator
+) -> EpochPlan:
+    """The plan of one epoch (see the module docstring for the order)."""
+    window = n if buffer is None else max(1, min(int(buffer), n))
+    if not shuffle:
+        order = torch.arange(n)
+    elif window >= n:
+        order = torch.randperm(n, generator=generator)
+    else:
+        block = max(1, window // BLOCKS_PER_WINDOW)
+        n_blocks = math.ceil(n / block)
+        blocks = torch.randperm(n_blocks, generator=generator)
+        per_window = max(1, window // block)
+        parts = []
+        for w in range(0, n_blocks, per_window):
+            rows = torch.cat(
+                [
+                    torch.arange(b * block, min(n, (b + 1) * block))
+                    for b in blocks[w : w + per_window]
+                ]
+            )
+            parts.append(rows[torch.randperm(rows.numel(), generator=generator)])
+        order = torch.cat(parts)
+    n_batches = max(1, math.ceil(n / batch_size))
+    sizes = np.full(n_batches, n // n_batches, dtype=np.int64)
+    sizes[: n % n_batches] += 1  # as torch.tensor_split: the first batches get one more row
+    bounds = np.zeros(n_batches + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    return EpochPlan(order, bounds, window)
+
+
+class TensorBatches:
+    """Batches gathered from rows already on the training device."""
+
+    def __init__(self, X_ND: Tensor, rank: int = 0, world: int = 1) -> None:
+        self.X_ND, self.rank, self.world = X_ND, rank, world
+        self.n = int(X_ND.shape[0])
+
+    def first_batch(self, plan: EpochPlan) -> Tensor:
+        return self.X_ND[plan.order[: int(plan.bounds[1])].to(self.X_ND.device)]
+
+    def batches(self, plan: EpochPlan) -> Iterator[Tensor]:
+        order = plan.order.to(self.X_ND.device)
+        for b in range(plan.n_batches):
+            lo, hi = plan.rank_slice(b, self.rank, self.world)
+            yield self.X_ND[order[lo:hi]]
+
+
+class StreamBatches:
+    """Batches read from a row source window by window, the next window read ahead in a
+    background thread (numpy's reads release the GIL, so they overlap the training step)."""
+
+    def __init__(
+        self, source: Any, device: torch.device, rank: int = 0, world: int = 1, ahead: int = 1
+    ) -> None:
+        self.source, self.device = source, device
+        self.rank, self.world, self.ahead = rank, world, max(1, ahead)
+        self.n = int(source.shape[0])
+
+    def _read(self, rows: Tensor) -> Tensor:
+        array = self.source.take(rows.numpy())
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def first_batch(self, plan: EpochPlan) -> Tensor:
+        return self._read(plan.order[: int(plan.bounds[1])])
+
+    def _windows(self, plan: EpochPlan) -> Iterator[tuple[list[tuple[int, int]], Tensor]]:
+        """(batch slices of this rank inside the window's rows, the rows), window by window:
+        a window ends at the first batch boundary at or after each `plan.window` rows."""
+        b = 0
+        while b < plan.n_batches:
+            start = int(plan.bounds[b])
+            slices: list[tuple[int, int]] = []
+            pieces: list[Tensor] = []
+            taken = 0
+            while b < plan.n_batches and (not slices or plan.bounds[b] - start < plan.window):
+                lo, hi = plan.rank_slice(b, self.rank, self.world)
+                slices.append((taken, taken + hi - lo))
+                pieces.append(plan.order[lo:hi])
+                taken += hi - lo
+                b += 1
+            yield slices, self._read(torch.cat(pieces))
+
+    def batches(self, plan: EpochPlan) -> Iterator[Tensor]:
+        ready: queue.Queue[Any] = queue.Queue(maxsize=self.ahead)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in self._windows(plan):
+                    while not stop.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(None)
+            except BaseException as err:  # handed to the training thread, raised there
+                ready.put(err)
+
+        thread = threading.Thread(target=produce, name="sae-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                slices, rows = item
+                for lo, hi in slices:
+                    yield rows[lo:hi]
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)
