@@ -13,7 +13,7 @@ from sae_widgets.analysis.matching import (
     nearest_matches,
 )
 from sae_widgets.analysis.probe import ProbeResult, probe_attribute
-from sae_widgets.analysis.projection import Projection, pca_projection
+from sae_widgets.analysis.projection import Projection, display_subset, pca_projection
 from sae_widgets.analysis.selection import (
     Enrichment,
     HeatmapData,
@@ -41,6 +41,7 @@ __all__ = [
     "compare_saes",
     "default_heatmap_rows",
     "default_heatmap_units",
+    "display_subset",
     "enrichment",
     "heatmap_matrix",
     "hungarian_matches",

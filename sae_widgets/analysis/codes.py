@@ -94,6 +94,21 @@ class CodeStore:
         self.max_activation: NDArray[np.float32] = self._column_max()
 
     @classmethod
+    def from_canonical(cls, csr: sp.csr_matrix, csc: sp.csc_matrix) -> CodeStore:
+        """A store over given canonical float32 CSR and CSC views of the same codes (sorted
+        indices, no zeros, no duplicates), used as they are: memory-mapped arrays stay mapped
+        (see `sae_widgets.analysis.code_files`)."""
+        store = cls.__new__(cls)
+        store.csr, store.csc = csr, csc
+        store.n_samples, store.n_units = (int(s) for s in csr.shape)
+        store.counts = np.diff(csc.indptr).astype(np.int64)
+        store.sums = np.bincount(csr.indices, weights=csr.data, minlength=store.n_units).astype(
+            np.float64
+        )
+        store.max_activation = store._column_max()
+        return store
+
+    @classmethod
     def from_sae(cls, sae: SparseEncoder, X: Any, chunk_size: int = 8192) -> CodeStore:
         """Encode `X` with ``sae.encode_sparse`` chunk by chunk (bounded memory) and store it."""
         chunk_size = check_positive_int(chunk_size, "chunk_size")

@@ -2,6 +2,10 @@
 
 Sparse codes are never densified: scikit-learn's PCA with the ARPACK solver centres a sparse
 matrix implicitly (a linear operator), so memory stays at the size of the codes.
+
+Beyond `fit_rows` samples (1e6 codes, a store on disk) the PCA is fitted on a random sample of
+`fit_rows` rows and applied to every row in chunks: two directions are estimated as well from
+1e5 rows, and the projection then costs one sparse (or chunked dense) product.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from sae_widgets.analysis.checks import check_positive_int
 
-__all__ = ["Projection", "pca_projection"]
+__all__ = ["Projection", "display_subset", "pca_projection"]
+
+FIT_ROWS = 100_000
+_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,20 @@ def _has_no_variance(matrix: Any) -> bool:
     return bool(np.all(matrix == matrix[:1]))
 
 
+def _is_row_source(data: Any) -> bool:
+    """Rows on disk read by index and in chunks (an ActivationStore's X), not an array."""
+    return not isinstance(data, np.ndarray) and all(
+        hasattr(data, name) for name in ("shape", "take", "chunks")
+    )
+
+
 def pca_projection(
-    data: Any, n_components: int = 2, *, source: str = "codes", seed: int = 0
+    data: Any,
+    n_components: int = 2,
+    *,
+    source: str = "codes",
+    seed: int = 0,
+    fit_rows: int | None = FIT_ROWS,
 ) -> Projection:
     """Project `data` onto its first `n_components` principal components.
 
@@ -60,13 +79,23 @@ def pca_projection(
     seed:
         Seeds ARPACK's start vector, so the same data always gives the same coordinates.
 
+    fit_rows:
+        With more samples than this, fit on a random `fit_rows` of them (seeded) and project
+        every sample in chunks; None: always fit on all.
+
     Dense data uses scikit-learn's automatic solver (covariance eigendecomposition when
     features are few, randomized SVD when they are many); sparse data uses ARPACK on the
     implicitly centred matrix. Component signs follow scikit-learn's deterministic convention.
+    A row source (an ActivationStore's X) is read in chunks, never whole.
     """
     n_components = check_positive_int(n_components, "n_components")
     if source not in ("codes", "inputs"):
         raise ValueError(f"source must be 'codes' or 'inputs'; got {source!r}")
+    if fit_rows is not None:
+        fit_rows = check_positive_int(fit_rows, "fit_rows", minimum=2)
+    n_rows = int(data.shape[0]) if hasattr(data, "shape") else len(data)
+    if _is_row_source(data) or (fit_rows is not None and n_rows > fit_rows):
+        return _fit_sample_project_all(data, n_components, source, seed, fit_rows or n_rows)
     sparse = sp.issparse(data)
     matrix = sp.csr_matrix(data) if sparse else np.asarray(data)
     if matrix.ndim != 2:
@@ -103,3 +132,85 @@ def pca_projection(
         mean=np.asarray(pca.mean_, dtype=np.float32).ravel(),
         source=source,
     )
+
+
+def _fit_sample_project_all(
+    data: Any, n_components: int, source: str, seed: int, fit_rows: int
+) -> Projection:
+    """PCA fitted on `fit_rows` random rows (sorted: reads stay sequential), then applied to
+    every row, chunk by chunk."""
+    n = int(data.shape[0])
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, fit_rows), replace=False))
+    if sp.issparse(data):
+        data = sp.csr_matrix(data)
+        sample: Any = data[rows]
+    elif _is_row_source(data):
+        sample = np.asarray(data.take(rows))
+    else:
+        data = np.asarray(data)
+        sample = data[rows]
+    fitted = pca_projection(sample, n_components, source=source, seed=seed, fit_rows=None)
+    components, mean = fitted.components, fitted.mean
+    offset = mean.astype(np.float64) @ components.T.astype(np.float64)
+    coords = np.empty((n, n_components), dtype=np.float32)
+    if sp.issparse(data):
+        coords[:] = data @ components.T.astype(np.float32) - offset
+        return Projection(coords, fitted.explained_variance_ratio, components, mean, source)
+    chunks = (
+        data.chunks(_CHUNK)
+        if _is_row_source(data)
+        else (data[lo : lo + _CHUNK] for lo in range(0, n, _CHUNK))
+    )
+    start = 0
+    for chunk in chunks:
+        block = np.asarray(chunk, dtype=np.float32)
+        if not np.isfinite(block).all():
+            raise ValueError("data must be finite; got NaN or infinity")
+        coords[start : start + len(block)] = block @ components.T - offset
+        start += len(block)
+    return Projection(coords, fitted.explained_variance_ratio, components, mean, source)
+
+
+def display_subset(
+    coords: Any, max_points: int = 20_000, *, grid: int = 128, seed: int = 0
+) -> NDArray[np.int64]:
+    """Sorted indices of at most `max_points` samples to draw from a 2-D scatter.
+
+    Every sample stays selectable (a brush goes through all coordinates); only drawing is
+    decimated. The subset keeps the shape of the cloud: the plane is cut into grid x grid
+    cells and each cell keeps up to the same number of random points, so sparse regions and
+    outliers survive while dense regions are thinned. The same coordinates and seed always give
+    the same subset, so a view can send it once and then only colours for it.
+    """
+    max_points = check_positive_int(max_points, "max_points")
+    grid = check_positive_int(grid, "grid")
+    xy = np.asarray(coords)
+    if xy.ndim != 2 or xy.shape[1] < 2:
+        raise ValueError(f"coords must have shape (n_samples, >=2); got {xy.shape}")
+    n = xy.shape[0]
+    if n <= max_points:
+        return np.arange(n, dtype=np.int64)
+    low, high = xy[:, :2].min(axis=0), xy[:, :2].max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    cell_xy = np.minimum(((xy[:, :2] - low) / span * grid).astype(np.int64), grid - 1)
+    cell = cell_xy[:, 0] * grid + cell_xy[:, 1]
+    counts = np.bincount(cell, minlength=grid * grid)
+    # the largest per-cell cap whose total stays within max_points
+    caps = np.sort(counts[counts > 0])
+    kept_at = np.cumsum(caps) + caps * (len(caps) - 1 - np.arange(len(caps)))
+    fits = np.flatnonzero(kept_at <= max_points)
+    cap = int(caps[fits[-1]]) if fits.size else 0
+    if fits.size and fits[-1] + 1 < len(caps):  # room left: raise the cap to just below next
+        above = len(caps) - fits[-1] - 1
+        cap += (max_points - int(kept_at[fits[-1]])) // above
+    elif not fits.size:
+        cap = max_points // len(caps)
+    cap = max(cap, 1)
+    order = np.random.default_rng(seed).permutation(n)
+    by_cell = order[np.argsort(cell[order], kind="stable")]  # random order within each cell
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(n) - np.repeat(starts, counts)
+    keep = by_cell[rank < cap]
+    if keep.size > max_points:  # cells of size 1 under a cap of 1 can still overflow
+        keep = np.random.default_rng(seed + 1).choice(keep, size=max_points, replace=False)
+    return np.sort(keep).astype(np.int64)

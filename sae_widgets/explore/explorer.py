@@ -9,8 +9,10 @@ from `sae_widgets.analysis`; no tensors reach the views.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from numbers import Integral
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from sae_widgets.analysis import (
     UnitSummary,
     default_heatmap_rows,
     default_heatmap_units,
+    display_subset,
     enrichment,
     heatmap_matrix,
     pca_projection,
@@ -34,6 +37,7 @@ from sae_widgets.analysis import (
     unit_summary,
 )
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.code_files import encode_to_folder
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.prefix import PrefixMetrics, prefix_metrics, prefix_reconstruction
 from sae_widgets.analysis.summary import normalize_rows
@@ -113,6 +117,9 @@ class Explorer:
         model (default: as is).
     tokenizer:
         A language model's tokenizer: steering then shows greedy continuations of a prompt.
+    codes_dir:
+        A folder to encode the codes into as memory-mapped files (large data, e.g. an
+        `ActivationStore` of 10^6 rows); None: in memory.
 
     Attributes
     ----------
@@ -135,6 +142,7 @@ class Explorer:
         inputs: Any = None,
         input_fn: Any = None,
         tokenizer: Any = None,
+        codes_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         n_features = _check_fitted(sae)
         if not isinstance(dataset, Dataset):
@@ -151,12 +159,14 @@ class Explorer:
         self.default_projection = projection
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
         self.seed = int(seed)
+        self.codes_dir = None if codes_dir is None else Path(codes_dir)
         self.n_samples = int(dataset.X.shape[0])
         self.n_units = int(np.shape(sae.components_)[0])
         self.selection = Selection(self.n_units, self.n_samples, attributes=dataset.attributes)
         self.history = SelectionHistory(self.selection)
         self._codes: CodeStore | None = None
         self._projections: dict[str, Projection] = {}
+        self._display: dict[tuple[str, int], NDArray[np.int64]] = {}
         self._decoder: NDArray[np.float32] | None = None
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
@@ -188,7 +198,12 @@ class Explorer:
     def codes(self) -> CodeStore:
         """Sparse unit codes of every sample (encoded on first access, then cached)."""
         if self._codes is None:
-            self._codes = CodeStore.from_sae(self.sae, self.dataset.X, chunk_size=self.chunk_size)
+            if self.codes_dir is not None:  # memory-mapped files: RAM stays small at 1e6+
+                self._codes = encode_to_folder(self.sae, self.dataset.X, self.codes_dir)
+            else:
+                self._codes = CodeStore.from_sae(
+                    self.sae, self.dataset.X, chunk_size=self.chunk_size
+                )
         return self._codes
 
     @property
@@ -220,6 +235,7 @@ class Explorer:
         """Forget every cached result (call after training the SAE further)."""
         self._codes = None
         self._projections.clear()
+        self._display.clear()
         self._decoder = None
         self._directions = None
         self._summaries.clear()
@@ -262,6 +278,20 @@ class Explorer:
             data = self.codes.csr if source == "codes" else self.dataset.X
             self._projections[source] = _pca_2d(data, source, self.seed)
         return self._projections[source]
+
+    def display_samples(
+        self, max_points: int = 20_000, source: str | None = None
+    ) -> NDArray[np.int64]:
+        """Sorted indices of the (at most `max_points`) samples a scatter of the projection
+        should draw; a brush still selects over all samples (`samples_in_rect`). Cached: the
+        same subset every call, so a view sends its points once and then only colours."""
+        source = self.default_projection if source is None else source
+        key = (source, int(max_points))
+        cached = self._display.get(key)
+        if cached is None:
+            cached = display_subset(self.projection(source).coords, max_points, seed=self.seed)
+            self._display[key] = cached
+        return cached
 
     def samples_in_rect(
         self, x_range: Any, y_range: Any, source: str | None = None
