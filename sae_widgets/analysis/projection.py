@@ -211,6 +211,11 @@ def display_subset(
     starts = np.cumsum(counts) - counts
     rank = np.arange(n) - np.repeat(starts, counts)
     keep = by_cell[rank < cap]
+    rng = np.random.default_rng(seed + 1)
     if keep.size > max_points:  # cells of size 1 under a cap of 1 can still overflow
-        keep = np.random.default_rng(seed + 1).choice(keep, size=max_points, replace=False)
+        keep = rng.choice(keep, size=max_points, replace=False)
+    elif keep.size < max_points:  # the cap is an integer: fill up with each cell's next point
+        spare = by_cell[rank == cap]
+        extra = rng.choice(spare, size=min(spare.size, max_points - keep.size), replace=False)
+        keep = np.concatenate([keep, extra])
     return np.sort(keep).astype(np.int64)
