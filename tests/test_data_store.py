@@ -163,3 +163,20 @@ def test_float16_shards_read_as_float32(tmp_path, X):
     A = ActivationStore(tmp_path / "h").X
     assert isinstance(A, ShardedArray) and A.dtype == np.float32
     np.testing.assert_allclose(A[:], X.astype(np.float16).astype(np.float32))
+
+
+def test_token_rows_of_language_model_activations_are_kept(tmp_path):
+    from sae_widgets.data.store import write_store
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    docs = Documents(
+        texts=["a b", "c"],
+        token_ids=[np.array([5, 6]), np.array([7])],
+        offsets=[np.array([[0, 1], [2, 3]]), np.array([[0, 1]])],
+    )
+    rows = TokenRows(doc=[0, 0, 1], pos=[0, 1, 0], token_id=[5, 6, 7], documents=docs)
+    ds = sw.Dataset(np.eye(3, dtype=np.float32), tokens=rows)
+    store = write_store(lambda x: x, ds, tmp_path / "tok", shard_size=2)
+    np.testing.assert_array_equal(store.token_doc, [0, 0, 1])
+    np.testing.assert_array_equal(store.token_pos, [0, 1, 0])
+    np.testing.assert_array_equal(store.token_id, [5, 6, 7])

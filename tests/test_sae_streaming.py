@@ -123,5 +123,19 @@ def test_transform_and_evaluate_stream_a_store(data):
     assert sw.metrics.evaluate(sae, store, chunk_size=90) == pytest.approx(
         sw.metrics.evaluate(sae, X), rel=1e-9
     )
-    with pytest.raises(ValueError, match="shuffle_buffer must be a positive integer"):
+    with pytest.raises(ValueError, match="shuffle_buffer must be None or a positive integer"):
         sw.SAE(shuffle_buffer=0).fit(store)
+
+
+def test_cli_trains_on_a_store_folder(data, capsys, tmp_path):
+    import json
+
+    from sae_widgets.cli import main
+
+    _, store = data
+    argv = ["train", "--data", str(store.path), "--units", "16", "--k", "2", "--epochs", "1",
+            "--quiet", "--json", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_samples"] == len(store) and printed["processes"] == 1
+    assert sw.SAE.load(tmp_path / "run").components_.shape == (16, store.n_features)

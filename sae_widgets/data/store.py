@@ -339,6 +339,7 @@ class ActivationStore(Dataset):
         self.true_features = None
         self.true_codes = None
         self.attributes = {}
+        self.tokens = None  # the per-row token_doc / token_pos / token_id fields are below
         self.name = str(manifest.get("name", "") or self.path.name)
         for name, values in self.fields.items():
             if re.fullmatch(r"[A-Za-z_]\w*", name) and not hasattr(self, name):
