@@ -64,6 +64,13 @@ def test_public_names() -> None:
         ({"X": np.array([[1.0, np.nan]])}, ValueError, "X contains NaN or infinite values"),
         ({"X": np.array([[1.0, np.inf]])}, ValueError, "X contains NaN or infinite values"),
         ({"X": np.array([["a"]])}, TypeError, "X must hold numbers"),
+        ({"X": np.array([[3.40282357e38]])}, ValueError, "X holds values beyond float32"),
+        ({"X": np.array([[-1e300, 0.0]])}, ValueError, "X holds values beyond float32"),
+        (
+            {"X": np.zeros((1, 2)), "true_features": np.array([[1e39, 0.0]])},
+            ValueError,
+            "true_features holds values beyond float32",
+        ),
         ({"X": np.zeros((3, 2)), "labels": [0, 1]}, ValueError, r"labels .* per sample \(n=3\)"),
         ({"X": np.zeros((2, 2)), "labels": [0.5, 1]}, TypeError, "labels must be integers"),
         ({"X": np.zeros((2, 2)), "labels": [0, 2], "label_names": ["a"]}, ValueError, "label_"),

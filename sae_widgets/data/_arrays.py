@@ -31,6 +31,21 @@ def _check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
+def _as_float32(array: np.ndarray, name: str) -> np.ndarray:
+    """A C-contiguous float32 copy/view of `array`, refusing NaN/inf and values float32 cannot
+    hold (a float64 1e39 would otherwise become inf with only a RuntimeWarning)."""
+    _check_finite(array, name)
+    if np.issubdtype(array.dtype, np.floating) and array.dtype.itemsize > 4 and array.size:
+        limit = float(np.finfo(np.float32).max)
+        if max(-float(array.min()), float(array.max())) > limit:
+            raise ValueError(
+                f"{name} holds values beyond float32's range (|x| <= {limit:.3g}); rescale the data"
+            )
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    _check_finite(out, name)
+    return out
+
+
 def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarray:
     """Validate sample indices (int array-like or boolean mask) into an int64 array in [0, n)."""
     idx = _to_numpy(indices, name)

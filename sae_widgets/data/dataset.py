@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_numpy
+from sae_widgets.data._arrays import _as_float32, _check_finite, _normalise_indices, _to_numpy
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.tokens import TokenRows
 
@@ -56,8 +56,7 @@ class Dataset:
             raise ValueError("X has no features: expected shape (n_samples, n_features >= 1)")
         if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
             raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        _check_finite(X, "X")
+        X = _as_float32(X, "X")
         n = X.shape[0]
         self.X: np.ndarray = X
         self.labels = self._check_labels(labels, n)
@@ -151,8 +150,7 @@ class Dataset:
             raise ValueError(
                 f"true_features must have shape (n_features, d={d}); got shape {arr.shape}"
             )
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        _check_finite(arr, "true_features")
+        arr = _as_float32(arr, "true_features")
         return arr
 
     @staticmethod
