@@ -1,10 +1,13 @@
-"""Property-based tests of the SAE estimator (hypothesis): every generated input or parameter
-value either works with finite results or raises one of our documented errors (ValueError,
-TypeError or their subclasses) with a message naming the argument. Examples are bounded so
-the file runs in well under a minute."""
+"""Property-based tests of the public API (hypothesis): every generated input either works
+with finite results or raises one of our documented errors (ValueError, TypeError or their
+subclasses; OSError for files) with a message naming the argument. Examples are bounded so
+the file runs in about a minute."""
 
 from __future__ import annotations
 
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import sae_widgets as sw
+from sae_widgets.cli import main
+from sae_widgets.explore.selection import Selection
 from sae_widgets.sae.params import SAE_PARAMETERS
 from sae_widgets.sae.training import NonFiniteLossError
 
@@ -147,3 +152,178 @@ def test_any_parameter_value_trains_or_is_refused_naming_the_parameter(
         return
     assert all(bool(torch.isfinite(w).all()) for w in sae.model_.weights().values())
     assert np.isfinite(sae.transform(X)).all()
+
+
+# ---- Dataset / Attribute / Selection -------------------------------------------------------
+
+
+@FAST
+@given(X=_arrays(), labels=st.one_of(st.none(), st.lists(st.integers(-1, 3), max_size=6)))
+def test_dataset_construction_works_or_names_the_field(X: Any, labels: Any) -> None:
+    try:
+        ds = sw.Dataset(X, labels=labels)
+    except Exception as err:
+        _documented(err, "X", "labels")
+        return
+    assert ds.X.ndim == 2 and np.isfinite(ds.X).all()
+
+
+_indices = st.one_of(
+    st.integers(-12, 12),
+    st.lists(st.integers(-12, 12), max_size=5),
+    st.lists(st.booleans(), min_size=10, max_size=10),
+    st.sampled_from([slice(None, 3), slice(-2, None), np.array([1.5]), "a", None, [[1, 2]]]),
+)
+
+
+@FAST
+@given(index=_indices, value=st.one_of(st.floats(), st.integers(), st.text(max_size=3)))
+def test_dataset_indexing_and_attributes_work_or_name_the_argument(index: Any, value: Any) -> None:
+    ds = sw.datasets.digits()[:10]
+    try:
+        part = ds[index]
+    except Exception as err:
+        _documented(err, "ind", "index", "key", "sample")
+        return
+    attr = part.attributes["thickness"]
+    try:
+        rows = attr.apply(list(range(min(2, len(part.X)))), value)
+    except Exception as err:
+        _documented(err, "value", "indices")
+        return
+    assert np.isfinite(rows).all()
+
+
+@FAST
+@given(
+    trait=st.sampled_from(["unit", "samples", "probe_sample", "probe_attribute", "probe_value"]),
+    value=st.one_of(_values, _indices),
+)
+def test_selection_accepts_a_value_or_raises_a_selection_error(trait: str, value: Any) -> None:
+    selection = Selection(n_units=8, n_samples=10, attributes=["rotation"])
+    before = getattr(selection, trait)
+    try:
+        setattr(selection, trait, value)
+    except (ValueError, TypeError) as err:
+        assert trait in str(err) or "expects" in str(err) or "index" in str(err), err
+        assert getattr(selection, trait) == before  # unchanged
+        return
+
+
+# ---- checkpoint files ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(fitted: sw.SAE, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("ckpt") / "run"
+    fitted.save(folder)
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _json_value() -> st.SearchStrategy[Any]:
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4))
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=3), max_leaves=5)
+
+
+@settings(FAST, max_examples=60)
+@given(data=st.data())
+def test_a_corrupted_checkpoint_loads_or_raises_an_error_naming_the_file(
+    saved: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    folder = tmp_path_factory.mktemp("corrupt")
+    files = dict(saved)
+    name = data.draw(st.sampled_from(sorted(files)))
+    how = data.draw(st.sampled_from(["truncate", "flip", "json"]))
+    blob = bytearray(files[name])
+    if how == "truncate":
+        del blob[data.draw(st.integers(0, len(blob) - 1)) :]
+    elif how == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            blob[data.draw(st.integers(0, len(blob) - 1))] ^= data.draw(st.integers(1, 255))
+    else:
+        cfg = json.loads(files["cfg.json"])
+        key = data.draw(st.sampled_from([*sorted(cfg), "metadata"]))
+        if key == "metadata":
+            section = data.draw(st.sampled_from(["params", "training", "model_config"]))
+            cfg["metadata"][section] = data.draw(
+                st.dictionaries(st.text(max_size=8), _json_value(), max_size=3)
+                | st.sampled_from([None, 1, "x", []])
+            )
+        else:
+            cfg[key] = data.draw(_json_value())
+        name, blob = "cfg.json", bytearray(json.dumps(cfg).encode())
+    files[name] = bytes(blob)
+    for file_name, content in files.items():
+        (folder / file_name).write_bytes(content)
+    try:
+        sae = sw.SAE.load(folder)
+    except (ValueError, TypeError, OSError) as err:
+        assert str(folder) in str(err), repr(err)
+        return
+    X = np.random.default_rng(2).standard_normal((5, sae.n_features_in_)).astype(np.float32)
+    assert np.isfinite(sae.transform(X)).all()
+
+
+# ---- CLI arguments -------------------------------------------------------------------------
+
+_argument = st.sampled_from(
+    [
+        "--units",
+        "--k",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--l1-coeff",
+        "--device",
+        "--n-samples",
+        "--seed",
+        "--activation",
+        "--data",
+        "--key",
+        "--quiet",
+        "--json",
+    ]
+)
+_argument_value = st.sampled_from(
+    [
+        "0",
+        "-1",
+        "2",
+        "8",
+        "1e9",
+        "nan",
+        "inf",
+        "abc",
+        "",
+        "meta",
+        "cpu",
+        "relu",
+        "topk",
+        "digits",
+        "shapes",
+        "x.npy",
+        "99999999999999999999",
+    ]
+)
+
+
+@settings(FAST, max_examples=40)
+@given(pairs=st.lists(st.tuples(_argument, _argument_value), max_size=4))
+def test_cli_train_arguments_run_or_give_one_line_errors(
+    tmp_path_factory: pytest.TempPathFactory, pairs: list[tuple[str, str]]
+) -> None:
+    out_dir = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["train", "--data", "superposition", "--n-samples", "64", "--units", "8"]
+    argv += ["--epochs", "1", "--quiet", "--out", str(out_dir)]
+    for option, value in pairs:
+        argv += [option] if option in ("--quiet", "--json") else [option, value]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(argv)
+    if code == 0:
+        assert sw.SAE.load(out_dir).n_features_in_ > 0
+        return
+    assert code == 2, stderr.getvalue()
+    lines = stderr.getvalue().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sae-widgets: error: "), lines
+    assert "Traceback" not in stderr.getvalue()
