@@ -65,6 +65,7 @@ def test_public_names() -> None:
         ({"X": np.array([[1.0, np.inf]])}, ValueError, "X contains NaN or infinite values"),
         ({"X": np.array([["a"]])}, TypeError, "X must hold numbers"),
         ({"X": np.array([[3.40282357e38]])}, ValueError, "X holds values beyond float32"),
+        ({"X": np.zeros((2, 2), dtype=np.complex64)}, TypeError, "X must hold real numbers"),
         ({"X": np.array([[-1e300, 0.0]])}, ValueError, "X holds values beyond float32"),
         (
             {"X": np.zeros((1, 2)), "true_features": np.array([[1e39, 0.0]])},

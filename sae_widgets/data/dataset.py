@@ -56,6 +56,8 @@ class Dataset:
             raise ValueError("X has no features: expected shape (n_samples, n_features >= 1)")
         if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
             raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
+        if np.issubdtype(X.dtype, np.complexfloating):
+            raise TypeError(f"X must hold real numbers; got complex dtype {X.dtype}")
         X = _as_float32(X, "X")
         n = X.shape[0]
         self.X: np.ndarray = X
