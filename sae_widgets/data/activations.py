@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sae_widgets.data.dataset import Dataset
+from sae_widgets.data.layer_capture import StopForward, capture_layer
 
 InputFn = Callable[[torch.Tensor], Any]
 _MAX_LISTED_NAMES = 40
@@ -20,10 +21,6 @@ _MAX_LISTED_NAMES = 40
 
 class ModelError(ValueError):
     """The model's forward pass raised; the model's own exception is the __cause__."""
-
-
-class _StopForward(Exception):
-    """Raised by the hook once the layer has run: the rest of the model is not needed."""
 
 
 def _resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -84,33 +81,16 @@ class _LayerRunner:
 
     @contextmanager
     def _hooked(self) -> Iterator[None]:
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            if isinstance(output, (tuple, list)) and output:
-                output = output[0]  # e.g. (hidden, attention) pairs: keep the main output
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"layer {self.layer_name!r} returned {type(output).__name__}, not a tensor"
-                )
-            self._captured.append(output.detach())
-            raise _StopForward
-
-        modes = {m: m.training for m in self.model.modules()}
-        handle = self.module.register_forward_hook(hook)
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            handle.remove()
-            for m, training in modes.items():
-                m.training = training
+        self._captured.clear()
+        with capture_layer(self.model, self.module, self.layer_name, self._captured):
+            yield
 
     def _forward(self, batch: torch.Tensor, prepare: Callable[[torch.Tensor], Any]) -> torch.Tensor:
-        self._captured = []
+        self._captured.clear()
         inputs = prepare(batch)  # the user's input_fn: its errors are its own
         try:
             self.model(inputs)
-        except _StopForward:
+        except StopForward:
             pass
         except Exception as err:  # the model's own error, reported as such (and chained)
             raise ModelError(

@@ -23,15 +23,12 @@ from torch import nn
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
 from sae_widgets.data.dataset import Dataset
+from sae_widgets.data.layer_capture import StopForward, capture_layer
 from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
 
 __all__ = ["collect_token_activations"]
 
 _TOKENIZE_CHUNK = 512  # documents tokenized at a time (stops early once max_tokens is met)
-
-
-class _StopForward(Exception):
-    """Raised by the hook once the layer has run: the later layers are not needed."""
 
 
 class _Encoded:
@@ -86,26 +83,9 @@ class TokenRunner:
 
     @contextmanager
     def hooked(self) -> Iterator[None]:
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            if isinstance(output, (tuple, list)) and output:
-                output = output[0]  # a decoder block's (hidden, ...) tuple
-            if not isinstance(output, torch.Tensor):
-                raise TypeError(
-                    f"layer {self.layer_name!r} returned {type(output).__name__}, not a tensor"
-                )
-            self._captured.append(output.detach())
-            raise _StopForward
-
-        modes = {m: m.training for m in self.model.modules()}
-        handle = self.module.register_forward_hook(hook)
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            handle.remove()
-            for m, training in modes.items():
-                m.training = training
+        self._captured.clear()
+        with capture_layer(self.model, self.module, self.layer_name, self._captured):
+            yield
 
     def forward(self, id_lists: Sequence[NDArray[np.int64]]) -> NDArray[np.float32]:
         """Hidden states (B, T, d) of right-padded token id lists (call inside `hooked`)."""
@@ -115,14 +95,14 @@ class TokenRunner:
         for b, row in enumerate(id_lists):
             ids[b, : len(row)] = row
             mask[b, : len(row)] = 1
-        self._captured = []
+        self._captured.clear()
         try:
             self.model(
                 input_ids=torch.from_numpy(ids).to(self.device),
                 attention_mask=torch.from_numpy(mask).to(self.device),
                 **self.extra,
             )
-        except _StopForward:
+        except StopForward:
             pass
         if not self._captured:
             raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
