@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,8 +122,12 @@ def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
         before = _identity(source)
         try:
             record = detect_layout(source).read(source)
-        except ValueError:
-            if attempt + 1 < _READ_ATTEMPTS and _identity(_readable(path)) != before:
+        except (ValueError, OSError):  # a vanished file reads as FileNotFoundError
+            # Compare the name we read, not a fresh resolution: a folder renamed aside keeps
+            # its inode, so `_readable(path)` can name the very folder that just moved away.
+            moved = _identity(source) != before or _readable(path) != source
+            if attempt + 1 < _READ_ATTEMPTS and moved:
+                time.sleep(_RETRY_PAUSE_S * attempt)  # let a save that is mid-swap finish
                 continue  # replaced while we read it: read the new one
             raise
         if _identity(source) == before:
@@ -130,7 +135,8 @@ def read_weights(folder: str | os.PathLike[str]) -> CheckpointWeights:
     return record
 
 
-_READ_ATTEMPTS = 5
+_READ_ATTEMPTS = 20
+_RETRY_PAUSE_S = 0.001
 
 
 def _readable(path: Path) -> Path:
