@@ -139,7 +139,8 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
         seed=0,
         fresh=True,
     )
-    batches = list(ours.batches(X.shape[0], BATCH, shuffle=True))
+    plan = ours.plan(X.shape[0], BATCH, shuffle=True)
+    batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
     ours.initialize(X[batches[0]])
     assert ours.scale is not None
     scale = ours.scale
