@@ -279,6 +279,8 @@ def test_brush_colours_by_label_or_by_the_focused_units_activation(ex, codes):
 def test_hovering_a_point_shows_its_card(ex, codes):
     view = sw.PCABrush(ex)
     assert view.scatter.tooltip is view.hover
+    # The relay that lets points be hovered under the selector sits inside the view.
+    assert view.hover_relay in view.children and view.hover_relay.view_selector == ".sw-pca"
     ex.selection.unit = 4
     sample = int(np.argmax(codes[:, 4]))
     from_browser(view.scatter, hovered_point=sample)
@@ -312,6 +314,10 @@ def test_large_projection_uses_webgl_and_its_selection_reaches_the_selection():
     view.color_by.value = "activation"
     ex.selection.unit = 3
     assert len(view.point_colors) == 4000
+    # Hovering a point (jupyter-scatter reports its index) fills the card under the plot.
+    assert view.hover in view.children and view.hover_relay is None
+    from_browser(widget, hovering=2500)
+    assert "sample 2500" in view.hover.value and "unit 3:" in view.hover.value
 
 
 # ---- ActivationHeatmap ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from bqplot.interacts import BrushSelector, LassoSelector
 
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.history import MODES, combine
+from sae_widgets.widgets._hover_relay import HoverRelay
 from sae_widgets.widgets._legend import color_bar, hover_card, label_legend
 from sae_widgets.widgets._render import (
     ACTIVATION_PALETTE,
@@ -88,7 +89,10 @@ class PCABrush(ExplorerView):
     legend:
         HTML legend of the colours.
     hover:
-        HTML card of the point under the mouse (image, label, focused unit's value).
+        HTML card of the point under the mouse (image, label, focused unit's value): the
+        points' tooltip (SVG) or a panel under the plot (WebGL).
+    hover_relay:
+        SVG only: the `HoverRelay` that lets points be hovered under the selector.
     count, enriched, clear_button, undo_button:
         "<N> samples selected", the enriched-unit buttons, clear, undo.
     """
@@ -118,11 +122,13 @@ class PCABrush(ExplorerView):
         self.brush: BrushSelector | None = None
         self.lasso: LassoSelector | None = None
         self.lasso_target: Scatter | None = None
+        self.hover_relay: HoverRelay | None = None
         self.webgl = ex.n_samples > GL_THRESHOLD
         if self.webgl:
             from sae_widgets.widgets._gl_scatter import GLScatter
 
             self.scatter: Any = GLScatter(coords, self._drawn, select_with, width=width)
+            self.scatter.widget.observe(self._hovered, "hovering")
             self.figure: Any = self.scatter.widget
         else:
             self._build_svg(coords, axis_label, select_with, width)
@@ -169,6 +175,9 @@ class PCABrush(ExplorerView):
             widgets.HBox([widgets.Label("select with", layout=label_width), self.select_with]),
             widgets.HBox([widgets.Label("selection", layout=label_width), self.mode]),
             self.figure,
+            # SVG: the card is the points' tooltip (the relay lets them be hovered under the
+            # selector); WebGL: jupyter-scatter reports the hovered point, the card shows here.
+            self.hover if self.webgl else self.hover_relay,
             self.legend,
             widgets.HBox(
                 [self.count, self.clear_button, self.undo_button],
@@ -197,6 +206,10 @@ class PCABrush(ExplorerView):
             tooltip=self.hover,
         )
         self.scatter.observe(self._hovered, "hovered_point")
+        # bqplot draws the selector's event layer over the marks (bqplot's Figure.ts), so no
+        # point would ever be hovered while a lasso or rectangle tool is active: the relay
+        # hands the pointer's hover to the point under it (see _hover_relay).
+        self.hover_relay = HoverRelay(".sw-pca")
         self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
         self.brush.observe(self._on_brushing, "brushing")
         # The lasso marks an invisible target, never the visible scatter, so resetting the
@@ -265,7 +278,7 @@ class PCABrush(ExplorerView):
 
     def _hovered(self, change: dict[str, Any]) -> None:
         sample = change["new"]
-        if sample is not None:
+        if sample is not None and sample >= 0:
             self.hover.value = hover_card(self.ex, int(sample), self.selection.unit)
 
     def clear(self) -> None:

@@ -1,7 +1,7 @@
 """The dashboard's views in a real browser, on a small digits SAE (fixtures/views.ipynb):
-rectangle and lasso drawn with the mouse in JupyterLab 4 and Notebook 7, the colours the page
-draws against the kernel's after each of 10 unit changes, a dead unit's message, and the layout
-at 1,280 px."""
+rectangle and lasso drawn with the mouse in JupyterLab 4 and Notebook 7, hover cards on the
+points under the lasso tool, the colours the page draws against the kernel's after each of 10
+unit changes, a dead unit's message, and the layout at 1,280 px."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import re
 
 import pytest
 from playwright.sync_api import Locator, expect
+
+import sae_widgets as sw
 
 from .lab_page import LabPage
 
@@ -33,6 +35,49 @@ _COLORS_MATCH_JS = f"""
   return drawn.length === sent.colors.length && drawn.every((c, i) => c === sent.colors[i]);
 }}
 """
+
+
+# The centres of two visible points that are drawn on top of everything else there (the
+# point a user's pointer lands on), as [sample index, x, y]: the i-th visible dot is sample i.
+_TOPMOST_POINTS_JS = """
+figure => {
+  const dots = [...figure.querySelectorAll('.dot')]
+    .filter(dot => getComputedStyle(dot).opacity !== '0');
+  const found = [];
+  for (let i = 0; i < dots.length && found.length < 2; i += 97) {
+    const box = dots[i].getBoundingClientRect();
+    const [x, y] = [box.left + box.width / 2, box.top + box.height / 2];
+    const top = document.elementsFromPoint(x, y)
+      .find(node => node.classList.contains('dot') && getComputedStyle(node).opacity !== '0');
+    if (top === dots[i]) found.push([i, x, y]);
+  }
+  return found;
+}
+"""
+
+
+def hover_cards_show_the_point(lab: LabPage, pca: Locator) -> None:
+    """Hovering a point under the active lasso tool shows its card: its sample number, its
+    label (the kernel's dataset) and its picture; moving on shows the next point's card."""
+    labels = sw.datasets.digits().labels
+    assert labels is not None
+    pca.scroll_into_view_if_needed()
+    points = pca.evaluate(_TOPMOST_POINTS_JS)
+    assert len(points) == 2, "no point is drawn on top at its own centre"
+    tooltip = lab.page.locator(".bqplot_mark_tooltip").filter(
+        has=lab.page.locator(".sw-hover-card")
+    )
+    for sample, x, y in points:
+        lab.page.mouse.move(x - 25, y - 25)
+        lab.page.mouse.move(x, y, steps=5)
+        card = tooltip.filter(visible=True)
+        expect(card).to_have_count(1)
+        expect(card).to_contain_text(f"sample {sample}label {labels[sample]}")
+        expect(card.locator("img")).to_have_count(1)
+    area = pca.locator("rect.plotarea_events").bounding_box()
+    assert area is not None
+    lab.page.mouse.move(area["x"] + area["width"] + 200, area["y"] - 50)  # off the plot
+    expect(tooltip.filter(visible=True)).to_have_count(0)
 
 
 def status_of(lab: LabPage) -> tuple[int, str]:
@@ -72,6 +117,9 @@ def test_views_in_jupyterlab_select_colour_and_fit_1280px(lab: LabPage) -> None:
     assert heat_box["x"] >= pca_box["x"] + pca_box["width"]
     assert abs(heat_box["y"] - pca_box["y"]) < 0.5 * pca_box["height"]
     assert heat_box["width"] >= 340
+
+    # Hover cards, with the lasso tool active (its layer lies over the points).
+    hover_cards_show_the_point(lab, pca)
 
     # Rectangle, then lasso, drawn with the mouse; "add" grows the selection; undo.
     select_tool(lab, "rectangle")
