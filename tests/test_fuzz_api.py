@@ -118,6 +118,28 @@ def test_fit_any_input_trains_a_finite_model_or_keeps_the_previous_fit(X: Any) -
     assert not sae.model_.training
 
 
+# Finite float32 values of every magnitude fit accepts: subnormals, zeros, tiny and huge.
+_magnitudes = st.one_of(
+    st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 1e-40, 1e-38, 1e-30, 1e-10, 1.0, 1e20, -1e29]),
+    st.floats(-(2.0**96), 2.0**96, width=32),  # ~7.9e28, exact in float32
+)
+
+
+@settings(FAST, max_examples=25)
+@given(
+    X=hnp.arrays(
+        np.float32, st.tuples(st.integers(1, 12), st.integers(1, 4)), elements=_magnitudes
+    ),
+    batch_size=st.sampled_from([1, 2, 8]),
+)
+def test_fit_trains_on_any_mix_of_magnitudes_it_accepts(X: np.ndarray, batch_size: int) -> None:
+    # e.g. rows [1.0] and [1e-45]: a scale fitted on the subnormal row alone made the loss NaN
+    sae = sw.SAE(n_units=8, k=2, epochs=2, batch_size=batch_size, seed=0)
+    sae.fit(X, progress=False)
+    assert all(bool(torch.isfinite(w).all()) for w in sae.model_.weights().values())
+    assert np.isfinite(sae.transform(X)).all()
+
+
 # ---- SAE parameters (against sae_widgets.sae.params.SAE_PARAMETERS) -----------------------
 
 _values = st.one_of(

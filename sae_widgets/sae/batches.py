@@ -52,6 +52,10 @@ def is_row_source(X: Any) -> bool:
     return isinstance(X, RowSource) and not isinstance(X, np.ndarray | Tensor)
 
 
+# Rows that the one-off statistics (input scale, b_dec) are fitted on, at least.
+INIT_ROWS = 4096
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """One pass: the row order and the batch boundaries in it."""
@@ -66,6 +70,11 @@ class EpochPlan:
     @property
     def n_batches(self) -> int:
         return len(self.bounds) - 1
+
+    def first_rows(self, at_least: int) -> Tensor:
+        """The first batch's rows, or the first `at_least` rows of the order if the batch is
+        smaller: statistics fitted once (input scale, b_dec) need more than a tiny batch."""
+        return self.order[: max(int(self.bounds[1]), min(at_least, len(self.order)))]
 
     def rank_slice(self, b: int, rank: int, world: int) -> tuple[int, int]:
         """Positions in `order` of rank `rank`'s part of batch `b`."""
@@ -114,7 +123,7 @@ class TensorBatches:
         self.n = int(X_ND.shape[0])
 
     def first_batch(self, plan: EpochPlan) -> Tensor:
-        return self.X_ND[plan.order[: int(plan.bounds[1])].to(self.X_ND.device)]
+        return self.X_ND[plan.first_rows(INIT_ROWS).to(self.X_ND.device)]
 
     def batches(self, plan: EpochPlan) -> Iterator[Tensor]:
         order = plan.order.to(self.X_ND.device)
@@ -142,7 +151,7 @@ class StreamBatches:
         return tensor.to(self.device)
 
     def first_batch(self, plan: EpochPlan) -> Tensor:
-        return self._read(plan.order[: int(plan.bounds[1])])
+        return self._read(plan.first_rows(INIT_ROWS))
 
     def _windows(self, plan: EpochPlan) -> Iterator[tuple[list[tuple[int, int]], Tensor]]:
         """(batch slices of this rank inside the window's rows, the rows), window by window:

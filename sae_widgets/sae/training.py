@@ -40,6 +40,7 @@ Callback = Callable[[dict[str, float]], Any]
 THRESHOLD_LR_SCALE = 10.0
 # The input scale stays within float32's comfortable range (tiny inputs are not blown up to inf).
 MIN_SCALE, MAX_SCALE = 1e-30, 1e30
+MAX_SCALED_NORM = 1e15
 
 
 class StopTraining(Exception):
@@ -104,8 +105,16 @@ class Trainer:
     def initialize(self, x_ND: Tensor) -> None:
         """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec."""
         # float64: the squares of huge float32 inputs (1e20) would overflow to inf
-        mean_norm = float(x_ND.double().norm(dim=1).mean())
-        scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > 0 else 1.0
+        norms = x_ND.double().norm(dim=1)
+        mean_norm = float(norms.mean())
+        # Rows below float32's smallest normal number are zeros to the model: scaling them up
+        # to norm sqrt(d) would blow every ordinary row that follows up to overflow.
+        tiny = torch.finfo(torch.float32).tiny
+        scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > tiny else 1.0
+        # No row of this sample may end up where float32 squares overflow (the loss squares).
+        largest = float(norms.max()) if norms.numel() else 0.0
+        if largest > 0:
+            scale = min(scale, MAX_SCALED_NORM / largest)
         self.scale = min(max(scale, MIN_SCALE), MAX_SCALE)  # stays a normal float32
         if self.fresh:
             with torch.no_grad():  # the module is in user space here
