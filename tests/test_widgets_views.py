@@ -417,3 +417,35 @@ def test_probe_averages_over_the_selection(ex):
     assert "mean over <b>16</b>" in view.sample_text.value
     reference = ex.probe(view.result.samples.tolist(), "shift_x")
     np.testing.assert_allclose(view.result.response, reference.response, atol=1e-6)
+
+
+# ---- "working..." ---------------------------------------------------------------------------
+
+
+def test_working_note_shows_only_while_a_slow_redraw_runs(ex):
+    import threading
+
+    from sae_widgets.widgets._busy import Busy
+
+    view = sw.PCABrush(ex)
+    assert view.busy.widget in view.children[-2].children
+    seen: list[str] = []
+    release = threading.Event()
+
+    def slow(_change):  # a redraw that takes as long as the test wants
+        release.wait(10)
+        seen.append(view.busy.widget.value)
+
+    view.busy.delay_s = 0.01
+    view.follow(slow, "unit")
+    timer = threading.Timer(0.5, release.set)
+    timer.start()
+    ex.selection.unit = 5
+    assert "working..." in seen[-1]  # shown while the slow redraw ran
+    assert view.busy.widget.value == "" and view.busy.shown_count == 1
+    # A quick redraw never shows it.
+    view.busy.delay_s = 5.0
+    ex.selection.unit = 6
+    assert view.busy.widget.value == "" and view.busy.shown_count == 1
+    with pytest.raises(ValueError, match="delay_s"):
+        Busy(delay_s=-1)

@@ -1,5 +1,5 @@
-"""Legends, colour bars, hover cards and the "working..." note: small HTML blocks every view
-uses to explain itself. Plain HTML strings, so they cost one small message to update."""
+"""Legends, colour bars and hover cards: small HTML blocks every view uses to explain
+itself. Plain HTML strings, so they cost one small message to update."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-import ipywidgets as widgets
 import numpy as np
 
 from sae_widgets.widgets._render import grayscale_rgb, png_data_url
 from sae_widgets.widgets.text import hover_html
 
-__all__ = ["Busy", "color_bar", "hover_card", "label_legend"]
+__all__ = ["color_bar", "hover_card", "label_legend"]
 
 _SWATCH = (
     "display:inline-block;width:10px;height:10px;border-radius:5px;margin:0 3px 0 8px;"
@@ -68,18 +67,3 @@ def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = Non
         rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
         picture = f'<img src="{png_data_url(rgb)}" style="image-rendering:pixelated"><br>'
     return f'<div class="sw-hover-card" style="padding:4px">{picture}{"<br>".join(parts)}</div>'
-
-
-class Busy:
-    """A "working..." note shown while a view recomputes (``with busy:``)."""
-
-    def __init__(self) -> None:
-        self.widget = widgets.HTML("", layout=widgets.Layout(min_height="18px"))
-        self.widget.add_class("sw-busy")
-
-    def __enter__(self) -> Busy:
-        self.widget.value = '<span style="color:#888"><i>working...</i></span>'
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.widget.value = ""

@@ -16,6 +16,7 @@ from bqplot import Axis, Figure
 from numpy.typing import NDArray
 
 from sae_widgets.explore.explorer import Explorer
+from sae_widgets.widgets._busy import Busy
 
 __all__ = [
     "ExplorerView",
@@ -202,11 +203,20 @@ class ExplorerView(widgets.VBox):
         self.ex = ex
         self.selection = ex.selection
         self._followers: list[tuple[Callable[[Any], None], list[str]]] = []
+        # "working..." while this view redraws after a Selection change that takes > 200 ms;
+        # a view shows `busy.widget` where its user looks.
+        self.busy = Busy()
 
     def follow(self, handler: Callable[[Any], None], *names: str) -> None:
-        """Call `handler(change)` whenever one of the named Selection traits changes."""
-        self.selection.observe(handler, list(names))
-        self._followers.append((handler, list(names)))
+        """Call `handler(change)` whenever one of the named Selection traits changes (with the
+        view's "working..." note up if it takes long)."""
+
+        def redraw(change: Any) -> None:
+            with self.busy:
+                handler(change)
+
+        self.selection.observe(redraw, list(names))
+        self._followers.append((redraw, list(names)))
 
     def focus_unit(self, unit: int) -> None:
         """What clicking a unit anywhere in this view does: focus it in the Selection."""

@@ -135,7 +135,7 @@ class ActivationHeatmap(ExplorerView):
         card_box.add_class("sw-sample-card")
         # The card sits right of the matrix, or under it when the view is narrow.
         self.children = [
-            self.caption,
+            widgets.HBox([self.caption, self.busy.widget]),
             wrapping_row(
                 [
                     widgets.VBox(

@@ -180,7 +180,7 @@ class PCABrush(ExplorerView):
             self.hover if self.webgl else self.hover_relay,
             self.legend,
             widgets.HBox(
-                [self.count, self.clear_button, self.undo_button],
+                [self.count, self.clear_button, self.undo_button, self.busy.widget],
                 layout=widgets.Layout(grid_gap="8px"),
             ),
             self.enriched,

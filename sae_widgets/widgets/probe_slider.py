@@ -105,7 +105,7 @@ class ProbeSlider(ExplorerView):
             tooltip="sweep the selected samples and show their mean response",
             layout=widgets.Layout(width=text_width([average_label])),
         )
-        self.average.observe(lambda _change: self._draw_sweep(), "value")
+        self.average.observe(self._average_toggled, "value")
         self.slider = widgets.SelectionSlider(
             options=[("0", 0.0)],
             description="value",
@@ -176,7 +176,10 @@ class ProbeSlider(ExplorerView):
             width="300px",
         )
         self.children = [
-            wrapping_row([self.attribute, self.average, self.sample_text], align_items="center"),
+            wrapping_row(
+                [self.attribute, self.average, self.sample_text, self.busy.widget],
+                align_items="center",
+            ),
             self.slider,
             wrapping_row(
                 [
@@ -328,6 +331,10 @@ class ProbeSlider(ExplorerView):
             self.pair.show(result.inputs[k], result.reconstructions[k])
 
     # -- view -> Selection ---------------------------------------------------------------------
+
+    def _average_toggled(self, _change: dict[str, Any]) -> None:
+        with self.busy:  # a sweep over many samples can take a while
+            self._draw_sweep()
 
     def _attribute_picked(self, change: dict[str, Any]) -> None:
         if not self._syncing:

@@ -164,7 +164,10 @@ class UnitInspector(ExplorerView):
         self._gallery_row = wrapping_row([top_view, related])
         self._details = [wrapping_row(panels), self._gallery_row]
         self.children = [
-            widgets.HBox([self.picker, self.stats], layout=widgets.Layout(align_items="center")),
+            widgets.HBox(
+                [self.picker, self.stats, self.busy.widget],
+                layout=widgets.Layout(align_items="center"),
+            ),
             self.dead_note,
             *self._details,
         ]
