@@ -449,3 +449,23 @@ def test_working_note_shows_only_while_a_slow_redraw_runs(ex):
     assert view.busy.widget.value == "" and view.busy.shown_count == 1
     with pytest.raises(ValueError, match="delay_s"):
         Busy(delay_s=-1)
+
+
+def test_model_activations_of_images_show_the_input_pictures():
+    ds = sw.datasets.digits()
+    model = sw.datasets.digits_mlp(steps=30)
+    acts = sw.collect_activations(model, layer="net.0", data=ds)
+    # The mapped attribute keeps the un-mapped one, aligned through subsets.
+    sub = acts[np.arange(10, 50)]
+    source = sub.attributes["rotation"].input_attribute
+    assert source is not None
+    np.testing.assert_allclose(source.apply([0], 0.0)[0], ds.X[10], atol=1e-5)
+    sae = small_fit(sw.SAE(n_units=32, k=4, epochs=1, batch_size=256, seed=0), acts.X)
+    ex = sw.Explorer(sae, acts)
+    dashboard = ex.dashboard(attribute="rotation")
+    ex.selection.probe_sample = 3
+    assert "sw-input-picture" in dashboard.heatmap.card_input.value
+    assert "input, rotation" in dashboard.probe.varied_input.value
+    before = dashboard.probe.varied_input.value
+    dashboard.probe.slider.value = 45.0
+    assert dashboard.probe.varied_input.value != before

@@ -33,6 +33,12 @@ class Attribute:
     n_samples: how many samples `apply_fn` accepts rows for; `Dataset` fills it in if None.
     sweep_fn: optional vectorised `sweep_fn(rows, values) -> (len(values), len(rows), d)`.
     description: one line for tooltips.
+
+    Attributes
+    ----------
+    input_attribute: for an attribute made by `map` (e.g. by `collect_activations`), the
+        attribute it was mapped from, whose `apply` gives the varied inputs (images
+        flattened) before the model; None otherwise.
     """
 
     def __init__(
@@ -71,6 +77,8 @@ class Attribute:
         self.description = description
         self._apply_fn = apply_fn
         self._sweep_fn = sweep_fn
+        # `map`'s source: this attribute's inputs before `fn` (None for a base attribute)
+        self.input_attribute: Attribute | None = None
         # rows of the base dataset that this attribute's samples are (None: all, in order)
         self._rows: np.ndarray | None = None
 
@@ -136,6 +144,8 @@ class Attribute:
         """This attribute with `n_samples` set (what `Dataset` does for unbound attributes)."""
         new = self._copy()
         new.n_samples = int(n_samples)
+        if self.input_attribute is not None and self.input_attribute.n_samples is None:
+            new.input_attribute = self.input_attribute.bind(n_samples)
         return new
 
     def subset(self, indices: Any) -> Attribute:
@@ -157,6 +167,8 @@ class Attribute:
         new = self._copy()
         new._rows = idx if self._rows is None else self._rows[idx]
         new.n_samples = int(idx.shape[0])
+        if self.input_attribute is not None:  # the inputs follow the same samples
+            new.input_attribute = self.input_attribute._subset_checked(idx)
         return new
 
     def map(self, fn: Callable[[np.ndarray], np.ndarray], name: str | None = None) -> Attribute:
@@ -173,7 +185,7 @@ class Attribute:
             out = np.asarray(fn(varied.reshape(-1, varied.shape[-1])))
             return out.reshape(grid.size, rows.shape[0], -1)
 
-        return Attribute(
+        mapped = Attribute(
             name or self.name,
             self.values,
             apply_fn,
@@ -182,6 +194,10 @@ class Attribute:
             sweep_fn=sweep_fn,
             description=self.description,
         )._with_rows(self._rows)
+        # The varied *input* stays reachable (e.g. the rotated digit before the model), so a
+        # view can draw it.
+        mapped.input_attribute = self
+        return mapped
 
     def _with_rows(self, rows: np.ndarray | None) -> Attribute:
         self._rows = rows

@@ -12,7 +12,7 @@ import numpy as np
 from sae_widgets.widgets._render import grayscale_rgb, png_data_url
 from sae_widgets.widgets.text import hover_html
 
-__all__ = ["color_bar", "hover_card", "label_legend"]
+__all__ = ["color_bar", "hover_card", "input_image", "label_legend", "picture_html"]
 
 _SWATCH = (
     "display:inline-block;width:10px;height:10px;border-radius:5px;margin:0 3px 0 8px;"
@@ -43,6 +43,30 @@ def color_bar(gradient_css: str, low: str, high: str, title: str, width_px: int 
     )
 
 
+def picture_html(image: np.ndarray, size_px: int = 64, title: str = "") -> str:
+    """An <img> of one image ((h, w) grey or (h, w, 3) colour), scaled up to about
+    `size_px`, pixels kept sharp; `title` is written above it."""
+    image = np.asarray(image, dtype=np.float32)
+    rgb = grayscale_rgb(image, color=image.ndim == 3)
+    zoom = max(1, size_px // max(rgb.shape[0], 1))
+    rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+    caption = f"<div>{html.escape(title)}</div>" if title else ""
+    return (
+        f'<div class="sw-input-picture">{caption}'
+        f'<img src="{png_data_url(rgb)}" style="image-rendering:pixelated"></div>'
+    )
+
+
+def input_image(ex: Any, sample: int) -> np.ndarray | None:
+    """The picture of `sample` when the SAE's vectors are not pixels but the dataset knows
+    the images they came from (activations of a model over images), else None."""
+    dataset = ex.dataset
+    shape = dataset.image_shape
+    if dataset.images is None or shape is None or int(np.prod(shape)) == dataset.n_features:
+        return None
+    return np.asarray(dataset.images[sample])
+
+
 def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = None) -> str:
     """HTML describing one sample: its picture (or its top input dimensions), its label and
     its activation of the focused unit."""
@@ -61,9 +85,5 @@ def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = Non
     if dataset.tokens is not None:  # a language-model token: show it in its context
         picture = hover_html(dataset.tokens, sample)
     elif dataset.images is not None:
-        image = np.asarray(dataset.images[sample], dtype=np.float32)
-        rgb = grayscale_rgb(image, color=image.ndim == 3)
-        zoom = max(1, 64 // max(rgb.shape[0], 1))
-        rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
-        picture = f'<img src="{png_data_url(rgb)}" style="image-rendering:pixelated"><br>'
+        picture = picture_html(dataset.images[sample])
     return f'<div class="sw-hover-card" style="padding:4px">{picture}{"<br>".join(parts)}</div>'

@@ -19,7 +19,7 @@ from bqplot import Image, LinearScale, Lines
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.analysis.selection import firing_columns
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar
+from sae_widgets.widgets._legend import color_bar, input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_gradient_css, sequential_rgb
 from sae_widgets.widgets._view import (
@@ -127,7 +127,10 @@ class ActivationHeatmap(ExplorerView):
         for part in (self.card_title, self.card_units):
             part.layout.max_width = card_width  # text and buttons wrap under the pictures
         self.card_text = widgets.HTML()  # the document, with the focused unit's activations
-        card_parts = [self.card_title, self.card.figure, self.card_units]
+        # Activations of a model over images: the picture the sample came from (its vectors
+        # below are hidden units, drawn as lines).
+        self.card_input = widgets.HTML()
+        card_parts = [self.card_title, self.card_input, self.card.figure, self.card_units]
         if self.tokens is not None:
             card_parts = [self.card_title, self.card_text, self.card_units]
             self.card_text.layout.max_width = "420px"
@@ -235,6 +238,8 @@ class ActivationHeatmap(ExplorerView):
             return
         x = self.ex.dataset.X[sample]
         reconstruction = self.ex.reconstruct([sample])[0]
+        image = input_image(self.ex, sample)
+        self.card_input.value = "" if image is None else picture_html(image, title="input")
         if self.tokens is not None:
             unit = self.selection.unit
             values = np.zeros(self.ex.n_samples, np.float32)

@@ -16,6 +16,7 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 
 from sae_widgets.analysis import ProbeResult
 from sae_widgets.explore.explorer import Explorer
+from sae_widgets.widgets._legend import input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
@@ -119,6 +120,8 @@ class ProbeSlider(ExplorerView):
         # Templated sentences: the varied input is the re-rendered sentence itself.
         self.sentence = VariedSentence(ex) if ex.dataset.tokens is not None else None
         varied_view = self.pair.figure if self.sentence is None else self.sentence
+        # Activations of a model over images: the varied input picture, before the model.
+        self.varied_input = widgets.HTML()
 
         x_scale, y_scale = LinearScale(), LinearScale()
         self.curves = [
@@ -185,7 +188,7 @@ class ProbeSlider(ExplorerView):
                 [
                     self.figure,
                     self.legend,
-                    widgets.VBox([varied_view, self.bars_figure]),
+                    widgets.VBox([self.varied_input, varied_view, self.bars_figure]),
                 ]
             ),
         ]
@@ -323,12 +326,29 @@ class ProbeSlider(ExplorerView):
             self.bars.x = np.array([str(u) for u in self.shown_units])
             self.bars.y = at_value
             self.bars.colors = unit_colors(self.shown_units.tolist(), focus)
+        self._draw_varied_input(result.attribute, value)
         if self.sentence is not None:
             self.sentence.show(self.probed_samples()[0], result.attribute, value)
         elif isinstance(self.pair, ImagePair):
             self.pair.show(result.inputs[k], result.reconstructions[k], diverging=False)
         else:
             self.pair.show(result.inputs[k], result.reconstructions[k])
+
+    def _draw_varied_input(self, attribute: str, value: float) -> None:
+        """The first probed sample's input with the attribute at `value`, as a picture, when
+        the SAE sees a model's activations of images (the attribute's `input_attribute`)."""
+        sample = self.probed_samples()[0]
+        source = self.ex.attribute(attribute).input_attribute
+        shape = self.ex.dataset.image_shape
+        if source is None or shape is None or input_image(self.ex, sample) is None:
+            self.varied_input.value = ""
+            return
+        pixels = source.apply([sample], value)[0]
+        if pixels.size != int(np.prod(shape)):  # inputs that are not the images' pixels
+            self.varied_input.value = ""
+            return
+        title = f"input, {attribute} = {value:g}"
+        self.varied_input.value = picture_html(pixels.reshape(shape), size_px=96, title=title)
 
     # -- view -> Selection ---------------------------------------------------------------------
 
