@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sae_widgets.sae.sparse_ops_threads import matmul_threads
+
 
 class SparseCodes(NamedTuple):
     """Codes of a batch in ragged CSR form: row b owns entries offsets[b]:offsets[b+1]."""
@@ -108,7 +110,8 @@ def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
         if not _cpu_kernels(x_BD):
             return torch.addmm(b_enc, x_BD, W_enc)
         xa_BD, Wa_DU = affine_operands(x_BD, W_enc, b_enc)
-        return torch.mm(xa_BD, Wa_DU)
+        with matmul_threads():
+            return torch.mm(xa_BD, Wa_DU)
 
 
 def preacts_topk(
@@ -131,7 +134,8 @@ def preacts_topk(
         for start in range(0, n_rows, chunk_rows):
             rows = slice(start, start + chunk_rows)
             if cpu:
-                torch.mm(xa_BD[rows], Wa_DU, out=pre_BU[rows])
+                with matmul_threads():
+                    torch.mm(xa_BD[rows], Wa_DU, out=pre_BU[rows])
             else:
                 torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
             values_BK[rows], units_BK[rows] = topk_rows(pre_BU[rows], k)
