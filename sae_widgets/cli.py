@@ -21,152 +21,17 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
+from sae_widgets.cli_data import load_labels, load_vectors, model_vectors
+from sae_widgets.cli_parser import PROG, UsageError, uses
+from sae_widgets.cli_parser import build_parser as _build_parser
 from sae_widgets.sae import registry
-from sae_widgets.sae.registry import ACTIVATIONS
 
-PROG = "sae-widgets"
-BUILTIN_DATA = ("digits", "shapes", "superposition")
-VECTOR_FILES = (".npy", ".npz", ".safetensors")
 USAGE_ERROR = 2
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
-
-
-class UsageError(Exception):
-    """A mistake in what the user typed or pointed us at: one line, exit status 2."""
-
-
-# sae_widgets.SAE's defaults for the options `train` shows them for (a test pins them equal).
-TRAIN_DEFAULTS: dict[str, Any] = {"k": 16, "l1_coeff": 1.0, "epochs": 5, "batch_size": 4096}
-
-
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' after each option that has a default worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help_text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in help_text:
-            return help_text
-        return super()._get_help_string(action) or help_text
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse would print usage lines first
-        raise UsageError(message)
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -> Any:
-    """(n, d) float32 vectors: a built-in dataset's X, the array in a .npy/.npz/.safetensors,
-    or an activation store folder (opened memory-mapped, streamed by training)."""
-    if Path(spec).is_dir():
-        from sae_widgets.data.store import ActivationStore
-
-        store = ActivationStore(spec)
-        return store if n_samples is None else store[: min(n_samples, len(store))].X
-    if spec in BUILTIN_DATA:
-        from sae_widgets.data import datasets
-
-        if spec == "digits":  # fixed data: --n-samples takes the first n
-            return _first(datasets.digits().X, n_samples, spec)
-        maker = datasets.shapes if spec == "shapes" else datasets.superposition
-        kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
-        return maker(seed=seed, **kwargs).X
-    path = Path(spec)
-    if path.suffix not in VECTOR_FILES:
-        raise UsageError(
-            f"--data must be one of {', '.join(BUILTIN_DATA)} or a {'/'.join(VECTOR_FILES)} "
-            f"file of vectors; got {spec!r}"
-        )
-    if not path.is_file():
-        raise UsageError(f"data file {spec!r} does not exist")
-    array = _read_array(path, key)
-    if array.dtype.kind not in "fiub":
-        raise UsageError(f"{spec}: expected numbers; got an array of dtype {array.dtype}")
-    if array.ndim != 2:
-        raise UsageError(
-            f"{spec}: expected a 2-D array (samples, features); got shape {array.shape}"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise UsageError(f"{spec}: the array is empty (shape {array.shape})")
-    vectors = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(vectors).all():
-        raise UsageError(f"{spec}: the vectors hold NaN or infinite values")
-    return _first(vectors, n_samples, spec)
-
-
-def _first(vectors: np.ndarray, n_samples: int | None, spec: str) -> np.ndarray:
-    """The first n_samples rows; asking for more than there are is a mistake, not a quiet cap."""
-    if n_samples is None:
-        return vectors
-    if n_samples > vectors.shape[0]:
-        raise UsageError(
-            f"--n-samples {n_samples}: {spec} has only {vectors.shape[0]} samples "
-            "(leave --n-samples out to use them all)"
-        )
-    return vectors[:n_samples]
-
-
-def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | None:
-    """The labels of a built-in dataset, or the `labels` array of an .npz file, or None."""
-    if spec in BUILTIN_DATA:
-        from sae_widgets.data import datasets
-
-        if spec == "digits":
-            labels = datasets.digits().labels
-            return None if labels is None else labels[:n_samples]
-        maker = datasets.shapes if spec == "shapes" else datasets.superposition
-        kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
-        return maker(seed=seed, **kwargs).labels
-    path = Path(spec)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if "labels" in archive:
-                return np.asarray(archive["labels"])[:n_samples]
-    return None
-
-
-def _model_vectors(args: argparse.Namespace, X: np.ndarray) -> tuple[Any, str, np.ndarray]:
-    """(model, layer, the layer's activations over X) for --model/--layer."""
-    from sae_widgets.cli_models import load_model
-    from sae_widgets.data.activations import collect_activations
-
-    model, layer = load_model(args.model, args.layer)
-    return model, layer, collect_activations(model, layer, X).X
-
-
-def _read_array(path: Path, key: str | None) -> np.ndarray:
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                return _pick(dict(archive.items()), key, path)
-        from safetensors.numpy import load_file
-
-        return _pick(load_file(str(path)), key, path)
-    except UsageError:
-        raise
-    except Exception as err:  # any reader failure means the file is not what we need
-        raise UsageError(f"{path}: cannot read vectors ({type(err).__name__}: {err})") from err
-
-
-def _pick(arrays: dict[str, np.ndarray], key: str | None, path: Path) -> np.ndarray:
-    """The array named `key`, else the only array, else the one named X."""
-    if key is not None:
-        if key not in arrays:
-            raise UsageError(f"{path}: no array named {key!r}; it holds {', '.join(arrays)}")
-        return arrays[key]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    if "X" in arrays:
-        return arrays["X"]
-    raise UsageError(f"{path}: holds {', '.join(arrays) or 'no arrays'}; choose one with --key")
 
 
 # ---------------------------------------------------------------------------- output
@@ -245,14 +110,6 @@ def _check_writable(folder: str) -> None:
         raise UsageError(f"--out {folder!r}: cannot write in {str(probe)!r} ({reason})") from err
 
 
-def _uses(what: str) -> list[str]:
-    """Activations that use k ("k") or an L1 penalty ("l1"), from the registry."""
-    rows = registry.REGISTRY.values()
-    if what == "k":
-        return [row.name for row in rows if row.k != "unused"]
-    return [row.name for row in rows if row.penalty == what]
-
-
 def _architecture(activation: str, k: int | None) -> str:
     return f"{activation} (k={k})" if k is not None else activation
 
@@ -266,9 +123,9 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
 
     spec = registry.get(args.activation)
     if args.k is not None and spec.k == "unused":
-        raise UsageError(f"--k applies to {', '.join(_uses('k'))}, not {args.activation}")
+        raise UsageError(f"--k applies to {', '.join(uses('k'))}, not {args.activation}")
     if args.l1_coeff is not None and spec.coeff != "l1_coeff":
-        raise UsageError(f"--l1-coeff applies to {', '.join(_uses('l1'))}, not {args.activation}")
+        raise UsageError(f"--l1-coeff applies to {', '.join(uses('l1'))}, not {args.activation}")
     _check_device(args.device)
     if args.nproc is not None and args.nproc > 1 and "RANK" not in os.environ:
         if args.out is not None:
@@ -321,7 +178,7 @@ def _train(args: argparse.Namespace, out: TextIO, rank: int, world: int) -> None
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
     layer = None
     if args.model is not None:
-        _model, layer, X = _model_vectors(args, X)
+        _model, layer, X = model_vectors(args, X)
     elif args.layer is not None:
         raise UsageError("--layer needs --model")
     given = {
@@ -479,148 +336,9 @@ def cmd_info(args: argparse.Namespace, out: TextIO) -> None:
     _emit(info, rows, args.json, out)
 
 
-# ---------------------------------------------------------------------------- parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--data",
-        required=required,
-        metavar="SOURCE",
-        help="digits | shapes | superposition | a .npy/.npz/.safetensors file of vectors "
-        "(n_samples x n_features) | an activation store folder",
-    )
-    parser.add_argument(
-        "--n-samples", type=_positive_int, metavar="N", help="use N samples (built-ins: generate N)"
-    )
-    parser.add_argument(
-        "--key", metavar="NAME", help="the array to use in a .npz/.safetensors with several"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--model",
-        metavar="MODEL",
-        help="run the data through a torch model and use one layer's output: digits-mlp "
-        "(built in) or module:function returning an nn.Module",
-    )
-    parser.add_argument(
-        "--layer", metavar="NAME", help="the model's submodule (default for digits-mlp: net.1)"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Train sparse autoencoders and inspect their checkpoints.",
-        epilog="Run 'sae-widgets COMMAND --help' for a command's options.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
-
-    train = commands.add_parser(
-        "train",
-        formatter_class=_DefaultsFormatter,
-        help="train an SAE and save a checkpoint folder",
-        description="Train an SAE on vectors, print its final metrics, save a checkpoint "
-        "folder (SAELens layout: cfg.json + sae_weights.safetensors).",
-        epilog="example: sae-widgets train --data digits --activation topk --units 256 --k 16 "
-        "--out runs/digits",
-    )
-    _add_data_options(train)
-    train.add_argument("--activation", choices=ACTIVATIONS, default="topk", help="unit activation")
-    train.add_argument("--units", type=_positive_int, default=256, help="number of units")
-    train.add_argument(
-        "--k",
-        type=_positive_int,
-        help=f"active units per sample ({', '.join(_uses('k'))}) (default: {TRAIN_DEFAULTS['k']})",
-    )
-    train.add_argument(
-        "--l1-coeff",
-        type=_positive_float,
-        help=f"L1 sparsity weight ({', '.join(_uses('l1'))}) "
-        f"(default: {TRAIN_DEFAULTS['l1_coeff']})",
-    )
-    train.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=TRAIN_DEFAULTS["epochs"],
-        help="passes over the data",
-    )
-    train.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=TRAIN_DEFAULTS["batch_size"],
-        help="samples per step (shrunk for small data to get enough steps per epoch)",
-    )
-    train.add_argument("--lr", type=_positive_float, help="learning rate (default: automatic)")
-    train.add_argument(
-        "--device", help="torch device, e.g. cpu or cuda (default: cpu)", metavar="DEVICE"
-    )
-    train.add_argument(
-        "--nproc",
-        type=_positive_int,
-        metavar="N",
-        help="train on N local processes (DistributedDataParallel via torchrun: gloo on CPU, "
-        "nccl on CUDA)",
-    )
-    train.add_argument("--out", metavar="FOLDER", help="checkpoint folder to write")
-    train.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the checkpoint in --out even if training is interrupted (by default an "
-        "interrupted run saves beside it, in FOLDER.interrupted)",
-    )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(run=cmd_train)
-
-    evaluate = commands.add_parser(
-        "eval",
-        help="metrics of a checkpoint on data",
-        description="Print fvu, mse, l0 and dead_fraction of a checkpoint folder (ours, "
-        "SAELens, sparsify or dictionary_learning) on data. With --model, the data are the "
-        "model's inputs and the spliced-model figures are added: cross-entropy and accuracy "
-        "original / with the SAE spliced in / zero- and mean-ablated, loss_recovered, KL.",
-        epilog="example: sae-widgets eval runs/mlp --data digits --model digits-mlp",
-    )
-    evaluate.add_argument("checkpoint", help="checkpoint folder")
-    _add_data_options(evaluate)
-    evaluate.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="model batch size with --model"
-    )
-    evaluate.set_defaults(run=cmd_eval)
-
-    info = commands.add_parser(
-        "info",
-        help="architecture, shapes and training summary of a checkpoint",
-        description="Describe a checkpoint folder: layout, architecture, tensor shapes, "
-        "training summary and saved metrics.",
-        epilog="example: sae-widgets info runs/digits",
-    )
-    info.add_argument("checkpoint", help="checkpoint folder")
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    info.set_defaults(run=cmd_info)
-    return parser
+    """The `sae-widgets` parser, its subcommands bound to the functions here."""
+    return _build_parser({"train": cmd_train, "eval": cmd_eval, "info": cmd_info})
 
 
 def _one_line(message: str) -> str:

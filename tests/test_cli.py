@@ -317,7 +317,7 @@ def test_train_help_shows_the_defaults_and_they_are_the_estimators(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # issue 14 item 11: --k, --epochs, --batch-size hid their defaults
-    from sae_widgets.cli import TRAIN_DEFAULTS
+    from sae_widgets.cli_parser import TRAIN_DEFAULTS
 
     code, out, _ = run(capsys, "train", "--help")
     assert code == 0

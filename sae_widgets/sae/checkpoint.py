@@ -186,11 +186,16 @@ def save_sae(
     return write_weights(record, folder)
 
 
-def load_sae(folder: str | os.PathLike[str]) -> SAE:
-    """A fitted estimator from any known checkpoint folder; it can keep training."""
+def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
+    """A fitted estimator from any known checkpoint folder; it can keep training.
+
+    Weights are read onto the CPU whatever device saved them; `device` (if not None) moves
+    the loaded SAE there, and further training and inference run there."""
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+    from sae_widgets.sae.params import check_device
 
+    target = None if device is None else check_device("device", device)  # before reading
     record = read_weights(folder)
     model_cfg = _section(record, "model_config")
     extra = {k: v for k, v in model_cfg.items() if k in ("bandwidth", "init_threshold")}
@@ -223,6 +228,9 @@ def load_sae(folder: str | os.PathLike[str]) -> SAE:
         count = training.get(key)
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
             setattr(sae, attr, count)
+    if target is not None:
+        sae.model_.to(target)
+        sae.device = str(target)
     return sae
 
 

@@ -6,7 +6,6 @@ end in "_"; numpy in -> numpy out, torch in -> torch out on the input's device.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
 from collections.abc import Iterable
@@ -19,62 +18,12 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
+from sae_widgets.sae import inputs
 from sae_widgets.sae import params as constraints
-from sae_widgets.sae.batches import is_row_source
+from sae_widgets.sae.encoding import encode_csr, encode_dense
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
-
-# Inputs beyond this magnitude would overflow float32 in the encoder's matmul; smaller ones
-# (1e20 too) train like any others, as fit folds an input scale into the weights.
-MAX_ABS_INPUT = 1e30
-
-
-def _real_array(X: Any, name: str) -> np.ndarray:
-    """X as a C-contiguous float32 numpy array; strings, objects and complex are TypeErrors."""
-    try:
-        array = X if isinstance(X, np.ndarray) else np.asarray(X)
-    except (TypeError, ValueError) as err:  # ragged lists and the like
-        raise TypeError(
-            f"{name} must be an (n_samples, n_features) numpy array, torch tensor or Dataset "
-            f"of numbers; got {type(X).__name__} ({err})"
-        ) from err
-    if array.dtype.kind == "c":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.dtype.kind not in "fiub":
-        raise TypeError(
-            f"{name} must hold numbers (a float, integer or bool array); got dtype "
-            f"{array.dtype} (convert strings or objects with np.asarray(..., dtype=float))"
-        )
-    _check_magnitude(array, name)
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
-def _check_magnitude(array: Any, name: str) -> None:
-    """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
-    if torch.is_tensor(array):
-        if array.numel() == 0 or array.dtype == torch.bool:
-            return
-    elif array.size == 0 or array.dtype == np.bool_:
-        return
-    lo, hi = float(array.min()), float(array.max())  # min/max propagate NaN
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    peak = max(-lo, hi)
-    if peak > MAX_ABS_INPUT:
-        raise ValueError(
-            f"{name} holds values as large as {peak:.3g}; at most {MAX_ABS_INPUT:.0e} in "
-            f"magnitude is supported (float32 arithmetic would overflow): divide {name} by a "
-            "constant first"
-        )
-
-
-def _data_of(X: Any) -> Any:
-    """The array inside a Dataset (anything with an `.X` that is not itself an array)."""
-    if not isinstance(X, np.ndarray | Tensor) and hasattr(X, "X"):
-        return X.X
-    return X
-
 
 # What fit replaces; restored if fit fails before its first training step.
 _FIT_STATE = (
@@ -224,56 +173,17 @@ class SAE(BaseEstimator):
         )
 
     def _rows(self, X: Any, name: str = "X", fresh: bool = False) -> Any:
-        """X as `_input` gives it, or a row source on disk (an ActivationStore's X), checked
-        for shape but left where it is (its rows were checked finite when written)."""
-        X = _data_of(X)
-        if not is_row_source(X):
-            return self._input(X, name, fresh)
-        if len(X.shape) != 2 or min(X.shape) == 0:
-            raise ValueError(f"{name} must be a non-empty 2-D store; got shape {tuple(X.shape)}")
+        """X as a finite float32 (n, d) tensor on the model's device, or a row source on disk
+        (an ActivationStore's X) left where it is. fresh: for a new model (fit): any width,
+        on the `device` parameter."""
         expected = None if fresh else getattr(self, "n_features_in_", None)
-        if expected is not None and X.shape[1] != expected:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features, but the SAE was fitted on {expected}"
-            )
-        self._torch_device()  # a bad device string is a ValueError before any reading
-        return X
+        return inputs.as_rows(X, name, expected, lambda: self._rows_device(fresh))
 
-    def _input(self, X: Any, name: str = "X", fresh: bool = False) -> Tensor:
-        """X as a finite float32 (n, d) tensor on the model's device.
-
-        fresh: for a new model (fit): any width, on the `device` parameter.
-        """
-        X = _data_of(X)
-        if torch.is_tensor(X):
-            if X.is_complex():  # any real dtype converts, as it does for numpy input
-                raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-            tensor = X.detach()
-        elif sp.issparse(X):
-            raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
-        else:
-            tensor = torch.from_numpy(_real_array(X, name))
-        if tensor.ndim != 2:
-            raise ValueError(
-                f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
-            )
-        if tensor.shape[0] == 0 or tensor.shape[1] == 0:
-            raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
-        _check_magnitude(tensor, name)
-        if tensor.ndim != 2:
-            raise ValueError(
-                f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
-            )
-        if tensor.shape[0] == 0 or tensor.shape[1] == 0:
-            raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
-        expected = None if fresh else getattr(self, "n_features_in_", None)
-        if expected is not None and tensor.shape[1] != expected:
-            raise ValueError(
-                f"{name} has {tensor.shape[1]} features, but the SAE was fitted on {expected}"
-            )
-        fitted = hasattr(self, "model_") and not fresh
-        device = self.model_.W_dec.device if fitted else self._torch_device()
-        return tensor.to(device=device, dtype=torch.float32)
+    def _rows_device(self, fresh: bool) -> torch.device:
+        if hasattr(self, "model_") and not fresh:
+            device: torch.device = self.model_.W_dec.device
+            return device
+        return self._torch_device()
 
     def _check_fitted(self) -> SparseAutoencoder:
         if not hasattr(self, "model_"):
@@ -283,18 +193,6 @@ class SAE(BaseEstimator):
             )
         model: SparseAutoencoder = self.model_
         return model
-
-    @staticmethod
-    def _callbacks(callbacks: Callback | Iterable[Callback] | None) -> list[Callback]:
-        if callbacks is None:
-            return []
-        if callable(callbacks):
-            return [callbacks]
-        out = list(callbacks)
-        for cb in out:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables, got {type(cb)}")
-        return out
 
     def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
         cfg = SAEConfig(
@@ -366,7 +264,7 @@ class SAE(BaseEstimator):
         with SigintGuard():  # a Ctrl-C from here on stops training, never fit itself
             self._check_params()
             constraints.check_param("progress", progress)
-            callback_list = self._callbacks(callbacks)
+            callback_list = inputs.callback_list(callbacks)
             X_t = self._rows(X, fresh=True)  # before dropping the old fit: bad X keeps it
             previous = {key: self.__dict__.pop(key) for key in _FIT_STATE if key in self.__dict__}
             n, d = X_t.shape
@@ -394,7 +292,7 @@ class SAE(BaseEstimator):
         with SigintGuard():
             self._check_params()
             constraints.check_param("progress", progress)
-            callback_list = self._callbacks(callbacks)
+            callback_list = inputs.callback_list(callbacks)
             X_t = self._rows(X)
             if not hasattr(self, "model_"):
                 self._start(X_t.shape[1])
@@ -406,29 +304,12 @@ class SAE(BaseEstimator):
         """A fitted estimator wrapping an existing module (training can continue)."""
         if not isinstance(module, SparseAutoencoder):
             raise TypeError(f"module must be a SparseAutoencoder, got {type(module)}")
-        cfg = module.cfg
-        arch: dict[str, Any] = {
-            "n_units": cfg.n_units,
-            "activation": cfg.activation,
-            "k": cfg.k,
-            "prefix_sizes": cfg.prefix_sizes,
-        }
-        given = {name: params[name] for name in arch if name in params}
-        try:  # the given values must describe the module's architecture (None: its default)
-            same = not given or dataclasses.replace(cfg, **given) == cfg
-        except (TypeError, ValueError):
-            same = False
-        if not same:
-            raise ValueError(
-                f"{', '.join(f'{n}={v!r}' for n, v in given.items())} disagrees with the "
-                f"module's architecture ({', '.join(f'{n}={v!r}' for n, v in arch.items())})"
-            )
-        params = {**{name: v for name, v in arch.items() if v is not None}, **params}
+        params = constraints.module_params(module.cfg, params)
         params.setdefault("device", str(module.W_dec.device))
         est = cls(**params)
         est.seed_ = est._seed()
         est.model_ = module.eval()
-        est.n_features_in_ = cfg.d_in
+        est.n_features_in_ = module.cfg.d_in
         est.history_ = []
         est.n_steps_ = 0
         est.n_samples_seen_ = 0
@@ -450,112 +331,42 @@ class SAE(BaseEstimator):
 
     def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
         """X in row chunks on the model's device (a store is read chunk by chunk)."""
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-            raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        size = inputs.check_chunk_size(chunk_size)
         X_t = self._rows(X)
         if isinstance(X_t, Tensor):
-            return X_t.split(int(chunk_size))
+            return X_t.split(size)
         device = self._check_fitted().W_dec.device
-        return (torch.from_numpy(c).to(device) for c in X_t.chunks(int(chunk_size)))
+        return (torch.from_numpy(c).to(device) for c in X_t.chunks(size))
 
     def transform(self, X: Any, chunk_size: int = 8192) -> Any:
         """(n, n_units) unit activations (dense), computed in chunks without gradients."""
         model = self._check_fitted()
         rows = self._rows(X)  # a tensor on the model's device, or a store read chunk by chunk
-        n = int(rows.shape[0])
-        chunks = self._chunks(rows, chunk_size)
-        with torch.no_grad():
-            codes: Tensor | None = None  # filled chunk by chunk (torch.cat would hold 2 copies)
-            start = 0
-            for chunk in chunks:
-                part = model.encode(chunk)
-                if codes is None:
-                    codes = part.new_empty(n, part.shape[1])
-                codes[start : start + len(part)] = part
-                start += len(part)
-        assert codes is not None
-        return self._output(codes, X)
+        codes = encode_dense(model, self._chunks(rows, chunk_size), int(rows.shape[0]))
+        return inputs.output_like(codes, X)
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         return self.fit(X, **fit_params).transform(X)
 
     def encode_sparse(self, X: Any, chunk_size: int = 8192) -> sp.csr_matrix:
-        """(n, n_units) float32 CSR codes; never builds the dense matrix of the whole data.
-
-        topk rows come straight from torch.topk (<= k entries per row, zeros dropped, column
-        indices sorted); other activations keep the non-zeros of each dense chunk.
-        """
+        """(n, n_units) float32 CSR codes; never builds the dense matrix of the whole data
+        (see `sae_widgets.sae.encoding.encode_csr`)."""
         model = self._check_fitted()
-        data_parts, index_parts, count_parts = [], [], []
-        with torch.no_grad():
-            for chunk in self._chunks(X, chunk_size):
-                if model.spec.per_sample_k:
-                    values_BK, units_BK = model.encode_topk(chunk)
-                    units_BK, order = units_BK.sort(dim=1)
-                    values_BK = values_BK.gather(1, order)
-                    keep = values_BK > 0
-                    data, units, counts = values_BK[keep], units_BK[keep], keep.sum(1)
-                else:
-                    codes = model.encode(chunk)
-                    keep = codes != 0
-                    data, units, counts = codes[keep], keep.nonzero()[:, 1], keep.sum(1)
-                data_parts.append(data.cpu())
-                index_parts.append(units.to(torch.int32).cpu())
-                count_parts.append(counts.cpu())
-        row_counts = torch.cat(count_parts).numpy()
-        indptr = np.zeros(row_counts.size + 1, dtype=np.int64)
-        np.cumsum(row_counts, out=indptr[1:])
-        index_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
-        if index_dtype == np.int32:
-            indptr = indptr.astype(np.int32)
-        matrix = sp.csr_matrix(
-            (
-                torch.cat(data_parts).numpy().astype(np.float32, copy=False),
-                torch.cat(index_parts).numpy().astype(index_dtype, copy=False),
-                indptr,
-            ),
-            shape=(row_counts.size, model.cfg.n_units),
-        )
-        matrix.has_sorted_indices = True
-        return matrix
+        return encode_csr(model, self._chunks(X, chunk_size))
 
     def inverse_transform(self, Z: Any) -> Any:
         """(n, d) reconstruction from unit activations (dense, torch, or scipy sparse)."""
         model = self._check_fitted()
         n_units = model.cfg.n_units
         if sp.issparse(Z):
-            if Z.ndim != 2 or Z.shape[1] != n_units:
-                raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
-            if not np.isfinite(Z.data).all():
-                raise ValueError("Z contains NaN or infinite values")
+            inputs.check_sparse_codes(Z, n_units)
             W_dec = model.W_dec.detach().cpu().numpy()
             b_dec = model.b_dec.detach().cpu().numpy()
             return np.asarray(Z @ W_dec + b_dec, dtype=np.float32)
-        Z_t = self._input_codes(Z, n_units)
+        Z_t = inputs.as_codes(Z, n_units, model.W_dec.device)
         with torch.no_grad():
             X_hat = model.decode(Z_t)
-        return self._output(X_hat, Z)
-
-    def _input_codes(self, Z: Any, n_units: int) -> Tensor:
-        if torch.is_tensor(Z):
-            Z_t = Z.detach()
-        else:
-            Z_t = torch.from_numpy(np.ascontiguousarray(np.asarray(Z, dtype=np.float32)))
-        if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
-            raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
-        Z_t = Z_t.to(device=self.model_.W_dec.device, dtype=torch.float32)
-        if not bool(torch.isfinite(Z_t).all()):
-            raise ValueError("Z contains NaN or infinite values")
-        return Z_t
-
-    @staticmethod
-    def _output(result: Tensor, like: Any) -> Any:
-        like = _data_of(like)
-        if torch.is_tensor(like):
-            return result.to(like.device)
-        return result.cpu().numpy()
+        return inputs.output_like(X_hat, Z)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative fraction of variance unexplained (higher is better)."""
@@ -579,17 +390,7 @@ class SAE(BaseEstimator):
         """
         from sae_widgets.sae.checkpoint import load_sae
 
-        target = None
-        if device is not None:
-            try:
-                target = torch.device(device)
-            except (RuntimeError, TypeError) as err:
-                raise ValueError(f"device must name a torch device, got {device!r}") from err
-        loaded: SAE = load_sae(folder)
-        if target is not None:
-            loaded.model_.to(target)
-            loaded.device = str(target)
-        return loaded
+        return load_sae(folder, device=device)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")

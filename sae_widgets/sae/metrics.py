@@ -217,7 +217,8 @@ def evaluate(
     `sae_widgets.sae.splice_metrics.spliced_metrics` for `splice_options` (labels, input_fn,
     tokenizer, task, batch_size, max_length).
     """
-    from sae_widgets.sae.estimator import SAE, _data_of
+    from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.inputs import data_of as _data_of
     from sae_widgets.sae.model import SparseAutoencoder
 
     if isinstance(sae, SparseAutoencoder):

@@ -11,6 +11,7 @@ valid and invalid values from the same table (`Constraint.low`, `high`, `kind`, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import operator
@@ -189,6 +190,28 @@ def check_params(params: Mapping[str, Any]) -> None:
             f"prefix_sizes applies to {', '.join(nested)}, not activation={spec.name!r}; "
             f"got {params['prefix_sizes']!r}"
         )
+
+
+def module_params(cfg: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` plus the architecture of an existing module's config (an `SAEConfig`);
+    a given architecture parameter that disagrees with the module is a ValueError."""
+    arch: dict[str, Any] = {
+        "n_units": cfg.n_units,
+        "activation": cfg.activation,
+        "k": cfg.k,
+        "prefix_sizes": cfg.prefix_sizes,
+    }
+    given = {name: params[name] for name in arch if name in params}
+    try:  # the given values must describe the module's architecture (None: its default)
+        same = not given or dataclasses.replace(cfg, **given) == cfg
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise ValueError(
+            f"{', '.join(f'{n}={v!r}' for n, v in given.items())} disagrees with the "
+            f"module's architecture ({', '.join(f'{n}={v!r}' for n, v in arch.items())})"
+        )
+    return {**{name: v for name, v in arch.items() if v is not None}, **params}
 
 
 def check_device(name: str, value: Any) -> torch.device:

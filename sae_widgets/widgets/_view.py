@@ -223,7 +223,8 @@ class ExplorerView(widgets.VBox):
         self.selection.unit = int(unit)
 
     def close(self) -> None:
-        for handler, names in self._followers:
+        # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way
+        for handler, names in getattr(self, "_followers", ()):
             self.selection.unobserve(handler, names)
-        self._followers.clear()
+        getattr(self, "_followers", []).clear()
         super().close()

@@ -279,7 +279,8 @@ class CompareView(widgets.VBox):
             self.cmp.selection.unit = self.unit_at(kind, int(index))
 
     def close(self) -> None:
-        for selection, handler in self._followers:
+        # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way
+        for selection, handler in getattr(self, "_followers", ()):
             selection.unobserve(handler, "unit")
         self._followers = []
         super().close()

@@ -106,7 +106,8 @@ class Dashboard(ExplorerView):
         self.status.value = f"<b>{text}</b>"
 
     def close(self) -> None:
-        for view in self.views:
+        # getattr: ipywidgets' __del__ also closes a dashboard whose __init__ failed part-way
+        for view in getattr(self, "views", ()):
             view.close()
         super().close()
 

@@ -1,0 +1,165 @@
+"""Checks at the estimator's boundary: what `SAE` accepts as data, codes, chunk sizes and
+callbacks, turned into float32 tensors or refused with an error naming the argument."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from sae_widgets.sae.batches import is_row_source
+
+# Inputs beyond this magnitude would overflow float32 in the encoder's matmul; smaller ones
+# (1e20 too) train like any others, as fit folds an input scale into the weights.
+MAX_ABS_INPUT = 1e30
+
+
+def real_array(X: Any, name: str) -> np.ndarray:
+    """X as a C-contiguous float32 numpy array; strings, objects and complex are TypeErrors."""
+    try:
+        array = X if isinstance(X, np.ndarray) else np.asarray(X)
+    except (TypeError, ValueError) as err:  # ragged lists and the like
+        raise TypeError(
+            f"{name} must be an (n_samples, n_features) numpy array, torch tensor or Dataset "
+            f"of numbers; got {type(X).__name__} ({err})"
+        ) from err
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} must hold numbers (a float, integer or bool array); got dtype "
+            f"{array.dtype} (convert strings or objects with np.asarray(..., dtype=float))"
+        )
+    check_magnitude(array, name)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_magnitude(array: Any, name: str) -> None:
+    """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
+    if torch.is_tensor(array):
+        if array.numel() == 0 or array.dtype == torch.bool:
+            return
+    elif array.size == 0 or array.dtype == np.bool_:
+        return
+    lo, hi = float(array.min()), float(array.max())  # min/max propagate NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    peak = max(-lo, hi)
+    if peak > MAX_ABS_INPUT:
+        raise ValueError(
+            f"{name} holds values as large as {peak:.3g}; at most {MAX_ABS_INPUT:.0e} in "
+            f"magnitude is supported (float32 arithmetic would overflow): divide {name} by a "
+            "constant first"
+        )
+
+
+def data_of(X: Any) -> Any:
+    """The array inside a Dataset (anything with an `.X` that is not itself an array)."""
+    if not isinstance(X, np.ndarray | Tensor) and hasattr(X, "X"):
+        return X.X
+    return X
+
+
+def _check_width(width: int, expected: int | None, name: str) -> None:
+    if expected is not None and width != expected:
+        raise ValueError(f"{name} has {width} features, but the SAE was fitted on {expected}")
+
+
+def as_rows(
+    X: Any, name: str, expected: int | None, device: Callable[[], torch.device]
+) -> Tensor | Any:
+    """X as `as_tensor` gives it, or a row source on disk (an ActivationStore's X), checked
+    for shape but left where it is (its rows were checked finite when written).
+
+    expected: the fitted width, or None for any; device: the device to put rows on (called
+    only when needed, so a bad device string is reported before any reading)."""
+    X = data_of(X)
+    if not is_row_source(X):
+        return as_tensor(X, name, expected, device())
+    if len(X.shape) != 2 or min(X.shape) == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D store; got shape {tuple(X.shape)}")
+    _check_width(X.shape[1], expected, name)
+    device()
+    return X
+
+
+def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> Tensor:
+    """X as a finite float32 (n, d) tensor on `device`; d must equal `expected` if given."""
+    X = data_of(X)
+    if torch.is_tensor(X):
+        if X.is_complex():  # any real dtype converts, as it does for numpy input
+            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        tensor = X.detach()
+    elif sp.issparse(X):
+        raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
+    else:
+        tensor = torch.from_numpy(real_array(X, name))
+    if tensor.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
+        )
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
+    check_magnitude(tensor, name)
+    _check_width(tensor.shape[1], expected, name)
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
+    """Unit activations Z (numpy or torch, dense) as a finite float32 (n, n_units) tensor."""
+    if torch.is_tensor(Z):
+        Z_t = Z.detach()
+    else:
+        Z_t = torch.from_numpy(np.ascontiguousarray(np.asarray(Z, dtype=np.float32)))
+    if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
+        raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
+    Z_t = Z_t.to(device=device, dtype=torch.float32)
+    if not bool(torch.isfinite(Z_t).all()):
+        raise ValueError("Z contains NaN or infinite values")
+    return Z_t
+
+
+def check_sparse_codes(Z: sp.spmatrix, n_units: int) -> None:
+    """A scipy sparse Z must be (n, n_units) and finite."""
+    if Z.ndim != 2 or Z.shape[1] != n_units:
+        raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
+    if not np.isfinite(Z.data).all():
+        raise ValueError("Z contains NaN or infinite values")
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+        raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def callback_list(callbacks: Any) -> list[Any]:
+    """None, one callable or an iterable of callables, as a list."""
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    if not isinstance(callbacks, Iterable) or isinstance(callbacks, str | bytes):
+        raise TypeError(
+            f"callbacks must be a callable or a list of callables, got {type(callbacks).__name__}"
+        )
+    out = list(callbacks)
+    for cb in out:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables, got {type(cb)}")
+    return out
+
+
+def output_like(result: Tensor, like: Any) -> Any:
+    """torch in -> torch out on the input's device; anything else -> numpy."""
+    like = data_of(like)
+    if torch.is_tensor(like):
+        return result.to(like.device)
+    return result.cpu().numpy()
