@@ -14,33 +14,13 @@ from torch import nn
 
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.layer_capture import StopForward, capture_layer
+from sae_widgets.model_layers import resolve_layer
 
 InputFn = Callable[[torch.Tensor], Any]
-_MAX_LISTED_NAMES = 40
 
 
 class ModelError(ValueError):
     """The model's forward pass raised; the model's own exception is the __cause__."""
-
-
-def _resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    named = dict(model.named_modules())
-    if isinstance(layer, nn.Module):
-        for name, module in named.items():
-            if module is layer:
-                return name or type(model).__name__, module
-        raise ValueError("layer is a module that is not part of model")
-    if not isinstance(layer, str):
-        raise TypeError(
-            f"layer must be a submodule name (str) or an nn.Module; got {type(layer).__name__}"
-        )
-    if layer not in named:
-        names = [n for n in named if n]
-        listed = ", ".join(names[:_MAX_LISTED_NAMES])
-        if len(names) > _MAX_LISTED_NAMES:
-            listed += f", ... ({len(names)} in all)"
-        raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
-    return layer, named[layer]
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -239,7 +219,7 @@ def collect_activations(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    layer_name, module = _resolve_layer(model, layer)
+    layer_name, module = resolve_layer(model, layer)
     if tokenizer is not None:
         rows = _collect_tokens(
             model,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sae_widgets.model_layers import resolve_layer
 from sae_widgets.sae.model import SparseAutoencoder
 
 __all__ = [
@@ -41,29 +42,7 @@ __all__ = [
 ]
 
 RowFn = Callable[[Tensor], Tensor]
-_MAX_LISTED = 40
 _ABLATIONS = ("zero", "mean")
-
-
-def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """(name, module) of `layer`, a dotted name as in `model.named_modules()` or the module."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    named = dict(model.named_modules())
-    if isinstance(layer, nn.Module):
-        for name, module in named.items():
-            if module is layer:
-                return name or type(model).__name__, module
-        raise ValueError("layer is a module that is not part of model")
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a submodule name (str) or an nn.Module; got {layer!r}")
-    if layer not in named:
-        names = [n for n in named if n]
-        listed = ", ".join(names[:_MAX_LISTED]) + (
-            f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else ""
-        )
-        raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
-    return layer, named[layer]
 
 
 def sae_module(sae: Any) -> SparseAutoencoder:

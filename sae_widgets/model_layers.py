@@ -1,0 +1,32 @@
+"""Naming a layer of any torch model: shared by data/ (reading a layer's output) and sae/
+(splicing an SAE into it), which never import each other (DESIGN.md layering)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+# Layer names listed in the error for a name that is not in the model.
+MAX_LISTED_NAMES = 40
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """(name, module) of `layer`, a dotted name as in `model.named_modules()` or the module."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    named = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in named.items():
+            if module is layer:
+                return name or type(model).__name__, module
+        raise ValueError("layer is a module that is not part of model")
+    if not isinstance(layer, str):
+        raise TypeError(
+            f"layer must be a submodule name (str) or an nn.Module; got {type(layer).__name__}"
+        )
+    if layer not in named:
+        names = [n for n in named if n]
+        listed = ", ".join(names[:MAX_LISTED_NAMES])
+        if len(names) > MAX_LISTED_NAMES:
+            listed += f", ... ({len(names)} in all)"
+        raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
+    return layer, named[layer]
