@@ -10,8 +10,11 @@ schedule, none of our kernels) run interleaved on the same batches, each step ti
 after one roofline matmul (batch x d @ d x n_units), so all three see the same load. Printed:
 samples/s (median step), the fraction of the encoder-forward roofline (2 d n_units FLOP per
 sample at the GEMM rate just measured; median of per-step ratios) with its target (>= 0.60)
-PASS/FAIL, then FVU, L0, MMCS and dead fraction of both on held-out data, and a
-torch.profiler breakdown of our step. `--epochs-quality` adds SAE.fit with defaults on the
+PASS/FAIL, then FVU, L0, MMCS and dead fraction of both on held-out data; beside them the
+same step of ours with torch's threads throughout (the in-process A/B of the thread choice of
+sae/sparse_ops_threads.py, with a check that both trained the same weights), a
+torch.profiler breakdown of our step, and the cost of the AuxK path (steps with 10% of the
+units dead against steps with none). `--epochs-quality` adds SAE.fit with defaults on the
 small shape (the quality figures of the README).
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
@@ -22,6 +25,7 @@ Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from sae_widgets.sae.training import TrainConfig, Trainer
 
 BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
 TRAIN_TARGET = 0.60
+FIXED = "ours, torch threads throughout"
 
 
 @dataclass(frozen=True)
@@ -133,19 +138,25 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
     X, true = torch.from_numpy(ds.X[: steps * BATCH]), ds.true_features
     X_test = torch.from_numpy(ds.X[steps * BATCH :])
     cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
-    ours = Trainer(
-        SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
-        TrainConfig(batch_size=BATCH),
-        seed=0,
-        fresh=True,
+    ours, fixed = (
+        Trainer(
+            SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
+            TrainConfig(batch_size=BATCH),
+            seed=0,
+            fresh=True,
+        )
+        for _ in range(2)
     )
+    fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
-    ours.initialize(X[batches[0]])
-    assert ours.scale is not None
+    for trainer in (ours, fixed):
+        trainer.initialize(X[batches[0]])
+        assert trainer.scale is not None
+        trainer.model.rescale_inputs_(trainer.scale)  # training space, as Trainer.run does
+        trainer.model.train()
     scale = ours.scale
-    ours.model.rescale_inputs_(scale)  # training space, as Trainer.run does
-    ours.model.train()
+    assert scale is not None
     ref = Reference(shape.d, shape.n_units, shape.k, batch_topk=activation == "batchtopk")
     with torch.no_grad():
         ref.b_dec.copy_(X[batches[0]].mean(0) * scale)
@@ -158,6 +169,7 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
             group["lr"] = lr
         paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
         paired.time("reference", lambda x=x: reference_step(ref, opt, x), BATCH)
+        paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
     print(
         f"\n{shape.name}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, {activation}, "
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
@@ -177,13 +189,35 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
         f" fraction of the roofline: ours {fraction:.2f}, reference "
         f"{paired.fraction('reference'):.2f}"
     )
+    print(
+        f"  ours with torch's threads throughout: {paired.fraction(FIXED):.2f} of the roofline; "
+        f"ours chose one thread for the small ops in {ours.threads.counts['serial']} of "
+        f"{steps} steps; same weights: {torch.equal(ours.model.W_dec, fixed.model.W_dec)}"
+    )
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
     if profile_steps:
         ours.model.train()
         x = X[batches[0]] * scale
         for text in breakdown(lambda: ours.train_step(x, 1e-4, 0.0), profile_steps):
             print(text)
+        aux_cost(ours, x, paired, profile_steps)
     return fraction
+
+
+def aux_cost(ours: Trainer, x: torch.Tensor, paired: Paired, repeats: int) -> None:
+    """Steps with 10% of the units dead (the AuxK path runs) against steps with none."""
+    counters = ours.samples_since_fired.clone()
+    n_dead = ours.model.cfg.n_units // 10
+    for _ in range(repeats):
+        ours.samples_since_fired.zero_()
+        paired.time("step, no dead unit", lambda: ours.train_step(x, 1e-4, 0.0), BATCH)
+        ours.samples_since_fired[:n_dead] = ours.cfg.dead_window
+        paired.time("step, 10% dead (AuxK)", lambda: ours.train_step(x, 1e-4, 0.0), BATCH)
+    ours.samples_since_fired.copy_(counters)
+    with_aux = statistics.median(paired.times["step, 10% dead (AuxK)"])
+    without = statistics.median(paired.times["step, no dead unit"])
+    print(f"  AuxK path (10% of the units dead): the step takes {with_aux / without:.2f}x "
+          f"one without dead units ({repeats} steps each)")  # fmt: skip
 
 
 def run_fit(epochs: int) -> None:

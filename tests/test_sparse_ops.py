@@ -57,9 +57,11 @@ def test_preacts_topk_chunks_agree_with_one_matmul() -> None:
 
 @pytest.mark.parametrize("n_units", [8 * TOPK_GROUP, 50])
 def test_batch_topk_units_is_the_flat_top_k(n_units: int) -> None:
-    for seed, boost in ((0, 0.0), (1, 10.0), (2, 0.0)):
+    for seed, boost in ((0, 0.0), (1, 10.0), (2, 0.0), (3, 2.5)):
         pre = torch.randn(32, n_units, generator=gen(seed))
-        pre[0] += boost  # one row with most winners: the exact fallback
+        pre[0] += boost  # one row with most winners: more than its candidates
+        if seed == 3:  # rows between them with more winners than candidates, and without
+            pre[17] += boost
         if seed == 2:
             pre = pre.round()  # a tied cut-off: the exact fallback keeps exactly k * B
         units, offsets, cutoff = batch_topk_units(pre, 3)

@@ -148,32 +148,46 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
 
     A flat top-k over B*n_units values is slow, so first take each row's top `4k` candidates
     and find the cut-off among them with a selection (kthvalue). A row whose candidates all
-    win may hold more winners: then again with 4x the candidates. Only a cut-off tied
-    between values falls back to the flat top-k (to keep exactly k*B).
+    beat that cut-off may hold more winners: those rows (a few of a batch) join with all
+    their values and the cut-off is selected again; every other row's remaining values lie
+    below it. (Widening every row's candidates instead cost a second top-k of the whole
+    batch, on every step of the toy benchmark.) Only a cut-off tied between values falls
+    back to the flat top-k (to keep exactly k*B).
     """
     n_rows, n_units = pre_BU.shape
     n_keep = min(k * n_rows, n_rows * n_units)
-    cap = min(n_units, 4 * k)
-    while True:
-        cand_vals, cand_units = topk_rows(pre_BU, cap)
-        flat = cand_vals.reshape(-1)
-        cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
-        keep = cand_vals >= cutoff
-        # a row whose every candidate wins may have more winners: more candidates
-        if cap < n_units and bool((cand_vals.amin(dim=1) > cutoff).any()):
-            cap = min(n_units, 4 * cap)
-            continue
-        break
-    if int(keep.sum()) != n_keep:  # values tied at the cut-off: keep exactly n_keep
+    cand_vals, cand_units = topk_rows(pre_BU, min(n_units, 4 * k))
+    flat = cand_vals.reshape(-1)
+    cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
+    keep = cand_vals >= cutoff
+    full = cand_vals.amin(dim=1) > cutoff
+    if cand_vals.shape[1] == n_units:
+        full.zero_()  # every value is a candidate already
+    full_rows = full.nonzero().squeeze(1) if bool(full.any()) else None
+    if full_rows is not None:  # those rows' every value is a candidate now
+        pool = torch.cat([cand_vals[~full].reshape(-1), pre_BU[full_rows].reshape(-1)])
+        cutoff = pool.kthvalue(pool.numel() - n_keep + 1).values
+        keep = (cand_vals >= cutoff) & ~full[:, None]
+        keep_full = pre_BU[full_rows] >= cutoff
+        counts = keep.sum(dim=1)
+        counts[full_rows] = keep_full.sum(dim=1)
+    else:
+        counts = keep.sum(dim=1)
+    if int(counts.sum()) != n_keep:  # values tied at the cut-off: keep exactly n_keep
         kept_vals, flat_pos = pre_BU.reshape(-1).topk(n_keep, sorted=False)
         cutoff = kept_vals.min()
         flat_pos = flat_pos.sort().values
         rows, units = flat_pos // n_units, flat_pos % n_units
         counts = torch.bincount(rows, minlength=n_rows)
-    else:
-        units = cand_units[keep]
-        counts = keep.sum(dim=1)
+        return units, torch.cumsum(counts, 0) - counts, cutoff
     offsets = torch.cumsum(counts, 0) - counts
+    if full_rows is None:
+        return cand_units[keep], offsets, cutoff
+    units = torch.empty(n_keep, dtype=torch.long, device=pre_BU.device)
+    position = offsets[:, None] + keep.cumsum(dim=1) - 1  # each entry's place in its row
+    units[position[keep]] = cand_units[keep]
+    position = offsets[full_rows][:, None] + keep_full.cumsum(dim=1) - 1
+    units[position[keep_full]] = keep_full.nonzero()[:, 1]
     return units, offsets, cutoff
 
 

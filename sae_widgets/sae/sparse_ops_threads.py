@@ -74,6 +74,8 @@ class StepThreads:
             "serial": deque(maxlen=WINDOW),
         }
         self.steps = 0
+        self.counts = {"parallel": 0, "serial": 0}
+        """Steps run in each mode."""
 
     def choose(self) -> str:
         """The mode of the next step."""
@@ -98,3 +100,4 @@ class StepThreads:
         else:
             yield
         self.times[mode].append(time.perf_counter() - start)
+        self.counts[mode] += 1
