@@ -9,7 +9,9 @@ from sae_widgets.analysis.selection import (
     default_heatmap_units,
     enrichment,
     heatmap_matrix,
+    samples_in_polygon,
     samples_in_rect,
+    y_order,
 )
 
 N, U = 600, 25
@@ -55,6 +57,56 @@ def test_samples_in_rect_matches_a_loop_and_ignores_endpoint_order():
         samples_in_rect(coords, 0.5, (0, 1))
     with pytest.raises(ValueError, match="y_range must not contain NaN"):
         samples_in_rect(coords, (0, 1), (0, np.nan))
+
+
+def test_samples_in_polygon_matches_matplotlib_for_a_lasso_and_a_rectangle():
+    from matplotlib.path import Path
+
+    rng = np.random.default_rng(1)
+    coords = rng.standard_normal((20_000, 2)).astype(np.float32)
+    turn = np.linspace(0, 2 * np.pi, 150, endpoint=False)
+    radius = 1.0 + 0.5 * np.sin(7 * turn)  # a star: concave, as a hand-drawn lasso is
+    lasso = np.c_[0.3 + radius * np.cos(turn), -0.2 + radius * np.sin(turn)]
+    expected = np.flatnonzero(Path(lasso).contains_points(coords))
+    by_y = y_order(coords)
+    got = samples_in_polygon(coords, lasso, by_y)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(samples_in_polygon(coords, lasso), expected)  # no by_y
+    assert 1000 < len(got) < 20_000
+    # A self-crossing outline (a figure eight): even-odd, as matplotlib's path test.
+    eight = np.array([[-1, -1], [1, 1], [1, -1], [-1, 1]], dtype=np.float64)
+    np.testing.assert_array_equal(
+        samples_in_polygon(coords, eight, by_y),
+        np.flatnonzero(Path(eight).contains_points(coords)),
+    )
+    # A rectangle tool's outline (closed or not) selects as the rectangle does.
+    corners = [[-0.5, -1.0], [0.7, -1.0], [0.7, 0.4], [-0.5, 0.4]]
+    rect = samples_in_rect(coords, (-0.5, 0.7), (-1.0, 0.4))
+    np.testing.assert_array_equal(samples_in_polygon(coords, corners, by_y), rect)
+    np.testing.assert_array_equal(samples_in_polygon(coords, [*corners, corners[0]]), rect)
+    assert samples_in_polygon(coords, [[5, 5], [6, 5], [5, 6]]).size == 0
+    with pytest.raises(ValueError, match=r"polygon must have shape \(m, 2\) with m >= 3"):
+        samples_in_polygon(coords, [[0, 0], [1, 1]])
+    with pytest.raises(ValueError, match="polygon must hold finite"):
+        samples_in_polygon(coords, [[0, 0], [1, np.nan], [1, 0]])
+    with pytest.raises(ValueError, match="by_y must order all 20000 points"):
+        samples_in_polygon(coords, lasso, y_order(coords[:10]))
+
+
+def test_unit_totals_and_sorted_unique_match_numpy():
+    from sae_widgets.analysis.checks import sorted_unique
+
+    Z = make_codes()
+    store = CodeStore(Z)
+    rows = np.array([5, 3, 3, 599, 0])  # a repeated sample counts twice
+    counts, sums = store.unit_totals(rows)
+    np.testing.assert_array_equal(counts, (Z[rows] != 0).sum(0))
+    np.testing.assert_allclose(sums, Z[rows].astype(np.float64).sum(0), rtol=1e-12)
+    assert counts.dtype == np.int64 and sums.dtype == np.float64
+    rng = np.random.default_rng(0)
+    for values in (rng.integers(0, 50, 200), np.arange(10), np.zeros(0, np.int64), [4]):
+        values = np.asarray(values, dtype=np.int64)
+        np.testing.assert_array_equal(sorted_unique(values), np.unique(values))
 
 
 def test_enrichment_matches_brute_force_and_ranks_the_specific_unit_first():

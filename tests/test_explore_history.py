@@ -11,10 +11,13 @@ from sae_widgets.explore.selection import Selection
 
 
 def test_combine_replaces_adds_and_subtracts():
-    assert combine([1, 2, 3], [5, 3], "replace") == [3, 5]
-    assert combine([1, 2, 3], [5, 3], "add") == [1, 2, 3, 5]
-    assert combine([1, 2, 3], [5, 3], "subtract") == [1, 2]
-    assert combine([], np.array([4, 4]), "add") == [4]
+    assert combine([1, 2, 3], [5, 3], "replace").tolist() == [3, 5]
+    assert combine([1, 2, 3], [5, 3], "add").tolist() == [1, 2, 3, 5]
+    assert combine([1, 2, 3], [5, 3], "subtract").tolist() == [1, 2]
+    assert combine([], np.array([4, 4]), "add").tolist() == [4]
+    assert combine([3, 1, 2, 9], [0, 9, 9, 4], "subtract").tolist() == [1, 2, 3]
+    assert combine([1, 2], [], "subtract").tolist() == [1, 2]
+    assert combine([7], [7], "subtract").tolist() == []
     with pytest.raises(ValueError, match="mode"):
         combine([1], [2], "xor")
 

@@ -55,6 +55,29 @@ def test_selection_validates_every_trait():
         Selection(0, 100)
 
 
+def test_selection_keeps_its_samples_as_a_read_only_array_too():
+    sel = Selection(10, 100)
+    assert sel.sample_array.tolist() == [] and sel.sample_array.dtype == np.int64
+    given = np.array([9, 3, 3, 50])
+    sel.samples = given
+    assert sel.samples == [3, 9, 50] and sel.sample_array.tolist() == [3, 9, 50]
+    already_sorted = np.array([1, 2, 5])
+    sel.samples = already_sorted
+    assert sel.sample_array is not already_sorted  # never the caller's array...
+    assert already_sorted.flags.writeable  # ...which stays the caller's to change
+    with pytest.raises(ValueError):
+        sel.sample_array[0] = 4  # read-only: a view cannot change the selection behind it
+    with sel.hold_trait_notifications():
+        sel.samples = [7]
+        sel.samples = [1, 2, 5]  # back where it was: no change
+    assert sel.sample_array.tolist() == sel.samples == [1, 2, 5]
+    with pytest.raises(ValueError, match=r"samples must be indices in \[0, 100\); got -1"):
+        sel.samples = np.array([-1, 4])
+    assert sel.sample_array.tolist() == [1, 2, 5]
+    with pytest.raises(ValueError, match="1-D sequence of integer sample indices"):
+        sel.samples = np.array([1.5])
+
+
 def test_selection_notifies_once_per_real_change_and_links():
     sel = Selection(10, 100)
     seen = []
@@ -172,6 +195,12 @@ def test_projection_and_rectangle_selection(explorer, fitted):
     picked = explorer.samples_in_rect(*box)
     expected = np.flatnonzero((x >= 0) & (y <= 0))
     np.testing.assert_array_equal(picked, expected)
+    # A lasso's outline: the triangle x >= 0, y <= 0, x - y <= top (the third corner cuts).
+    top = float(x.max())
+    triangle = [[0.0, 0.0], [top, 0.0], [0.0, -top]]
+    inside = np.flatnonzero((x > 0) & (y < 0) & (x - y < top))
+    lassoed = explorer.samples_in_polygon(triangle)
+    assert set(inside) <= set(lassoed) <= set(expected) and len(inside) > 0
 
 
 def test_enrichment_and_heatmap_follow_the_selection(explorer, fitted):

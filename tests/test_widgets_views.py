@@ -289,6 +289,14 @@ def test_hovering_a_point_shows_its_card(ex, codes):
     assert f"unit 4: <b>{codes[sample, 4]:.3g}</b>" in card and "data:image/png" in card
 
 
+def outline_from_browser(widget, outline):
+    """What jupyter-scatter sends at the end of a lasso or rectangle: its outline in data
+    coordinates, as a binary float32 array (after the enclosed drawn points)."""
+    outline = np.ascontiguousarray(outline, dtype=np.float32)
+    state = {"view": memoryview(outline), "dtype": "float32", "shape": list(outline.shape)}
+    from_browser(widget, lasso_selection_polygon=state)
+
+
 def test_large_projection_uses_webgl_and_its_selection_reaches_the_selection():
     from sae_widgets.widgets._gl_scatter import GLScatter
 
@@ -297,14 +305,25 @@ def test_large_projection_uses_webgl_and_its_selection_reaches_the_selection():
     ex = sw.Explorer(sae, ds)
     view = sw.PCABrush(ex)
     assert view.webgl and isinstance(view.scatter, GLScatter)
+    assert view.shown.tolist() == list(range(4000))  # fewer than max_points: all drawn
     widget = view.scatter.widget
     assert view.figure is widget and widget.mouse_mode == "lasso"
-    # What jupyter-scatter sends after a lasso: the enclosed points, as uint32.
-    widget.selection = np.array([10, 3, 2500], dtype=np.uint32)
-    assert ex.selection.samples == [3, 10, 2500]
+    coords = ex.projection().coords
+    # A lasso: the browser sends the drawn points it enclosed, then the outline; the outline
+    # decides, over every sample.
+    (x0, y0), (x1, y1) = np.percentile(coords, 30, axis=0), np.percentile(coords, 70, axis=0)
+    triangle = np.array([[x0, y0], [x1, y0], [x0, y1]])
+    inside = ex.samples_in_polygon(triangle)
+    assert 50 < len(inside) < 4000
+    widget.selection = inside[:3].astype(np.uint32)
+    assert ex.selection.samples == []  # the points alone wait for the outline
+    outline_from_browser(widget, triangle)
+    assert ex.selection.samples == inside.tolist()
+    # A click selects one drawn point (no outline follows); "add" keeps the rest.
     view.mode.value = "add"
-    widget.selection = np.array([7], dtype=np.uint32)
-    assert ex.selection.samples == [3, 7, 10, 2500]
+    outside = int(np.setdiff1d(np.arange(4000), inside)[0])
+    widget.selection = np.array([outside], dtype=np.uint32)
+    assert ex.selection.samples == sorted([*inside.tolist(), outside])
     # Selected from Python: shown, and the browser's echo of it is not a new lasso.
     ex.selection.samples = [1, 2]
     np.testing.assert_array_equal(widget.selection, [1, 2])
@@ -318,6 +337,34 @@ def test_large_projection_uses_webgl_and_its_selection_reaches_the_selection():
     assert view.hover in view.children and view.hover_relay is None
     from_browser(widget, hovering=2500)
     assert "sample 2500" in view.hover.value and "unit 3:" in view.hover.value
+
+
+def test_webgl_scatter_draws_a_bounded_subset_and_selects_over_every_sample():
+    ds = sw.datasets.superposition(n=6000, n_features=12, dim=10, active=2.0, seed=2)
+    sae = small_fit(sw.SAE(n_units=16, k=3, epochs=1, batch_size=256, seed=0), ds.X)
+    ex = sw.Explorer(sae, ds)
+    view = sw.PCABrush(ex, max_points=1000, color_by="activation")
+    shown = view.shown
+    assert len(shown) == 1000 and np.array_equal(shown, ex.display_samples(1000))
+    widget = view.scatter.widget
+    coords = ex.projection().coords
+    assert np.asarray(widget.points).shape[0] == 1000  # only the drawn points are sent
+    ex.selection.unit = 5
+    assert len(view.point_colors) == 1000  # one colour per drawn point is what is sent
+    # A rectangle's outline selects every sample inside, drawn or not.
+    (x0, y0), (x1, y1) = np.percentile(coords, 20, axis=0), np.percentile(coords, 80, axis=0)
+    view.select_with.value = "rectangle"
+    outline_from_browser(widget, [[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    expected = ex.samples_in_rect((x0, x1), (y0, y1))
+    assert ex.selection.samples == expected.tolist() and len(expected) > 1000
+    # The scatter shows the drawn ones among them, by position among the drawn points.
+    drawn = np.flatnonzero(np.isin(shown, expected))
+    np.testing.assert_array_equal(np.sort(np.asarray(widget.selection)), drawn)
+    # A click on a drawn point selects that sample (its position maps through `shown`).
+    widget.selection = np.array([7], dtype=np.uint32)
+    assert ex.selection.samples == [int(shown[7])]
+    ex.history.undo()
+    assert ex.selection.samples == expected.tolist()
 
 
 # ---- ActivationHeatmap ---------------------------------------------------------------------

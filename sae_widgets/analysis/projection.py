@@ -21,7 +21,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 
 from sae_widgets.analysis.checks import check_positive_int
 
-__all__ = ["Projection", "display_subset", "pca_projection"]
+__all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
 FIT_ROWS = 100_000
 _CHUNK = 65_536
@@ -169,6 +169,24 @@ def _fit_sample_project_all(
         coords[start : start + len(block)] = block @ components.T - offset
         start += len(block)
     return Projection(coords, fitted.explained_variance_ratio, components, mean, source)
+
+
+def pca_2d(data: Any, source: str, seed: int) -> Projection:
+    """2-D PCA coordinates even when the data has fewer than 2 directions to give (one or two
+    samples, a 2-unit SAE): the missing component is a zero column (no variance along it)."""
+    if sp.issparse(data) and min(data.shape) <= 2:  # ARPACK needs n_components < min(shape)
+        data = data.toarray()  # at most 2 rows or 2 columns: small
+    limit = min(data.shape) - (1 if sp.issparse(data) else 0)
+    if limit >= 2:
+        return pca_projection(data, 2, source=source, seed=seed)
+    one = pca_projection(data, 1, source=source, seed=seed)
+    return Projection(
+        coords=np.hstack([one.coords, np.zeros_like(one.coords)]),
+        explained_variance_ratio=np.append(one.explained_variance_ratio, 0.0),
+        components=np.vstack([one.components, np.zeros_like(one.components)]),
+        mean=one.mean,
+        source=source,
+    )
 
 
 def display_subset(

@@ -1,8 +1,9 @@
 """From a brushed rectangle to samples, and from samples to the units that characterise them.
 
-Everything here reads only the CSR rows of the selected samples: inside-counts come from one
-`np.bincount`, and outside = dataset totals - inside, so a 10,000-sample selection of a
-100,000-sample dataset touches 10,000 rows, not 100,000.
+Everything here reads only the CSR rows of the selected samples: inside-counts and sums come
+from `CodeStore.unit_totals` (two sparse products over those rows), and outside = dataset
+totals - inside, so a 10,000-sample selection of a 100,000-sample dataset touches 10,000
+rows, not 100,000.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_indices, check_positive_int
+from sae_widgets.analysis.checks import check_indices, check_positive_int, sorted_unique
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.summary import check_labels, top_entries
 
@@ -24,7 +25,9 @@ __all__ = [
     "default_heatmap_units",
     "enrichment",
     "heatmap_matrix",
+    "samples_in_polygon",
     "samples_in_rect",
+    "y_order",
 ]
 
 
@@ -44,14 +47,79 @@ def samples_in_rect(coords: Any, x_range: Any, y_range: Any) -> NDArray[np.int64
     `coords` is (n, 2) or wider (the first two columns are used); each range is a pair in
     either order, as a brush reports it.
     """
-    points = np.asarray(coords)
-    if points.ndim != 2 or points.shape[1] < 2:
-        raise ValueError(f"coords must have shape (n, 2); got {points.shape}")
+    points = _points(coords)
     x_low, x_high = _check_range(x_range, "x_range")
     y_low, y_high = _check_range(y_range, "y_range")
     x, y = points[:, 0], points[:, 1]
     inside = (x >= x_low) & (x <= x_high) & (y >= y_low) & (y <= y_high)
     return np.flatnonzero(inside).astype(np.int64)
+
+
+def y_order(coords: Any) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """The points of `coords` sorted by y: (order, x, y), for `samples_in_polygon` (compute
+    once per projection and pass it to every call)."""
+    points = _points(coords)
+    order = np.argsort(points[:, 1], kind="stable").astype(np.int64)
+    return order, points[order, 0].astype(np.float64), points[order, 1].astype(np.float64)
+
+
+def _points(coords: Any) -> NDArray[Any]:
+    points = np.asarray(coords)
+    if points.ndim != 2 or points.shape[1] < 2:
+        raise ValueError(f"coords must have shape (n, 2); got {points.shape}")
+    return points
+
+
+def _is_axis_rectangle(vertices: NDArray[np.float64]) -> bool:
+    """Whether an outline is an axis-aligned rectangle (4 corners, or 5 with the first
+    repeated): every edge horizontal or vertical, two distinct x and two distinct y."""
+    corners = vertices[:-1] if len(vertices) == 5 else vertices
+    if len(corners) != 4 or (len(vertices) == 5 and not np.array_equal(vertices[0], vertices[-1])):
+        return False
+    step = np.diff(np.vstack([corners, corners[:1]]), axis=0)
+    axis_aligned = bool(np.all((step[:, 0] == 0) ^ (step[:, 1] == 0)))
+    return axis_aligned and len(np.unique(corners[:, 0])) == len(np.unique(corners[:, 1])) == 2
+
+
+def samples_in_polygon(
+    coords: Any,
+    polygon: Any,
+    by_y: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]] | None = None,
+) -> NDArray[np.int64]:
+    """Indices (ascending) of the points of `coords` inside a polygon (a lasso's outline).
+
+    `polygon` is (m, 2) vertices in data coordinates, m >= 3, closed implicitly. Crossing-number
+    test, one edge at a time: with the points sorted by y (`by_y`, from `y_order`), the points
+    an edge's horizontal band can cross are one contiguous slice, so the work grows with the
+    points near the outline's rows, not with points x vertices (10^6 points, a 200-vertex
+    lasso: tens of ms). Points exactly on the outline may fall either side.
+    """
+    points = _points(coords)
+    vertices = np.asarray(polygon, dtype=np.float64)
+    if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
+        raise ValueError(f"polygon must have shape (m, 2) with m >= 3; got {vertices.shape}")
+    if not np.isfinite(vertices).all():
+        raise ValueError("polygon must hold finite coordinates; got NaN or infinity")
+    if _is_axis_rectangle(vertices):  # a rectangle tool's outline: one vectorised test
+        low, high = vertices.min(axis=0), vertices.max(axis=0)
+        return samples_in_rect(points, (low[0], high[0]), (low[1], high[1]))
+    order, xs, ys = y_order(points) if by_y is None else by_y
+    if len(order) != len(points):
+        raise ValueError(f"by_y must order all {len(points)} points; got {len(order)}")
+    inside = np.zeros(len(order), dtype=np.bool_)
+    bounds = np.searchsorted(ys, vertices[:, 1], side="left")
+    following = np.roll(np.arange(len(vertices)), -1)
+    for a, b in zip(range(len(vertices)), following):
+        (x0, y0), (x1, y1) = vertices[a], vertices[b]
+        lo, hi = sorted((int(bounds[a]), int(bounds[b])))
+        if y0 == y1 or lo == hi:
+            continue  # a horizontal edge, or no point in its band [min y, max y)
+        band_y = ys[lo:hi]
+        crossing_x = x0 + (band_y - y0) * ((x1 - x0) / (y1 - y0))
+        inside[lo:hi] ^= xs[lo:hi] < crossing_x
+    mask = np.zeros(len(order), dtype=np.bool_)
+    mask[order[inside]] = True
+    return np.flatnonzero(mask).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -100,14 +168,12 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
 
     `samples` are distinct-ified; `top` limits the result (None: every unit).
     """
-    rows = np.unique(check_indices(samples, store.n_samples, "samples"))
+    rows = sorted_unique(check_indices(samples, store.n_samples, "samples"))
     if len(rows) == 0:
         raise ValueError("samples must select at least one sample; got none")
     if top is not None:
         top = check_positive_int(top, "top")
-    _, units, values = store.rows_entries(rows)
-    count_in = np.bincount(units, minlength=store.n_units)
-    sum_in = np.bincount(units, weights=values, minlength=store.n_units).astype(np.float64)
+    count_in, sum_in = store.unit_totals(rows)
     count_out = store.counts - count_in
     sum_out = store.sums - sum_in
     n_in, n_out = len(rows), store.n_samples - len(rows)
@@ -158,7 +224,7 @@ def default_heatmap_rows(
     cap = check_positive_int(cap, "cap")
     label_array = None if labels is None else check_labels(labels, n_samples)
     rng = np.random.default_rng(seed)
-    chosen = np.unique(check_indices([] if samples is None else samples, n_samples, "samples"))
+    chosen = sorted_unique(check_indices([] if samples is None else samples, n_samples, "samples"))
     if len(chosen) > cap:
         chosen = np.sort(rng.choice(chosen, size=cap, replace=False))
     elif len(chosen) == 0:

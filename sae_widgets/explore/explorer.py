@@ -16,35 +16,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from sae_widgets.analysis import (
     CodeStore,
     Enrichment,
-    HeatmapData,
     ProbeResult,
     Projection,
     UnitSummary,
-    default_heatmap_rows,
-    default_heatmap_units,
-    display_subset,
-    enrichment,
-    heatmap_matrix,
-    pca_projection,
     probe_attribute,
-    samples_in_rect,
     unit_summary,
 )
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.analysis.code_files import encode_to_folder
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
-from sae_widgets.analysis.prefix import PrefixMetrics, prefix_metrics, prefix_reconstruction
+from sae_widgets.analysis.projection import pca_2d
 from sae_widgets.analysis.summary import normalize_rows
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
 from sae_widgets.explore.history import SelectionHistory
+from sae_widgets.explore.prefixes import PrefixQueries
 from sae_widgets.explore.selection import Selection
+from sae_widgets.explore.selection_queries import SelectionQueries
 from sae_widgets.explore.steering import Steerer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,25 +66,7 @@ def _check_fitted(sae: Any) -> int:
     return int(n_features)
 
 
-def _pca_2d(data: Any, source: str, seed: int) -> Projection:
-    """2-D PCA coordinates even when the data has fewer than 2 directions to give (one or two
-    samples, a 2-unit SAE): the missing component is a zero column (no variance along it)."""
-    if sp.issparse(data) and min(data.shape) <= 2:  # ARPACK needs n_components < min(shape)
-        data = data.toarray()  # at most 2 rows or 2 columns: small
-    limit = min(data.shape) - (1 if sp.issparse(data) else 0)
-    if limit >= 2:
-        return pca_projection(data, 2, source=source, seed=seed)
-    one = pca_projection(data, 1, source=source, seed=seed)
-    return Projection(
-        coords=np.hstack([one.coords, np.zeros_like(one.coords)]),
-        explained_variance_ratio=np.append(one.explained_variance_ratio, 0.0),
-        components=np.vstack([one.components, np.zeros_like(one.components)]),
-        mean=one.mean,
-        source=source,
-    )
-
-
-class Explorer:
+class Explorer(SelectionQueries, PrefixQueries):
     """Explore the units of a fitted SAE over a dataset.
 
     Parameters
@@ -167,10 +142,11 @@ class Explorer:
         self._codes: CodeStore | None = None
         self._projections: dict[str, Projection] = {}
         self._display: dict[tuple[str, int], NDArray[np.int64]] = {}
+        self._by_y: dict[str, Any] = {}  # points sorted by y, per projection (lassos)
         self._decoder: NDArray[np.float32] | None = None
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
-        self._last_enrichment: tuple[tuple[int, bytes], Enrichment] | None = None
+        self._last_enrichment: tuple[tuple[int, int, bytes], Enrichment] | None = None
         self.steerer = self._steerer(model, layer, inputs, input_fn, tokenizer)
 
     def _steerer(
@@ -236,6 +212,7 @@ class Explorer:
         self._codes = None
         self._projections.clear()
         self._display.clear()
+        self._by_y.clear()
         self._decoder = None
         self._directions = None
         self._summaries.clear()
@@ -276,80 +253,8 @@ class Explorer:
             raise ValueError(f"source must be one of {_SOURCES}; got {source!r}")
         if source not in self._projections:
             data = self.codes.csr if source == "codes" else self.dataset.X
-            self._projections[source] = _pca_2d(data, source, self.seed)
+            self._projections[source] = pca_2d(data, source, self.seed)
         return self._projections[source]
-
-    def display_samples(
-        self, max_points: int = 20_000, source: str | None = None
-    ) -> NDArray[np.int64]:
-        """Sorted indices of the (at most `max_points`) samples a scatter of the projection
-        should draw; a brush still selects over all samples (`samples_in_rect`). Cached: the
-        same subset every call, so a view sends its points once and then only colours."""
-        source = self.default_projection if source is None else source
-        key = (source, int(max_points))
-        cached = self._display.get(key)
-        if cached is None:
-            cached = display_subset(self.projection(source).coords, max_points, seed=self.seed)
-            self._display[key] = cached
-        return cached
-
-    def samples_in_rect(
-        self, x_range: Any, y_range: Any, source: str | None = None
-    ) -> NDArray[np.int64]:
-        """Samples whose projected point lies in the rectangle (bounds included, any order)."""
-        return samples_in_rect(self.projection(source).coords, x_range, y_range)
-
-    def _samples_or_selection(self, samples: Any) -> NDArray[np.int64]:
-        chosen = self.selection.samples if samples is None else samples
-        return check_indices(chosen, self.n_samples, "samples")
-
-    def enrichment(self, samples: Any = None, top: int | None = 20) -> Enrichment:
-        """Units most enriched in `samples` (default: the current selection's samples).
-
-        The full ranking of the last set asked about is kept, so the list view and the heatmap
-        columns of one brush share one computation.
-        """
-        chosen = np.unique(self._samples_or_selection(samples))
-        key = (self.codes.n_samples, chosen.tobytes())
-        if self._last_enrichment is None or self._last_enrichment[0] != key:
-            self._last_enrichment = (key, enrichment(self.codes, chosen, top=None))
-        ranking = self._last_enrichment[1]
-        return ranking if top is None else ranking.head(top)
-
-    def heatmap(
-        self,
-        rows: Any = None,
-        units: Any = None,
-        *,
-        max_rows: int = 200,
-        max_units: int = 64,
-    ) -> HeatmapData:
-        """Activations of some samples (rows) and units (columns).
-
-        rows: default: the selection (a random `max_rows` of it if larger), or a
-        label-stratified sample of `max_rows` when nothing is selected. units: default: the
-        `max_units` units most enriched in the rows' samples when rows or a selection are given,
-        else the most frequent units.
-        """
-        labels = self.dataset.labels
-        if rows is None:
-            picked: Any = self.selection.samples
-            row_array = default_heatmap_rows(
-                self.n_samples, picked, labels, cap=max_rows, seed=self.seed
-            )
-        else:
-            picked = row_array = check_indices(rows, self.n_samples, "rows")
-        if units is None:
-            ranked = self.enrichment(picked, top=None) if len(picked) else None
-            unit_array = default_heatmap_units(self.codes, picked, cap=max_units, ranked=ranked)
-        else:
-            unit_array = check_indices(units, self.n_units, "units")
-        return HeatmapData(
-            matrix=heatmap_matrix(self.codes, row_array, unit_array),
-            rows=row_array,
-            units=unit_array,
-            row_labels=None if labels is None else labels[row_array],
-        )
 
     def attribute(self, name: str) -> Attribute:
         """The dataset attribute called `name`, or a ValueError listing the known ones."""
@@ -374,36 +279,6 @@ class Explorer:
             decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)
 
-    # ---- nested prefixes (Matryoshka) -------------------------------------------------
-
-    @property
-    def prefix_sizes(self) -> tuple[int, ...] | None:
-        """The SAE's nested prefix sizes (a Matryoshka SAE), else None."""
-        sizes = getattr(self.sae, "prefix_sizes_", None)
-        return tuple(int(n) for n in sizes) if sizes is not None else None
-
-    def _decoder_bias(self) -> NDArray[np.float32]:
-        """(d,) the reconstruction of all-zero codes: the decoder bias."""
-        zeros = np.zeros((1, self.n_units), dtype=np.float32)
-        return np.asarray(self.sae.inverse_transform(zeros), dtype=np.float32)[0]
-
-    def prefix_metrics(self, sizes: Any = None) -> PrefixMetrics:
-        """FVU, MSE and L0 over the dataset using only the first n units, for each n in
-        `sizes` (default: the SAE's prefix sizes, else n_units / 8, / 4, / 2 and all)."""
-        if sizes is None:
-            sizes = self.prefix_sizes or sorted({max(1, self.n_units >> j) for j in range(4)})
-        return prefix_metrics(
-            self.dataset.X, self.codes.csr, self._components(), self._decoder_bias(), sizes
-        )
-
-    def reconstruct_prefix(self, indices: Any, n_units: int) -> NDArray[np.float32]:
-        """(len(indices), d) reconstruction of those samples from their first `n_units`
-        units only (`reconstruct` with every unit)."""
-        rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
-        return prefix_reconstruction(
-            self.codes.csr[rows], self._components(), self._decoder_bias(), n_units
-        )
-
     def logit_effects(self, unit: int, top: int = 10) -> LogitEffects | None:
         """The tokens `unit`'s decoder direction promotes and suppresses most (through the
         causal LM's unembedding and final-norm scale), or None when the dataset holds no
@@ -419,34 +294,6 @@ class Explorer:
             top,
             norm_weight=documents.norm_weight,
         )
-
-    def selection_to_dataset(self) -> Dataset:
-        """The selected samples as a Dataset of their own (labels, images, ... carried over)."""
-        return self.dataset[np.asarray(self.selection.samples, dtype=np.int64)]
-
-    def selection_to_dataframe(self) -> Any:
-        """The selected samples as a pandas DataFrame (pandas is optional): one row per
-        sample with its index, label (when known), number of active units, and its activation
-        of the focused unit (when one is focused)."""
-        try:
-            import pandas as pd
-        except ImportError as error:  # pragma: no cover - pandas ships with bqplot
-            raise ImportError("selection_to_dataframe needs pandas: pip install pandas") from error
-        samples = np.asarray(self.selection.samples, dtype=np.int64)
-        columns: dict[str, Any] = {"sample": samples}
-        labels = self.dataset.labels
-        if labels is not None:
-            names = self.dataset.label_names
-            picked = labels[samples]
-            columns["label"] = [names[i] if names and i >= 0 else int(i) for i in picked]
-        columns["active_units"] = np.diff(self.codes.csr.indptr)[samples]
-        unit = self.selection.unit
-        if unit is not None:
-            activation = np.zeros(self.n_samples, dtype=np.float32)
-            rows, values = self.codes.unit_samples(unit)
-            activation[rows] = values
-            columns[f"unit_{unit}"] = activation[samples]
-        return pd.DataFrame(columns)
 
     def dashboard(self, **options: Any) -> ipywidgets.Widget:
         """All views laid out together and linked through `selection` (one ipywidgets widget)."""

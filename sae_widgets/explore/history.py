@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from sae_widgets.analysis.checks import sorted_unique
 from sae_widgets.explore.selection import Selection
 
 __all__ = ["MODES", "SelectionHistory", "combine"]
@@ -19,18 +21,21 @@ MODES = ("replace", "add", "subtract")
 """How a newly drawn set of samples meets the current selection."""
 
 
-def combine(current: Any, new: Any, mode: str = "replace") -> list[int]:
+def combine(current: Any, new: Any, mode: str = "replace") -> NDArray[np.int64]:
     """The selection after drawing `new` over `current`: `new` itself ("replace"), their
     union ("add") or `current` without `new` ("subtract"); sorted, distinct."""
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-    fresh = np.unique(np.asarray(new, dtype=np.int64))
+    fresh = sorted_unique(np.asarray(new, dtype=np.int64).reshape(-1))
     if mode == "replace":
-        return fresh.tolist()
-    old = np.unique(np.asarray(current, dtype=np.int64))
+        return fresh
+    old = sorted_unique(np.asarray(current, dtype=np.int64).reshape(-1))
     if mode == "add":
-        return np.union1d(old, fresh).tolist()
-    return np.setdiff1d(old, fresh, assume_unique=True).tolist()
+        return sorted_unique(np.concatenate([old, fresh]))
+    if len(fresh) == 0:
+        return old
+    at = np.minimum(np.searchsorted(fresh, old), len(fresh) - 1)
+    return old[fresh[at] != old]
 
 
 class SelectionHistory:

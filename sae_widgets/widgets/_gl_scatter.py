@@ -3,7 +3,9 @@
 jupyter-scatter (anywidget + regl-scatterplot) draws 10^6 points, selects them with a lasso
 or a rectangle in the browser and sends the selected indices back as one binary array; it
 needs no labextension of its own. This adapter gives PCABrush the few calls it makes:
-`set_tool`, `set_colors`, `show_selected`, and a callback for each drawn selection.
+`set_tool`, `set_colors`, `show_selected`, and two callbacks: the outline of each lasso or
+rectangle (in data coordinates, so the kernel can select over every sample, drawn or not)
+and the drawn points a click selected.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ with _quiet():  # its import reads fonts through pandas, warning too
 
 
 class GLScatter:
-    """A WebGL scatter of `coords` whose lasso/rectangle reports samples to `on_drawn`.
+    """A WebGL scatter of `coords`.
+
+    A lasso or rectangle reports its outline ((m, 2) data coordinates) to `on_outline`; a
+    selection the browser made without an outline (a click on a point) reports the
+    positions of the selected points in `coords` to `on_drawn`. (jupyter-scatter sends the
+    points it selected before the outline; those are positions among the drawn points only,
+    so with an outline handler they are not used.)
 
     Attributes
     ----------
@@ -49,10 +57,12 @@ class GLScatter:
         on_drawn: Callable[[np.ndarray], None],
         tool: str = "lasso",
         *,
+        on_outline: Callable[[np.ndarray], None] | None = None,
         width: str = "420px",
         height: int = 380,
     ) -> None:
         self._on_drawn = on_drawn
+        self._on_outline = on_outline
         self._showing: np.ndarray | None = None  # what we sent, so our own echo is ignored
         with _quiet():
             self.plot = Scatter(
@@ -69,6 +79,7 @@ class GLScatter:
         self.widget.layout.width = width
         self.set_tool(tool)
         self.widget.observe(self._selected, "selection")
+        self.widget.observe(self._outlined, "lasso_selection_polygon")
 
     def set_tool(self, tool: str) -> None:
         """ "lasso" (a freeform loop) or "rectangle"."""
@@ -101,5 +112,15 @@ class GLScatter:
         if self._showing is not None and np.array_equal(picked, self._showing):
             return  # the browser echoing what the kernel showed
         self._showing = None
-        if len(picked):
+        # A lasso's points come with an outline right after them: the outline decides. A
+        # single point without one is a click.
+        if len(picked) == 1 or (len(picked) and self._on_outline is None):
             self._on_drawn(picked)
+
+    def _outlined(self, change: dict[str, Any]) -> None:
+        new = change["new"]
+        if self._on_outline is None or new is None:
+            return
+        outline = np.asarray(new, dtype=np.float64)
+        if outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3:
+            self._on_outline(outline)  # an empty outline is a deselect: nothing to do

@@ -2,8 +2,11 @@
 units most enriched in the selection.
 
 Up to `GL_THRESHOLD` points the scatter is bqplot's SVG `Scatter`; above it, a WebGL scatter
-(jupyter-scatter, see `_gl_scatter`). Either way the visible scatter only *shows*
-``ex.selection.samples``.
+(jupyter-scatter, see `_gl_scatter`) of at most `max_points` of them
+(`Explorer.display_samples`: a decimated subset that keeps the cloud's shape), so what is
+sent per action stays bounded at 10^6 samples: the points once, then one colour per drawn
+point, and the drawn points of the selection. Either way the visible scatter only *shows*
+``ex.selection.samples``; a lasso or rectangle selects over every sample, drawn or not.
 
 SVG: bqplot's LassoSelector marks the points of an invisible copy of the scatter and reports
 their indices (reset after each lasso, so the next one starts afresh); the rectangle
@@ -11,7 +14,7 @@ their indices (reset after each lasso, so the next one starts afresh); the recta
 `samples_in_rect` over all projected points. Both reach the kernel from a mouse drag in
 JupyterLab 4 and Notebook 7 since bqplot-gl left the dependencies (its bundled d3 broke
 bqplot's BrushSelector, bqplot #1693). WebGL: jupyter-scatter selects in the browser and
-sends the indices.
+sends the outline, and the Explorer's `samples_in_polygon` finds every sample inside it.
 
 Each drawn set replaces the selection, or is added to / subtracted from it (`mode`); the
 Explorer's `history` undoes a step. Points are coloured by label or by the focused unit's
@@ -71,12 +74,16 @@ class PCABrush(ExplorerView):
         Number of enriched-unit buttons.
     select_with:
         The first selection tool: "lasso" (default) or "rectangle"; the user can switch.
+    max_points:
+        At most this many points are drawn (WebGL, above `GL_THRESHOLD` samples).
 
     Attributes
     ----------
     figure:
         The scatter's Figure (bqplot; its ``interaction`` is `lasso` or `brush`), or the
         WebGL scatter widget above `GL_THRESHOLD` points.
+    shown:
+        The samples drawn, ascending (all of them on the SVG scatter).
     scatter:
         The Scatter mark of every sample (SVG), or the `GLScatter` (WebGL).
     point_colors:
@@ -106,6 +113,7 @@ class PCABrush(ExplorerView):
         n_enriched: int = 8,
         select_with: str = "lasso",
         width: str = "420px",
+        max_points: int = 50_000,
     ) -> None:
         super().__init__(ex)
         if select_with not in ("lasso", "rectangle"):
@@ -124,11 +132,19 @@ class PCABrush(ExplorerView):
         self.lasso_target: Scatter | None = None
         self.hover_relay: HoverRelay | None = None
         self.webgl = ex.n_samples > GL_THRESHOLD
+        self.shown = np.arange(ex.n_samples, dtype=np.int64)
         if self.webgl:
             from sae_widgets.widgets._gl_scatter import GLScatter
 
-            self.scatter: Any = GLScatter(coords, self._drawn, select_with, width=width)
-            self.scatter.widget.observe(self._hovered, "hovering")
+            self.shown = ex.display_samples(max_points, source)
+            self.scatter: Any = GLScatter(
+                coords[self.shown],
+                self._clicked_points,
+                select_with,
+                on_outline=self._outlined,
+                width=width,
+            )
+            self.scatter.widget.observe(self._hovered, "hovering")  # a position in `shown`
             self.figure: Any = self.scatter.widget
         else:
             self._build_svg(coords, axis_label, select_with, width)
@@ -247,7 +263,16 @@ class PCABrush(ExplorerView):
 
     def _drawn(self, samples: Any) -> None:
         """A lasso or rectangle enclosed `samples`: combine them with the selection."""
-        self.selection.samples = combine(self.selection.samples, samples, self.mode.value)
+        current = self.selection.sample_array  # kept beside the list: no conversion
+        self.selection.samples = combine(current, samples, self.mode.value)
+
+    def _clicked_points(self, positions: np.ndarray) -> None:
+        """WebGL: the browser selected drawn points without an outline (a click)."""
+        self._drawn(self.shown[positions])
+
+    def _outlined(self, outline: np.ndarray) -> None:
+        """WebGL: a lasso or rectangle was drawn; select every sample inside its outline."""
+        self._drawn(self.ex.samples_in_polygon(outline, self.source))
 
     def _on_brushing(self, change: dict[str, Any]) -> None:
         if change["new"] or self.brush is None:  # still dragging: work waits for the release
@@ -277,9 +302,10 @@ class PCABrush(ExplorerView):
             self.figure.interaction = self.lasso if change["new"] == "lasso" else self.brush
 
     def _hovered(self, change: dict[str, Any]) -> None:
-        sample = change["new"]
-        if sample is not None and sample >= 0:
-            self.hover.value = hover_card(self.ex, int(sample), self.selection.unit)
+        point = change["new"]  # SVG: the sample; WebGL: its position among the drawn points
+        if point is not None and 0 <= point < len(self.shown):
+            sample = int(self.shown[int(point)])
+            self.hover.value = hover_card(self.ex, sample, self.selection.unit)
 
     def clear(self) -> None:
         """Forget the selected samples (and the brush rectangle)."""
@@ -289,7 +315,7 @@ class PCABrush(ExplorerView):
 
     def _draw_samples(self) -> None:
         samples = self.selection.samples
-        if self.brush is not None and samples != self._brushed_samples:
+        if self.brush is not None and samples is not self._brushed_samples:
             self._brushed_samples = None  # selected elsewhere: the rectangle is stale
             with self.brush.hold_sync():
                 self.brush.selected_x = None
@@ -298,8 +324,10 @@ class PCABrush(ExplorerView):
         self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
         self.clear_button.disabled = n == 0
         self.undo_button.disabled = not self.ex.history.can_undo
-        if self.webgl:
-            self.scatter.show_selected(samples)
+        if self.webgl:  # the drawn points among the selected ones, by position in `shown`
+            chosen = self.selection.sample_array
+            at = np.minimum(np.searchsorted(chosen, self.shown), max(len(chosen) - 1, 0))
+            self.scatter.show_selected(np.flatnonzero(chosen[at] == self.shown) if n else [])
         else:
             self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
         if n:
@@ -342,6 +370,7 @@ class PCABrush(ExplorerView):
             palette, index = ACTIVATION_PALETTE, activation_levels(activation, top)
             title = f"unit {unit} activation" if unit is not None else "no unit focused"
             self.legend.value = color_bar(activation_gradient_css(), "0", f"{top:.3g}", title)
+        index = index[self.shown]
         self.point_colors = np.asarray(palette)[index].tolist()
         if self.webgl:
             self.scatter.set_colors(index, palette)

@@ -59,6 +59,7 @@ class UnitTable(ExplorerView):
             raise ValueError(f"sort_by: expected one of {list(SORT_KEYS)}, got {sort_by!r}")
         self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
         self._enrichment = np.zeros(ex.n_units)
+        self._parts: list[tuple[str, str]] | None = None
         self._syncing = False
         self.order = np.arange(ex.n_units)
         self.search = widgets.Text(
@@ -99,7 +100,7 @@ class UnitTable(ExplorerView):
     def _rank_enrichment(self) -> None:
         samples = self.selection.samples
         self._enrichment = np.zeros(self.ex.n_units)
-        if samples:
+        if len(samples):
             found = self.ex.enrichment(samples, top=None)
             self._enrichment[found.units] = found.score
 
@@ -119,14 +120,24 @@ class UnitTable(ExplorerView):
         names = [self._label_name(int(t)).lower() for t in self.stats.top_label]
         return units[[text in name for name in names]]
 
-    def _row(self, unit: int) -> str:
-        s = self.stats
-        selectivity = "   -" if np.isnan(s.selectivity[unit]) else f"{s.selectivity[unit]:.2f}"
-        return (
-            f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
-            f"{selectivity:>6} {self._enrichment[unit]:>7.3f}  "
-            f"{self._label_name(int(s.top_label[unit]))}"
-        )
+    @property
+    def _row_parts(self) -> list[tuple[str, str]]:
+        """Each row's text before and after its enrichment (the only column a new selection
+        changes), formatted once: redrawing 4,096 rows after a brush costs a few ms."""
+        if self._parts is None:
+            s = self.stats
+            self._parts = []
+            for unit in range(self.ex.n_units):
+                sel = s.selectivity[unit]
+                selectivity = "   -" if np.isnan(sel) else f"{sel:.2f}"
+                self._parts.append(
+                    (
+                        f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
+                        f"{selectivity:>6} ",
+                        f"  {self._label_name(int(s.top_label[unit]))}",
+                    )
+                )
+        return self._parts
 
     def _draw(self) -> None:
         units = self._matches(self.search.value)
@@ -140,7 +151,10 @@ class UnitTable(ExplorerView):
         self._syncing = True
         try:
             with self.table.hold_sync():
-                self.table.options = [(self._row(int(u)), int(u)) for u in self.order]
+                parts, score = self._row_parts, self._enrichment.tolist()
+                self.table.options = [
+                    (f"{parts[u][0]}{score[u]:>7.3f}{parts[u][1]}", u) for u in self.order.tolist()
+                ]
                 self._show_focus()
         finally:
             self._syncing = False
