@@ -6,9 +6,10 @@
 For each dataset a notebook builds ``ex.dashboard()``; Playwright then acts as a user: a
 lasso drawn with the mouse on the PCA plot, a click on the unit table's "next" button (a unit
 change, with the PCA plot coloured by label and by unit activation) and a click on a heatmap
-column. In the page, the mouse release's own timestamp starts the clock and a
-requestAnimationFrame loop stops it, once per view, in the first frame that shows that view
-changed (status line, heatmap picture, inspector pictures, enriched buttons, PCA colours).
+column. In the page, the pointer release's own timestamp starts the clock (pointerup:
+jupyter-scatter cancels the compatibility mouse events) and a requestAnimationFrame loop
+stops it, once per view, in the first frame that shows that view changed (status line,
+heatmap picture, inspector pictures, enriched buttons, PCA colours).
 
 Where the time goes: the kernel logs each widget message it handles (``Widget._handle_msg``,
 wall clock), so each action splits into browser -> kernel (the message's way in), kernel (the
@@ -101,7 +102,7 @@ PROBES = {
         s += dots[i].style.fill; return s; }""",
 }
 
-# Installs window.__swWatch(names): the clock starts at the next mouse release (its event
+# Installs the watch: the clock starts at the next pointer release (its event
 # timestamp) and each probe stops at the first animation frame where its value differs.
 WATCH_JS = """
 probes => {
@@ -110,7 +111,7 @@ probes => {
   window.__swResult = null;
   let t0 = null;
   const seen = {};
-  window.addEventListener('mouseup', e => { t0 = performance.timeOrigin + e.timeStamp; },
+  window.addEventListener('pointerup', e => { t0 = performance.timeOrigin + e.timeStamp; },
                           {capture: true, once: true});
   const deadline = performance.now() + 20000;
   const tick = () => {
@@ -161,7 +162,8 @@ class Bench:
         result = page.evaluate("() => window.__swResult")
         seen = result["seen"]
         if result["t0"] is None or not seen:
-            print(f"  {name}: no view changed", flush=True)
+            released = result["t0"] is not None
+            print(f"  {name}: no view changed (release seen: {released})", flush=True)
             return
         row = {f"{k} ms": seen.get(k, float("nan")) for k in probes}
         done = max(seen.values())
@@ -202,7 +204,7 @@ def drag_on(lab: LabPage, area: dict[str, float], path: list[tuple[float, float]
         for i in range(1, 9):
             t = i / 8
             mouse.move(a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
-            lab.page.wait_for_timeout(12)
+            lab.page.wait_for_timeout(20)
     mouse.up()
 
 

@@ -179,3 +179,9 @@ def test_throttle_widens_when_a_redraw_is_slow():
     for i in range(2, 12):  # 10 more steps over 2.5 s of this clock: no second redraw yet
         monitor({"step": i, "loss": 1.0})
     assert monitor.n_draws == 1
+
+
+def test_the_monitor_says_what_its_dead_fraction_means():
+    monitor = sw.TrainingMonitor(sw.SAE(n_units=8, k=2, dead_window=1000))
+    assert "1,000 training samples" in monitor.dead_note.value
+    assert "sw.metrics.evaluate" in monitor.dead_note.value

@@ -462,7 +462,11 @@ def test_probe_averages_over_the_selection(ex):
     view.average.value = True
     assert len(view.result.samples) == 16
     assert set(view.result.samples.tolist()) <= set(range(100))
-    assert "mean over <b>16</b>" in view.sample_text.value
+    # The cap is said, with the parameter that changes it.
+    assert "a random <b>16</b> of the <b>100</b>" in view.sample_text.value
+    assert "max_average=16" in view.sample_text.value
+    ex.selection.samples = list(range(10))
+    assert "mean over <b>10</b> selected samples" in view.sample_text.value
     reference = ex.probe(view.result.samples.tolist(), "shift_x")
     np.testing.assert_allclose(view.result.response, reference.response, atol=1e-6)
 
@@ -476,7 +480,7 @@ def test_working_note_shows_only_while_a_slow_redraw_runs(ex):
     from sae_widgets.widgets._busy import Busy
 
     view = sw.PCABrush(ex)
-    assert view.busy.widget in view.children[-2].children
+    assert any(view.busy.widget in getattr(row, "children", ()) for row in view.children)
     seen: list[str] = []
     release = threading.Event()
 
@@ -517,3 +521,44 @@ def test_model_activations_of_images_show_the_input_pictures():
     before = dashboard.probe.varied_input.value
     dashboard.probe.slider.value = 45.0
     assert dashboard.probe.varied_input.value != before
+
+
+# ---- polish: export, count axes ------------------------------------------------------------
+
+
+def test_selection_exports_as_a_csv_download(ex):
+    import base64
+    import re
+
+    view = sw.PCABrush(ex)
+    view.export_csv()
+    assert "nothing selected" in view.export_link.value
+    ex.selection.samples = [3, 7]
+    view.export_button.click()
+    encoded = re.search(r"base64,([^\"]+)", view.export_link.value)
+    assert encoded is not None and "(2 rows)" in view.export_link.value
+    labels = ex.dataset.labels
+    assert base64.b64decode(encoded[1]).decode().splitlines() == [
+        "sample,label,label_name",
+        f"3,{labels[3]},{ex.dataset.label_names[labels[3]]}",
+        f"7,{labels[7]},{ex.dataset.label_names[labels[7]]}",
+    ]
+    ex.selection.samples = [1]  # another selection: the old link goes
+    assert view.export_link.value == ""
+
+
+def test_count_axes_tick_whole_numbers():
+    from sae_widgets.widgets.unit_inspector import integer_ticks
+
+    for top in (0.0, 1.0, 3.0, 7.0, 12.0, 980.0, 123_456.0):
+        ticks = integer_ticks(top)
+        assert ticks[0] == 0 and np.all(ticks == np.round(ticks)) and 2 <= len(ticks) <= 7
+        step = ticks[1] - ticks[0]
+        assert ticks[-1] + step / 2 >= max(top, 1.0) and ticks[-1] <= max(top, 1.0) + step
+
+
+def test_inspector_histogram_counts_have_integer_ticks(ex):
+    inspector = sw.UnitInspector(ex, unit=3)
+    ticks = np.asarray(inspector.histogram_figure.axes[1].tick_values)
+    assert len(ticks) >= 2 and np.all(ticks == np.round(ticks))
+    assert ticks[-1] >= ex.unit_summary(3).histogram_counts.max() * 0.5

@@ -54,13 +54,20 @@ def set_picture(mark: Image, rgb: np.ndarray) -> None:
     """Show `rgb` in a bqplot Image mark.
 
     The browser redraws an Image mark only when its `image` trait points to another
-    ipywidgets.Image (a change of the old one's value goes unseen), so each picture is a new
-    small Image widget and the previous one is closed.
+    ipywidgets.Image (bqplot's Image view listens to ``change:image`` of the mark, never to
+    the value of the picture widget). So each mark owns two picture widgets and alternates:
+    the hidden one gets the new PNG, then the mark points to it. Two small messages, where a
+    new widget per picture cost four and a widget to build in the browser each time (JupyterLab
+    applies a kernel's messages in order, so the new value is there before the mark reads it).
     """
-    previous = mark.image
-    mark.image = png_widget(rgb)
-    if previous is not None:
-        previous.close()
+    shown = mark.image
+    spare = getattr(mark, "_sw_spare_picture", None)
+    if spare is None or spare is shown:
+        spare = png_widget(rgb)
+    else:
+        spare.value = encode_png(rgb)
+    mark._sw_spare_picture = shown  # type: ignore[attr-defined]
+    mark.image = spare
 
 
 def _is_color(shape: tuple[int, ...]) -> bool:

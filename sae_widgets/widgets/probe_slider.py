@@ -272,7 +272,15 @@ class ProbeSlider(ExplorerView):
         if len(samples) == 1:
             self.sample_text.value = f"sample <b>{samples[0]}</b>"
         else:
-            self.sample_text.value = f"mean over <b>{len(samples)}</b> selected samples"
+            n_selected = len(self.selection.samples)
+            if n_selected > len(samples):  # capped: say so, and how to change it
+                self.sample_text.value = (
+                    f"mean over a random <b>{len(samples)}</b> of the <b>{n_selected:,}</b> "
+                    f"selected samples (at most max_average={self.max_average}, a "
+                    "ProbeSlider parameter, to keep sweeps quick)"
+                )
+            else:
+                self.sample_text.value = f"mean over <b>{len(samples)}</b> selected samples"
         self._draw_units()
 
     def _draw_units(self) -> None:

@@ -151,7 +151,18 @@ class TrainingMonitor(widgets.VBox):
             layout=widgets.Layout(grid_template_columns="repeat(2, 1fr)", width="100%"),
         )
         header = widgets.HBox([self.progress, self.stop_button, self.status])
-        super().__init__([header, grid], **box_kwargs)
+        window = getattr(sae, "dead_window", None)
+        window_text = f"the last {window:,} training samples" if window else "a while"
+        # Two definitions of "dead" users meet side by side: say which one this is.
+        self.dead_note = widgets.HTML(
+            '<span style="font-size:12px;opacity:0.75">dead fraction: units that have not '
+            f"fired in {window_text}. <code>sw.metrics.evaluate</code> counts units that fire "
+            "on no sample of the data it is given with the final weights, so right after "
+            "training the two can differ (a unit that fired earlier in the window, under "
+            "older weights, may fire on nothing now).</span>"
+        )
+        self.dead_note.add_class("sw-dead-note")
+        super().__init__([header, grid, self.dead_note], **box_kwargs)
         self.add_class("sw-monitor")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
 

@@ -22,6 +22,7 @@ from sae_widgets.widgets._legend import color_bar
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._render import diverging_gradient_css
 from sae_widgets.widgets._view import (
+    TITLE_ROOM,
     ExplorerView,
     UnitButtons,
     axis,
@@ -35,6 +36,14 @@ __all__ = ["UnitInspector"]
 
 MAX_LABEL_BARS = 12
 """With more classes than this, the label chart shows the most frequent ones only."""
+
+
+def integer_ticks(top: float, most: int = 6) -> np.ndarray:
+    """At most `most` whole-number tick positions from 0 to about `top` (a count axis)."""
+    step = max(1, int(np.ceil(max(top, 1.0) / (most - 1))))
+    magnitude = 10 ** int(np.floor(np.log10(step)))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= step)
+    return np.arange(0, max(top, 1.0) + step / 2, step, dtype=np.float32)
 
 
 class UnitInspector(ExplorerView):
@@ -107,7 +116,10 @@ class UnitInspector(ExplorerView):
         )
         self.histogram_figure = figure(
             [self.histogram],
-            [axis(x_scale, "activation"), axis(y_scale, "samples", vertical=True)],
+            [
+                axis(x_scale, "activation"),
+                axis(y_scale, "samples", vertical=True, tick_format="d"),
+            ],
             title="activation histogram (where it fires)",
             height="220px",
         )
@@ -123,11 +135,21 @@ class UnitInspector(ExplorerView):
         self.label_figure = figure(
             [self.label_bars],
             [
-                Axis(scale=label_x, label="label", tick_rotate=-30 if long_names else 0),
+                Axis(
+                    scale=label_x,
+                    label="label" if not long_names else "",
+                    tick_rotate=-30 if long_names else 0,
+                    # rotated names end at their tick, below the axis, not across the bars
+                    tick_style={"text-anchor": "end"} if long_names else {},
+                ),
                 axis(label_y, vertical=True, tick_format=".0%"),
             ],
             title="labels of the samples it fires on",
-            height="220px",
+            height="240px" if long_names else "220px",
+            # room under the axis for names written at a slant
+            margin={"top": TITLE_ROOM, "bottom": 70, "left": 45, "right": 10}
+            if long_names
+            else None,
         )
 
         if dataset.images is not None:
@@ -221,6 +243,11 @@ class UnitInspector(ExplorerView):
         with self.histogram.hold_sync():
             self.histogram.x = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)
             self.histogram.y = summary.histogram_counts.astype(np.float32)
+        # Counts are whole numbers: ticks only at integers (d3 would put 0.5 steps on a
+        # small count axis, and the "d" format would then print duplicates).
+        self.histogram_figure.axes[1].tick_values = integer_ticks(
+            float(summary.histogram_counts.max(initial=0))
+        )
         self._draw_labels(summary)
         decoder = self.ex.unit_direction(unit)
         dims = np.argsort(-np.abs(decoder), kind="stable")[: self.n_dims]
