@@ -18,7 +18,7 @@ class Busy:
     repeated ``with`` blocks share one note. `shown_count` counts how often it was shown.
     """
 
-    TEXT = '<span style="color:#888"><i>working...</i></span>'
+    TEXT = '<span style="color:var(--jp-ui-font-color2, #888)"><i>working...</i></span>'
 
     def __init__(self, delay_s: float = 0.2) -> None:
         if not delay_s >= 0:

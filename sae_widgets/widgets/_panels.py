@@ -35,7 +35,8 @@ _BLANK = np.full((1, 1, 3), 255, dtype=np.uint8)
 # Pictures need no axes, only room for the title above them.
 _TIGHT = {"top": TITLE_ROOM, "bottom": 5, "left": 5, "right": 5}
 # Pairs name their colours in the title: bqplot draws a legend inside the plot, over the data.
-_COLOR_NAMES = {"#d62728": "red", "#1f77b4": "blue", "#333333": "black"}
+# "#7f7f7f" (grey), not near-black: it must read on JupyterLab's light and dark themes alike.
+_COLOR_NAMES = {"#d62728": "red", "#1f77b4": "blue", "#7f7f7f": "grey"}
 
 
 def _pair_title(names: tuple[str, str], colors: tuple[str, str]) -> str:
@@ -172,7 +173,7 @@ class LinePair:
     """Two vectors as lines over all their dimensions (input vs reconstruction)."""
 
     def __init__(
-        self, names: tuple[str, str], colors: tuple[str, str] = ("#333333", "#d62728")
+        self, names: tuple[str, str], colors: tuple[str, str] = ("#7f7f7f", "#d62728")
     ) -> None:
         x_scale, y_scale = LinearScale(), LinearScale()
         self.lines = Lines(
@@ -243,7 +244,7 @@ class SampleGallery:
             default_size=11,
             font_unit="px",
             align="middle",
-            colors=["#333333"],
+            colors=["#7f7f7f"],
         )
         if images is None:
             self.y_axis = axis(self.y_scale, vertical=True, tick_format="d")

@@ -148,7 +148,7 @@ class ProbeSlider(ExplorerView):
             x=np.zeros(0, np.float32),
             y=np.zeros(0, np.float32),
             scales={"x": x_scale, "y": y_scale},
-            colors=["#333333"],
+            colors=["#7f7f7f"],
             default_size=30,
         )
         self.x_axis = axis(x_scale, "attribute value")

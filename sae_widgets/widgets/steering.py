@@ -294,6 +294,7 @@ class SteeringView(ExplorerView):
 
     def _continuations_html(self, alpha: float) -> str:
         cells = []
+        muted = "color:var(--jp-ui-font-color2, #777)"  # readable on the dark theme too
         prompt = html.escape(self.prompt.value)
         unit = self.selection.unit
         options = {"max_new_tokens": self.max_new_tokens, "mode": self.mode.value}
@@ -304,7 +305,7 @@ class SteeringView(ExplorerView):
             )
             cells.append(
                 "<div style='flex:1 1 0;min-width:160px;padding:4px 8px;border-left:2px solid "
-                f"#ddd'><b>α = {a:.3g}</b><br><span style='color:#777'>{prompt}</span>"
+                f"#ddd'><b>α = {a:.3g}</b><br><span style='{muted}'>{prompt}</span>"
                 f"{html.escape(text)}<br><small>unit {unit} on the continuation: "
                 f"{read:.3g}</small></div>"
             )

@@ -44,6 +44,10 @@ _BOX = (
     "font-family: var(--jp-code-font-family, monospace); font-size: 12px; "
     "white-space: pre-wrap; line-height: 1.7"
 )
+# Theme-aware text styles (JupyterLab's CSS variables, light-theme fallbacks): readable on
+# the dark theme too.
+_MUTED = "color:var(--jp-ui-font-color2, #666)"
+_OUTLINE = "outline: 2px solid var(--jp-ui-font-color1, #333)"
 
 
 def _background(value: float, vmax: float) -> str:
@@ -58,7 +62,7 @@ def tokens_html(pieces: list[str], values: Any, vmax: float, marked: int | None 
     for i, (piece, value) in enumerate(zip(pieces, np.asarray(values, dtype=np.float64))):
         style = f"background: {_background(float(value), vmax)}"
         if i == marked:
-            style += "; outline: 2px solid #333; font-weight: bold"
+            style += f"; {_OUTLINE}; font-weight: bold"
         title = f"activation {value:.3g}"
         spans.append(
             f'<span class="sw-token" style="{style}" title="{title}">{html.escape(piece)}</span>'
@@ -98,8 +102,8 @@ def hover_html(tokens: TokenRows, row: int, width: int = 8) -> str:
     after = html.escape("".join(pieces[center + 1 :]))
     token = html.escape(pieces[center])
     return (
-        f'<div style="{_BOX}"><span style="color:#666">#{row}</span> {before}'
-        f"<b style='outline: 2px solid #333'>{token}</b>{after}</div>"
+        f'<div style="{_BOX}"><span style="{_MUTED}">#{row}</span> {before}'
+        f"<b style='{_OUTLINE}'>{token}</b>{after}</div>"
     )
 
 
@@ -207,7 +211,7 @@ class TopTokens(widgets.VBox):
             pieces, rows, center = self.tokens.context(int(row), width, width)
             body = tokens_html(pieces, _values_at(rows, activations), vmax, center)
             lines.append(
-                f'<div class="sw-context" style="{_BOX}"><span style="color:#666">'
+                f'<div class="sw-context" style="{_BOX}"><span style="{_MUTED}">'
                 f"{value:7.3f} #{int(row)}</span>  {body}</div>"
             )
         self.contexts.value = "".join(lines) or "<i>this unit never fires</i>"
@@ -249,7 +253,7 @@ class VariedSentence(widgets.HTML):
         self.value = (
             f'<div style="{_BOX}"><b>varied input</b> ({html.escape(attribute)} = '
             f"{html.escape(variant.value_names[index])}):<br>"
-            f"{html.escape(varied[:start])}<span style='outline: 2px solid #333; "
+            f"{html.escape(varied[:start])}<span style='{_OUTLINE}; "
             f"background: rgba(255, 127, 14, 0.4)'>{html.escape(varied[start:end])}</span>"
             f"{html.escape(varied[end:])}</div>"
         )
