@@ -24,7 +24,11 @@ def check_indices(values: Any, size: int, name: str) -> NDArray[np.int64]:
 
     Accepts any integer sequence or array (an empty one too); raises naming `name` otherwise.
     """
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        # e.g. a torch tensor on the 'meta' device (no values) or a ragged list
+        raise TypeError(f"{name} must be a 1-D sequence of indices; got {values!r:.80}") from err
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of indices; got shape {array.shape}")
     if array.size == 0:

@@ -100,7 +100,7 @@ def probe_attribute(
         raise TypeError(
             f"attribute must provide name, values and sweep(); got {type(attribute).__name__}"
         )
-    chosen = check_indices(np.atleast_1d(np.asarray(samples)), n_samples, "samples")
+    chosen = check_indices([samples] if np.ndim(samples) == 0 else samples, n_samples, "samples")
     if len(chosen) == 0:
         raise ValueError("samples must name at least one sample; got none")
     grid = _check_values(attribute.values if values is None else values)

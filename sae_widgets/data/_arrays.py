@@ -14,6 +14,8 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     # and importing it here would make `import sae_widgets.data` cost a second.
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
         return value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         return value

@@ -7,7 +7,7 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -49,11 +49,13 @@ class TextCorpus(Sequence[str]):
         variants: Mapping[str, Variant] | None = None,
         name: str = "",
     ) -> None:
-        self.texts = as_texts(texts)
+        self.texts = as_texts(texts, "texts")
         n = len(self.texts)
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        if self.labels is not None and self.labels.shape != (n,):
-            raise ValueError(f"labels must have one entry per text (n={n})")
+        self.labels = None if labels is None else _int_labels(labels, n)
+        if isinstance(label_names, str) or not (
+            label_names is None or isinstance(label_names, Iterable)
+        ):
+            raise TypeError(f"label_names must be a list of strings; got {label_names!r}")
         self.label_names = None if label_names is None else [str(s) for s in label_names]
         self.factors = {str(k): np.asarray(v) for k, v in (factors or {}).items()}
         for key, value in self.factors.items():
@@ -85,6 +87,28 @@ class TextCorpus(Sequence[str]):
         if self.variants:
             parts.append("variants=[" + ", ".join(self.variants) + "]")
         return "TextCorpus(" + ", ".join(parts) + ")"
+
+
+def _int_labels(labels: Any, n: int) -> np.ndarray:
+    """(n,) int64 class labels, or an error naming `labels`."""
+    array = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
+    ):
+        if not np.issubdtype(array.dtype, np.floating) or not np.all(np.mod(array, 1) == 0):
+            raise TypeError(f"labels must be integer class indices; got {short_repr(labels)}")
+    if array.shape != (n,):
+        raise ValueError(f"labels must have one entry per text (n={n}); got shape {array.shape}")
+    if array.size and np.issubdtype(array.dtype, np.unsignedinteger):
+        if int(array.max()) > np.iinfo(np.int64).max:
+            raise ValueError("labels hold values beyond int64")
+    return array.astype(np.int64)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def as_texts(texts: Any, name: str = "data") -> list[str]:

@@ -313,7 +313,7 @@ class ActivationStore(Dataset):
     def __init__(self, path: str | os.PathLike[str], verify: str = "lazy") -> None:
         if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a folder path (str or Path); got {type(path).__name__}")
-        if verify not in VERIFY:
+        if not isinstance(verify, str) or verify not in VERIFY:
             raise ValueError(f"verify must be one of {VERIFY}; got {verify!r}")
         self.path = Path(path)
         self.manifest = manifest = _read_manifest(self.path)

@@ -109,7 +109,7 @@ class Comparison:
         self.options: dict[str, Any] = {
             "threshold": check_threshold(threshold),
             "n_matches": check_positive_int(n_matches, "n_matches"),
-            "absolute": bool(absolute),
+            "absolute": _check_bool(absolute, "absolute"),
         }
         self._result: SAEComparison | None = None
 
@@ -211,8 +211,14 @@ class Comparison:
         )
 
 
+def _check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def _check_side(side: Any) -> str:
-    if side not in _SIDES:
+    if not isinstance(side, str) or side not in _SIDES:
         raise ValueError(f"side must be 'a' or 'b'; got {side!r}")
     return str(side)
 

@@ -66,6 +66,11 @@ def _check_fitted(sae: Any) -> int:
     return int(n_features)
 
 
+def _atleast_1d(indices: Any) -> Any:
+    """One index as a list of one; anything else as given (check_indices checks it)."""
+    return [indices] if np.ndim(indices) == 0 else indices
+
+
 class Explorer(SelectionQueries, PrefixQueries):
     """Explore the units of a fitted SAE over a dataset.
 
@@ -127,13 +132,15 @@ class Explorer(SelectionQueries, PrefixQueries):
                 f"dataset must have the SAE's input dimension {n_features}; its X has shape "
                 f"{dataset.X.shape}"
             )
-        if projection not in _SOURCES:
+        if not isinstance(projection, str) or projection not in _SOURCES:
             raise ValueError(f"projection must be one of {_SOURCES}; got {projection!r}")
+        if codes_dir is not None and not isinstance(codes_dir, str | os.PathLike):
+            raise TypeError(f"codes_dir must be None or a folder path; got {codes_dir!r}")
         self.sae = sae
         self.dataset: Dataset = dataset
         self.default_projection = projection
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
-        self.seed = int(seed)
+        self.seed = check_positive_int(seed, "seed", minimum=0)
         self.codes_dir = None if codes_dir is None else Path(codes_dir)
         self.n_samples = int(dataset.X.shape[0])
         self.n_units = int(np.shape(sae.components_)[0])
@@ -227,7 +234,10 @@ class Explorer(SelectionQueries, PrefixQueries):
         """
         unit = check_index(unit, self.n_units, "unit")
         key = (unit, *sorted(options.items()))
-        cached = self._summaries.get(key)
+        try:
+            cached = self._summaries.get(key)
+        except TypeError:  # an unhashable option value: no caching; unit_summary checks it
+            key, cached = None, None
         if cached is not None:
             self._summaries.move_to_end(key)
             return cached
@@ -241,6 +251,8 @@ class Explorer(SelectionQueries, PrefixQueries):
             decoder_normalized=True,
             **options,
         )
+        if key is None:
+            return summary
         self._summaries[key] = summary
         if len(self._summaries) > _SUMMARY_CACHE_SIZE:
             self._summaries.popitem(last=False)
@@ -249,7 +261,7 @@ class Explorer(SelectionQueries, PrefixQueries):
     def projection(self, source: str | None = None) -> Projection:
         """2-D PCA of the codes or the inputs (default: the Explorer's `projection`), cached."""
         source = self.default_projection if source is None else source
-        if source not in _SOURCES:
+        if not isinstance(source, str) or source not in _SOURCES:
             raise ValueError(f"source must be one of {_SOURCES}; got {source!r}")
         if source not in self._projections:
             data = self.codes.csr if source == "codes" else self.dataset.X
@@ -259,7 +271,7 @@ class Explorer(SelectionQueries, PrefixQueries):
     def attribute(self, name: str) -> Attribute:
         """The dataset attribute called `name`, or a ValueError listing the known ones."""
         attributes = self.dataset.attributes
-        if name not in attributes:
+        if not isinstance(name, str) or name not in attributes:
             known = ", ".join(sorted(attributes)) or "none"
             raise ValueError(f"attribute must be one of the dataset's ({known}); got {name!r}")
         return attributes[name]
@@ -274,7 +286,7 @@ class Explorer(SelectionQueries, PrefixQueries):
 
     def reconstruct(self, indices: Any) -> NDArray[np.float32]:
         """(len(indices), d) the SAE's reconstruction of those samples from the stored codes."""
-        rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
+        rows = check_indices(_atleast_1d(indices), self.n_samples, "indices")
         with threads_for_batch(len(rows)):
             decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)

@@ -59,7 +59,8 @@ class PrefixQueries:
     def reconstruct_prefix(self, indices: Any, n_units: int) -> NDArray[np.float32]:
         """(len(indices), d) reconstruction of those samples from their first `n_units`
         units only (`reconstruct` with every unit)."""
-        rows = check_indices(np.atleast_1d(np.asarray(indices)), self.n_samples, "indices")
+        one = np.ndim(indices) == 0  # one index: a list of one (check_indices checks the rest)
+        rows = check_indices([indices] if one else indices, self.n_samples, "indices")
         return prefix_reconstruction(
             self.codes.csr[rows], self._components(), self._decoder_bias(), n_units
         )

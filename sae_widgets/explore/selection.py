@@ -138,9 +138,12 @@ class Selection(HasTraits):
                 raise ValueError(f"{name} must be at least 1; got {count}")
         if isinstance(attributes, str):
             raise TypeError("attributes must be an iterable of attribute names, not one string")
+        names = list(attributes) if isinstance(attributes, Iterable) else None
+        if names is None or not all(isinstance(a, str) for a in names):
+            raise TypeError(f"attributes must be an iterable of names; got {attributes!r}")
         self._n_units = int(n_units)
         self._n_samples = int(n_samples)
-        self._attributes = tuple(str(a) for a in attributes)
+        self._attributes = tuple(names)
         self._sample_cache: tuple[list[int], NDArray[np.int64]] | None = None
         super().__init__(**traits)
 

@@ -25,7 +25,7 @@ from sae_widgets.analysis import (
     heatmap_matrix,
     samples_in_rect,
 )
-from sae_widgets.analysis.checks import check_indices, sorted_unique
+from sae_widgets.analysis.checks import check_indices, check_positive_int, sorted_unique
 from sae_widgets.analysis.selection import samples_in_polygon, y_order
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +62,9 @@ class SelectionQueries:
         should draw; a brush still selects over all samples (`samples_in_rect`). Cached: the
         same subset every call, so a view sends its points once and then only colours."""
         source = self.default_projection if source is None else source
-        key = (source, int(max_points))
+        max_points = check_positive_int(max_points, "max_points")
+        self.projection(source)  # checks source (a str, not an unhashable array)
+        key = (source, max_points)
         cached = self._display.get(key)
         if cached is None:
             cached = display_subset(self.projection(source).coords, max_points, seed=self.seed)
@@ -79,6 +81,7 @@ class SelectionQueries:
         """Samples whose projected point lies inside `polygon` ((m, 2) vertices in the
         projection's coordinates: a lasso's outline), over all samples, drawn or not."""
         source = self.default_projection if source is None else source
+        self.projection(source)  # checks source
         by_y = self._by_y.get(source)
         if by_y is None:
             by_y = self._by_y[source] = y_order(self.projection(source).coords)
@@ -97,6 +100,8 @@ class SelectionQueries:
         The full ranking of the last set asked about is kept, so the list view and the heatmap
         columns of one brush share one computation.
         """
+        if top is not None:
+            top = check_positive_int(top, "top")
         chosen = self._samples_or_selection(samples)
         key = (self.codes.n_samples, len(chosen), chosen.tobytes())
         if self._last_enrichment is None or self._last_enrichment[0] != key:
@@ -119,6 +124,8 @@ class SelectionQueries:
         `max_units` units most enriched in the rows' samples when rows or a selection are given,
         else the most frequent units.
         """
+        max_rows = check_positive_int(max_rows, "max_rows")
+        max_units = check_positive_int(max_units, "max_units")
         labels = self.dataset.labels
         if rows is None:
             picked: Any = self._samples_or_selection(None)

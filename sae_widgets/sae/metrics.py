@@ -8,6 +8,8 @@ Arrays may be numpy, torch or (for codes) scipy.sparse; results are python float
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -29,13 +31,22 @@ __all__ = [
 
 
 def _numpy(a: Any, name: str) -> np.ndarray:
+    if torch.is_tensor(a) and a.is_meta:
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
     if torch.is_tensor(a):
         a = a.detach().cpu().numpy()
     if hasattr(a, "X") and not isinstance(a, np.ndarray):  # a Dataset
         a = a.X
-    out = np.asarray(a, dtype=np.float64)
+    try:
+        out = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(
+            f"{name} must be a 2-D array of real numbers; got {type(a).__name__}"
+        ) from None
     if out.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {out.shape}")
+    if out.size and not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     return out
 
 
@@ -144,6 +155,12 @@ def uniqueness(sae_or_decoder_matrix: Any, true_features: Any, threshold: float 
     """Among units that match a true feature (|cosine| >= threshold), the fraction of
     distinct features they match: 1.0 means no feature is learned twice. NaN if none match.
     """
+    if (
+        isinstance(threshold, bool | np.bool_)
+        or not isinstance(threshold, numbers.Real)
+        or not math.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite |cosine| (e.g. 0.9); got {threshold!r}")
     cos = _abs_cosines(sae_or_decoder_matrix, true_features)
     best_true = cos.argmax(axis=0)
     matched = cos.max(axis=0) >= threshold

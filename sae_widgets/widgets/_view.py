@@ -15,6 +15,7 @@ import numpy as np
 from bqplot import Axis, Figure
 from numpy.typing import NDArray
 
+from sae_widgets.analysis.checks import check_positive_int
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._busy import Busy
 
@@ -23,6 +24,8 @@ __all__ = [
     "Indices",
     "UnitButtons",
     "axis",
+    "check_count",
+    "check_css_size",
     "figure",
     "pixel_shape",
     "set_ticks",
@@ -30,6 +33,21 @@ __all__ = [
     "toggle_buttons",
     "wrapping_row",
 ]
+
+
+def check_count(value: Any, name: str, most: int | None = None, minimum: int = 1) -> int:
+    """A view's "how many" option as an int >= `minimum` (TypeError/ValueError naming `name`),
+    capped at `most` (asking for more rows than exist shows them all)."""
+    count = check_positive_int(value, name, minimum)
+    return count if most is None else min(count, max(most, minimum))
+
+
+def check_css_size(value: Any, name: str) -> str:
+    """A CSS length such as "420px" or "50%" (what ipywidgets' Layout accepts)."""
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{name} must be a CSS size such as '420px'; got {value!r}")
+    return value
+
 
 Indices = Sequence[int] | NDArray[np.integer[Any]]
 """Unit or sample indices as views receive them: a list or an integer numpy array."""
@@ -220,7 +238,7 @@ class ExplorerView(widgets.VBox):
 
     def focus_unit(self, unit: int) -> None:
         """What clicking a unit anywhere in this view does: focus it in the Selection."""
-        self.selection.unit = int(unit)
+        self.selection.unit = unit  # the Selection checks it (SelectionError naming `unit`)
 
     def close(self) -> None:
         # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way

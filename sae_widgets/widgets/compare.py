@@ -21,7 +21,7 @@ from bqplot import LinearScale, Scatter
 from sae_widgets.analysis import KINDS
 from sae_widgets.explore.comparison import Comparison, PairTable
 from sae_widgets.widgets._panels import SampleGallery
-from sae_widgets.widgets._view import axis, figure, wrapping_row
+from sae_widgets.widgets._view import axis, check_count, figure, wrapping_row
 from sae_widgets.widgets.text import TopTokens
 
 __all__ = ["KIND_COLORS", "CompareView"]
@@ -173,6 +173,8 @@ class CompareView(widgets.VBox):
     def __init__(self, cmp: Comparison, *, n_show: int = 3, top_n: int = 8) -> None:
         if not isinstance(cmp, Comparison):
             raise TypeError(f"cmp must be an sae_widgets.Comparison; got {type(cmp).__name__}")
+        n_show = check_count(n_show, "n_show", max(cmp.ex_a.n_units, cmp.ex_b.n_units), 0)
+        top_n = check_count(top_n, "top_n", cmp.ex_a.n_samples)
         super().__init__()
         self.cmp = cmp
         self.pairs: PairTable = cmp.pairs()

@@ -27,6 +27,8 @@ from sae_widgets.widgets._view import (
     ExplorerView,
     UnitButtons,
     axis,
+    check_count,
+    check_css_size,
     figure,
     set_ticks,
     wrapping_row,
@@ -80,8 +82,11 @@ class ActivationHeatmap(ExplorerView):
     def __init__(
         self, ex: Explorer, *, max_rows: int = 200, max_units: int = 64, width: str = "500px"
     ) -> None:
+        max_rows = check_count(max_rows, "max_rows", getattr(ex, "n_samples", None))
+        max_units = check_count(max_units, "max_units", getattr(ex, "n_units", None))
+        width = check_css_size(width, "width")
         super().__init__(ex)
-        self.max_rows, self.max_units = int(max_rows), int(max_units)
+        self.max_rows, self.max_units = max_rows, max_units
         self.x_scale = LinearScale(min=_STRIP[0], max=1.0, allow_padding=False)
         self.y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
         scales = {"x": self.x_scale, "y": self.y_scale}

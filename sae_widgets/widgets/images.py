@@ -5,9 +5,13 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
+from sae_widgets.analysis.checks import check_positive_int
 from sae_widgets.widgets._render import encode_png, thumbnail_grid
 
 __all__ = ["image_grid"]
+
+MAX_ZOOM = 64
+"""Screen pixels per image pixel, at most (a larger zoom only makes a huge PNG)."""
 
 
 def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.Image:
@@ -16,7 +20,17 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
     `images` is grey (n, h, w) or colour (n, h, w, 3) with values in [0, 1] (clipped). Grey
     images are drawn with dark ink on white, as digits and shapes are usually shown.
     """
-    pixels = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    n_cols = check_positive_int(n_cols, "n_cols")
+    zoom = check_positive_int(zoom, "zoom")
+    if zoom > MAX_ZOOM:
+        raise ValueError(f"zoom: expected at most {MAX_ZOOM} screen pixels per pixel, got {zoom}")
+    try:
+        pixels = np.asarray(images, dtype=np.float32)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError):
+        raise TypeError(f"images: expected an array of pixel values, got {images!r:.80}") from None
+    if not np.isfinite(pixels).all():
+        raise ValueError("images: contains NaN or infinite values")
+    pixels = np.clip(pixels, 0.0, 1.0)
     if pixels.ndim == 3:
         ink = np.rint(255 * (1.0 - pixels)).astype(np.uint8)
         rgb = np.repeat(ink[..., None], 3, axis=-1)
@@ -26,8 +40,6 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
         raise ValueError(f"images: expected shape (n, h, w) or (n, h, w, 3), got {pixels.shape}")
     if len(rgb) == 0:
         raise ValueError("images: expected at least one image, got none")
-    if not isinstance(zoom, (int, np.integer)) or zoom < 1:
-        raise ValueError(f"zoom: expected a positive int, got {zoom!r}")
     grid = thumbnail_grid(rgb, n_cols, pad=1, background=200)  # grey lines between images
     grid = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
     return widgets.Image(value=encode_png(grid), format="png")

@@ -42,7 +42,15 @@ from sae_widgets.widgets._render import (
     activation_gradient_css,
     activation_levels,
 )
-from sae_widgets.widgets._view import ExplorerView, UnitButtons, axis, figure, toggle_buttons
+from sae_widgets.widgets._view import (
+    ExplorerView,
+    UnitButtons,
+    axis,
+    check_count,
+    check_css_size,
+    figure,
+    toggle_buttons,
+)
 
 __all__ = ["GL_THRESHOLD", "PCABrush"]
 
@@ -116,11 +124,13 @@ class PCABrush(ExplorerView):
         width: str = "420px",
         max_points: int = 50_000,
     ) -> None:
+        n_enriched = check_count(n_enriched, "n_enriched", getattr(ex, "n_units", None))
+        width = check_css_size(width, "width")
         super().__init__(ex)
-        if select_with not in ("lasso", "rectangle"):
+        if not isinstance(select_with, str) or select_with not in ("lasso", "rectangle"):
             raise ValueError(f"select_with: expected 'lasso' or 'rectangle', got {select_with!r}")
         self.source = source
-        self.n_enriched = int(n_enriched)
+        self.n_enriched = n_enriched
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None

@@ -18,7 +18,7 @@ from bqplot import LinearScale, Lines, LogScale, Scatter
 
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._panels import input_pair
-from sae_widgets.widgets._view import ExplorerView, axis, figure
+from sae_widgets.widgets._view import ExplorerView, axis, check_count, figure
 
 __all__ = ["PrefixSlider", "prefix_grid"]
 
@@ -45,7 +45,13 @@ class PrefixSlider(ExplorerView):
     """
 
     def __init__(self, ex: Explorer, n_units: int | None = None) -> None:
+        if n_units is not None:
+            n_units = check_count(n_units, "n_units")
         super().__init__(ex)
+        if n_units is not None and n_units > ex.n_units:
+            raise ValueError(
+                f"n_units must be in [1, {ex.n_units}] (the SAE's units); got {n_units}"
+            )
         nested = ex.prefix_sizes
         start = n_units if n_units is not None else (nested[0] if nested else ex.n_units)
         self.grid = prefix_grid(ex.n_units, nested)

@@ -24,6 +24,7 @@ from sae_widgets.widgets._view import (
     ExplorerView,
     UnitButtons,
     axis,
+    check_count,
     figure,
     text_width,
     wrapping_row,
@@ -85,13 +86,15 @@ class ProbeSlider(ExplorerView):
         n_curves: int = 8,
         max_average: int = 256,
     ) -> None:
+        n_curves = check_count(n_curves, "n_curves", getattr(ex, "n_units", None))
+        max_average = check_count(max_average, "max_average", getattr(ex, "n_samples", None))
         super().__init__(ex)
         names = list(ex.dataset.attributes)
         if not names:
             raise ValueError("ex: its dataset has no attributes for a ProbeSlider to vary")
-        if attribute is not None and attribute not in names:
+        if attribute is not None and (not isinstance(attribute, str) or attribute not in names):
             raise ValueError(f"attribute: expected one of {names}, got {attribute!r}")
-        self.n_curves, self.max_average = int(n_curves), int(max_average)
+        self.n_curves, self.max_average = n_curves, max_average
         self._sweeps: OrderedDict[tuple[Any, ...], ProbeResult] = OrderedDict()
         self._syncing = False  # True while the view writes its own controls
         self.result: ProbeResult | None = None

@@ -24,7 +24,14 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.steering import SteeringResult
 from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._view import ExplorerView, axis, figure, toggle_buttons, wrapping_row
+from sae_widgets.widgets._view import (
+    ExplorerView,
+    axis,
+    check_count,
+    figure,
+    toggle_buttons,
+    wrapping_row,
+)
 
 __all__ = ["SteeringView", "alpha_grid", "continuation_alphas"]
 
@@ -88,6 +95,10 @@ class SteeringView(ExplorerView):
         prompt: str = "The",
         max_new_tokens: int = 20,
     ) -> None:
+        max_samples = check_count(max_samples, "max_samples")
+        max_new_tokens = check_count(max_new_tokens, "max_new_tokens", 4096)
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str; got {prompt!r}")
         super().__init__(ex)
         steerer = ex.steerer
         if steerer is None or steerer.kind == "none":
@@ -97,8 +108,8 @@ class SteeringView(ExplorerView):
             )
         self.steerer = steerer
         self.kind = steerer.kind
-        self.max_samples = int(max_samples)
-        self.max_new_tokens = int(max_new_tokens)
+        self.max_samples = max_samples
+        self.max_new_tokens = max_new_tokens
         self.result: SteeringResult | None = None
         self._grid = np.zeros(1)
         self._syncing = False

@@ -93,7 +93,11 @@ class TrainingMonitor(widgets.VBox):
     ) -> None:
         if not hasattr(sae, "fit"):
             raise TypeError(f"sae: expected an sae_widgets.SAE estimator, got {type(sae).__name__}")
-        if not min_interval >= 0:
+        if (
+            isinstance(min_interval, bool)
+            or not isinstance(min_interval, int | float | np.integer | np.floating)
+            or not 0 <= min_interval < math.inf
+        ):
             raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
         self.sae = sae
         self.min_interval = float(min_interval)

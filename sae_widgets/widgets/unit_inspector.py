@@ -26,6 +26,7 @@ from sae_widgets.widgets._view import (
     ExplorerView,
     UnitButtons,
     axis,
+    check_count,
     figure,
     pixel_shape,
     wrapping_row,
@@ -80,8 +81,10 @@ class UnitInspector(ExplorerView):
     def __init__(
         self, ex: Explorer, unit: int | None = None, *, top_n: int = 16, n_dims: int = 24
     ) -> None:
+        top_n, n_dims = check_count(top_n, "top_n"), check_count(n_dims, "n_dims")
         super().__init__(ex)
-        self.top_n, self.n_dims = int(top_n), int(n_dims)
+        self.top_n = min(top_n, ex.n_samples)
+        self.n_dims = min(n_dims, ex.dataset.n_features)
         self.summary: UnitSummary | None = None
         dataset = ex.dataset
         self._shape = pixel_shape(ex)

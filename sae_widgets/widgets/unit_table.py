@@ -16,7 +16,7 @@ import numpy as np
 
 from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._view import ExplorerView, toggle_buttons
+from sae_widgets.widgets._view import ExplorerView, check_count, toggle_buttons
 
 __all__ = ["SORT_KEYS", "UnitTable"]
 
@@ -54,9 +54,10 @@ class UnitTable(ExplorerView):
     """
 
     def __init__(self, ex: Explorer, *, rows: int = 12, sort_by: str = "frequency") -> None:
-        super().__init__(ex)
-        if sort_by not in SORT_KEYS:
+        rows = check_count(rows, "rows", getattr(ex, "n_units", None))
+        if not isinstance(sort_by, str) or sort_by not in SORT_KEYS:
             raise ValueError(f"sort_by: expected one of {list(SORT_KEYS)}, got {sort_by!r}")
+        super().__init__(ex)
         self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
         self._enrichment = np.zeros(ex.n_units)
         self._parts: list[tuple[str, str]] | None = None

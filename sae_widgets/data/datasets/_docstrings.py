@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sae_widgets.data.checks import check_seed
 from sae_widgets.data.corpus import TextCorpus
 
 __all__ = ["DOCSTRING_KINDS", "python_docstrings"]
@@ -101,13 +102,14 @@ def python_docstrings(
             raise TypeError(f"{name} must be an int; got {type(value).__name__}")
         if value < 1:
             raise ValueError(f"{name} must be >= 1; got {value}")
+    seed = check_seed(seed)
     if max_chars < min_chars:
         raise ValueError(f"max_chars ({max_chars}) must be >= min_chars ({min_chars})")
     seen: set[str] = set()
     texts: list[str] = []
     kinds: list[int] = []
     files: list[int] = []
-    for file_index, (_module, path) in enumerate(_source_files(int(seed))):
+    for file_index, (_module, path) in enumerate(_source_files(seed)):
         for kind, docstring in _docstrings(path):
             for paragraph in _paragraphs(docstring, min_chars, max_chars):
                 if paragraph in seen:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sae_widgets.data.checks import check_choice, check_seed
 from sae_widgets.data.corpus import TextCorpus, Variant
 
 __all__ = ["SENTENCE_ATTRIBUTES", "sentences"]
@@ -74,9 +75,8 @@ def sentences(n: int = 2000, *, seed: int = 0, label: str = "sentiment") -> Text
         raise ValueError(f"n must be in [1, {total}] (the distinct sentences); got {n}")
     names = {"tense": TENSES, "number": NUMBERS, "sentiment": SENTIMENTS}
     names["subject"] = tuple(singular for singular, _ in SUBJECTS)
-    if label not in names:
-        raise ValueError(f"label must be one of {sorted(names)}; got {label!r}")
-    picked = np.random.default_rng(seed).choice(total, size=n, replace=False)
+    check_choice(label, "label", tuple(sorted(names)))
+    picked = np.random.default_rng(check_seed(seed)).choice(total, size=n, replace=False)
     table = np.stack(np.unravel_index(picked, sizes), axis=1)  # (n, 6)
     columns = ("subject", "number", "verb", "tense", "sentiment", "object")
     factors = {name: table[:, i].copy() for i, name in enumerate(columns)}

@@ -6,8 +6,11 @@ one-pixel ramp; rendering is vectorised over samples in chunks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from sae_widgets.data.checks import check_int, check_memory, check_seed
 from sae_widgets.data.dataset import Attribute, Dataset
 
 SHAPE_NAMES = ["square", "ellipse", "triangle", "heart"]
@@ -63,6 +66,17 @@ def _sd_heart(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 _SDF = [_sd_square, _sd_ellipse, _sd_triangle, _sd_heart]
 
 
+def _factor_array(value: Any, name: str) -> np.ndarray:
+    """One factor of `render_shapes` as a finite float64 vector, or an error naming it."""
+    try:
+        array = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers; got {value!r}") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
 def render_shapes(
     shape: np.ndarray,
     scale: np.ndarray,
@@ -77,13 +91,19 @@ def render_shapes(
     rotation: degrees counter-clockwise; x, y: 0..1, the centre from left to right and top to
     bottom, kept far enough from the border that the largest shape stays inside.
     """
-    shape = np.asarray(shape).astype(np.int64).reshape(-1)
+    size = check_int(size, "size", 1)
+    shape = _factor_array(shape, "shape")
+    if not np.all(np.mod(shape, 1) == 0):
+        raise ValueError(f"shape must hold integers (indices into SHAPE_NAMES); got {shape!r}")
+    shape = shape.astype(np.int64)
     n = shape.shape[0]
-    params = [np.asarray(p, dtype=np.float32).reshape(-1) for p in (scale, rotation, x, y)]
+    named = {"scale": scale, "rotation": rotation, "x": x, "y": y}
+    params = [_factor_array(value, name).astype(np.float32) for name, value in named.items()]
     if any(p.shape[0] != n for p in params):
         raise ValueError("shape, scale, rotation, x and y must have the same length")
     if n and (shape.min() < 0 or shape.max() >= len(SHAPE_NAMES)):
         raise ValueError(f"shape must be in 0..{len(SHAPE_NAMES) - 1}; got {shape.max()}")
+    check_memory(4 * n * size * size, "render_shapes(size)")
     out = np.empty((n, size, size), dtype=np.float32)
     chunk = max(1, _CHUNK_PIXELS // (size * size))
     for start in range(0, n, chunk):
@@ -159,7 +179,8 @@ def shapes(n: int = 20_000, size: int = 32, seed: int = 0) -> Dataset:
         raise ValueError(f"n must be a positive integer; got {n!r}")
     if not isinstance(size, (int, np.integer)) or size < 8:
         raise ValueError(f"size must be an integer >= 8 pixels; got {size!r}")
-    rng = np.random.default_rng(seed)
+    check_memory(4 * int(n) * int(size) ** 2, "shapes(n, size)")  # the float32 images
+    rng = np.random.default_rng(check_seed(seed))
     factors = {
         "shape": rng.integers(0, len(SHAPE_NAMES), n),
         "scale": rng.uniform(*_SCALE_RANGE, n),

@@ -12,6 +12,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtri
 
+from sae_widgets.data.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_memory,
+    check_seed,
+)
 from sae_widgets.data.dataset import Attribute, Dataset
 
 _CHUNK_SAMPLES = 1 << 17
@@ -25,10 +33,24 @@ def hierarchy_parents(n_features: int, hierarchy: int = 0, children: int = 4) ->
     """(n_features,) parent of each feature of `superposition(..., hierarchy=, children=)`:
     features 0..hierarchy-1 are parents, parent p's children are features
     hierarchy + p * children + i (i < children); -1 for every feature without a parent."""
+    n_features, hierarchy, children = _check_hierarchy(n_features, hierarchy, children)
     parents = np.full(n_features, -1, dtype=np.int64)
     first = hierarchy
     parents[first : first + hierarchy * children] = np.repeat(np.arange(hierarchy), children)
     return parents
+
+
+def _check_hierarchy(n_features: int, hierarchy: int, children: int) -> tuple[int, int, int]:
+    """The three as ints, or an error naming the one that cannot work."""
+    n_features = check_int(n_features, "n_features", 1)
+    hierarchy = check_int(hierarchy, "hierarchy", 0)
+    children = check_int(children, "children", 0)
+    if hierarchy and (children < 1 or hierarchy * (1 + children) > n_features):
+        raise ValueError(
+            f"hierarchy={hierarchy} parents with children={children} each need n_features >= "
+            f"{hierarchy * (1 + max(children, 1))} and children >= 1; got n_features={n_features}"
+        )
+    return n_features, hierarchy, children
 
 
 def _add_children(
@@ -62,6 +84,11 @@ def firing_probabilities(n_features: int, active: float, firing: str = "uniform"
     uniform: every p_j = active / n_features. zipf: p_j proportional to 1 / (j + 1), capped at 1
     with the excess handed to the uncapped features (so the expected count stays `active`).
     """
+    n_features = check_int(n_features, "n_features", 1)
+    active = check_float(active, "active")
+    if not 0 < active <= n_features:
+        raise ValueError(f"active must be in (0, n_features={n_features}]; got {active!r}")
+    check_choice(firing, "firing", ("uniform", "zipf"))
     if firing == "uniform":
         return np.full(n_features, active / n_features)
     if firing != "zipf":
@@ -214,24 +241,19 @@ def superposition(
     silent, other features unchanged. Needs n_features >= hierarchy * (1 + children).
     """
     for arg, value in (("n", n), ("n_features", n_features), ("dim", dim)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{arg} must be a positive integer; got {value!r}")
+        if value < 1:
             raise ValueError(f"{arg} must be a positive integer; got {value!r}")
-    if not np.isfinite(active) or not 0 < active <= n_features:
-        raise ValueError(f"active must be in (0, n_features={n_features}]; got {active!r}")
-    if firing not in ("uniform", "zipf"):
-        raise ValueError(f"firing must be 'uniform' or 'zipf'; got {firing!r}")
-    for arg, value in (("hierarchy", hierarchy), ("children", children)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{arg} must be a non-negative integer; got {value!r}")
-    if hierarchy and (children < 1 or hierarchy * (1 + children) > n_features):
-        raise ValueError(
-            f"hierarchy={hierarchy} parents with children={children} each need n_features >= "
-            f"{hierarchy * (1 + max(children, 1))} and children >= 1; got n_features={n_features}"
-        )
+    p = firing_probabilities(n_features, active, firing)  # checks active and firing
+    seed = check_seed(seed)
+    correlated = check_bool(correlated, "correlated")
+    _check_hierarchy(n_features, hierarchy, children)
+    # X (float32) and the unit-norm features (float64 while drawn)
+    check_memory(4 * int(n) * int(dim) + 8 * int(n_features) * int(dim), "superposition(n, dim)")
     rng = np.random.default_rng(seed)
     F = rng.standard_normal((n_features, dim))
     F = (F / np.linalg.norm(F, axis=1, keepdims=True)).astype(np.float32)
-    p = firing_probabilities(int(n_features), float(active), firing)
     codes = _sample_codes(rng, int(n), p, bool(correlated))
     if hierarchy:
         codes = _add_children(rng, codes, int(hierarchy), int(children))

@@ -1,0 +1,87 @@
+"""Scalar argument checks of the data layer (built-in datasets, corpora): each error names the
+argument, the value and what was expected. Array checks are in `_arrays`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+SEED_LIMIT = 2**63
+
+
+def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int in [low, high]; bools and floats are refused (TypeError)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{_range(low, high)}; got {value!r}")
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"{name} must be an integer{_range(low, high)}; got {number!r}")
+    return number
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A random seed: an integer in [0, 2**63)."""
+    return check_int(value, name, 0, SEED_LIMIT - 1)
+
+
+def check_float(
+    value: Any, name: str, low: float | None = None, high: float | None = None
+) -> float:
+    """`value` as a finite float in [low, high]; bools and non-numbers are refused."""
+    expected = f"{name} must be a finite number{_range(low, high)}; got {value!r}"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(expected)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(expected)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(expected)
+    return number
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A bool (True/False, numpy's too); strings and numbers are refused, not truth-tested."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+    """One of `options` (strings)."""
+    if not isinstance(value, str) or value not in options:
+        error = ValueError if isinstance(value, str) else TypeError
+        listed = (
+            " or ".join(map(repr, options))
+            if len(options) == 2
+            else ("one of " + ", ".join(map(repr, options)))
+        )
+        raise error(f"{name} must be {listed}; got {value!r}")
+    return value
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse (ValueError) to allocate more than this machine's physical memory: numpy would
+    raise a MemoryError, or the kernel kill the process when the pages are touched."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not POSIX: let numpy decide
+        return
+    if nbytes > total:
+        raise ValueError(
+            f"{what} would need {nbytes / 2**30:.3g} GiB, more than this machine's "
+            f"{total / 2**30:.3g} GiB of memory; ask for fewer samples or dimensions"
+        )
+
+
+def _range(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" >= {low}"
+    if low is None:
+        return f" <= {high}"
+    return f" in [{low}, {high}]"
