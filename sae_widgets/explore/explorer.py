@@ -233,12 +233,12 @@ class Explorer(SelectionQueries, PrefixQueries):
         Labels and decoder come from the dataset and the SAE; recent results are cached.
         """
         unit = check_index(unit, self.n_units, "unit")
-        key = (unit, *sorted(options.items()))
+        key: tuple[Any, ...] | None = (unit, *sorted(options.items()))
         try:
-            cached = self._summaries.get(key)
+            cached = self._summaries.get(key)  # type: ignore[arg-type]
         except TypeError:  # an unhashable option value: no caching; unit_summary checks it
             key, cached = None, None
-        if cached is not None:
+        if cached is not None and key is not None:
             self._summaries.move_to_end(key)
             return cached
         options.setdefault("seed", self.seed)
