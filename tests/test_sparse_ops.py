@@ -14,6 +14,7 @@ from sae_widgets.sae.sparse_ops import (
     TOPK_GROUP,
     SparseCodes,
     batch_topk_units,
+    csr_entries,
     decode_sparse,
     gathered_preacts,
     preacts_topk,
@@ -156,3 +157,19 @@ def test_model_training_step_matches_dense_reference_on_a_kernel_shape() -> None
     values, units = pre.topk(4, dim=1)
     expected = torch.zeros_like(pre).scatter_(1, units, torch.relu(values))
     torch.testing.assert_close(out.codes.to_dense(cfg.n_units).detach(), expected)
+
+
+def test_csr_entries_sort_each_row_by_unit_and_drop_zeros() -> None:
+    values = torch.relu(torch.randn(50, 6, generator=gen(7)))  # about half are zeros
+    units = torch.stack([torch.randperm(40, generator=gen(20 + r))[:6] for r in range(50)])
+    data, cols, counts = csr_entries(values, units)
+    assert int(counts.sum()) == int((values > 0).sum()) == data.numel() == cols.numel()
+    dense = torch.zeros(50, 40).scatter_(1, units, values)
+    rows = torch.repeat_interleave(torch.arange(50), counts)
+    rebuilt = torch.zeros(50, 40)
+    rebuilt[rows, cols] = data
+    assert torch.equal(rebuilt, dense)
+    offsets = torch.cumsum(counts, 0) - counts
+    for r in range(50):
+        row_units = cols[offsets[r] : offsets[r] + counts[r]]
+        assert torch.equal(row_units, row_units.sort().values)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.sae.sparse_ops import csr_entries
 
 
 @torch.no_grad()
@@ -37,11 +38,7 @@ def encode_csr(model: SparseAutoencoder, chunks: Iterable[Tensor]) -> sp.csr_mat
     data_parts, index_parts, count_parts = [], [], []
     for chunk in chunks:
         if model.spec.per_sample_k:
-            values_BK, units_BK = model.encode_topk(chunk)
-            units_BK, order = units_BK.sort(dim=1)
-            values_BK = values_BK.gather(1, order)
-            keep = values_BK > 0
-            data, units, counts = values_BK[keep], units_BK[keep], keep.sum(1)
+            data, units, counts = csr_entries(*model.encode_topk(chunk))
         else:
             codes = model.encode(chunk)
             keep = codes != 0

@@ -143,6 +143,10 @@ def preacts_topk(
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
+CANDIDATES = 4
+"""BatchTopK: candidates per row, as a multiple of k (see `batch_topk_units`)."""
+
+
 def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Top k*B pre-activations over the whole batch: (units, offsets, smallest value kept).
 
@@ -156,7 +160,7 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """
     n_rows, n_units = pre_BU.shape
     n_keep = min(k * n_rows, n_rows * n_units)
-    cand_vals, cand_units = topk_rows(pre_BU, min(n_units, 4 * k))
+    cand_vals, cand_units = topk_rows(pre_BU, min(n_units, CANDIDATES * k))
     flat = cand_vals.reshape(-1)
     cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
     keep = cand_vals >= cutoff
@@ -189,6 +193,28 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     position = offsets[full_rows][:, None] + keep_full.cumsum(dim=1) - 1
     units[position[keep_full]] = keep_full.nonzero()[:, 1]
     return units, offsets, cutoff
+
+
+def csr_entries(values_BK: Tensor, units_BK: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """CSR parts of per-row top-k codes: (values, units, counts per row), each row's units in
+    increasing order and zero values dropped.
+
+    CPU: numpy's argsort of the short rows; torch's per-row sort of a (8192, 16) matrix took
+    330 ms against numpy's 16 ms on the 2-core project machine (and decided encode_sparse's
+    speed). Elsewhere: torch's sort.
+    """
+    if not _cpu_kernels(units_BK):
+        units_BK, order = units_BK.sort(dim=1)
+        values_BK = values_BK.gather(1, order)
+        keep = values_BK > 0
+        return values_BK[keep], units_BK[keep], keep.sum(1)
+    units_np, values_np = units_BK.numpy(), values_BK.detach().numpy()
+    order_np = np.argsort(units_np, axis=1, kind="stable")
+    units_np = np.take_along_axis(units_np, order_np, 1)
+    values_np = np.take_along_axis(values_np, order_np, 1)
+    keep_np = values_np > 0
+    values, units = torch.from_numpy(values_np[keep_np]), torch.from_numpy(units_np[keep_np])
+    return values, units, torch.from_numpy(keep_np.sum(1))
 
 
 def entry_rows(offsets: Tensor, n_entries: int) -> Tensor:
