@@ -279,7 +279,10 @@ class TopKForward:
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         assert model.cfg.k is not None
         values_BK, units_BK = pre_BU.topk(model.cfg.k, dim=1, sorted=False)
-        return torch.zeros_like(pre_BU).scatter_(1, units_BK, torch.relu(values_BK))
+        # without autograd, the pre-activations' own memory holds the codes (a second
+        # B x n_units allocation is fresh pages to fault in on every chunk)
+        codes_BU = torch.zeros_like(pre_BU) if pre_BU.requires_grad else pre_BU.zero_()
+        return codes_BU.scatter_(1, units_BK, torch.relu(values_BK))
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
