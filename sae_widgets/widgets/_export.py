@@ -6,7 +6,9 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["csv_download_html", "csv_field", "selection_csv"]
+import ipywidgets as widgets
+
+__all__ = ["csv_download_html", "csv_field", "export_buttons", "selection_csv"]
 
 
 def csv_field(text: str) -> str:
@@ -39,3 +41,21 @@ def csv_download_html(ex: Any, samples: Sequence[int], name: str = "selection.cs
         f'<a download="{name}" href="data:text/csv;base64,{data}" '
         f'style="text-decoration:underline">{name}</a> ({len(samples):,} rows)'
     )
+
+
+def export_buttons() -> tuple[widgets.Button, widgets.Button]:
+    """The "CSV" (selection download) and "PNG" (plot picture) buttons, unwired."""
+    csv_button = widgets.Button(
+        description="CSV",
+        icon="download",
+        tooltip="export the selected samples (index, label) as a CSV file; in Python: "
+        "ex.dataset[ex.selection.samples] is the selection as a Dataset",
+        layout=widgets.Layout(width="80px"),
+    )
+    png_button = widgets.Button(
+        description="PNG",
+        icon="image",
+        tooltip="save the plot as a PNG file",
+        layout=widgets.Layout(width="80px"),
+    )
+    return csv_button, png_button

@@ -33,7 +33,7 @@ from bqplot.interacts import BrushSelector, LassoSelector
 
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.history import MODES, combine
-from sae_widgets.widgets._export import csv_download_html
+from sae_widgets.widgets._export import csv_download_html, export_buttons
 from sae_widgets.widgets._hover_relay import HoverRelay
 from sae_widgets.widgets._legend import color_bar, hover_card, label_legend
 from sae_widgets.widgets._render import (
@@ -187,28 +187,22 @@ class PCABrush(ExplorerView):
         self.color_by.observe(lambda _change: self._recolor(), "value")
         self.legend = widgets.HTML()
         self.count = widgets.HTML()
-        self.clear_button = widgets.Button(description="clear", icon="times")
+        # Buttons as wide as their words, so "<N> samples selected" keeps to one line.
+        self.clear_button = widgets.Button(
+            description="clear", icon="times", layout=widgets.Layout(width="80px")
+        )
         self.clear_button.on_click(lambda _button: self.clear())
         self.undo_button = widgets.Button(
-            description="undo", icon="undo", tooltip="go back to the previous selection"
+            description="undo",
+            icon="undo",
+            tooltip="go back to the previous selection",
+            layout=widgets.Layout(width="80px"),
         )
         self.undo_button.on_click(lambda _button: self.ex.history.undo())
-        # Export: the selection as a CSV download (made on click: no bytes sent per change),
-        # and the plot as a PNG (SVG scatter; the WebGL one has its own download button).
-        self.export_button = widgets.Button(
-            description="CSV",
-            icon="download",
-            tooltip="export the selected samples (index, label) as a CSV file; in Python: "
-            "ex.dataset[ex.selection.samples] is the selection as a Dataset",
-            layout=widgets.Layout(width="80px"),
-        )
+        # Export: the selection as a CSV download, the plot as a PNG (SVG scatter only; the
+        # WebGL one has its own download button).
+        self.export_button, self.png_button = export_buttons()
         self.export_button.on_click(lambda _button: self.export_csv())
-        self.png_button = widgets.Button(
-            description="PNG",
-            icon="image",
-            tooltip="save the plot as a PNG file",
-            layout=widgets.Layout(width="80px"),
-        )
         self.png_button.on_click(lambda _button: self.figure.save_png("pca_selection.png"))
         self.png_button.layout.display = "none" if self.webgl else None
         self.export_link = widgets.HTML()
@@ -226,11 +220,11 @@ class PCABrush(ExplorerView):
             self.hover if self.webgl else self.hover_relay,
             self.legend,
             widgets.HBox(
-                [self.count, self.clear_button, self.undo_button, self.busy.widget],
+                [self.count, self.clear_button, self.undo_button],
                 layout=widgets.Layout(grid_gap="8px"),
             ),
             widgets.HBox(
-                [self.export_button, self.png_button, self.export_link],
+                [self.export_button, self.png_button, self.export_link, self.busy.widget],
                 layout=widgets.Layout(grid_gap="8px", align_items="center"),
             ),
             self.enriched,
