@@ -135,6 +135,47 @@ CASES: list[Case] = [
         ValueError,
         "threshold",
     ),
+    # SAE inputs and the rest of the data layer
+    ("inverse_transform Z=''", lambda e: e["sae"].inverse_transform(""), TypeError, "Z"),
+    ("inverse_transform Z=function", lambda e: e["sae"].inverse_transform(print), TypeError, "Z"),
+    (
+        "inverse_transform Z=meta",
+        lambda e: e["sae"].inverse_transform(torch.ones(2, 12, device="meta")),
+        ValueError,
+        "Z is a tensor on the 'meta'",
+    ),
+    ("score X=meta", lambda e: e["sae"].score(META), ValueError, "X is a tensor on the 'meta'"),
+    ("transform X=meta", lambda e: e["sae"].transform(META), ValueError, "X is a tensor"),
+    (
+        "hierarchy_parents n_features=2**64",
+        lambda e: hierarchy_parents(2**64),
+        ValueError,
+        "n_features would need",
+    ),
+    (
+        "TextCorpus label_names=0-d tensor",
+        lambda e: sw.TextCorpus(["a"], label_names=torch.tensor(3)),
+        TypeError,
+        "label_names",
+    ),
+    (
+        "Attribute values='cpu'",
+        lambda e: sw.Attribute("a", "cpu", lambda i, v: i),
+        TypeError,
+        "values",
+    ),
+    (
+        "Attribute identity=array",
+        lambda e: sw.Attribute("a", [0.0], lambda i, v: i, identity=np.ones((1, 6))),
+        TypeError,
+        "identity",
+    ),
+    (
+        "Attribute.sweep values=slice",
+        lambda e: e["ds"].attributes["rotation"].sweep([0], slice(None)),
+        TypeError,
+        "values",
+    ),
     # Explorer
     ("Explorer seed=inf", lambda e: sw.Explorer(e["sae"], e["ds"], seed=np.inf), TypeError, "seed"),
     (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,16 @@ from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_nump
 ApplyFn = Callable[[np.ndarray, float], np.ndarray]
 # sweep_fn(rows, values) -> float32 (len(values), len(rows), d); optional fast path.
 SweepFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _grid(values: Any) -> np.ndarray:
+    """Attribute values as a float64 array, or a TypeError naming `values`."""
+    try:
+        return np.asarray(_to_numpy(values, "values"), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        if "meta" in str(err):
+            raise
+        raise TypeError(f"values must be a 1-D grid of numbers; got {values!r:.80}") from err
 
 
 class Attribute:
@@ -58,11 +69,13 @@ class Attribute:
             raise TypeError(f"apply_fn must be callable; got {type(apply_fn).__name__}")
         if sweep_fn is not None and not callable(sweep_fn):
             raise TypeError(f"sweep_fn must be callable or None; got {type(sweep_fn).__name__}")
-        grid = np.asarray(_to_numpy(values, "values"), dtype=np.float64)
+        grid = _grid(values)
         if grid.ndim != 1 or grid.size == 0:
             raise ValueError(f"values must be a non-empty 1-D grid; got shape {grid.shape}")
         _check_finite(grid, "values")
         if identity is not None:
+            if isinstance(identity, bool) or not isinstance(identity, numbers.Real):
+                raise TypeError(f"identity must be a number or None; got {identity!r:.80}")
             identity = float(identity)
             if not np.isfinite(identity):
                 raise ValueError(f"identity must be finite or None; got {identity}")
@@ -117,7 +130,7 @@ class Attribute:
         if values is None:
             grid = self.values
         else:
-            grid = np.asarray(_to_numpy(values, "values"), dtype=np.float64).reshape(-1)
+            grid = _grid(values).reshape(-1)
             if grid.size == 0:
                 raise ValueError("values must hold at least one value")
             _check_finite(grid, "values")

@@ -56,7 +56,10 @@ class TextCorpus(Sequence[str]):
             label_names is None or isinstance(label_names, Iterable)
         ):
             raise TypeError(f"label_names must be a list of strings; got {label_names!r}")
-        self.label_names = None if label_names is None else [str(s) for s in label_names]
+        try:
+            self.label_names = None if label_names is None else [str(s) for s in label_names]
+        except TypeError as err:  # e.g. a 0-d array or tensor: iterable in type only
+            raise TypeError(f"label_names must be a list of strings; got {label_names!r}") from err
         self.factors = {str(k): np.asarray(v) for k, v in (factors or {}).items()}
         for key, value in self.factors.items():
             if value.shape != (n,):

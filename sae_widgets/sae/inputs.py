@@ -39,6 +39,11 @@ def real_array(X: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _check_not_meta(tensor: Tensor, name: str) -> None:
+    if tensor.is_meta:
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
+
+
 def check_magnitude(array: Any, name: str) -> None:
     """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
     if torch.is_tensor(array):
@@ -92,6 +97,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
     """X as a finite float32 (n, d) tensor on `device`; d must equal `expected` if given."""
     X = data_of(X)
     if torch.is_tensor(X):
+        _check_not_meta(X, name)
         if X.is_complex():  # any real dtype converts, as it does for numpy input
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
         tensor = X.detach()
@@ -113,9 +119,12 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
 def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
     """Unit activations Z (numpy or torch, dense) as a finite float32 (n, n_units) tensor."""
     if torch.is_tensor(Z):
+        _check_not_meta(Z, "Z")
+        if Z.is_complex():
+            raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
         Z_t = Z.detach()
     else:
-        Z_t = torch.from_numpy(np.ascontiguousarray(np.asarray(Z, dtype=np.float32)))
+        Z_t = torch.from_numpy(real_array(Z, "Z"))
     if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
         raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
     Z_t = Z_t.to(device=device, dtype=torch.float32)

@@ -60,7 +60,9 @@ def _pair(X: Any, X_hat: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fvu(X: Any, X_hat: Any) -> float:
-    """Fraction of variance unexplained: sum||x - x_hat||^2 / sum||x - mean(x)||^2."""
+    """Fraction of variance unexplained: sum||x - x_hat||^2 / sum||x - mean(x)||^2.
+
+    NaN when X has no variance to explain (a single sample, or identical rows)."""
     x, x_hat = _pair(X, X_hat)
     total = float(((x - x.mean(0)) ** 2).sum())
     return float(((x - x_hat) ** 2).sum()) / total if total > 0 else float("nan")

@@ -45,6 +45,7 @@ def _check_hierarchy(n_features: int, hierarchy: int, children: int) -> tuple[in
     n_features = check_int(n_features, "n_features", 1)
     hierarchy = check_int(hierarchy, "hierarchy", 0)
     children = check_int(children, "children", 0)
+    check_memory(8 * n_features, "n_features")
     if hierarchy and (children < 1 or hierarchy * (1 + children) > n_features):
         raise ValueError(
             f"hierarchy={hierarchy} parents with children={children} each need n_features >= "
