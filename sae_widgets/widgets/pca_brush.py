@@ -397,16 +397,19 @@ class PCABrush(ExplorerView):
             )
         else:
             unit = self.selection.unit
-            activation = np.zeros(self.ex.n_samples, dtype=np.float32)
+            activation = np.zeros(len(self.shown), dtype=np.float32)  # of the drawn points
             top = 1.0
             if unit is not None:
-                samples, values = self.ex.codes.unit_samples(unit)
-                activation[samples] = values
+                samples, values = self.ex.codes.unit_samples(unit)  # samples ascending
+                at = np.minimum(np.searchsorted(samples, self.shown), max(len(samples) - 1, 0))
+                fires = (samples[at] == self.shown) if len(samples) else at < 0
+                activation[fires] = values[at[fires]]
                 top = max(float(self.ex.codes.max_activation[unit]), 1e-6)
             palette, index = ACTIVATION_PALETTE, activation_levels(activation, top)
             title = f"unit {unit} activation" if unit is not None else "no unit focused"
             self.legend.value = color_bar(activation_gradient_css(), "0", f"{top:.3g}", title)
-        index = index[self.shown]
+        if len(index) != len(self.shown):  # label colours come for every sample
+            index = index[self.shown]
         self.point_colors = np.asarray(palette)[index].tolist()
         if self.webgl:
             self.scatter.set_colors(index, palette)
