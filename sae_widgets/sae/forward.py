@@ -24,10 +24,9 @@ from sae_widgets.sae.sparse_ops import (
     batch_topk_units,
     decode_sparse,
     gathered_preacts,
-    jumprelu,
     preacts_topk,
-    step_count,
 )
+from sae_widgets.sae.sparse_ops_jumprelu import jumprelu, step_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.sae.model import SparseAutoencoder

@@ -1,5 +1,5 @@
 """Sparse building blocks for SAE training: unit selection, a sparse-backward encoder gather,
-a gathered decoder, and the straight-through estimators of JumpReLU.
+and a gathered decoder (JumpReLU's straight-through estimators: sparse_ops_jumprelu.py).
 
 A TopK step only needs the dense encoder matmul (to know which units win); everything after
 it touches the k winning units of each sample. Codes are kept as a ragged CSR-like triple
@@ -357,54 +357,3 @@ def decode_sparse(codes: SparseCodes, W_dec: Tensor) -> Tensor:
         )
     out: Tensor = _DecodeSparse.apply(codes.values, codes.units, codes.offsets, W_dec)
     return out
-
-
-def _rectangle(z: Tensor) -> Tensor:
-    return ((z > -0.5) & (z < 0.5)).to(z.dtype)
-
-
-class _JumpReLU(torch.autograd.Function):
-    """x * H(x - theta); d/dtheta uses a rectangle kernel of width `bandwidth` (STE)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(x, threshold)
-        ctx.bandwidth = bandwidth
-        return x * (x > threshold)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, threshold = ctx.saved_tensors
-        eps = ctx.bandwidth
-        grad_x = (x > threshold) * grad
-        grad_t = -(threshold / eps) * _rectangle((x - threshold) / eps) * grad
-        return grad_x, grad_t.sum(0), None
-
-
-class _Step(torch.autograd.Function):
-    """H(x - theta) with a straight-through gradient to theta only (for the L0 penalty)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(x, threshold)
-        ctx.bandwidth = bandwidth
-        return (x > threshold).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, threshold = ctx.saved_tensors
-        eps = ctx.bandwidth
-        grad_t = -(1.0 / eps) * _rectangle((x - threshold) / eps) * grad
-        return None, grad_t.sum(0), None
-
-
-def jumprelu(x_BU: Tensor, threshold_U: Tensor, bandwidth: float) -> Tensor:
-    """JumpReLU with straight-through gradients to the per-unit threshold."""
-    out: Tensor = _JumpReLU.apply(x_BU, threshold_U, bandwidth)
-    return out
-
-
-def step_count(x_BU: Tensor, threshold_U: Tensor, bandwidth: float) -> Tensor:
-    """(B,) number of units above threshold per row, differentiable w.r.t. the threshold."""
-    out: Tensor = _Step.apply(x_BU, threshold_U, bandwidth)
-    return out.sum(dim=1)
