@@ -221,7 +221,7 @@ def collect_activations(
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     layer_name, module = resolve_layer(model, layer)
     if tokenizer is not None:
-        rows = _collect_tokens(
+        return _collect_tokens(
             model,
             layer_name,
             module,
@@ -232,14 +232,9 @@ def collect_activations(
             max_tokens=max_tokens,
             max_length=max_length,
             drop_special=drop_special,
-        )
-        if out is None:
-            return rows
-        from sae_widgets.data.store import write_store  # token rows are collected, then stored
-
-        info = {"model": type(model).__name__, "layer": layer_name}
-        return write_store(
-            _identity, rows, out, info=info, shard_size=shard_size, overwrite=overwrite
+            out=out,
+            shard_size=shard_size,
+            overwrite=overwrite,
         )
     if batch_size is None:
         batch_size = 256

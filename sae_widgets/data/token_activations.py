@@ -2,16 +2,19 @@
 
 `collect_activations(model, layer, data=texts, tokenizer=tok)` lands here. Documents are
 tokenized (fast tokenizers only: their character offsets let views show each token in its
-text), sorted by length and run in right-padded batches, so a token sees exactly what it
-sees when its document runs alone. A forward hook on the layer keeps its hidden states
-(a decoder block's tuple output gives its first element) and stops the forward pass there.
+text), run in groups of consecutive documents, each sorted by length and run in right-padded
+batches, so a token sees exactly what it sees when its document runs alone. A forward hook
+on the layer keeps its hidden states (a decoder block's tuple output gives its first
+element) and stops the forward pass there.
 Padding, and by default special tokens (BOS, [CLS], [SEP]), are dropped; rows are written
-into one preallocated array, so memory is the rows asked for plus one batch.
+into one preallocated array, so memory is the rows asked for plus one group; with `out`, into
+an on-disk `ActivationStore` instead, and memory is one group, one shard and the token ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +32,7 @@ from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
 __all__ = ["collect_token_activations"]
 
 _TOKENIZE_CHUNK = 512  # documents tokenized at a time (stops early once max_tokens is met)
+_GROUP_ROWS = 8192  # rows run and handed on at a time (documents sorted by length within)
 
 
 class _Encoded:
@@ -165,9 +169,13 @@ def collect_token_activations(
     max_tokens: int | None = None,
     max_length: int | None = None,
     drop_special: bool = True,
+    out: str | os.PathLike[str] | None = None,
+    shard_size: int | None = None,
+    overwrite: bool = False,
 ) -> Dataset:
     """One row per kept token of `data` (a list of texts or a `TextCorpus`); see
-    `sae_widgets.collect_activations` for the arguments."""
+    `sae_widgets.collect_activations` for the arguments. With `out`, the rows stream into
+    an `ActivationStore` there (with the documents), group by group."""
     texts = as_texts(data)
     if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise TypeError(
@@ -207,21 +215,6 @@ def collect_token_activations(
     if n_rows == 0:
         raise ValueError("data: no tokens left to collect (empty texts, or only special tokens)")
     row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-
-    X: NDArray[np.float32] | None = None
-    # Longest first: the first batch sizes the array, and similar lengths pad little.
-    order = [d for d in np.argsort([-len(ids) for ids in encoded.ids], kind="stable")]
-    order = [d for d in order if counts[d] > 0]
-    with runner.hooked():
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            hidden = runner.forward([encoded.ids[d] for d in batch])
-            if X is None:
-                X = np.empty((n_rows, hidden.shape[2]), dtype=np.float32)
-            for b, d in enumerate(batch):
-                positions = encoded.kept[d][: counts[d]]
-                X[row_start[d] : row_start[d] + counts[d]] = hidden[b, positions]
-    assert X is not None
     doc = np.repeat(np.arange(n_docs), counts)
     pos = np.concatenate([encoded.kept[d][: counts[d]] for d in range(n_docs)])
     token_id = np.concatenate([encoded.ids[d][encoded.kept[d][: counts[d]]] for d in range(n_docs)])
@@ -241,15 +234,76 @@ def collect_token_activations(
     if corpus is not None:
         for name, variant in corpus.variants.items():
             attributes[name] = _variant_attribute(variant, runner, tokens)
+    labels = None if corpus is None or corpus.labels is None else corpus.labels[doc]
+    factors = None if corpus is None else {k: v[doc] for k, v in corpus.factors.items()}
+    name = f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}"
+    chunks = _row_chunks(runner, encoded, counts, row_start)
+    if out is not None:
+        from sae_widgets.data.store import write_token_store
+
+        info = {
+            "model": type(model).__name__,
+            "layer": layer_name,
+            "name": name,
+            "label_names": None if corpus is None else corpus.label_names,
+        }
+        store = write_token_store(
+            chunks, out, tokens, labels, factors, info, shard_size=shard_size, overwrite=overwrite
+        )
+        store.tokens = tokens  # the live documents: with the variants the attributes render
+        store.attributes = attributes
+        return store
+    X: NDArray[np.float32] | None = None
+    for lo, rows in chunks:
+        if X is None:
+            X = np.empty((n_rows, rows.shape[1]), dtype=np.float32)
+        X[lo : lo + rows.shape[0]] = rows
+    assert X is not None
     return Dataset(
         X,
-        labels=None if corpus is None or corpus.labels is None else corpus.labels[doc],
+        labels=labels,
         label_names=None if corpus is None else corpus.label_names,
-        factors=None if corpus is None else {k: v[doc] for k, v in corpus.factors.items()},
+        factors=factors,
         attributes=attributes,
-        name=f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}",
+        name=name,
         tokens=tokens,
     )
+
+
+def _row_chunks(
+    runner: TokenRunner,
+    encoded: _Encoded,
+    counts: NDArray[np.int64],
+    row_start: NDArray[np.int64],
+) -> Generator[tuple[int, NDArray[np.float32]], None, None]:
+    """(first row, rows) of consecutive groups of documents, in row order. Each group (about
+    `_GROUP_ROWS` rows) runs longest document first, so batches of similar lengths pad
+    little; memory is one group and one batch. The rows array is reused: copy it."""
+    buffer: NDArray[np.float32] | None = None
+    n_docs = len(counts)
+    first = 0
+    with runner.hooked():
+        while first < n_docs:
+            last = first
+            total = 0
+            while last < n_docs and (last == first or total + counts[last] <= _GROUP_ROWS):
+                total += int(counts[last])
+                last += 1
+            group = [d for d in range(first, last) if counts[d] > 0]
+            group.sort(key=lambda d: -len(encoded.ids[d]))
+            base = int(row_start[first])
+            for start in range(0, len(group), runner.batch_size):
+                batch = group[start : start + runner.batch_size]
+                hidden = runner.forward([encoded.ids[d] for d in batch])
+                if buffer is None or buffer.shape[0] < total:
+                    buffer = np.empty((max(total, _GROUP_ROWS), hidden.shape[2]), np.float32)
+                for b, d in enumerate(batch):
+                    lo = int(row_start[d]) - base
+                    buffer[lo : lo + counts[d]] = hidden[b, encoded.kept[d][: counts[d]]]
+            if total:
+                assert buffer is not None
+                yield base, buffer[:total]
+            first = last
 
 
 def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows) -> Attribute:

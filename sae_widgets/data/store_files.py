@@ -1,0 +1,136 @@
+"""The files of an activation store: format constants, checksummed `.npy` writes, and the
+manifest check that decides whether a folder is a complete store.
+
+Every file of a store (row shards, per-row field shards, the documents of a token store) is
+written through `save_npy`, which returns its blake2b checksum; the manifest lists each file
+with its checksum and is written last, so a folder without a manifest was never finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DTYPES",
+    "FACTOR",
+    "FORMAT",
+    "MANIFEST",
+    "VERIFY",
+    "VERSION",
+    "StoreError",
+    "checksum",
+    "read_manifest",
+    "save_npy",
+]
+
+FORMAT = "sae_widgets.activation_store"
+VERSION = 1
+MANIFEST = "manifest.json"
+DTYPES = ("float32", "float16")
+VERIFY = ("lazy", "open", "never")
+FACTOR = "factor:"  # field-name prefix of a dataset's factors
+_HASH_BLOCK = 16 * 2**20
+
+
+class StoreError(ValueError):
+    """A folder that is not a complete, intact activation store."""
+
+
+def checksum(path: Path) -> str:
+    """blake2b (20 bytes, hex) of a file's content."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _HashingFile:
+    """A write-only file that hashes what passes through (np.save writes in blocks)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.digest = hashlib.blake2b(digest_size=20)
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        written: int = self.f.write(data)
+        return written
+
+
+def save_npy(path: Path, array: np.ndarray) -> str:
+    """Write `array` as .npy (synced to disk) and return its file's checksum."""
+    with open(path, "wb") as f:
+        hashing = _HashingFile(f)
+        np.lib.format.write_array(hashing, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return hashing.digest.hexdigest()
+
+
+def check_file(folder: Path, entry: Any, verified: set[str] | None = None) -> Path:
+    """The path of manifest entry `entry` ({"file", "blake2b"}) in `folder`, its checksum
+    checked (once per name when `verified` is given); a mismatch is a StoreError."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        raise StoreError(f"path: the manifest of {str(folder)!r} has a malformed file entry")
+    name = entry["file"]
+    if verified is not None and name in verified:
+        return folder / name
+    actual = checksum(folder / name)
+    if actual != entry.get("blake2b"):
+        raise StoreError(
+            f"path: {name} of {str(folder)!r} is corrupt (blake2b {actual[:12]}..., the "
+            f"manifest says {str(entry.get('blake2b'))[:12]}...)"
+        )
+    if verified is not None:
+        verified.add(name)
+    return folder / name
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the store at `path`, after checking that every file it lists exists."""
+    if not path.is_dir():
+        partial = (
+            sorted(path.parent.glob(f".{path.name}.partial-*")) if path.parent.is_dir() else []
+        )
+        hint = (
+            f" (an interrupted write left {partial[0].name}; delete it and write again)"
+            if partial
+            else ""
+        )
+        raise StoreError(f"path: no activation store at {str(path)!r}{hint}")
+    file = path / MANIFEST
+    if not file.is_file():
+        raise StoreError(
+            f"path: {str(path)!r} has no {MANIFEST}: not a complete activation store (a write "
+            "that was interrupted never gets one); write it again"
+        )
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise StoreError(f"path: {file} cannot be read as JSON: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StoreError(f"path: {file} is not an activation store manifest")
+    if manifest.get("version") != VERSION:
+        raise StoreError(f"path: store version {manifest.get('version')!r}; expected {VERSION}")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise StoreError(f"path: {file} lists no shards")
+    if sum(int(s["rows"]) for s in shards) != manifest.get("n_samples"):
+        raise StoreError(f"path: {file}: the shards' rows do not add up to n_samples")
+    names = [name for shard in shards for name in _shard_files(shard)]
+    names += [entry["file"] for entry in manifest.get("files", {}).values()]
+    for name in names:
+        if not (path / name).is_file():
+            raise StoreError(f"path: file {name} of {str(path)!r} is missing")
+    return manifest
+
+
+def _shard_files(shard: dict[str, Any]) -> list[str]:
+    return [shard["file"], *(f["file"] for f in shard.get("fields", {}).values())]

@@ -1,0 +1,226 @@
+"""`StoreWriter`: append rows to a new activation store, holding at most one shard in memory,
+and publish it atomically.
+
+Everything goes into a staging folder next to the target (``.NAME.partial-XXXX``); `close()`
+writes the last shard, then the manifest (listing every file with its blake2b checksum), then
+renames the folder into place. A crash or an exception leaves either no store or a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae_widgets.data._arrays import _check_finite, _to_numpy
+from sae_widgets.data.dataset import Dataset
+from sae_widgets.data.store_files import (
+    DTYPES,
+    FACTOR,
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    checksum,
+    save_npy,
+)
+
+__all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
+
+SHARD_BYTES = 64 * 2**20  # default shard: about 64 MiB of rows
+
+
+def row_fields(data: Dataset) -> dict[str, np.ndarray]:
+    """Per-row metadata of a Dataset worth keeping in a store: labels, factors (as
+    "factor:<name>"), the token rows of language-model activations (token_doc, token_pos,
+    token_id) and any other 1-D integer array attribute with one entry per sample."""
+    n = len(data)
+    fields: dict[str, np.ndarray] = {}
+    if data.labels is not None:
+        fields["labels"] = data.labels
+    for name, values in (data.factors or {}).items():
+        fields[FACTOR + name] = values
+    tokens = getattr(data, "tokens", None)
+    if tokens is not None:  # language-model rows: document, position and token id of each
+        fields.update(token_doc=tokens.doc, token_pos=tokens.pos, token_id=tokens.token_id)
+    for name, value in vars(data).items():
+        if name.startswith("_") or name in fields or name in ("X", "labels"):
+            continue
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.shape[0] == n:
+            if np.issubdtype(value.dtype, np.integer):
+                fields[name] = value
+    return fields
+
+
+class StoreWriter:
+    """Append rows (and per-row fields) to a new store; `close()` publishes it atomically.
+
+    Use as a context manager: an exception inside removes the staging folder, and the target
+    is never touched until the manifest of a complete store is in place. `info` entries go
+    into the manifest as they are (JSON values); `save_array` and `add_file` add whole-store
+    files (checksummed like the shards).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        d: int,
+        *,
+        shard_size: int | None = None,
+        dtype: str = "float32",
+        info: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
+            raise TypeError(f"out must be a folder path (str or Path); got {type(path).__name__}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")
+        self.dtype = np.dtype(dtype)
+        if shard_size is None:
+            shard_size = max(1, SHARD_BYTES // (int(d) * self.dtype.itemsize))
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int | np.integer):
+            raise TypeError(f"shard_size must be an int; got {type(shard_size).__name__}")
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            if not self.path.is_dir() or any(self.path.iterdir()):
+                raise ValueError(
+                    f"out: {str(self.path)!r} already exists; choose a new folder or pass "
+                    "overwrite=True"
+                )
+        self.d, self.shard_size = int(d), int(shard_size)
+        self.info = dict(info or {})
+        self.overwrite = overwrite
+        self.staging = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.staging.mkdir(parents=True)
+        self._buffer = np.empty((self.shard_size, self.d), dtype=self.dtype)
+        self._field_buffers: dict[str, np.ndarray] = {}
+        self._fill = 0
+        self._shards: list[dict[str, Any]] = []
+        self._field_dtypes: dict[str, str] = {}
+        self._files: dict[str, dict[str, str]] = {}
+        self.n_samples = 0
+        self._closed = False
+
+    def append(self, X: Any, fields: Mapping[str, Any] | None = None) -> None:
+        """Add rows `X` (m, d) and, for each field, its (m,) values for those rows."""
+        if self._closed:
+            raise ValueError("the store writer is closed")
+        rows = np.asarray(_to_numpy(X, "X"), dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.d:
+            raise ValueError(f"X must have shape (m, {self.d}); got {rows.shape}")
+        _check_finite(rows, "X")
+        given = {name: _to_numpy(v, f"fields[{name!r}]") for name, v in (fields or {}).items()}
+        if self.n_samples == 0 and not self._field_dtypes:
+            for name, values in given.items():
+                self._start_field(name, values)
+        if set(given) != set(self._field_dtypes):
+            raise ValueError(
+                f"fields must name the same fields on every append: {sorted(self._field_dtypes)};"
+                f" got {sorted(given)}"
+            )
+        for name, values in given.items():
+            if values.shape != (rows.shape[0],):
+                raise ValueError(
+                    f"fields[{name!r}] must have one value per row ({rows.shape[0]}); "
+                    f"got shape {values.shape}"
+                )
+        pos = 0
+        while pos < rows.shape[0]:
+            take = min(self.shard_size - self._fill, rows.shape[0] - pos)
+            self._buffer[self._fill : self._fill + take] = rows[pos : pos + take]
+            for name, values in given.items():
+                self._field_buffers[name][self._fill : self._fill + take] = values[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.shard_size:
+                self._flush()
+        self.n_samples += rows.shape[0]
+
+    def save_array(self, role: str, array: np.ndarray) -> None:
+        """Write a whole-store array (e.g. a token store's documents) as ``<role>.npy``."""
+        file = f"{role}.npy"
+        self._files[role] = {"file": file, "blake2b": save_npy(self.staging / file, array)}
+
+    def add_file(self, role: str, relative: str) -> None:
+        """List a file already written under `staging` (checksummed now) as `role`."""
+        self._files[role] = {"file": relative, "blake2b": checksum(self.staging / relative)}
+
+    def _start_field(self, name: str, values: np.ndarray) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"field names must be non-empty strings; got {name!r}")
+        if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+            raise TypeError(f"fields[{name!r}] must hold numbers; got dtype {values.dtype}")
+        dtype = np.dtype(np.int64) if np.issubdtype(values.dtype, np.integer) else values.dtype
+        self._field_dtypes[name] = dtype.str
+        self._field_buffers[name] = np.empty(self.shard_size, dtype=dtype)
+
+    def _flush(self) -> None:
+        if self._fill == 0:
+            return
+        index = len(self._shards)
+        stem = f"shard_{index:05d}"
+        entry: dict[str, Any] = {"file": f"{stem}.npy", "rows": self._fill, "fields": {}}
+        entry["blake2b"] = save_npy(self.staging / entry["file"], self._buffer[: self._fill])
+        for j, name in enumerate(self._field_dtypes):
+            file = f"{stem}.f{j}.npy"
+            digest = save_npy(self.staging / file, self._field_buffers[name][: self._fill])
+            entry["fields"][name] = {"file": file, "blake2b": digest}
+        self._shards.append(entry)
+        self._fill = 0
+
+    def close(self) -> Path:
+        """Write the last shard and the manifest, then rename the store into place."""
+        if self._closed:
+            return self.path
+        if self.n_samples == 0:
+            self.abort()
+            raise ValueError("no rows were written: a store needs at least one sample")
+        self._flush()
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "n_samples": self.n_samples,
+            "d": self.d,
+            "dtype": self.dtype.name,
+            "shard_size": self.shard_size,
+            "fields": self._field_dtypes,
+            **{k: v for k, v in self.info.items() if k not in ("shards", "files")},
+            "files": self._files,
+            "shards": self._shards,
+        }
+        tmp = self.staging / (MANIFEST + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.staging / MANIFEST)
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.path, old)
+        os.replace(self.staging, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far (the target folder is left as it was)."""
+        self._closed = True
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
