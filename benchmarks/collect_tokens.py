@@ -6,9 +6,11 @@ its own. Figures printed:
 - tokens/s of `collect_activations(model, layer, data=texts, tokenizer=tok)`, and the same
   tokens through a plain full forward pass of the model in the same process (the baseline:
   the hook stops the pass at the layer, so collection should be faster);
-- peak memory of collecting `--tokens` rows (default 200,000) from a corpus of N documents
-  and from one 4x larger: with `max_tokens`, documents past the limit are never tokenized,
-  so the peak must not grow with the corpus. It must stay under 2 GiB.
+- peak memory (ru_maxrss) of collecting `--tokens` rows (default 200,000) in memory, and
+  straight into an on-disk store (`out=`), from a corpus of N documents and from one 4x
+  larger: with `max_tokens`, documents past the limit are never tokenized, and a store holds
+  one group of rows and one shard at a time, so the peak must not grow with the corpus (nor,
+  for a store, with the tokens: compare with `--tokens` 4x smaller). Target: under 2 GiB.
 
     python benchmarks/collect_tokens.py                 # MiniLM, 200k tokens
     python benchmarks/collect_tokens.py --model smollm2 --tokens 20000
@@ -40,7 +42,11 @@ def _corpus(scale: int) -> list[str]:
     return paragraphs * scale  # repeats are fine: only the count of documents matters here
 
 
-def child(model_name: str, n_tokens: int, scale: int, baseline: bool) -> dict[str, float]:
+def child(
+    model_name: str, n_tokens: int, scale: int, baseline: bool, store: bool
+) -> dict[str, float]:
+    import tempfile
+
     import torch
 
     import sae_widgets as sw
@@ -48,11 +54,20 @@ def child(model_name: str, n_tokens: int, scale: int, baseline: bool) -> dict[st
     texts = _corpus(scale)
     model, tokenizer = sw.load_language_model(model_name)
     loaded_mb = _rss_mb()
+    folder = tempfile.TemporaryDirectory(prefix="collect_tokens_")
     start = time.perf_counter()
     ds = sw.collect_activations(
-        model, LAYERS[model_name], data=texts, tokenizer=tokenizer, max_tokens=n_tokens
+        model,
+        LAYERS[model_name],
+        data=texts,
+        tokenizer=tokenizer,
+        max_tokens=n_tokens,
+        out=f"{folder.name}/acts" if store else None,
     )
     seconds = time.perf_counter() - start
+    if store:  # what a later session does: reopen it and read the tokens back
+        reopened = sw.ActivationStore(f"{folder.name}/acts")
+        assert len(reopened) == len(ds) and reopened.tokens is not None
     out = {
         "documents": len(texts),
         "tokens": len(ds),
@@ -74,14 +89,19 @@ def child(model_name: str, n_tokens: int, scale: int, baseline: bool) -> dict[st
                 batch = {k: v[i : i + 16] for k, v in encoded.items()}
                 model(**batch)
         out["full_forward_tok_s"] = n_real / (time.perf_counter() - start)
+    folder.cleanup()
     return out
 
 
-def run_child(model_name: str, n_tokens: int, scale: int, baseline: bool) -> dict[str, float]:
+def run_child(
+    model_name: str, n_tokens: int, scale: int, baseline: bool = False, store: bool = False
+) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", "--model", model_name]
     command += ["--tokens", str(n_tokens), "--scale", str(scale)]
     if baseline:
         command.append("--baseline")
+    if store:
+        command.append("--store")
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -91,11 +111,13 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(LAYERS), default="minilm")
     parser.add_argument("--tokens", type=int, default=200_000)
     parser.add_argument("--scale", type=int, default=1)
-    parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--baseline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-store", action="store_true", help="skip the on-disk store runs")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.model, args.tokens, args.scale, args.baseline)))
+        print(json.dumps(child(args.model, args.tokens, args.scale, args.baseline, args.store)))
         return
     print(f"{args.model} ({LAYERS[args.model]}), {args.tokens:,} tokens; shared machine")
     small = run_child(args.model, args.tokens, 1, baseline=True)
@@ -106,13 +128,31 @@ def main() -> None:
         f"{small['collect_s']:.1f} s); full forward baseline {small['full_forward_tok_s']:,.0f} "
         f"tokens/s; ratio {ratio:.2f}x"
     )
-    for name, figures in (("corpus x1", small), ("corpus x4", large)):
+    runs = [("in memory, corpus x1", small), ("in memory, corpus x4", large)]
+    if not args.no_store:
+        quarter = max(1, args.tokens // 4)
+        runs += [
+            ("store, corpus x1", run_child(args.model, args.tokens, 1, store=True)),
+            ("store, corpus x4", run_child(args.model, args.tokens, 4, store=True)),
+            (f"store, {quarter:,} tokens", run_child(args.model, quarter, 1, store=True)),
+        ]
+    for name, figures in runs:
         verdict = "OK" if figures["peak_rss_mb"] < LIMIT_MB else "OVER 2 GiB"
         print(
-            f"{name}: {figures['documents']:,} documents, peak RSS {figures['peak_rss_mb']:,.0f} "
-            f"MB (after model load {figures['rss_after_load_mb']:,.0f} MB) {verdict}"
+            f"{name}: {figures['tokens']:,} tokens of {figures['documents']:,} documents, "
+            f"{figures['collect_tok_s']:,.0f} tokens/s, peak RSS {figures['peak_rss_mb']:,.0f} "
+            f"MB (after model load {figures['rss_after_load_mb']:,.0f} MB; target < "
+            f"{LIMIT_MB:,} MB) {verdict}"
         )
-    print(f"peak ratio x4/x1 corpus: {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+    print(f"peak ratio in memory x4/x1 corpus: {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}")
+    if not args.no_store:
+        store_x1, store_x4, store_quarter = (figures for _, figures in runs[2:])
+        corpus_ratio = store_x4["peak_rss_mb"] / store_x1["peak_rss_mb"]
+        print(
+            f"peak ratio store x4/x1 corpus: {corpus_ratio:.2f};"
+            f" store {args.tokens:,}/{quarter:,} tokens: "
+            f"{store_x1['peak_rss_mb'] / store_quarter['peak_rss_mb']:.2f} (flat = bounded)"
+        )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,35 @@ def test_the_bare_splice_is_the_reconstruction_run_through_the_rest(digits_setup
     assert not torch.allclose(spliced, model(x))
 
 
+def test_the_splice_follows_weights_changed_after_it_was_made(digits_setup):
+    model, ds, acts, _sae = digits_setup
+    x = _inputs(ds)[:64]
+    other = sw.SAE(n_units=64, k=8, epochs=1, batch_size=128, seed=3)
+    other.fit(acts.X, progress=False)
+    splice = sw.Intervention(model, "net.1", other)
+    module = other.model_
+
+    def expected():
+        with torch.no_grad():
+            x_hat = module.decode(module.encode(model.net[:2](x)))
+            return model.net[2:](x_hat)
+
+    with torch.no_grad():
+        with splice:
+            first = model(x)
+        torch.testing.assert_close(first, expected(), rtol=1e-5, atol=1e-5)
+        module.W_dec.mul_(2.0)  # in place: the cached weights must follow
+        module.b_enc.add_(0.1)
+        with splice:
+            second = model(x)
+        torch.testing.assert_close(second, expected(), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(first, second)
+        module.W_enc = nn.Parameter(module.W_enc.detach().flip(1).clone())  # replaced
+        with splice:
+            third = model(x)
+        torch.testing.assert_close(third, expected(), rtol=1e-5, atol=1e-5)
+
+
 def test_ablating_every_unit_leaves_the_reconstruction_error_only(digits_setup):
     model, ds, _acts, sae = digits_setup
     x = _inputs(ds)

@@ -15,25 +15,31 @@ for the SAE are the last axis when that has the SAE's width (token rows of a (ba
 d) output), else each sample's output flattened (a conv layer's (batch, c, h, w)).
 
 Every hook is removed when the block ends, however it ends (an exception inside the model,
-KeyboardInterrupt): removal sits in a `finally`.
+KeyboardInterrupt): `__exit__` removes it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sae_widgets.model_layers import resolve_layer
+from sae_widgets.sae.layer_hooks import (
+    capture_output,
+    output_hook,
+    replace_output,
+    resolve_layer,
+    sae_module,
+)
 from sae_widgets.sae.model import SparseAutoencoder
 
 __all__ = [
     "Intervention",
+    "Reconstruction",
     "capture_output",
     "reconstruct",
     "replace_output",
@@ -41,114 +47,50 @@ __all__ = [
     "sae_module",
 ]
 
-RowFn = Callable[[Tensor], Tensor]
 _ABLATIONS = ("zero", "mean")
-
-
-def sae_module(sae: Any) -> SparseAutoencoder:
-    """The fitted SparseAutoencoder inside `sae` (an `SAE` estimator or the module itself)."""
-    if isinstance(sae, SparseAutoencoder):
-        return sae
-    module = getattr(sae, "model_", None)
-    if isinstance(module, SparseAutoencoder):
-        return module
-    if hasattr(sae, "model_") or type(sae).__name__ == "SAE":
-        raise ValueError("sae is not fitted yet; call fit first")
-    raise TypeError(f"sae must be a fitted SAE or SparseAutoencoder; got {type(sae).__name__}")
 
 
 def reconstruct(sae: SparseAutoencoder, x: Tensor) -> Tensor:
     """decode(encode(x)); for TopK the decoder gathers the k active rows (embedding_bag)
     instead of multiplying a (rows, n_units) matrix that is mostly zeros."""
-    if sae.cfg.activation != "topk":
-        return sae.decode(sae.encode(x))
-    values, units = sae.encode_topk(x)
-    offsets = torch.arange(0, units.numel(), units.shape[1], device=units.device)
-    gathered = F.embedding_bag(
-        units.reshape(-1), sae.W_dec, offsets, mode="sum", per_sample_weights=values.reshape(-1)
-    )
-    return gathered + sae.b_dec
+    return Reconstruction(sae)(x)
 
 
-def _hidden(output: Any, layer: str) -> Tensor:
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    if isinstance(output, Tensor):
-        return output
-    raise TypeError(
-        f"layer {layer!r} returned {type(output).__name__}; expected a tensor or a tuple whose "
-        "first element is the hidden-state tensor"
-    )
-
-
-def _with_hidden(output: Any, hidden: Tensor) -> Any:
-    if isinstance(output, Tensor):
-        return hidden
-    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
-        named: Any = output
-        return named._replace(**{named._fields[0]: hidden})
-    if isinstance(output, tuple):
-        return (hidden, *output[1:])
-    return [hidden, *output[1:]]
-
-
-def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
-    """(rows, width) view of a layer output: token rows, or one flattened row per sample."""
-    if width is None or hidden.shape[-1] == width:
-        return hidden.reshape(-1, hidden.shape[-1])
-    if hidden.ndim >= 1 and math.prod(hidden.shape[1:]) == width:
-        return hidden.reshape(hidden.shape[0], width)
-    raise ValueError(
-        f"layer {layer!r} output has shape {tuple(hidden.shape)}; the SAE reads vectors of "
-        f"width {width} (the last axis, or each sample's output flattened)"
-    )
-
-
-@contextmanager
-def replace_output(
-    model: nn.Module, layer: str | nn.Module, fn: RowFn, width: int | None = None
-) -> Iterator[str]:
-    """Within the block, `layer`'s output rows x (see the module docstring) become fn(x).
-
-    fn maps a (rows, width) tensor to one of the same shape. Yields the layer's name; the
-    hook is removed when the block ends, whatever ends it.
+class Reconstruction:
+    """decode(encode(x)) of one SAE in as few tensor operations as possible: splicing into a
+    small model pays per operation as much as per flop. For TopK: the encoder exactly as
+    `SparseAutoencoder.preacts`, the k active rows of each sample gathered by one
+    embedding_bag (no dense (rows, n_units) codes), and the weights used detached (ops on
+    parameters that require grad cost more, even under no_grad); the detached weights are
+    refreshed whenever a parameter is replaced or changed in place. Other activations:
+    decode(encode(x)).
     """
-    name, module = resolve_layer(model, layer)
 
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-        hidden = _hidden(output, name)
-        rows = _as_rows(hidden, width, name)
-        new = fn(rows)
-        if new is rows:  # unchanged: leave the output alone
-            return None
-        if new.shape != rows.shape:
-            raise ValueError(f"replacement of {name!r} changed shape {rows.shape} -> {new.shape}")
-        return _with_hidden(output, new.to(hidden.dtype).reshape(hidden.shape))
+    def __init__(self, sae: SparseAutoencoder) -> None:
+        self.sae = sae
+        self._key: tuple[int, ...] = ()
+        self._weights: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
-    handle = module.register_forward_hook(hook)
-    try:
-        yield name
-    finally:
-        handle.remove()
+    def weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(W_enc, b_enc, W_dec, b_dec), detached, as of now."""
+        sae = self.sae
+        params = (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
+        key = (*map(id, params), *(p._version for p in params))
+        if self._weights is None or key != self._key:
+            W_enc, b_enc, W_dec, b_dec = (p.detach() for p in params)
+            self._weights = (W_enc, b_enc, W_dec, b_dec)
+            self._key = key
+        return self._weights
 
-
-@contextmanager
-def capture_output(
-    model: nn.Module, layer: str | nn.Module, width: int | None = None
-) -> Iterator[list[Tensor]]:
-    """Within the block, each output of `layer` (as rows, detached) is appended to the
-    yielded list. A capture entered after an Intervention on the same layer sees the edit."""
-    name, module = resolve_layer(model, layer)
-    captured: list[Tensor] = []
-
-    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(_as_rows(_hidden(output, name), width, name).detach())
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield captured
-    finally:
-        handle.remove()
+    def __call__(self, x: Tensor) -> Tensor:
+        sae = self.sae
+        if sae.cfg.activation != "topk":
+            return sae.decode(sae.encode(x))
+        W_enc, b_enc, W_dec, b_dec = self.weights()
+        pre = torch.addmm(b_enc, x - b_dec, W_enc)
+        values, units = pre.topk(sae.cfg.k or 1, dim=1, sorted=False)  # k is set for topk
+        out = F.embedding_bag(units, W_dec, mode="sum", per_sample_weights=values.relu_())
+        return out.add_(b_dec)
 
 
 def _unit_values(spec: Any, name: str, n_units: int, pairs: bool = False) -> dict[int, Any]:
@@ -258,12 +200,24 @@ class Intervention:
             raise ValueError("mean= is only used with ablate='mean'")
         edited = bool(self.set or self.add or self.clamp or self.steer)
         self.keep_error = edited if keep_error is None else bool(keep_error)
-        self._stack: ExitStack | None = None
+        bare = self.sae is not None and not edited and not self.keep_error
+        self._splice = Reconstruction(self.sae) if bare and self.sae is not None else None
+        self._hook = output_hook(self.layer_name, self._hooked_edit, self.width)
+        self._handle: Any = None
 
     # ----------------------------------------------------------------- the edit
     @torch.no_grad()
     def edit_rows(self, x: Tensor) -> Tensor:
         """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype)."""
+        return self._edit(x)
+
+    def _edit(self, x: Tensor) -> Tensor:
+        if self._splice is not None:  # the bare splice: the reconstruction itself
+            W_dec = self._splice.sae.W_dec
+            if x.dtype == W_dec.dtype and x.device == W_dec.device:
+                return self._splice(x)
+            x_f = x.to(device=W_dec.device, dtype=W_dec.dtype)
+            return self._splice(x_f).to(device=x.device, dtype=x.dtype)
         if self.ablate == "zero":
             return torch.zeros_like(x)
         if self.ablate == "mean":
@@ -288,7 +242,7 @@ class Intervention:
                 out = x + delta.to(device=x.device, dtype=x.dtype)
             else:
                 out = sae.decode(new).to(device=x.device, dtype=x.dtype)
-        elif not self.keep_error:  # the bare splice: the reconstruction itself
+        elif not self.keep_error:
             out = reconstruct(sae, x_f).to(device=x.device, dtype=x.dtype)
         else:
             out = x
@@ -299,24 +253,28 @@ class Intervention:
             out = out + direction.to(device=x.device, dtype=x.dtype)
         return out
 
+    def _hooked_edit(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._edit(x)
+        return self._edit(x)
+
     # ----------------------------------------------------------------- context manager
     def __enter__(self) -> Intervention:
-        if self._stack is not None:
+        if self._handle is not None:
             raise RuntimeError("this Intervention is already active; it cannot be nested")
-        stack = ExitStack()
-        stack.enter_context(replace_output(self.model, self.module, self.edit_rows, self.width))
-        self._stack = stack
+        self._handle = self.module.register_forward_hook(self._hook)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            stack.close()
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.remove()
 
     @property
     def active(self) -> bool:
         """Whether the hook is installed (inside the `with` block)."""
-        return self._stack is not None
+        return self._handle is not None
 
     def __repr__(self) -> str:
         parts = [f"layer={self.layer_name!r}"]
