@@ -43,6 +43,12 @@ _SUBMODULES = {
     "datasets": "sae_widgets.data.datasets",
     "metrics": "sae_widgets.sae.metrics",
     "models": "sae_widgets.data.models",  # offline language models (the `text` extra)
+    # the layers themselves, so `sw.data.StoreWriter` works without importing them first
+    "data": "sae_widgets.data",
+    "sae": "sae_widgets.sae",
+    "analysis": "sae_widgets.analysis",
+    "explore": "sae_widgets.explore",
+    "widgets": "sae_widgets.widgets",
 }
 
 __all__ = [*sorted(_EXPORTS), *sorted(_SUBMODULES), "__version__"]
