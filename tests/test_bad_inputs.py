@@ -326,3 +326,15 @@ def test_huge_counts_are_capped_not_looped_over(env: dict[str, Any]) -> None:
     view.close()
     table = sw.UnitTable(env["ex"], rows=10**30)
     table.close()
+
+
+def test_a_huge_integer_coefficient_trains_like_the_float() -> None:
+    # aux_coeff=2**64 (an int, accepted as a finite number) overflowed in torch:
+    # "OverflowError: int too big to convert" from the training loop
+    X = np.random.default_rng(1).standard_normal((24, 6)).astype(np.float32)
+    sae = sw.SAE(n_units=8, k=2, epochs=1, batch_size=8, aux_coeff=2**64)
+    try:
+        sae.fit(X, progress=False)
+    except FloatingPointError:  # NonFiniteLossError: the documented outcome of a huge penalty
+        return
+    assert all(bool(torch.isfinite(w).all()) for w in sae.model_.weights().values())

@@ -156,17 +156,17 @@ class SAE(BaseEstimator):
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
-            lr=self.lr,
+            lr=None if self.lr is None else float(self.lr),
             batch_size=self.batch_size,
             min_steps_per_epoch=self.min_steps_per_epoch,
             warmup_steps=self.warmup_steps,
-            decay_fraction=self.decay_fraction,
+            decay_fraction=float(self.decay_fraction),
             grad_clip=0.0 if self.grad_clip is None else float(self.grad_clip),
-            aux_coeff=self.aux_coeff,
+            aux_coeff=float(self.aux_coeff),  # an int 2**64 overflowed torch
             k_aux=self.k_aux,
             dead_window=self.dead_window,
-            l1_coeff=self.l1_coeff,
-            l0_coeff=self.l0_coeff,
+            l1_coeff=float(self.l1_coeff),
+            l0_coeff=float(self.l0_coeff),
             log_every=self.log_every,
             shuffle=self.shuffle,
             shuffle_buffer=self.shuffle_buffer,
