@@ -219,6 +219,9 @@ CASES: list[Case] = [
         "absolute",
     ),
     ("matches side=array", lambda e: e["cmp"].matches(0, side=np.zeros(2)), ValueError, "side"),
+    ("Explorer dataset='abc'", lambda e: sw.Explorer(e["sae"], "abc"), ValueError, "dataset"),
+    ("compare dataset=True", lambda e: sw.compare(e["sae"], e["sae"], True), ValueError, "dataset"),
+    ("probe values=function", lambda e: e["ex"].probe(0, "rotation", print), TypeError, "values"),
     # widgets
     ("UnitInspector top_n=nan", lambda e: sw.UnitInspector(e["ex"], top_n=NAN), TypeError, "top_n"),
     (

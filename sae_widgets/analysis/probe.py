@@ -61,7 +61,10 @@ class ProbeResult:
 
 
 def _check_values(values: Any) -> NDArray[np.float64]:
-    grid = np.asarray(values, dtype=np.float64)
+    try:
+        grid = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise TypeError(f"values must be a 1-D grid of numbers; got {values!r:.80}") from err
     if grid.ndim != 1 or grid.size == 0:
         raise ValueError(f"values must be a non-empty 1-D grid; got shape {grid.shape}")
     if not np.isfinite(grid).all():

@@ -126,7 +126,13 @@ class Explorer(SelectionQueries, PrefixQueries):
     ) -> None:
         n_features = _check_fitted(sae)
         if not isinstance(dataset, Dataset):
-            dataset = Dataset(dataset)
+            try:
+                dataset = Dataset(dataset)
+            except (TypeError, ValueError) as err:
+                raise (TypeError if isinstance(err, TypeError) else ValueError)(
+                    f"dataset must be a sae_widgets.Dataset or an (n_samples, n_features) "
+                    f"array; got {type(dataset).__name__} ({err})"
+                ) from None
         if dataset.X.shape[1] != n_features:
             raise ValueError(
                 f"dataset must have the SAE's input dimension {n_features}; its X has shape "
