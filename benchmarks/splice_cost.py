@@ -200,7 +200,16 @@ def minilm(repeats: int, seq_len: int) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 32-token sequences")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's). On a shared, loaded machine use 1: two threads "
+        "whose every operation waits for the other to be scheduled time the scheduler, not us",
+    )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     repeats = 5 if args.quick else 30
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians, ratios to plain")
     ratios = digits(repeats * 10)
