@@ -20,6 +20,7 @@ from sae_widgets.explore.selection import Selection
 D = 64
 META = torch.ones(2, D, device="meta")
 NAN = float("nan")
+LINEAR = torch.nn.Sequential(torch.nn.Linear(D, D))
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +281,39 @@ CASES: list[Case] = [
         "zoom",
     ),
     ("focus_unit 'abc'", lambda e: sw.UnitInspector(e["ex"]).focus_unit("abc"), TypeError, "unit"),
+    # model-facing calls (a one-layer model whose output has the SAE's width)
+    (
+        "Intervention add=array",
+        lambda e: sw.Intervention(LINEAR, "0", e["sae"], add=np.array([1.0, 2.0])),
+        TypeError,
+        "add",
+    ),
+    (
+        "evaluate model= on strings",
+        lambda e: sw.metrics.evaluate(
+            e["sae"], np.full((3, D), "a"), model=LINEAR, layer="0", labels=np.arange(3)
+        ),
+        TypeError,
+        "data",
+    ),
+    (
+        "collect_activations input_shape=array",
+        lambda e: sw.collect_activations(LINEAR, "0", e["ds"], input_shape=np.array([8, 8])),
+        ValueError,
+        "input_shape",
+    ),
+    (
+        "collect_activations overwrite=array",
+        lambda e: sw.collect_activations(LINEAR, "0", e["ds"], overwrite=np.array([1, 0])),
+        TypeError,
+        "overwrite",
+    ),
+    (
+        "collect_activations data=None",
+        lambda e: sw.collect_activations(LINEAR, "0", None),
+        ValueError,
+        "data",
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sae_widgets.data.checks import check_bool
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.layer_capture import StopForward, capture_layer
 from sae_widgets.model_layers import resolve_layer
@@ -238,8 +239,15 @@ def collect_activations(
         )
     if batch_size is None:
         batch_size = 256
+    check_bool(overwrite, "overwrite")
     if not isinstance(data, Dataset):
-        data = Dataset(data)
+        try:
+            data = Dataset(data)
+        except (TypeError, ValueError) as err:  # Dataset names its own field, X
+            raise type(err)(
+                f"data must be a Dataset or an (n_samples, n_features) array of model inputs "
+                f"(or texts with tokenizer=): {err}"
+            ) from err
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int; got {type(batch_size).__name__}")
     if batch_size < 1:
@@ -270,9 +278,9 @@ def collect_activations(
         image_shape = data.image_shape
         if image_shape is not None and math.prod(image_shape) == d:
             image_fallback = _image_reshaper(image_shape)
-    elif input_shape == "flat":
+    elif isinstance(input_shape, str) and input_shape == "flat":
         prepare = _identity
-    elif input_shape == "images":
+    elif isinstance(input_shape, str) and input_shape == "images":
         image_shape = data.image_shape
         if image_shape is None:
             raise ValueError("input_shape='images' needs a dataset with images; data has none")

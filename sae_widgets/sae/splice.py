@@ -176,7 +176,12 @@ class Intervention:
         if ablate is not None and ablate not in _ABLATIONS:
             raise ValueError(f"ablate must be one of {_ABLATIONS} or None; got {ablate!r}")
         edits = {"set": set, "add": add, "clamp": clamp, "steer": steer}
-        given = [name for name, spec in edits.items() if spec]
+        # `is not None`, not truthiness: an array given by mistake must reach the type check
+        given = [
+            name
+            for name, spec in edits.items()
+            if spec is not None and not (isinstance(spec, Mapping) and not spec)
+        ]
         if ablate is not None and given:
             raise ValueError(f"ablate={ablate!r} replaces the whole output; drop {given}")
         if ablate is None and self.sae is None:

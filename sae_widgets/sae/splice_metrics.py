@@ -116,7 +116,12 @@ def _classifier_batches(
     batch_size: int,
 ) -> list[_Batch]:
     X = getattr(data, "X", data) if not isinstance(data, (np.ndarray, Tensor)) else data
-    X_np = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float32)
+    try:
+        X_np = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float32)
+    except (TypeError, ValueError) as err:  # strings, objects, ragged lists
+        raise TypeError(
+            f"data must hold numeric model inputs; got {type(X).__name__} ({err})"
+        ) from err
     if X_np.ndim < 2 or X_np.shape[0] == 0:
         raise ValueError(f"data must hold model inputs (n_samples, ...); got shape {X_np.shape}")
     if labels is None:
