@@ -24,7 +24,9 @@ TEXTS = [
 def smollm2():
     model, tokenizer = sw.models.smollm2()
     acts = sw.collect_activations(model, LAYER, data=TEXTS, tokenizer=tokenizer)
-    sae = sw.SAE(n_units=64, k=8, epochs=5, batch_size=16, seed=0).fit(acts.X, progress=False)
+    # 40 epochs over these ~37 tokens: with 5 the SAE was undertrained and whether it beat zero
+    # ablation depended on the seed (FVU 0.02-0.29 over seeds 0-2; 0.0001-0.003 with 40)
+    sae = sw.SAE(n_units=64, k=8, epochs=40, batch_size=16, seed=0).fit(acts.X, progress=False)
     return model, tokenizer, acts, sae
 
 
