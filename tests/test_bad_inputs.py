@@ -350,6 +350,13 @@ def test_a_view_whose_arguments_are_refused_leaves_nothing_behind(
             )
     with pytest.raises(TypeError):
         sw.CompareView(env["cmp"], top_n="x")
+    for build in (
+        lambda: env["ex"].dashboard(attribute="nope"),  # fails after four views follow
+        lambda: sw.UnitInspector("not an explorer"),  # fails before anything is set
+        lambda: sw.CompareView("not a comparison"),
+    ):
+        with pytest.raises((TypeError, ValueError)):
+            build()
     gc.collect()
     assert ignored == []
     after = len(env["ex"].selection._trait_notifiers.get("unit", {}).get("change", []))

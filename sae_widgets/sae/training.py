@@ -115,7 +115,7 @@ class Trainer:
         tiny = torch.finfo(torch.float32).tiny
         scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > tiny else 1.0
         # No row of this sample may end up where float32 squares overflow (the loss squares).
-        largest = float(norms.max()) if norms.numel() else 0.0
+        largest = float(norms.max())  # fit refuses empty data before this
         if largest > 0:
             scale = min(scale, MAX_SCALED_NORM / largest)
         self.scale = min(max(scale, MIN_SCALE), MAX_SCALE)  # stays a normal float32

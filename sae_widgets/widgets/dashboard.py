@@ -56,6 +56,13 @@ class Dashboard(ExplorerView):
         self, ex: Explorer, *, attribute: str | None = None, select_with: str = "lasso"
     ) -> None:
         super().__init__(ex)
+        try:
+            self._build(ex, attribute, select_with)
+        except BaseException:
+            self.close()  # the views built before the failure stop following the Selection
+            raise
+
+    def _build(self, ex: Explorer, attribute: str | None, select_with: str) -> None:
         self.status = widgets.HTML()
         self.status.add_class("sw-status")
         self.brush = PCABrush(ex, select_with=select_with)
@@ -106,9 +113,11 @@ class Dashboard(ExplorerView):
         self.status.value = f"<b>{text}</b>"
 
     def close(self) -> None:
-        # getattr: ipywidgets' __del__ also closes a dashboard whose __init__ failed part-way
-        for view in getattr(self, "views", ()):
-            view.close()
+        # by name, not self.views: a dashboard whose __init__ failed part-way has only some
+        for name in ("brush", "inspector", "table", "heatmap", "probe", "steering", "prefix"):
+            view = getattr(self, name, None)
+            if view is not None:
+                view.close()
         super().close()
 
 
