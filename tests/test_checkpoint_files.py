@@ -132,6 +132,14 @@ def test_a_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path: Path) -> 
     assert read_weights(write_weights(_record(), empty)).n_units == N_UNITS
 
 
+def test_a_parent_that_cannot_be_made_names_the_path(tmp_path: Path) -> None:
+    (tmp_path / "plain_file").write_text("x")
+    inside_a_file = tmp_path / "plain_file" / "run"
+    with pytest.raises(OSError, match=r"cannot save to .*plain_file/run.*parent folder"):
+        write_weights(_record(), inside_a_file)
+    assert (tmp_path / "plain_file").read_text() == "x"
+
+
 def test_metadata_is_made_json_safe(tmp_path: Path) -> None:
     record = _record()
     record.metadata = {"history": [float("nan"), torch.tensor(2.5), {"x": (1, 2)}]}

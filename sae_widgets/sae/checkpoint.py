@@ -308,7 +308,15 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
     check_replaceable(target)
     cfg, tensors = saelens_files(record)
     cfg_text = json.dumps(_json_safe(cfg), indent=2, allow_nan=False)  # fails before any write
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # e.g. a parent that is a file, or a read-only place
+        raise type(error)(
+            error.errno,
+            f"cannot save to {str(folder)!r}: its parent folder cannot be created "
+            f"({error.strerror})",
+            str(target.parent),
+        ) from error
     folder_swap.clean_leftovers(target, _looks_like_checkpoint)
     staging = folder_swap.staging_name(target, "saving")
     os.mkdir(staging)  # 0o777 less the umask, like any new folder

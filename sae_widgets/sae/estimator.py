@@ -23,6 +23,7 @@ from sae_widgets.sae import params as constraints
 from sae_widgets.sae.encoding import encode_csr, encode_dense
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.train_config import fit_batch_size
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
 
 # What fit replaces; restored if fit fails before its first training step.
@@ -55,7 +56,7 @@ class SAE(BaseEstimator):
         trained to reconstruct, e.g. (16, 64, 256); None: n_units/4**j down to 16 units.
     l1_coeff: relu sparsity weight; l0_coeff: jumprelu sparsity weight (finite, >= 0).
     epochs, batch_size: passes over the data and samples per step in fit; fit shrinks the
-        batch to at most n / min_steps_per_epoch so small datasets still get enough steps.
+        batch to at most n / min_steps_per_epoch (>= 2 rows) so small data still gets steps.
     lr: Adam learning rate in (0, 1]; None picks one for the activation and n_units.
     seed: an integer in [0, 2**63): the same seed gives the same weights (on the same device
         and thread count); None draws a new seed at each fit (kept in `seed_`).
@@ -270,7 +271,7 @@ class SAE(BaseEstimator):
             n, d = X_t.shape
             try:
                 self._start(d)
-                batch = max(1, min(self.batch_size, n // self.min_steps_per_epoch))
+                batch = fit_batch_size(self.batch_size, n, self.min_steps_per_epoch)
                 steps = self.epochs * math.ceil(n / batch)
                 self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
             except Exception:

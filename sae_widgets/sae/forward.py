@@ -92,14 +92,18 @@ def forward_of(spec: ActivationSpec) -> Forward:
 
 
 def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
-    """(fvu, total variance) of a batch; the variance is guarded for one-sample batches.
+    """(fvu, total variance) of a batch; the variance is guarded for near-constant batches, and
+    a one-row batch (no variance at all) is measured against the row's squared norm.
     In data-parallel training the batch is the global one (see `sae.distributed`)."""
     if distributed.is_global():
         return distributed.global_fvu(x_BD, x_hat_BD)
     # one fused pass each (a chain of sub / pow / sum costs a pass over (B, d) per op)
-    total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0) is 3x slower
-    floor = 1e-8 * torch.linalg.vector_norm(x_BD.detach()).square() + 1e-30
-    total_var = torch.clamp(total_var, min=floor)
+    norm_sq = torch.linalg.vector_norm(x_BD.detach()).square()
+    if x_BD.shape[0] == 1:  # one row has no variance: relative to its squared norm instead
+        total_var = norm_sq + 1e-30
+    else:
+        total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0): 3x slower
+        total_var = torch.clamp(total_var, min=1e-8 * norm_sq + 1e-30)
     return F.mse_loss(x_hat_BD, x_BD, reduction="sum") / total_var, total_var
 
 

@@ -60,6 +60,13 @@ def default_lr(activation: str, n_units: int) -> float:
     return registry.get(activation).default_lr(n_units)
 
 
+def fit_batch_size(batch_size: int, n_samples: int, min_steps_per_epoch: int) -> int:
+    """The batch `fit` uses: at most n / min_steps_per_epoch rows so small data still gets
+    steps, but never fewer than 2 (a one-row batch has no variance to measure FVU against)
+    unless batch_size itself is smaller."""
+    return max(1, min(batch_size, max(2, n_samples // min_steps_per_epoch)))
+
+
 def planned_steps(sae: Any, n_samples: int) -> int | None:
     """Total optimizer steps a fit of `n_samples` will take, or None if the SAE cannot say.
 
@@ -79,5 +86,5 @@ def planned_steps(sae: Any, n_samples: int) -> int | None:
         and min(epochs, batch_size, min_steps) > 0
     ):
         return None
-    batch = max(1, min(batch_size, n_samples // min_steps))
+    batch = fit_batch_size(batch_size, n_samples, min_steps)
     return int(epochs * math.ceil(n_samples / batch))
