@@ -103,6 +103,9 @@ def test_unit_totals_and_sorted_unique_match_numpy():
     np.testing.assert_array_equal(counts, (Z[rows] != 0).sum(0))
     np.testing.assert_allclose(sums, Z[rows].astype(np.float64).sum(0), rtol=1e-12)
     assert counts.dtype == np.int64 and sums.dtype == np.float64
+    # the co-firing read: the units of each row, row after row
+    _, units, _ = store.rows_entries(rows)
+    np.testing.assert_array_equal(store.units_of_rows(rows), units)
     rng = np.random.default_rng(0)
     for values in (rng.integers(0, 50, 200), np.arange(10), np.zeros(0, np.int64), [4]):
         values = np.asarray(values, dtype=np.int64)

@@ -189,3 +189,26 @@ def test_a_single_unit_or_empty_lists_are_summaries_not_errors():
     store = CodeStore(np.array([[1.0, 3.0], [0.0, 1.0], [2.0, 0.0]]))
     quiet = unit_summary(store, 0, np.eye(2), n_nearest=0, n_cofiring=0)
     assert quiet.nearest_units.tolist() == [] and quiet.cofiring_units.tolist() == []
+
+
+def test_prepared_labels_give_the_same_summary_and_are_checked():
+    from dataclasses import asdict
+
+    from sae_widgets.analysis.summary import prepare_labels
+
+    Z, labels, decoder = make_data()
+    store = CodeStore(Z)
+    index = prepare_labels(labels, N, list("abcd"))
+    np.testing.assert_array_equal(index.totals, np.bincount(labels[labels >= 0], minlength=4))
+    for unit in (0, 5, 17, U - 1):
+        raw = unit_summary(store, unit, decoder, labels=labels, label_names=list("abcd"))
+        prepared = unit_summary(store, unit, decoder, labels=index)
+        for name, value in asdict(raw).items():
+            if name != "intervals":
+                np.testing.assert_array_equal(getattr(prepared, name), value, err_msg=name)
+    with pytest.raises(ValueError, match="label_names must be None"):
+        unit_summary(store, 0, decoder, labels=index, label_names=list("abcd"))
+    with pytest.raises(ValueError, match=r"labels must have shape \(400,\)"):
+        unit_summary(store, 0, decoder, labels=prepare_labels(labels[:-1], N - 1))
+    with pytest.raises(ValueError, match="label_names must name every label"):
+        prepare_labels(labels, N, ["a"])

@@ -70,3 +70,25 @@ def test_table_sorts_searches_steps_and_focuses(fitted):
     assert stats.top_label[table.order[0]] == 7
     with pytest.raises(ValueError, match="sort_by"):
         sw.UnitTable(ex, sort_by="name")
+
+
+def test_rows_select_behaves_as_ipywidgets_select():
+    """The table's Select skips ipywidgets' per-row checks; labels, values, the index and
+    the other option forms must still come out as ipywidgets' own Select gives them."""
+    import ipywidgets as widgets
+
+    from sae_widgets.widgets.unit_table import _Rows
+
+    forms = [[("a", 3), ("b", 1), ("c", 2)], [("x", 1)], [], ["p", "q"], {"m": 5, "n": 6}]
+    ours, theirs = _Rows(options=[("z", 9)]), widgets.Select(options=[("z", 9)])
+    for options in forms:
+        for select in (ours, theirs):
+            select.options = options
+        for name in ("_options_labels", "_options_values", "index", "value", "label"):
+            assert tuple(np.atleast_1d(getattr(ours, name))) == tuple(
+                np.atleast_1d(getattr(theirs, name))
+            ), (options, name)
+    ours.options = theirs.options = [("a", 3), ("b", 1)]
+    ours.value = theirs.value = 1
+    ours.options = theirs.options = [("b", 1), ("a", 3), ("c", 7)]
+    assert (ours.index, ours.value) == (theirs.index, theirs.value)

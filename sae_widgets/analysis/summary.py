@@ -17,9 +17,11 @@ from sae_widgets.analysis.codes import CodeStore
 
 __all__ = [
     "IntervalSamples",
+    "LabelIndex",
     "UnitSummary",
     "check_labels",
     "normalize_rows",
+    "prepare_labels",
     "top_entries",
     "unit_summary",
 ]
@@ -156,12 +158,28 @@ def _intervals(
     return tuple(drawn)
 
 
-def _label_fields(
-    samples: NDArray[np.int64],
-    labels: NDArray[np.int64],
-    label_names: Any,
-) -> dict[str, Any]:
-    n_labels = int(labels.max()) + 1 if len(labels) else 0
+@dataclass(frozen=True)
+class LabelIndex:
+    """Checked labels and what every unit summary reads off them, computed once per dataset
+    (`prepare_labels`): a summary then costs O(samples the unit fires on), not O(dataset)."""
+
+    labels: NDArray[np.int64]
+    """(n_samples,) class per sample, -1 for an unlabelled one."""
+    names: tuple[str, ...] | None
+    totals: NDArray[np.int64]
+    """(n_labels,) number of samples carrying each label."""
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.totals)
+
+
+def prepare_labels(labels: Any, n_samples: int, label_names: Any = None) -> LabelIndex:
+    """Check `labels` (and `label_names`, which must name every label) once, for many
+    `unit_summary` calls (pass the result as their `labels`)."""
+    array = check_labels(labels, n_samples)
+    labelled = array[array >= 0]
+    n_labels = int(labelled.max()) + 1 if len(labelled) else 0
     names = None if label_names is None else tuple(str(n) for n in label_names)
     if names is not None:
         if len(names) < n_labels:
@@ -169,10 +187,16 @@ def _label_fields(
                 f"label_names must name every label 0..{n_labels - 1}; got {len(names)} names"
             )
         n_labels = len(names)
-    fired_labels = labels[samples]
+    totals = np.bincount(labelled, minlength=n_labels).astype(np.int64)
+    return LabelIndex(labels=array, names=names, totals=totals)
+
+
+def _label_fields(samples: NDArray[np.int64], index: LabelIndex) -> dict[str, Any]:
+    n_labels = index.n_labels
+    fired_labels = index.labels[samples]
     fired_labels = fired_labels[fired_labels >= 0]  # unlabelled samples (-1) carry no class
     counts = np.bincount(fired_labels, minlength=n_labels).astype(np.int64)
-    fields: dict[str, Any] = {"label_counts": counts, "label_names": names}
+    fields: dict[str, Any] = {"label_counts": counts, "label_names": index.names}
     if len(fired_labels) == 0:
         return fields
     top = int(np.argmax(counts))
@@ -182,7 +206,7 @@ def _label_fields(
     fields.update(
         top_label=top,
         top_label_precision=float(share[top]),
-        top_label_recall=float(counts[top] / np.count_nonzero(labels == top)),
+        top_label_recall=float(counts[top] / index.totals[top]),
         label_selectivity=1.0 - entropy / float(np.log(n_labels)) if n_labels > 1 else 1.0,
     )
     return fields
@@ -217,7 +241,8 @@ def unit_summary(
         (n_units, d) decoder directions (``sae.components_``). Pass the rows already scaled to
         unit norm with ``decoder_normalized=True`` to skip re-normalising on every call.
     labels, label_names:
-        Optional (n_samples,) int class labels and their names.
+        Optional (n_samples,) int class labels and their names; or, for many calls, the
+        `LabelIndex` that `prepare_labels` made of them (then label_names must be None).
     top_n, n_bins, n_intervals, per_interval, n_nearest, n_cofiring:
         Sizes of the lists and histogram returned.
     max_cofiring_samples:
@@ -270,8 +295,7 @@ def unit_summary(
     if max_cofiring_samples is not None and count > max_cofiring_samples:
         subset_rng = np.random.default_rng([seed, unit, 1])
         rows = subset_rng.choice(samples, size=max_cofiring_samples, replace=False)
-    _, fired_with, _ = store.rows_entries(rows)
-    both = np.bincount(fired_with, minlength=store.n_units)
+    both = np.bincount(store.units_of_rows(rows), minlength=store.n_units)
     if len(rows) < count:
         both = np.rint(both * (count / len(rows))).astype(np.int64)
     both[unit] = 0
@@ -281,8 +305,16 @@ def unit_summary(
     cofiring, cofiring_jaccard = top_entries(partners, jaccard[partners], n_cofiring)
 
     label_fields: dict[str, Any] = {}
-    if labels is not None:
-        label_fields = _label_fields(samples, check_labels(labels, store.n_samples), label_names)
+    if isinstance(labels, LabelIndex):
+        if label_names is not None:
+            raise ValueError("label_names must be None when labels is a LabelIndex (it has them)")
+        if len(labels.labels) != store.n_samples:
+            raise ValueError(
+                f"labels must have shape ({store.n_samples},); got {labels.labels.shape}"
+            )
+        label_fields = _label_fields(samples, labels)
+    elif labels is not None:
+        label_fields = _label_fields(samples, prepare_labels(labels, store.n_samples, label_names))
     return UnitSummary(
         unit=unit,
         count=count,

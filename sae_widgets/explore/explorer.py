@@ -31,7 +31,7 @@ from sae_widgets.analysis.checks import check_index, check_indices, check_positi
 from sae_widgets.analysis.code_files import encode_to_folder
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.projection import pca_2d
-from sae_widgets.analysis.summary import normalize_rows
+from sae_widgets.analysis.summary import LabelIndex, normalize_rows, prepare_labels
 from sae_widgets.analysis.threads import threads_for_batch
 from sae_widgets.data.dataset import Attribute, Dataset
 from sae_widgets.explore.history import SelectionHistory
@@ -159,6 +159,7 @@ class Explorer(SelectionQueries, PrefixQueries):
         self._decoder: NDArray[np.float32] | None = None
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
+        self._labels: tuple[Any, Any, LabelIndex] | None = None  # (labels, names, index)
         self._last_enrichment: tuple[tuple[int, int, bytes], Enrichment] | None = None
         self.steerer = self._steerer(model, layer, inputs, input_fn, tokenizer)
 
@@ -230,6 +231,7 @@ class Explorer(SelectionQueries, PrefixQueries):
         self._directions = None
         self._summaries.clear()
         self._last_enrichment = None
+        self._labels = None
 
     # ---- answers for the views ---------------------------------------------------------
 
@@ -252,8 +254,7 @@ class Explorer(SelectionQueries, PrefixQueries):
             self.codes,
             unit,
             self.decoder_directions,
-            labels=self.dataset.labels,
-            label_names=self.dataset.label_names,
+            labels=self._label_index(),
             decoder_normalized=True,
             **options,
         )
@@ -263,6 +264,17 @@ class Explorer(SelectionQueries, PrefixQueries):
         if len(self._summaries) > _SUMMARY_CACHE_SIZE:
             self._summaries.popitem(last=False)
         return summary
+
+    def _label_index(self) -> LabelIndex | None:
+        """The dataset's labels checked once for every unit summary (None without labels)."""
+        labels = self.dataset.labels
+        if labels is None:
+            return None
+        names = self.dataset.label_names
+        kept = self._labels
+        if kept is None or kept[0] is not labels or kept[1] is not names:  # replaced: again
+            kept = self._labels = (labels, names, prepare_labels(labels, self.n_samples, names))
+        return kept[2]
 
     def projection(self, source: str | None = None) -> Projection:
         """2-D PCA of the codes or the inputs (default: the Explorer's `projection`), cached."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
+from traitlets import Tuple, observe, validate
 
 from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.explore.explorer import Explorer
@@ -27,6 +28,38 @@ SORT_KEYS = {
     "enrichment": "how specifically it fires on the selected samples",
 }
 _HEADER = "  unit   freq %    max    sel  enrich  label"
+
+
+class _Rows(widgets.Select):
+    """A Select for many (label, unit) rows: a selection re-ranks all 4,096 of them, and
+    ipywidgets' per-option checks (each label a Unicode trait, each pair inspected and
+    re-built twice) were most of that redraw's kernel time. Here the labels are checked as one
+    tuple and the pairs split in one `zip`. The browser side is ipywidgets' own Select."""
+
+    _options_labels = Tuple(read_only=True, help="The labels for the options.").tag(sync=True)
+
+    @validate("options")
+    def _validate_options(self, proposal: Any) -> Any:
+        rows = tuple(proposal.value)
+        if not all(type(row) is tuple and len(row) == 2 and type(row[0]) is str for row in rows):
+            return super()._validate_options(proposal)  # ipywidgets' general forms
+        self._options_full = rows
+        return rows
+
+    @observe("options")
+    def _propagate_options(self, change: Any) -> None:
+        # ipywidgets' own, with the labels and values split by one zip
+        labels, values = zip(*self._options_full) if self._options_full else ((), ())
+        self.set_trait("_options_labels", labels)
+        self._options_values = values
+        if self.index is None or self._initializing_traits_ is True:
+            return
+        if not labels:
+            self.index = None
+        elif self.index == 0:
+            self._notify_trait("index", 0, 0)  # value and label follow the new first row
+        else:
+            self.index = 0
 
 
 class UnitTable(ExplorerView):
@@ -60,7 +93,7 @@ class UnitTable(ExplorerView):
         super().__init__(ex)
         self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
         self._enrichment = np.zeros(ex.n_units)
-        self._parts: list[tuple[str, str]] | None = None
+        self._parts: tuple[np.ndarray, np.ndarray] | None = None
         self._syncing = False
         self.order = np.arange(ex.n_units)
         self.search = widgets.Text(
@@ -74,7 +107,7 @@ class UnitTable(ExplorerView):
             [(key, key) for key in SORT_KEYS], sort_by, tooltips=list(SORT_KEYS.values())
         )
         self.sort_by.observe(lambda _change: self._draw(), "value")
-        self.table = widgets.Select(options=[], rows=rows, layout=widgets.Layout(width="430px"))
+        self.table = _Rows(options=[], rows=rows, layout=widgets.Layout(width="430px"))
         self.table.add_class("sw-unit-rows")
         self.table.observe(self._picked, "value")
         self.previous_button = widgets.Button(description="previous", icon="arrow-up")
@@ -122,22 +155,21 @@ class UnitTable(ExplorerView):
         return units[[text in name for name in names]]
 
     @property
-    def _row_parts(self) -> list[tuple[str, str]]:
+    def _row_parts(self) -> tuple[np.ndarray, np.ndarray]:
         """Each row's text before and after its enrichment (the only column a new selection
-        changes), formatted once: redrawing 4,096 rows after a brush costs a few ms."""
+        changes), formatted once, as object arrays a new order indexes in one step."""
         if self._parts is None:
             s = self.stats
-            self._parts = []
+            before, after = [], []
             for unit in range(self.ex.n_units):
                 sel = s.selectivity[unit]
                 selectivity = "   -" if np.isnan(sel) else f"{sel:.2f}"
-                self._parts.append(
-                    (
-                        f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
-                        f"{selectivity:>6} ",
-                        f"  {self._label_name(int(s.top_label[unit]))}",
-                    )
+                before.append(
+                    f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
+                    f"{selectivity:>6} "
                 )
+                after.append(f"  {self._label_name(int(s.top_label[unit]))}")
+            self._parts = (np.array(before, dtype=object), np.array(after, dtype=object))
         return self._parts
 
     def _draw(self) -> None:
@@ -152,9 +184,16 @@ class UnitTable(ExplorerView):
         self._syncing = True
         try:
             with self.table.hold_sync():
-                parts, score = self._row_parts, self._enrichment.tolist()
+                before, after = self._row_parts
+                units = self.order.tolist()
                 self.table.options = [
-                    (f"{parts[u][0]}{score[u]:>7.3f}{parts[u][1]}", u) for u in self.order.tolist()
+                    (f"{b}{score:>7.3f}{a}", u)
+                    for b, score, a, u in zip(
+                        before[self.order].tolist(),
+                        self._enrichment[self.order].tolist(),
+                        after[self.order].tolist(),
+                        units,
+                    )
                 ]
                 self._show_focus()
         finally:
