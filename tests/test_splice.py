@@ -349,6 +349,11 @@ def test_spliced_evaluation_rejects_bad_input(digits_setup):
         sw.metrics.evaluate(sae, ds, model=model, layer="net.1", task="regress")
     with pytest.raises(TypeError, match="apply only with model="):
         sw.metrics.evaluate(sae, ds.X, labels=ds.labels)
+    # the layer's activations instead of the model's inputs: the model's own shape error,
+    # explained, and the hook gone
+    with pytest.raises(ValueError, match=r"model raised RuntimeError in the original pass.*inputs"):
+        sw.metrics.evaluate(sae, _acts, model=model, layer="net.1")
+    assert not model.net[1]._forward_hooks
 
 
 # ------------------------------------------------------------------ a language model

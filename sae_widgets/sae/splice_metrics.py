@@ -38,6 +38,10 @@ TASKS = ("auto", "classify", "next_token")
 RunFn = Callable[[], Any]
 
 
+class ModelInputError(ValueError):
+    """The model failed on the evaluation data: most often data that is not its input."""
+
+
 @dataclass
 class _Batch:
     run: RunFn  # calls the model on this batch
@@ -294,7 +298,16 @@ def spliced_metrics(
 
     def run(batch: _Batch, mode: str) -> Tensor:
         state["mode"] = mode
-        return batch.flatten(model_logits(batch.run()))
+        try:
+            output = batch.run()
+        except (RuntimeError, IndexError) as err:  # torch's shape/dtype/index errors
+            raise ModelInputError(
+                f"model raised {type(err).__name__} in the {mode} pass: {err}. data must hold "
+                "the model's inputs (for a classifier, the Dataset you collected the "
+                "activations from, not the activations; input_fn= reshapes rows) or, for a "
+                "language model, texts with tokenizer= or token ids"
+            ) from err
+        return batch.flatten(model_logits(output))
 
     scores = {name: _Scores() for name in replacements}
     modes = {m: m.training for m in model.modules()}
