@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from sae_widgets import __version__
 from sae_widgets.sae import registry
 from sae_widgets.sae.registry import ACTIVATIONS
 
@@ -99,6 +100,7 @@ def build_parser(commands: dict[str, Callable[..., None]]) -> argparse.ArgumentP
         description="Train sparse autoencoders and inspect their checkpoints.",
         epilog="Run 'sae-widgets COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
 

@@ -361,3 +361,7 @@ def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
     assert "training interrupted after" in err and "kept the existing checkpoint" in err
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
     assert sw.SAE.load(tmp_path / "good.interrupted").n_units == 16
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == (0, f"sae-widgets {sw.__version__}\n", "")
