@@ -434,11 +434,14 @@ def test_the_fast_reconstruction_equals_decode_of_encode(activation):
     from sae_widgets.sae.splice import reconstruct
 
     torch.manual_seed(0)
-    X = torch.randn(300, 12)
-    sae = sw.SAE(n_units=30, activation=activation, epochs=2, batch_size=64, seed=0)
+    X = torch.randn(2600, 12)  # over 1.5 x Reconstruction.CHUNK_ROWS: the chunked path too
+    sae = sw.SAE(n_units=30, activation=activation, epochs=2, batch_size=256, seed=0)
     sae.fit(X, progress=False)
     module = sae.model_
     with torch.no_grad():
         torch.testing.assert_close(
             reconstruct(module, X), module.decode(module.encode(X)), rtol=1e-5, atol=1e-5
+        )
+        torch.testing.assert_close(
+            reconstruct(module, X[:50]), module.decode(module.encode(X[:50])), rtol=1e-5, atol=1e-5
         )
