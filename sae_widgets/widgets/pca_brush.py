@@ -134,7 +134,7 @@ class PCABrush(ExplorerView):
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
-        self.point_colors: list[str] = []
+        self._colors: tuple[Any, np.ndarray] = ([], np.zeros(0, dtype=np.int64))
         self.hover = widgets.HTML()
         self.hover.add_class("sw-hover")
         axis_label = "PC {} of the " + ("unit codes" if self._source() == "codes" else "inputs")
@@ -287,6 +287,12 @@ class PCABrush(ExplorerView):
         self.figure.layout.max_width = width
         self.figure.layout.min_width = "300px"
 
+    @property
+    def point_colors(self) -> list[str]:
+        """The "#rrggbb" colour of each drawn point, as last sent to the browser."""
+        palette, index = self._colors
+        return np.asarray(palette)[index].tolist() if len(index) else []
+
     def _source(self) -> str:
         return self.source or self.ex.default_projection
 
@@ -410,8 +416,8 @@ class PCABrush(ExplorerView):
             self.legend.value = color_bar(activation_gradient_css(), "0", f"{top:.3g}", title)
         if len(index) != len(self.shown):  # label colours come for every sample
             index = index[self.shown]
-        self.point_colors = np.asarray(palette)[index].tolist()
-        if self.webgl:
+        self._colors = (palette, index)
+        if self.webgl:  # the colour list is made only when asked for (50,000 strings)
             self.scatter.set_colors(index, palette)
         else:
             self.scatter.colors = self.point_colors
