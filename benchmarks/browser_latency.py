@@ -64,6 +64,49 @@ def _timed(self, msg):
 
 
 ipywidgets.Widget._handle_msg = _timed
+
+# Every message a widget sends (the kernel's comm class, ipykernel's BaseComm.publish_msg):
+# when, its size (JSON plus binary buffers) and the dashboard view it belongs to (mapped once
+# the dashboard exists).
+from ipykernel.comm.comm import BaseComm
+
+_SW_VIEW_OF: dict = {}
+_publish = BaseComm.publish_msg
+
+
+def _counted(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+    size = len(json.dumps(data, default=str)) + sum(memoryview(b).nbytes for b in buffers or ())
+    with open(_LOG, "a") as log:
+        view = _SW_VIEW_OF.get(self.comm_id, "other")
+        log.write(json.dumps({"sent": time.time() * 1e3, "bytes": size, "view": view}) + "\\n")
+    return _publish(self, msg_type, data=data, metadata=metadata, buffers=buffers, **keys)
+
+
+BaseComm.publish_msg = _counted
+
+
+def _sw_map_views(dashboard):
+    # Map the comm of every widget under each view of the dashboard to that view's name.
+    def walk(widget, name, seen):
+        if not isinstance(widget, ipywidgets.Widget) or id(widget) in seen:
+            return
+        seen.add(id(widget))
+        if widget.comm is not None:
+            _SW_VIEW_OF.setdefault(widget.comm.comm_id, name)
+        for trait in widget.keys:
+            value = getattr(widget, trait, None)
+            for item in value if isinstance(value, (list, tuple)) else (value,):
+                walk(item, name, seen)
+        for item in vars(widget).values():  # widgets a view holds but has not sent yet
+            for part in item if isinstance(item, (list, tuple)) else (item,):
+                walk(part, name, seen)
+
+    seen = set()
+    walk(dashboard.status, "status", seen)
+    for name in ("brush", "heatmap", "inspector", "table", "probe"):
+        view = getattr(dashboard, name, None)
+        if view is not None:
+            walk(view, name, seen)
 """
 
 DATASETS = {
@@ -85,6 +128,7 @@ SHOW = """
 sae.fit(ds, progress=False)
 ex = sw.Explorer(sae, ds)
 dashboard = ex.dashboard()
+_sw_map_views(dashboard)
 dashboard
 """
 
@@ -144,15 +188,22 @@ class Bench:
         self.lab = lab
         self.log = log
         self.rows: dict[str, list[dict[str, float]]] = {}
+        self.per_view: dict[str, dict[str, int]] = {}  # messages per view, last repeat
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
 
     def kernel_window(self, t0: float, t1: float) -> tuple[float, float, float] | None:
         """(first start, last end, summed handler ms) of the messages handled in [t0, t1]."""
-        spans = [json.loads(line) for line in self.log.read_text().splitlines() if line]
-        spans = [s for s in spans if t0 - 5 <= s["start"] <= t1]
+        spans = [s for s in self.entries() if "start" in s and t0 - 5 <= s["start"] <= t1]
         if not spans:
             return None
         total = sum(s["end"] - s["start"] for s in spans)
         return spans[0]["start"], max(s["end"] for s in spans), total
+
+    def sent(self, t0: float, t1: float) -> list[dict[str, Any]]:
+        """The widget messages the kernel sent in [t0, t1]."""
+        return [s for s in self.entries() if "sent" in s and t0 - 5 <= s["sent"] <= t1]
 
     def timed(self, name: str, probes: list[str], act: Any) -> None:
         page = self.lab.page
@@ -169,13 +220,23 @@ class Bench:
         done = max(seen.values())
         row["all views ms"] = done if len(seen) == len(probes) else float("nan")
         window = self.kernel_window(result["t0"], result["t0"] + done)
+        end = result["t0"] + done
         if window is not None:
             first, last, handlers = window
             row["browser->kernel ms"] = first - result["t0"]
             row["kernel ms"] = handlers
             row["kernel->view ms"] = result["t0"] + done - last
-        self.rows.setdefault(name, []).append(row)
+            end = max(end, last)
         page.wait_for_timeout(300)  # let stray messages settle between repeats
+        # What the action sent (also what is sent after the views changed, up to 250 ms on).
+        sent = self.sent(result["t0"], end + 250)
+        row["msgs"] = len(sent)
+        row["KB"] = sum(s["bytes"] for s in sent) / 1e3
+        self.rows.setdefault(name, []).append(row)
+        per_view: dict[str, int] = {}
+        for s in sent:
+            per_view[s["view"]] = per_view.get(s["view"], 0) + 1
+        self.per_view[name] = per_view
 
     def report(self, data: str) -> None:
         for name, rows in self.rows.items():
@@ -186,6 +247,8 @@ class Bench:
             }
             parts = ", ".join(f"{k} {v:.0f}" for k, v in medians.items())
             print(f"[{data}] {name} (median of {len(rows)}): {parts}", flush=True)
+            views = ", ".join(f"{v} {n}" for v, n in sorted(self.per_view.get(name, {}).items()))
+            print(f"[{data}] {name}: messages per view: {views}", flush=True)
 
 
 def lasso_path(k: int) -> list[tuple[float, float]]:

@@ -147,17 +147,17 @@ def test_probe_legend_names_each_curve_in_its_colour(ex, dashboard):
     focus = ex.selection.unit
     shown = probe.shown_units.tolist()
     assert probe.legend.units == shown
-    for button, curve, unit in zip(probe.legend.buttons, probe.curves, shown):
-        assert button.style.text_color == curve.colors[0]
-        assert button.description == f"━ {unit}"
-        assert button.style.font_weight == ("bold" if unit == focus else "")
+    for item, curve, unit in zip(probe.legend.items, probe.curves, shown):
+        assert item["color"] == curve.colors[0]
+        assert item["label"] == f"━ {unit}"
+        assert item["bold"] == (unit == focus)
     # The bars wear the same colours, one per bar; the focused unit is orange everywhere.
     assert probe.bars.color_mode == "group"  # "element" colours 1-D bars all alike
-    assert list(probe.bars.colors) == [b.style.text_color for b in probe.legend.buttons[:8]]
+    assert list(probe.bars.colors) == [item["color"] for item in probe.legend.items[:8]]
     probe.legend.click(2)
     assert ex.selection.unit == shown[2]
-    assert probe.legend.buttons[2].style.font_weight == "bold"
-    assert probe.legend.buttons[2].style.text_color == "#ff7f0e" == probe.curves[2].colors[0]
+    assert probe.legend.items[2]["bold"]
+    assert probe.legend.items[2]["color"] == "#ff7f0e" == probe.curves[2].colors[0]
     assert probe.bars.colors[2] == "#ff7f0e"
     others = [c for i, c in enumerate(probe.bars.colors) if i != 2]
     assert "#ff7f0e" not in others and len(set(others)) == len(others)

@@ -101,10 +101,18 @@ def pick_thumbnail(dashboard):
     gallery._clicked(gallery.mark, {"data": {"click_x": 2.0, "click_y": 20.0}})
 
 
+def browser_unit_click(dashboard):
+    """A click on a nearest-unit button in the browser: the row's custom message."""
+    buttons = dashboard.inspector.nearest
+    message = {"method": "custom", "content": {"unit": buttons.units[1]}}
+    buttons._handle_msg({"content": {"data": message}, "buffers": []})
+
+
 ACTIONS = {
     # action name: (what the user does, the one trait it must change)
     "unit picker": (lambda d: setattr(d.inspector.picker, "value", 3), "unit"),
     "nearest-unit button": (lambda d: d.inspector.nearest.click(1), "unit"),
+    "nearest-unit button in the browser": (browser_unit_click, "unit"),
     "top-sample thumbnail": (pick_thumbnail, "probe_sample"),
     "brush release": (brush_gesture, "samples"),
     "lasso": (lasso_gesture, "samples"),

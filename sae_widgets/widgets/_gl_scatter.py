@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from sae_widgets.widgets._gl_fit import RendererFit
+
 __all__ = ["GLScatter"]
 
 
@@ -49,6 +51,8 @@ class GLScatter:
         The `jscatter.Scatter`.
     widget:
         Its Jupyter widget (what is displayed).
+    fit:
+        A `RendererFit`, to display beside `widget`: frames drawn at the plot's size.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class GLScatter:
             self.plot.mouse(mode="lasso")  # a plain drag selects, as on the SVG scatter
             self.widget = self.plot.widget
         self.widget.layout.width = width
+        self.fit = RendererFit()
         self.set_tool(tool)
         self.widget.observe(self._selected, "selection")
         self.widget.observe(self._outlined, "lasso_selection_polygon")

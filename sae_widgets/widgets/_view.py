@@ -22,7 +22,6 @@ from sae_widgets.widgets._busy import Busy
 __all__ = [
     "ExplorerView",
     "Indices",
-    "UnitButtons",
     "axis",
     "check_count",
     "check_css_size",
@@ -152,57 +151,6 @@ def pixel_shape(ex: Explorer) -> tuple[int, ...] | None:
     if shape is None or int(np.prod(shape)) != ex.dataset.n_features:
         return None
     return shape
-
-
-class UnitButtons(widgets.HBox):
-    """A caption and a fixed pool of buttons, each of which focuses one unit when clicked.
-
-    The pool is built once; `show` only relabels and hides buttons, so a unit change sends
-    a few small trait updates instead of opening new widgets in the browser.
-    """
-
-    def __init__(self, caption: str, on_unit: Callable[[int], None], size: int = 8) -> None:
-        self._on_unit = on_unit
-        self.units: list[int] = []
-        self.buttons = [
-            widgets.Button(layout=widgets.Layout(width="auto", display="none")) for _ in range(size)
-        ]
-        for position, button in enumerate(self.buttons):
-            button.on_click(lambda _b, position=position: self.click(position))
-        self.caption = widgets.HTML(caption)
-        super().__init__([self.caption, *self.buttons], layout=widgets.Layout(flex_flow="wrap"))
-
-    def show(
-        self,
-        units: Indices,
-        captions: Sequence[str] | None = None,
-        *,
-        colors: Sequence[str] | None = None,
-        strong: int | None = None,
-    ) -> None:
-        """Offer these units (at most the pool size), labelled by `captions`.
-
-        `colors` sets each button's text colour (a legend); the button of unit `strong` is
-        drawn bold (the focused unit).
-        """
-        units = [int(u) for u in units][: len(self.buttons)]
-        captions = [f"unit {u}" for u in units] if captions is None else list(captions)
-        self.units = units
-        for position, button in enumerate(self.buttons):
-            shown = position < len(units)
-            with button.hold_sync():
-                if shown:
-                    button.description = captions[position]
-                    button.tooltip = f"focus unit {units[position]}"
-                    if colors is not None:
-                        button.style.text_color = colors[position]
-                    button.style.font_weight = "bold" if units[position] == strong else ""
-                button.layout.display = None if shown else "none"
-
-    def click(self, position: int) -> None:
-        """What a click on the button at `position` does (also callable from tests)."""
-        if position < len(self.units):
-            self._on_unit(self.units[position])
 
 
 class ExplorerView(widgets.VBox):

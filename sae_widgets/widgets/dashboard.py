@@ -65,6 +65,9 @@ class Dashboard(ExplorerView):
     def _build(self, ex: Explorer, attribute: str | None, select_with: str) -> None:
         self.status = widgets.HTML()
         self.status.add_class("sw-status")
+        # Followed before any view is built, so its update is the first message of an action:
+        # the line the user reads first changes first.
+        self.follow(lambda _change: self._draw_status(), "unit", "samples")
         self.brush = PCABrush(ex, select_with=select_with)
         self.inspector = UnitInspector(ex)
         self.table = UnitTable(ex)
@@ -105,7 +108,6 @@ class Dashboard(ExplorerView):
             *full_width,
         ]
         self.add_class("sw-dashboard")
-        self.follow(lambda _change: self._draw_status(), "unit", "samples")
         self._draw_status()
 
     def _draw_status(self) -> None:

@@ -22,10 +22,10 @@ from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._legend import color_bar, input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_gradient_css, sequential_rgb
+from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
     ExplorerView,
-    UnitButtons,
     axis,
     check_count,
     check_css_size,
@@ -256,7 +256,7 @@ class ActivationHeatmap(ExplorerView):
         else:
             self.card.show(x, reconstruction)
         units, values = self.ex.codes.sample_units(sample)
-        order = np.argsort(-values, kind="stable")[: len(self.card_units.buttons)]
+        order = np.argsort(-values, kind="stable")[: self.card_units.size]
         self.card_units.show(
             units[order], [f"{u} ({v:.2f})" for u, v in zip(units[order], values[order])]
         )

@@ -42,9 +42,9 @@ from sae_widgets.widgets._render import (
     activation_gradient_css,
     activation_levels,
 )
+from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     ExplorerView,
-    UnitButtons,
     axis,
     check_count,
     check_css_size,
@@ -84,7 +84,9 @@ class PCABrush(ExplorerView):
     select_with:
         The first selection tool: "lasso" (default) or "rectangle"; the user can switch.
     max_points:
-        At most this many points are drawn (WebGL, above `GL_THRESHOLD` samples).
+        At most this many points are drawn (WebGL, above `GL_THRESHOLD` samples). Each frame
+        of software WebGL (a browser without a GPU) costs about 4 ms per 1,000 points on a
+        loaded 2-core machine, and a lasso waits for one before it reaches the kernel.
 
     Attributes
     ----------
@@ -122,7 +124,7 @@ class PCABrush(ExplorerView):
         n_enriched: int = 8,
         select_with: str = "lasso",
         width: str = "420px",
-        max_points: int = 50_000,
+        max_points: int = 20_000,
     ) -> None:
         n_enriched = check_count(n_enriched, "n_enriched", getattr(ex, "n_units", None))
         width = check_css_size(width, "width")
@@ -218,6 +220,7 @@ class PCABrush(ExplorerView):
             # SVG: the card is the points' tooltip (the relay lets them be hovered under the
             # selector); WebGL: jupyter-scatter reports the hovered point, the card shows here.
             self.hover if self.webgl else self.hover_relay,
+            *([self.scatter.fit] if self.webgl else []),
             self.legend,
             widgets.HBox(
                 [self.count, self.clear_button, self.undo_button],

@@ -19,10 +19,10 @@ from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._legend import input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._render import CATEGORY10
+from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
     ExplorerView,
-    UnitButtons,
     axis,
     check_count,
     figure,
@@ -164,7 +164,7 @@ class ProbeSlider(ExplorerView):
         )
         # The legend, a column right of the plot: bqplot's own is drawn over the curves.
         self.legend = UnitButtons("<b>units</b>", self.focus_unit, self.n_curves)
-        self.legend.layout.flex_flow = "column"
+        self.legend.vertical = True
         self.legend.layout.margin = f"{TITLE_ROOM}px 12px 0 0"  # level with the plot area
         bar_x, bar_y = OrdinalScale(), LinearScale(min=0.0)
         self.bars = Bars(

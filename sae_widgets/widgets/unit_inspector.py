@@ -21,10 +21,10 @@ from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._legend import color_bar
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._render import diverging_gradient_css
+from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     TITLE_ROOM,
     ExplorerView,
-    UnitButtons,
     axis,
     check_count,
     figure,

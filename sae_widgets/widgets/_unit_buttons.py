@@ -1,0 +1,133 @@
+"""`UnitButtons`: a caption and a row of buttons, each of which focuses one unit.
+
+One widget for the whole row (an anywidget: anywidget comes with jupyter-scatter), so showing
+other units is one message to the browser, where a pool of ipywidgets Buttons cost a message
+per button and per style change (a unit change sent 16 of them for the inspector's nearest and
+co-firing rows alone). A click sends the unit back as a custom message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anywidget
+import traitlets
+
+__all__ = ["UnitButtons"]
+
+_ESM = """
+export default {
+  render({ model, el }) {
+    const row = document.createElement('div');
+    row.className = 'sw-unit-buttons';
+    el.appendChild(row);
+    const draw = () => {
+      row.classList.toggle('sw-vertical', model.get('vertical'));
+      row.replaceChildren();
+      const caption = document.createElement('span');
+      caption.className = 'sw-unit-caption';
+      caption.innerHTML = model.get('caption');
+      row.appendChild(caption);
+      for (const item of model.get('items')) {
+        const button = document.createElement('button');
+        button.className = 'jupyter-button widget-button sw-unit-button';
+        button.textContent = item.label;
+        button.title = `focus unit ${item.unit}`;
+        if (item.color) button.style.color = item.color;
+        if (item.bold) button.style.fontWeight = 'bold';
+        button.addEventListener('click', () => model.send({ unit: item.unit }));
+        row.appendChild(button);
+      }
+    };
+    draw();
+    model.on('change:items', draw);
+    model.on('change:caption', draw);
+    model.on('change:vertical', draw);
+    return () => {
+      model.off('change:items', draw);
+      model.off('change:caption', draw);
+      model.off('change:vertical', draw);
+    };
+  },
+};
+"""
+
+_CSS = """
+.sw-unit-buttons { display: flex; flex-wrap: wrap; align-items: center; gap: 2px 4px; }
+.sw-unit-buttons.sw-vertical { flex-direction: column; align-items: flex-start; }
+.sw-unit-buttons .sw-unit-caption { margin-right: 4px; }
+.sw-unit-buttons .sw-unit-button { width: auto; margin: 0; }
+"""
+
+
+class UnitButtons(anywidget.AnyWidget):  # type: ignore[misc]
+    """A caption and at most `size` buttons, each focusing one unit when clicked.
+
+    Parameters
+    ----------
+    caption:
+        HTML shown before the buttons.
+    on_unit:
+        Called with the unit of a clicked button.
+    size:
+        The most buttons shown at once.
+
+    Attributes
+    ----------
+    units:
+        The units of the buttons shown, in order.
+    items:
+        What the browser draws: one {"unit", "label", "color", "bold"} per button.
+    """
+
+    _esm = _ESM
+    _css = _CSS
+    caption = traitlets.Unicode("", help="HTML before the buttons").tag(sync=True)
+    items = traitlets.List(
+        traitlets.Dict(), help="one {unit, label, color, bold} per button, in order"
+    ).tag(sync=True)
+    vertical = traitlets.Bool(False, help="one button under the other").tag(sync=True)
+
+    def __init__(self, caption: str, on_unit: Callable[[int], None], size: int = 8) -> None:
+        super().__init__(caption=caption)
+        self._on_unit = on_unit
+        self.size = size
+        self.units: list[int] = []
+        self.on_msg(self._browser_click)
+
+    def show(
+        self,
+        units: Sequence[Any],
+        captions: Sequence[str] | None = None,
+        *,
+        colors: Sequence[str] | None = None,
+        strong: int | None = None,
+    ) -> None:
+        """Offer these units (at most `size`), labelled by `captions` (default "unit <u>").
+
+        `colors` sets each button's text colour (a legend); the button of unit `strong` is
+        drawn bold (the focused unit).
+        """
+        units = [int(u) for u in units][: self.size]
+        labels = [f"unit {u}" for u in units] if captions is None else list(captions)
+        self.units = units
+        self.items = [
+            {
+                "unit": unit,
+                "label": str(labels[position]),
+                "color": colors[position] if colors is not None else "",
+                "bold": unit == strong,
+            }
+            for position, unit in enumerate(units)
+        ]
+
+    def click(self, position: int) -> None:
+        """What a click on the button at `position` does (also callable from tests)."""
+        if 0 <= position < len(self.units):
+            self._on_unit(self.units[position])
+
+    def _browser_click(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        unit = content.get("unit") if isinstance(content, dict) else None
+        if isinstance(unit, int) and unit in self.units:
+            self.click(self.units.index(unit))
