@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the CPU wheel on disk; an open range would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,text]'
+	$(PY) -m pip install -q -e '.[dev,text,saelens]'
 	# A venv from the first release still holds bqplot-gl, whose d3 breaks bqplot's rectangle brush
 	# (upstream bqplot #1693: bqplot reads the event from bqplot-gl's d3-selection copy).
 	$(PY) -m pip uninstall -q -y bqplot-gl

@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "TokenRows": "sae_widgets.data.tokens",
     "load_language_model": "sae_widgets.data.models",
     "ActivationStore": "sae_widgets.data.store",
+    "SAELensCache": "sae_widgets.data.store_arrow",
     "SAE": "sae_widgets.sae.estimator",
     "SAEConfig": "sae_widgets.sae.model",
     "SparseAutoencoder": "sae_widgets.sae.model",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from sae_widgets.data.dataset import Dataset as Dataset
     from sae_widgets.data.models import load_language_model as load_language_model
     from sae_widgets.data.store import ActivationStore as ActivationStore
+    from sae_widgets.data.store_arrow import SAELensCache as SAELensCache
     from sae_widgets.data.tokens import TokenRows as TokenRows
     from sae_widgets.explore.comparison import Comparison as Comparison
     from sae_widgets.explore.comparison import compare as compare

@@ -1,5 +1,5 @@
 """Where vectors come from: `Dataset`, `Attribute`, built-in `datasets`, `collect_activations`,
-`ActivationStore` (activations on disk).
+`ActivationStore` (activations on disk), `SAELensCache` (a SAELens activation cache, read).
 
 Names load on first use so that `from sae_widgets.data import Dataset` does not import torch.
 """
@@ -14,6 +14,7 @@ _EXPORTS = {
     "Attribute": "sae_widgets.data.dataset",
     "collect_activations": "sae_widgets.data.activations",
     "ActivationStore": "sae_widgets.data.store",
+    "SAELensCache": "sae_widgets.data.store_arrow",
     "StoreError": "sae_widgets.data.store",
     "StoreWriter": "sae_widgets.data.store",
 }
@@ -22,6 +23,7 @@ __all__ = [
     "ActivationStore",
     "Attribute",
     "Dataset",
+    "SAELensCache",
     "StoreError",
     "StoreWriter",
     "collect_activations",
@@ -33,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.data.activations import collect_activations
     from sae_widgets.data.dataset import Attribute, Dataset
     from sae_widgets.data.store import ActivationStore, StoreError, StoreWriter
+    from sae_widgets.data.store_arrow import SAELensCache
 
 
 def __getattr__(name: str) -> Any:
