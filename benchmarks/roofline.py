@@ -24,6 +24,8 @@ CATEGORIES: dict[str, str] = {
     "aten::mv": "dense matmul",
     "aten::bmm": "dense matmul",
     "aten::topk": "top-k selection",
+    "sae::row_topk": "top-k selection",
+    "sae::batch_topk": "top-k selection",
     "aten::amax": "top-k selection",
     "aten::kthvalue": "top-k selection",
     "aten::gather": "top-k selection",

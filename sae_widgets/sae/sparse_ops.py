@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sae_widgets.sae import sparse_kernels
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 
@@ -70,6 +71,10 @@ def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """
     n_rows, n_units = pre_BU.shape
     n_groups = n_units // TOPK_GROUP
+    if _cpu_kernels(pre_BU) and sparse_kernels.available(pre_BU.detach()):
+        compiled = sparse_kernels.row_topk(pre_BU.detach(), k)
+        if compiled is not None:
+            return compiled
     if (
         not _cpu_kernels(pre_BU)
         or n_units % TOPK_GROUP
@@ -123,6 +128,14 @@ def preacts_topk(
     each block of pre-activations in cache between the matmul and its top-k.
     """
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
+    offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
+    with torch.no_grad():
+        if _cpu_kernels(xc_BD) and sparse_kernels.available(W_enc.detach()):
+            # one matmul of the whole batch, then the compiled top-k (one pass per row)
+            pre_BU = affine_preacts(xc_BD, W_enc, b_enc)
+            compiled = sparse_kernels.row_topk(pre_BU, k)
+            if compiled is not None:
+                return pre_BU, compiled[0].view(-1), compiled[1].view(-1), offsets
     chunk_rows = chunk_rows or chunk_rows_for(n_units)
     with torch.no_grad():
         pre_BU = xc_BD.new_empty(n_rows, n_units)
@@ -139,7 +152,6 @@ def preacts_topk(
             else:
                 torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
             values_BK[rows], units_BK[rows] = topk_rows(pre_BU[rows], k)
-    offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
@@ -160,6 +172,10 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """
     n_rows, n_units = pre_BU.shape
     n_keep = min(k * n_rows, n_rows * n_units)
+    if _cpu_kernels(pre_BU) and sparse_kernels.available(pre_BU):
+        compiled = sparse_kernels.batch_topk(pre_BU, n_keep)
+        if compiled is not None:
+            return compiled
     cand_vals, cand_units = topk_rows(pre_BU, min(n_units, CANDIDATES * k))
     flat = cand_vals.reshape(-1)
     cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values

@@ -1,0 +1,162 @@
+"""The numba code of sae/sparse_kernels.py (imported on first use; compiled once, cached).
+
+Each kernel runs on one thread without the GIL. Rows are C-contiguous float32 or float64.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _smallest(buf: Any, n: int) -> tuple[Any, int]:
+    """(value, position) of the smallest of buf[:n]."""
+    low, at = buf[0], 0
+    for j in range(1, n):
+        if buf[j] < low:
+            low, at = buf[j], j
+    return low, at
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _weakest(values: Any, units: Any, n: int) -> tuple[Any, int]:
+    """(value, position) of the smallest of values[:n]; of equal ones, the highest unit."""
+    low, at = values[0], 0
+    for j in range(1, n):
+        v = values[j]
+        if v < low or (v == low and units[j] > units[at]):
+            low, at = v, j
+    return low, at
+
+
+@njit(nogil=True, cache=True)
+def _sort_by_unit(values: Any, units: Any, k: int, tmp_values: Any, tmp_units: Any) -> None:
+    """Sort a row's k (unit, value) pairs by unit (distinct): each pair goes to its rank,
+    counted without branches."""
+    tmp_values[:k] = values[:k]
+    tmp_units[:k] = units[:k]
+    for i in range(k):
+        u = tmp_units[i]
+        rank = 0
+        for j in range(k):
+            rank += tmp_units[j] < u
+        units[rank] = u
+        values[rank] = tmp_values[i]
+
+
+@njit(nogil=True, cache=True)
+def _kth_largest(values: Any, k: int, buf: Any) -> Any:
+    """The k-th largest of `values` (a k-slot buffer of the largest so far)."""
+    for j in range(k):
+        buf[j] = values[j]
+    low, at = _smallest(buf, k)
+    for g in range(k, values.shape[0]):
+        if values[g] > low:
+            buf[at] = values[g]
+            low, at = _smallest(buf, k)
+    return low
+
+
+@njit(nogil=True, cache=True)
+def topk_rows_kernel(
+    pre: Any, k: int, group: int, mode: int, out_values: Any, out_units: Any
+) -> bool:
+    """Per row: the maxima of strided groups, a cut-off t with at least k group
+    maxima >= t (so the row's k-th largest value is >= t), then the exact top k of the
+    values >= t in those groups. t is a guess from the rows before (a low quantile of
+    their k-th largest values; checked by counting) or the k-th largest group maximum.
+    Outputs are sorted by unit; of values tied at the k-th, the lowest units win.
+    mode 0: select; 1: the row becomes its dense ReLU'd TopK codes; 2: outputs ReLU'd,
+    unit -1 where <= 0. False where a row holds NaN (torch handles those)."""
+    n_rows, n_units = pre.shape
+    n_groups = n_units // group  # the caller makes n_units a multiple of group
+    maxima = np.empty(n_groups, pre.dtype)
+    buf = np.empty(k, pre.dtype)
+    tmp_units = np.empty(k, np.int64)
+    cand_values = np.empty(n_units, pre.dtype)
+    cand_units = np.empty(n_units, np.int64)
+    mean = 0.0
+    spread = -1.0  # no guess before the first row
+    for r in range(n_rows):
+        row = pre[r]
+        maxima[:] = row[:n_groups]
+        for q in range(1, group):
+            np.maximum(maxima, row[q * n_groups : (q + 1) * n_groups], maxima)  # keeps NaN
+        bad = 0
+        for g in range(n_groups):
+            bad |= maxima[g] != maxima[g]
+        if bad:
+            return False
+        t = mean - 3.0 * spread
+        above = 0
+        for g in range(n_groups):
+            above += maxima[g] >= t
+        if spread < 0 or above < k or above > 3 * k:
+            t = _kth_largest(maxima, k, buf)
+        # the values >= t of the groups whose maximum is >= t (at least k of them)
+        n = 0
+        for g in range(n_groups):
+            if maxima[g] >= t:
+                for j in range(g, n_units, n_groups):
+                    v = row[j]
+                    cand_values[n] = v
+                    cand_units[n] = j
+                    n += v >= t
+        # ties go to the lowest unit, and rows come out sorted by unit: the result does
+        # not depend on the guess (nor on how rows are split between threads)
+        values = out_values[r]
+        units = out_units[r]
+        for j in range(k):
+            values[j] = cand_values[j]
+            units[j] = cand_units[j]
+        low, at = _weakest(values, units, k)
+        for j in range(k, n):
+            v = cand_values[j]
+            if v > low or (v == low and cand_units[j] < units[at]):
+                values[at] = v
+                units[at] = cand_units[j]
+                low, at = _weakest(values, units, k)
+        # running guess: about 3 spreads below the mean k-th largest value of recent rows
+        if spread < 0:
+            mean, spread = low, 0.0
+        else:
+            spread += 0.05 * (abs(low - mean) - spread)
+            mean += 0.05 * (low - mean)
+        _sort_by_unit(values, units, k, buf, tmp_units)
+        if mode == 1:
+            row[:] = 0
+            for j in range(k):
+                if values[j] > 0:
+                    row[units[j]] = values[j]
+        elif mode == 2:
+            for j in range(k):
+                if not values[j] > 0:
+                    values[j] = 0
+                    units[j] = -1
+    return True
+
+
+@njit(nogil=True, cache=True)
+def collect_above(pre: Any, cutoff: Any, values: Any, flat: Any) -> int:
+    """Values >= cutoff (and their flat positions, row-major) into values/flat up to their
+    size; returns how many there are (beyond the size too), or -1 if a value is NaN/inf."""
+    n_rows, n_units = pre.shape
+    cap = values.shape[0]
+    count = 0
+    for r in range(n_rows):
+        row = pre[r]
+        bad = 0
+        for j in range(n_units):
+            v = row[j]
+            bad += (v - v) != 0  # NaN or infinite
+            if v >= cutoff:
+                if count < cap:
+                    values[count] = v
+                    flat[count] = r * n_units + j
+                count += 1
+        if bad:
+            return -1
+    return count

@@ -1,0 +1,176 @@
+"""Compiled (numba) CPU kernels of the top-k selections: per-row top-k and the batch top-k.
+
+`torch.topk` over short rows and over B x n_units is the slowest part of a sparse step and
+of encoding on CPU (benchmarks/train_throughput.py, encode_throughput.py print the profile).
+These kernels read each cache-resident row once or twice:
+- `row_topk`: per row, the maxima of n_units / G strided groups (vectorised), a cut-off t
+  that at least k maxima reach (so every top-k value is >= t): a guess from the rows
+  before, checked by counting, else the k-th largest maximum; then the exact top k among
+  the values >= t of those groups (~2k candidates). Optionally writes the codes in place
+  (dense: the row zeroed but for its k ReLU'd winners) or as unit-sorted CSR parts.
+- `batch_topk`: the k * B largest of a batch from one pass that keeps only the values above
+  a cut-off guessed from a sample of rows, then an exact selection among those.
+Each returns None where it cannot be exact (NaN values, a guess that kept too few or too
+many) or numba is missing; callers then run the torch path.
+The kernels run on one thread (no barrier to wait on under load; see sparse_ops_threads).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.profiler import record_function
+
+
+@cache
+def _kernels() -> dict[str, Any] | None:
+    """The compiled kernels, or None without numba (compiled on first use, cached on disk)."""
+    try:
+        from sae_widgets.sae import _numba_kernels
+    except ImportError:  # pragma: no cover - numba is a dependency; kept for odd installs
+        return None
+    return {"rows": _numba_kernels.topk_rows_kernel, "above": _numba_kernels.collect_above}
+
+
+def available(tensor: Tensor) -> bool:
+    """Whether the kernels apply: a CPU float32/float64 tensor and numba importable."""
+    return (
+        tensor.device.type == "cpu"
+        and tensor.dtype in (torch.float32, torch.float64)
+        and not tensor.requires_grad
+        and _kernels() is not None
+    )
+
+
+def group_size(n_units: int, k: int) -> int:
+    """Members per group: a divisor of n_units up to 16 that leaves at least 4 k groups
+    (1: each value its own group, a plain scan)."""
+    for group in (16, 8, 4, 2):
+        if n_units % group == 0 and n_units // group >= 4 * k:
+            return group
+    return 1
+
+
+MODES = {"select": 0, "dense": 1, "csr": 2}
+
+
+def row_topk(pre_BU: Tensor, k: int, mode: str = "select") -> tuple[Tensor, Tensor] | None:
+    """Exact per-row top k of `pre_BU` on CPU; None: use torch.
+
+    mode "select": (values (B, k), units (B, k)), each row sorted by unit; of values tied
+      at the k-th largest, the lowest units win (the same bits on any number of threads).
+    mode "dense": pre_BU becomes the TopK codes in place (row zeroed but its ReLU'd winners);
+      returns the same (values, units) as "select" (values before the ReLU).
+    mode "csr": as "select", ReLU'd, with -1 units where the value was <= 0 (the caller
+      drops those).
+    After None in mode "dense", pre_BU's contents are undefined: recompute them.
+    """
+    kernels = _kernels()
+    n_rows, n_units = pre_BU.shape
+    if kernels is None or not pre_BU.is_contiguous() or not 0 < k <= n_units:
+        return None
+    pre = pre_BU.detach().numpy()
+    values = np.empty((n_rows, k), pre.dtype)
+    units = np.empty((n_rows, k), np.int64)
+    group, code = group_size(n_units, k), MODES[mode]
+    parts = _row_parts(n_rows)
+    with record_function("sae::row_topk"):  # named in torch.profiler breakdowns
+        if len(parts) == 1:
+            ok = kernels["rows"](pre, k, group, code, values, units)
+        else:  # the kernel releases the GIL: one thread per part of the rows
+            ok = all(
+                _pool()[0].map(
+                    lambda p: kernels["rows"](pre[p], k, group, code, values[p], units[p]),
+                    parts,
+                )
+            )
+    if not ok:  # in mode "dense", pre_BU now holds partial results
+        return None
+    return torch.from_numpy(values), torch.from_numpy(units)
+
+
+PART_ROWS = 256
+"""Fewest rows per thread of `row_topk` (below that one thread does all)."""
+
+
+@cache
+def _pool() -> tuple[ThreadPoolExecutor, int]:
+    """Threads for `row_topk` (one per core) and their count."""
+    workers = max(1, os.cpu_count() or 1)
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sae-topk"), workers
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads
+    os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+def _row_parts(n_rows: int) -> list[slice]:
+    """Row ranges of `row_topk`, one per torch thread (torch.get_num_threads() is 1 while a
+    serial step runs, see sparse_ops_threads), at most one per core."""
+    threads = min(torch.get_num_threads(), n_rows // PART_ROWS)
+    if threads > 1:
+        threads = min(threads, _pool()[1])
+    if threads <= 1:
+        return [slice(0, n_rows)]
+    bounds = [n_rows * i // threads for i in range(threads + 1)]
+    return [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+
+
+SAMPLE_ROWS = 128
+"""Rows of the batch whose values give `batch_topk` its cut-off guess."""
+MARGIN = 1.5
+"""The guess keeps about 1.5x the winners expected, so the sample's noise rarely makes it
+keep fewer than k * B (then a second guess at 4x, then the torch path)."""
+
+
+def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The `n_keep` largest values of the batch: (units, offsets, cut-off) with entries in
+    row-major order (as the flat torch.topk path gives), or None where not exact."""
+    kernels = _kernels()
+    n_rows, n_units = pre_BU.shape
+    total = n_rows * n_units
+    if kernels is None or not pre_BU.is_contiguous() or not 0 < n_keep < total:
+        return None
+    pre = pre_BU.detach().numpy()
+    step = max(1, n_rows // SAMPLE_ROWS)
+    sample = pre[::step].reshape(-1)
+    fraction = n_keep / total
+    for margin in (MARGIN, 4 * MARGIN):
+        rank = min(sample.size, math.ceil(margin * fraction * sample.size) + 8)
+        guess = np.partition(sample, sample.size - rank)[sample.size - rank]
+        if not math.isfinite(float(guess)):
+            return None
+        cap = min(total, max(2 * n_keep, math.ceil(3 * margin * n_keep)))
+        values = np.empty(cap, pre.dtype)
+        flat = np.empty(cap, np.int64)
+        with record_function("sae::batch_topk"):
+            count = kernels["above"](pre, guess, values, flat)
+        if count < 0:  # NaN
+            return None
+        if n_keep <= count <= cap:
+            break
+        if count > cap:
+            return None
+    else:
+        return None
+    values, flat = values[:count], flat[:count]
+    cutoff = np.partition(values, count - n_keep)[count - n_keep]
+    keep = values > cutoff
+    ties = np.flatnonzero(values == cutoff)  # ties at the cut-off: the first ones, row-major
+    keep[ties[: n_keep - int(keep.sum())]] = True
+    flat = flat[keep]
+    counts = np.bincount(flat // n_units, minlength=n_rows)
+    offsets = np.cumsum(counts) - counts
+    return (
+        torch.from_numpy(flat % n_units),
+        torch.from_numpy(offsets.astype(np.int64)),
+        torch.tensor(cutoff, dtype=pre_BU.dtype),
+    )

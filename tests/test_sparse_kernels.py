@@ -1,0 +1,143 @@
+"""The compiled top-k kernels (sae/sparse_kernels.py) against torch.topk, and the encoders
+that use them against the plain torch path (what runs where numba is missing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sae_widgets.sae import sparse_kernels
+from sae_widgets.sae.encoding import encode_csr, encode_dense
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def rows(n: int, n_units: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    pre = torch.randn(n, n_units, generator=gen(seed), dtype=dtype)
+    if seed % 3 == 1:  # winners crowded in one strided group, and exact ties
+        pre[:, ::16] += 4.0
+        pre[:, : n_units // 2] = pre[:, : n_units // 2].round()
+    if seed % 3 == 2:  # a drift the running cut-off guess must follow (rows grow, then shrink)
+        pre *= torch.cat([torch.linspace(0.1, 10, n // 2), torch.linspace(10, 0.01, n - n // 2)])[
+            :, None
+        ].to(dtype)
+    return pre
+
+
+@pytest.mark.parametrize(
+    ("n_units", "k"), [(2048, 16), (512, 32), (100, 7), (64, 16), (37, 37), (16, 1)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_topk_gives_the_values_of_torch_topk(n_units: int, k: int, dtype: torch.dtype) -> None:
+    for seed in range(3):
+        pre = rows(600, n_units, seed, dtype)
+        result = sparse_kernels.row_topk(pre, k)
+        assert result is not None
+        values, units = result
+        torch.testing.assert_close(
+            values.sort(1, descending=True).values, pre.topk(k, dim=1).values
+        )
+        torch.testing.assert_close(pre.gather(1, units), values)  # indices point at them
+        assert (units.diff(dim=1) > 0).all()  # sorted by unit, each once per row
+
+
+def test_row_topk_dense_and_csr_modes_give_the_topk_codes() -> None:
+    pre = rows(300, 256, 0) - 1.0  # some winners <= 0: ReLU'd away
+    top = pre.topk(8, dim=1)
+    expected = torch.zeros_like(pre).scatter(1, top.indices, top.values.relu())
+    dense = pre.clone()
+    assert sparse_kernels.row_topk(dense, 8, mode="dense") is not None
+    torch.testing.assert_close(dense, expected)
+    result = sparse_kernels.row_topk(pre, 8, mode="csr")
+    assert result is not None
+    values, units = result
+    kept = units >= 0
+    assert (values[~kept] == 0).all() and (values[kept] > 0).all()
+    assert all((row[row >= 0].diff() > 0).all() for row in units)  # sorted by unit
+    rebuilt = torch.zeros_like(pre)
+    rebuilt[torch.nonzero(kept)[:, 0], units[kept]] = values[kept]
+    torch.testing.assert_close(rebuilt, expected)
+
+
+def test_row_topk_on_two_threads_equals_one_thread() -> None:
+    pre = rows(2000, 512, 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = sparse_kernels.row_topk(pre, 16)
+        torch.set_num_threads(2)
+        two = sparse_kernels.row_topk(pre, 16)
+    finally:
+        torch.set_num_threads(threads)
+    assert one is not None and two is not None
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
+def test_kernels_refuse_nan_so_torch_decides() -> None:
+    pre = rows(40, 128, 0)
+    pre[7, 3] = float("nan")
+    assert sparse_kernels.row_topk(pre, 4) is None
+    assert sparse_kernels.batch_topk(pre, 40 * 4) is None
+
+
+@pytest.mark.parametrize("n_units", [2048, 100])
+def test_batch_topk_is_the_flat_top_k(n_units: int) -> None:
+    for seed in range(3):
+        pre = rows(256, n_units, seed)
+        if seed == 1:
+            pre[5] += 10.0  # one row with many winners
+        n_keep = 256 * 4
+        result = sparse_kernels.batch_topk(pre, n_keep)
+        assert result is not None
+        units, offsets, cutoff = result
+        assert units.numel() == n_keep
+        counts = torch.diff(offsets, append=torch.tensor([n_keep]))
+        row = torch.repeat_interleave(torch.arange(256), counts)
+        flat = row * n_units + units
+        assert (flat.diff() > 0).all()  # row-major, each value once
+        kept = pre.flatten()[flat]
+        torch.testing.assert_close(
+            kept.sort().values, pre.flatten().topk(n_keep).values.sort().values
+        )
+        assert float(cutoff) == float(kept.min())
+
+
+def test_batch_topk_guess_too_high_falls_back_or_widens() -> None:
+    pre = torch.full((256, 64), -5.0)
+    pre[0::64] = torch.randn(4, 64, generator=gen(0)) + 3.0  # the sampled rows hold every winner
+    result = sparse_kernels.batch_topk(pre, 256 * 2)
+    if result is not None:  # exact, or nothing
+        units, offsets, _ = result
+        counts = torch.diff(offsets, append=torch.tensor([units.numel()]))
+        row = torch.repeat_interleave(torch.arange(256), counts)
+        kept = pre[row, units]
+        torch.testing.assert_close(kept.sort().values, pre.flatten().topk(512).values.sort().values)
+
+
+def topk_model(seed: int = 0) -> SparseAutoencoder:
+    cfg = SAEConfig(d_in=24, n_units=256, activation="topk", k=8)
+    model = SparseAutoencoder(cfg, generator=gen(seed))
+    with torch.no_grad():
+        model.b_enc.normal_(0, 0.3, generator=gen(seed + 1))
+        model.b_dec.normal_(0, 0.5, generator=gen(seed + 2))
+    return model
+
+
+def test_compiled_encoders_equal_the_torch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = topk_model()
+    X = torch.randn(1000, 24, generator=gen(5))
+    dense = encode_dense(model, X.split(300), 1000)
+    csr = encode_csr(model, X.split(300))
+    monkeypatch.setattr(sparse_kernels, "_kernels", lambda: None)  # an install without numba
+    assert not sparse_kernels.available(model.W_enc.detach())
+    dense_torch = encode_dense(model, X.split(300), 1000)
+    csr_torch = encode_csr(model, X.split(300))
+    torch.testing.assert_close(dense, dense_torch)
+    assert np.array_equal(csr.indptr, csr_torch.indptr)
+    assert np.array_equal(csr.indices, csr_torch.indices)
+    np.testing.assert_allclose(csr.data, csr_torch.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(csr.toarray(), dense.numpy(), rtol=1e-5, atol=1e-6)
