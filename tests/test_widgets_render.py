@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import PIL.Image
 import pytest
 
 import sae_widgets as sw
@@ -23,7 +26,13 @@ def test_png_round_trip_keeps_every_pixel() -> None:
     np.testing.assert_array_equal(decode_png(data), rgb)
 
 
-@pytest.mark.parametrize("shape", [(4, 4), (0, 3, 3), (3, 3, 4)])
+def test_png_keeps_transparency() -> None:
+    rgba = np.random.default_rng(0).integers(0, 256, size=(7, 5, 4)).astype(np.uint8)
+    with PIL.Image.open(io.BytesIO(encode_png(rgba))) as image:
+        np.testing.assert_array_equal(np.asarray(image), rgba)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (0, 3, 3), (3, 3, 2), (3, 3, 5)])
 def test_png_rejects_wrong_shapes(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="rgb_HW3"):
         encode_png(np.zeros(shape, dtype=np.uint8))
@@ -83,3 +92,20 @@ def test_image_grid_tiles_grey_images_with_dark_ink_and_zooms():
         sw.image_grid(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="zoom"):
         sw.image_grid(images, zoom=0)
+
+
+def test_a_picture_already_shown_is_not_sent_again() -> None:
+    from bqplot import Image
+
+    from sae_widgets.widgets._panels import png_widget, set_picture
+
+    mark = Image(image=png_widget())
+    rgb = np.random.default_rng(1).integers(0, 256, size=(4, 6, 3)).astype(np.uint8)
+    set_picture(mark, rgb)
+    shown = mark.image
+    set_picture(mark, rgb.copy())  # equal pixels: the mark keeps its picture widget
+    assert mark.image is shown
+    rgb[0, 0] ^= 1
+    set_picture(mark, rgb)  # one pixel changed: the spare picture gets it and is shown
+    assert mark.image is not shown
+    np.testing.assert_array_equal(decode_png(mark.image.value), rgb)

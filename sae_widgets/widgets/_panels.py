@@ -1,7 +1,7 @@
 """Drawing blocks that several views share.
 
 - `ImagePair`: two pictures side by side in one figure (decoder | encoder, input | its
-  reconstruction), as PNGs in bqplot Image marks.
+  reconstruction), as one PNG in a bqplot Image mark.
 - `BarPair`: two vectors as grouped bars over chosen input dimensions (the same two things
   when the inputs are not images).
 - `LinePair`: two vectors as lines over every input dimension.
@@ -13,6 +13,7 @@ Each block owns a `.figure` and is updated by `show(...)`; none of them knows th
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +53,7 @@ def png_widget(rgb: np.ndarray = _BLANK) -> widgets.Image:
 
 
 def set_picture(mark: Image, rgb: np.ndarray) -> None:
-    """Show `rgb` in a bqplot Image mark.
+    """Show `rgb` in a bqplot Image mark (nothing is sent when it shows that picture already).
 
     The browser redraws an Image mark only when its `image` trait points to another
     ipywidgets.Image (bqplot's Image view listens to ``change:image`` of the mark, never to
@@ -61,6 +62,10 @@ def set_picture(mark: Image, rgb: np.ndarray) -> None:
     new widget per picture cost four and a widget to build in the browser each time (JupyterLab
     applies a kernel's messages in order, so the new value is there before the mark reads it).
     """
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    key = (rgb.shape, hashlib.blake2b(rgb.data, digest_size=16).digest())
+    if getattr(mark, "_sw_picture_key", None) == key:
+        return  # e.g. a unit change redraws a view whose pictures do not depend on the unit
     shown = mark.image
     spare = getattr(mark, "_sw_spare_picture", None)
     if spare is None or spare is shown:
@@ -68,6 +73,7 @@ def set_picture(mark: Image, rgb: np.ndarray) -> None:
     else:
         spare.value = encode_png(rgb)
     mark._sw_spare_picture = shown  # type: ignore[attr-defined]
+    mark._sw_picture_key = key  # type: ignore[attr-defined]
     mark.image = spare
 
 
@@ -92,17 +98,17 @@ class ImagePair:
 
     def __init__(self, names: tuple[str, str], shape: tuple[int, ...], width: int = 300) -> None:
         self.shape = tuple(shape)
-        x_scale = LinearScale(min=0.0, max=2 + self.GAP, allow_padding=False)
+        h, w = self.shape[0], self.shape[1]
+        # Both pictures in one PNG (one mark, one picture to send), a transparent gap between.
+        self._gap = max(1, round(self.GAP * w))
+        span = 2 + self._gap / w  # the mark's x extent, in picture widths
+        x_scale = LinearScale(min=0.0, max=span, allow_padding=False)
         y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
         scales = {"x": x_scale, "y": y_scale}
-        self.marks = [
-            Image(image=png_widget(), scales=scales, x=(0.0, 1.0), y=(0.0, 1.0)),
-            Image(image=png_widget(), scales=scales, x=(1 + self.GAP, 2 + self.GAP), y=(0, 1)),
-        ]
-        h, w = self.shape[0], self.shape[1]
-        height = int(width / (2 + self.GAP) * h / w) + _TIGHT["top"] + _TIGHT["bottom"]
+        self.mark = Image(image=png_widget(), scales=scales, x=(0.0, span), y=(0.0, 1.0))
+        height = int(width / span * h / w) + _TIGHT["top"] + _TIGHT["bottom"]
         self.figure = figure(
-            self.marks,
+            [self.mark],
             title=f"{names[0]}  |  {names[1]}",
             width=f"{width}px",
             height=f"{height}px",
@@ -123,8 +129,11 @@ class ImagePair:
             rgbs = [diverging_rgb(picture) for picture in pair]
         else:
             rgbs = list(grayscale_rgb(pair, color=_is_color(self.shape)))
-        for mark, rgb in zip(self.marks, rgbs):
-            set_picture(mark, rgb)
+        h, w = self.shape[0], self.shape[1]
+        rgba = np.zeros((h, 2 * w + self._gap, 4), dtype=np.uint8)  # the gap: transparent
+        rgba[:, :w, :3], rgba[:, w + self._gap :, :3] = rgbs
+        rgba[:, :w, 3] = rgba[:, w + self._gap :, 3] = 255
+        set_picture(self.mark, rgba)
 
 
 class BarPair:

@@ -105,10 +105,13 @@ def thumbnail_grid(
 
 
 def encode_png(rgb_HW3: np.ndarray) -> bytes:
-    """Encode uint8 RGB (h, w, 3) as PNG bytes for an ipywidgets.Image / bqplot Image mark."""
+    """Encode uint8 RGB (h, w, 3), or RGBA (h, w, 4), as PNG bytes for an ipywidgets.Image /
+    bqplot Image mark."""
     rgb_HW3 = np.ascontiguousarray(rgb_HW3, dtype=np.uint8)
-    if rgb_HW3.ndim != 3 or rgb_HW3.shape[2] != 3 or 0 in rgb_HW3.shape:
-        raise ValueError(f"rgb_HW3: expected a non-empty (h, w, 3) array, got {rgb_HW3.shape}")
+    if rgb_HW3.ndim != 3 or rgb_HW3.shape[2] not in (3, 4) or 0 in rgb_HW3.shape:
+        raise ValueError(
+            f"rgb_HW3: expected a non-empty (h, w, 3) or (h, w, 4) array, got {rgb_HW3.shape}"
+        )
     buffer = io.BytesIO()
     PIL.Image.fromarray(rgb_HW3).save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

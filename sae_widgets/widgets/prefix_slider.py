@@ -17,7 +17,7 @@ import numpy as np
 from bqplot import LinearScale, Lines, LogScale, Scatter
 
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._panels import input_pair
+from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._view import ExplorerView, axis, check_count, figure
 
 __all__ = ["PrefixSlider", "prefix_grid"]
@@ -119,7 +119,7 @@ class PrefixSlider(ExplorerView):
         sample = self.sample
         x = self.ex.dataset.X[sample]
         x_hat = self.ex.reconstruct_prefix([sample], n)[0]
-        if hasattr(self.pair, "marks"):  # pictures: one grey scale for both
+        if isinstance(self.pair, ImagePair):  # pictures: one grey scale for both
             self.pair.show(x, x_hat, diverging=False)
         else:
             self.pair.show(x, x_hat)
