@@ -8,13 +8,10 @@ sent per action stays bounded at 10^6 samples: the points once, then one colour 
 point, and the drawn points of the selection. Either way the visible scatter only *shows*
 ``ex.selection.samples``; a lasso or rectangle selects over every sample, drawn or not.
 
-SVG: bqplot's LassoSelector marks the points of an invisible copy of the scatter and reports
-their indices (reset after each lasso, so the next one starts afresh); the rectangle
-(`brush`, a BrushSelector) is turned into samples on release by the Explorer's pure
-`samples_in_rect` over all projected points. Both reach the kernel from a mouse drag in
-JupyterLab 4 and Notebook 7 since bqplot-gl left the dependencies (its bundled d3 broke
-bqplot's BrushSelector, bqplot #1693). WebGL: jupyter-scatter selects in the browser and
-sends the outline, and the Explorer's `samples_in_polygon` finds every sample inside it.
+SVG (`_svg_scatter`): bqplot's LassoSelector reports the marked samples, the rectangle its
+ranges, turned into samples by the Explorer's pure `samples_in_rect` over all projected points.
+WebGL (`_gl_scatter`): jupyter-scatter selects in the browser and sends the outline, and the
+Explorer's `samples_in_polygon` finds every sample inside it.
 
 Each drawn set replaces the selection, or is added to / subtracted from it (`mode`); the
 Explorer's `history` undoes a step. Points are coloured by label or by the focused unit's
@@ -28,7 +25,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import LinearScale, Scatter
+from bqplot import Scatter
 from bqplot.interacts import BrushSelector, LassoSelector
 
 from sae_widgets.explore.explorer import Explorer
@@ -42,13 +39,12 @@ from sae_widgets.widgets._render import (
     activation_gradient_css,
     activation_levels,
 )
+from sae_widgets.widgets._svg_scatter import SVGScatter
 from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     ExplorerView,
-    axis,
     check_count,
     check_css_size,
-    figure,
     toggle_buttons,
 )
 
@@ -111,6 +107,8 @@ class PCABrush(ExplorerView):
         points' tooltip (SVG) or a panel under the plot (WebGL).
     hover_relay:
         SVG only: the `HoverRelay` that lets points be hovered under the selector.
+    points:
+        The scatter's adapter: `SVGScatter` or `GLScatter` (tool, selection and colours).
     count, enriched, clear_button, undo_button:
         "<N> samples selected", the enriched-unit buttons, clear, undo.
     """
@@ -157,10 +155,25 @@ class PCABrush(ExplorerView):
                 on_outline=self._outlined,
                 width=width,
             )
+            self.points = self.scatter
             self.scatter.widget.observe(self._hovered, "hovering")  # a position in `shown`
             self.figure: Any = self.scatter.widget
         else:
-            self._build_svg(coords, axis_label, select_with, width)
+            svg = SVGScatter(
+                coords,
+                axis_label=axis_label,
+                tool=select_with,
+                width=width,
+                tooltip=self.hover,
+                on_lassoed=self._drawn,
+                on_rect=self._rect,
+                on_hovered=self._hovered,
+                view_selector=".sw-pca",
+            )
+            self.points: Any = svg
+            self.scatter, self.figure = svg.scatter, svg.figure
+            self.brush, self.lasso, self.lasso_target = svg.brush, svg.lasso, svg.lasso_target
+            self.hover_relay = svg.hover_relay
         self.select_with = toggle_buttons(
             [(label, value) for label, value, _ in SELECT_TOOLS],
             select_with,
@@ -239,57 +252,6 @@ class PCABrush(ExplorerView):
         self._recolor()
         self._draw_samples()
 
-    def _build_svg(self, coords: np.ndarray, axis_label: str, select_with: str, width: str) -> None:
-        x_scale, y_scale = LinearScale(), LinearScale()
-        x = np.ascontiguousarray(coords[:, 0], dtype=np.float32)
-        y = np.ascontiguousarray(coords[:, 1], dtype=np.float32)
-        self.scatter = Scatter(
-            x=x,
-            y=y,
-            scales={"x": x_scale, "y": y_scale},
-            default_size=16,
-            stroke=None,
-            unselected_style={"opacity": 0.2},
-            tooltip=self.hover,
-        )
-        self.scatter.observe(self._hovered, "hovered_point")
-        # bqplot draws the selector's event layer over the marks (bqplot's Figure.ts), so no
-        # point would ever be hovered while a lasso or rectangle tool is active: the relay
-        # hands the pointer's hover to the point under it (see _hover_relay).
-        self.hover_relay = HoverRelay(".sw-pca")
-        self.brush = BrushSelector(x_scale=x_scale, y_scale=y_scale, color="#ff7f0e")
-        self.brush.observe(self._on_brushing, "brushing")
-        # The lasso marks an invisible target, never the visible scatter, so resetting the
-        # lasso in the browser cannot wipe the highlighted selection.
-        self.lasso_target = Scatter(
-            x=x,
-            y=y,
-            scales={"x": x_scale, "y": y_scale},
-            opacities=[0.0],
-            default_size=4,
-            enable_hover=False,
-            preserve_domain={"x": True, "y": True},
-            # Not drawn at all: the lasso tests the mark's data positions, never its DOM, and
-            # 1,797 transparent dots cost the browser ~30 ms of compositing on every frame.
-            visible=False,
-        )
-        self.lasso = LassoSelector(marks=[self.lasso_target], color="#ff7f0e")
-        self.lasso_target.observe(self._on_lassoed, "selected")
-        self.figure = figure(
-            [self.lasso_target, self.scatter],  # the visible points on top, for hovering
-            [
-                axis(x_scale, axis_label.format(1)),
-                axis(y_scale, axis_label.format(2), vertical=True),
-            ],
-            title="PCA: select samples",
-            width="100%",
-            height="380px",
-            interaction=self.lasso if select_with == "lasso" else self.brush,
-        )
-        # As wide as the room allows, between 300 px and `width`.
-        self.figure.layout.max_width = width
-        self.figure.layout.min_width = "300px"
-
     @property
     def point_colors(self) -> list[str]:
         """The "#rrggbb" colour of each drawn point, as last sent to the browser."""
@@ -314,32 +276,13 @@ class PCABrush(ExplorerView):
         """WebGL: a lasso or rectangle was drawn; select every sample inside its outline."""
         self._drawn(self.ex.samples_in_polygon(outline, self.source))
 
-    def _on_brushing(self, change: dict[str, Any]) -> None:
-        if change["new"] or self.brush is None:  # still dragging: work waits for the release
-            return
-        x_range, y_range = self.brush.selected_x, self.brush.selected_y
-        if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
-            return
-        inside = self.ex.samples_in_rect(x_range, y_range, self.source)
-        self._drawn(inside)
+    def _rect(self, x_range: Any, y_range: Any) -> None:
+        """SVG: a rectangle was released; select every sample inside it."""
+        self._drawn(self.ex.samples_in_rect(x_range, y_range, self.source))
         self._brushed_samples = self.selection.samples
 
-    def _on_lassoed(self, change: dict[str, Any]) -> None:
-        """The browser marked the target points inside a lasso: they are the drawn set.
-
-        An empty mark is not a selection: it is what the browser reports after the lasso is
-        reset (and a lasso around empty space keeps the selection; `clear` empties it).
-        """
-        if change["new"] is None or len(change["new"]) == 0 or self.lasso is None:
-            return
-        self._drawn(np.asarray(change["new"], dtype=np.int64))
-        self.lasso.reset()  # the next lasso starts afresh instead of adding to this one
-
     def _on_select_with(self, change: dict[str, Any]) -> None:
-        if self.webgl:
-            self.scatter.set_tool(change["new"])
-        else:
-            self.figure.interaction = self.lasso if change["new"] == "lasso" else self.brush
+        self.points.set_tool(change["new"])
 
     def _hovered(self, change: dict[str, Any]) -> None:
         point = change["new"]  # SVG: the sample; WebGL: its position among the drawn points
@@ -359,11 +302,9 @@ class PCABrush(ExplorerView):
 
     def _draw_samples(self) -> None:
         samples = self.selection.samples
-        if self.brush is not None and samples is not self._brushed_samples:
+        if not self.webgl and samples is not self._brushed_samples:
             self._brushed_samples = None  # selected elsewhere: the rectangle is stale
-            with self.brush.hold_sync():
-                self.brush.selected_x = None
-                self.brush.selected_y = None
+            self.points.clear_rect()
         n = len(samples)
         self.export_link.value = ""  # a link made for another selection would mislead
         self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
@@ -374,7 +315,7 @@ class PCABrush(ExplorerView):
             at = np.minimum(np.searchsorted(chosen, self.shown), max(len(chosen) - 1, 0))
             self.scatter.show_selected(np.flatnonzero(chosen[at] == self.shown) if n else [])
         else:
-            self.scatter.selected = np.asarray(samples, dtype=np.int32) if n else None
+            self.points.show_selected(samples)
         if n:
             found = self.ex.enrichment(samples, top=self.n_enriched)
             self.enriched.show(
