@@ -106,6 +106,17 @@ def test_unit_totals_and_sorted_unique_match_numpy():
     # the co-firing read: the units of each row, row after row
     _, units, _ = store.rows_entries(rows)
     np.testing.assert_array_equal(store.units_of_rows(rows), units)
+    np.testing.assert_array_equal(store.unit_counts(rows), counts)
+    # TopK-like codes (every row k entries) take the fixed-width path: the same answers
+    rng = np.random.default_rng(1)
+    topk = np.zeros((300, 40), dtype=np.float32)
+    for row in topk:
+        row[rng.choice(40, size=3, replace=False)] = rng.random(3) + 0.1
+    fixed = CodeStore(topk)
+    assert fixed._row_width() == 3 and store._row_width() == 0
+    picked = np.array([7, 299, 0, 7, 150])
+    np.testing.assert_array_equal(fixed.unit_counts(picked), (topk[picked] != 0).sum(0))
+    np.testing.assert_array_equal(fixed.units_of_rows(picked), fixed.rows_entries(picked)[1])
     rng = np.random.default_rng(0)
     for values in (rng.integers(0, 50, 200), np.arange(10), np.zeros(0, np.int64), [4]):
         values = np.asarray(values, dtype=np.int64)

@@ -185,20 +185,45 @@ class CodeStore:
 
         scipy's compiled row gather and two vector-matrix products: for 100k of 10^6 TopK
         rows (k=32) about 5x faster than gathering the entries and `np.bincount`-ing them.
-        The counts' product runs in float32 over a shared array of ones: every partial sum is
-        an integer below 2^24, so it is exact, and half the bytes of float64.
         """
         rows = check_indices(samples, self.n_samples, "samples")
         picked = self.csr[rows]
         sums = np.asarray(np.ones(len(rows), dtype=np.float64) @ picked, dtype=np.float64)
-        if len(rows) >= 1 << 24:  # float32 counts are exact only below 2^24 rows
-            counts = np.bincount(picked.indices, minlength=self.n_units)
-        else:
-            fired = sp.csr_matrix(
-                (self._ones(picked.nnz), picked.indices, picked.indptr), shape=picked.shape
-            )
-            counts = np.ones(len(rows), dtype=np.float32) @ fired
-        return np.asarray(counts).ravel().astype(np.int64), sums.ravel()
+        return self._count(picked.indices, picked.indptr, len(rows)), sums.ravel()
+
+    def unit_counts(self, samples: Any) -> NDArray[np.int64]:
+        """(n_units,) how many of `samples` each unit fires on (`unit_totals` without the sums:
+        only the unit indices of those rows are read; a sample given twice counts twice)."""
+        rows = check_indices(samples, self.n_samples, "samples")
+        width = self._row_width()
+        if width:  # every row holds `width` entries (TopK codes): a 2-D take, no indptr
+            units = np.take(self.csr.indices.reshape(-1, width), rows, axis=0).ravel()
+            index_type = units.dtype if units.size < np.iinfo(units.dtype).max else np.int64
+            indptr = np.arange(0, units.size + 1, width, dtype=index_type)
+            return self._count(units, indptr, len(rows))
+        picked = self.csr[rows]
+        return self._count(picked.indices, picked.indptr, len(rows))
+
+    def _count(self, units: NDArray[Any], indptr: NDArray[Any], n_rows: int) -> NDArray[np.int64]:
+        """Occurrences of each unit in the CSR rows (units, indptr): a float32 product over a
+        shared array of ones, exact because every partial sum is an integer below 2^24."""
+        if n_rows >= 1 << 24:
+            return np.bincount(units, minlength=self.n_units).astype(np.int64)
+        fired = sp.csr_matrix(
+            (self._ones(len(units)), units, indptr), shape=(n_rows, self.n_units), copy=False
+        )
+        counts = np.ones(n_rows, dtype=np.float32) @ fired
+        return np.asarray(counts).ravel().astype(np.int64)
+
+    def _row_width(self) -> int:
+        """k when every sample has exactly k stored entries (TopK codes), else 0; once."""
+        width = getattr(self, "_width", None)
+        if width is None:
+            lengths = np.diff(self.csr.indptr)
+            first = int(lengths[0]) if len(lengths) else 0
+            same = first > 0 and int(self.csr.indptr[0]) == 0 and bool(np.all(lengths == first))
+            width = self._width = first if same else 0
+        return int(width)
 
     def _ones(self, n: int) -> NDArray[np.float32]:
         """A read-only float32 array of `n` ones (a view of one kept array, grown as needed)."""
@@ -213,6 +238,9 @@ class CodeStore:
         """The unit index of every non-zero of the given samples, row after row (what
         co-firing counts need; no values, no row owners): one compiled gather."""
         rows = check_indices(samples, self.n_samples, "samples")
+        width = self._row_width()
+        if width:
+            return np.take(self.csr.indices.reshape(-1, width), rows, axis=0).ravel()
         return np.asarray(self.csr[rows].indices)
 
     def dense(self, samples: Any, units: Any = None) -> NDArray[np.float32]:

@@ -1,14 +1,14 @@
 """From a brushed rectangle to samples, and from samples to the units that characterise them.
 
-Everything here reads only the CSR rows of the selected samples: inside-counts and sums come
-from `CodeStore.unit_totals` (two sparse products over those rows), and outside = dataset
-totals - inside, so a 10,000-sample selection of a 100,000-sample dataset touches 10,000
-rows, not 100,000.
+Everything here reads only the CSR rows of the selected samples: inside-counts come from
+`CodeStore.unit_counts` (the rows' unit indices only; the activation sums behind the mean
+columns are read only if asked for), and outside = dataset totals - inside, so a 10,000-sample
+selection of a 100,000-sample dataset touches 10,000 rows, not 100,000.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -122,6 +122,27 @@ def samples_in_polygon(
     return np.flatnonzero(mask).astype(np.int64)
 
 
+class _Means:
+    """Every unit's mean activation inside and outside a sample set, computed once, on first
+    use: the activation sums cost a second gather of the rows' values that ranking skips."""
+
+    def __init__(self, store: CodeStore, rows: NDArray[np.int64]) -> None:
+        self._store, self._rows = store, rows
+        self._means: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+
+    def get(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        if self._means is None:
+            store = self._store
+            count_in, sum_in = store.unit_totals(self._rows)
+            count_out, sum_out = store.counts - count_in, store.sums - sum_in
+
+            def mean(sums: NDArray[np.float64], counts: NDArray[np.int64]) -> NDArray[np.float64]:
+                return np.divide(sums, counts, out=np.zeros(store.n_units), where=counts > 0)
+
+            self._means = (mean(sum_in, count_in), mean(sum_out, count_out))
+        return self._means
+
+
 @dataclass(frozen=True)
 class Enrichment:
     """Units ranked by how specifically they fire on a set of samples.
@@ -141,12 +162,21 @@ class Enrichment:
     rate_inside: NDArray[np.float64]
     """Fraction of the selected samples on which the unit fires (unsmoothed)."""
     rate_outside: NDArray[np.float64]
-    mean_inside: NDArray[np.float64]
-    """Mean non-zero activation over the selected samples where it fires (0 if none)."""
-    mean_outside: NDArray[np.float64]
     count_inside: NDArray[np.int64]
     n_inside: int
     n_outside: int
+    _means: _Means = field(repr=False, compare=False)
+
+    @property
+    def mean_inside(self) -> NDArray[np.float64]:
+        """Mean non-zero activation over the selected samples where it fires (0 if none);
+        computed on first use (the ranking needs only counts)."""
+        return self._means.get()[0][self.units]
+
+    @property
+    def mean_outside(self) -> NDArray[np.float64]:
+        """The same over the samples not selected."""
+        return self._means.get()[1][self.units]
 
     def head(self, n: int) -> Enrichment:
         """The first `n` units of this ranking (the same as asking `enrichment` for top=n)."""
@@ -157,8 +187,6 @@ class Enrichment:
             score=self.score[:n],
             rate_inside=self.rate_inside[:n],
             rate_outside=self.rate_outside[:n],
-            mean_inside=self.mean_inside[:n],
-            mean_outside=self.mean_outside[:n],
             count_inside=self.count_inside[:n],
         )
 
@@ -173,9 +201,8 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
         raise ValueError("samples must select at least one sample; got none")
     if top is not None:
         top = check_positive_int(top, "top")
-    count_in, sum_in = store.unit_totals(rows)
+    count_in = store.unit_counts(rows)
     count_out = store.counts - count_in
-    sum_out = store.sums - sum_in
     n_in, n_out = len(rows), store.n_samples - len(rows)
 
     prior = (store.counts + 0.5) / (store.n_samples + 1.0)
@@ -185,20 +212,15 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
 
     keep = store.n_units if top is None else min(top, store.n_units)
     ranked, ranked_score = top_entries(np.arange(store.n_units), score, keep)
-
-    def mean(sums: NDArray[np.float64], counts: NDArray[np.int64]) -> NDArray[np.float64]:
-        return np.divide(sums, counts, out=np.zeros(len(ranked)), where=counts > 0)
-
     return Enrichment(
         units=ranked,
         score=ranked_score,
         rate_inside=count_in[ranked] / n_in,
         rate_outside=count_out[ranked] / n_out if n_out else np.zeros(len(ranked)),
-        mean_inside=mean(sum_in[ranked], count_in[ranked]),
-        mean_outside=mean(sum_out[ranked], count_out[ranked]),
         count_inside=count_in[ranked].astype(np.int64),
         n_inside=n_in,
         n_outside=n_out,
+        _means=_Means(store, rows),
     )
 
 
