@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import sparse_kernels
+from sae_widgets.sae import scratch, sparse_kernels
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 
@@ -115,8 +115,9 @@ def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
         if not _cpu_kernels(x_BD):
             return torch.addmm(b_enc, x_BD, W_enc)
         xa_BD, Wa_DU = affine_operands(x_BD, W_enc, b_enc)
+        out = scratch.buffer("preacts", (x_BD.shape[0], W_enc.shape[1]), xa_BD)
         with matmul_threads():
-            return torch.mm(xa_BD, Wa_DU)
+            return torch.mm(xa_BD, Wa_DU, out=out)
 
 
 def preacts_topk(

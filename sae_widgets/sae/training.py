@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sae_widgets.sae import distributed
+from sae_widgets.sae import distributed, scratch
 from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
@@ -103,6 +103,8 @@ class Trainer:
         self._rows = 0  # this rank's rows in the last step
         # CPU: the small ops of a sparse step on 1 thread when that measures faster (load)
         self.threads = StepThreads(device, model.spec.sparse_training)
+        # CPU: the step's batch x n_units pre-activations reuse one buffer (sae.scratch)
+        self.buffers: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- set-up
     def initialize(self, x_ND: Tensor) -> None:
@@ -176,7 +178,9 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def train_step(self, x_BD: Tensor, lr: float, sparsity_coeff: float) -> dict[str, Tensor]:
         """One optimiser step on a batch already in training space."""
-        with self.threads.step():
+        if self.model.W_dec.device.type != "cpu":
+            return self._train_step(x_BD, lr, sparsity_coeff)
+        with self.threads.step(), scratch.reuse(self.buffers):
             return self._train_step(x_BD, lr, sparsity_coeff)
 
     def _train_step(self, x_BD: Tensor, lr: float, sparsity_coeff: float) -> dict[str, Tensor]:

@@ -1,0 +1,43 @@
+"""sae.scratch: a training step's pre-activations reuse one buffer across CPU steps."""
+
+from __future__ import annotations
+
+import torch
+
+from sae_widgets.sae import scratch
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.training import TrainConfig, Trainer
+
+
+def test_buffer_is_reused_only_inside_reuse() -> None:
+    like = torch.zeros(1)
+    assert scratch.buffer("a", (3, 4), like) is not scratch.buffer("a", (3, 4), like)
+    store: dict[str, torch.Tensor] = {}
+    with scratch.reuse(store):
+        first = scratch.buffer("a", (3, 4), like)
+        assert scratch.buffer("a", (3, 4), like) is first
+        assert scratch.buffer("b", (3, 4), like) is not first  # another name
+        resized = scratch.buffer("a", (5, 4), like)
+        assert resized.shape == (5, 4) and store["a"] is resized
+        assert scratch.buffer("a", (5, 4), like.double()).dtype == torch.float64
+    assert "a" in store and scratch.buffer("a", (5, 4), like) is not store["a"]
+
+
+def test_trainer_steps_reuse_the_preacts_and_train_as_without() -> None:
+    X = torch.randn(256, 16, generator=torch.Generator().manual_seed(0))
+    results = []
+    for reuse in (True, False):
+        cfg = SAEConfig(d_in=16, n_units=128, activation="topk", k=4)
+        model = SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(1))
+        trainer = Trainer(model, TrainConfig(batch_size=64), seed=0, fresh=True)
+        trainer.initialize(X)
+        model.train()
+        for step in range(4):
+            if reuse:
+                trainer.train_step(X[step * 64 : (step + 1) * 64], 1e-3, 0.0)
+            else:
+                trainer._train_step(X[step * 64 : (step + 1) * 64], 1e-3, 0.0)
+        results.append(model.W_dec.detach().clone())
+        if reuse:
+            assert trainer.buffers["preacts"].shape == (64, 128)
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
