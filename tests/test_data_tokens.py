@@ -104,6 +104,31 @@ def test_special_tokens_kept_on_request_and_max_tokens_caps_rows(minilm) -> None
     np.testing.assert_allclose(capped.X, full.X[:10], rtol=0, atol=1e-5)
 
 
+def test_drop_first_leaves_out_each_documents_first_positions(minilm) -> None:
+    full = sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    later = sw.collect_activations(
+        minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, drop_first=2
+    )
+    keep = full.tokens.pos >= 2  # position 0 is [CLS] (special): dropped either way
+    np.testing.assert_array_equal(later.tokens.doc, full.tokens.doc[keep])
+    np.testing.assert_array_equal(later.tokens.pos, full.tokens.pos[keep])
+    np.testing.assert_allclose(later.X, full.X[keep], rtol=0, atol=1e-5)
+    with_special = sw.collect_activations(
+        minilm.model,
+        LAYER,
+        data=TEXTS[:1],
+        tokenizer=minilm.tokenizer,
+        drop_special=False,
+        drop_first=1,
+    )
+    ids = minilm.tokenizer(TEXTS[0])["input_ids"]
+    np.testing.assert_array_equal(with_special.tokens.token_id, ids[1:])  # ... [SEP]
+    with pytest.raises(ValueError, match="drop_first"):
+        sw.collect_activations(
+            minilm.model, LAYER, data=["a b"], tokenizer=minilm.tokenizer, drop_first=50
+        )
+
+
 def test_max_length_cuts_long_documents(minilm) -> None:
     ds = sw.collect_activations(
         minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer, max_length=6
@@ -158,6 +183,8 @@ def test_token_text_and_context_come_from_the_original_text(minilm) -> None:
         ({"max_tokens": 0}, ValueError, "max_tokens"),
         ({"max_length": 2.5}, TypeError, "max_length"),
         ({"drop_special": "yes"}, TypeError, "drop_special"),
+        ({"drop_first": -1}, ValueError, "drop_first"),
+        ({"drop_first": 1.5}, TypeError, "drop_first"),
         ({"layer": "pooler"}, ValueError, "one vector per token"),
         ({"tokenizer": "bert"}, TypeError, "tokenizer"),
         ({"device": "gpu0"}, ValueError, "device must name"),

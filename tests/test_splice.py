@@ -349,6 +349,8 @@ def test_spliced_evaluation_rejects_bad_input(digits_setup):
         sw.metrics.evaluate(sae, ds, model=model, layer="net.1", task="regress")
     with pytest.raises(TypeError, match="apply only with model="):
         sw.metrics.evaluate(sae, ds.X, labels=ds.labels)
+    with pytest.raises(ValueError, match="skip_first applies to language models"):
+        sw.metrics.evaluate(sae, ds, model=model, layer="net.1", skip_first=1)
     # the layer's activations instead of the model's inputs: the model's own shape error,
     # explained, and the hook gone
     with pytest.raises(ValueError, match=r"model raised RuntimeError in the original pass.*inputs"):
@@ -413,6 +415,40 @@ def test_language_model_figures_match_a_brute_force_next_token_loss():
     assert result["kl_spliced"] > 0
     plain = sw.metrics.evaluate(sae, rows.numpy())
     assert result["fvu"] == pytest.approx(plain["fvu"], rel=1e-5)  # padding rows left out
+
+
+def test_skip_first_leaves_the_first_positions_alone_in_every_pass():
+    torch.manual_seed(0)
+    lm, tok = TinyLM().eval(), CharTokenizer()
+    texts = ["the cat sat on the mat", "a dog", "sparse autoencoders read models"]
+    sae = sw.SAE(n_units=16, k=3, epochs=5, batch_size=16, seed=0)
+    sae.fit(torch.randn(256, 8), progress=False)
+    result = sw.metrics.evaluate(
+        sae, texts, model=lm, layer="block", tokenizer=tok, batch_size=2, skip_first=2
+    )
+    module = sae.model_
+    sums = {"spliced": 0.0, "zero_ablated": 0.0}
+    later_rows, n = [], 0
+    with torch.no_grad():
+        for text in texts:
+            ids = torch.tensor(tok(text)["input_ids"])[None]
+            hidden = lm.block(lm.embed(ids))[0]
+            later_rows.append(hidden[2:])
+            for name, new in (
+                ("spliced", module.decode(module.encode(hidden))),
+                ("zero_ablated", torch.zeros_like(hidden)),
+            ):
+                new[:2] = hidden[:2]  # the first two positions keep the layer's own output
+                logits = lm.head(new)[:-1].double()
+                sums[name] += float(F.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            n += ids.shape[1] - 1
+    assert result["ce_spliced"] == pytest.approx(sums["spliced"] / n, rel=1e-5)
+    assert result["ce_zero_ablated"] == pytest.approx(sums["zero_ablated"] / n, rel=1e-5)
+    plain = sw.metrics.evaluate(sae, torch.cat(later_rows).numpy())
+    assert result["fvu"] == pytest.approx(plain["fvu"], rel=1e-5)  # skipped rows left out
+    for bad, error in ((-1, ValueError), (1.5, ValueError)):
+        with pytest.raises(error, match="skip_first"):
+            sw.metrics.evaluate(sae, texts, model=lm, layer="block", tokenizer=tok, skip_first=bad)
 
 
 def test_language_model_token_arrays_and_their_errors():

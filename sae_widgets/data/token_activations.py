@@ -68,7 +68,9 @@ class TokenRunner:
             self.extra["use_cache"] = False  # no key/value cache for one pass
         self._captured: list[torch.Tensor] = []
 
-    def encode(self, texts: Sequence[str], drop_special: bool, into: _Encoded) -> None:
+    def encode(
+        self, texts: Sequence[str], drop_special: bool, drop_first: int, into: _Encoded
+    ) -> None:
         encoding = self.tokenizer(
             list(texts),
             add_special_tokens=True,
@@ -83,6 +85,7 @@ class TokenRunner:
             into.ids.append(np.asarray(ids, dtype=np.int64))
             into.offsets.append(np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
             keep = np.ones(len(ids), bool) if not drop_special else np.asarray(special) == 0
+            keep[:drop_first] = False
             into.kept.append(np.flatnonzero(keep).astype(np.int64))
 
     @contextmanager
@@ -169,6 +172,7 @@ def collect_token_activations(
     max_tokens: int | None = None,
     max_length: int | None = None,
     drop_special: bool = True,
+    drop_first: int = 0,
     out: str | os.PathLike[str] | None = None,
     shard_size: int | None = None,
     overwrite: bool = False,
@@ -193,12 +197,17 @@ def collect_token_activations(
     max_length = _check_count(max_length, "max_length", False) or 1
     if not isinstance(drop_special, bool):
         raise TypeError(f"drop_special must be True or False; got {drop_special!r}")
+    if isinstance(drop_first, bool) or not isinstance(drop_first, (int, np.integer)):
+        raise TypeError(f"drop_first must be an int (token positions); got {drop_first!r}")
+    if drop_first < 0:
+        raise ValueError(f"drop_first must be >= 0 token positions; got {drop_first}")
+    drop_first = int(drop_first)
 
     runner = TokenRunner(model, module, layer_name, tokenizer, device, max_length, batch_size)
     encoded = _Encoded()
     n_rows = 0
     for start in range(0, len(texts), _TOKENIZE_CHUNK):
-        runner.encode(texts[start : start + _TOKENIZE_CHUNK], drop_special, encoded)
+        runner.encode(texts[start : start + _TOKENIZE_CHUNK], drop_special, drop_first, encoded)
         n_rows = sum(len(kept) for kept in encoded.kept)
         if max_tokens is not None and n_rows >= max_tokens:
             break
@@ -213,7 +222,10 @@ def collect_token_activations(
             del field[n_docs:]
     n_docs = len(counts)
     if n_rows == 0:
-        raise ValueError("data: no tokens left to collect (empty texts, or only special tokens)")
+        raise ValueError(
+            "data: no tokens left to collect (empty texts, only special tokens, or texts no "
+            "longer than drop_first)"
+        )
     row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     doc = np.repeat(np.arange(n_docs), counts)
     pos = np.concatenate([encoded.kept[d][: counts[d]] for d in range(n_docs)])
@@ -325,7 +337,7 @@ def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows)
         docs = np.unique(tokens.doc[rows])
         texts = [variant.render(int(d), v) for v in values for d in docs]
         encoded = _Encoded()
-        runner.encode(texts, False, encoded)
+        runner.encode(texts, False, 0, encoded)
         where = {
             (v_i, int(d)): v_i * len(docs) + j
             for v_i in range(len(values))

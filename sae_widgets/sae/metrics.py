@@ -234,7 +234,7 @@ def evaluate(
     mean_ablated, loss_recovered (zero ablation, as SAELens and SAEBench report it),
     loss_recovered_mean_ablation, kl_spliced, kl_zero_ablated, kl_div_score. See
     `sae_widgets.sae.splice_metrics.spliced_metrics` for `splice_options` (labels, input_fn,
-    tokenizer, task, batch_size, max_length).
+    tokenizer, task, batch_size, max_length, skip_first).
     """
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.inputs import data_of as _data_of

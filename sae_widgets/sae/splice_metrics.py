@@ -47,7 +47,8 @@ class _Batch:
     run: RunFn  # calls the model on this batch
     targets: Tensor  # (N,) class or next-token ids of the scored positions
     flatten: Callable[[Tensor], Tensor]  # model logits -> (N, C) logits of those positions
-    row_mask: Tensor | None  # which layer rows are real (not padding), flattened
+    row_mask: Tensor | None  # which layer rows are real (not padding) and spliced, flattened
+    fixed: Tensor | None = None  # rows every pass leaves as they are (skip_first), flattened
 
 
 def model_logits(output: Any) -> Tensor:
@@ -159,7 +160,7 @@ def _classifier_batches(
 
 
 def _lm_batches(
-    model: nn.Module, data: Any, tokenizer: Any, batch_size: int, max_length: int
+    model: nn.Module, data: Any, tokenizer: Any, batch_size: int, max_length: int, skip_first: int
 ) -> list[_Batch]:
     ids_np, mask_np = token_batches(data, tokenizer, max_length)
     device, _ = _device_dtype(model)
@@ -169,6 +170,8 @@ def _lm_batches(
         ids = torch.from_numpy(ids_np[start : start + batch_size]).to(device)
         mask = torch.from_numpy(mask_np[start : start + batch_size]).to(device)
         scored = (mask[:, 1:] * mask[:, :-1]).bool().reshape(-1)
+        fixed = torch.zeros(mask.shape, dtype=torch.bool, device=device)
+        fixed[:, :skip_first] = True
 
         def run(ids: Tensor = ids, mask: Tensor = mask) -> Any:
             return model(input_ids=ids, attention_mask=mask) if with_mask else model(ids)
@@ -181,7 +184,8 @@ def _lm_batches(
                 run=run,
                 targets=ids[:, 1:].reshape(-1)[scored],
                 flatten=flatten,
-                row_mask=mask.reshape(-1).bool(),
+                row_mask=(mask.bool() & ~fixed).reshape(-1),
+                fixed=fixed.reshape(-1) if skip_first else None,
             )
         )
     return batches
@@ -239,6 +243,7 @@ def spliced_metrics(
     task: str = "auto",
     batch_size: int = 64,
     max_length: int = 128,
+    skip_first: int = 0,
     on_rows: Callable[[Tensor, Tensor, Tensor], None] | None = None,
 ) -> dict[str, float]:
     """Spliced-model figures of `sae` at `layer` of `model` over `data` (module docstring).
@@ -248,6 +253,10 @@ def spliced_metrics(
         language model, texts (with `tokenizer`) or an int array of token ids (n, T).
     task: "classify", "next_token", or "auto" (texts and integer arrays are next_token).
     input_fn: shapes a float (b, d) batch of X rows into what the classifier takes.
+    skip_first: language models: the first n positions of each sequence keep the layer's
+        own output in every pass (spliced and ablated) and are left out of the
+        reconstruction figures, for an SAE trained without them (`collect_activations(...,
+        drop_first=n)`: a causal LM's attention-sink token). Every position is still scored.
     on_rows: called as on_rows(x, codes, x_hat) with the layer's real (non-padding) rows in
         the spliced pass, e.g. to accumulate reconstruction statistics.
     """
@@ -257,14 +266,18 @@ def spliced_metrics(
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     if input_fn is not None and not callable(input_fn):
         raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
+    if isinstance(skip_first, bool) or not isinstance(skip_first, int) or skip_first < 0:
+        raise ValueError(f"skip_first must be an int >= 0 (token positions); got {skip_first!r}")
     picked = _pick_task(task, data)
     if picked == "classify":
+        if skip_first:
+            raise ValueError("skip_first applies to language models (token positions) only")
         batches = _classifier_batches(model, data, labels, input_fn, batch_size)
     else:
-        batches = _lm_batches(model, data, tokenizer, batch_size, max_length)
+        batches = _lm_batches(model, data, tokenizer, batch_size, max_length, skip_first)
     width = module.cfg.d_in
     W_dec = module.W_dec
-    state: dict[str, Any] = {"mask": None, "sum": None, "count": 0}
+    state: dict[str, Any] = {"mask": None, "fixed": None, "sum": None, "count": 0}
 
     def real_rows(x: Tensor) -> Tensor:
         mask = state["mask"]
@@ -294,7 +307,11 @@ def spliced_metrics(
     }
 
     def replace(x: Tensor) -> Tensor:
-        return replacements[state["mode"]](x)
+        new = replacements[state["mode"]](x)
+        fixed = state["fixed"]
+        if fixed is None or new is x or fixed.shape[0] != x.shape[0]:
+            return new
+        return torch.where(fixed.to(x.device)[:, None], x, new.to(x.dtype))
 
     def run(batch: _Batch, mode: str) -> Tensor:
         state["mode"] = mode
@@ -317,7 +334,7 @@ def spliced_metrics(
     try:
         with replace_output(model, layer_module, replace, width):
             for batch in batches:
-                state["mask"] = batch.row_mask
+                state["mask"], state["fixed"] = batch.row_mask, batch.fixed
                 logits = run(batch, "original")
                 reference = F.log_softmax(logits.double(), dim=-1)
                 scores["original"].add(logits, batch.targets, None)
@@ -327,6 +344,7 @@ def spliced_metrics(
                 raise ValueError(f"layer {layer_name!r} saw no rows: nothing to score")
             state["mean"] = (state["sum"] / state["count"]).float()
             for batch in batches:
+                state["mask"], state["fixed"] = batch.row_mask, batch.fixed
                 scores["mean_ablated"].add(run(batch, "mean_ablated"), batch.targets, None)
     finally:
         for m, training in modes.items():
