@@ -11,7 +11,7 @@ from torch import Tensor
 
 from sae_widgets.sae import sparse_kernels
 from sae_widgets.sae.model import SparseAutoencoder
-from sae_widgets.sae.sparse_ops import csr_entries
+from sae_widgets.sae.sparse_ops import affine_operands, csr_entries
 
 
 class _CompiledTopK:
@@ -23,7 +23,7 @@ class _CompiledTopK:
         assert model.cfg.k is not None
         self.k = model.cfg.k
         self.b_dec = model.b_dec.detach()
-        self.W_aug = torch.cat([model.W_enc.detach(), model.b_enc.detach()[None]])
+        _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.buffer: Tensor | None = None
         self.x_aug: Tensor | None = None
 
@@ -40,7 +40,8 @@ class _CompiledTopK:
             out = self.buffer[: len(chunk)]
         n, d = len(chunk), self.b_dec.shape[0]
         if self.x_aug is None or self.x_aug.shape[0] < n:
-            self.x_aug = self.W_aug.new_ones(n, d + 1)  # (x - b_dec | 1)
+            self.x_aug = self.W_aug.new_zeros(n, self.W_aug.shape[0])  # (x - b_dec | 1 | 0...)
+            self.x_aug[:, d] = 1
         x_aug = self.x_aug[:n]
         torch.sub(chunk, self.b_dec, out=x_aug[:, :d])
         return torch.mm(x_aug, self.W_aug, out=out)

@@ -315,8 +315,7 @@ class SparseAutoencoder(nn.Module):
         assert self.cfg.k is not None
         if pre_BU is None:
             pre_BU = self.preacts(x_BD)
-        # plain torch.topk: at inference the fused/grouped kernels measured slower here
-        # (benchmarks/encode_throughput.py: 0.49-0.57 against 0.64 of the roofline, 2 threads)
+        # plain torch.topk; the encoders of sae/encoding.py use the compiled kernel on CPU
         values_BK, units_BK = pre_BU.topk(self.cfg.k, dim=1, sorted=False)
         return torch.relu(values_BK), units_BK
 

@@ -8,8 +8,12 @@ path: `F.embedding_bag` gathers k decoder rows per sample instead of multiplying
 
 CPU kernels (chosen per device; on other devices the plain torch ops run, as they are not
 measured to help there; see benchmarks/train_throughput.py for the measurements):
-- `topk_rows`: an exact per-row top-k that reads each row once for strided group maxima and
-  then ranks only the k best groups' members (torch.topk over whole rows is memory-bound).
+- `topk_rows` / `preacts_topk` / `batch_topk_units`: the compiled (numba) selections of
+  sae/sparse_kernels.py first (exact; torch.topk over short rows cost half the matmul);
+  where they decline (NaN, no numba) the torch versions below: an exact per-row top-k over
+  strided group maxima, and a batch top-k from per-row candidates.
+- the pre-activations: one matmul with the bias as an extra input column, into a buffer the
+  Trainer reuses across steps (sae/scratch.py).
 - the weight gradients of the gathered encoder and decoder group the selected entries by unit
   with one stable (radix) sort and sum them with `F.embedding_bag`; embedding_bag's own
   backward sorts with a comparison sort, which cost as much as the encoder matmul.
@@ -64,7 +68,8 @@ def _cpu_kernels(tensor: Tensor) -> bool:
 def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Per-row top-k (values, indices), unsorted; exact: the same values as `torch.topk`.
 
-    On CPU, each row's columns form n_units / 16 strided groups; any group holding one of the
+    On CPU the compiled kernel (sae/sparse_kernels.py; rows sorted by unit); without it,
+    each row's columns form n_units / 16 strided groups; any group holding one of the
     row's k largest values has a maximum at least the k-th largest, so the k groups with the
     largest maxima hold k values that are the row's top k. Only their 16 k members are ranked.
     Ties may pick other indices of equal value, as torch.topk itself may. No gradient.
@@ -99,14 +104,29 @@ def chunk_rows_for(n_units: int) -> int:
     return max(512, min(4096, (1 << 23) // max(1, n_units)))
 
 
+def affine_width(d: int) -> int:
+    """Columns of (x | 1 | 0...): d + 1 rounded up to a multiple of 8. The GEMM runs its
+    inner dimension in blocks of 8: 4096 x 257 @ 257 x 2048 took 1.15x the time of 256,
+    264 only 1.04x (thread CPU time, 1 thread, the 2-core project machine)."""
+    return -(-(d + 1) // 8) * 8
+
+
 def affine_operands(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> tuple[Tensor, Tensor]:
-    """(x | 1) and (W_enc ; b_enc): their product is x @ W_enc + b_enc in one plain matmul.
+    """(x | 1 | 0...) and (W_enc ; b_enc ; 0...): their product is x @ W_enc + b_enc in one
+    plain matmul.
 
     On CPU `addmm` first fills its whole (B, n_units) output with the bias, an extra pass
     that cost a third of the matmul itself; the bias as one more input column costs none.
     """
-    ones = x_BD.new_ones(x_BD.shape[0], 1)
-    return torch.cat([x_BD.detach(), ones], 1), torch.cat([W_enc.detach(), b_enc.detach()[None]])
+    n_rows, d = x_BD.shape
+    width = affine_width(d)
+    xa_BD = x_BD.new_zeros(n_rows, width)
+    xa_BD[:, :d] = x_BD.detach()
+    xa_BD[:, d] = 1
+    Wa_DU = W_enc.new_zeros(width, W_enc.shape[1])
+    Wa_DU[:d] = W_enc.detach()
+    Wa_DU[d] = b_enc.detach()
+    return xa_BD, Wa_DU
 
 
 def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
@@ -125,8 +145,9 @@ def preacts_topk(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dense pre-activations and their per-row top-k, without gradients.
 
-    Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)). Row chunks keep
-    each block of pre-activations in cache between the matmul and its top-k.
+    Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)). CPU: one matmul,
+    then the compiled per-row top-k on all threads; without it, row chunks keep each block
+    of pre-activations in cache between the matmul and its torch top-k.
     """
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
@@ -134,7 +155,8 @@ def preacts_topk(
         if _cpu_kernels(xc_BD) and sparse_kernels.available(W_enc.detach()):
             # one matmul of the whole batch, then the compiled top-k (one pass per row)
             pre_BU = affine_preacts(xc_BD, W_enc, b_enc)
-            compiled = sparse_kernels.row_topk(pre_BU, k)
+            with matmul_threads():  # like the matmul: one large op, all threads
+                compiled = sparse_kernels.row_topk(pre_BU, k)
             if compiled is not None:
                 return pre_BU, compiled[0].view(-1), compiled[1].view(-1), offsets
     chunk_rows = chunk_rows or chunk_rows_for(n_units)
