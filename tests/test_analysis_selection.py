@@ -219,3 +219,22 @@ def test_head_equals_asking_for_fewer_units_and_default_units_reuse_a_ranking():
     )
     with pytest.raises(ValueError, match="n must be at least 1"):
         full.head(0)
+
+
+def test_rect_selection_compares_in_the_coordinates_dtype():
+    """The compiled rectangle test selects exactly what numpy's comparisons select (bounds
+    compared in the points' dtype), bounds on points included, for float32 and float64."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        coords = rng.standard_normal((5000, 2)).astype(dtype)
+        x, y = coords[:, 0], coords[:, 1]
+        for x_range, y_range in [
+            ((float(x[7]), float(x[9])), (-0.3, float(y[11]))),  # bounds on points, any order
+            ((-0.1, 0.1), (0.2, -0.2)),  # not representable in float32
+            ((5.0, 6.0), (0.0, 1.0)),  # empty
+        ]:
+            (a, b), (c, d) = sorted(x_range), sorted(y_range)
+            expected = np.flatnonzero((x >= a) & (x <= b) & (y >= c) & (y <= d))
+            got = samples_in_rect(coords, x_range, y_range)
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype == np.int64

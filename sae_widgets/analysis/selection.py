@@ -51,6 +51,14 @@ def samples_in_rect(coords: Any, x_range: Any, y_range: Any) -> NDArray[np.int64
     x_low, x_high = _check_range(x_range, "x_range")
     y_low, y_high = _check_range(y_range, "y_range")
     x, y = points[:, 0], points[:, 1]
+    if points.dtype in (np.float32, np.float64):  # one compiled pass (numba), same comparisons
+        from sae_widgets.analysis._selection_kernels import points_in_rect
+
+        kind = points.dtype.type  # numpy compares with a Python float in the array's dtype
+        found: NDArray[np.int64] = points_in_rect(
+            x, y, kind(x_low), kind(x_high), kind(y_low), kind(y_high)
+        )
+        return found
     inside = (x >= x_low) & (x <= x_high) & (y >= y_low) & (y <= y_high)
     return np.flatnonzero(inside).astype(np.int64)
 
@@ -106,20 +114,17 @@ def samples_in_polygon(
     order, xs, ys = y_order(points) if by_y is None else by_y
     if len(order) != len(points):
         raise ValueError(f"by_y must order all {len(points)} points; got {len(order)}")
-    inside = np.zeros(len(order), dtype=np.bool_)
-    bounds = np.searchsorted(ys, vertices[:, 1], side="left")
-    following = np.roll(np.arange(len(vertices)), -1)
-    for a, b in zip(range(len(vertices)), following):
-        (x0, y0), (x1, y1) = vertices[a], vertices[b]
-        lo, hi = sorted((int(bounds[a]), int(bounds[b])))
-        if y0 == y1 or lo == hi:
-            continue  # a horizontal edge, or no point in its band [min y, max y)
-        band_y = ys[lo:hi]
-        crossing_x = x0 + (band_y - y0) * ((x1 - x0) / (y1 - y0))
-        inside[lo:hi] ^= xs[lo:hi] < crossing_x
-    mask = np.zeros(len(order), dtype=np.bool_)
-    mask[order[inside]] = True
-    return np.flatnonzero(mask).astype(np.int64)
+    from sae_widgets.analysis._selection_kernels import points_in_polygon
+
+    bounds = np.searchsorted(ys, vertices[:, 1], side="left").astype(np.int64)
+    found: NDArray[np.int64] = points_in_polygon(
+        np.ascontiguousarray(order, dtype=np.int64),
+        np.ascontiguousarray(xs, dtype=np.float64),
+        np.ascontiguousarray(ys, dtype=np.float64),
+        np.ascontiguousarray(vertices),
+        bounds,
+    )
+    return found
 
 
 class _Means:
