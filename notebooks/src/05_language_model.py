@@ -60,18 +60,37 @@ print(
 # are not run), drops the padding and returns one row per token. Each row remembers its
 # document, position and token id (`acts.tokens`), which is how the views show tokens in
 # their context.
+#
+# One thing to settle first: a causal LM's **first token** is an *attention sink*, a
+# position every later token attends to when it has nothing better to do, and its residual
+# stream is huge. Compare the norms of the first and the later positions on a few texts:
 
 # %%
 docstrings = sw.datasets.python_docstrings(N_DOCS)
+sample = sw.collect_activations(model, LAYER, data=docstrings[:8], tokenizer=tokenizer)
+norms = np.linalg.norm(sample.X, axis=1)
+first = sample.tokens.pos == 0
+print(
+    f"median norm: first position {np.median(norms[first]):,.0f}, "
+    f"later positions {np.median(norms[~first]):,.0f}; the first positions hold "
+    f"{(norms[first] ** 2).sum() / (norms**2).sum():.1%} of the total squared norm"
+)
+
+# %% [markdown]
+# An SAE trained on all positions would spend its loss on those few sink rows, and its FVU
+# would mostly measure them. So `drop_first=1` leaves each document's first position out, as
+# SAELens users do with the BOS token; the splice in section 6 leaves it alone to match.
+
+# %%
 docs = sw.collect_activations(
-    model, LAYER, data=docstrings, tokenizer=tokenizer, max_tokens=MAX_TOKENS
+    model, LAYER, data=docstrings, tokenizer=tokenizer, max_tokens=MAX_TOKENS, drop_first=1
 )
 print(docs)
 print(repr(docstrings[0][:160]))
 
 # %%
 corpus = sw.datasets.sentences(N_SENTENCES, seed=0, label="tense")
-sentences = sw.collect_activations(model, LAYER, data=corpus, tokenizer=tokenizer)
+sentences = sw.collect_activations(model, LAYER, data=corpus, tokenizer=tokenizer, drop_first=1)
 print(sentences)
 print(corpus[:3])
 
@@ -79,7 +98,8 @@ print(corpus[:3])
 # ## 3 · A TopK SAE on the token vectors
 #
 # One SAE for both corpora: the docstrings give variety, the sentences the attributes we
-# know. Residual-stream norms vary a lot between tokens; the SAE sees them as they are.
+# know. Beyond the sink, residual-stream norms still vary between tokens; the SAE sees
+# them as they are.
 
 # %%
 X = np.concatenate([docs.X, sentences.X])
@@ -178,7 +198,13 @@ for value, name in enumerate(corpus.variants["tense"].value_names):
 
 # %%
 spliced = sw.metrics.evaluate(
-    sae, docstrings[:4], model=model, layer=LAYER, tokenizer=tokenizer, max_length=48
+    sae,
+    docstrings[:4],
+    model=model,
+    layer=LAYER,
+    tokenizer=tokenizer,
+    max_length=48,
+    skip_first=1,  # the sink position keeps the block's own output: the SAE never saw it
 )
 for key in ("ce_original", "ce_spliced", "ce_zero_ablated", "ce_mean_ablated"):
     print(f"{key:<16} {spliced[key]:.3f} nats/token")
