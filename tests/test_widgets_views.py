@@ -3,7 +3,10 @@ clicks/brushes -> Selection (view -> state), with values checked against brute f
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -383,6 +386,10 @@ def test_heatmap_rows_follow_the_selection_and_columns_rank_enrichment(ex, codes
     # The PNG is that matrix, each column scaled by its unit's maximum over the dataset.
     expected = sequential_rgb(data.matrix / codes[:, data.units].max(axis=0), vmax=1.0)
     np.testing.assert_array_equal(decode_png(view.matrix_mark.image.value), expected)
+    # Silent cells are transparent (the page's background shows, light or dark theme).
+    with PIL.Image.open(io.BytesIO(view.matrix_mark.image.value)) as picture:
+        alpha = np.asarray(picture)[..., 3]
+    np.testing.assert_array_equal(alpha == 0, data.matrix == 0)
     assert f"{len(chosen)} of {len(chosen)} selected samples" in view.caption.value
 
 

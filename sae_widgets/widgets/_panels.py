@@ -32,7 +32,7 @@ from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, pixel_s
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
-_BLANK = np.full((1, 1, 3), 255, dtype=np.uint8)
+_BLANK = np.zeros((1, 1, 4), dtype=np.uint8)  # transparent: nothing drawn yet
 # Pictures need no axes, only room for the title above them.
 _TIGHT = {"top": TITLE_ROOM, "bottom": 5, "left": 5, "right": 5}
 # Pairs name their colours in the title: bqplot draws a legend inside the plot, over the data.

@@ -44,6 +44,14 @@ def _hex_rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
 
 
+def _transparent_zeros(normalized: np.ndarray) -> np.ndarray:
+    """RGBA of the matrix: the sequential colours, silent cells (zero) transparent, so most of
+    a sparse matrix shows the page's background (no white block on a dark theme)."""
+    rgb = sequential_rgb(normalized, vmax=1.0)
+    alpha = np.where(normalized > 0, 255, 0).astype(np.uint8)
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
 def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[np.ndarray, np.ndarray]:
     """The closed outline of a rectangle, as Lines x and y."""
     return (
@@ -184,7 +192,7 @@ class ActivationHeatmap(ExplorerView):
             self.matrix_mark.y = (0.0, float(max(n_rows, 1)))
             self.strip_mark.y = (0.0, float(max(n_rows, 1)))
             if n_rows and n_cols:
-                set_picture(self.matrix_mark, sequential_rgb(normalized, vmax=1.0))
+                set_picture(self.matrix_mark, _transparent_zeros(normalized))
             if n_rows:
                 set_picture(self.strip_mark, self._strip_rgb(data))
         labelled = range(0, n_cols, step)  # each label at the middle of its column
