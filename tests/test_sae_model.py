@@ -61,13 +61,14 @@ def test_topk_forward_is_relu_of_topk() -> None:
 
 
 @pytest.mark.parametrize("activation", ["topk", "batchtopk"])
-def test_sparse_backward_matches_dense_autograd(activation: str) -> None:
+@pytest.mark.parametrize("k_aux", [5, 14])  # 14: every dead unit (no AuxK selection)
+def test_sparse_backward_matches_dense_autograd(activation: str, k_aux: int) -> None:
     """The gathered encoder/decoder gradients equal those of the plain dense computation."""
     model = make(activation, k=4).train()
     x = data()
     dead = torch.zeros(40, dtype=torch.bool)
     dead[::3] = True  # exercise AuxK too
-    out = model.forward_train(x, dead, k_aux=5)
+    out = model.forward_train(x, dead, k_aux=k_aux)
     loss = out.fvu + 0.5 * out.aux_fvu
     loss.backward()
     sparse_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
@@ -86,7 +87,7 @@ def test_sparse_backward_matches_dense_autograd(activation: str) -> None:
     fvu = (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
     dead_pre = pre.detach().clone()
     dead_pre[:, ~dead] = -torch.inf
-    aux_units = dead_pre.topk(5, dim=1).indices
+    aux_units = dead_pre.topk(k_aux, dim=1).indices
     aux_mask = torch.zeros_like(mask).scatter_(1, aux_units, True)
     aux_codes = torch.relu(pre) * aux_mask
     e = (x - x_hat).detach()

@@ -255,8 +255,12 @@ def aux_fvu_of(
     """AuxK: the top k_aux dead units of each sample reconstruct the main residual."""
     dead_units = dead_mask.nonzero().squeeze(1)
     k_aux = min(k_aux or model.cfg.d_in // 2, dead_units.numel())
-    selected, units_BK = pre_BU[:, dead_units].topk(k_aux, dim=1, sorted=False)
-    units = dead_units[units_BK.reshape(-1)]
+    dead_BU = pre_BU[:, dead_units]
+    if k_aux == dead_units.numel():  # every dead unit of every sample: no selection
+        selected, units = dead_BU, dead_units.repeat(x_BD.shape[0])
+    else:
+        selected, units_BK = dead_BU.topk(k_aux, dim=1, sorted=False)
+        units = dead_units[units_BK.reshape(-1)]
     offsets = torch.arange(0, x_BD.shape[0] * k_aux, k_aux, device=x_BD.device)
     values = torch.relu(
         gathered_preacts(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -35,7 +36,12 @@ def _kernels() -> dict[str, Any] | None:
     """The compiled kernels, or None without numba (compiled on first use, cached on disk)."""
     try:
         from sae_widgets.sae import _numba_kernels
-    except ImportError:  # pragma: no cover - numba is a dependency; kept for odd installs
+    except Exception as error:  # no numba, or it cannot run here: the torch paths run
+        warnings.warn(
+            f"sae_widgets: compiled top-k kernels unavailable ({error!r}); using torch.topk",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     return {"rows": _numba_kernels.topk_rows_kernel, "above": _numba_kernels.collect_above}
 
