@@ -145,3 +145,13 @@ def test_missing_pyarrow_is_a_clear_error(cache, monkeypatch):
         ImportError, match=r"'.*cache' needs pyarrow: pip install 'sae_widgets\[saelens\]'"
     ):
         SAELensCache(folder)
+
+
+def test_a_process_where_datasets_registered_its_array_type_reads_the_same(cache):
+    folder, acts, _ = cache
+    pa.register_extension_type(Array2D((CONTEXT, D), "float32"))  # what importing datasets does
+    try:
+        ds = SAELensCache(folder)
+    finally:
+        pa.unregister_extension_type("datasets.features.features.Array2DExtensionType")
+    np.testing.assert_array_equal(np.asarray(ds.X), acts.reshape(-1, D))
