@@ -90,7 +90,7 @@ def _array2d_columns(features: dict[str, Any]) -> dict[str, tuple[int, int, str]
 def _flat_values(column: Any, lengths: tuple[int, ...], where: str) -> np.ndarray:
     """The numbers of a nested list column whose lists at each level hold exactly `lengths`
     items (a (context, d) array per row, say), flattened zero-copy; else a StoreError."""
-    pa = _pyarrow(Path(where))
+    import pyarrow as pa  # present: SAELensCache checked it before reading any file
     import pyarrow.compute as pc
 
     if isinstance(column.type, pa.BaseExtensionType):
