@@ -105,7 +105,11 @@ class GLScatter:
     def show_selected(self, samples: Sequence[int]) -> None:
         selected = np.asarray(samples, dtype=np.uint32)
         current = self.widget.selection
-        if current is not None and np.array_equal(np.asarray(current, np.uint32), selected):
+        # The browser lists a lasso's points in its own (spatial index) order: compare sorted,
+        # so showing the points it already shows sends nothing (and costs no redraw).
+        if current is not None and np.array_equal(
+            np.sort(np.asarray(current, np.uint32)), np.sort(selected)
+        ):
             return
         self._showing = selected
         with _quiet():

@@ -68,8 +68,11 @@ class Dashboard(ExplorerView):
         # Followed before any view is built, so its update is the first message of an action:
         # the line the user reads first changes first.
         self.follow(lambda _change: self._draw_status(), "unit", "samples")
-        self.brush = PCABrush(ex, select_with=select_with)
+        # Built (so following the Selection) in the order a user looks after an action: the
+        # inspector's unit change before the PCA plot's recolouring (with WebGL, one message
+        # of every drawn point), then the lists and the heatmap.
         self.inspector = UnitInspector(ex)
+        self.brush = PCABrush(ex, select_with=select_with)
         self.table = UnitTable(ex)
         self.heatmap = ActivationHeatmap(ex)
         self.probe = ProbeSlider(ex, attribute) if ex.dataset.attributes else None
