@@ -14,7 +14,12 @@ heatmap picture, inspector pictures, enriched buttons, PCA colours).
 Where the time goes: the kernel logs each widget message it handles (``Widget._handle_msg``,
 wall clock), so each action splits into browser -> kernel (the message's way in), kernel (the
 handlers, and the updates they send), and kernel -> view (messages out, then the browser
-applying and drawing them). Browser and kernel share this machine's wall clock.
+applying and drawing them). Browser and kernel share this machine's wall clock. The kernel
+also logs every widget message it sends (size and the dashboard view it belongs to), so each
+action's row says how many messages and KB it sent ("msgs", "KB") and a second line splits the
+messages by view. On a loaded 2-core machine each message costs the page several ms to
+receive (the kernel sends them all within ~20 ms; they arrive spread over 100-300 ms), so the
+count is what to cut.
 
 Targets (issue 15): unit change <= 150 ms, lasso <= 250 ms at 100k points. The machine is
 shared, so figures vary from run to run; medians over repeats are printed.

@@ -1,7 +1,7 @@
 """A lasso drawn with the mouse on PCABrush's WebGL scatter (jupyter-scatter, a decimated
 subset of the samples) selects over every sample, drawn or not, from the outline the browser
 sends: the kernel's selection holds more samples than were drawn inside, and its drawn part is
-exactly the points the browser itself marked."""
+exactly the points the browser itself marked. The shared WebGL renderer is sized to the plot."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def test_a_mouse_lasso_on_the_webgl_scatter_selects_every_sample_inside(lab: Lab
     expect(canvas).to_be_visible()
     box = canvas.bounding_box()
     assert box is not None
+    # RendererFit: jupyter-scatter's shared renderer draws at the plot's size, not the
+    # window's (1400 x 1000 here; software WebGL pays for every pixel of it on every frame).
+    lab.page.wait_for_function(
+        """plot => { const shared = window.jupyterScatter.renderer.canvas;
+                     return shared.width === plot.width && shared.height === plot.height; }""",
+        arg=canvas.element_handle(),
+        timeout=10_000,
+    )
     loop = [(0.3, 0.3), (0.7, 0.3), (0.75, 0.6), (0.5, 0.75), (0.3, 0.6), (0.3, 0.32)]
     points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in loop]
     mouse = lab.page.mouse
