@@ -220,6 +220,16 @@ def test_enrichment_and_heatmap_follow_the_selection(explorer, fitted):
     np.testing.assert_array_equal(heat.row_labels, ds.labels[heat.rows])
     custom = explorer.heatmap(rows=[5, 1], units=[0, 23])
     np.testing.assert_allclose(custom.matrix, Z[[5, 1]][:, [0, 23]], atol=1e-6)
+    # the kept ranking answers for the same set only: a caller's array changed in place
+    # (same object, new content) is ranked again
+    mine = np.flatnonzero(ds.labels == 3)
+    first = explorer.enrichment(mine, top=None)
+    mine[:] = np.flatnonzero(ds.labels == 5)[: len(mine)]
+    mine.sort()
+    again = explorer.enrichment(mine, top=None)
+    assert again.n_inside == len(mine)
+    np.testing.assert_array_equal(again.units, explorer.enrichment(mine.copy(), top=None).units)
+    assert not np.array_equal(again.count_inside, first.count_inside)
 
 
 def test_heatmap_without_selection_is_label_stratified(explorer, fitted):

@@ -160,7 +160,8 @@ class Explorer(SelectionQueries, PrefixQueries):
         self._directions: NDArray[np.float32] | None = None
         self._summaries: OrderedDict[tuple[Any, ...], UnitSummary] = OrderedDict()
         self._labels: tuple[Any, Any, LabelIndex] | None = None  # (labels, names, index)
-        self._last_enrichment: tuple[tuple[int, int, bytes], Enrichment] | None = None
+        # (key, the samples asked about, their full ranking): see SelectionQueries.enrichment
+        self._last_enrichment: tuple[tuple[int, int, bytes], Any, Enrichment] | None = None
         self.steerer = self._steerer(model, layer, inputs, input_fn, tokenizer)
 
     def _steerer(

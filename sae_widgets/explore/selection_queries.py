@@ -48,7 +48,7 @@ class SelectionQueries:
         default_projection: str
         _display: dict[tuple[str, int], NDArray[np.int64]]
         _by_y: dict[str, tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]]
-        _last_enrichment: tuple[tuple[int, int, bytes], Enrichment] | None
+        _last_enrichment: tuple[tuple[int, int, bytes], NDArray[np.int64], Enrichment] | None
 
         @property
         def codes(self) -> CodeStore: ...
@@ -103,10 +103,17 @@ class SelectionQueries:
         if top is not None:
             top = check_positive_int(top, "top")
         chosen = self._samples_or_selection(samples)
-        key = (self.codes.n_samples, len(chosen), chosen.tobytes())
-        if self._last_enrichment is None or self._last_enrichment[0] != key:
-            self._last_enrichment = (key, enrichment(self.codes, chosen, top=None))
-        ranking = self._last_enrichment[1]
+        last = self._last_enrichment
+        # The Selection's kept array is read-only: the same object is the same set (every
+        # view of one brush asks with it), so the 800 kB key of a 100k set is not rebuilt.
+        if last is None or not (last[1] is chosen and not chosen.flags.writeable):
+            key = (self.codes.n_samples, len(chosen), chosen.tobytes())
+            if last is None or last[0] != key:
+                last = (key, chosen, enrichment(self.codes, chosen, top=None))
+            else:
+                last = (key, chosen, last[2])
+            self._last_enrichment = last
+        ranking = last[2]
         return ranking if top is None else ranking.head(top)
 
     def heatmap(
