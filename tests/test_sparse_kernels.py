@@ -93,13 +93,14 @@ def test_batch_topk_is_the_flat_top_k(n_units: int) -> None:
         n_keep = 256 * 4
         result = sparse_kernels.batch_topk(pre, n_keep)
         assert result is not None
-        units, offsets, cutoff = result
+        units, offsets, cutoff, values = result
         assert units.numel() == n_keep
         counts = torch.diff(offsets, append=torch.tensor([n_keep]))
         row = torch.repeat_interleave(torch.arange(256), counts)
         flat = row * n_units + units
         assert (flat.diff() > 0).all()  # row-major, each value once
         kept = pre.flatten()[flat]
+        assert torch.equal(values, kept)
         torch.testing.assert_close(
             kept.sort().values, pre.flatten().topk(n_keep).values.sort().values
         )
@@ -111,7 +112,7 @@ def test_batch_topk_guess_too_high_falls_back_or_widens() -> None:
     pre[0::64] = torch.randn(4, 64, generator=gen(0)) + 3.0  # the sampled rows hold every winner
     result = sparse_kernels.batch_topk(pre, 256 * 2)
     if result is not None:  # exact, or nothing
-        units, offsets, _ = result
+        units, offsets, _, _ = result
         counts = torch.diff(offsets, append=torch.tensor([units.numel()]))
         row = torch.repeat_interleave(torch.arange(256), counts)
         kept = pre[row, units]

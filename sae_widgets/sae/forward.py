@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import distributed
+from sae_widgets.sae import distributed, sparse_kernels
 from sae_widgets.sae.sparse_ops import (
     SparseCodes,
     affine_preacts,
@@ -209,6 +209,10 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
     with torch.no_grad():
         pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc)
         if model.training:
+            if not distributed.is_global() and sparse_kernels.available(pre_BU):
+                found = sparse_kernels.batch_topk(pre_BU, model.cfg.k * xc_BD.shape[0])
+                if found is not None:  # its values too: no gather from pre_BU
+                    return Selection(pre_BU, found[0], found[1], found[3], found[2])
             select = distributed.global_batch_topk if distributed.is_global() else batch_topk_units
             units, offsets, batch_threshold = select(pre_BU, model.cfg.k)
             return Selection(pre_BU, units, offsets, None, batch_threshold)

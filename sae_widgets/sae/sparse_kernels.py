@@ -137,9 +137,10 @@ MARGIN = 1.5
 keep fewer than k * B (then a second guess at 4x, then the torch path)."""
 
 
-def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor] | None:
-    """The `n_keep` largest values of the batch: (units, offsets, cut-off) with entries in
-    row-major order (as the flat torch.topk path gives), or None where not exact."""
+def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """The `n_keep` largest values of the batch: (units, offsets, cut-off, values) with
+    entries in row-major order (as the flat torch.topk path gives), or None where not
+    exact."""
     kernels = _kernels()
     n_rows, n_units = pre_BU.shape
     total = n_rows * n_units
@@ -179,4 +180,5 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor] | N
         torch.from_numpy(flat % n_units),
         torch.from_numpy(offsets.astype(np.int64)),
         torch.tensor(cutoff, dtype=pre_BU.dtype),
+        torch.from_numpy(values[keep]),
     )

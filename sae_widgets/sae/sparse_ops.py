@@ -198,7 +198,7 @@ def batch_topk_units(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     if _cpu_kernels(pre_BU) and sparse_kernels.available(pre_BU):
         compiled = sparse_kernels.batch_topk(pre_BU, n_keep)
         if compiled is not None:
-            return compiled
+            return compiled[:3]
     cand_vals, cand_units = topk_rows(pre_BU, min(n_units, CANDIDATES * k))
     flat = cand_vals.reshape(-1)
     cutoff = flat.kthvalue(flat.numel() - n_keep + 1).values
