@@ -142,3 +142,27 @@ def test_compiled_encoders_equal_the_torch_path(monkeypatch: pytest.MonkeyPatch)
     assert np.array_equal(csr.indices, csr_torch.indices)
     np.testing.assert_allclose(csr.data, csr_torch.data, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(csr.toarray(), dense.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lanes_of_pieces_give_the_same_bits_as_whole_chunks(monkeypatch, threads) -> None:
+    from sae_widgets.sae import encoding
+
+    torch.manual_seed(0)
+    model = SparseAutoencoder(SAEConfig(d_in=24, n_units=96, activation="topk", k=5)).eval()
+    x = torch.randn(1000, 24, generator=gen(7))
+    chunks = [x[:700], x[700:]]  # pieces of 128 rows: several lanes' worth per chunk
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        monkeypatch.setattr(encoding, "LANE_ROWS", 10**9)  # one piece per chunk
+        whole_csr, whole_dense = encode_csr(model, chunks), encode_dense(model, chunks, 1000)
+        monkeypatch.setattr(encoding, "LANE_ROWS", 128)
+        csr, dense = encode_csr(model, chunks), encode_dense(model, chunks, 1000)
+        assert torch.get_num_threads() == threads  # the lanes give torch its threads back
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(dense, whole_dense)
+    for field in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(csr, field), getattr(whole_csr, field))
+    np.testing.assert_array_equal(csr.toarray(), dense.numpy())

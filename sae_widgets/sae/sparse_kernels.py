@@ -68,7 +68,9 @@ def group_size(n_units: int, k: int) -> int:
 MODES = {"select": 0, "dense": 1, "csr": 2}
 
 
-def row_topk(pre_BU: Tensor, k: int, mode: str = "select") -> tuple[Tensor, Tensor] | None:
+def row_topk(
+    pre_BU: Tensor, k: int, mode: str = "select", threads: int | None = None
+) -> tuple[Tensor, Tensor] | None:
     """Exact per-row top k of `pre_BU` on CPU; None: use torch.
 
     mode "select": (values (B, k), units (B, k)), each row sorted by unit; of values tied
@@ -78,6 +80,7 @@ def row_topk(pre_BU: Tensor, k: int, mode: str = "select") -> tuple[Tensor, Tens
     mode "csr": as "select", ReLU'd, with -1 units where the value was <= 0 (the caller
       drops those).
     After None in mode "dense", pre_BU's contents are undefined: recompute them.
+    threads: at most this many threads (None: torch's count); 1 from a caller's own threads.
     """
     kernels = _kernels()
     n_rows, n_units = pre_BU.shape
@@ -87,13 +90,13 @@ def row_topk(pre_BU: Tensor, k: int, mode: str = "select") -> tuple[Tensor, Tens
     values = np.empty((n_rows, k), pre.dtype)
     units = np.empty((n_rows, k), np.int64)
     group, code = group_size(n_units, k), MODES[mode]
-    parts = _row_parts(n_rows)
+    parts = _row_parts(n_rows, torch.get_num_threads() if threads is None else threads)
     with record_function("sae::row_topk"):  # named in torch.profiler breakdowns
         if len(parts) == 1:
             ok = kernels["rows"](pre, k, group, code, values, units)
         else:  # the kernel releases the GIL: one thread per part of the rows
             ok = all(
-                _pool()[0].map(
+                pool()[0].map(
                     lambda p: kernels["rows"](pre[p], k, group, code, values[p], units[p]),
                     parts,
                 )
@@ -108,22 +111,22 @@ PART_ROWS = 256
 
 
 @cache
-def _pool() -> tuple[ThreadPoolExecutor, int]:
+def pool() -> tuple[ThreadPoolExecutor, int]:
     """Threads for `row_topk` (one per core) and their count."""
     workers = max(1, os.cpu_count() or 1)
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sae-topk"), workers
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of the pool's threads
-    os.register_at_fork(after_in_child=_pool.cache_clear)
+    os.register_at_fork(after_in_child=pool.cache_clear)
 
 
-def _row_parts(n_rows: int) -> list[slice]:
-    """Row ranges of `row_topk`, one per torch thread (torch.get_num_threads() is 1 while a
+def _row_parts(n_rows: int, threads: int) -> list[slice]:
+    """Row ranges of `row_topk`, one per thread (torch.get_num_threads() is 1 while a
     serial step runs, see sparse_ops_threads), at most one per core."""
-    threads = min(torch.get_num_threads(), n_rows // PART_ROWS)
+    threads = min(threads, n_rows // PART_ROWS)
     if threads > 1:
-        threads = min(threads, _pool()[1])
+        threads = min(threads, pool()[1])
     if threads <= 1:
         return [slice(0, n_rows)]
     bounds = [n_rows * i // threads for i in range(threads + 1)]
