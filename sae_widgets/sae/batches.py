@@ -23,6 +23,7 @@ statistics set from it (input scale, b_dec, JumpReLU thresholds) agree without m
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -132,6 +133,18 @@ class TensorBatches:
             yield self.X_ND[order[lo:hi]]
 
 
+def _lower_priority() -> None:
+    """The calling thread yields the CPU to every normal-priority one (Linux: a thread's nice
+    value is its own). The read-ahead copies windows while the training step runs on every
+    core; at equal priority it took CPU from the step's threads mid-operation, and a
+    streamed fit ran at 0.83-0.85 of the in-memory speed (benchmarks/stream_throughput.py).
+    At nice 19 it reads in the step's idle moments, or while the step waits for its window."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: equal priority, as before
+        pass
+
+
 class StreamBatches:
     """Batches read from a row source window by window, the next window read ahead in a
     background thread (numpy's reads release the GIL, so they overlap the training step)."""
@@ -175,6 +188,7 @@ class StreamBatches:
         stop = threading.Event()
 
         def produce() -> None:
+            _lower_priority()
             try:
                 for item in self._windows(plan):
                     while not stop.is_set():
