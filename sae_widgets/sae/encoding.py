@@ -76,7 +76,6 @@ class _CompiledTopK:
         self.b_dec = model.b_dec.detach()
         _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.lanes: list[_Operands] = []
-        self.topk_threads: int | None = None  # 1 inside lanes; None: torch's count
 
     @staticmethod
     def applies(model: SparseAutoencoder) -> bool:
@@ -94,25 +93,25 @@ class _CompiledTopK:
         return [pieces[i : i + per_lane] for i in range(0, n_pieces, per_lane)]
 
     def _run(
-        self, n_rows: int, step: Callable[[_Operands, int, int], _T | None]
+        self, n_rows: int, step: Callable[[_Operands, int, int, int | None], _T | None]
     ) -> list[_T] | None:
-        """step(lane, start, stop) over every piece, in row order; None if a step was."""
+        """step(lane, start, stop, top-k threads) over every piece, in row order; None if a
+        step was. The top-k gets one thread inside a lane, torch's count otherwise."""
         lanes = self._pieces(n_rows)
+        threads = None if len(lanes) == 1 else 1
 
         def run_lane(i: int) -> list[_T] | None:
             found = []
             for start, stop in lanes[i]:
-                result = step(self.lanes[i], start, stop)
+                result = step(self.lanes[i], start, stop, threads)
                 if result is None:
                     return None
                 found.append(result)
             return found
 
         if len(lanes) == 1:
-            self.topk_threads = None
             by_lane = [run_lane(0)]
         else:
-            self.topk_threads = 1
             with _torch_on_one_thread():
                 by_lane = list(sparse_kernels.pool()[0].map(run_lane, range(len(lanes))))
         if any(part is None for part in by_lane):
@@ -123,10 +122,10 @@ class _CompiledTopK:
         """`rows` (len(chunk) x n_units, contiguous) become the chunk's TopK codes; False
         if the kernel declined (rows then undefined)."""
 
-        def step(lane: _Operands, start: int, stop: int) -> bool | None:
+        def step(lane: _Operands, start: int, stop: int, threads: int | None) -> bool | None:
             piece = rows[start:stop]
             lane.preacts(chunk[start:stop], out=piece)
-            found = sparse_kernels.row_topk(piece, self.k, "dense", self.topk_threads)
+            found = sparse_kernels.row_topk(piece, self.k, "dense", threads)
             return None if found is None else True
 
         return self._run(len(chunk), step) is not None
@@ -134,9 +133,11 @@ class _CompiledTopK:
     def csr_parts(self, chunk: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
         """(values, units, counts per row) of a chunk's codes, or None (use torch)."""
 
-        def step(lane: _Operands, start: int, stop: int) -> tuple[Tensor, Tensor] | None:
+        def step(
+            lane: _Operands, start: int, stop: int, threads: int | None
+        ) -> tuple[Tensor, Tensor] | None:
             pre = lane.preacts(chunk[start:stop])
-            return sparse_kernels.row_topk(pre, self.k, "csr", self.topk_threads)
+            return sparse_kernels.row_topk(pre, self.k, "csr", threads)
 
         parts = self._run(len(chunk), step)
         if parts is None:
