@@ -104,7 +104,10 @@ def fit(activation: str, handler: str, say: Callable[[str], None]) -> None:
         "finite": all(bool(torch.isfinite(w).all()) for w in weights.values()),
         "fvu": float(sw.metrics.fvu(X, X_hat)),
     }
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Block, not SIG_IGN: swapping the handler while a burst is still arriving races with
+    # CPython's pending-signal check, which then prints "Signal 2 ignored due to race
+    # condition" (an unraisable warning, not our fault) into the report
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     say(json.dumps(report))
 
 
