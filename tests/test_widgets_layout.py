@@ -147,8 +147,8 @@ def test_probe_legend_names_each_curve_in_its_colour(ex, dashboard):
     focus = ex.selection.unit
     shown = probe.shown_units.tolist()
     assert probe.legend.units == shown
-    for item, curve, unit in zip(probe.legend.items, probe.curves, shown):
-        assert item["color"] == curve.colors[0]
+    for item, color, unit in zip(probe.legend.items, probe.curves.colors, shown, strict=True):
+        assert item["color"] == color
         assert item["label"] == f"━ {unit}"
         assert item["bold"] == (unit == focus)
     # The bars wear the same colours, one per bar; the focused unit is orange everywhere.
@@ -157,7 +157,8 @@ def test_probe_legend_names_each_curve_in_its_colour(ex, dashboard):
     probe.legend.click(2)
     assert ex.selection.unit == shown[2]
     assert probe.legend.items[2]["bold"]
-    assert probe.legend.items[2]["color"] == "#ff7f0e" == probe.curves[2].colors[0]
+    assert probe.legend.items[2]["color"] == "#ff7f0e" == probe.curves.colors[2]
+    assert probe.focus_curve.colors == ["#ff7f0e"] and probe.focus_curve.visible
     assert probe.bars.colors[2] == "#ff7f0e"
     others = [c for i, c in enumerate(probe.bars.colors) if i != 2]
     assert "#ff7f0e" not in others and len(set(others)) == len(others)

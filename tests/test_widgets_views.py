@@ -4,7 +4,9 @@ clicks/brushes -> Selection (view -> state), with values checked against brute f
 from __future__ import annotations
 
 import io
+from typing import Any
 
+import ipywidgets as widgets
 import numpy as np
 import PIL.Image
 import pytest
@@ -370,6 +372,58 @@ def test_webgl_scatter_draws_a_bounded_subset_and_selects_over_every_sample():
     assert ex.selection.samples == expected.tolist()
 
 
+def test_webgl_frames_wait_until_the_other_views_are_sent(monkeypatch):
+    """RendererFit: the browser holds the scatter's frames from the kernel's "hold" (before new
+    colours) or a release on the plot (a lasso) until its "release", which follows every other
+    view's update of that change, so a software WebGL frame never delays them."""
+    ds = sw.datasets.superposition(n=4000, n_features=12, dim=10, active=2.0, seed=2)
+    sae = small_fit(sw.SAE(n_units=16, k=3, epochs=1, batch_size=256, seed=0), ds.X)
+    ex = sw.Explorer(sae, ds)
+    dashboard = ex.dashboard()
+    brush = dashboard.brush
+    fit, plot = brush.scatter.fit, brush.scatter.widget
+    brush.color_by.value = "activation"
+    sent: list[tuple[Any, dict]] = []
+    original = widgets.Widget._send
+
+    def record(self, msg, buffers=None):
+        sent.append((self, msg))
+        return original(self, msg, buffers)
+
+    monkeypatch.setattr(widgets.Widget, "_send", record)
+
+    def frames() -> list[tuple[int, str]]:
+        return [
+            (i, msg["content"]["frames"])
+            for i, (widget, msg) in enumerate(sent)
+            if widget is fit and msg.get("method") == "custom"
+        ]
+
+    # A unit change: hold, the new colours, every other view, then release (last).
+    ex.selection.unit = 3 if ex.selection.unit != 3 else 4
+    points = [i for i, (w, m) in enumerate(sent) if w is plot and "points" in m["state"]]
+    assert [f for _, f in frames()] == ["hold", "release"] and len(points) == 1
+    (hold, _), (release, _) = frames()
+    assert hold < points[0] and release == len(sent) - 1
+    # the views followed after the PCA plot (unit table, heatmap) updated in between
+    assert dashboard.table.table in [w for w, _ in sent[points[0] + 1 : release]]
+    assert not fit.holding
+    # A lasso: the browser holds since the release on the plot; the kernel releases after
+    # the views' updates (nothing else to hold for), once.
+    sent.clear()
+    coords = ex.projection().coords
+    (x0, y0), (x1, y1) = np.percentile(coords, 30, axis=0), np.percentile(coords, 70, axis=0)
+    outline_from_browser(plot, [[x0, y0], [x1, y0], [x0, y1]])
+    assert ex.selection.samples and [f for _, f in frames()] == ["release"]
+    assert frames()[0][0] == len(sent) - 1
+    # Another outline around the same samples changes no view: still one release.
+    sent.clear()
+    selected = list(ex.selection.samples)
+    outline_from_browser(plot, [[x0, y0], [x1 + 1e-4, y0], [x0, y1]])
+    assert ex.selection.samples == selected and [f for _, f in frames()] == ["release"]
+    dashboard.close()
+
+
 # ---- ActivationHeatmap ---------------------------------------------------------------------
 
 
@@ -455,12 +509,18 @@ def test_probe_marks_the_focused_unit_and_clicks_focus_units(ex):
     outsider = int(np.setdiff1d(np.arange(ex.n_units), view.shown_units)[0])
     ex.selection.unit = outsider
     assert view.shown_units[-1] == outsider
-    assert view.curves[-1].stroke_width > view.curves[0].stroke_width
+    # One line per shown unit in one mark; the focused unit's again, thick, on top.
+    np.testing.assert_allclose(view.curves.y, view.result.response[:, view.shown_units].T)
+    np.testing.assert_allclose(view.focus_curve.y, view.result.response[:, outsider])
+    assert view.focus_curve.visible and view.focus_curve.stroke_width > view.curves.stroke_width
     third, first = view.shown_units[2], view.shown_units[0]
     view._clicked_bar(view.bars, {"event": "element_click", "data": {"index": 2}})
     assert ex.selection.unit == third
     view.click_curve(0)
     assert ex.selection.unit == first
+    # A click on a line of the curves mark: bqplot sends the line's datum, its index in it.
+    view._clicked_curve(view.curves, {"event": "element_click", "data": {"index": 2}})
+    assert ex.selection.unit == third
 
 
 def test_probe_averages_over_the_selection(ex):

@@ -1,5 +1,5 @@
 """`RendererFit`: draws jupyter-scatter's frames at the size of its plots, not of the window,
-and after a lasso's outline is sent.
+and after the other views have shown what a lasso or a unit change did.
 
 Why: jupyter-scatter (regl-scatterplot) draws every plot of the page through one shared WebGL
 renderer (``window.jupyterScatter.renderer``) whose canvas is as large as the browser window.
@@ -14,11 +14,17 @@ The fit wraps the renderer's ``render``. Before each frame it resizes the render
 largest plot canvas it has drawn into that is still on the page (what regl-scatterplot's own
 image export does for one plot: ``renderer.resize`` then ``renderer.refresh``), so every plot
 is still drawn whole, centred as before; a window resize makes the renderer window-sized again
-and the next frame shrinks it back. Frames requested within 120 ms of a pointer release on a
-plot are held back until then (the lasso stays drawn), so a lasso's outline reaches the kernel
-sooner: jupyter-scatter sends it only after the kernel took the points it selected (ipywidgets
-keeps one message per widget in flight), and a software frame drawn in between delayed it by
-~100 ms. `size` reports the renderer's size after a fit (``"<w>x<h>"`` device pixels).
+and the next frame shrinks it back. `size` reports the renderer's size after a fit
+(``"<w>x<h>"`` device pixels).
+
+Frames also wait (the plot keeps showing its last frame, the lasso stays drawn) from a pointer
+release on a plot, or from the kernel's `hold` (sent before new colours), until the kernel's
+`release` (sent after the last update of that action), then until the browser has painted the
+other views; at most 1 s. A software frame blocks the page: drawn as soon as a lasso ended it
+delayed the outline's way to the kernel (jupyter-scatter sends it only after the kernel took
+the selected points: ipywidgets keeps one message per widget in flight), and drawn when the
+kernel's answers arrived it delayed every other view by its length (measured at load ~4: a
+170 ms frame between the kernel's answers and their display, lasso 500 ms to the views).
 """
 
 from __future__ import annotations
@@ -32,31 +38,36 @@ _ESM = """
 const FIND_EVERY_MS = 100;
 const GIVE_UP_AFTER = 600;  // tries: a minute for jupyter-scatter to create its renderer
 
-const HOLD_AFTER_RELEASE_MS = 120;
+// Frames wait after a release on a plot, or when the kernel says it is sending an update, until
+// the kernel says the views are updated (then after the browser has painted them), or at most:
+const HOLD_AT_MOST_MS = 1000;
 
 function fit(renderer, report) {
   const targets = new Set();
   const render = renderer.render;
-  // When a lasso ends, jupyter-scatter sends the points it selected, then (once the kernel
-  // has taken those: ipywidgets keeps one message per widget in flight) the outline the
-  // kernel selects from. A software frame drawn in between delays the outline by its length,
-  // so frames wait (at most 120 ms) after a release on a plot; the lasso stays drawn meanwhile.
   let holdUntil = -Infinity;
+  let timer = null;
   const held = new Map();  // target canvas -> its latest frame, while frames wait
+  const flush = () => {
+    clearTimeout(timer);
+    timer = null;
+    holdUntil = -Infinity;
+    const frames = [...held];
+    held.clear();
+    for (const [canvas, drawFrame] of frames) renderer.render(drawFrame, canvas);
+  };
+  const hold = () => { holdUntil = performance.now() + HOLD_AT_MOST_MS; };
+  // The kernel's earlier messages are applied by now; their views draw in the next frame,
+  // and the held WebGL frames right after it.
+  const release = () => requestAnimationFrame(() => setTimeout(flush, 0));
   window.addEventListener('pointerup', event => {
     const onPlot = c => c.parentElement && c.parentElement.contains(event.target);
-    if ([...targets].some(onPlot)) holdUntil = performance.now() + HOLD_AFTER_RELEASE_MS;
+    if ([...targets].some(onPlot)) hold();
   }, true);
   renderer.render = (draw, target) => {
     const wait = holdUntil - performance.now();
     if (wait > 0) {
-      if (held.size === 0) {
-        setTimeout(() => {
-          const frames = [...held];
-          held.clear();
-          for (const [canvas, drawFrame] of frames) renderer.render(drawFrame, canvas);
-        }, wait);
-      }
+      if (timer === null) timer = setTimeout(flush, wait);
       held.set(target, draw);
       return undefined;
     }
@@ -77,6 +88,7 @@ function fit(renderer, report) {
     }
     return render(draw, target);
   };
+  return { hold, release };
 }
 
 export default {
@@ -89,18 +101,28 @@ export default {
     const install = () => {
       const renderer = window.jupyterScatter && window.jupyterScatter.renderer;
       if (renderer && !renderer.isDestroyed) {
-        if (!renderer.__swFitted) {
-          renderer.__swFitted = true;
-          fit(renderer, report);
-        }
+        if (!renderer.__swFit) renderer.__swFit = fit(renderer, report);
         window.__swFitModels.add(model);
       } else if (++tries < GIVE_UP_AFTER) {
         timer = setTimeout(install, FIND_EVERY_MS);
       }
     };
+    // The kernel's "hold" comes before an update that redraws a plot (new colours), its
+    // "release" after the last message of an action (see RendererFit.release).
+    const onMessage = message => {
+      const frames = window.jupyterScatter && window.jupyterScatter.renderer
+        && window.jupyterScatter.renderer.__swFit;
+      if (frames && message && message.frames === 'hold') frames.hold();
+      if (frames && message && message.frames === 'release') frames.release();
+    };
+    model.on('msg:custom', onMessage);
     window.__swFitModels = window.__swFitModels || new Set();
     install();
-    return () => { clearTimeout(timer); window.__swFitModels.delete(model); };
+    return () => {
+      clearTimeout(timer);
+      model.off('msg:custom', onMessage);
+      window.__swFitModels.delete(model);
+    };
   },
 };
 """
@@ -120,3 +142,17 @@ class RendererFit(anywidget.AnyWidget):  # type: ignore[misc]
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.layout.display = "none"  # nothing to see
+        self.holding = False  # whether the browser holds frames until `release`
+
+    def hold(self) -> None:
+        """Ask the browser to hold WebGL frames (e.g. before new colours), until `release`."""
+        if not self.holding:
+            self.holding = True
+            self.send({"frames": "hold"})
+
+    def release(self) -> None:
+        """The views' updates of an action are all sent: the browser draws the held frames
+        once it has painted them (nothing is sent when nothing is held)."""
+        if self.holding:
+            self.holding = False
+            self.send({"frames": "release"})

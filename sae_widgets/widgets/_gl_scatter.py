@@ -52,7 +52,8 @@ class GLScatter:
     widget:
         Its Jupyter widget (what is displayed).
     fit:
-        A `RendererFit`, to display beside `widget`: frames drawn at the plot's size.
+        A `RendererFit`, to display beside `widget`: frames drawn at the plot's size, held
+        while the kernel answers a lasso or recolours (`RendererFit.hold` / `release`).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class GLScatter:
         """
         k = max(len(palette), 1)
         values = (np.asarray(index, dtype=np.float32) + 0.5) / k
+        self.fit.hold()  # the new frame waits for the caller's `fit.release()`
         with _quiet():
             self.plot.color(by=values, map=list(palette), norm=(0.0, 1.0))
 
@@ -112,6 +114,7 @@ class GLScatter:
         ):
             return
         self._showing = selected
+        self.fit.hold()  # the new frame waits for the caller's `fit.release()`
         with _quiet():
             self.plot.selection(selected if len(selected) else None)
 
@@ -124,12 +127,19 @@ class GLScatter:
         # A lasso's points come with an outline right after them: the outline decides. A
         # single point without one is a click.
         if len(picked) == 1 or (len(picked) and self._on_outline is None):
+            self.fit.holding = True  # since the release on the plot (the browser holds)
             self._on_drawn(picked)
+            self.fit.release()
+        elif not len(picked):  # a click on empty space: no outline follows
+            self.fit.holding = True
+            self.fit.release()
 
     def _outlined(self, change: dict[str, Any]) -> None:
         new = change["new"]
         if self._on_outline is None or new is None:
             return
         outline = np.asarray(new, dtype=np.float64)
+        self.fit.holding = True  # since the release on the plot (the browser holds)
         if outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3:
             self._on_outline(outline)  # an empty outline is a deselect: nothing to do
+        self.fit.release()  # no-op when the caller released it already

@@ -111,6 +111,11 @@ class PCABrush(ExplorerView):
         The scatter's adapter: `SVGScatter` or `GLScatter` (tool, selection and colours).
     count, enriched, clear_button, undo_button:
         "<N> samples selected", the enriched-unit buttons, clear, undo.
+    releases_frames:
+        WebGL: a frame of new colours or of a selection made elsewhere waits until the
+        browser has shown the other views' updates of that change (`_gl_fit.RendererFit`).
+        True: this view releases it after its own update; a container that updates more
+        views after this one sets it False and calls `release_frames` after the last.
     """
 
     def __init__(
@@ -199,7 +204,8 @@ class PCABrush(ExplorerView):
             color_by,
             tooltips=[f"colour each sample by its {label}" for label, _ in options],
         )
-        self.color_by.observe(lambda _change: self._recolor(), "value")
+        self.color_by.observe(lambda _change: self._recolor(release=True), "value")
+        self.releases_frames = True
         self.legend = widgets.HTML()
         self.count = widgets.HTML()
         # Buttons as wide as their words, so "<N> samples selected" keeps to one line.
@@ -249,7 +255,7 @@ class PCABrush(ExplorerView):
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
         self.follow(lambda _change: self._on_unit(), "unit")
         self.follow(lambda _change: self._draw_samples(), "samples")
-        self._recolor()
+        self._recolor(release=True)
         self._draw_samples()
 
     @property
@@ -314,6 +320,8 @@ class PCABrush(ExplorerView):
             chosen = self.selection.sample_array
             at = np.minimum(np.searchsorted(chosen, self.shown), max(len(chosen) - 1, 0))
             self.scatter.show_selected(np.flatnonzero(chosen[at] == self.shown) if n else [])
+            if self.releases_frames:
+                self.release_frames()
         else:
             self.points.show_selected(samples)
         if n:
@@ -330,9 +338,15 @@ class PCABrush(ExplorerView):
 
     def _on_unit(self) -> None:
         if self.color_by.value == "activation":
-            self._recolor()
+            self._recolor(release=self.releases_frames)
 
-    def _recolor(self) -> None:
+    def release_frames(self) -> None:
+        """WebGL: let the browser draw the plot's frames held since new colours were sent
+        (they wait so that the views updated with them are shown first)."""
+        if self.webgl:
+            self.scatter.fit.release()
+
+    def _recolor(self, release: bool) -> None:
         """Colour by label, or by the focused unit's activation (one colour per point)."""
         if self.color_by.value == "label":
             labels = self.ex.dataset.labels
@@ -363,5 +377,7 @@ class PCABrush(ExplorerView):
         self._colors = (palette, index)
         if self.webgl:  # the colour list is made only when asked for (50,000 strings)
             self.scatter.set_colors(index, palette)
+            if release:
+                self.release_frames()
         else:
             self.scatter.colors = self.point_colors

@@ -66,7 +66,10 @@ class ProbeSlider(ExplorerView):
     Attributes
     ----------
     figure:
-        Response curves (one Lines mark per unit) with the marker at the slider value.
+        Response curves with the marker at the slider value.
+    curves, focus_curve:
+        Lines marks: one line per shown unit (row i: ``shown_units[i]``, in its colour), and
+        the focused unit's line again, thick, on top.
     legend:
         `UnitButtons` naming each curve's unit in its colour (the focused one bold); a click
         focuses the unit.
@@ -127,18 +130,24 @@ class ProbeSlider(ExplorerView):
         self.varied_input = widgets.HTML()
 
         x_scale, y_scale = LinearScale(), LinearScale()
-        self.curves = [
-            Lines(
-                x=np.zeros(0, np.float32),
-                y=np.zeros(0, np.float32),
-                scales={"x": x_scale, "y": y_scale},
-                colors=[_CURVE_COLORS[i % len(_CURVE_COLORS)]],
-                stroke_width=1.5,
-            )
-            for i in range(self.n_curves)
-        ]
-        for position, line in enumerate(self.curves):
-            line.on_element_click(lambda *_args, position=position: self.click_curve(position))
+        # All curves in one mark (one message per redraw, one domain update in the browser),
+        # the focused unit's drawn again, thick, on top.
+        self.curves = Lines(
+            x=np.zeros(0, np.float32),
+            y=np.zeros((0, 0), np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=_CURVE_COLORS[: self.n_curves],
+            stroke_width=1.5,
+        )
+        self.curves.on_element_click(self._clicked_curve)
+        self.focus_curve = Lines(
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
+            scales={"x": x_scale, "y": y_scale},
+            colors=[_FOCUS_COLOR],
+            stroke_width=4.0,
+            visible=False,
+        )
         self.rule = Lines(
             x=np.zeros(2, np.float32),
             y=np.zeros(2, np.float32),
@@ -156,7 +165,7 @@ class ProbeSlider(ExplorerView):
         )
         self.x_axis = axis(x_scale, "attribute value")
         self.figure = figure(
-            [*self.curves, self.rule, self.dots],
+            [self.curves, self.focus_curve, self.rule, self.dots],
             [self.x_axis, axis(y_scale, "activation", vertical=True)],
             title="response of the most sensitive units",
             width="460px",
@@ -298,16 +307,15 @@ class ProbeSlider(ExplorerView):
         self.shown_units = np.asarray(units, dtype=np.int64)
         colors = unit_colors(units, focus)
         grid = result.values.astype(np.float32)
-        for position, line in enumerate(self.curves):
-            with line.hold_sync():
-                if position < len(units):
-                    unit = units[position]
-                    line.x, line.y = grid, result.response[:, unit]
-                    line.colors = [colors[position]]
-                    line.stroke_width = 4.0 if unit == focus else 1.5
-                    line.visible = True
-                else:
-                    line.visible = False
+        with self.curves.hold_sync():
+            self.curves.x = grid
+            self.curves.y = np.ascontiguousarray(result.response[:, units].T, np.float32)
+            self.curves.colors = colors
+        with self.focus_curve.hold_sync():
+            if focus is not None:
+                self.focus_curve.x = grid
+                self.focus_curve.y = result.response[:, focus].astype(np.float32)
+            self.focus_curve.visible = focus is not None
         self.legend.show(units, [f"━ {unit}" for unit in units], colors=colors, strong=focus)
         self._draw_value()
 
@@ -374,6 +382,11 @@ class ProbeSlider(ExplorerView):
     def _slider_moved(self, change: dict[str, Any]) -> None:
         if not self._syncing and change["new"] is not None:
             self.selection.probe_value = float(change["new"])
+
+    def _clicked_curve(self, _mark: Any, event: dict[str, Any]) -> None:
+        index = (event.get("data") or {}).get("index")
+        if index is not None:
+            self.click_curve(int(index))
 
     def click_curve(self, position: int) -> None:
         """Clicking the curve at `position` focuses its unit."""
