@@ -44,6 +44,18 @@ def _check_not_meta(tensor: Tensor, name: str) -> None:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
 
 
+def _extremes(array: Any) -> tuple[float, float]:
+    """(min, max) of a non-empty array or tensor, NaN if it holds one: one pass for floats
+    (torch.aminmax; min then max read the data twice), two otherwise."""
+    floats = array if torch.is_tensor(array) else None
+    if floats is None and array.dtype in (np.float32, np.float64) and array.flags.writeable:
+        floats = torch.from_numpy(np.asarray(array))  # no copy (torch warns on read-only)
+    if floats is not None and floats.is_floating_point() and floats.device.type == "cpu":
+        lo, hi = torch.aminmax(floats)
+        return float(lo), float(hi)
+    return float(array.min()), float(array.max())  # min/max propagate NaN
+
+
 def check_magnitude(array: Any, name: str) -> None:
     """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
     if torch.is_tensor(array):
@@ -51,7 +63,7 @@ def check_magnitude(array: Any, name: str) -> None:
             return
     elif array.size == 0 or array.dtype == np.bool_:
         return
-    lo, hi = float(array.min()), float(array.max())  # min/max propagate NaN
+    lo, hi = _extremes(array)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
     peak = max(-lo, hi)
