@@ -36,6 +36,8 @@ CATEGORIES: dict[str, str] = {
     "aten::_embedding_bag_per_sample_weights_backward": "sparse gather / scatter",
     "aten::embedding_dense_backward": "sparse gather / scatter",
     "aten::index_add_": "sparse gather / scatter",
+    "sae::unit_sums": "sparse gather / scatter",
+    "sae::entry_dots": "sparse gather / scatter",
     "aten::sort": "sparse gather / scatter",
     "aten::bincount": "sparse gather / scatter",
     "aten::repeat_interleave": "sparse gather / scatter",

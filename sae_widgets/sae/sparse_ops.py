@@ -14,9 +14,8 @@ measured to help there; see benchmarks/train_throughput.py for the measurements)
   strided group maxima, and a batch top-k from per-row candidates.
 - the pre-activations: one matmul with the bias as an extra input column, into a buffer the
   Trainer reuses across steps (sae/scratch.py).
-- the weight gradients of the gathered encoder and decoder group the selected entries by unit
-  with one stable (radix) sort and sum them with `F.embedding_bag`; embedding_bag's own
-  backward sorts with a comparison sort, which cost as much as the encoder matmul.
+- the backward's per-entry dot products and per-unit weight-gradient sums: sae/sparse_grads.py
+  (compiled one-pass kernels on CPU, torch ops elsewhere).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import scratch, sparse_kernels
+from sae_widgets.sae import scratch, sparse_grads, sparse_kernels
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 
@@ -256,58 +255,12 @@ def csr_entries(values_BK: Tensor, units_BK: Tensor) -> tuple[Tensor, Tensor, Te
     return values, units, torch.from_numpy(keep_np.sum(1))
 
 
-def entry_rows(offsets: Tensor, n_entries: int) -> Tensor:
-    """(N,) row of each stored entry of a ragged layout with these row `offsets`."""
-    counts = torch.diff(offsets, append=offsets.new_tensor([n_entries]))
-    return torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), counts)
-
-
-def unit_sums(
-    units: Tensor, rows: Tensor, weights: Tensor, rows_BD: Tensor, n_units: int
-) -> Tensor:
-    """(n_units, D): for each unit u, the sum over entries e with units[e] == u of
-    weights[e] * rows_BD[rows[e]] (the weight gradient of a gather, without B x n_units).
-
-    CPU: one stable (radix) sort groups the entries by unit, then `F.embedding_bag` sums
-    each unit's rows. Elsewhere: the same sum through embedding_bag's own backward.
-    """
-    if not _cpu_kernels(rows_BD):
-        with torch.enable_grad():
-            scratch = rows_BD.new_zeros(n_units, rows_BD.shape[1], requires_grad=True)
-            offsets = entry_offsets(rows, rows_BD.shape[0])
-            bags = F.embedding_bag(units, scratch, offsets, mode="sum", per_sample_weights=weights)
-            (grad,) = torch.autograd.grad(bags, scratch, rows_BD)
-        return grad
-    order = _order_by_unit(units, n_units)
-    counts = torch.bincount(units, minlength=n_units)
-    starts = torch.cumsum(counts, 0) - counts
-    return F.embedding_bag(
-        rows[order], rows_BD, starts, mode="sum", per_sample_weights=weights[order]
-    )
-
-
-def _order_by_unit(units: Tensor, n_units: int) -> Tensor:
-    """Stable order of entries by unit. Up to 65,536 units: numpy's radix sort of 16-bit keys
-    (one thread, O(N)); torch's parallel sort synchronises its threads on every pass, which
-    on a loaded machine cost as much as the encoder matmul."""
-    if n_units <= 1 << 16:
-        keys = units.numpy().astype(np.uint16)
-        return torch.from_numpy(np.argsort(keys, kind="stable"))
-    return torch.sort(units, stable=True).indices
-
-
-def entry_offsets(rows: Tensor, n_rows: int) -> Tensor:
-    """(B,) start of each row's entries, for entries sorted by row."""
-    counts = torch.bincount(rows, minlength=n_rows)
-    return torch.cumsum(counts, 0) - counts
-
-
 class _GatheredPreacts(torch.autograd.Function):
     """pre[b, u] = (x[b] - b_dec) . W_enc[:, u] + b_enc[u], read at the selected (b, u) only.
 
     The forward reads values from a dense no-grad matmul; the backward touches only the
-    selected entries: dW_enc[:, u] = sum_b g[b, u] (x[b] - b_dec), computed by the weight
-    gradient of an embedding_bag (a sorted scatter-add, no B x n_units zeros).
+    selected entries: dW_enc[:, u] = sum_b g[b, u] (x[b] - b_dec), summed per unit by
+    sae/sparse_grads.py (no B x n_units zeros).
     """
 
     @staticmethod
@@ -329,12 +282,13 @@ class _GatheredPreacts(torch.autograd.Function):
         units, offsets, xc_BD, W_enc = ctx.saved_tensors
         n_units = W_enc.shape[1]
         grad_N = grad_N.contiguous()
-        grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
         grad_W_enc = None
-        if ctx.needs_input_grad[4]:
-            rows = entry_rows(offsets, units.numel())
+        if ctx.needs_input_grad[4]:  # b_enc's gradient: the weights' sums, in the same pass
+            sums, grad_b_enc = sparse_grads.unit_sums(units, offsets, grad_N, xc_BD, n_units, True)
             # contiguous in W_enc's own (d, n_units) layout, as the optimizer reads it
-            grad_W_enc = unit_sums(units, rows, grad_N, xc_BD, n_units).t().contiguous()
+            grad_W_enc = sums.t().contiguous()
+        else:
+            grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
         # d pre / d b_dec = -W_enc[:, u], summed over the selected entries
         grad_b_dec = -(W_enc @ grad_b_enc) if ctx.needs_input_grad[6] else None
         return None, None, None, None, grad_W_enc, grad_b_enc, grad_b_dec
@@ -376,15 +330,11 @@ class _DecodeSparse(torch.autograd.Function):
     def backward(ctx: Any, grad_BD: Tensor) -> tuple[Tensor | None, ...]:
         values, units, offsets, W_dec = ctx.saved_tensors
         grad_BD = grad_BD.contiguous()
-        rows = entry_rows(offsets, units.numel())
         grad_values = grad_W_dec = None
-        if ctx.needs_input_grad[0]:
-            # one dot product per stored entry: grad[row] . W_dec[unit]
-            grad_values = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad_BD, W_dec, units, offsets, rows, 0
-            )
+        if ctx.needs_input_grad[0]:  # one dot product per stored entry: grad[row] . W_dec[unit]
+            grad_values = sparse_grads.entry_dots(grad_BD, W_dec, units, offsets)
         if ctx.needs_input_grad[3]:
-            grad_W_dec = unit_sums(units, rows, values.detach(), grad_BD, W_dec.shape[0])
+            grad_W_dec = sparse_grads.unit_sums(units, offsets, values, grad_BD, W_dec.shape[0])[0]
         return grad_values, None, None, grad_W_dec
 
 
