@@ -542,23 +542,24 @@ def test_probe_averages_over_the_selection(ex):
 
 
 def test_working_note_shows_only_while_a_slow_redraw_runs(ex):
-    import threading
+    import time
 
     from sae_widgets.widgets._busy import Busy
 
     view = sw.PCABrush(ex)
     assert any(view.busy.widget in getattr(row, "children", ()) for row in view.children)
     seen: list[str] = []
-    release = threading.Event()
 
-    def slow(_change):  # a redraw that takes as long as the test wants
-        release.wait(10)
+    def slow(_change):  # the first redraw lasts until the note shows (60 s: then it failed)
+        deadline = time.monotonic() + 60
+        while not seen and "working..." not in view.busy.widget.value:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         seen.append(view.busy.widget.value)
 
     view.busy.delay_s = 0.01
     view.follow(slow, "unit")
-    timer = threading.Timer(0.5, release.set)
-    timer.start()
     ex.selection.unit = 5
     assert "working..." in seen[-1]  # shown while the slow redraw ran
     assert view.busy.widget.value == "" and view.busy.shown_count == 1

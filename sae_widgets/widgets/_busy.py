@@ -3,17 +3,62 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import ipywidgets as widgets
 
 __all__ = ["Busy"]
 
 
+class _Watcher:
+    """One daemon thread for every `Busy` of the process: it shows the notes whose work
+    outlasts its delay. (A timer thread per ``with`` block cost a thread start each time:
+    ~2 ms per view on a unit change, 7 views, more on a loaded machine.)"""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[Busy, float] = {}  # note -> when to show it (time.monotonic())
+        self._wake_at = float("inf")  # when the thread wakes next, unless notified
+        self._thread: threading.Thread | None = None
+
+    def add(self, busy: Busy, delay_s: float) -> None:
+        with self._cond:
+            deadline = time.monotonic() + delay_s
+            self._due[busy] = deadline
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sw-busy", daemon=True)
+                self._thread.start()
+            elif deadline < self._wake_at:  # else it wakes in time, and looks again
+                self._cond.notify()
+
+    def remove(self, busy: Busy) -> None:
+        with self._cond:
+            self._due.pop(busy, None)  # if the thread wakes for it, it finds nothing due
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                due = [busy for busy, at in self._due.items() if at <= now]
+                for busy in due:
+                    del self._due[busy]
+                if not due:
+                    self._wake_at = min(self._due.values(), default=float("inf"))
+                    self._cond.wait(None if self._due == {} else self._wake_at - now)
+                    self._wake_at = float("-inf")  # awake: no notify needed
+                    continue
+            for busy in due:  # outside the condition: _show takes the note's own lock
+                busy._show()
+
+
+_WATCHER = _Watcher()
+
+
 class Busy:
     """A "working..." note shown while a view recomputes (``with busy:``), only when that takes
     longer than `delay_s`: quick updates never flash it.
 
-    A timer thread shows the note if the work is still running after `delay_s`; its message
+    A watcher thread shows the note if the work is still running after `delay_s`; its message
     reaches the browser at once, while the kernel's main thread keeps computing. Nested and
     repeated ``with`` blocks share one note. `shown_count` counts how often it was shown.
     """
@@ -30,15 +75,12 @@ class Busy:
         self._lock = threading.Lock()
         self._depth = 0
         self._shown = False
-        self._timer: threading.Timer | None = None
 
     def __enter__(self) -> Busy:
         with self._lock:
             self._depth += 1
             if self._depth == 1:
-                self._timer = threading.Timer(self.delay_s, self._show)
-                self._timer.daemon = True
-                self._timer.start()
+                _WATCHER.add(self, self.delay_s)
         return self
 
     def _show(self) -> None:
@@ -53,9 +95,7 @@ class Busy:
             self._depth -= 1
             if self._depth > 0:
                 return
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            _WATCHER.remove(self)
             if self._shown:
                 self._shown = False
                 self.widget.value = ""
