@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,34 @@ def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
     else:
         total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0): 3x slower
         total_var = torch.clamp(total_var, min=1e-8 * norm_sq + 1e-30)
-    return F.mse_loss(x_hat_BD, x_BD, reduction="sum") / total_var, total_var
+    return squared_error(x_hat_BD, x_BD) / total_var, total_var
+
+
+class _SquaredError(torch.autograd.Function):
+    """sum((x_hat - x)^2), keeping the difference for the backward: one pass each way
+    (mse_loss squares into a temporary, sums it, and forms the difference again in its
+    backward: 2.2 ms against 1.3 for a (4096, 256) batch, thread CPU time)."""
+
+    @staticmethod
+    def forward(ctx: Any, x_hat_BD: Tensor, x_BD: Tensor) -> Tensor:
+        diff = (x_hat_BD - x_BD).reshape(-1)
+        ctx.save_for_backward(diff)
+        ctx.shape = x_hat_BD.shape
+        return torch.dot(diff, diff)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        (diff,) = ctx.saved_tensors
+        grad_BD = (diff * (2 * grad)).view(ctx.shape)
+        return grad_BD, (-grad_BD if ctx.needs_input_grad[1] else None)
+
+
+def squared_error(x_hat_BD: Tensor, x_BD: Tensor) -> Tensor:
+    """sum((x_hat - x)^2) over a batch (differentiable in both)."""
+    if x_hat_BD.shape != x_BD.shape or x_hat_BD.dtype != x_BD.dtype:
+        return F.mse_loss(x_hat_BD, x_BD, reduction="sum")
+    out: Tensor = _SquaredError.apply(x_hat_BD, x_BD)
+    return out
 
 
 def threshold_gate(model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from sae_widgets.sae import distributed, scratch
 from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.sae.optim import clip_grad_norm_, fused_adam
 from sae_widgets.sae.sparse_ops import SparseCodes
 from sae_widgets.sae.sparse_ops_threads import StepThreads
 from sae_widgets.sae.train_config import TrainConfig, default_lr, planned_steps
@@ -50,13 +51,6 @@ class StopTraining(Exception):
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the weights are those of the last good step."""
-
-
-def fused_adam(device: torch.device) -> bool | None:
-    """Adam's implementation for a device: the fused one-pass kernel on CPU and CUDA (the same
-    update; on CPU 3-4x faster than the default multi-tensor one), torch's default (None)
-    elsewhere."""
-    return True if device.type in ("cpu", "cuda") else None
 
 
 def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
@@ -202,7 +196,7 @@ class Trainer:
         loss.backward()
         model.remove_parallel_grad_()
         if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+            clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         model.normalize_decoder_()
         global_rows = self._track_firing(out.codes, x_BD.shape[0])
