@@ -15,11 +15,12 @@ same step of ours with torch's threads throughout (the in-process A/B of the thr
 sae/sparse_ops_threads.py, with a check that both trained the same weights), a
 torch.profiler breakdown of our step, and the cost of the AuxK path (steps with 10% of the
 units dead against steps with none). `--epochs-quality` adds SAE.fit with defaults on the
-small shape (the quality figures of the README).
+small shape (the quality figures of the README); `--ab-kernels` steps a third copy of ours
+with torch's backward ops instead of the compiled ones of sae/sparse_grads.py.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
-     [--activations topk batchtopk] [--steps 24] [--epochs-quality 5]
+     [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
+from sae_widgets.sae import sparse_grads
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -43,6 +46,7 @@ from sae_widgets.sae.training import TrainConfig, Trainer
 BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
 TRAIN_TARGET = 0.60
 FIXED = "ours, torch threads throughout"
+TORCH_BACKWARD = "ours, torch backward ops"
 
 
 @dataclass(frozen=True)
@@ -130,27 +134,39 @@ def line(name: str, samples_per_s: float, q: dict[str, float], mmcs: float) -> N
     )
 
 
-def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> float:
-    """Interleaved steps of ours and the reference on one shape; returns our fraction."""
+def torch_backward(fn: Callable[[], Any]) -> Any:
+    """fn() with the compiled backward kernels of sae/sparse_grads.py off (torch's ops)."""
+    sparse_grads.ENABLED = False
+    try:
+        return fn()
+    finally:
+        sparse_grads.ENABLED = True
+
+
+def compare(
+    shape: Shape, activation: str, steps: int, profile_steps: int, ab_kernels: bool = False
+) -> float:
+    """Interleaved steps of ours and the reference on one shape; returns our fraction.
+    ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B)."""
     ds = sw.datasets.superposition(
         n=steps * BATCH + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
     )
     X, true = torch.from_numpy(ds.X[: steps * BATCH]), ds.true_features
     X_test = torch.from_numpy(ds.X[steps * BATCH :])
     cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
-    ours, fixed = (
+    ours, fixed, plain = (
         Trainer(
             SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
             TrainConfig(batch_size=BATCH),
             seed=0,
             fresh=True,
         )
-        for _ in range(2)
+        for _ in range(3)
     )
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
-    for trainer in (ours, fixed):
+    for trainer in (ours, fixed, plain):
         trainer.initialize(X[batches[0]])
         assert trainer.scale is not None
         trainer.model.rescale_inputs_(trainer.scale)  # training space, as Trainer.run does
@@ -170,6 +186,9 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
         paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
         paired.time("reference", lambda x=x: reference_step(ref, opt, x), BATCH)
         paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
+        if ab_kernels:
+            step_plain = lambda x=x, lr=lr: plain.train_step(x, lr, 0.0)  # noqa: E731
+            paired.time(TORCH_BACKWARD, lambda f=step_plain: torch_backward(f), BATCH)
     print(
         f"\n{shape.name}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, {activation}, "
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
@@ -194,6 +213,12 @@ def compare(shape: Shape, activation: str, steps: int, profile_steps: int) -> fl
         f"ours chose one thread for the small ops in {ours.threads.counts['serial']} of "
         f"{steps} steps; same weights: {torch.equal(ours.model.W_dec, fixed.model.W_dec)}"
     )
+    if ab_kernels:
+        print(
+            f"  ours with torch's backward ops (sparse_grads off): "
+            f"{paired.fraction(TORCH_BACKWARD):.2f} of the roofline; weights within 1e-4: "
+            f"{torch.allclose(ours.model.W_dec, plain.model.W_dec, atol=1e-4)}"
+        )
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
     if profile_steps:
         ours.model.train()
@@ -247,6 +272,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="interleaved steps per case")
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--epochs-quality", type=int, default=0)
+    parser.add_argument("--ab-kernels", action="store_true",
+                        help="a copy with torch's backward ops (sparse_grads A/B)")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -257,7 +284,7 @@ def main() -> None:
     for name in args.shapes:
         for activation in args.activations:
             results[(name, activation)] = compare(
-                SHAPES[name], activation, args.steps, args.profile_steps
+                SHAPES[name], activation, args.steps, args.profile_steps, args.ab_kernels
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():
