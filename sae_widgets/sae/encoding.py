@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,42 +81,40 @@ class _CompiledTopK:
     def applies(model: SparseAutoencoder) -> bool:
         return model.spec.per_sample_k and sparse_kernels.available(model.W_enc.detach())
 
-    def _pieces(self, n_rows: int) -> list[list[tuple[int, int]]]:
-        """Each lane's (start, stop) pieces of a chunk of `n_rows`, lanes in row order."""
+    def _pieces(self, n_rows: int) -> tuple[list[tuple[int, int]], int]:
+        """A chunk of `n_rows` cut into (start, stop) pieces of about `LANE_ROWS`, and the
+        number of lanes that take them."""
         n_pieces = max(1, -(-n_rows // LANE_ROWS))
         n_lanes = max(1, min(torch.get_num_threads(), sparse_kernels.pool()[1], n_pieces))
         while len(self.lanes) < n_lanes:
             self.lanes.append(_Operands(self.W_aug, self.b_dec))
         bounds = [n_rows * i // n_pieces for i in range(n_pieces + 1)]
-        pieces = list(itertools.pairwise(bounds))
-        per_lane = -(-n_pieces // n_lanes)
-        return [pieces[i : i + per_lane] for i in range(0, n_pieces, per_lane)]
+        return list(itertools.pairwise(bounds)), n_lanes
 
     def _run(
         self, n_rows: int, step: Callable[[_Operands, int, int, int | None], _T | None]
     ) -> list[_T] | None:
-        """step(lane, start, stop, top-k threads) over every piece, in row order; None if a
-        step was. The top-k gets one thread inside a lane, torch's count otherwise."""
-        lanes = self._pieces(n_rows)
-        threads = None if len(lanes) == 1 else 1
+        """step(lane, start, stop, top-k threads) over every piece; the results in row
+        order, or None if a step was. The top-k gets one thread inside a lane, torch's
+        count otherwise. Lanes take the next piece when done with one, so a lane that the
+        OS delays (a shared machine) does not hold up the others."""
+        pieces, n_lanes = self._pieces(n_rows)
+        if n_lanes == 1:
+            found = [step(self.lanes[0], start, stop, None) for start, stop in pieces]
+            return None if any(r is None for r in found) else cast(list[_T], found)
+        results: list[_T | None] = [None] * len(pieces)
+        claim = itertools.count()  # next() on it is atomic: each piece goes to one lane
 
-        def run_lane(i: int) -> list[_T] | None:
-            found = []
-            for start, stop in lanes[i]:
-                result = step(self.lanes[i], start, stop, threads)
-                if result is None:
-                    return None
-                found.append(result)
-            return found
+        def run_lane(lane: _Operands) -> bool:
+            while (i := next(claim)) < len(pieces):
+                results[i] = step(lane, *pieces[i], 1)
+                if results[i] is None:
+                    return False
+            return True
 
-        if len(lanes) == 1:
-            by_lane = [run_lane(0)]
-        else:
-            with _torch_on_one_thread():
-                by_lane = list(sparse_kernels.pool()[0].map(run_lane, range(len(lanes))))
-        if any(part is None for part in by_lane):
-            return None
-        return [result for part in by_lane if part is not None for result in part]
+        with _torch_on_one_thread():
+            ok = all(list(sparse_kernels.pool()[0].map(run_lane, self.lanes[:n_lanes])))
+        return cast(list[_T], results) if ok else None
 
     def dense_into(self, chunk: Tensor, rows: Tensor) -> bool:
         """`rows` (len(chunk) x n_units, contiguous) become the chunk's TopK codes; False
