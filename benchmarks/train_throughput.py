@@ -216,8 +216,9 @@ def compare(
     if ab_kernels:
         print(
             f"  ours with torch's backward ops (sparse_grads off): "
-            f"{paired.fraction(TORCH_BACKWARD):.2f} of the roofline; weights within 1e-4: "
-            f"{torch.allclose(ours.model.W_dec, plain.model.W_dec, atol=1e-4)}"
+            f"{paired.fraction(TORCH_BACKWARD):.2f} of the roofline; largest W_dec difference "
+            f"{float((ours.model.W_dec - plain.model.W_dec).abs().max()):.1e} (float rounding, "
+            "grown by Adam)"
         )
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
     if profile_steps:

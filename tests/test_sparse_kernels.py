@@ -77,6 +77,25 @@ def test_row_topk_on_two_threads_equals_one_thread() -> None:
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
 
 
+def test_batch_topk_on_two_threads_equals_one_thread() -> None:
+    """The collecting pass split between threads (rows in parts) keeps the same entries in
+    the same order, and still refuses a NaN in the last part."""
+    pre = rows(2000, 512, 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = sparse_kernels.batch_topk(pre, 2000 * 8)
+        torch.set_num_threads(2)
+        two = sparse_kernels.batch_topk(pre, 2000 * 8)
+        pre[1990, 7] = float("nan")
+        refused = sparse_kernels.batch_topk(pre, 2000 * 8)
+    finally:
+        torch.set_num_threads(threads)
+    assert one is not None and two is not None
+    assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+    assert refused is None
+
+
 def test_kernels_refuse_nan_so_torch_decides() -> None:
     pre = rows(40, 128, 0)
     pre[7, 3] = float("nan")

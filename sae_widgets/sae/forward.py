@@ -27,6 +27,7 @@ from sae_widgets.sae.sparse_ops import (
     preacts_topk,
 )
 from sae_widgets.sae.sparse_ops_jumprelu import jumprelu, step_count
+from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.sae.model import SparseAutoencoder
@@ -237,7 +238,8 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
         pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc)
         if model.training:
             if not distributed.is_global() and sparse_kernels.available(pre_BU):
-                found = sparse_kernels.batch_topk(pre_BU, model.cfg.k * xc_BD.shape[0])
+                with matmul_threads():  # one pass over the batch: all threads, as top-k
+                    found = sparse_kernels.batch_topk(pre_BU, model.cfg.k * xc_BD.shape[0])
                 if found is not None:  # its values too: no gather from pre_BU
                     return Selection(pre_BU, found[0], found[1], found[3], found[2])
             select = distributed.global_batch_topk if distributed.is_global() else batch_topk_units

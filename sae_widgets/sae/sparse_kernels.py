@@ -12,7 +12,9 @@ These kernels read each cache-resident row once or twice:
   a cut-off guessed from a sample of rows, then an exact selection among those.
 Each returns None where it cannot be exact (NaN values, a guess that kept too few or too
 many) or numba is missing; callers then run the torch path.
-The kernels run on one thread (no barrier to wait on under load; see sparse_ops_threads).
+Each kernel call runs on one thread; `row_topk` and the collecting pass of `batch_topk` split
+the rows between the threads of `pool()` when torch has several (a serial step gives them
+the matmul's count, see sparse_ops_threads), with the same results on any split.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Ten
         values = np.empty(cap, pre.dtype)
         flat = np.empty(cap, np.int64)
         with record_function("sae::batch_topk"):
-            count = kernels["above"](pre, guess, values, flat)
+            count = _collect_above(kernels["above"], pre, guess, values, flat)
         if count < 0:  # NaN
             return None
         if n_keep <= count <= cap:
@@ -185,3 +187,31 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Ten
         torch.tensor(cutoff, dtype=pre_BU.dtype),
         torch.from_numpy(values[keep]),
     )
+
+
+def _collect_above(
+    kernel: Any, pre: np.ndarray, cutoff: Any, values: np.ndarray, flat: np.ndarray
+) -> int:
+    """`collect_above` over the rows, one part per thread (as `row_topk`): each part into
+    its own buffers, then joined in row order (the same entries in the same order as one
+    pass; a count above the buffers' size, or -1 for NaN, as one pass gives)."""
+    n_rows, n_units = pre.shape
+    parts = _row_parts(n_rows, torch.get_num_threads())
+    if len(parts) == 1:
+        count: int = kernel(pre, cutoff, values, flat)
+        return count
+    buffers = [(np.empty_like(values), np.empty_like(flat)) for _ in parts]
+    counts = list(
+        pool()[0].map(lambda i: kernel(pre[parts[i]], cutoff, *buffers[i]), range(len(parts)))
+    )
+    if min(counts) < 0:
+        return -1
+    total = sum(counts)
+    if total > values.shape[0]:
+        return total
+    at = 0
+    for part, (part_values, part_flat), count in zip(parts, buffers, counts, strict=True):
+        values[at : at + count] = part_values[:count]
+        flat[at : at + count] = part_flat[:count] + part.start * n_units
+        at += count
+    return total
