@@ -22,7 +22,21 @@ receive (the kernel sends them all within ~20 ms; they arrive spread over 100-30
 count is what to cut.
 
 Targets (issue 15): unit change <= 150 ms, lasso <= 250 ms at 100k points. The machine is
-shared, so figures vary from run to run; medians over repeats are printed.
+shared, so figures vary from run to run (on 2 shared cores the same code gave 100k lasso medians
+of 134 and 298 ms in consecutive runs); medians over repeats are printed.
+
+Found with a Chromium trace of the page's main thread (CDP ``Tracing``, console.timeStamp marks
+at the release and at each view's change), 100k points, load 4-8:
+- lasso: a software WebGL frame of the 20,000 drawn points (~170 ms at load 4) ran between the
+  kernel's answers and their display; RendererFit (widgets/_gl_fit.py) now holds the plot's
+  frames until the kernel's last update of the action has been painted.
+- unit change: the inspector's three bqplot bar charts (decoder|encoder bars, activation
+  histogram, label shares) are most of the page's work. A/B in one session, alternate unit
+  changes with those three charts' updates sent to marks that are not displayed: page CPU 80
+  vs 200 ms, inspector picture 137 vs 279 ms (about 30 ms of it the decoder|encoder bars,
+  30-40 ms the histogram, the rest the label chart of 129 classes, whose 12 names change per
+  unit). Each Bars update re-derives its scales' domains, and each changed domain redraws every
+  mark and axis on that scale (bqplot's Axis redraws its ticks three times per change).
 
 Needs Debian's Chromium (/usr/bin/chromium, or SAE_WIDGETS_CHROMIUM); never downloads one.
 SAE_WIDGETS_LAB_PORTS keeps the server to a port range.
