@@ -154,9 +154,16 @@ def test_inspector_without_images_draws_bars_and_rows():
     np.testing.assert_allclose(decoder_bars.y, decoder[dims] / np.linalg.norm(decoder), rtol=1e-5)
     encoder = sae.model_.W_enc.detach().numpy()[:, 2]
     np.testing.assert_allclose(encoder_bars.y, encoder[dims] / np.linalg.norm(encoder), rtol=1e-5)
-    # 12 classes at most in the label chart: the most frequent among the firing samples.
-    assert len(inspector.label_bars.x) == 12
+    # 12 classes at most in the label chart: the most frequent among the firing samples, in
+    # fixed slots named by the axis (the browser's scale domain stays put between units).
+    assert list(inspector.label_bars.x) == [str(i) for i in range(12)]
     assert np.all(np.diff(inspector.label_bars.y) <= 0)
+    names = inspector._label_axis.tick_labels
+    labels = ds.labels[np.asarray(ex.codes.unit_samples(2)[0])]
+    counts = np.bincount(labels, minlength=len(ds.label_names))
+    assert names == {
+        str(i): ds.label_names[c] for i, c in enumerate(np.argsort(-counts, kind="stable")[:12])
+    }
     # Top samples as rows of their input values on those dimensions.
     gallery = inspector.gallery
     rows = ds.X[gallery.samples][:, dims]

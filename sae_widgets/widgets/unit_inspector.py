@@ -138,7 +138,7 @@ class UnitInspector(ExplorerView):
         self.label_figure = figure(
             [self.label_bars],
             [
-                Axis(
+                label_axis := Axis(
                     scale=label_x,
                     label="label" if not long_names else "",
                     tick_rotate=-30 if long_names else 0,
@@ -155,6 +155,7 @@ class UnitInspector(ExplorerView):
             else None,
         )
 
+        self._label_axis = label_axis
         if dataset.images is not None:
             self.gallery = SampleGallery(self._pick_sample, images=dataset.images, n_cols=8)
         else:
@@ -289,8 +290,11 @@ class UnitInspector(ExplorerView):
         shown = np.arange(len(counts))
         if len(counts) > MAX_LABEL_BARS:  # many classes: the most frequent ones, in order
             shown = np.argsort(-counts, kind="stable")[:MAX_LABEL_BARS]
+        # Bars at fixed slots "0", "1", ... named by the axis: the scale's domain stays put from
+        # unit to unit (a new domain redraws the bars and the axis in the browser, per change).
+        self._label_axis.tick_labels = {str(i): str(name) for i, name in enumerate(names[shown])}
         with self.label_bars.hold_sync():
-            self.label_bars.x = names[shown]
+            self.label_bars.x = np.array([str(i) for i in range(len(shown))])
             self.label_bars.y = counts[shown] / max(float(counts.sum()), 1.0)
 
     def _stats_html(self, summary: UnitSummary) -> str:
