@@ -88,6 +88,8 @@ def test_inspector_draws_the_focused_units_data(ex, digits_sae, codes):
     labels = ex.dataset.labels[column != 0]
     shares = np.bincount(labels, minlength=10) / labels.size
     np.testing.assert_allclose(inspector.label_bars.y, shares, rtol=1e-5)
+    y_scale = inspector.label_bars.scales["y"]  # a fixed domain: no axis redraw per unit
+    assert (y_scale.min, y_scale.max) == (0.0, 1.0)
 
 
 def test_inspector_controls_set_the_selection(ex):

@@ -127,7 +127,9 @@ class UnitInspector(ExplorerView):
             height="220px",
         )
 
-        label_x, label_y = OrdinalScale(), LinearScale(min=0.0)
+        # shares on a fixed 0-100% axis: a domain that moved with each unit redrew the axis
+        # and the bars in the browser on every unit change
+        label_x, label_y = OrdinalScale(), LinearScale(min=0.0, max=1.0)
         long_names = max((len(n) for n in dataset.label_names or ()), default=0) > 3
         self.label_bars = Bars(
             x=np.zeros(0, np.float32),
