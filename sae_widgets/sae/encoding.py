@@ -99,21 +99,22 @@ class _CompiledTopK:
         count otherwise. Lanes take the next piece when done with one, so a lane that the
         OS delays (a shared machine) does not hold up the others."""
         pieces, n_lanes = self._pieces(n_rows)
-        if n_lanes == 1:
-            found = [step(self.lanes[0], start, stop, None) for start, stop in pieces]
-            return None if any(r is None for r in found) else cast(list[_T], found)
+        threads = None if n_lanes == 1 else 1
         results: list[_T | None] = [None] * len(pieces)
         claim = itertools.count()  # next() on it is atomic: each piece goes to one lane
 
         def run_lane(lane: _Operands) -> bool:
             while (i := next(claim)) < len(pieces):
-                results[i] = step(lane, *pieces[i], 1)
+                results[i] = step(lane, *pieces[i], threads)
                 if results[i] is None:
                     return False
             return True
 
-        with _torch_on_one_thread():
-            ok = all(list(sparse_kernels.pool()[0].map(run_lane, self.lanes[:n_lanes])))
+        if n_lanes == 1:
+            ok = run_lane(self.lanes[0])
+        else:
+            with _torch_on_one_thread():
+                ok = all(list(sparse_kernels.pool()[0].map(run_lane, self.lanes[:n_lanes])))
         return cast(list[_T], results) if ok else None
 
     def dense_into(self, chunk: Tensor, rows: Tensor) -> bool:
