@@ -382,3 +382,25 @@ def test_a_huge_integer_coefficient_trains_like_the_float() -> None:
     except FloatingPointError:  # NonFiniteLossError: the documented outcome of a huge penalty
         return
     assert all(bool(torch.isfinite(w).all()) for w in sae.model_.weights().values())
+
+
+@pytest.mark.parametrize("source", ["numpy float64", "numpy float32", "tensor"])
+def test_inputs_are_checked_in_one_pass_and_still_refused(monkeypatch, source: str) -> None:
+    """A numpy input is checked before conversion only (each check reads all the data)."""
+    from sae_widgets.sae import inputs
+
+    calls = []
+    extremes = inputs._extremes
+    monkeypatch.setattr(inputs, "_extremes", lambda a: calls.append(1) or extremes(a))
+    X = np.random.default_rng(0).standard_normal((50, 4))
+    as_input = {
+        "numpy float64": lambda a: a,
+        "numpy float32": lambda a: a.astype(np.float32),
+        "tensor": torch.from_numpy,
+    }[source]
+    out = inputs.as_tensor(as_input(X), "X", 4, torch.device("cpu"))
+    assert out.dtype == torch.float32 and len(calls) == 1
+    for bad in (NAN, float("inf"), 1e31):
+        X[3, 1] = bad
+        with pytest.raises(ValueError, match="X "):
+            inputs.as_tensor(as_input(X), "X", 4, torch.device("cpu"))

@@ -115,7 +115,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
         tensor = X.detach()
     elif sp.issparse(X):
         raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
-    else:
+    else:  # real_array checks the values before converting them (one pass, not two)
         tensor = torch.from_numpy(real_array(X, name))
     if tensor.ndim != 2:
         raise ValueError(
@@ -123,7 +123,8 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
         )
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(tensor.shape)}")
-    check_magnitude(tensor, name)
+    if torch.is_tensor(X):
+        check_magnitude(tensor, name)
     _check_width(tensor.shape[1], expected, name)
     return tensor.to(device=device, dtype=torch.float32)
 
