@@ -4,9 +4,9 @@
 of encoding on CPU (benchmarks/train_throughput.py, encode_throughput.py print the profile).
 These kernels read each cache-resident row once or twice:
 - `row_topk`: per row, the maxima of n_units / G strided groups (vectorised), a cut-off t
-  that at least k maxima reach (so every top-k value is >= t): a guess from the rows
-  before, checked by counting, else the k-th largest maximum; then the exact top k among
-  the values >= t of those groups (~2k candidates). Optionally writes the codes in place
+  that at least k maxima reach (so every top-k value is >= t): the k-th largest maximum,
+  ranked among the few above a bound from k subsets of them; then the exact top k among
+  the values >= t of those groups (~k + 1 candidates). Optionally writes the codes in place
   (dense: the row zeroed but for its k ReLU'd winners) or as unit-sorted CSR parts.
 - `batch_topk`: the k * B largest of a batch from one pass that keeps only the values above
   a cut-off guessed from a sample of rows, then an exact selection among those.
