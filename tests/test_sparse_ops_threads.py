@@ -58,6 +58,7 @@ def test_threads_are_restored_after_a_step_that_raises() -> None:
     before = torch.get_num_threads()
     threads = StepThreads(torch.device("cpu"), sparse=True)
     threads.times["parallel"].extend([1.0, 1.0])  # serial next
+    threads.steps = 1  # past the warm-up step
     with pytest.raises(RuntimeError), threads.step():
         if before > 1:
             assert torch.get_num_threads() == 1
@@ -65,3 +66,16 @@ def test_threads_are_restored_after_a_step_that_raises() -> None:
                 assert torch.get_num_threads() == before
         raise RuntimeError("a failing step")
     assert torch.get_num_threads() == before
+
+
+def test_the_first_step_is_a_warm_up_that_does_not_count() -> None:
+    """Its time (kernels loading, buffers faulting in) would make its mode look slow."""
+    threads = StepThreads(torch.device("cpu"), sparse=True)
+    with threads.step():
+        pass
+    assert threads.steps == 1 and not any(threads.times.values())
+    assert threads.choose() == "parallel"  # still untried: timed next
+    if torch.get_num_threads() > 1:
+        with threads.step():
+            pass
+        assert len(threads.times["parallel"]) == 1
