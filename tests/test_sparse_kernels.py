@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sae_widgets.sae import sparse_kernels
 from sae_widgets.sae.encoding import encode_csr, encode_dense
@@ -185,3 +187,34 @@ def test_lanes_of_pieces_give_the_same_bits_as_whole_chunks(monkeypatch, threads
     for field in ("data", "indices", "indptr"):
         np.testing.assert_array_equal(getattr(csr, field), getattr(whole_csr, field))
     np.testing.assert_array_equal(csr.toarray(), dense.numpy())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_units=st.sampled_from([1, 3, 16, 37, 64, 100, 256, 520, 2048]),
+    k_fraction=st.floats(0.0, 1.0),
+    levels=st.sampled_from([2, 5, 1000, 0]),  # few distinct values: ties everywhere
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_row_topk_is_the_exact_top_k_with_lowest_units_winning_ties(
+    n_units: int, k_fraction: float, levels: int, scale: float, seed: int, dtype: torch.dtype
+) -> None:
+    """Any width, k and value spread: the k largest of each row, of values tied at the k-th
+    the lowest units, sorted by unit (rows drawn with their own scale, as a trained SAE's)."""
+    k = max(1, round(k_fraction * n_units))
+    g = gen(seed)
+    pre = torch.randn(50, n_units, generator=g, dtype=dtype)
+    if levels:
+        pre = (pre * levels / 4).round()
+    pre *= scale * torch.rand(50, 1, generator=g, dtype=dtype).mul(100)
+    result = sparse_kernels.row_topk(pre, k)
+    assert result is not None
+    values, units = result
+    for row, row_values, row_units in zip(pre, values, units, strict=True):
+        # reference: order by value (descending), then unit (ascending); first k, by unit
+        order = sorted(range(n_units), key=lambda j: (-float(row[j]), j))[:k]
+        expected = torch.tensor(sorted(order))
+        assert torch.equal(row_units, expected)
+        assert torch.equal(row_values, row[expected])
