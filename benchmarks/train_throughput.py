@@ -154,19 +154,21 @@ def compare(
     X, true = torch.from_numpy(ds.X[: steps * BATCH]), ds.true_features
     X_test = torch.from_numpy(ds.X[steps * BATCH :])
     cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
-    ours, fixed, plain = (
+    trainers = [
         Trainer(
             SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
             TrainConfig(batch_size=BATCH),
             seed=0,
             fresh=True,
         )
-        for _ in range(3)
-    )
+        for _ in range(3 if ab_kernels else 2)
+    ]
+    ours, fixed = trainers[:2]
+    plain = trainers[-1]  # steps only with ab_kernels (then a third copy)
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
-    for trainer in (ours, fixed, plain):
+    for trainer in trainers:
         trainer.initialize(X[batches[0]])
         assert trainer.scale is not None
         trainer.model.rescale_inputs_(trainer.scale)  # training space, as Trainer.run does

@@ -20,13 +20,13 @@ def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float) -> None:
     that on CPU gradients whose norm is within `max_norm` are left alone: torch multiplies
     every gradient by 1.0 then, a pass over all of them (2 x n_units x d values) for no
     change. Elsewhere torch's (a test of the norm would wait for the device)."""
-    params = [p for p in parameters if p.grad is not None]
-    if not params:
+    params = list(parameters)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
         return
-    if any(p.grad is not None and p.grad.device.type != "cpu" for p in params):
+    if any(grad.device.type != "cpu" for grad in grads):
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         return
-    grads = [p.grad for p in params if p.grad is not None]
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
     coef = max_norm / (total + 1e-6)
     if not bool(coef >= 1.0):  # torch scales by min(coef, 1): a norm above, or NaN
