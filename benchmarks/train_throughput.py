@@ -16,16 +16,19 @@ sae/sparse_ops_threads.py, with a check that both trained the same weights), a
 torch.profiler breakdown of our step, and the cost of the AuxK path (steps with 10% of the
 units dead against steps with none). `--epochs-quality` adds SAE.fit with defaults on the
 small shape (the quality figures of the README); `--ab-kernels` steps a third copy of ours
-with torch's backward ops instead of the compiled ones of sae/sparse_grads.py.
+with torch's backward ops instead of the compiled ones of sae/sparse_grads.py;
+`--compile-reference` steps a copy of the reference with its loss under torch.compile.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
      [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels]
+     [--compile-reference]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -47,6 +50,7 @@ BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
 TRAIN_TARGET = 0.60
 FIXED = "ours, torch threads throughout"
 TORCH_BACKWARD = "ours, torch backward ops"
+COMPILED = "reference, torch.compile"
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,19 @@ class Reference(nn.Module):
         return self.encode(x) @ self.W_dec + self.b_dec
 
 
-def reference_step(model: Reference, opt: torch.optim.Optimizer, x: torch.Tensor) -> None:
+def reference_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The per-sample squared error, averaged over the batch."""
+    return (model(x) - x).pow(2).sum(1).mean()
+
+
+def reference_step(
+    model: Reference,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = reference_loss,
+) -> None:
     """Adam on the per-sample squared error, decoder rows renormalised after the step."""
-    loss = (model(x) - x).pow(2).sum(1).mean()
+    loss = loss_fn(model, x)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -144,10 +158,16 @@ def torch_backward(fn: Callable[[], Any]) -> Any:
 
 
 def compare(
-    shape: Shape, activation: str, steps: int, profile_steps: int, ab_kernels: bool = False
+    shape: Shape,
+    activation: str,
+    steps: int,
+    profile_steps: int,
+    ab_kernels: bool = False,
+    compile_reference: bool = False,
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
-    ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B)."""
+    ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
+    compile_reference: a copy of the reference steps with its loss under torch.compile."""
     ds = sw.datasets.superposition(
         n=steps * BATCH + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
     )
@@ -179,12 +199,15 @@ def compare(
     with torch.no_grad():
         ref.b_dec.copy_(X[batches[0]].mean(0) * scale)
     opt = torch.optim.Adam(ref.parameters(), lr=ours.lr)
+    twin = CompiledTwin(ref, ours.lr) if compile_reference else None
     paired = Paired(BATCH, shape.d, shape.n_units)
     for step, idx in enumerate(batches):
         x = X[idx] * scale
         lr = ours.lr_at(step, len(batches))
         for group in opt.param_groups:
             group["lr"] = lr
+        if twin is not None:
+            twin.step(paired, x, lr)
         paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
         paired.time("reference", lambda x=x: reference_step(ref, opt, x), BATCH)
         paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
@@ -222,6 +245,8 @@ def compare(
             f"{float((ours.model.W_dec - plain.model.W_dec).abs().max()):.1e} (float rounding, "
             "grown by Adam)"
         )
+    if twin is not None:
+        twin.report(paired, ref)
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
     if profile_steps:
         ours.model.train()
@@ -230,6 +255,48 @@ def compare(
             print(text)
         aux_cost(ours, x, paired, profile_steps)
     return fraction
+
+
+class CompiledTwin:
+    """A copy of the reference whose loss (forward, top-k, decoder) runs under torch.compile
+    (inductor), stepped on the same batches: what a compiler gives the plain dense step. Its
+    first step compiles and is timed apart; where torch.compile fails (no C++ compiler, no
+    inductor), the reason is printed and the twin stops."""
+
+    def __init__(self, ref: Reference, lr: float) -> None:
+        self.model = copy.deepcopy(ref)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.loss = torch.compile(reference_loss)
+        self.compile_s: float | None = None
+        self.failed: str | None = None
+
+    def step(self, paired: Paired, x: torch.Tensor, lr: float) -> None:
+        if self.failed is not None:
+            return
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        run = lambda: reference_step(self.model, self.opt, x, self.loss)  # noqa: E731
+        if self.compile_s is not None:
+            paired.time(COMPILED, run, BATCH)
+            return
+        start = time.perf_counter()
+        try:
+            run()
+        except Exception as error:  # the compiler's own failure: report it, keep measuring
+            self.failed = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+        self.compile_s = time.perf_counter() - start
+
+    def report(self, paired: Paired, ref: Reference) -> None:
+        if self.failed is not None:
+            print(f"  reference under torch.compile: unavailable here ({self.failed})")
+            return
+        drift = float((self.model.W_dec - ref.W_dec).detach().abs().max())
+        print(
+            f"  reference under torch.compile: {paired.fraction(COMPILED):.2f} of the roofline, "
+            f"{paired.samples_per_s(COMPILED) / paired.samples_per_s('reference'):.2f}x the "
+            f"eager reference (median steps); first step (compiling) {self.compile_s:.1f} s; "
+            f"largest W_dec difference to the eager one {drift:.1e}"
+        )
 
 
 def aux_cost(ours: Trainer, x: torch.Tensor, paired: Paired, repeats: int) -> None:
@@ -277,6 +344,8 @@ def main() -> None:
     parser.add_argument("--epochs-quality", type=int, default=0)
     parser.add_argument("--ab-kernels", action="store_true",
                         help="a copy with torch's backward ops (sparse_grads A/B)")  # fmt: skip
+    parser.add_argument("--compile-reference", action="store_true",
+                        help="a copy of the reference under torch.compile")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -287,7 +356,12 @@ def main() -> None:
     for name in args.shapes:
         for activation in args.activations:
             results[(name, activation)] = compare(
-                SHAPES[name], activation, args.steps, args.profile_steps, args.ab_kernels
+                SHAPES[name],
+                activation,
+                args.steps,
+                args.profile_steps,
+                args.ab_kernels,
+                args.compile_reference,
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():
