@@ -13,7 +13,7 @@ the selection and AuxK only; autograd saves none of them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -33,13 +33,22 @@ def reuse(store: dict[str, Tensor]) -> Iterator[None]:
         _state.store = previous
 
 
-def buffer(name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """An uninitialised tensor of `shape` with `like`'s dtype and device: the active store's
-    `name` buffer when one is active (replaced when the shape or dtype changes)."""
+def buffer(
+    name: str,
+    shape: tuple[int, ...],
+    like: Tensor,
+    setup: Callable[[Tensor], object] | None = None,
+) -> Tensor:
+    """A tensor of `shape` with `like`'s dtype and device: the active store's `name` buffer
+    when one is active (replaced when the shape or dtype changes), else a fresh one.
+    Uninitialised, except that `setup` runs on each new buffer: parts that the caller never
+    writes (padding, constant columns) keep what it set across steps."""
     store: dict[str, Tensor] | None = getattr(_state, "store", None)
-    if store is None:
-        return like.new_empty(shape)
-    kept = store.get(name)
+    kept = None if store is None else store.get(name)
     if kept is None or kept.shape != torch.Size(shape) or kept.dtype != like.dtype:
-        kept = store[name] = like.new_empty(shape)
+        kept = like.new_empty(shape)
+        if setup is not None:
+            setup(kept)
+        if store is not None:
+            store[name] = kept
     return kept

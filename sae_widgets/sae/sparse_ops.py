@@ -116,13 +116,22 @@ def affine_operands(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> tuple[Tensor,
 
     On CPU `addmm` first fills its whole (B, n_units) output with the bias, an extra pass
     that cost a third of the matmul itself; the bias as one more input column costs none.
+    In a training step both are buffers kept across steps (sae/scratch.py): their constant
+    parts (the ones, the zero padding) are set once, and only x and the weights are copied.
     """
     n_rows, d = x_BD.shape
     width = affine_width(d)
-    xa_BD = x_BD.new_zeros(n_rows, width)
+
+    def input_constants(xa: Tensor) -> None:
+        xa[:, d:] = 0
+        xa[:, d] = 1
+
+    def weight_padding(Wa: Tensor) -> None:
+        Wa[d + 1 :] = 0
+
+    xa_BD = scratch.buffer("affine input", (n_rows, width), x_BD, input_constants)
     xa_BD[:, :d] = x_BD.detach()
-    xa_BD[:, d] = 1
-    Wa_DU = W_enc.new_zeros(width, W_enc.shape[1])
+    Wa_DU = scratch.buffer("affine weights", (width, W_enc.shape[1]), W_enc, weight_padding)
     Wa_DU[:d] = W_enc.detach()
     Wa_DU[d] = b_enc.detach()
     return xa_BD, Wa_DU
