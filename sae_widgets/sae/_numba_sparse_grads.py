@@ -1,4 +1,5 @@
-"""The numba code of sae/sparse_grads.py (imported on first use; compiled once, cached).
+"""The numba code of sae/sparse_grads.py and sae/sparse_residual.py (imported on first use;
+compiled once, cached).
 
 Entries are ragged and row-major: row b owns entries ends[b]:ends[b + 1], each a unit and a
 value. Each kernel runs on one thread without the GIL, over a range of rows or of units, so
@@ -51,3 +52,34 @@ def unit_sums(rows: Any, weights: Any, units: Any, ends: Any, lo: int, hi: int,
                 acc[j] += wt * src[j]
             if with_weights:
                 out_weights[u] += wt
+
+
+# float sums may be reordered (vectorised); NaN and inf keep their meaning (no nnan / ninf)
+_REORDER = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(nogil=True, cache=True, fastmath=_REORDER)
+def residual_sums(x_hat: Any, b_dec: Any, x: Any, block_rows: int, lo: int, hi: int,
+                  diff: Any, row_sums: Any, col_sums: Any) -> None:  # fmt: skip
+    """For the blocks lo:hi of `block_rows` rows: x_hat += b_dec (in place), diff = x_hat - x,
+    row_sums[b] = (sum of diff^2, sum of x^2) and col_sums[block] = (the block's column sums
+    of diff, of x), all sums in float64. Blocks fixed by row, not thread: the same bits on
+    any split."""
+    n, d = x.shape
+    for block in range(lo, hi):
+        diff_cols, x_cols = col_sums[block, 0], col_sums[block, 1]
+        diff_cols[:] = 0.0
+        x_cols[:] = 0.0
+        for b in range(block * block_rows, min(n, (block + 1) * block_rows)):
+            err, squares = 0.0, 0.0
+            for j in range(d):
+                value = x_hat[b, j] + b_dec[j]
+                x_hat[b, j] = value
+                t = value - x[b, j]
+                diff[b, j] = t
+                err += float(t) * float(t)
+                squares += float(x[b, j]) * float(x[b, j])
+                diff_cols[j] += t
+                x_cols[j] += x[b, j]
+            row_sums[b, 0] = err
+            row_sums[b, 1] = squares

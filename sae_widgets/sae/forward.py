@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import distributed, sparse_kernels
+from sae_widgets.sae import distributed, sparse_kernels, sparse_residual
 from sae_widgets.sae.sparse_ops import (
     SparseCodes,
     affine_preacts,
@@ -253,6 +253,21 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
         return Selection(pre_BU, units, torch.cumsum(counts, 0) - counts, None, None)
 
 
+def sparse_reconstruction(
+    model: SparseAutoencoder, x_BD: Tensor, codes: SparseCodes
+) -> tuple[Tensor, Tensor]:
+    """(x_hat, fvu) of sparse codes: one compiled pass on CPU (sae/sparse_residual.py),
+    else the decode and `fvu_of` in torch ops (also for data-parallel, global batches)."""
+    fused = None
+    if not distributed.is_global():
+        fused = sparse_residual.reconstruct(codes, model.W_dec, model.b_dec, x_BD)
+    if fused is None:
+        x_hat_BD = decode_sparse(codes, model.W_dec) + model.b_dec
+        return x_hat_BD, fvu_of(x_BD, x_hat_BD)[0]
+    x_hat_BD, squared_error, total_var = fused
+    return x_hat_BD, squared_error / total_var
+
+
 def sparse_output(
     model: SparseAutoencoder,
     x_BD: Tensor,
@@ -261,10 +276,13 @@ def sparse_output(
     dead_mask: Tensor | None,
     k_aux: int | None,
     extra_loss: Tensor | None = None,
+    fvu: Tensor | None = None,
 ) -> TrainOutput:
-    """TrainOutput of a sparse step whose reconstruction is `x_hat_BD` (AuxK included)."""
+    """TrainOutput of a sparse step whose reconstruction is `x_hat_BD` (AuxK included);
+    `fvu` when already known."""
     codes = step.codes
-    fvu, _ = fvu_of(x_BD, x_hat_BD)
+    if fvu is None:
+        fvu, _ = fvu_of(x_BD, x_hat_BD)
     l0 = (codes.values > 0).sum().float().detach() / x_BD.shape[0]
     aux_fvu = fvu.new_zeros(())
     if dead_mask is not None and model.training and bool(dead_mask.any()):
@@ -328,8 +346,8 @@ class TopKForward:
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
     ) -> TrainOutput:
         step = sparse_codes(model, x_BD, select_topk)
-        x_hat_BD = decode_sparse(step.codes, model.W_dec) + model.b_dec
-        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux)
+        x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
 
 
 class BatchTopKForward:
@@ -343,8 +361,8 @@ class BatchTopKForward:
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
     ) -> TrainOutput:
         step = sparse_codes(model, x_BD, select_batch_topk)
-        x_hat_BD = decode_sparse(step.codes, model.W_dec) + model.b_dec
-        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux)
+        x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
 
 
 RELU = ReLUForward()

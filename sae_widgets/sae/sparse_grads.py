@@ -48,7 +48,7 @@ def _kernels() -> Any | None:
     return _numba_sparse_grads
 
 
-def _compiled(*tensors: Tensor) -> Any | None:
+def compiled(*tensors: Tensor) -> Any | None:
     """The kernels, if they apply: CPU float32/float64 tensors of one dtype, numba present."""
     dtype = tensors[0].dtype
     if (
@@ -60,7 +60,7 @@ def _compiled(*tensors: Tensor) -> Any | None:
     return None
 
 
-def _run(n: int, n_entries: int, fn: Callable[[int, int], None]) -> None:
+def run_split(n: int, n_entries: int, fn: Callable[[int, int], None]) -> None:
     """fn(lo, hi) over ranges of 0:n, one per thread (torch's count, one per core at most)."""
     threads = min(torch.get_num_threads(), sparse_kernels.pool()[1], n_entries // PART_ENTRIES)
     threads = max(1, min(threads, n))
@@ -84,7 +84,7 @@ def _ends(offsets: Tensor, n_entries: int) -> np.ndarray:
 
 def entry_dots(grad_BD: Tensor, W: Tensor, units: Tensor, offsets: Tensor) -> Tensor:
     """(N,): grad_BD[row of e] . W[units[e]] for each entry e."""
-    kernels = _compiled(grad_BD, W)
+    kernels = compiled(grad_BD, W)
     if kernels is None:
         rows = entry_rows(offsets, units.numel())
         grad: Tensor = torch.ops.aten._embedding_bag_per_sample_weights_backward(
@@ -95,7 +95,7 @@ def entry_dots(grad_BD: Tensor, W: Tensor, units: Tensor, offsets: Tensor) -> Te
     g, w, u, ends = _np(grad_BD), _np(W), _np(units), _ends(offsets, n)
     out = np.empty(n, g.dtype)
     with record_function("sae::entry_dots"):
-        _run(n_rows, n, lambda lo, hi: kernels.entry_dots(g, w, u, ends, lo, hi, out))
+        run_split(n_rows, n, lambda lo, hi: kernels.entry_dots(g, w, u, ends, lo, hi, out))
     return torch.from_numpy(out)
 
 
@@ -109,7 +109,7 @@ def unit_sums(
 ) -> tuple[Tensor, Tensor | None]:
     """((n_units, D): row u the sum over the entries e of unit u of
     weights[e] * rows_BD[row of e]; (n_units,) the sums of those weights if asked)."""
-    kernels = _compiled(weights, rows_BD)
+    kernels = compiled(weights, rows_BD)
     if kernels is None:
         rows = entry_rows(offsets, units.numel())
         sums = _torch_unit_sums(units, rows, weights, rows_BD, n_units)
@@ -120,8 +120,12 @@ def unit_sums(
     u, ends, w, src = _np(units), _ends(offsets, n), _np(weights), _np(rows_BD)
     out = np.empty((n_units, src.shape[1]), src.dtype)
     totals = np.empty(n_units if weight_sums else 0, src.dtype)
+
+    def units_in(lo: int, hi: int) -> None:
+        kernels.unit_sums(src, w, u, ends, lo, hi, out, totals)
+
     with record_function("sae::unit_sums"):
-        _run(n_units, n, lambda lo, hi: kernels.unit_sums(src, w, u, ends, lo, hi, out, totals))
+        run_split(n_units, n, units_in)
     return torch.from_numpy(out), torch.from_numpy(totals) if weight_sums else None
 
 
