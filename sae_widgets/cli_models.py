@@ -41,15 +41,20 @@ def load_model(spec: str, layer: str | None) -> tuple[Any, str]:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"--model {spec!r}: cannot import {module_name!r} ({err})") from err
+    except Exception as err:  # ImportError, or the module's own error while it loads
+        raise ValueError(
+            f"--model {spec!r}: cannot import {module_name!r} ({type(err).__name__}: {err})"
+        ) from err
     finally:
         if added:
             sys.path.remove(cwd)
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise ValueError(f"--model {spec!r}: {module_name} has no callable {attr!r}")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as err:  # the user's function failed: one line, not a traceback
+        raise ValueError(f"--model {spec!r}: {attr}() raised {type(err).__name__}: {err}") from err
     if not isinstance(model, nn.Module):
         raise ValueError(
             f"--model {spec!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module"

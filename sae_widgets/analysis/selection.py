@@ -103,7 +103,12 @@ def samples_in_polygon(
     lasso: tens of ms). Points exactly on the outline may fall either side.
     """
     points = _points(coords)
-    vertices = np.asarray(polygon, dtype=np.float64)
+    try:
+        vertices = np.asarray(polygon, dtype=np.float64)
+    except (TypeError, ValueError):  # strings, objects, ragged vertex lists
+        raise TypeError(
+            f"polygon must be (m, 2) vertex coordinates (numbers); got {polygon!r:.80}"
+        ) from None
     if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
         raise ValueError(f"polygon must have shape (m, 2) with m >= 3; got {vertices.shape}")
     if not np.isfinite(vertices).all():

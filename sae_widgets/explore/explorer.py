@@ -142,6 +142,8 @@ class Explorer(SelectionQueries, PrefixQueries):
             raise ValueError(f"projection must be one of {_SOURCES}; got {projection!r}")
         if codes_dir is not None and not isinstance(codes_dir, str | os.PathLike):
             raise TypeError(f"codes_dir must be None or a folder path; got {codes_dir!r}")
+        if codes_dir is not None and Path(codes_dir).exists() and not Path(codes_dir).is_dir():
+            raise ValueError(f"codes_dir must be a folder; {str(codes_dir)!r} is a file")
         self.sae = sae
         self.dataset: Dataset = dataset
         self.default_projection = projection

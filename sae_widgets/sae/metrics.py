@@ -59,19 +59,37 @@ def _pair(X: Any, X_hat: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, x_hat
 
 
+# Outside these magnitudes a square can overflow float64 (max ~1.8e308) or underflow to 0.
+_SQUARE_SAFE = (1e-140, 1e140)
+
+
+def _scaled(x: np.ndarray, x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x / s, x_hat / s, s): huge or tiny values brought near 1 so that their squares stay
+    finite and nonzero (s = 1 for ordinary data, which is left untouched)."""
+    scale = float(max(np.abs(x).max(), np.abs(x_hat).max()))
+    if scale == 0.0 or _SQUARE_SAFE[0] <= scale <= _SQUARE_SAFE[1]:
+        return x, x_hat, 1.0
+    return x / scale, x_hat / scale, scale
+
+
 def fvu(X: Any, X_hat: Any) -> float:
     """Fraction of variance unexplained: sum||x - x_hat||^2 / sum||x - mean(x)||^2.
 
     NaN when X has no variance to explain (a single sample, or identical rows)."""
-    x, x_hat = _pair(X, X_hat)
+    x, x_hat, _ = _scaled(*_pair(X, X_hat))  # a ratio: the same at any scale
     total = float(((x - x.mean(0)) ** 2).sum())
     return float(((x - x_hat) ** 2).sum()) / total if total > 0 else float("nan")
 
 
 def mse(X: Any, X_hat: Any) -> float:
     """Mean squared error per element."""
-    x, x_hat = _pair(X, X_hat)
-    return float(((x - x_hat) ** 2).mean())
+    x, x_hat, scale = _scaled(*_pair(X, X_hat))
+    value = float(((x - x_hat) ** 2).mean()) * scale * scale
+    if not math.isfinite(value):
+        raise ValueError(
+            f"mse overflows float64: X and X_hat hold values as large as {scale:.3g}; rescale both"
+        )
+    return value
 
 
 def _active(codes: Any) -> tuple[Any, int]:
@@ -103,7 +121,10 @@ def firing_frequencies(codes: Any) -> np.ndarray:
 
 def dead_fraction(codes: Any) -> float:
     """Fraction of units that never fire on the given samples."""
-    return float((firing_frequencies(codes) == 0).mean())
+    frequencies = firing_frequencies(codes)
+    if frequencies.size == 0:
+        raise ValueError("codes has no units (0 columns): no fraction of them is dead")
+    return float((frequencies == 0).mean())
 
 
 def _decoder_rows(sae_or_decoder: Any) -> np.ndarray:

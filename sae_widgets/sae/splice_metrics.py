@@ -207,6 +207,24 @@ class _Scores:
         self.n += int(targets.shape[0])
 
 
+def _check_targets(batch: _Batch, n_logits: int) -> None:
+    """A label (or next-token id) beyond the model's logits, named before torch's IndexError."""
+    if batch.targets.numel() == 0:
+        return
+    largest = int(batch.targets.max())
+    if largest < n_logits:
+        return
+    if batch.row_mask is None:  # a classifier's labels
+        raise ValueError(
+            f"labels must be class indices in [0, {n_logits}) for a model with {n_logits} "
+            f"outputs (-1: unlabelled); got {largest}"
+        )
+    raise ValueError(
+        f"data holds token id {largest}, beyond the model's {n_logits} logits: the tokenizer "
+        "does not match the model"
+    )
+
+
 def _recovered(ablated: float, spliced: float, original: float) -> float:
     gap = ablated - original
     return (ablated - spliced) / gap if gap != 0 else float("nan")
@@ -336,6 +354,7 @@ def spliced_metrics(
             for batch in batches:
                 state["mask"], state["fixed"] = batch.row_mask, batch.fixed
                 logits = run(batch, "original")
+                _check_targets(batch, logits.shape[-1])
                 reference = F.log_softmax(logits.double(), dim=-1)
                 scores["original"].add(logits, batch.targets, None)
                 scores["spliced"].add(run(batch, "spliced"), batch.targets, reference)

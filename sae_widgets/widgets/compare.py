@@ -19,6 +19,7 @@ import numpy as np
 from bqplot import LinearScale, Scatter
 
 from sae_widgets.analysis import KINDS
+from sae_widgets.analysis.checks import check_index
 from sae_widgets.explore.comparison import Comparison, PairTable
 from sae_widgets.widgets._panels import SampleGallery
 from sae_widgets.widgets._view import axis, check_count, figure, wrapping_row
@@ -272,7 +273,10 @@ class CompareView(widgets.VBox):
 
     def unit_at(self, kind: str, index: int) -> int:
         """The unit of A drawn as point `index` of the `kind` scatter."""
-        return int(self.units[kind][index])
+        if not isinstance(kind, str) or kind not in self.units:
+            raise ValueError(f"kind must be one of {sorted(self.units)}; got {kind!r}")
+        units = self.units[kind]
+        return int(units[check_index(index, len(units), "index")])
 
     def _clicked(self, mark: Scatter, event: dict[str, Any]) -> None:
         index = (event.get("data") or {}).get("index")

@@ -10,6 +10,8 @@ that row's sample for the sample card (input, reconstruction, most active units)
 from __future__ import annotations
 
 import html
+import math
+import numbers
 from typing import Any
 
 import ipywidgets as widgets
@@ -284,7 +286,13 @@ class ActivationHeatmap(ExplorerView):
     # -- view -> Selection ---------------------------------------------------------------------
 
     def cell_at(self, x: float, y: float) -> tuple[int, int] | None:
-        """(row, column) of the matrix cell at data point (x, y), or None outside it."""
+        """(row, column) of the matrix cell at data point (x, y), or None outside it (a NaN or
+        infinite coordinate is outside)."""
+        for value, name in ((x, "x"), (y, "y")):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number (a data coordinate); got {value!r}")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return None
         n_rows, n_cols = self.data.matrix.shape
         row, column = n_rows - 1 - int(np.floor(y)), int(np.floor(x))
         if 0 <= row < n_rows and 0 <= column < n_cols:

@@ -24,6 +24,8 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
     zoom = check_positive_int(zoom, "zoom")
     if zoom > MAX_ZOOM:
         raise ValueError(f"zoom: expected at most {MAX_ZOOM} screen pixels per pixel, got {zoom}")
+    if np.iscomplexobj(images):  # float32 would silently drop the imaginary part
+        raise TypeError("images: expected real pixel values, got complex numbers")
     try:
         pixels = np.asarray(images, dtype=np.float32)
     except (TypeError, ValueError, RuntimeError, NotImplementedError):
@@ -40,6 +42,8 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
         raise ValueError(f"images: expected shape (n, h, w) or (n, h, w, 3), got {pixels.shape}")
     if len(rgb) == 0:
         raise ValueError("images: expected at least one image, got none")
+    if rgb.shape[1] == 0 or rgb.shape[2] == 0:
+        raise ValueError(f"images: expected images at least 1 x 1 pixel, got {pixels.shape}")
     grid = thumbnail_grid(rgb, n_cols, pad=1, background=200)  # grey lines between images
     grid = np.repeat(np.repeat(grid, zoom, axis=0), zoom, axis=1)
     return widgets.Image(value=encode_png(grid), format="png")

@@ -130,6 +130,7 @@ class PCABrush(ExplorerView):
         max_points: int = 20_000,
     ) -> None:
         n_enriched = check_count(n_enriched, "n_enriched", getattr(ex, "n_units", None))
+        max_points = check_count(max_points, "max_points")  # used only above GL_THRESHOLD
         width = check_css_size(width, "width")
         super().__init__(ex)
         if not isinstance(select_with, str) or select_with not in ("lasso", "rectangle"):

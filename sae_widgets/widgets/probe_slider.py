@@ -15,6 +15,7 @@ import numpy as np
 from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
 
 from sae_widgets.analysis import ProbeResult
+from sae_widgets.analysis.checks import check_index
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._legend import input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair
@@ -389,9 +390,9 @@ class ProbeSlider(ExplorerView):
             self.click_curve(int(index))
 
     def click_curve(self, position: int) -> None:
-        """Clicking the curve at `position` focuses its unit."""
-        if position < len(self.shown_units):
-            self.focus_unit(int(self.shown_units[position]))
+        """Clicking the curve at `position` (0 .. curves drawn - 1) focuses its unit."""
+        position = check_index(position, len(self.shown_units), "position")
+        self.focus_unit(int(self.shown_units[position]))
 
     def _clicked_bar(self, _mark: Any, event: dict[str, Any]) -> None:
         index = (event.get("data") or {}).get("index")

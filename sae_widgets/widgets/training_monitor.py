@@ -26,6 +26,7 @@ import ipywidgets as widgets
 import numpy as np
 from bqplot import Figure, LinearScale, Lines
 
+from sae_widgets.data.checks import check_bool, check_float
 from sae_widgets.sae.training import planned_steps
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
@@ -99,9 +100,12 @@ class TrainingMonitor(widgets.VBox):
             or not 0 <= min_interval < math.inf
         ):
             raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
+        trailing = check_bool(trailing, "trailing")
+        if not callable(clock):
+            raise TypeError(f"clock must be a function returning seconds; got {clock!r}")
         self.sae = sae
         self.min_interval = float(min_interval)
-        self.trailing = bool(trailing)
+        self.trailing = trailing
         self._clock = clock
         self._draw_lock = threading.Lock()  # the training thread and the timer both draw
         self._timer: threading.Timer | None = None
@@ -224,6 +228,8 @@ class TrainingMonitor(widgets.VBox):
 
     def join(self, timeout: float | None = None) -> Any:
         """Wait for a background `fit` to end; returns the SAE, or raises what training raised."""
+        if timeout is not None:
+            timeout = check_float(timeout, "timeout", 0.0)
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():

@@ -9,6 +9,7 @@ the sorted, filtered order.
 from __future__ import annotations
 
 import html
+import numbers
 from typing import Any
 
 import ipywidgets as widgets
@@ -226,6 +227,8 @@ class UnitTable(ExplorerView):
 
     def step(self, offset: int) -> None:
         """Focus the unit `offset` rows away from the focused one (the first row if none)."""
+        if isinstance(offset, bool | np.bool_) or not isinstance(offset, numbers.Integral):
+            raise TypeError(f"offset must be an int (rows to move); got {offset!r}")
         if len(self.order) == 0:
             return
         unit = self.selection.unit

@@ -13,6 +13,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from sae_widgets.data.checks import check_seed
 from sae_widgets.data.datasets._digits import digits
 
 __all__ = ["DigitMLP", "digits_mlp"]
@@ -46,8 +47,7 @@ def digits_mlp(hidden: int = 128, steps: int = 300, seed: int = 0) -> DigitMLP:
         raise ValueError(f"hidden must be a positive integer; got {hidden!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer; got {steps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int; got {seed!r}")
+    seed = check_seed(seed)  # torch.manual_seed overflows past 2**64 with its own message
     key = (hidden, steps, seed)
     if key not in _TRAINED:  # deterministic: train once per process, hand out fresh copies
         _TRAINED[key] = _train(hidden, steps, seed)

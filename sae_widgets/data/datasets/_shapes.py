@@ -101,6 +101,8 @@ def render_shapes(
     params = [_factor_array(value, name).astype(np.float32) for name, value in named.items()]
     if any(p.shape[0] != n for p in params):
         raise ValueError("shape, scale, rotation, x and y must have the same length")
+    if n and params[0].min() <= 0:  # a radius of 0 divides by zero: NaN pixels
+        raise ValueError(f"scale must be > 0; got {params[0].min()}")
     if n and (shape.min() < 0 or shape.max() >= len(SHAPE_NAMES)):
         raise ValueError(f"shape must be in 0..{len(SHAPE_NAMES) - 1}; got {shape.max()}")
     check_memory(4 * n * size * size, "render_shapes(size)")
@@ -175,10 +177,14 @@ def shapes(n: int = 20_000, size: int = 32, seed: int = 0) -> Dataset:
     centre left to right and top to bottom). X is the flattened image, in [0, 1].
     Attributes, one per factor, redraw the same sample with that one factor changed.
     """
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}")
-    if not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8 pixels; got {size!r}")
+    for value, name, low, wanted in (
+        (n, "n", 1, "a positive integer"),
+        (size, "size", 8, "an integer >= 8 pixels"),
+    ):
+        is_int = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+        if not is_int or value < low:  # a bool is refused, not read as 0 or 1 sample
+            error = ValueError if is_int or isinstance(value, float | str) else TypeError
+            raise error(f"{name} must be {wanted}; got {value!r}")
     check_memory(4 * int(n) * int(size) ** 2, "shapes(n, size)")  # the float32 images
     rng = np.random.default_rng(check_seed(seed))
     factors = {

@@ -1,0 +1,295 @@
+"""Edge cases and bad inputs an independent sweep of the public API found escaping the error
+contract (tests/test_bad_inputs.py and tests/test_fuzz_api.py hold the earlier ones): a raw
+numpy/torch/builtin error, an argument accepted and ignored, a NaN result or a traceback from
+the CLI. Each case failed before its fix."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import sae_widgets as sw
+from sae_widgets.cli import main
+from sae_widgets.data.datasets import render_shapes
+
+FAST = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.fixture(scope="module")
+def env() -> dict[str, Any]:
+    ds = sw.datasets.digits()[:60]
+    sae = sw.SAE(n_units=12, k=3, epochs=1, seed=0).fit(ds.X, progress=False)
+    sae_b = sw.SAE(n_units=5, k=1, epochs=1, seed=1).fit(ds.X, progress=False)
+    ex = sw.Explorer(sae, ds)
+    cmp = sw.compare(ex, sw.Explorer(sae_b, ds))
+    classifier = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+    rows = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    sae16 = sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(rows, progress=False)
+    return {"ds": ds, "ex": ex, "cmp": cmp, "classifier": classifier, "sae16": sae16}
+
+
+@pytest.fixture(scope="module")
+def views(env: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    ex = env["ex"]
+    made = {
+        "heatmap": sw.ActivationHeatmap(ex),
+        "probe": sw.ProbeSlider(ex),
+        "table": sw.UnitTable(ex),
+        "compare": sw.CompareView(env["cmp"]),
+    }
+    yield made
+    for view in made.values():
+        view.close()
+
+
+def _evaluate_with_labels(env: dict[str, Any], labels: np.ndarray) -> Any:
+    X = env["ds"].X
+    return sw.metrics.evaluate(
+        env["sae16"], X, model=env["classifier"], layer="0", labels=labels[: len(X)]
+    )
+
+
+Case = tuple[str, Callable[[dict[str, Any], dict[str, Any]], Any], type[Exception], str]
+CASES: list[Case] = [
+    # a label past the classifier's outputs: torch's "IndexError: Target 7 is out of bounds."
+    (
+        "evaluate labels >= n_classes",
+        lambda e, v: _evaluate_with_labels(e, np.full(60, 7)),
+        ValueError,
+        "labels must be class indices in [0, 3)",
+    ),
+    # numpy's "could not convert string to float: 'abc'"
+    (
+        "samples_in_polygon 'abc'",
+        lambda e, v: e["ex"].samples_in_polygon("abc"),
+        TypeError,
+        "polygon",
+    ),
+    (
+        "samples_in_polygon ragged",
+        lambda e, v: e["ex"].samples_in_polygon([(0, 0), (1,), (1, 1)]),
+        TypeError,
+        "polygon",
+    ),
+    # "OverflowError: cannot convert float infinity to integer" / numpy's ufunc 'floor' error
+    ("cell_at 'a'", lambda e, v: v["heatmap"].cell_at("a", 0.5), TypeError, "x must be a number"),
+    ("cell_at y=None", lambda e, v: v["heatmap"].cell_at(0.5, None), TypeError, "y must be"),
+    # KeyError: 'nope' / IndexError: index 99 is out of bounds for axis 0
+    ("unit_at kind", lambda e, v: v["compare"].unit_at("nope", 0), ValueError, "kind"),
+    ("unit_at index", lambda e, v: v["compare"].unit_at("shared", 10**6), ValueError, "index"),
+    ("unit_at 1.5", lambda e, v: v["compare"].unit_at("shared", 1.5), TypeError, "index"),
+    # "'<' not supported between instances of 'str' and 'int'"; a position past the curves
+    # was ignored and -1 focused the last curve
+    ("click_curve 'a'", lambda e, v: v["probe"].click_curve("a"), TypeError, "position"),
+    ("click_curve 10**6", lambda e, v: v["probe"].click_curve(10**6), ValueError, "position"),
+    ("click_curve -1", lambda e, v: v["probe"].click_curve(-1), ValueError, "position"),
+    # "unsupported operand type(s) for +: 'int' and 'str'"; 1.5 was accepted
+    ("UnitTable.step 'a'", lambda e, v: v["table"].step("a"), TypeError, "offset"),
+    ("UnitTable.step 1.5", lambda e, v: v["table"].step(1.5), TypeError, "offset"),
+    # accepted whatever it was on a small dataset (it is read only above the WebGL threshold)
+    (
+        "PCABrush max_points='a'",
+        lambda e, v: sw.PCABrush(e["ex"], max_points="a"),
+        TypeError,
+        "max_points",
+    ),
+    (
+        "PCABrush max_points=0",
+        lambda e, v: sw.PCABrush(e["ex"], max_points=0),
+        ValueError,
+        "max_points",
+    ),
+    # "rgb_HW3: expected a non-empty (h, w, 3) ..." (an internal name)
+    ("image_grid 0 x 8", lambda e, v: sw.image_grid(np.ones((2, 0, 8))), ValueError, "images"),
+    # complex pixels were cast to float32 with a ComplexWarning, the imaginary part dropped
+    (
+        "image_grid complex",
+        lambda e, v: sw.image_grid(np.ones((2, 4, 4), complex)),
+        TypeError,
+        "images",
+    ),
+    # accepted and truth-tested / "'int' object is not callable" at the first draw
+    (
+        "TrainingMonitor trailing='no'",
+        lambda e, v: sw.TrainingMonitor(sw.SAE(), trailing="no"),
+        TypeError,
+        "trailing",
+    ),
+    (
+        "TrainingMonitor clock=3",
+        lambda e, v: sw.TrainingMonitor(sw.SAE(), clock=3),
+        TypeError,
+        "clock",
+    ),
+    # threading's "'>' not supported between instances of 'int' and 'str'"
+    (
+        "TrainingMonitor.join timeout='a'",
+        lambda e, v: sw.TrainingMonitor(sw.SAE()).join("a"),
+        TypeError,
+        "timeout",
+    ),
+    # numpy's "expected a sequence of integers or a single integer, got 'True'"
+    ("shapes n=True", lambda e, v: sw.datasets.shapes(n=True, size=8), TypeError, "n must be"),
+    ("shapes size=True", lambda e, v: sw.datasets.shapes(n=2, size=True), TypeError, "size must"),
+    # torch's "Overflow when unpacking long long"
+    ("digits_mlp seed=2**70", lambda e, v: sw.datasets.digits_mlp(seed=2**70), ValueError, "seed"),
+    # a radius of 0: every pixel NaN
+    (
+        "render_shapes scale=0",
+        lambda e, v: render_shapes([0], [0.0], [0.0], [0.5], [0.5], 8),
+        ValueError,
+        "scale",
+    ),
+    (
+        "render_shapes scale<0",
+        lambda e, v: render_shapes([1], [-0.5], [0.0], [0.5], [0.5], 8),
+        ValueError,
+        "scale",
+    ),
+    # mean of no units: NaN with numpy's "Mean of empty slice" warning
+    (
+        "dead_fraction 0 units",
+        lambda e, v: sw.metrics.dead_fraction(np.zeros((3, 0))),
+        ValueError,
+        "codes",
+    ),
+    # the squares overflow: inf instead of an error
+    (
+        "mse 1e300",
+        lambda e, v: sw.metrics.mse([[1e300], [-1e300]], [[0.0], [0.0]]),
+        ValueError,
+        "mse",
+    ),
+    # pathlib's "FileExistsError: [Errno 17] File exists" when the codes were first built
+    (
+        "Explorer codes_dir=file",
+        lambda e, v: sw.Explorer(e["ex"].sae, e["ds"], codes_dir=__file__),
+        ValueError,
+        "codes_dir",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_raises_a_clear_error(
+    env: dict[str, Any], views: dict[str, Any], case: Case
+) -> None:
+    _, call, error, fragment = case
+    with pytest.raises(error) as info:
+        call(env, views)
+    assert fragment in str(info.value), repr(info.value)
+    assert type(info.value) in (ValueError, TypeError) or type(info.value).__module__.startswith(
+        "sae_widgets"
+    ), repr(info.value)
+
+
+def test_a_labelled_sample_past_the_outputs_fails_before_any_figure(env: dict[str, Any]) -> None:
+    labels = np.arange(60) % 3
+    labels[41] = 3  # in the second batch of 32: the first batch's figures must not count
+    with pytest.raises(ValueError, match=r"\[0, 3\).*got 3"):
+        sw.metrics.evaluate(
+            env["sae16"],
+            env["ds"].X,
+            model=env["classifier"],
+            layer="0",
+            labels=labels,
+            batch_size=32,
+        )
+    ok = _evaluate_with_labels(env, np.where(np.arange(60) % 7 == 0, -1, np.arange(60) % 3))
+    assert np.isfinite(ok["ce_original"]) and 0.0 <= ok["accuracy_spliced"] <= 1.0
+
+
+def test_non_finite_coordinates_are_outside_the_heatmap(views: dict[str, Any]) -> None:
+    heatmap = views["heatmap"]
+    for x, y in [(NAN, 0.5), (0.5, INF), (-INF, -INF), (1e300, 1e300)]:
+        assert heatmap.cell_at(x, y) is None
+    assert heatmap.cell_at(0.5, 0.5) is not None
+
+
+def test_clicked_curves_and_points_focus_their_units(
+    env: dict[str, Any], views: dict[str, Any]
+) -> None:
+    probe, compare = views["probe"], views["compare"]
+    last = len(probe.shown_units) - 1
+    probe.click_curve(np.int64(last))
+    assert env["ex"].selection.unit == int(probe.shown_units[last])
+    kind = next(k for k, units in compare.units.items() if len(units))
+    assert compare.unit_at(kind, 0) == int(compare.units[kind][0])
+
+
+@FAST
+@given(
+    scale=st.sampled_from([1.0, 1e-300, 1e100, 1e200, 1e300, 1e307]),
+    base=st.lists(st.floats(-4, 4), min_size=4, max_size=4),
+    error=st.lists(st.floats(-1, 1), min_size=4, max_size=4),
+)
+def test_fvu_is_the_same_at_any_scale(scale: float, base: list[float], error: list[float]) -> None:
+    # 1e300-sized data made FVU inf/inf = NaN: the squares overflowed float64
+    X = np.array(base).reshape(2, 2)
+    X_hat = X + np.array(error).reshape(2, 2)
+    if float(((X - X.mean(0)) ** 2).sum()) < 1e-6:
+        return  # no variance to explain: NaN by definition
+    expected = sw.metrics.fvu(X, X_hat)
+    got = sw.metrics.fvu(X * scale, X_hat * scale)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    mse = sw.metrics.mse(X * scale, X_hat * scale) if 1e-100 <= scale <= 1e150 else None
+    if mse is not None:
+        np.testing.assert_allclose(mse, sw.metrics.mse(X, X_hat) * scale**2, rtol=1e-9)
+
+
+def test_a_failing_model_factory_gives_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "edge_inputs_models.py").write_text(
+        "def broken():\n    raise RuntimeError('no weights here')\nraise_on_import = None\n"
+    )
+    (tmp_path / "edge_inputs_bad_import.py").write_text("raise KeyError('config')\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        for spec, fragment in [
+            ("edge_inputs_models:broken", "broken() raised RuntimeError: no weights here"),
+            ("edge_inputs_bad_import:f", "cannot import 'edge_inputs_bad_import' (KeyError"),
+        ]:
+            argv = ["train", "--data", "digits", "--n-samples", "64", "--units", "8"]
+            argv += ["--quiet", "--out", str(tmp_path / "run"), "--model", spec, "--layer", "a"]
+            code = main(argv)
+            err = capsys.readouterr().err
+            assert code == 2, err
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and fragment in lines[0], err
+            assert not (tmp_path / "run").exists()
+    finally:
+        for name in ("edge_inputs_models", "edge_inputs_bad_import"):
+            sys.modules.pop(name, None)
+
+
+def test_valid_odd_inputs_still_work(env: dict[str, Any]) -> None:
+    images = render_shapes(
+        np.arange(4), np.full(4, 0.75), np.zeros(4), np.full(4, 0.5), np.full(4, 0.5), 8
+    )
+    assert np.isfinite(images).all() and images.max() > 0
+    assert len(sw.datasets.shapes(n=np.int64(2), size=np.int32(8), seed=np.int64(1))) == 2
+    assert len(sw.datasets.digits_mlp(hidden=4, steps=0, seed=2**63 - 1).train_indices) > 0
+    assert sw.metrics.dead_fraction(np.ones((2, 3))) == 0.0
+    grid = sw.image_grid(torch.rand(3, 4, 4) > 0.5)
+    assert len(grid.value) > 0
+    monitor = sw.TrainingMonitor(sw.SAE(), trailing=np.bool_(False))
+    assert monitor.join(timeout=0) is monitor.sae
+    monitor.close()
