@@ -41,7 +41,27 @@ def env() -> dict[str, Any]:
     classifier = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
     rows = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
     sae16 = sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(rows, progress=False)
-    return {"ds": ds, "ex": ex, "cmp": cmp, "classifier": classifier, "sae16": sae16}
+    acts = sw.collect_activations(classifier, "0", ds)
+    steer = sw.Explorer(sae16, acts, model=classifier, layer="0", inputs=ds)
+    return {
+        "ds": ds,
+        "ex": ex,
+        "cmp": cmp,
+        "classifier": classifier,
+        "sae16": sae16,
+        "acts": acts,
+        "steer": steer,
+    }
+
+
+def _steering_explorer(env: dict[str, Any], inputs: Any) -> Any:
+    ex = sw.Explorer(env["sae16"], env["acts"], model=env["classifier"], layer="0", inputs=inputs)
+    return ex.steerer
+
+
+def _intervene(env: dict[str, Any], **edits: Any) -> Any:
+    with sw.Intervention(env["classifier"], "0", env["sae16"], **edits):
+        return env["classifier"](torch.from_numpy(env["ds"].X[:2]))
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +197,95 @@ CASES: list[Case] = [
         "mse",
     ),
     # pathlib's "FileExistsError: [Errno 17] File exists" when the codes were first built
+    # the bare torch module: torch's "mat1 and mat2 shapes cannot be multiplied", "must have
+    # the same dtype", AttributeError "'str' object has no attribute 'activation'"
+    ("SparseAutoencoder('x')", lambda e, v: sw.SparseAutoencoder("x"), TypeError, "cfg"),
+    (
+        "SparseAutoencoder.encode (2, 5)",
+        lambda e, v: e["sae16"].model_.encode(torch.zeros(2, 5)),
+        ValueError,
+        "x must have shape (batch, 16)",
+    ),
+    (
+        "SparseAutoencoder.encode 1-D",
+        lambda e, v: e["sae16"].model_.encode(torch.zeros(16)),
+        ValueError,
+        "x must have shape",
+    ),
+    (
+        "SparseAutoencoder.encode float64",
+        lambda e, v: e["sae16"].model_.encode(torch.zeros(2, 16, dtype=torch.float64)),
+        TypeError,
+        "dtype",
+    ),
+    (
+        "SparseAutoencoder.decode (2, 3)",
+        lambda e, v: e["sae16"].model_.decode(torch.zeros(2, 3)),
+        ValueError,
+        "codes must have shape (batch, 8)",
+    ),
+    (
+        "SparseAutoencoder(numpy)",
+        lambda e, v: e["sae16"].model_(np.zeros((2, 16), np.float32)),
+        TypeError,
+        "torch.Tensor",
+    ),
+    # list's "IndexError: list index out of range" / "list indices must be integers"
+    ("TextCorpus[5]", lambda e, v: sw.TextCorpus(["a", "b"])[5], ValueError, "index"),
+    ("TextCorpus['a']", lambda e, v: sw.TextCorpus(["a", "b"])["a"], TypeError, "index"),
+    # bind(-1) was accepted, bind('a') raised int()'s message; map(3) failed at first use
+    (
+        "Attribute.bind(-1)",
+        lambda e, v: e["ds"].attributes["rotation"].bind(-1),
+        ValueError,
+        "n_samples",
+    ),
+    (
+        "Attribute.bind('a')",
+        lambda e, v: e["ds"].attributes["rotation"].bind("a"),
+        TypeError,
+        "n_samples",
+    ),
+    ("Attribute.map(3)", lambda e, v: e["ds"].attributes["rotation"].map(3), TypeError, "fn"),
+    # steering: numpy's "could not convert string to float"; 1e300 overflowed float32 and
+    # every class probability came back NaN; NaN inputs gave NaN probabilities
+    (
+        "Steerer.sweep alphas='ab'",
+        lambda e, v: e["steer"].steerer.sweep(0, "ab", [0]),
+        TypeError,
+        "alphas",
+    ),
+    (
+        "Steerer.sweep alphas=[1e300]",
+        lambda e, v: e["steer"].steerer.sweep(0, [1e300], [0]),
+        ValueError,
+        "at most 1e+30",
+    ),
+    (
+        "Steerer.intervention alpha='a'",
+        lambda e, v: e["steer"].steerer.intervention(0, "a"),
+        TypeError,
+        "must be a number",
+    ),
+    (
+        "Intervention steer=1e300",
+        lambda e, v: _intervene(e, steer={1: 1e300}),
+        ValueError,
+        "steer[1]",
+    ),
+    (
+        "Intervention set=-1e38",
+        lambda e, v: _intervene(e, set={1: -1e38}),
+        ValueError,
+        "set[1]",
+    ),
+    (
+        "Explorer inputs=NaN",
+        lambda e, v: _steering_explorer(e, np.full((60, 64), np.nan)),
+        ValueError,
+        "inputs",
+    ),
+    ("Explorer inputs='abc'", lambda e, v: _steering_explorer(e, "abc"), TypeError, "inputs"),
     (
         "Explorer codes_dir=file",
         lambda e, v: sw.Explorer(e["ex"].sae, e["ds"], codes_dir=__file__),
@@ -213,6 +322,19 @@ def test_a_labelled_sample_past_the_outputs_fails_before_any_figure(env: dict[st
         )
     ok = _evaluate_with_labels(env, np.where(np.arange(60) % 7 == 0, -1, np.arange(60) % 3))
     assert np.isfinite(ok["ce_original"]) and 0.0 <= ok["accuracy_spliced"] <= 1.0
+
+
+def test_a_text_index_out_of_range_is_also_an_index_error() -> None:
+    corpus = sw.TextCorpus(["a", "b"])
+    with pytest.raises(IndexError):  # the sequence protocol still holds
+        corpus[2]
+    assert corpus[-1] == "b" and corpus[np.int64(0)] == "a" and list(corpus) == ["a", "b"]
+
+
+def test_steering_within_range_still_works(env: dict[str, Any]) -> None:
+    result = env["steer"].steerer.sweep(0, [0.0, 1e3], [0, 1])
+    assert np.isfinite(result.probabilities).all()
+    assert np.isfinite(_intervene(env, steer={1: np.float32(2.5)}).detach().numpy()).all()
 
 
 def test_non_finite_coordinates_are_outside_the_heatmap(views: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_numpy
+from sae_widgets.data.checks import check_int
 
 # apply_fn(rows, value) -> float32 (len(rows), d): `rows` index the dataset the function was
 # written for (the "base" rows); `Attribute` maps a subset's own rows onto them.
@@ -155,8 +156,9 @@ class Attribute:
 
     def bind(self, n_samples: int) -> Attribute:
         """This attribute with `n_samples` set (what `Dataset` does for unbound attributes)."""
+        n_samples = check_int(n_samples, "n_samples", 1)
         new = self._copy()
-        new.n_samples = int(n_samples)
+        new.n_samples = n_samples
         if self.input_attribute is not None and self.input_attribute.n_samples is None:
             new.input_attribute = self.input_attribute.bind(n_samples)
         return new
@@ -188,6 +190,8 @@ class Attribute:
         """An attribute whose rows are `fn(self.apply(...))`, e.g. the varied input passed
         through a model. `fn` maps float32 (m, d_in) to (m, d_out) and must treat rows
         independently (sweeps call it once on all values' rows stacked)."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (rows -> rows); got {type(fn).__name__}")
         base = self
 
         def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:

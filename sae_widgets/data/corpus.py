@@ -7,13 +7,14 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["TextCorpus", "Variant", "as_texts"]
+__all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class Variant:
     value_names: tuple[str, ...]
     render: Callable[[int, int], str]
     description: str = ""
+
+
+class TextIndexError(IndexError, ValueError):
+    """A text index out of range: an IndexError (the sequence protocol) and a ValueError."""
 
 
 class TextCorpus(Sequence[str]):
@@ -78,7 +83,14 @@ class TextCorpus(Sequence[str]):
     @overload
     def __getitem__(self, index: slice) -> list[str]: ...
     def __getitem__(self, index: int | slice) -> str | list[str]:
-        return self.texts[index]
+        if isinstance(index, slice):
+            return self.texts[index]
+        if isinstance(index, bool | np.bool_) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an int or a slice; got {index!r:.80}")
+        n = len(self.texts)
+        if not -n <= index < n:  # an IndexError too: iteration by index stops here
+            raise TextIndexError(f"index must be in [-{n}, {n}) for {n} texts; got {index}")
+        return self.texts[int(index)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.texts)

@@ -85,9 +85,19 @@ class Steerer:
         self.sae_module = sae_module(sae)
         if inputs is not None and not isinstance(inputs, (np.ndarray, Tensor)):
             inputs = getattr(inputs, "X", inputs)
-        self.inputs: NDArray[np.float32] | None = (
-            None if inputs is None else np.asarray(inputs, dtype=np.float32)
-        )
+        self.inputs: NDArray[np.float32] | None = None
+        if inputs is not None:
+            try:
+                self.inputs = np.asarray(inputs, dtype=np.float32)
+            except (TypeError, ValueError, RuntimeError) as err:  # strings, ragged, meta
+                raise TypeError(
+                    f"inputs must be an (n, ...) array of the model's inputs; got "
+                    f"{type(inputs).__name__} ({err})"
+                ) from None
+            if self.inputs.ndim < 1:
+                raise ValueError(f"inputs must be an (n, ...) array; got shape {self.inputs.shape}")
+            if not np.isfinite(self.inputs).all():
+                raise ValueError("inputs contains NaN or infinite values")
         if input_fn is not None and not callable(input_fn):
             raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
         self.input_fn = input_fn
@@ -106,7 +116,7 @@ class Steerer:
         """The Intervention that pushes `unit` by `alpha` ("steer") or sets it ("set")."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-        edit = {unit: float(alpha)}
+        edit = {unit: alpha}  # Intervention checks it (a number, finite, not huge)
         if mode == "steer":
             return Intervention(self.model, self.module, self.sae_module, steer=edit)
         return Intervention(self.model, self.module, self.sae_module, set=edit)
@@ -143,7 +153,12 @@ class Steerer:
         chosen = check_indices(samples, self.inputs.shape[0], "samples")
         if chosen.size == 0:
             raise ValueError("samples is empty: steer at least one sample")
-        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        try:
+            grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"alphas must be finite numbers, at least one; got {alphas!r:.80}"
+            ) from None
         if grid.size == 0 or not np.isfinite(grid).all():
             raise ValueError(f"alphas must be finite numbers, at least one; got {alphas!r}")
         if mode not in MODES:

@@ -137,6 +137,8 @@ class SparseAutoencoder(nn.Module):
     batch_threshold: Tensor  # threshold == "running" (a buffer)
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
+        if not isinstance(cfg, SAEConfig):
+            raise TypeError(f"cfg must be an SAEConfig; got {type(cfg).__name__}")
         super().__init__()
         self.cfg = cfg
         self.spec = registry.get(cfg.activation)
@@ -304,8 +306,25 @@ class SparseAutoencoder(nn.Module):
         """(B, n_units) pre-activations (x - b_dec) @ W_enc + b_enc."""
         return torch.addmm(self.b_enc, x_BD - self.b_dec, self.W_enc)
 
+    def _check_rows(self, rows: Any, width: int, name: str) -> None:
+        """A (B, width) tensor of the module's dtype and device, or an error naming `name`
+        (not torch's shape or dtype message from inside addmm)."""
+        W = self.W_dec
+        if not isinstance(rows, Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor of shape (batch, {width}); got "
+                f"{type(rows).__name__} (sae_widgets.SAE takes numpy arrays)"
+            )
+        if rows.dim() != 2 or rows.shape[1] != width:
+            raise ValueError(f"{name} must have shape (batch, {width}); got {tuple(rows.shape)}")
+        if rows.dtype != W.dtype and not torch.is_autocast_enabled(rows.device.type):
+            raise TypeError(f"{name} must have the module's dtype {W.dtype}; got {rows.dtype}")
+        if rows.device != W.device:
+            raise ValueError(f"{name} is on {rows.device}; the module's weights on {W.device}")
+
     def encode(self, x_BD: Tensor) -> Tensor:
         """(B, n_units) dense inference-time codes (batchtopk uses its threshold)."""
+        self._check_rows(x_BD, self.cfg.d_in, "x")
         return self._forward.encode(self, self.preacts(x_BD))
 
     def encode_topk(self, x_BD: Tensor, pre_BU: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -322,10 +341,12 @@ class SparseAutoencoder(nn.Module):
 
     def decode(self, codes_BU: Tensor) -> Tensor:
         """(B, d_in) reconstruction from dense codes."""
+        self._check_rows(codes_BU, self.cfg.n_units, "codes")
         return torch.addmm(self.b_dec, codes_BU, self.W_dec)
 
     def forward(self, x_BD: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
         """Reconstruction, dense codes and loss terms (batchtopk selects per batch in training)."""
+        self._check_rows(x_BD, self.cfg.d_in, "x")
         out = self.forward_train(x_BD, dead_mask)
         codes = out.codes
         if isinstance(codes, SparseCodes):

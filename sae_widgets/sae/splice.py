@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sae_widgets.sae.inputs import MAX_ABS_INPUT
 from sae_widgets.sae.layer_hooks import (
     capture_output,
     output_hook,
@@ -138,6 +139,8 @@ def _number(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a number; got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}")
+    if abs(number) > MAX_ABS_INPUT:  # float32 (the SAE's arithmetic) would overflow to inf
+        raise ValueError(f"{name} must be at most {MAX_ABS_INPUT:.0e} in magnitude; got {value!r}")
     return number
 
 
