@@ -218,3 +218,24 @@ def test_row_topk_is_the_exact_top_k_with_lowest_units_winning_ties(
         expected = torch.tensor(sorted(order))
         assert torch.equal(row_units, expected)
         assert torch.equal(row_values, row[expected])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_codes_in_fresh_huge_page_memory_are_the_same(monkeypatch, dtype) -> None:
+    """encode_dense into a fresh (huge-page) mapping: the same codes as into torch's memory,
+    a contiguous, aligned, writable tensor whose numpy view outlives it."""
+    from sae_widgets.sae import encoding
+
+    model = topk_model().to(dtype)
+    X = torch.randn(1000, 24, generator=gen(9), dtype=dtype)
+    monkeypatch.setattr(encoding, "HUGE_PAGE_BYTES", 1 << 62)  # never: torch's allocation
+    plain = encode_dense(model, X.split(300), 1000)
+    monkeypatch.setattr(encoding, "HUGE_PAGE_BYTES", 0)  # always, where the OS offers it
+    fresh = encode_dense(model, X.split(300), 1000)
+    assert fresh.dtype == dtype and fresh.is_contiguous() and fresh.data_ptr() % 64 == 0
+    assert torch.equal(fresh, plain)
+    array = fresh.numpy()
+    del fresh
+    array[0, 0] += 1  # writable, and still mapped without the tensor
+    array[0, 0] -= 1
+    np.testing.assert_array_equal(array, plain.numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import mmap
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -151,12 +152,40 @@ class _CompiledTopK:
         )
 
 
+HUGE_PAGE_BYTES = 1 << 22
+"""Outputs from this size up are asked for in huge pages (`fresh_output`)."""
+
+
+def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
+    """An uninitialised tensor of `shape` (`like`'s dtype and device) to be written once.
+
+    On a CPU with transparent huge pages (Linux, madvise): fresh anonymous memory asked for
+    in 2 MiB pages. Every fresh 4 KiB page costs a fault on its first write: measured on the
+    2-core project machine, matmuls filling a new 16,384 x 2,048 float32 output (128 MiB)
+    took 32,768 faults and +73 ms on one thread over a warm buffer, against 575 faults and
+    +14 ms in huge pages (the matmul itself runs 236 ms). The mapping is page-aligned; a
+    numpy allocation may be 16 bytes off a cache line, which made the matmul 1.4x slower.
+    """
+    n_bytes = shape[0] * shape[1] * like.element_size()
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if like.device.type != "cpu" or advice is None or n_bytes < HUGE_PAGE_BYTES:
+        return like.new_empty(shape)
+    # private: a shared anonymous mapping is shmem, which does not take huge pages here
+    memory = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        memory.madvise(advice)
+    except OSError:  # huge pages switched off: plain pages, as torch's own allocation
+        pass
+    array = np.frombuffer(memory, dtype=torch.empty(0, dtype=like.dtype).numpy().dtype)
+    return torch.from_numpy(array).view(shape)
+
+
 @torch.no_grad()
 def encode_dense(model: SparseAutoencoder, chunks: Iterable[Tensor], n: int) -> Tensor:
     """(n, n_units) unit activations, filled chunk by chunk (torch.cat would hold 2 copies).
     TopK on CPU: each chunk's pre-activations are written where its codes go and turned
-    into codes there, row by row."""
-    codes = model.W_enc.new_empty(n, model.cfg.n_units)
+    into codes there, row by row (into fresh memory in huge pages, see `fresh_output`)."""
+    codes = fresh_output((n, model.cfg.n_units), model.W_enc)
     compiled = _CompiledTopK(model) if _CompiledTopK.applies(model) else None
     start = 0
     for chunk in chunks:
