@@ -41,8 +41,8 @@ class _Operands:
         input column), into `out` or this lane's buffer."""
         n, d = len(rows), self.b_dec.shape[0]
         if out is None:
-            if self.buffer is None or self.buffer.shape[0] < n:
-                self.buffer = self.W_aug.new_empty(n, self.W_aug.shape[1])
+            if self.buffer is None or self.buffer.shape[0] < n:  # huge pages: few faults
+                self.buffer = fresh_output((n, self.W_aug.shape[1]), self.W_aug)
             out = self.buffer[:n]
         if self.x_aug is None or self.x_aug.shape[0] < n:
             self.x_aug = self.W_aug.new_zeros(n, self.W_aug.shape[0])
