@@ -19,6 +19,7 @@ from torch import nn
 
 import sae_widgets as sw
 from sae_widgets.cli import main
+from sae_widgets.data import StoreWriter
 from sae_widgets.data.datasets import render_shapes
 
 FAST = settings(
@@ -32,7 +33,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 @pytest.fixture(scope="module")
-def env() -> dict[str, Any]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ds = sw.datasets.digits()[:60]
     sae = sw.SAE(n_units=12, k=3, epochs=1, seed=0).fit(ds.X, progress=False)
     sae_b = sw.SAE(n_units=5, k=1, epochs=1, seed=1).fit(ds.X, progress=False)
@@ -43,7 +44,9 @@ def env() -> dict[str, Any]:
     sae16 = sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(rows, progress=False)
     acts = sw.collect_activations(classifier, "0", ds)
     steer = sw.Explorer(sae16, acts, model=classifier, layer="0", inputs=ds)
-    return {
+    made = {
+        "tmp": tmp_path_factory.mktemp("edge"),
+        "writers": [],
         "ds": ds,
         "ex": ex,
         "cmp": cmp,
@@ -52,6 +55,15 @@ def env() -> dict[str, Any]:
         "acts": acts,
         "steer": steer,
     }
+    yield made
+    for writer in made["writers"]:
+        writer.abort()
+
+
+def _writer(env: dict[str, Any]) -> StoreWriter:
+    writer = StoreWriter(env["tmp"] / f"store{len(env['writers'])}", 4)
+    env["writers"].append(writer)
+    return writer
 
 
 def _steering_explorer(env: dict[str, Any], inputs: Any) -> Any:
@@ -286,6 +298,73 @@ CASES: list[Case] = [
         "inputs",
     ),
     ("Explorer inputs='abc'", lambda e, v: _steering_explorer(e, "abc"), TypeError, "inputs"),
+    # a label of 10**12: numpy's MemoryError (7 TiB) in the first unit summary; 2**63 as
+    # uint64 (or an integer-valued 1e300) wrapped to a negative "got -9223372036854775808"
+    (
+        "Dataset labels=10**12",
+        lambda e, v: sw.Dataset(e["ds"].X, labels=np.full(60, 10**12)),
+        ValueError,
+        "labels must be class indices below",
+    ),
+    (
+        "Dataset labels=2**63 uint64",
+        lambda e, v: sw.Dataset(e["ds"].X, labels=np.full(60, 2**63, np.uint64)),
+        ValueError,
+        "got 9223372036854775808",
+    ),
+    (
+        "Dataset labels=1e300",
+        lambda e, v: sw.Dataset(e["ds"].X, labels=np.full(60, 1e300)),
+        ValueError,
+        "labels must be class indices below",
+    ),
+    # StoreWriter: ZeroDivisionError / int()'s message; a list of fields: AttributeError
+    # 'items'; a file outside the store: FileNotFoundError; strings: numpy's conversion
+    # error; a non-JSON info: json's TypeError at close(), after every row was written
+    ("StoreWriter d=0", lambda e, v: StoreWriter(e["tmp"] / "d0", 0), ValueError, "d must be"),
+    ("StoreWriter d='a'", lambda e, v: StoreWriter(e["tmp"] / "da", "a"), TypeError, "d must be"),
+    (
+        "StoreWriter d=2**62",
+        lambda e, v: StoreWriter(e["tmp"] / "dhuge", 2**62),
+        ValueError,
+        "StoreWriter(d, shard_size) would need",
+    ),
+    (
+        "StoreWriter info=object",
+        lambda e, v: StoreWriter(e["tmp"] / "info", 2, info={"a": object()}),
+        TypeError,
+        "info",
+    ),
+    (
+        "StoreWriter.append fields=[1]",
+        lambda e, v: _writer(e).append(np.ones((2, 4)), fields=[1]),
+        TypeError,
+        "fields",
+    ),
+    (
+        "StoreWriter.append 'abc'",
+        lambda e, v: _writer(e).append(np.full((2, 4), "abc")),
+        TypeError,
+        "X must hold numbers",
+    ),
+    (
+        "StoreWriter.append 1e300",
+        lambda e, v: _writer(e).append(np.full((2, 4), 1e300)),
+        ValueError,
+        "beyond float32",
+    ),
+    (
+        "StoreWriter.add_file '../x'",
+        lambda e, v: _writer(e).add_file("x", "../x"),
+        ValueError,
+        "relative",
+    ),
+    (
+        "StoreWriter.add_file missing",
+        lambda e, v: _writer(e).add_file("x", "missing.bin"),
+        ValueError,
+        "relative",
+    ),
     (
         "Explorer codes_dir=file",
         lambda e, v: sw.Explorer(e["ex"].sae, e["ds"], codes_dir=__file__),
@@ -335,6 +414,29 @@ def test_steering_within_range_still_works(env: dict[str, Any]) -> None:
     result = env["steer"].steerer.sweep(0, [0.0, 1e3], [0, 1])
     assert np.isfinite(result.probabilities).all()
     assert np.isfinite(_intervene(env, steer={1: np.float32(2.5)}).detach().numpy()).all()
+
+
+def test_a_refused_store_writer_leaves_nothing_on_disk(tmp_path: Path) -> None:
+    # d=-1 or d=2**62 failed in numpy after the staging folder was created, and left it
+    for d in (-1, 0, 2**62, "a"):
+        with pytest.raises((ValueError, TypeError)):
+            StoreWriter(tmp_path / "out", d)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_large_sparse_labels_within_the_limit_still_work(env: dict[str, Any]) -> None:
+    labels = np.where(np.arange(60) % 2 == 0, 2**20 - 1, 7)
+    ds = sw.Dataset(env["ds"].X, labels=labels)
+    ex = sw.Explorer(env["ex"].sae, ds)
+    assert ex.unit_summary(0).label_counts.sum() <= 60
+    table = sw.UnitTable(ex)  # per-unit label counts: sparse, not 12 x 2**20 dense
+    try:
+        firing = ex.codes.frequency > 0
+        assert set(table.stats.top_label[firing].tolist()) <= {7, 2**20 - 1}
+        assert np.all(table.stats.top_label[~firing] == -1)
+        assert np.all(np.isfinite(table.stats.selectivity[firing]))
+    finally:
+        table.close()
 
 
 def test_non_finite_coordinates_are_outside_the_heatmap(views: dict[str, Any]) -> None:

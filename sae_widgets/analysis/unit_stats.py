@@ -46,17 +46,24 @@ def unit_stats(store: CodeStore, labels: Any = None) -> UnitStats:
                 (np.ones(int(keep.sum())), (labels[keep], np.arange(int(keep.sum())))),
                 shape=(n_labels, int(keep.sum())),
             )
-            counts = np.asarray((one_hot @ fired).todense()).T  # (n_units, n_labels)
-            totals = counts.sum(axis=1)
+            # (n_units, n_labels) kept sparse: dense, it is n_units x the largest label
+            counts = sp.csr_matrix((one_hot @ fired).T)
+            counts.eliminate_zeros()
+            counts.sort_indices()
+            rows = np.repeat(np.arange(n_units), np.diff(counts.indptr))
+            totals = np.bincount(rows, weights=counts.data, minlength=n_units)
             firing = totals > 0
-            share = counts[firing] / totals[firing, None]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                terms = np.where(share > 0, share * np.log(share), 0.0)
-            entropy = -terms.sum(axis=1)
+            share = counts.data / totals[rows]
+            entropy = -np.bincount(rows, weights=share * np.log(share), minlength=n_units)
             selectivity[firing] = (
-                1.0 - entropy / np.log(n_labels) if n_labels > 1 else np.ones(firing.sum())
+                1.0 - entropy[firing] / np.log(n_labels) if n_labels > 1 else np.ones(firing.sum())
             )
-            top_label[firing] = np.argmax(counts[firing], axis=1)
+            # the most frequent label of each unit, the lowest label among ties (as argmax)
+            order = np.lexsort((counts.indices, -counts.data, rows))
+            first = (
+                order[np.r_[0, np.flatnonzero(np.diff(rows[order])) + 1]] if len(order) else order
+            )
+            top_label[rows[first]] = counts.indices[first]
     return UnitStats(
         frequency=np.asarray(store.frequency, dtype=np.float64),
         max_activation=np.asarray(store.max_activation, dtype=np.float32),

@@ -12,7 +12,11 @@ from sae_widgets.data._arrays import _as_float32, _check_finite, _normalise_indi
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.tokens import TokenRows
 
-__all__ = ["Attribute", "Dataset"]
+__all__ = ["MAX_LABEL", "Attribute", "Dataset"]
+
+MAX_LABEL = 2**20
+"""Labels are class indices below this (about a million classes): views keep dense per-class
+counts."""
 
 
 class Dataset:
@@ -88,6 +92,14 @@ class Dataset:
                 raise TypeError("labels must be integers; got non-integer floats")
         elif not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"labels must be integers; got dtype {arr.dtype}")
+        # Views count samples per class in arrays as long as the largest label (before the
+        # int64 cast, which would wrap 2**63 or 1e300 into a negative number).
+        if arr.size and arr.max() >= MAX_LABEL:
+            raise ValueError(
+                f"labels must be class indices below {MAX_LABEL} (-1 means no label); got "
+                f"{arr.max()}: renumber them 0..C-1 first (np.unique(labels, "
+                "return_inverse=True)) and pass the originals as label_names"
+            )
         arr = arr.astype(np.int64)
         if arr.size and arr.min() < -1:
             raise ValueError(f"labels must be >= -1 (-1 means no label); got {arr.min()}")

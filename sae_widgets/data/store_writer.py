@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sae_widgets.data._arrays import _check_finite, _to_numpy
+from sae_widgets.data._arrays import _as_float32, _to_numpy
+from sae_widgets.data.checks import check_int, check_memory
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.store_files import (
     DTYPES,
@@ -78,6 +79,7 @@ class StoreWriter:
     ) -> None:
         if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
             raise TypeError(f"out must be a folder path (str or Path); got {type(path).__name__}")
+        d = check_int(d, "d", 1)  # before anything is created on disk
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")
         self.dtype = np.dtype(dtype)
@@ -87,6 +89,7 @@ class StoreWriter:
             raise TypeError(f"shard_size must be an int; got {type(shard_size).__name__}")
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1; got {shard_size}")
+        check_memory(int(shard_size) * d * self.dtype.itemsize, "StoreWriter(d, shard_size)")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             if not self.path.is_dir() or any(self.path.iterdir()):
@@ -95,7 +98,13 @@ class StoreWriter:
                     "overwrite=True"
                 )
         self.d, self.shard_size = int(d), int(shard_size)
+        if info is not None and not isinstance(info, Mapping):
+            raise TypeError(f"info must be a dict of JSON values; got {type(info).__name__}")
         self.info = dict(info or {})
+        try:  # refused now, not when close() writes the manifest (the rows would be lost)
+            json.dumps(self.info)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"info must hold JSON values only; {err}") from None
         self.overwrite = overwrite
         self.staging = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
         self.staging.mkdir(parents=True)
@@ -112,10 +121,14 @@ class StoreWriter:
         """Add rows `X` (m, d) and, for each field, its (m,) values for those rows."""
         if self._closed:
             raise ValueError("the store writer is closed")
-        rows = np.asarray(_to_numpy(X, "X"), dtype=np.float32)
-        if rows.ndim != 2 or rows.shape[1] != self.d:
-            raise ValueError(f"X must have shape (m, {self.d}); got {rows.shape}")
-        _check_finite(rows, "X")
+        array = _to_numpy(X, "X")
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise TypeError(f"X must hold numbers; got dtype {array.dtype}")
+        if array.ndim != 2 or array.shape[1] != self.d:
+            raise ValueError(f"X must have shape (m, {self.d}); got {array.shape}")
+        rows = _as_float32(array, "X")  # NaN, inf and values past float32's range refused
+        if fields is not None and not isinstance(fields, Mapping):
+            raise TypeError(f"fields must be a dict name -> (m,) values; got {fields!r:.80}")
         given = {name: _to_numpy(v, f"fields[{name!r}]") for name, v in (fields or {}).items()}
         if self.n_samples == 0 and not self._field_dtypes:
             for name, values in given.items():
@@ -150,6 +163,12 @@ class StoreWriter:
 
     def add_file(self, role: str, relative: str) -> None:
         """List a file already written under `staging` (checksummed now) as `role`."""
+        inside = isinstance(relative, str) and not Path(relative).is_absolute()
+        if not inside or ".." in Path(relative).parts or not (self.staging / relative).is_file():
+            raise ValueError(
+                f"relative must name a file written inside the store's staging folder "
+                f"{str(self.staging)!r}; got {relative!r}"
+            )
         self._files[role] = {"file": relative, "blake2b": checksum(self.staging / relative)}
 
     def _start_field(self, name: str, values: np.ndarray) -> None:
