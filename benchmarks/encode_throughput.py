@@ -1,8 +1,9 @@
 """Encoding throughput of a TopK SAE against the matmul roofline and a dense PyTorch
 reference, measured in one process.
 
-For each shape (small: d=256, n_units=2,048, k=16; large: d=512, n_units=8,192, k=32) and N
-samples, each repetition times, right after one roofline matmul of the same N rows:
+For each shape (small: d=256, n_units=2,048, k=16; large: d=512, n_units=8,192, k=32; gpu:
+d=2,048, n_units=32,768, k=64, for `--device cuda`) and N samples, each repetition times,
+right after one roofline matmul of the same N rows:
   reference  chunked (x - b_dec) @ W_enc + b_enc, torch.topk, the (values, units) kept
   encode_sparse  SAE.encode_sparse (CSR codes; the Explorer's input)
   code store     CodeStore.from_sae (CSR + CSC + per-unit statistics: the Explorer's build)
@@ -14,6 +15,7 @@ matrix: the encoders hold one chunk of pre-activations at a time.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
+     [--device cuda]
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ from sae_widgets.analysis import CodeStore
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
 ENCODE_TARGET = 0.80
-SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32)}
+SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32), "gpu": (2048, 32768, 64)}
 
 
 def reference(model: SparseAutoencoder, X: torch.Tensor, k: int, chunk: int) -> None:
     """Plain PyTorch: dense pre-activations of a chunk, then torch.topk."""
+    device = model.W_enc.device
     with torch.no_grad():
         for x in X.split(chunk):
+            x = x.to(device)
             pre = torch.addmm(model.b_enc, x - model.b_dec, model.W_enc)
             values, _units = pre.topk(k, dim=1, sorted=False)
             torch.relu(values)
@@ -47,7 +51,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(shape: str, n: int, reps: int, chunk: int) -> list[tuple[str, float]]:
+def run(shape: str, n: int, reps: int, chunk: int, device: torch.device) -> list[tuple[str, float]]:
     d, n_units, k = SHAPES[shape]
     X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
     X = torch.from_numpy(X_np)
@@ -56,19 +60,21 @@ def run(shape: str, n: int, reps: int, chunk: int) -> list[tuple[str, float]]:
     with torch.no_grad():
         model.b_enc.normal_(0, 0.1)
         model.b_dec.copy_(X[:1024].mean(0))
+    model = model.to(device)
     sae = sw.SAE.from_module(model)
     before = peak_rss_mb()
     store = CodeStore.from_sae(sae, X_np, chunk_size=chunk)
     added = peak_rss_mb() - before
     dense_mb = n * n_units * 4 / 2**20
-    paired = Paired(4096, d, n_units)
+    paired = Paired(4096, d, n_units, device)
     for _ in range(reps):
         paired.time("reference (addmm + torch.topk)", lambda: reference(model, X, k, chunk), n)
         paired.time("encode_sparse", lambda: sae.encode_sparse(X_np, chunk_size=chunk), n)
         paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
         paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
     print(
-        f"\n{shape}: d={d}, n_units={n_units}, k={k}, N={n:,}, chunk {chunk}; fp32 matmul "
+        f"\n{shape} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, chunk {chunk}; "
+        "fp32 matmul "
         f"{paired.gflops():.1f} GFLOP/s -> roofline {paired.roofline():,.0f} samples/s"
     )
     for name in paired.times:
@@ -93,6 +99,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=65_536)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=8192)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -100,7 +107,10 @@ def main() -> None:
         flush=True,
     )
     start = time.perf_counter()
-    results = [r for shape in args.shapes for r in run(shape, args.n, args.reps, args.chunk)]
+    device = torch.device(args.device)
+    results = [
+        r for shape in args.shapes for r in run(shape, args.n, args.reps, args.chunk, device)
+    ]
     elapsed = time.perf_counter() - start
     print(f"\nsummary (target >= {ENCODE_TARGET:.2f} of the roofline), {elapsed:.0f} s:")
     for name, fraction in results:

@@ -65,14 +65,25 @@ CATEGORIES: dict[str, str] = {
 }
 
 
-def matmul_seconds(batch: int, d: int, n_units: int) -> Callable[[], float]:
-    """A timer of one fp32 (batch x d) @ (d x n_units) matmul: call it to get its seconds."""
-    a, b = torch.randn(batch, d), torch.randn(d, n_units)
-    out = torch.empty(batch, n_units)
+def synchronize(device: torch.device | str = "cpu") -> None:
+    """Wait for the device's queued work (a GPU runs asynchronously; a CPU has none)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_seconds(
+    batch: int, d: int, n_units: int, device: torch.device | str = "cpu"
+) -> Callable[[], float]:
+    """A timer of one fp32 (batch x d) @ (d x n_units) matmul on `device`: call it to get its
+    seconds."""
+    a, b = torch.randn(batch, d, device=device), torch.randn(d, n_units, device=device)
+    out = torch.empty(batch, n_units, device=device)
 
     def timed() -> float:
+        synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b, out=out)
+        synchronize(device)
         return time.perf_counter() - start
 
     timed()  # warm-up
@@ -82,8 +93,11 @@ def matmul_seconds(batch: int, d: int, n_units: int) -> Callable[[], float]:
 class Paired:
     """Timings of several calls, each taken right after a timing of the roofline matmul."""
 
-    def __init__(self, batch: int, d: int, n_units: int) -> None:
-        self.gemm = matmul_seconds(batch, d, n_units)
+    def __init__(
+        self, batch: int, d: int, n_units: int, device: torch.device | str = "cpu"
+    ) -> None:
+        self.gemm = matmul_seconds(batch, d, n_units, device)
+        self.device = device
         self.flop_per_sample = 2 * d * n_units
         self.batch = batch
         self.times: dict[str, list[float]] = {}
@@ -94,8 +108,10 @@ class Paired:
         """Run fn once, timed, beside a roofline matmul; returns what fn returned."""
         gemm = self.gemm()
         self.gemm_times.append(gemm)
+        synchronize(self.device)
         start = time.perf_counter()
         result = fn()
+        synchronize(self.device)
         seconds = time.perf_counter() - start
         roofline_seconds = gemm * n_samples / self.batch  # the matmul's time for n_samples
         self.times.setdefault(name, []).append(seconds / n_samples)
@@ -124,25 +140,35 @@ def verdict(name: str, value: float, target: float) -> str:
     return f"  target {name}: {value:.2f} of the roofline (>= {target:.2f}) {status}"
 
 
-def breakdown(fn: Callable[[], Any], repeats: int = 2, top: int = 8) -> list[str]:
+def breakdown(
+    fn: Callable[[], Any], repeats: int = 2, top: int = 8, device: torch.device | str = "cpu"
+) -> list[str]:
     """Lines of a torch.profiler breakdown of `repeats` calls of fn: share of the total self
-    CPU time per category, then the top ops."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    time per category (CPU time; on a GPU its kernels' device time), then the top ops."""
+    on_gpu = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
         for _ in range(repeats):
             fn()
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
+        synchronize(device)
+
+    def own(event: Any) -> float:
+        return float(event.self_device_time_total if on_gpu else event.self_cpu_time_total)
+
+    events = [e for e in prof.key_averages() if own(e) > 0]
+    total = sum(own(e) for e in events) or 1.0
     by_category: dict[str, float] = {}
     for event in events:
         category = CATEGORIES.get(event.key, "elementwise / loss / other")
-        by_category[category] = by_category.get(category, 0.0) + event.self_cpu_time_total
-    lines = [f"  profile of {repeats} steps (torch.profiler, share of self CPU time):"]
+        by_category[category] = by_category.get(category, 0.0) + own(event)
+    what = "GPU kernel time" if on_gpu else "self CPU time"
+    lines = [f"  profile of {repeats} steps (torch.profiler, share of {what}):"]
     for category, value in sorted(by_category.items(), key=lambda kv: -kv[1]):
         lines.append(f"    {category:<32} {100 * value / total:5.1f}%")
     lines.append("    top ops:")
-    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-        share = 100 * event.self_cpu_time_total / total
-        per_call = event.self_cpu_time_total / max(1, event.count) / 1e3
+    for event in sorted(events, key=own, reverse=True)[:top]:
+        share = 100 * own(event) / total
+        per_call = own(event) / max(1, event.count) / 1e3
         lines.append(
             f"      {event.key:<50} {share:5.1f}%  {event.count:4d} calls  {per_call:8.2f} ms/call"
         )

@@ -1,9 +1,11 @@
 """Training throughput and quality of our TopK / BatchTopK SAE against a dense PyTorch
 reference and the matmul roofline, all measured in one process.
 
-Shapes (toy superposition data, batch 4096, fp32, CPU):
+Shapes (toy superposition data, batch 4096, fp32, on the CPU unless `--device cuda`):
   small: d=256, 1,024 true features (10 active), n_units=2,048, k=16
   large: d=512, 4,096 true features (10 active), n_units=8,192, k=32
+  gpu:   d=2,048, 16,384 true features (10 active), n_units=32,768, k=64 (issue 16's GPU
+         target: `--device cuda --shapes gpu`; the roofline is then the GPU's fp32 matmul)
 For each shape and activation, `--steps` training steps of ours (the Trainer that SAE.fit
 drives) and of a plain ~30-line dense reference (same init, input scaling and learning-rate
 schedule, none of our kernels) run interleaved on the same batches, each step timed right
@@ -22,7 +24,7 @@ with torch's backward ops instead of the compiled ones of sae/sparse_grads.py;
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
      [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels]
-     [--compile-reference]
+     [--compile-reference] [--device cuda]
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Shape:
 SHAPES = {
     "small": Shape("small", 256, 2048, 16, 1024),
     "large": Shape("large", 512, 8192, 32, 4096),
+    "gpu": Shape("gpu", 2048, 32768, 64, 16384),  # the GPU target's shape (issue 16)
 }
 
 
@@ -121,11 +124,13 @@ def held_out(
     encode: Callable[[torch.Tensor], torch.Tensor],
     decode: Callable[[torch.Tensor], torch.Tensor],
     X_test: torch.Tensor,
+    device: torch.device,
 ) -> dict[str, float]:
     """FVU, L0 and dead fraction on held-out data, in chunks."""
     err, active, fired = 0.0, 0.0, None
     with torch.no_grad():
         for chunk in X_test.split(4096):
+            chunk = chunk.to(device)
             codes = encode(chunk)
             err += float((decode(codes) - chunk).double().pow(2).sum())
             nonzero = codes != 0
@@ -164,10 +169,13 @@ def compare(
     profile_steps: int,
     ab_kernels: bool = False,
     compile_reference: bool = False,
+    device: torch.device | None = None,
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
-    compile_reference: a copy of the reference steps with its loss under torch.compile."""
+    compile_reference: a copy of the reference steps with its loss under torch.compile.
+    device: where every model trains (the data is generated on the CPU and moved per batch)."""
+    device = device or torch.device("cpu")
     ds = sw.datasets.superposition(
         n=steps * BATCH + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
     )
@@ -176,7 +184,7 @@ def compare(
     cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
     trainers = [
         Trainer(
-            SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)),
+            SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)).to(device),
             TrainConfig(batch_size=BATCH),
             seed=0,
             fresh=True,
@@ -189,20 +197,21 @@ def compare(
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
     for trainer in trainers:
-        trainer.initialize(X[batches[0]])
+        trainer.initialize(X[batches[0]].to(device))
         assert trainer.scale is not None
         trainer.model.rescale_inputs_(trainer.scale)  # training space, as Trainer.run does
         trainer.model.train()
     scale = ours.scale
     assert scale is not None
     ref = Reference(shape.d, shape.n_units, shape.k, batch_topk=activation == "batchtopk")
+    ref = ref.to(device)
     with torch.no_grad():
         ref.b_dec.copy_(X[batches[0]].mean(0) * scale)
     opt = torch.optim.Adam(ref.parameters(), lr=ours.lr)
     twin = CompiledTwin(ref, ours.lr) if compile_reference else None
-    paired = Paired(BATCH, shape.d, shape.n_units)
+    paired = Paired(BATCH, shape.d, shape.n_units, device)
     for step, idx in enumerate(batches):
-        x = X[idx] * scale
+        x = (X[idx] * scale).to(device)
         lr = ours.lr_at(step, len(batches))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -215,17 +224,18 @@ def compare(
             step_plain = lambda x=x, lr=lr: plain.train_step(x, lr, 0.0)  # noqa: E731
             paired.time(TORCH_BACKWARD, lambda f=step_plain: torch_backward(f), BATCH)
     print(
-        f"\n{shape.name}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, {activation}, "
+        f"\n{shape.name} on {device}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, "
+        f"{activation}, "
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
         f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only)"
     )
     ours.model.eval()
     X_scaled = X_test * scale
-    q_ours = held_out(ours.model.encode, ours.model.decode, X_scaled)
-    q_ref = held_out(ref.encode, lambda c: c @ ref.W_dec + ref.b_dec, X_scaled)
-    line("ours", paired.samples_per_s("ours"), q_ours, sw.metrics.mmcs(ours.model.W_dec, true))
+    q_ours = held_out(ours.model.encode, ours.model.decode, X_scaled, device)
+    q_ref = held_out(ref.encode, lambda c: c @ ref.W_dec + ref.b_dec, X_scaled, device)
+    line("ours", paired.samples_per_s("ours"), q_ours, sw.metrics.mmcs(ours.model, true))
     line("dense PyTorch reference", paired.samples_per_s("reference"), q_ref,
-         sw.metrics.mmcs(ref.W_dec.detach(), true))  # fmt: skip
+         sw.metrics.mmcs(ref.W_dec.detach().cpu(), true))  # fmt: skip
     fraction = paired.fraction("ours")
     print(
         f"  speed-up over the reference: "
@@ -250,8 +260,8 @@ def compare(
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
     if profile_steps:
         ours.model.train()
-        x = X[batches[0]] * scale
-        for text in breakdown(lambda: ours.train_step(x, 1e-4, 0.0), profile_steps):
+        x = (X[batches[0]] * scale).to(device)
+        for text in breakdown(lambda: ours.train_step(x, 1e-4, 0.0), profile_steps, device=device):
             print(text)
         aux_cost(ours, x, paired, profile_steps)
     return fraction
@@ -346,6 +356,7 @@ def main() -> None:
                         help="a copy with torch's backward ops (sparse_grads A/B)")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -362,6 +373,7 @@ def main() -> None:
                 args.profile_steps,
                 args.ab_kernels,
                 args.compile_reference,
+                torch.device(args.device),
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():
