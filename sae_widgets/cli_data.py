@@ -21,8 +21,19 @@ VECTOR_FILES = (".npy", ".npz", ".safetensors")
 def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -> Any:
     """(n, d) float32 vectors: a built-in dataset's X, the array in a .npy/.npz/.safetensors,
     or an activation store folder (opened memory-mapped, streamed by training)."""
+    if not spec.strip():  # Path("") is the current folder: never what an empty --data meant
+        raise UsageError(
+            f"--data is empty; expected {', '.join(BUILTIN_DATA)}, a vector file or a store"
+        )
     if Path(spec).is_dir():
         from sae_widgets.data.store import ActivationStore
+        from sae_widgets.data.store_files import MANIFEST
+
+        if not (Path(spec) / MANIFEST).is_file():
+            raise UsageError(
+                f"--data {spec!r} is a folder but not an activation store (no {MANIFEST}; a "
+                "write that was interrupted never gets one)"
+            )
 
         store = ActivationStore(spec)
         return store if n_samples is None else store[: min(n_samples, len(store))].X

@@ -517,3 +517,19 @@ def test_valid_odd_inputs_still_work(env: dict[str, Any]) -> None:
     monitor = sw.TrainingMonitor(sw.SAE(), trailing=np.bool_(False))
     assert monitor.join(timeout=0) is monitor.sae
     monitor.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ("", "--data is empty"),  # read as the current folder: "path: '.' has no manifest"
+        ("{tmp}", "is a folder but not an activation store"),
+    ],
+)
+def test_cli_data_that_is_not_a_store_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: str, fragment: str
+) -> None:
+    argv = ["train", "--data", data.format(tmp=tmp_path), "--quiet", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and fragment in err, err
