@@ -337,7 +337,7 @@ def run_fit(epochs: int) -> None:
     start = time.perf_counter()
     sae.fit(X, progress=False)
     elapsed = time.perf_counter() - start
-    q = held_out(sae.model_.encode, sae.model_.decode, X_test)
+    q = held_out(sae.model_.encode, sae.model_.decode, X_test, torch.device("cpu"))
     print(f"\nSAE.fit, {epochs} epochs of {n_train:,} samples, defaults ({elapsed:.1f} s):")
     line(
         "SAE.fit (whole fit)", epochs * n_train / elapsed, q, sw.metrics.mmcs(sae, ds.true_features)
