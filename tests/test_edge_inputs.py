@@ -533,3 +533,17 @@ def test_cli_data_that_is_not_a_store_is_named_as_such(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_a_unit_table_with_no_sort_chosen_keeps_its_order(env: dict[str, Any]) -> None:
+    # ToggleButtons accept value=None; the table's redraw raised KeyError: None
+    table = sw.UnitTable(env["ex"], sort_by="max activation")
+    try:
+        order = table.order.copy()
+        table.sort_by.value = None
+        assert table.sort_by.value == "max activation"
+        np.testing.assert_array_equal(table.order, order)
+        table.sort_by.value = "frequency"
+        assert table.sort_by.value == "frequency"
+    finally:
+        table.close()

@@ -107,7 +107,7 @@ class UnitTable(ExplorerView):
         self.sort_by = toggle_buttons(
             [(key, key) for key in SORT_KEYS], sort_by, tooltips=list(SORT_KEYS.values())
         )
-        self.sort_by.observe(lambda _change: self._draw(), "value")
+        self.sort_by.observe(self._sort_changed, "value")
         self.table = _Rows(options=[], rows=rows, layout=widgets.Layout(width="430px"))
         self.table.add_class("sw-unit-rows")
         self.table.observe(self._picked, "value")
@@ -172,6 +172,12 @@ class UnitTable(ExplorerView):
                 after.append(f"  {self._label_name(int(s.top_label[unit]))}")
             self._parts = (np.array(before, dtype=object), np.array(after, dtype=object))
         return self._parts
+
+    def _sort_changed(self, change: dict[str, Any]) -> None:
+        if change["new"] is None:  # ToggleButtons allow no selection: keep the last order
+            self.sort_by.value = change["old"]
+            return
+        self._draw()
 
     def _draw(self) -> None:
         units = self._matches(self.search.value)
