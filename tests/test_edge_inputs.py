@@ -547,3 +547,40 @@ def test_a_unit_table_with_no_sort_chosen_keeps_its_order(env: dict[str, Any]) -
         assert table.sort_by.value == "frequency"
     finally:
         table.close()
+
+
+def _token_rows(doc: Any, pos: Any, token_id: Any) -> sw.TokenRows:
+    from sae_widgets.data.tokens import Documents
+
+    documents = Documents(
+        texts=["hello world"], token_ids=[np.array([1, 2])], offsets=[np.array([[0, 5], [6, 11]])]
+    )
+    return sw.TokenRows(doc, pos, token_id, documents)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "fragment"),
+    [
+        # int()'s "invalid literal for int() with base 10: 'a'"
+        (lambda: _token_rows(["a"], [0], [1]), TypeError, "doc must hold integers"),
+        # accepted, then list's / numpy's IndexError from context()
+        (lambda: _token_rows([5], [0], [1]), ValueError, "doc must hold document ids"),
+        (lambda: _token_rows([0], [9], [1]), ValueError, "pos must hold token positions"),
+        (lambda: _token_rows([0, 0], [0, 1], [1, 2]).context(9), ValueError, "row"),
+        (lambda: _token_rows([0, 0], [0, 1], [1, 2]).token_text(-1), ValueError, "row"),
+        (lambda: _token_rows([0, 0], [0, 1], [1, 2]).context(0, -1), ValueError, "before"),
+        (lambda: _token_rows([0, 0], [0, 1], [1, 2]).context(0, 2, 1.5), TypeError, "after"),
+    ],
+)
+def test_token_rows_refuse_rows_outside_their_documents(
+    call: Callable[[], Any], error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=None) as info:
+        call()
+    assert fragment in str(info.value), repr(info.value)
+
+
+def test_token_rows_and_their_subsets_still_show_context() -> None:
+    rows = _token_rows([0, 0], [0, 1], [1, 2])
+    assert rows.context(np.int64(1), 2, 2) == (["hello", " world"], pytest.approx([0, 1]), 1)
+    assert rows[[1]].token_text(0) == "world" and len(_token_rows([], [], [])) == 0

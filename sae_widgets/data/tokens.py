@@ -8,6 +8,7 @@ character offsets. That is enough to show any row's token in its context without
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.data._arrays import _normalise_indices
+from sae_widgets.data._arrays import _normalise_indices, _to_numpy
+from sae_widgets.data.checks import check_int
 from sae_widgets.data.corpus import Variant
 
 __all__ = ["Documents", "TokenRows", "aligned_character_span", "aligned_position"]
@@ -66,9 +68,13 @@ class TokenRows:
     """
 
     def __init__(self, doc: Any, pos: Any, token_id: Any, documents: Documents) -> None:
-        self.doc = np.asarray(doc, dtype=np.int64)
-        self.pos = np.asarray(pos, dtype=np.int64)
-        self.token_id = np.asarray(token_id, dtype=np.int64)
+        arrays = []
+        for value, name in ((doc, "doc"), (pos, "pos"), (token_id, "token_id")):
+            array = _to_numpy(value, name)
+            if array.size and not np.issubdtype(array.dtype, np.integer):
+                raise TypeError(f"{name} must hold integers; got dtype {array.dtype}")
+            arrays.append(array.astype(np.int64, copy=False))
+        self.doc, self.pos, self.token_id = arrays
         if not (self.doc.ndim == self.pos.ndim == self.token_id.ndim == 1):
             raise ValueError("doc, pos and token_id must be 1-D arrays")
         if not (self.doc.shape == self.pos.shape == self.token_id.shape):
@@ -78,6 +84,12 @@ class TokenRows:
             )
         if not isinstance(documents, Documents):
             raise TypeError(f"documents must be a Documents; got {type(documents).__name__}")
+        if len(self.doc):  # every row a token of a document (context() reads them)
+            lengths = np.array([len(ids) for ids in documents.token_ids], dtype=np.int64)
+            if self.doc.min() < 0 or self.doc.max() >= len(lengths):
+                raise ValueError(f"doc must hold document ids in [0, {len(lengths)})")
+            if self.pos.min() < 0 or np.any(self.pos >= lengths[self.doc]):
+                raise ValueError("pos must hold token positions inside each row's document")
         self.documents = documents
         self._lookup: tuple[NDArray[np.int64], NDArray[np.int64], int] | None = None
 
@@ -87,7 +99,11 @@ class TokenRows:
     def __getitem__(self, index: Any) -> TokenRows:
         rows = np.arange(len(self))[index] if isinstance(index, slice) else index
         rows = _normalise_indices(rows, len(self), "index")
-        return TokenRows(self.doc[rows], self.pos[rows], self.token_id[rows], self.documents)
+        subset = TokenRows.__new__(TokenRows)  # rows of checked rows: no second check
+        subset.doc, subset.pos = self.doc[rows], self.pos[rows]
+        subset.token_id, subset.documents = self.token_id[rows], self.documents
+        subset._lookup = None
+        return subset
 
     @property
     def texts(self) -> list[str]:
@@ -126,6 +142,12 @@ class TokenRows:
         included, special tokens left out), the row of each token (-1 if not a row), and
         the index of `row`'s own token in the lists.
         """
+        row = check_int(row, "row", 0, len(self) - 1)
+        for value, name in ((before, "before"), (after, "after")):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an int (tokens); got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 tokens; got {value}")
         doc, pos = int(self.doc[row]), int(self.pos[row])
         documents = self.documents
         length = len(documents.token_ids[doc])
