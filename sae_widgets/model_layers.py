@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 # Layer names listed in the error for a name that is not in the model.
@@ -13,6 +15,11 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
     """(name, module) of `layer`, a dotted name as in `model.named_modules()` or the module."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        raise ValueError(
+            "model has weights on the 'meta' device, which hold no values; materialise and "
+            "load them first (model.to_empty(device='cpu'), then load_state_dict)"
+        )
     named = dict(model.named_modules())
     if isinstance(layer, nn.Module):
         for name, module in named.items():

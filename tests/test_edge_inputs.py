@@ -60,6 +60,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         writer.abort()
 
 
+def _meta_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(64, 16, device="meta"), nn.ReLU(), nn.Linear(16, 3, device="meta")
+    )
+
+
 def _writer(env: dict[str, Any]) -> StoreWriter:
     writer = StoreWriter(env["tmp"] / f"store{len(env['writers'])}", 4)
     env["writers"].append(writer)
@@ -364,6 +370,20 @@ CASES: list[Case] = [
         lambda e, v: _writer(e).add_file("x", "missing.bin"),
         ValueError,
         "relative",
+    ),
+    # a model whose weights are on the meta device: torch's "Tensor.item() cannot be called
+    # on meta tensors" (collect) / NotImplementedError from torch.nonzero's meta kernel (evaluate)
+    (
+        "collect_activations meta model",
+        lambda e, v: sw.collect_activations(_meta_model(), "0", e["ds"]),
+        ValueError,
+        "'meta' device",
+    ),
+    (
+        "evaluate meta model",
+        lambda e, v: sw.metrics.evaluate(e["sae16"], e["ds"], model=_meta_model(), layer="0"),
+        ValueError,
+        "'meta' device",
     ),
     (
         "Explorer codes_dir=file",
