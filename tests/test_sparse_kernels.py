@@ -239,3 +239,55 @@ def test_dense_codes_in_fresh_huge_page_memory_are_the_same(monkeypatch, dtype) 
     array[0, 0] += 1  # writable, and still mapped without the tensor
     array[0, 0] -= 1
     np.testing.assert_array_equal(array, plain.numpy())
+
+
+def gated_model(activation: str, seed: int = 0) -> SparseAutoencoder:
+    k = {"k": 4} if "batchtopk" in activation else {}
+    cfg = SAEConfig(d_in=24, n_units=256, activation=activation, **k)
+    model = SparseAutoencoder(cfg, generator=gen(seed)).eval()
+    with torch.no_grad():
+        model.b_enc.normal_(0, 0.3, generator=gen(seed + 1))
+        if model.threshold is not None:  # some negative: the gate also needs pre > 0
+            model.set_threshold_(torch.rand(256, generator=gen(seed + 2)) - 0.2)
+    return model
+
+
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "batchtopk", "matryoshka_batchtopk"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threshold_gated_encoders_equal_the_torch_path(monkeypatch, activation, dtype) -> None:
+    """relu / jumprelu / batchtopk at inference: the compiled gate in lanes gives the codes of
+    model.encode (dense and CSR, sorted units, no zeros stored), values at the cut dropped."""
+    from sae_widgets.sae import encoding
+
+    model = gated_model(activation).to(dtype)
+    assert model.inference_cut() is not None
+    X = torch.randn(1000, 24, generator=gen(3), dtype=dtype)
+    cut = model.inference_cut()
+    assert cut is not None
+    X[0] = 0  # row 0's pre-activations are b_enc exactly: put some right at the cut
+    with torch.no_grad():
+        model.b_enc[:8] = cut[:8]
+    expected = model.encode(X).detach()
+    monkeypatch.setattr(encoding, "LANE_ROWS", 128)  # several pieces and lanes per chunk
+    dense = encode_dense(model, X.split(300), 1000)
+    csr = encode_csr(model, X.split(300))
+    torch.testing.assert_close(dense, expected, rtol=1e-6, atol=1e-6)
+    assert not bool(dense[0, :8].any())  # at the cut: not kept
+    np.testing.assert_array_equal(csr.toarray(), dense.numpy().astype(np.float32))
+    assert csr.has_sorted_indices and bool((csr.data != 0).all())
+    monkeypatch.setattr(sparse_kernels, "_kernels", lambda: None)  # the torch path
+    csr_torch = encode_csr(model, X.split(300))
+    assert np.array_equal(csr.indptr, csr_torch.indptr)
+    assert np.array_equal(csr.indices, csr_torch.indices)
+
+
+def test_gate_declines_nan_so_torch_decides() -> None:
+    pre = torch.randn(50, 40, generator=gen(4))
+    pre[17, 3] = float("nan")
+    cut = torch.zeros(40)
+    assert sparse_kernels.gate_rows(pre.clone(), cut, "csr") is None
+    assert sparse_kernels.gate_rows(pre.clone(), cut, "dense") is None
+    assert sparse_kernels.gate_rows(pre, cut.double(), "csr") is None  # mixed dtypes
+    values, units, counts = sparse_kernels.gate_rows(pre[:17].clone(), cut, "csr")
+    assert int(counts.sum()) == int((pre[:17] > 0).sum()) == len(values) == len(units)
+    assert topk_model().inference_cut() is None  # topk selects, it does not gate

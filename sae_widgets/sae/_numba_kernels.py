@@ -177,3 +177,50 @@ def collect_above(pre: Any, cutoff: Any, values: Any, flat: Any) -> int:
         if bad:
             return -1
     return count
+
+
+# ----------------------------------------------------------------- threshold gates
+@njit(nogil=True, cache=True)
+def gate_counts(pre: Any, cut: Any, counts: Any) -> bool:
+    """counts[r] = how many of row r's values exceed their unit's cut-off; False on NaN."""
+    for r in range(pre.shape[0]):
+        row = pre[r]
+        n, nan = 0, 0
+        for j in range(row.shape[0]):
+            v = row[j]
+            n += v > cut[j]
+            nan += v != v
+        if nan:
+            return False
+        counts[r] = n
+    return True
+
+
+@njit(nogil=True, cache=True)
+def gate_collect(pre: Any, cut: Any, starts: Any, values: Any, units: Any) -> None:
+    """Row r's values above their cut-offs, with their units, from values[starts[r]] on."""
+    for r in range(pre.shape[0]):
+        row = pre[r]
+        at = starts[r]
+        for j in range(row.shape[0]):
+            if row[j] > cut[j]:
+                values[at] = row[j]
+                units[at] = j
+                at += 1
+
+
+@njit(nogil=True, cache=True)
+def gate_dense(pre: Any, cut: Any) -> bool:
+    """In place: each value at or below its unit's cut-off becomes 0; False on NaN (the
+    rows are then partly gated)."""
+    zero = pre[:1, :1].sum() * 0  # 0 in the rows' dtype
+    for r in range(pre.shape[0]):
+        row = pre[r]
+        nan = 0
+        for j in range(row.shape[0]):
+            v = row[j]
+            nan += v != v
+            row[j] = v if v > cut[j] else zero
+        if nan:
+            return False
+    return True

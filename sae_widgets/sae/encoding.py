@@ -63,24 +63,28 @@ def _torch_on_one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _CompiledTopK:
-    """TopK on CPU with the compiled kernels (sae/sparse_kernels.py): plain torch.topk, the
-    scatter into dense codes and the CSR sort cost as much as the matmul. A chunk is cut
-    into pieces of `LANE_ROWS`, each multiplied and then selected while in cache; with
-    several torch threads, one lane per thread takes its share of the pieces, matmul and
-    top-k each on that one thread (the same bits as any other split: each row's products
-    and selection do not depend on the others)."""
+class _CompiledEncoder:
+    """TopK or threshold-gated codes (relu, jumprelu, batchtopk at inference) on CPU with the
+    compiled kernels (sae/sparse_kernels.py). In torch, the top-k, the scatter into dense
+    codes and the CSR sort cost as much as the matmul, and a gate's temporaries (bias pass,
+    mask, product, nonzero) 2.5-7x it. A chunk is cut into pieces of `LANE_ROWS`, each
+    multiplied and then selected while in cache; with several torch threads, one lane per
+    thread takes its share of the pieces, matmul and selection each on that one thread (the
+    same bits as any other split: each row's products and selection do not depend on the
+    others)."""
 
     def __init__(self, model: SparseAutoencoder) -> None:
-        assert model.cfg.k is not None
-        self.k = model.cfg.k
+        self.k = model.cfg.k if model.spec.per_sample_k else None
+        self.cut = None if self.k is not None else model.inference_cut()
         self.b_dec = model.b_dec.detach()
         _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.lanes: list[_Operands] = []
 
     @staticmethod
     def applies(model: SparseAutoencoder) -> bool:
-        return model.spec.per_sample_k and sparse_kernels.available(model.W_enc.detach())
+        if not sparse_kernels.available(model.W_enc.detach()):
+            return False
+        return model.spec.per_sample_k or model.inference_cut() is not None
 
     def _pieces(self, n_rows: int) -> tuple[list[tuple[int, int]], int]:
         """A chunk of `n_rows` cut into (start, stop) pieces of about `LANE_ROWS`, and the
@@ -125,7 +129,11 @@ class _CompiledTopK:
         def step(lane: _Operands, start: int, stop: int, threads: int | None) -> bool | None:
             piece = rows[start:stop]
             lane.preacts(chunk[start:stop], out=piece)
-            found = sparse_kernels.row_topk(piece, self.k, "dense", threads)
+            if self.k is None:
+                assert self.cut is not None
+                found = sparse_kernels.gate_rows(piece, self.cut, "dense")
+            else:
+                found = sparse_kernels.row_topk(piece, self.k, "dense", threads)
             return None if found is None else True
 
         return self._run(len(chunk), step) is not None
@@ -135,8 +143,11 @@ class _CompiledTopK:
 
         def step(
             lane: _Operands, start: int, stop: int, threads: int | None
-        ) -> tuple[Tensor, Tensor] | None:
+        ) -> tuple[Tensor, ...] | None:
             pre = lane.preacts(chunk[start:stop])
+            if self.k is None:
+                assert self.cut is not None
+                return sparse_kernels.gate_rows(pre, self.cut, "csr")
             return sparse_kernels.row_topk(pre, self.k, "csr", threads)
 
         parts = self._run(len(chunk), step)
@@ -144,6 +155,9 @@ class _CompiledTopK:
             return None
         values = np.concatenate([p[0].numpy() for p in parts])
         units = np.concatenate([p[1].numpy() for p in parts])
+        if self.k is None:  # the gate's parts are compact already
+            counts = np.concatenate([p[2].numpy() for p in parts])
+            return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
         keep = units >= 0  # numpy: torch's masked ops wait on their threads under load
         return (
             torch.from_numpy(values[keep]),
@@ -183,10 +197,11 @@ def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
 @torch.no_grad()
 def encode_dense(model: SparseAutoencoder, chunks: Iterable[Tensor], n: int) -> Tensor:
     """(n, n_units) unit activations, filled chunk by chunk (torch.cat would hold 2 copies).
-    TopK on CPU: each chunk's pre-activations are written where its codes go and turned
-    into codes there, row by row (into fresh memory in huge pages, see `fresh_output`)."""
+    TopK and threshold gates on CPU: each chunk's pre-activations are written where its
+    codes go and turned into codes there, row by row (into fresh memory in huge pages, see
+    `fresh_output`)."""
     codes = fresh_output((n, model.cfg.n_units), model.W_enc)
-    compiled = _CompiledTopK(model) if _CompiledTopK.applies(model) else None
+    compiled = _CompiledEncoder(model) if _CompiledEncoder.applies(model) else None
     start = 0
     for chunk in chunks:
         rows = codes[start : start + len(chunk)]
@@ -202,11 +217,12 @@ def encode_csr(model: SparseAutoencoder, chunks: Iterable[Tensor]) -> sp.csr_mat
     """(n, n_units) float32 CSR codes.
 
     topk rows come straight from the per-row top-k (<= k entries per row, zeros dropped,
-    column indices sorted; compiled on CPU, else torch.topk); other activations keep the
-    non-zeros of each dense chunk.
+    column indices sorted; compiled on CPU, else torch.topk); threshold gates (relu,
+    jumprelu, batchtopk) from the compiled gate on CPU; elsewhere the non-zeros of each dense
+    chunk.
     """
     data_parts, index_parts, count_parts = [], [], []
-    compiled = _CompiledTopK(model) if _CompiledTopK.applies(model) else None
+    compiled = _CompiledEncoder(model) if _CompiledEncoder.applies(model) else None
     for chunk in chunks:
         parts = compiled.csr_parts(chunk) if compiled is not None else None
         if parts is not None:

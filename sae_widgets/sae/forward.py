@@ -67,7 +67,9 @@ class TrainOutput(NamedTuple):
 
 
 class Forward(Protocol):
-    """An activation's forward pass (the object its registry row names)."""
+    """An activation's forward pass (the object its registry row names). Optionally a
+    `gate(model)` method: (n_units,) cut-offs c when `encode` is pre * (pre > c), which lets
+    encoding run the compiled gate (sae/encoding.py)."""
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         """(B, n_units) dense inference codes from the pre-activations."""
@@ -153,11 +155,22 @@ def _dense_output(
     return TrainOutput(x_hat_BD, codes_BU, fvu, penalty / total_var, zero, l0, None)
 
 
+def threshold_cut(model: SparseAutoencoder) -> Tensor:
+    """(n_units,) cut-offs of `threshold_gate`: a value is kept where above max(threshold, 0)."""
+    threshold = model.threshold
+    assert threshold is not None
+    return threshold.detach().clamp_min(0)
+
+
 class ReLUForward:
     """relu: codes = relu(pre); penalty: L1 of the codes weighted by decoder norms."""
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         return torch.relu(pre_BU)
+
+    def gate(self, model: SparseAutoencoder) -> Tensor:
+        """Inference keeps each value above 0 (see `SparseAutoencoder.inference_cut`)."""
+        return model.W_enc.new_zeros(model.cfg.n_units).detach()
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
@@ -172,6 +185,9 @@ class JumpReLUForward:
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         return threshold_gate(model, pre_BU)
+
+    def gate(self, model: SparseAutoencoder) -> Tensor:
+        return threshold_cut(model)
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
@@ -356,6 +372,9 @@ class BatchTopKForward:
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         return threshold_gate(model, pre_BU)
+
+    def gate(self, model: SparseAutoencoder) -> Tensor:
+        return threshold_cut(model)
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None

@@ -27,6 +27,7 @@ from sae_widgets.sae.forward import (
     select_batch_topk,
     sparse_codes,
     sparse_output,
+    threshold_cut,
     threshold_gate,
 )
 from sae_widgets.sae.sparse_ops import SparseCodes, decode_sparse
@@ -63,6 +64,9 @@ class MatryoshkaBatchTopKForward:
 
     def encode(self, model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
         return threshold_gate(model, pre_BU)
+
+    def gate(self, model: SparseAutoencoder) -> Tensor:
+        return threshold_cut(model)
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None

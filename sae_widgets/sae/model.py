@@ -327,6 +327,12 @@ class SparseAutoencoder(nn.Module):
         self._check_rows(x_BD, self.cfg.d_in, "x")
         return self._forward.encode(self, self.preacts(x_BD))
 
+    def inference_cut(self) -> Tensor | None:
+        """(n_units,) cut-offs c where inference codes are pre * (pre > c) (relu: 0; a
+        threshold t: max(t, 0)); None where the rule is another (topk). No gradient."""
+        gate = getattr(self._forward, "gate", None)
+        return None if gate is None else gate(self)
+
     def encode_topk(self, x_BD: Tensor, pre_BU: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per-sample top-k activations only (topk): (values (B, k), units (B, k)); values
         are ReLU'd, so some may be 0."""

@@ -45,7 +45,13 @@ def _kernels() -> dict[str, Any] | None:
             stacklevel=2,
         )
         return None
-    return {"rows": _numba_kernels.topk_rows_kernel, "above": _numba_kernels.collect_above}
+    return {
+        "rows": _numba_kernels.topk_rows_kernel,
+        "above": _numba_kernels.collect_above,
+        "gate_counts": _numba_kernels.gate_counts,
+        "gate_collect": _numba_kernels.gate_collect,
+        "gate_dense": _numba_kernels.gate_dense,
+    }
 
 
 def available(tensor: Tensor) -> bool:
@@ -106,6 +112,33 @@ def row_topk(
     if not ok:  # in mode "dense", pre_BU now holds partial results
         return None
     return torch.from_numpy(values), torch.from_numpy(units)
+
+
+def gate_rows(pre_BU: Tensor, cut_U: Tensor, mode: str) -> tuple[Tensor, ...] | None:
+    """Threshold-gated codes (each value kept where above its unit's cut-off, else 0) on
+    one thread; None where the kernels do not apply or a value is NaN (use torch).
+
+    mode "dense": pre_BU becomes the codes in place (contents undefined after None);
+      returns ().
+    mode "csr": (values, units, counts per row), each row's units increasing; two passes
+      over the rows (count, then collect), pre_BU unchanged.
+    """
+    kernels = _kernels()
+    if kernels is None or not pre_BU.is_contiguous() or cut_U.dtype != pre_BU.dtype:
+        return None
+    pre, cut = pre_BU.detach().numpy(), cut_U.detach().contiguous().numpy()
+    with record_function("sae::gate_rows"):
+        if mode == "dense":
+            return () if kernels["gate_dense"](pre, cut) else None
+        counts = np.empty(pre.shape[0], np.int64)
+        if not kernels["gate_counts"](pre, cut, counts):
+            return None
+        starts = np.zeros(pre.shape[0], np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        total = int(counts.sum())
+        values, units = np.empty(total, pre.dtype), np.empty(total, np.int64)
+        kernels["gate_collect"](pre, cut, starts, values, units)
+    return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
 
 
 PART_ROWS = 256
