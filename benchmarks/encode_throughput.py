@@ -8,6 +8,8 @@ right after one roofline matmul of the same N rows:
   encode_sparse  SAE.encode_sparse (CSR codes; the Explorer's input)
   code store     CodeStore.from_sae (CSR + CSC + per-unit statistics: the Explorer's build)
   transform      SAE.transform (dense (N, n_units) output)
+Activations: topk, and the threshold gates batchtopk and jumprelu at inference (thresholds
+set so each unit fires on k / n_units of the samples, as after training); relu on request.
 Printed: samples/s, fraction of the encoder-forward roofline (median of per-repetition
 ratios) with the target (>= 0.80) PASS/FAIL, and the peak resident memory added by
 encode_sparse + the code store (run first, in a fresh process) against one dense N x n_units
@@ -15,7 +17,7 @@ matrix: the encoders hold one chunk of pre-activations at a time.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
-     [--device cuda]
+     [--activations topk batchtopk jumprelu relu] [--device cuda]
 """
 
 from __future__ import annotations
@@ -37,29 +39,49 @@ SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32), "gpu": (2048, 3276
 
 
 def reference(model: SparseAutoencoder, X: torch.Tensor, k: int, chunk: int) -> None:
-    """Plain PyTorch: dense pre-activations of a chunk, then torch.topk."""
+    """Plain PyTorch: dense pre-activations of a chunk, then torch.topk (a threshold gate:
+    the values above their unit's cut, with their positions)."""
     device = model.W_enc.device
+    cut = model.inference_cut()
     with torch.no_grad():
         for x in X.split(chunk):
             x = x.to(device)
             pre = torch.addmm(model.b_enc, x - model.b_dec, model.W_enc)
-            values, _units = pre.topk(k, dim=1, sorted=False)
-            torch.relu(values)
+            if cut is None:
+                values, _units = pre.topk(k, dim=1, sorted=False)
+                torch.relu(values)
+            else:
+                keep = pre > cut
+                pre[keep], keep.nonzero()
+
+
+def trained_like(model: SparseAutoencoder, X: torch.Tensor, k: int) -> None:
+    """Thresholds of a gated model set so that each unit fires on k / n_units of the samples
+    (L0 ~ k, as after training; a fresh model's zero thresholds keep half the units)."""
+    if model.threshold is None:
+        return
+    with torch.no_grad():
+        pre = model.preacts(X[:4096])
+        cut = torch.quantile(pre, 1 - k / model.cfg.n_units, dim=0)
+        model.set_threshold_(cut.clamp_min(1e-6))
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(shape: str, n: int, reps: int, chunk: int, device: torch.device) -> list[tuple[str, float]]:
+def run(
+    shape: str, activation: str, n: int, reps: int, chunk: int, device: torch.device
+) -> list[tuple[str, float]]:
     d, n_units, k = SHAPES[shape]
     X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
     X = torch.from_numpy(X_np)
-    cfg = SAEConfig(d_in=d, n_units=n_units, activation="topk", k=k)
-    model = SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0))
+    cfg = SAEConfig(d_in=d, n_units=n_units, activation=activation, k=k)
+    model = SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         model.b_enc.normal_(0, 0.1)
         model.b_dec.copy_(X[:1024].mean(0))
+    trained_like(model, X, k)
     model = model.to(device)
     sae = sw.SAE.from_module(model)
     before = peak_rss_mb()
@@ -73,7 +95,8 @@ def run(shape: str, n: int, reps: int, chunk: int, device: torch.device) -> list
         paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
         paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
     print(
-        f"\n{shape} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, chunk {chunk}; "
+        f"\n{shape} {activation} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, "
+        f"chunk {chunk}, L0 {store.nnz / n:.1f}; "
         "fp32 matmul "
         f"{paired.gflops():.1f} GFLOP/s -> roofline {paired.roofline():,.0f} samples/s"
     )
@@ -88,7 +111,7 @@ def run(shape: str, n: int, reps: int, chunk: int, device: torch.device) -> list
     )
     results = []
     for name in ("encode_sparse", "code store (Explorer build)", "transform (dense output)"):
-        results.append((f"encoding {name} {shape}", paired.fraction(name)))
+        results.append((f"encoding {name} {shape} {activation}", paired.fraction(name)))
         print(verdict(f"encoding {name}", paired.fraction(name), ENCODE_TARGET))
     return results
 
@@ -100,6 +123,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=8192)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--activations", nargs="+", default=["topk", "batchtopk", "jumprelu"],
+                        choices=["topk", "batchtopk", "jumprelu", "relu"])  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -109,7 +134,10 @@ def main() -> None:
     start = time.perf_counter()
     device = torch.device(args.device)
     results = [
-        r for shape in args.shapes for r in run(shape, args.n, args.reps, args.chunk, device)
+        result
+        for shape in args.shapes
+        for activation in args.activations
+        for result in run(shape, activation, args.n, args.reps, args.chunk, device)
     ]
     elapsed = time.perf_counter() - start
     print(f"\nsummary (target >= {ENCODE_TARGET:.2f} of the roofline), {elapsed:.0f} s:")
