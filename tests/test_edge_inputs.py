@@ -5,6 +5,7 @@ the CLI. Each case failed before its fix."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -604,3 +605,16 @@ def test_token_rows_and_their_subsets_still_show_context() -> None:
     rows = _token_rows([0, 0], [0, 1], [1, 2])
     assert rows.context(np.int64(1), 2, 2) == (["hello", " world"], pytest.approx([0, 1]), 1)
     assert rows[[1]].token_text(0) == "world" and len(_token_rows([], [], [])) == 0
+
+
+@pytest.mark.parametrize("times_memory", [2, 10**4])
+def test_an_sae_larger_than_the_machine_is_refused_before_allocating(times_memory: int) -> None:
+    # torch's "DefaultCPUAllocator: can't allocate memory" or, with overcommit, the kernel
+    # killing the process when the weights were first written
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    n_units = times_memory * physical // (8 * 6)  # W_enc + W_dec, float32, on 6 features
+    X = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match=f"n_units={n_units}.*fewer units"):
+        sw.SAE(n_units=n_units, k=1, epochs=1).fit(X, progress=False)
+    with pytest.raises(ValueError, match="fewer units"):
+        sw.SparseAutoencoder(sw.SAEConfig(d_in=1000, n_units=n_units * 10, k=1))

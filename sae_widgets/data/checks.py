@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Any
 
 import numpy as np
+
+from sae_widgets.memory import check_memory
+
+__all__ = [
+    "SEED_LIMIT",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_int",
+    "check_memory",
+    "check_seed",
+]
 
 SEED_LIMIT = 2**63
 
@@ -61,20 +72,6 @@ def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
         )
         raise error(f"{name} must be {listed}; got {value!r}")
     return value
-
-
-def check_memory(nbytes: int, what: str) -> None:
-    """Refuse (ValueError) to allocate more than this machine's physical memory: numpy would
-    raise a MemoryError, or the kernel kill the process when the pages are touched."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):  # not POSIX: let numpy decide
-        return
-    if nbytes > total:
-        raise ValueError(
-            f"{what} would need {nbytes / 2**30:.3g} GiB, more than this machine's "
-            f"{total / 2**30:.3g} GiB of memory; ask for fewer samples or dimensions"
-        )
 
 
 def _range(low: float | None, high: float | None) -> str:

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
+from sae_widgets.memory import check_memory
 from sae_widgets.sae import inputs
 from sae_widgets.sae import params as constraints
 from sae_widgets.sae.encoding import encode_csr, encode_dense
@@ -196,6 +197,15 @@ class SAE(BaseEstimator):
         return model
 
     def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
+        on_cpu = self._torch_device().type == "cpu"
+        if on_cpu and isinstance(self.n_units, int) and not isinstance(self.n_units, bool):
+            # training holds the weights, their gradients and Adam's two moments: 4 copies
+            check_memory(
+                4 * 8 * d_in * self.n_units,
+                f"training n_units={self.n_units} on {d_in} features (weights, gradients and "
+                "Adam state)",
+                "ask for fewer units",
+            )
         cfg = SAEConfig(
             d_in=d_in,
             n_units=self.n_units,

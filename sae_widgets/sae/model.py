@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sae_widgets.memory import check_memory
 from sae_widgets.sae import registry
 from sae_widgets.sae.forward import ForwardOutput, TrainOutput, forward_of
 from sae_widgets.sae.registry import ACTIVATIONS
@@ -139,6 +140,10 @@ class SparseAutoencoder(nn.Module):
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None) -> None:
         if not isinstance(cfg, SAEConfig):
             raise TypeError(f"cfg must be an SAEConfig; got {type(cfg).__name__}")
+        # W_enc and W_dec in float32: refused here rather than torch's allocator error, or
+        # the kernel killing the process when the pages are first written
+        what = f"an SAE of n_units={cfg.n_units} on d_in={cfg.d_in}"
+        check_memory(8 * cfg.d_in * cfg.n_units, what, "ask for fewer units")
         super().__init__()
         self.cfg = cfg
         self.spec = registry.get(cfg.activation)
