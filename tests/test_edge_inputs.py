@@ -618,3 +618,15 @@ def test_an_sae_larger_than_the_machine_is_refused_before_allocating(times_memor
         sw.SAE(n_units=n_units, k=1, epochs=1).fit(X, progress=False)
     with pytest.raises(ValueError, match="fewer units"):
         sw.SparseAutoencoder(sw.SAEConfig(d_in=1000, n_units=n_units * 10, k=1))
+
+
+def test_dense_codes_larger_than_the_machine_are_refused() -> None:
+    # encode_dense's mmap raised a bare "OSError: [Errno 12] Cannot allocate memory" (or,
+    # within RAM + swap but past what is free, the OOM killer ended the kernel)
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    X = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32)
+    sae = sw.SAE(n_units=16384, k=1, epochs=1, seed=0).fit(X, progress=False)
+    rows = np.broadcast_to(X[:1], (3 * physical // (4 * 16384), 2))  # no memory of its own
+    with pytest.raises(ValueError, match=r"dense codes of .* encode_sparse"):
+        sae.transform(rows)
+    assert sae.encode_sparse(rows[:1000]).shape == (1000, 16384)

@@ -353,7 +353,13 @@ class SAE(BaseEstimator):
         """(n, n_units) unit activations (dense), computed in chunks without gradients."""
         model = self._check_fitted()
         rows = self._rows(X)  # a tensor on the model's device, or a store read chunk by chunk
-        codes = encode_dense(model, self._chunks(rows, chunk_size), int(rows.shape[0]))
+        n_rows, n_units = int(rows.shape[0]), model.cfg.n_units
+        check_memory(  # refused, not an mmap 'Cannot allocate memory' or the OOM killer
+            4 * n_rows * n_units,
+            f"transform(X): dense codes of {n_rows} rows x {n_units} units",
+            "encode_sparse(X) keeps only the active units, or pass fewer rows",
+        )
+        codes = encode_dense(model, self._chunks(rows, chunk_size), n_rows)
         return inputs.output_like(codes, X)
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
