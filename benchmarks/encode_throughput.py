@@ -105,10 +105,15 @@ def run(
             f"  {name:<32} {paired.samples_per_s(name):>10,.0f} samples/s   "
             f"{paired.fraction(name):.2f} of the roofline"
         )
-    print(
-        f"  peak memory added by encode_sparse + code store: {added:,.0f} MB (codes "
-        f"{store.nbytes / 2**20:,.0f} MB; one dense N x n_units matrix would be {dense_mb:,.0f} MB)"
-    )
+    if added > 0:
+        print(
+            f"  peak memory added by encode_sparse + code store: {added:,.0f} MB (codes "
+            f"{store.nbytes / 2**20:,.0f} MB; one dense N x n_units matrix would be "
+            f"{dense_mb:,.0f} MB)"
+        )
+    else:  # ru_maxrss is the process's high-water mark: an earlier case already set it
+        print("  peak memory: not measurable after an earlier case (see the first case's line)")
+
     results = []
     for name in ("encode_sparse", "code store (Explorer build)", "transform (dense output)"):
         results.append((f"encoding {name} {shape} {activation}", paired.fraction(name)))
