@@ -291,3 +291,21 @@ def test_gate_declines_nan_so_torch_decides() -> None:
     values, units, counts = sparse_kernels.gate_rows(pre[:17].clone(), cut, "csr")
     assert int(counts.sum()) == int((pre[:17] > 0).sum()) == len(values) == len(units)
     assert topk_model().inference_cut() is None  # topk selects, it does not gate
+
+
+def test_fresh_output_falls_back_to_torch_where_numpy_or_the_kernel_cannot(monkeypatch) -> None:
+    """bfloat16 (no numpy dtype) and a refused mapping get torch's own allocation."""
+    import mmap
+
+    from sae_widgets.sae import encoding
+
+    monkeypatch.setattr(encoding, "HUGE_PAGE_BYTES", 0)
+    half = encoding.fresh_output((64, 32), torch.zeros(1, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and half.shape == (64, 32)
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", refused)
+    plain = encoding.fresh_output((64, 32), torch.zeros(1))
+    assert plain.dtype == torch.float32 and plain.shape == (64, 32)

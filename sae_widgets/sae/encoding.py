@@ -182,16 +182,21 @@ def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
     """
     n_bytes = shape[0] * shape[1] * like.element_size()
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if like.device.type != "cpu" or advice is None or n_bytes < HUGE_PAGE_BYTES:
+    dtype = _NUMPY_DTYPES.get(like.dtype)  # bfloat16 and others: numpy has no such array
+    if like.device.type != "cpu" or advice is None or dtype is None or n_bytes < HUGE_PAGE_BYTES:
         return like.new_empty(shape)
-    # private: a shared anonymous mapping is shmem, which does not take huge pages here
-    memory = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:  # private: a shared anonymous mapping is shmem, which takes no huge pages here
+        memory = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError:  # refused by the kernel: torch's allocation decides (and reports)
+        return like.new_empty(shape)
     try:
         memory.madvise(advice)
     except OSError:  # huge pages switched off: plain pages, as torch's own allocation
         pass
-    array = np.frombuffer(memory, dtype=torch.empty(0, dtype=like.dtype).numpy().dtype)
-    return torch.from_numpy(array).view(shape)
+    return torch.from_numpy(np.frombuffer(memory, dtype=dtype)).view(shape)
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 @torch.no_grad()
