@@ -8,7 +8,6 @@ character offsets. That is enough to show any row's token in its context without
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,11 +142,7 @@ class TokenRows:
         the index of `row`'s own token in the lists.
         """
         row = check_int(row, "row", 0, len(self) - 1)
-        for value, name in ((before, "before"), (after, "after")):
-            if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an int (tokens); got {value!r}")
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0 tokens; got {value}")
+        before, after = check_int(before, "before", 0), check_int(after, "after", 0)
         doc, pos = int(self.doc[row]), int(self.pos[row])
         documents = self.documents
         length = len(documents.token_ids[doc])

@@ -74,8 +74,8 @@ class _CompiledEncoder:
     others)."""
 
     def __init__(self, model: SparseAutoencoder) -> None:
-        self.k = model.cfg.k if model.spec.per_sample_k else None
-        self.cut = None if self.k is not None else model.inference_cut()
+        self.cut = model.inference_cut()  # a threshold gate; None: the per-sample top-k
+        self.k = model.cfg.k or 0
         self.b_dec = model.b_dec.detach()
         _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.lanes: list[_Operands] = []
@@ -129,8 +129,7 @@ class _CompiledEncoder:
         def step(lane: _Operands, start: int, stop: int, threads: int | None) -> bool | None:
             piece = rows[start:stop]
             lane.preacts(chunk[start:stop], out=piece)
-            if self.k is None:
-                assert self.cut is not None
+            if self.cut is not None:
                 found = sparse_kernels.gate_rows(piece, self.cut, "dense")
             else:
                 found = sparse_kernels.row_topk(piece, self.k, "dense", threads)
@@ -145,8 +144,7 @@ class _CompiledEncoder:
             lane: _Operands, start: int, stop: int, threads: int | None
         ) -> tuple[Tensor, ...] | None:
             pre = lane.preacts(chunk[start:stop])
-            if self.k is None:
-                assert self.cut is not None
+            if self.cut is not None:
                 return sparse_kernels.gate_rows(pre, self.cut, "csr")
             return sparse_kernels.row_topk(pre, self.k, "csr", threads)
 
@@ -155,7 +153,7 @@ class _CompiledEncoder:
             return None
         values = np.concatenate([p[0].numpy() for p in parts])
         units = np.concatenate([p[1].numpy() for p in parts])
-        if self.k is None:  # the gate's parts are compact already
+        if self.cut is not None:  # the gate's parts are compact already
             counts = np.concatenate([p[2].numpy() for p in parts])
             return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
         keep = units >= 0  # numpy: torch's masked ops wait on their threads under load

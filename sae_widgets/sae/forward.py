@@ -170,7 +170,7 @@ class ReLUForward:
 
     def gate(self, model: SparseAutoencoder) -> Tensor:
         """Inference keeps each value above 0 (see `SparseAutoencoder.inference_cut`)."""
-        return model.W_enc.new_zeros(model.cfg.n_units).detach()
+        return model.W_enc.new_zeros(model.cfg.n_units)
 
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None

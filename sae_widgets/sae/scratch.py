@@ -6,8 +6,9 @@ faulted in and zeroed on every step. Measured on the 2-core project machine (thr
 time, 4096 x 256 @ 256 x 2048): the matmul into a fresh output cost 1.44x the same matmul
 into a reused one. Inside `reuse(store)` (the Trainer wraps each CPU step in it) `buffer`
 hands out the store's tensor of that name; anywhere else a fresh one. Nothing may keep a
-buffer past the step: it is overwritten by the next one (the pre-activations are read by
-the selection and AuxK only; autograd saves none of them).
+buffer past the step: it is overwritten by the next one. The pre-activations are read by
+the selection and AuxK only; the residual of sae/sparse_residual.py is saved by autograd,
+for the backward of the same step.
 """
 
 from __future__ import annotations
