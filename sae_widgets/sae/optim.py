@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from sae_widgets.sae import device_paths
+
 
 def fused_adam(device: torch.device) -> bool | None:
     """Adam's implementation for a device: the fused one-pass kernel on CPU and CUDA (the same
@@ -24,7 +26,7 @@ def clip_grad_norm_(parameters: Iterable[Tensor], max_norm: float) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
-    if any(grad.device.type != "cpu" for grad in grads):
+    if not all(device_paths.cpu_kernels(grad) for grad in grads):
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         return
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))

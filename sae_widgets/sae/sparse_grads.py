@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.profiler import record_function
 
-from sae_widgets.sae import sparse_kernels
+from sae_widgets.sae import device_paths, sparse_kernels
 
 ENABLED = True
 """Whether the compiled kernels run where they apply (the benchmark's A/B turns them off)."""
@@ -54,7 +54,7 @@ def compiled(*tensors: Tensor) -> Any | None:
     if (
         ENABLED
         and dtype in (torch.float32, torch.float64)
-        and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+        and all(device_paths.cpu_kernels(t) and t.dtype == dtype for t in tensors)
     ):
         return _kernels()
     return None
@@ -143,7 +143,7 @@ def _torch_unit_sums(
     `F.embedding_bag` sums each unit's rows (embedding_bag's own backward sorts with a
     comparison sort, which cost as much as the encoder matmul). Elsewhere: that backward."""
     weights = weights.detach()
-    if rows_BD.device.type != "cpu":
+    if not device_paths.cpu_kernels(rows_BD):
         with torch.enable_grad():
             scratch = rows_BD.new_zeros(n_units, rows_BD.shape[1], requires_grad=True)
             offsets = _entry_offsets(rows, rows_BD.shape[0])

@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
+from sae_widgets.sae import device_paths
+
 
 @cache
 def _kernels() -> dict[str, Any] | None:
@@ -57,7 +59,7 @@ def _kernels() -> dict[str, Any] | None:
 def available(tensor: Tensor) -> bool:
     """Whether the kernels apply: a CPU float32/float64 tensor and numba importable."""
     return (
-        tensor.device.type == "cpu"
+        device_paths.cpu_kernels(tensor)
         and tensor.dtype in (torch.float32, torch.float64)
         and not tensor.requires_grad
         and _kernels() is not None

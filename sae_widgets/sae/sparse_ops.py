@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import scratch, sparse_grads, sparse_kernels
+from sae_widgets.sae import device_paths, scratch, sparse_grads, sparse_kernels
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 
@@ -61,7 +61,7 @@ TOPK_GROUP = 16
 
 def _cpu_kernels(tensor: Tensor) -> bool:
     """Whether the CPU-measured kernels of this module apply (elsewhere: plain torch ops)."""
-    return tensor.device.type == "cpu"
+    return device_paths.cpu_kernels(tensor)
 
 
 def topk_rows(pre_BU: Tensor, k: int) -> tuple[Tensor, Tensor]:

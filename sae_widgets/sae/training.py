@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from sae_widgets.sae import distributed, scratch
+from sae_widgets.sae import device_paths, distributed, scratch
 from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
@@ -181,7 +181,7 @@ class Trainer:
     # ----------------------------------------------------------------- one step
     def train_step(self, x_BD: Tensor, lr: float, sparsity_coeff: float) -> dict[str, Tensor]:
         """One optimiser step on a batch already in training space."""
-        if self.model.W_dec.device.type != "cpu":
+        if not device_paths.cpu_kernels(self.model.W_dec):  # a GPU: no CPU threads, buffers
             return self._train_step(x_BD, lr, sparsity_coeff)
         with self.threads.step(), scratch.reuse(self.buffers):
             return self._train_step(x_BD, lr, sparsity_coeff)
