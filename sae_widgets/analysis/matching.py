@@ -61,8 +61,9 @@ def as_decoder(value: Any, name: str) -> NDArray[np.float32]:
     ``components_`` (a fitted SAE); raises naming the argument `name`."""
     if hasattr(value, "components_"):
         value = value.components_
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
+    if hasattr(value, "detach"):  # a torch tensor (bfloat16 too: numpy has no such dtype)
+        value = value.detach().cpu()
+        value = (value.float() if value.is_floating_point() else value).numpy()
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:

@@ -16,7 +16,11 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     if torch is not None and isinstance(value, torch.Tensor):
         if value.is_meta:
             raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
-        return value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        numpy_floats = (torch.float16, torch.float32, torch.float64)
+        if value.is_floating_point() and value.dtype not in numpy_floats:
+            value = value.float()  # bfloat16, float8: numpy has no such dtype
+        return value.numpy()
     if isinstance(value, np.ndarray):
         return value
     try:

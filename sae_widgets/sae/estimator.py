@@ -376,7 +376,7 @@ class SAE(BaseEstimator):
         model = self._check_fitted()
         n_units = model.cfg.n_units
         if sp.issparse(Z):
-            inputs.check_sparse_codes(Z, n_units)
+            Z = inputs.sparse_codes(Z, n_units)
             W_dec = model.W_dec.detach().cpu().numpy()
             b_dec = model.b_dec.detach().cpu().numpy()
             return np.asarray(Z @ W_dec + b_dec, dtype=np.float32)

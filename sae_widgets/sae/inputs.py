@@ -4,6 +4,7 @@ callbacks, turned into float32 tensors or refused with an error naming the argum
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +40,21 @@ def real_array(X: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def shared_tensor(array: np.ndarray) -> Tensor:
+    """A tensor sharing `array`'s memory (its strides must not be negative). A read-only
+    array is shared too, without torch's warning that writing to it is undefined: tensors
+    made here are only read (the estimator never writes into its input)."""
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(array)
+
+
+def _shareable(array: np.ndarray) -> bool:
+    return all(stride >= 0 for stride in array.strides)
+
+
 def _check_not_meta(tensor: Tensor, name: str) -> None:
     if tensor.is_meta:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
@@ -48,8 +64,8 @@ def _extremes(array: Any) -> tuple[float, float]:
     """(min, max) of a non-empty array or tensor, NaN if it holds one: one pass for floats
     (torch.aminmax; min then max read the data twice), two otherwise."""
     floats = array if torch.is_tensor(array) else None
-    if floats is None and array.dtype in (np.float32, np.float64) and array.flags.writeable:
-        floats = torch.from_numpy(np.asarray(array))  # no copy (torch warns on read-only)
+    if floats is None and array.dtype in (np.float32, np.float64) and _shareable(array):
+        floats = shared_tensor(np.asarray(array))  # no copy (torch takes no negative strides)
     if floats is not None and floats.is_floating_point() and floats.device.type == "cpu":
         lo, hi = torch.aminmax(floats)
         return float(lo), float(hi)
@@ -116,7 +132,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
     elif sp.issparse(X):
         raise TypeError(f"{name} must be a dense array, tensor or Dataset, not a sparse matrix")
     else:  # real_array checks the values before converting them (one pass, not two)
-        tensor = torch.from_numpy(real_array(X, name))
+        tensor = shared_tensor(real_array(X, name))
     if tensor.ndim != 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), got shape {tuple(tensor.shape)}"
@@ -137,7 +153,7 @@ def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
             raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
         Z_t = Z.detach()
     else:
-        Z_t = torch.from_numpy(real_array(Z, "Z"))
+        Z_t = shared_tensor(real_array(Z, "Z"))
     if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
         raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
     Z_t = Z_t.to(device=device, dtype=torch.float32)
@@ -146,12 +162,16 @@ def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
     return Z_t
 
 
-def check_sparse_codes(Z: sp.spmatrix, n_units: int) -> None:
-    """A scipy sparse Z must be (n, n_units) and finite."""
+def sparse_codes(Z: Any, n_units: int) -> sp.csr_matrix:
+    """A scipy sparse Z (any format: csr, coo, dok, lil...) as CSR, checked: (n, n_units),
+    real and finite, with |values| <= 1e30 (as dense Z is)."""
     if Z.ndim != 2 or Z.shape[1] != n_units:
         raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
-    if not np.isfinite(Z.data).all():
-        raise ValueError("Z contains NaN or infinite values")
+    if Z.dtype.kind == "c":  # the imaginary part would be dropped with a ComplexWarning
+        raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
+    csr = sp.csr_matrix(Z)  # dok and lil have no flat .data to check
+    check_magnitude(csr.data, "Z")
+    return csr
 
 
 def check_chunk_size(chunk_size: Any) -> int:
@@ -159,7 +179,7 @@ def check_chunk_size(chunk_size: Any) -> int:
         raise TypeError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    return int(chunk_size)
+    return min(int(chunk_size), 2**62)  # any chunk past the data is the whole data (torch: int64)
 
 
 def callback_list(callbacks: Any) -> list[Any]:

@@ -34,7 +34,8 @@ def _numpy(a: Any, name: str) -> np.ndarray:
     if torch.is_tensor(a) and a.is_meta:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
     if torch.is_tensor(a):
-        a = a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        a = (a.double() if a.is_floating_point() else a).numpy()  # bfloat16 has no numpy dtype
     if hasattr(a, "X") and not isinstance(a, np.ndarray):  # a Dataset
         a = a.X
     try:
@@ -156,7 +157,7 @@ def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
         )
     units = units / np.maximum(np.linalg.norm(units, axis=1, keepdims=True), 1e-12)
     true = true / np.maximum(np.linalg.norm(true, axis=1, keepdims=True), 1e-12)
-    return np.abs(true @ units.T)
+    return np.minimum(np.abs(true @ units.T), 1.0)  # rounding made parallel rows 1 + 2e-16
 
 
 def mmcs(sae_or_decoder_matrix: Any, true_features: Any) -> float:

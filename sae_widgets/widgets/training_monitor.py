@@ -27,6 +27,7 @@ import numpy as np
 from bqplot import Figure, LinearScale, Lines
 
 from sae_widgets.data.checks import check_bool, check_float
+from sae_widgets.sae.inputs import callback_list
 from sae_widgets.sae.training import planned_steps
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
@@ -203,9 +204,13 @@ class TrainingMonitor(widgets.VBox):
         """Train `sae` on X in a background thread; returns the thread (see also `join`)."""
         if self.running:
             raise RuntimeError("fit: this monitor is already training; call stop() or join()")
-        n_samples = len(X) if hasattr(X, "__len__") else None
+        # what SAE.fit takes: None, one callable or several (checked here, before the thread)
+        callbacks = [*callback_list(fit_kwargs.pop("callbacks", None)), self]
+        try:
+            n_samples: int | None = len(X)
+        except TypeError:  # no length (a 0-d array): fit itself says what X must be
+            n_samples = None
         self._start_run(planned_steps(self.sae, n_samples) if n_samples else None)
-        callbacks = [*fit_kwargs.pop("callbacks", []), self]
         fit_kwargs.setdefault("progress", False)  # the progress bar is ours
 
         def train() -> None:
