@@ -17,7 +17,7 @@ matrix: the encoders hold one chunk of pre-activations at a time.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
-     [--activations topk batchtopk jumprelu relu] [--device cuda]
+     [--activations topk batchtopk jumprelu relu] [--device cuda] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -38,15 +38,19 @@ ENCODE_TARGET = 0.80
 SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32), "gpu": (2048, 32768, 64)}
 
 
-def reference(model: SparseAutoencoder, X: torch.Tensor, k: int, chunk: int) -> None:
+def reference(
+    model: SparseAutoencoder, X: torch.Tensor, k: int, chunk: int, mixed: bool = False
+) -> None:
     """Plain PyTorch: dense pre-activations of a chunk, then torch.topk (a threshold gate:
-    the values above their unit's cut, with their positions)."""
+    the values above their unit's cut, with their positions); mixed: the matmul under
+    torch.autocast(bfloat16)."""
     device = model.W_enc.device
     cut = model.inference_cut()
     with torch.no_grad():
         for x in X.split(chunk):
             x = x.to(device)
-            pre = torch.addmm(model.b_enc, x - model.b_dec, model.W_enc)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+                pre = torch.addmm(model.b_enc, x - model.b_dec, model.W_enc)
             if cut is None:
                 values, _units = pre.topk(k, dim=1, sorted=False)
                 torch.relu(values)
@@ -71,7 +75,13 @@ def peak_rss_mb() -> float:
 
 
 def run(
-    shape: str, activation: str, n: int, reps: int, chunk: int, device: torch.device
+    shape: str,
+    activation: str,
+    n: int,
+    reps: int,
+    chunk: int,
+    device: torch.device,
+    precision: str = "fp32",
 ) -> list[tuple[str, float]]:
     d, n_units, k = SHAPES[shape]
     X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
@@ -83,20 +93,22 @@ def run(
         model.b_dec.copy_(X[:1024].mean(0))
     trained_like(model, X, k)
     model = model.to(device)
-    sae = sw.SAE.from_module(model)
+    sae = sw.SAE.from_module(model, precision=precision)
+    mixed = precision == "bf16"
     before = peak_rss_mb()
     store = CodeStore.from_sae(sae, X_np, chunk_size=chunk)
     added = peak_rss_mb() - before
     dense_mb = n * n_units * 4 / 2**20
     paired = Paired(4096, d, n_units, device)
     for _ in range(reps):
-        paired.time("reference (addmm + torch.topk)", lambda: reference(model, X, k, chunk), n)
+        plain = lambda: reference(model, X, k, chunk, mixed)  # noqa: E731
+        paired.time("reference (addmm + torch.topk)", plain, n)
         paired.time("encode_sparse", lambda: sae.encode_sparse(X_np, chunk_size=chunk), n)
         paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
         paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
     print(
         f"\n{shape} {activation} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, "
-        f"chunk {chunk}, L0 {store.nnz / n:.1f}; "
+        f"{precision}, chunk {chunk}, L0 {store.nnz / n:.1f}; "
         "fp32 matmul "
         f"{paired.gflops():.1f} GFLOP/s -> roofline {paired.roofline():,.0f} samples/s"
     )
@@ -130,6 +142,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--activations", nargs="+", default=["topk", "batchtopk", "jumprelu"],
                         choices=["topk", "batchtopk", "jumprelu", "relu"])  # fmt: skip
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: mixed precision (GPUs; slow on CPUs)")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -142,7 +156,7 @@ def main() -> None:
         result
         for shape in args.shapes
         for activation in args.activations
-        for result in run(shape, activation, args.n, args.reps, args.chunk, device)
+        for result in run(shape, activation, args.n, args.reps, args.chunk, device, args.precision)
     ]
     elapsed = time.perf_counter() - start
     print(f"\nsummary (target >= {ENCODE_TARGET:.2f} of the roofline), {elapsed:.0f} s:")

@@ -24,7 +24,7 @@ with torch's backward ops instead of the compiled ones of sae/sparse_grads.py;
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
      [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels]
-     [--compile-reference] [--device cuda]
+     [--compile-reference] [--device cuda] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from sae_widgets.sae.training import TrainConfig, Trainer
 
 BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
 TRAIN_TARGET = 0.60
+GPU_SPEEDUP_TARGET = 2.0
 FIXED = "ours, torch threads throughout"
 TORCH_BACKWARD = "ours, torch backward ops"
 COMPILED = "reference, torch.compile"
@@ -109,9 +110,12 @@ def reference_step(
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     loss_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] = reference_loss,
+    autocast: bool = False,
 ) -> None:
-    """Adam on the per-sample squared error, decoder rows renormalised after the step."""
-    loss = loss_fn(model, x)
+    """Adam on the per-sample squared error, decoder rows renormalised after the step;
+    autocast: the forward in bfloat16 mixed precision."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = loss_fn(model, x)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -170,12 +174,16 @@ def compare(
     ab_kernels: bool = False,
     compile_reference: bool = False,
     device: torch.device | None = None,
+    precision: str = "fp32",
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
     compile_reference: a copy of the reference steps with its loss under torch.compile.
-    device: where every model trains (the data is generated on the CPU and moved per batch)."""
+    device: where every model trains (the data is generated on the CPU and moved per batch).
+    precision "bf16": ours with SAE(precision="bf16")'s bfloat16 encoder matmul, the
+    reference's step under torch.autocast(bfloat16) (a GPU's mixed precision)."""
     device = device or torch.device("cpu")
+    mixed = precision == "bf16"
     ds = sw.datasets.superposition(
         n=steps * BATCH + N_TEST, n_features=shape.n_features, dim=shape.d, active=ACTIVE, seed=0
     )
@@ -197,6 +205,7 @@ def compare(
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
     for trainer in trainers:
+        trainer.model.matmul_dtype = torch.bfloat16 if mixed else None
         trainer.initialize(X[batches[0]].to(device))
         assert trainer.scale is not None
         trainer.model.rescale_inputs_(trainer.scale)  # training space, as Trainer.run does
@@ -218,14 +227,14 @@ def compare(
         if twin is not None:
             twin.step(paired, x, lr)
         paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
-        paired.time("reference", lambda x=x: reference_step(ref, opt, x), BATCH)
+        paired.time("reference", lambda x=x: reference_step(ref, opt, x, autocast=mixed), BATCH)
         paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
         if ab_kernels:
             step_plain = lambda x=x, lr=lr: plain.train_step(x, lr, 0.0)  # noqa: E731
             paired.time(TORCH_BACKWARD, lambda f=step_plain: torch_backward(f), BATCH)
     print(
         f"\n{shape.name} on {device}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, "
-        f"{activation}, "
+        f"{activation}, {precision}, "
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
         f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only)"
     )
@@ -258,6 +267,10 @@ def compare(
     if twin is not None:
         twin.report(paired, ref)
     print(verdict(f"training {activation} {shape.name}", fraction, TRAIN_TARGET))
+    if device.type == "cuda":  # issue 16's GPU target: 2x the reference at the same FVU
+        speedup = paired.samples_per_s("ours") / paired.samples_per_s("reference")
+        status = "PASS" if speedup >= GPU_SPEEDUP_TARGET else "FAIL"
+        print(f"  target GPU {precision}: {speedup:.2f}x the reference (>= 2x) {status}")
     if profile_steps:
         ours.model.train()
         x = (X[batches[0]] * scale).to(device)
@@ -357,6 +370,8 @@ def main() -> None:
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: mixed precision (GPUs; slow on CPUs)")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -374,6 +389,7 @@ def main() -> None:
                 args.ab_kernels,
                 args.compile_reference,
                 torch.device(args.device),
+                args.precision,
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():

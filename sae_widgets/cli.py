@@ -188,6 +188,7 @@ def _train(args: argparse.Namespace, out: TextIO, rank: int, world: int) -> None
         "batch_size": args.batch_size,
         "lr": args.lr,
         "device": args.device,
+        "precision": args.precision,
     }
     if world > 1 and (args.device or "cpu").startswith("cuda"):
         given["device"] = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"  # one GPU per process

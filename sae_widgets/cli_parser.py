@@ -144,6 +144,11 @@ def build_parser(commands: dict[str, Callable[..., None]]) -> argparse.ArgumentP
         "--device", help="torch device, e.g. cpu or cuda (default: cpu)", metavar="DEVICE"
     )
     train.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="bf16: mixed precision on a GPU (the encoder matmul in bfloat16; default fp32)",
+    )
+    train.add_argument(
         "--nproc",
         type=_positive_int,
         metavar="N",

@@ -365,3 +365,16 @@ def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
 
 def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--version") == (0, f"sae-widgets {sw.__version__}\n", "")
+
+
+def test_precision_reaches_the_estimator_and_its_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mixed"
+    argv = ["train", "--data", "digits", "--n-samples", "300", "--k", "4", *SMALL]
+    with pytest.warns(RuntimeWarning, match="on CPU the compiled kernels"):
+        code, _, _ = run(capsys, *argv, "--precision", "bf16", "--out", str(out), "--json")
+    assert code == 0
+    assert sw.SAE.load(out).precision == "bf16"
+    code, _, err = run(capsys, *argv, "--precision", "fp16")
+    assert code == 2 and "--precision" in err and "fp16" in err

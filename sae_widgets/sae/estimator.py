@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,13 +20,16 @@ from sklearn.exceptions import NotFittedError
 from torch import Tensor
 
 from sae_widgets.memory import check_memory
-from sae_widgets.sae import inputs
+from sae_widgets.sae import device_paths, inputs
 from sae_widgets.sae import params as constraints
 from sae_widgets.sae.encoding import encode_csr, encode_dense
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.train_config import fit_batch_size
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
+
+MATMUL_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+"""`precision` -> the encoder matmul's dtype (SparseAutoencoder.matmul_dtype)."""
 
 # What fit replaces; restored if fit fails before its first training step.
 _FIT_STATE = (
@@ -62,6 +66,9 @@ class SAE(BaseEstimator):
     seed: an integer in [0, 2**63): the same seed gives the same weights (on the same device
         and thread count); None draws a new seed at each fit (kept in `seed_`).
     device: a torch device that exists here ("cpu", "cuda", "cuda:1"); "meta" is refused.
+    precision: "fp32", or "bf16" for mixed precision on a GPU: the encoder matmul (most of
+        training's and all of encoding's FLOPs) in bfloat16, weights, decoder, loss and
+        gradients in float32. The CPU kernels run float32 (a warning says so).
     grad_clip: maximum gradient norm (finite, > 0); None or 0 disables clipping.
     warmup_steps (>= 0 or None), decay_fraction ([0, 1]), aux_coeff (>= 0), k_aux (>= 1 or
     None), dead_window, min_steps_per_epoch, log_every (>= 1 or None), shuffle (a bool),
@@ -110,6 +117,7 @@ class SAE(BaseEstimator):
         log_every: int | None = None,
         prefix_sizes: tuple[int, ...] | None = None,
         shuffle_buffer: int | None = 2**17,
+        precision: str = "fp32",
     ) -> None:
         self.n_units = n_units
         self.activation = activation
@@ -132,6 +140,7 @@ class SAE(BaseEstimator):
         self.log_every = log_every
         self.prefix_sizes = prefix_sizes
         self.shuffle_buffer = shuffle_buffer
+        self.precision = precision
 
     # ----------------------------------------------------------------- helpers
     def _check_params(self) -> None:
@@ -194,6 +203,7 @@ class SAE(BaseEstimator):
                 "'partial_fit' first."
             )
         model: SparseAutoencoder = self.model_
+        model.matmul_dtype = MATMUL_DTYPES[getattr(self, "precision", "fp32")]
         return model
 
     def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
@@ -239,6 +249,15 @@ class SAE(BaseEstimator):
         callbacks: list[Callback],
         progress: bool,
     ) -> None:
+        if self._check_fitted().matmul_dtype is not None and device_paths.cpu_kernels(
+            self.model_.W_dec
+        ):
+            warnings.warn(
+                f"precision={self.precision!r} applies on GPUs; on CPU the compiled kernels "
+                "train and encode in float32",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         trainer = getattr(self, "_trainer", None)
         if trainer is None:  # wrapped or loaded module: continue training it
             trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)

@@ -243,7 +243,9 @@ def sparse_codes(
 def select_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
     """The k largest of each sample."""
     assert model.cfg.k is not None
-    pre_BU, selected, units, offsets = preacts_topk(xc_BD, model.W_enc, model.b_enc, model.cfg.k)
+    pre_BU, selected, units, offsets = preacts_topk(
+        xc_BD, model.W_enc, model.b_enc, model.cfg.k, dtype=model.matmul_dtype
+    )
     return Selection(pre_BU, units, offsets, selected, None)
 
 
@@ -251,7 +253,7 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
     """The k * B largest of a batch in training; the running threshold at inference."""
     assert model.cfg.k is not None
     with torch.no_grad():
-        pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc)
+        pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc, model.matmul_dtype)
         if model.training:
             if not distributed.is_global() and sparse_kernels.available(pre_BU):
                 with matmul_threads():  # one pass over the batch: all threads, as top-k
@@ -260,6 +262,7 @@ def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
                     return Selection(pre_BU, found[0], found[1], found[3], found[2])
             select = distributed.global_batch_topk if distributed.is_global() else batch_topk_units
             units, offsets, batch_threshold = select(pre_BU, model.cfg.k)
+            batch_threshold = batch_threshold.to(xc_BD.dtype)  # from a bfloat16 matmul too
             return Selection(pre_BU, units, offsets, None, batch_threshold)
         threshold = model.threshold
         assert threshold is not None

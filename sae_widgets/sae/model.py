@@ -20,7 +20,7 @@ from sae_widgets.memory import check_memory
 from sae_widgets.sae import registry
 from sae_widgets.sae.forward import ForwardOutput, TrainOutput, forward_of
 from sae_widgets.sae.registry import ACTIVATIONS
-from sae_widgets.sae.sparse_ops import SparseCodes
+from sae_widgets.sae.sparse_ops import SparseCodes, encoder_matmul
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None, what: str = "") -> int:
@@ -158,6 +158,10 @@ class SparseAutoencoder(nn.Module):
         elif self.spec.threshold == "running":
             # estimated during training; 0 until then (plain ReLU at inference)
             self.register_buffer("batch_threshold", torch.zeros(n))
+        self.matmul_dtype: torch.dtype | None = None
+        """The encoder matmul's dtype where the torch ops run (a GPU): torch.bfloat16 for
+        mixed precision (weights, decoder, loss and gradients stay float32); None: the
+        weights' own. The CPU kernels ignore it (sae_widgets.sae.sparse_ops.encoder_matmul)."""
         self.reset_parameters(generator)
 
     # ----------------------------------------------------------------- parameters
@@ -309,7 +313,8 @@ class SparseAutoencoder(nn.Module):
     # ----------------------------------------------------------------- inference
     def preacts(self, x_BD: Tensor) -> Tensor:
         """(B, n_units) pre-activations (x - b_dec) @ W_enc + b_enc."""
-        return torch.addmm(self.b_enc, x_BD - self.b_dec, self.W_enc)
+        pre_BU = encoder_matmul(x_BD - self.b_dec, self.W_enc, self.b_enc, self.matmul_dtype)
+        return pre_BU.to(self.W_enc.dtype)  # from a mixed-precision matmul too
 
     def _check_rows(self, rows: Any, width: int, name: str) -> None:
         """A (B, width) tensor of the module's dtype and device, or an error naming `name`

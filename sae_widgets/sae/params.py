@@ -157,6 +157,7 @@ SAE_PARAMETERS: dict[str, Constraint] = {
     "shuffle": Constraint("bool"),
     "log_every": _positive_int(none=True),
     "shuffle_buffer": _positive_int(none=True),
+    "precision": Constraint("str", options=("fp32", "bf16")),
 }
 """Every `SAE` constructor parameter and what it accepts."""
 

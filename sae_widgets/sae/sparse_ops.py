@@ -137,11 +137,26 @@ def affine_operands(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> tuple[Tensor,
     return xa_BD, Wa_DU
 
 
-def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
-    """(B, n_units) x @ W_enc + b_enc without gradients (see `affine_operands`)."""
+def encoder_matmul(
+    x_BD: Tensor, W_enc: Tensor, b_enc: Tensor, dtype: torch.dtype | None = None
+) -> Tensor:
+    """x @ W_enc + b_enc (differentiable). Where the torch ops run (a GPU) and `dtype` is
+    given (torch.bfloat16: mixed precision), the matmul takes its inputs in that dtype and
+    returns the result in it; the CPU kernels' float32 / float64 otherwise (this project's
+    CPUs have no bfloat16 units: a bfloat16 matmul measured 90x slower there)."""
+    if dtype is None or dtype == W_enc.dtype or _cpu_kernels(W_enc):
+        return torch.addmm(b_enc, x_BD, W_enc)
+    return torch.addmm(b_enc.to(dtype), x_BD.to(dtype), W_enc.to(dtype))
+
+
+def affine_preacts(
+    x_BD: Tensor, W_enc: Tensor, b_enc: Tensor, dtype: torch.dtype | None = None
+) -> Tensor:
+    """(B, n_units) x @ W_enc + b_enc without gradients (see `affine_operands`); in `dtype`
+    where the torch ops run (see `encoder_matmul`)."""
     with torch.no_grad():
         if not _cpu_kernels(x_BD):
-            return torch.addmm(b_enc, x_BD, W_enc)
+            return encoder_matmul(x_BD, W_enc, b_enc, dtype)
         xa_BD, Wa_DU = affine_operands(x_BD, W_enc, b_enc)
         out = scratch.buffer("preacts", (x_BD.shape[0], W_enc.shape[1]), xa_BD)
         with matmul_threads():
@@ -149,13 +164,20 @@ def affine_preacts(x_BD: Tensor, W_enc: Tensor, b_enc: Tensor) -> Tensor:
 
 
 def preacts_topk(
-    xc_BD: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, chunk_rows: int | None = None
+    xc_BD: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    k: int,
+    chunk_rows: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dense pre-activations and their per-row top-k, without gradients.
 
     Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)). CPU: one matmul,
     then the compiled per-row top-k on all threads; without it, row chunks keep each block
-    of pre-activations in cache between the matmul and its torch top-k.
+    of pre-activations in cache between the matmul and its torch top-k. Where the torch ops
+    run, `dtype` (bfloat16) is the matmul's and pre's (see `encoder_matmul`); the values
+    are returned in xc's dtype.
     """
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
@@ -169,10 +191,13 @@ def preacts_topk(
                 return pre_BU, compiled[0].view(-1), compiled[1].view(-1), offsets
     chunk_rows = chunk_rows or chunk_rows_for(n_units)
     with torch.no_grad():
-        pre_BU = xc_BD.new_empty(n_rows, n_units)
+        cpu = _cpu_kernels(xc_BD)
+        W, b = W_enc.detach(), b_enc.detach()
+        if not cpu and dtype is not None:  # mixed precision: the weights cast once
+            W, b = W.to(dtype), b.to(dtype)
+        pre_BU = xc_BD.new_empty(n_rows, n_units, dtype=W.dtype)
         values_BK = xc_BD.new_empty(n_rows, k)
         units_BK = torch.empty(n_rows, k, dtype=torch.long, device=xc_BD.device)
-        cpu = _cpu_kernels(xc_BD)
         if cpu:
             xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
         for start in range(0, n_rows, chunk_rows):
@@ -181,8 +206,8 @@ def preacts_topk(
                 with matmul_threads():
                     torch.mm(xa_BD[rows], Wa_DU, out=pre_BU[rows])
             else:
-                torch.addmm(b_enc.detach(), xc_BD[rows], W_enc.detach(), out=pre_BU[rows])
-            values_BK[rows], units_BK[rows] = topk_rows(pre_BU[rows], k)
+                torch.addmm(b, xc_BD[rows].to(W.dtype), W, out=pre_BU[rows])
+            values_BK[rows], units_BK[rows] = topk_rows(pre_BU[rows], k)  # in xc's dtype
     return pre_BU, values_BK.reshape(-1), units_BK.reshape(-1), offsets
 
 
@@ -316,13 +341,14 @@ def gathered_preacts(
     """Differentiable pre-activations at the selected units (B-row ragged layout).
 
     `pre_BU` (grad-free) is read at the selection unless its `values` are already known;
-    `xc_BD` is x - b_dec, detached.
+    `xc_BD` is x - b_dec, detached. Values from a mixed-precision matmul (bfloat16) come
+    back in the weights' dtype, as does everything after the selection.
     """
     if values is None:
         rows = SparseCodes(units, offsets, units, xc_BD.shape[0]).rows()
         values = pre_BU[rows, units]
     out: Tensor = _GatheredPreacts.apply(
-        values.detach(), units, offsets, xc_BD.detach(), W_enc, b_enc, b_dec
+        values.detach().to(W_enc.dtype), units, offsets, xc_BD.detach(), W_enc, b_enc, b_dec
     )
     return out
 
