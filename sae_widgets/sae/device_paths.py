@@ -9,9 +9,11 @@ that path's results on a machine without a GPU, and a benchmark can A/B the two.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from torch import Tensor
 
@@ -31,3 +33,15 @@ def torch_paths() -> Iterator[None]:
         yield
     finally:
         _FORCED.reset(token)
+
+
+def warn_unused_precision(model: Any, precision: str) -> None:
+    """A RuntimeWarning where a mixed precision was asked for (`model.matmul_dtype`) but the
+    CPU kernels, which run float32, will train and encode `model`."""
+    if model.matmul_dtype is not None and cpu_kernels(model.W_dec):
+        warnings.warn(
+            f"precision={precision!r} applies on GPUs; on CPU the compiled kernels train and "
+            "encode in float32",
+            RuntimeWarning,
+            stacklevel=4,
+        )

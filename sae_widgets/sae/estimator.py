@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,7 +24,7 @@ from sae_widgets.sae import params as constraints
 from sae_widgets.sae.encoding import encode_csr, encode_dense
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
-from sae_widgets.sae.train_config import fit_batch_size
+from sae_widgets.sae.train_config import fit_batch_size, train_config_of
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
 
 MATMUL_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
@@ -166,22 +165,7 @@ class SAE(BaseEstimator):
         )
 
     def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            lr=None if self.lr is None else float(self.lr),
-            batch_size=self.batch_size,
-            min_steps_per_epoch=self.min_steps_per_epoch,
-            warmup_steps=self.warmup_steps,
-            decay_fraction=float(self.decay_fraction),
-            grad_clip=0.0 if self.grad_clip is None else float(self.grad_clip),
-            aux_coeff=float(self.aux_coeff),  # an int 2**64 overflowed torch
-            k_aux=self.k_aux,
-            dead_window=self.dead_window,
-            l1_coeff=float(self.l1_coeff),
-            l0_coeff=float(self.l0_coeff),
-            log_every=self.log_every,
-            shuffle=self.shuffle,
-            shuffle_buffer=self.shuffle_buffer,
-        )
+        return train_config_of(self.get_params())
 
     def _rows(self, X: Any, name: str = "X", fresh: bool = False) -> Any:
         """X as a finite float32 (n, d) tensor on the model's device, or a row source on disk
@@ -249,15 +233,7 @@ class SAE(BaseEstimator):
         callbacks: list[Callback],
         progress: bool,
     ) -> None:
-        if self._check_fitted().matmul_dtype is not None and device_paths.cpu_kernels(
-            self.model_.W_dec
-        ):
-            warnings.warn(
-                f"precision={self.precision!r} applies on GPUs; on CPU the compiled kernels "
-                "train and encode in float32",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        device_paths.warn_unused_precision(self._check_fitted(), self.precision)
         trainer = getattr(self, "_trainer", None)
         if trainer is None:  # wrapped or loaded module: continue training it
             trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)

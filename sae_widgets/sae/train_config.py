@@ -8,6 +8,7 @@ estimator read the plan without the optimiser's machinery.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,33 @@ class TrainConfig:
     """Rows shuffled together (see `sae.batches`): data up to this size is fully shuffled;
     larger data (a store on disk) is read and shuffled one window of this many rows at a time.
     None: always the whole data."""
+
+
+def train_config_of(params: Mapping[str, Any]) -> TrainConfig:
+    """The TrainConfig of an `SAE`'s (checked) parameters: its optimisation subset, numbers
+    as Python floats (an int 2**64 overflowed torch), grad_clip None as 0 (no clipping)."""
+    lr, grad_clip = params["lr"], params["grad_clip"]
+    return TrainConfig(
+        lr=None if lr is None else float(lr),
+        grad_clip=0.0 if grad_clip is None else float(grad_clip),
+        decay_fraction=float(params["decay_fraction"]),
+        aux_coeff=float(params["aux_coeff"]),
+        l1_coeff=float(params["l1_coeff"]),
+        l0_coeff=float(params["l0_coeff"]),
+        **{name: params[name] for name in _PASSED_AS_IS},
+    )
+
+
+_PASSED_AS_IS = (
+    "batch_size",
+    "min_steps_per_epoch",
+    "warmup_steps",
+    "k_aux",
+    "dead_window",
+    "log_every",
+    "shuffle",
+    "shuffle_buffer",
+)
 
 
 def default_lr(activation: str, n_units: int) -> float:
