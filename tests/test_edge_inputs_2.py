@@ -233,3 +233,88 @@ def test_monitor_fit_refuses_bad_input_before_starting(
         monitor.join()
     assert fragment in str(info.value), repr(info.value)
     assert not monitor.running
+
+
+def test_image_grid_reads_uint8_as_0_to_255_and_any_tensor() -> None:
+    from sae_widgets.widgets._render import decode_png
+
+    grey = np.linspace(0.0, 1.0, 32).reshape(2, 4, 4)
+    expected = decode_png(sw.image_grid(grey).value)
+    # uint8 pixels were clipped to [0, 1]: every pixel from 1 to 255 drew as full ink
+    as_bytes = np.rint(grey * 255).astype(np.uint8)
+    np.testing.assert_allclose(decode_png(sw.image_grid(as_bytes).value), expected, atol=1)
+    # bfloat16: "TypeError: Got unsupported ScalarType BFloat16"
+    for tensor in (torch.from_numpy(grey).bfloat16(), torch.from_numpy(grey).requires_grad_()):
+        got = decode_png(sw.image_grid(tensor).value)
+        np.testing.assert_allclose(got, expected, atol=2)
+
+
+class _Conv(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_collect_activations_takes_read_only_rows_and_numpy_shapes() -> None:
+    torch.manual_seed(0)
+    model, X = _Conv(), sw.datasets.digits().X[:20]
+    expected = sw.collect_activations(model, "conv", X, input_shape=(1, 8, 8)).X
+    # torch's "The given NumPy array is not writable" UserWarning
+    got = sw.collect_activations(model, "conv", _read_only(X), input_shape=(1, 8, 8)).X
+    np.testing.assert_array_equal(got, expected)
+    # numpy integers (an array's shape after arithmetic): "input_shape must be ... a tuple
+    # of ints; got (np.int64(1), 8, 8)"
+    shape = (np.int64(1), *np.array([8, 8]))
+    np.testing.assert_array_equal(
+        sw.collect_activations(model, "conv", X, input_shape=shape).X, expected
+    )
+    with pytest.raises(ValueError, match="input_shape"):
+        sw.collect_activations(model, "conv", X, input_shape=(True, 8, 8))
+
+
+def _set(key: str, value: Any) -> Any:
+    return lambda m: m.__setitem__(key, value)
+
+
+def _set_shard(key: str, value: Any) -> Any:
+    return lambda m: m["shards"][0].__setitem__(key, value)
+
+
+# A hand-edited or foreign manifest.json: KeyError 'd', "invalid literal for int()",
+# "negative dimensions are not allowed", "'list' object has no attribute 'items'", numpy's
+# "data type 'nope' not understood", "unsupported operand type(s) for /: 'PosixPath' and
+# 'NoneType'"; a shard named '../x' was read from outside the store
+MANIFEST_EDITS = {
+    "no d": lambda m: m.pop("d"),
+    "d=-1": _set("d", -1),
+    "d='16'": _set("d", "16"),
+    "dtype 'nope'": _set("dtype", "nope"),
+    "fields []": _set("fields", []),
+    "field dtype 'nope'": _set("fields", {"labels": "nope"}),
+    "files [1]": _set("files", [1]),
+    "shards [1]": _set("shards", [1]),
+    "rows 'x'": _set_shard("rows", "x"),
+    "file None": _set_shard("file", None),
+    "file '../x'": lambda m: _set_shard("file", "../" + m["shards"][0]["file"])(m),
+    "label_names 3": _set("label_names", 3),
+}
+
+
+@pytest.mark.parametrize("edit", list(MANIFEST_EDITS), ids=list(MANIFEST_EDITS))
+def test_a_malformed_store_manifest_is_a_store_error(tmp_path: Path, edit: str) -> None:
+    import json
+
+    from sae_widgets.data.store_files import StoreError
+
+    ds = sw.Dataset(np.eye(4, 3, dtype=np.float32), labels=[0, 1, 0, 1])
+    sw.collect_activations(torch.nn.Sequential(torch.nn.Linear(3, 2)), "0", ds, out=tmp_path / "s")
+    assert len(sw.ActivationStore(tmp_path / "s")) == 4
+    path = tmp_path / "s" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    MANIFEST_EDITS[edit](manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=r"manifest\.json is malformed"):
+        sw.ActivationStore(tmp_path / "s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -115,7 +116,9 @@ class _LayerRunner:
         result: np.ndarray | None = None
         with self._hooked():
             for start in range(0, rows.shape[0], self.batch_size):
-                batch = torch.from_numpy(rows[start : start + self.batch_size])
+                chunk = rows[start : start + self.batch_size]
+                # torch warns on read-only memory (a memory map, a frozen array): copy the batch
+                batch = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy())
                 batch = batch.to(device=self.device, dtype=self.dtype)
                 if self.prepare is None:
                     out = self._first_forward(batch)
@@ -170,6 +173,10 @@ def _collect_tokens(
         batch_size=16 if batch_size is None else batch_size,
         **options,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
 def collect_activations(
@@ -295,7 +302,8 @@ def collect_activations(
                 f"{d} values of each X row"
             )
         prepare = _image_reshaper(image_shape)
-    elif isinstance(input_shape, tuple) and all(isinstance(s, int) for s in input_shape):
+    elif isinstance(input_shape, tuple) and all(_is_int(s) for s in input_shape):
+        input_shape = tuple(int(s) for s in input_shape)  # numpy integers too (e.g. x.shape)
         if math.prod(input_shape) != d:
             raise ValueError(
                 f"input_shape {input_shape} holds {math.prod(input_shape)} values; each X row "

@@ -122,6 +122,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not shards:
         raise StoreError(f"path: {file} lists no shards")
+    problem = _malformed(manifest)
+    if problem:  # a hand-edited or foreign file: not KeyError 'd' or int('x') later
+        raise StoreError(f"path: {file} is malformed: {problem}")
     if sum(int(s["rows"]) for s in shards) != manifest.get("n_samples"):
         raise StoreError(f"path: {file}: the shards' rows do not add up to n_samples")
     names = [name for shard in shards for name in _shard_files(shard)]
@@ -130,6 +133,63 @@ def read_manifest(path: Path) -> dict[str, Any]:
         if not (path / name).is_file():
             raise StoreError(f"path: file {name} of {str(path)!r} is missing")
     return manifest
+
+
+def _count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _file_name(value: Any) -> bool:
+    """A file name relative to the store's folder, inside it (no '..', not absolute)."""
+    if not isinstance(value, str) or not value:
+        return False
+    path = Path(value)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _file_entries(value: Any) -> bool:
+    """A mapping of names to {"file": name, ...} entries."""
+    return isinstance(value, dict) and all(
+        isinstance(e, dict) and _file_name(e.get("file")) for e in value.values()
+    )
+
+
+def _numeric_dtype(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and np.dtype(value).kind in "biuf"
+    except TypeError:
+        return False
+
+
+def _malformed(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the structure of a manifest, or None: each field an
+    ActivationStore reads must have the type and range the writer gives it."""
+    d, n, dtype = manifest.get("d"), manifest.get("n_samples"), manifest.get("dtype")
+    if not _count(d, 1):
+        return f"'d' must be a positive integer; got {d!r}"
+    if not _count(n, 1):
+        return f"'n_samples' must be a positive integer; got {n!r}"
+    if dtype not in DTYPES:
+        return f"'dtype' must be one of {DTYPES}; got {dtype!r}"
+    fields = manifest.get("fields")
+    if not isinstance(fields, dict) or not all(map(_numeric_dtype, fields.values())):
+        return f"'fields' must map names to numeric dtypes; got {fields!r:.80}"
+    if not _file_entries(manifest.get("files", {})):
+        return "'files' must map names to {'file': relative name} entries"
+    for shard in manifest["shards"]:
+        if not (
+            isinstance(shard, dict)
+            and _file_name(shard.get("file"))
+            and _count(shard.get("rows"), 0)
+            and _file_entries(shard.get("fields", {}))
+        ):
+            return f"each shard must be {{'file': name, 'rows': count, ...}}; got {shard!r:.80}"
+    names = manifest.get("label_names")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(name, str) for name in names)
+    ):
+        return f"'label_names' must be a list of strings; got {names!r:.80}"
+    return None
 
 
 def _shard_files(shard: dict[str, Any]) -> list[str]:

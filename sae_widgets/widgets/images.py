@@ -17,13 +17,17 @@ MAX_ZOOM = 64
 def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.Image:
     """Tile images into one PNG widget, row-major, `n_cols` per row, each pixel `zoom` x `zoom`.
 
-    `images` is grey (n, h, w) or colour (n, h, w, 3) with values in [0, 1] (clipped). Grey
-    images are drawn with dark ink on white, as digits and shapes are usually shown.
+    `images` is grey (n, h, w) or colour (n, h, w, 3) with values in [0, 1] (clipped), or
+    uint8 in [0, 255] (as matplotlib reads them); numpy, a torch tensor or nested lists.
+    Grey images are drawn with dark ink on white, as digits and shapes are usually shown.
     """
     n_cols = check_positive_int(n_cols, "n_cols")
     zoom = check_positive_int(zoom, "zoom")
     if zoom > MAX_ZOOM:
         raise ValueError(f"zoom: expected at most {MAX_ZOOM} screen pixels per pixel, got {zoom}")
+    if hasattr(images, "detach"):  # a torch tensor: bfloat16 has no numpy dtype
+        images = images.detach().cpu()
+        images = (images.float() if images.is_floating_point() else images).numpy()
     if np.iscomplexobj(images):  # float32 would silently drop the imaginary part
         raise TypeError("images: expected real pixel values, got complex numbers")
     try:
@@ -32,6 +36,8 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
         raise TypeError(f"images: expected an array of pixel values, got {images!r:.80}") from None
     if not np.isfinite(pixels).all():
         raise ValueError("images: contains NaN or infinite values")
+    if np.asarray(images).dtype == np.uint8:  # 0..255, not 0..1: 1 and up was all ink
+        pixels /= 255.0
     pixels = np.clip(pixels, 0.0, 1.0)
     if pixels.ndim == 3:
         ink = np.rint(255 * (1.0 - pixels)).astype(np.uint8)
