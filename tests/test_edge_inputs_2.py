@@ -318,3 +318,49 @@ def test_a_malformed_store_manifest_is_a_store_error(tmp_path: Path, edit: str) 
     path.write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match=r"manifest\.json is malformed"):
         sw.ActivationStore(tmp_path / "s")
+
+
+@pytest.fixture(scope="module")
+def spliced() -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(D, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    rows = np.random.default_rng(1).standard_normal((32, 5)).astype(np.float32)
+    sae5 = sw.SAE(n_units=4, k=2, epochs=1, seed=0).fit(rows, progress=False)
+    return {"model": model, "sae": sae5, "x": torch.randn(6, D)}
+
+
+def _spliced_output(s: dict[str, Any], **edits: Any) -> torch.Tensor:
+    with sw.Intervention(s["model"], "0", s["sae"], **edits):
+        out: torch.Tensor = s["model"](s["x"])
+    return out
+
+
+def test_an_unbounded_clamp_changes_nothing(spliced: dict[str, Any]) -> None:
+    # (None, None) means no bound on either side: torch.clamp's RuntimeError "At least one
+    # of 'min' or 'max' must not be None"
+    plain = spliced["model"](spliced["x"])
+    torch.testing.assert_close(_spliced_output(spliced, clamp={1: (None, None)}), plain)
+    lower = _spliced_output(spliced, clamp={1: (None, None), 2: (None, 0.0)})
+    torch.testing.assert_close(lower, _spliced_output(spliced, clamp={2: (None, 0.0)}))
+
+
+@pytest.mark.parametrize(
+    ("edits", "error", "fragment"),
+    [
+        # torch's "new(): invalid data type 'str'"
+        ({"ablate": "mean", "mean": "abc"}, TypeError, "mean must be"),
+        ({"ablate": "mean", "mean": [object()]}, TypeError, "mean must be"),
+        # taken by its truth value: "no" kept the error
+        ({"set": {1: 2.0}, "keep_error": "no"}, TypeError, "keep_error"),
+        ({"keep_error": 0.5}, TypeError, "keep_error"),
+    ],
+)
+def test_intervention_arguments_are_checked(
+    spliced: dict[str, Any], edits: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
+    with pytest.raises(error, match=fragment):
+        _spliced_output(spliced, **edits)
+    torch.testing.assert_close(  # np.bool_ is a bool
+        _spliced_output(spliced, set={1: 2.0}, keep_error=np.bool_(True)),
+        _spliced_output(spliced, set={1: 2.0}),
+    )

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -214,13 +215,21 @@ class Intervention:
         if ablate == "mean":
             if mean is None:
                 raise ValueError("ablate='mean' needs mean=, the layer's (width,) mean output")
-            self.mean = torch.as_tensor(mean).detach().reshape(-1).float()
+            try:
+                self.mean = torch.as_tensor(mean).detach().reshape(-1).float()
+            except (TypeError, ValueError, RuntimeError):  # torch's "new(): invalid data type"
+                raise TypeError(
+                    f"mean must be the layer's (width,) mean output, numbers; got {mean!r:.80}"
+                ) from None
             if not bool(torch.isfinite(self.mean).all()):
                 raise ValueError("mean contains NaN or infinite values")
             self.width = self.mean.numel()
         elif mean is not None:
             raise ValueError("mean= is only used with ablate='mean'")
         edited = bool(self.set or self.add or self.clamp or self.steer)
+        if keep_error is not None and not isinstance(keep_error, bool | np.bool_):
+            # "no" or 0.5 was taken by its truth value
+            raise TypeError(f"keep_error must be True, False or None; got {keep_error!r}")
         self.keep_error = edited if keep_error is None else bool(keep_error)
         bare = self.sae is not None and not edited and not self.keep_error
         self._splice = Reconstruction(self.sae) if bare and self.sae is not None else None
@@ -257,7 +266,8 @@ class Intervention:
             for unit, value in self.add.items():
                 new[:, unit] += value
             for unit, (low, high) in self.clamp.items():
-                new[:, unit] = new[:, unit].clamp(low, high)
+                if low is not None or high is not None:  # (None, None): unbounded, no edit
+                    new[:, unit] = new[:, unit].clamp(low, high)
             if self.keep_error:
                 units = sorted({*self.set, *self.add, *self.clamp})
                 delta = (new[:, units] - codes[:, units]) @ W_dec[units]
