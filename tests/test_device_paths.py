@@ -16,6 +16,7 @@ import torch
 import sae_widgets as sw
 from sae_widgets.sae.device_paths import cpu_kernels, torch_paths
 from sae_widgets.sae.model import ACTIVATIONS, SAEConfig, SparseAutoencoder
+from sae_widgets.sae.training import DEAD_CHECK_EVERY, NonFiniteLossError, TrainConfig, Trainer
 
 D, UNITS, K, ROWS = 24, 128, 4, 300
 
@@ -142,3 +143,69 @@ def test_bf16_precision_on_cpu_kernels_warns_and_trains_in_float32() -> None:
     np.testing.assert_array_equal(mixed.components_, full.components_)
     with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'; got 'fp16'"):
         sw.SAE(precision="fp16").fit(X)
+
+
+def test_a_gpu_defers_the_loss_check_and_still_keeps_the_last_good_weights() -> None:
+    """On the GPU path fused Adam skips the updates from the first non-finite loss on (its
+    found_inf), and the error comes when the metrics are next read, naming that step;
+    the weights stay those of the last good step and training can go on."""
+    X = torch.from_numpy(np.random.default_rng(2).normal(size=(640, D)).astype(np.float32))
+    X_bad = X.clone()
+    X_bad[150] = float("inf")  # the third batch of 64 rows in order: step 5 after 2 steps
+    model = SparseAutoencoder(SAEConfig(d_in=D, n_units=32, k=3), generator=gen(0))
+    with torch_paths():
+        trainer = Trainer(model, TrainConfig(log_every=4), seed=0, fresh=True)
+        assert trainer.finite.deferred
+        trainer.run(X[:128], [], epochs=1, batch_size=64, shuffle=False, total_steps=None)
+        good: list[SparseAutoencoder] = []
+
+        def keep_weights(entry: dict[str, float]) -> None:  # called at steps 4, 8, ...
+            good.append(copy.deepcopy(model))  # in training space, as the run leaves it
+
+        with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at step 5\. Try"):
+            trainer.run(X_bad, [], epochs=1, batch_size=64, shuffle=False, total_steps=None,
+                        callbacks=[keep_weights])  # fmt: skip
+        assert trainer.step == 8  # raised at the next log step, not at the bad step
+        weights = model.weights()
+        assert all(bool(torch.isfinite(w).all()) for w in weights.values())
+        # no update after step 4's (the decoder renormalised in place: equal to rounding)
+        assert trainer.scale is not None and len(good) == 1
+        good[0].rescale_inputs_(1 / trainer.scale)  # back to user space, as the run did
+        for name, value in good[0].weights().items():
+            torch.testing.assert_close(weights[name], value, msg=name)
+        assert trainer.finite.skipped is None and not trainer.finite.pending
+        before = model.W_dec.detach().clone()
+        trainer.run(X, [], epochs=1, batch_size=64, shuffle=True, total_steps=None)
+        assert not torch.equal(before, model.W_dec.detach())  # updates no longer skipped
+    assert not Trainer(copy.deepcopy(model), TrainConfig(), 0, False).finite.deferred  # CPU
+
+
+def test_the_deferred_check_changes_no_result_of_a_finite_fit() -> None:
+    """A finite fit is the same with the loss read each step or deferred; only AuxK may
+    start up to DEAD_CHECK_EVERY steps later, so it is off here (dead_window beyond the
+    run)."""
+    X = torch.from_numpy(np.random.default_rng(3).normal(size=(1_024, D)).astype(np.float32))
+
+    def trained(deferred: bool) -> Trainer:
+        model = SparseAutoencoder(SAEConfig(d_in=D, n_units=64, k=4), generator=gen(0))
+        trainer = Trainer(model, TrainConfig(log_every=3, dead_window=10**9), 0, True)
+        trainer.finite.deferred = deferred
+        trainer.run(X, [], epochs=2, batch_size=128, shuffle=True, total_steps=16)
+        return trainer
+
+    with torch_paths():
+        each, deferred = trained(False), trained(True)
+    assert torch.equal(each.model.W_dec, deferred.model.W_dec)
+
+
+def test_a_gpu_reads_the_dead_units_for_auxk_every_few_steps() -> None:
+    X = torch.from_numpy(np.random.default_rng(4).normal(size=(2_560, D)).astype(np.float32))
+    model = SparseAutoencoder(SAEConfig(d_in=D, n_units=64, k=2), generator=gen(0))
+    history: list[dict[str, float]] = []
+    with torch_paths():  # dead_window 1: units silent in the last step count as dead
+        trainer = Trainer(model, TrainConfig(log_every=1, dead_window=1), seed=0, fresh=True)
+        trainer.run(X, history, epochs=1, batch_size=64, shuffle=False, total_steps=None)
+    aux = [entry["aux_fvu"] for entry in history]
+    every = DEAD_CHECK_EVERY
+    assert aux[:every] == [0.0] * every  # read at step 0: none dead yet
+    assert all(value > 0 for value in aux[every:])  # read again at step 16: AuxK from then

@@ -111,8 +111,7 @@ def unit_sums(
     weights[e] * rows_BD[row of e]; (n_units,) the sums of those weights if asked)."""
     kernels = compiled(weights, rows_BD)
     if kernels is None:
-        rows = entry_rows(offsets, units.numel())
-        sums = _torch_unit_sums(units, rows, weights, rows_BD, n_units)
+        sums = _torch_unit_sums(units, offsets, weights, rows_BD, n_units)
         if not weight_sums:
             return sums, None
         return sums, weights.new_zeros(n_units).index_add_(0, units, weights.detach())
@@ -132,12 +131,16 @@ def unit_sums(
 # ------------------------------------------------------------------------ torch path
 def entry_rows(offsets: Tensor, n_entries: int) -> Tensor:
     """(N,) row of each stored entry of a ragged layout with these row `offsets`."""
-    counts = torch.diff(offsets, append=offsets.new_tensor([n_entries]))
-    return torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), counts)
+    # device ops only, the output size given: a GPU's host never waits for the counts
+    counts = torch.empty_like(offsets)
+    torch.sub(offsets[1:], offsets[:-1], out=counts[:-1])
+    torch.sub(n_entries, offsets[-1:], out=counts[-1:])
+    rows = torch.arange(offsets.numel(), device=offsets.device)
+    return torch.repeat_interleave(rows, counts, output_size=n_entries)
 
 
 def _torch_unit_sums(
-    units: Tensor, rows: Tensor, weights: Tensor, rows_BD: Tensor, n_units: int
+    units: Tensor, offsets: Tensor, weights: Tensor, rows_BD: Tensor, n_units: int
 ) -> Tensor:
     """`unit_sums` in torch. CPU: one stable (radix) sort groups the entries by unit, then
     `F.embedding_bag` sums each unit's rows (embedding_bag's own backward sorts with a
@@ -146,10 +149,10 @@ def _torch_unit_sums(
     if not device_paths.cpu_kernels(rows_BD):
         with torch.enable_grad():
             scratch = rows_BD.new_zeros(n_units, rows_BD.shape[1], requires_grad=True)
-            offsets = _entry_offsets(rows, rows_BD.shape[0])
             bags = F.embedding_bag(units, scratch, offsets, mode="sum", per_sample_weights=weights)
             (grad,) = torch.autograd.grad(bags, scratch, rows_BD)
         return grad
+    rows = entry_rows(offsets, units.numel())
     order = _order_by_unit(units, n_units)
     counts = torch.bincount(units, minlength=n_units)
     starts = torch.cumsum(counts, 0) - counts
@@ -166,9 +169,3 @@ def _order_by_unit(units: Tensor, n_units: int) -> Tensor:
         keys = units.numpy().astype(np.uint16)
         return torch.from_numpy(np.argsort(keys, kind="stable"))
     return torch.sort(units, stable=True).indices
-
-
-def _entry_offsets(rows: Tensor, n_rows: int) -> Tensor:
-    """(B,) start of each row's entries, for entries sorted by row."""
-    counts = torch.bincount(rows, minlength=n_rows)
-    return torch.cumsum(counts, 0) - counts

@@ -45,8 +45,7 @@ class SparseCodes(NamedTuple):
 
     def rows(self) -> Tensor:
         """(N,) row index of each stored activation."""
-        counts = torch.diff(self.offsets, append=self.offsets.new_tensor([self.units.numel()]))
-        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.units.device), counts)
+        return sparse_grads.entry_rows(self.offsets, self.units.numel())
 
     def to_dense(self, n_units: int) -> Tensor:
         """(B, n_units) dense codes."""

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from sae_widgets.sae import device_paths, distributed, scratch
 from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
+from sae_widgets.sae.finite_loss import FiniteLoss, NonFiniteLossError
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.optim import clip_grad_norm_, fused_adam
@@ -40,6 +41,8 @@ __all__ = [
 
 Callback = Callable[[dict[str, float]], Any]
 THRESHOLD_LR_SCALE = 10.0
+DEAD_CHECK_EVERY = 16
+"""A GPU reads whether any unit is dead (for AuxK) every this many steps."""
 # The input scale stays within float32's comfortable range (tiny inputs are not blown up to inf).
 MIN_SCALE, MAX_SCALE = 1e-30, 1e30
 MAX_SCALED_NORM = 1e15
@@ -47,10 +50,6 @@ MAX_SCALED_NORM = 1e15
 
 class StopTraining(Exception):
     """Raise from a callback to end training cleanly (the model stays usable)."""
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the weights are those of the last good step."""
 
 
 def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
@@ -108,6 +107,8 @@ class Trainer:
         self.threads = StepThreads(device, model.spec.sparse_training)
         # CPU: the step's batch x n_units pre-activations reuse one buffer (sae.scratch)
         self.buffers: dict[str, Tensor] = {}
+        self.finite = FiniteLoss(self.optimizer, device)
+        self.any_dead = False  # deferred (GPU): as of the last read, see _dead_mask_for_step
 
     # ----------------------------------------------------------------- set-up
     def initialize(self, x_ND: Tensor) -> None:
@@ -155,6 +156,16 @@ class Trainer:
         """(n_units,) True for units silent over the last `dead_window` training samples."""
         return self.samples_since_fired >= self.cfg.dead_window
 
+    def _dead_mask_for_step(self) -> Tensor | None:
+        """The dead units for AuxK. A GPU (deferred loss check) reads whether any unit is
+        dead only every DEAD_CHECK_EVERY steps (reading waits for the device); None
+        between reads that found none, so AuxK starts up to that many steps late."""
+        if not self.finite.deferred:
+            return self.dead_mask()
+        if self.step % DEAD_CHECK_EVERY == 0:
+            self.any_dead = bool(self.dead_mask().any())
+        return self.dead_mask() if self.any_dead else None
+
     def lr_at(self, step: int, total: int | None) -> float:
         """Warm-up, constant, then (when the total is known) a linear decay to 0."""
         warmup = self._warmup(total)
@@ -190,17 +201,11 @@ class Trainer:
         model = self.model
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
-        out = self.forward_train(x_BD, self.dead_mask(), self.cfg.k_aux)
+        out = self.forward_train(x_BD, self._dead_mask_for_step(), self.cfg.k_aux)
         loss = out.fvu + sparsity_coeff * out.sparsity + self.cfg.aux_coeff * out.aux_fvu
         if out.extra_loss is not None:
             loss = loss + out.extra_loss
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"the training loss became {loss_value} at step {self.step + 1}. Try a lower "
-                f"learning rate (lr={lr:.3g} now), a smaller grad_clip, or check the input "
-                "for extreme values; the model keeps the weights of the last good step."
-            )
+        self.finite.check(loss.detach(), self.step + 1, lr)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         model.remove_parallel_grad_()
@@ -226,10 +231,11 @@ class Trainer:
     def _track_firing(self, codes: SparseCodes | Tensor, n_rows: int) -> int:
         """Reset the counters of units that fired; returns the rows counted (global batch)."""
         if isinstance(codes, SparseCodes):  # one counting pass (a boolean index is two)
-            n_units = self.samples_since_fired.numel()
-            fires = torch.bincount(
-                codes.units, weights=(codes.values > 0).float(), minlength=n_units
-            )
+            counts, fires = self.samples_since_fired, (codes.values > 0).float()
+            if device_paths.cpu_kernels(counts):
+                fires = torch.bincount(codes.units, weights=fires, minlength=counts.numel())
+            else:  # a GPU's bincount reads the largest unit first: the host would wait
+                fires = fires.new_zeros(counts.numel()).index_add_(0, codes.units, fires)
             fired = fires > 0
         else:
             fired = (codes > 0).any(dim=0)
@@ -246,7 +252,8 @@ class Trainer:
         assert current is not None
         self.threshold_updates += 1
         beta = min(0.95, 1.0 - 1.0 / self.threshold_updates)
-        self.model.set_threshold_(current * beta + (1 - beta) * batch_threshold.clamp_min(0))
+        updated = current * beta + (1 - beta) * batch_threshold.clamp_min(0)
+        self.model.set_threshold_(self.finite.unless_skipped(updated, current))
 
     # ----------------------------------------------------------------- sessions
     def plan(self, n: int, batch_size: int, shuffle: bool) -> EpochPlan:
@@ -374,6 +381,7 @@ class Trainer:
         return stopped
 
     def _log_entry(self, metrics: dict[str, Tensor], lr: float) -> dict[str, float]:
+        self.finite.raise_if_seen()  # a GPU's deferred check, before any value is logged
         entry: dict[str, float] = {"step": self.step, "samples": self.samples_seen}
         values = {name: float(value) for name, value in metrics.items()}
         if self.world > 1:  # what one process would log for the global batch
