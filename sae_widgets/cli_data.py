@@ -115,16 +115,22 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return _pick(dict(archive.items()), key, path)
-        from safetensors.numpy import load_file
+        import torch
+        from safetensors.torch import load_file  # bfloat16 too (numpy has no such dtype)
 
-        return _pick(load_file(str(path)), key, path)
+        tensor = _pick(load_file(str(path)), key, path).detach()
+        numpy_floats = (torch.float16, torch.float32, torch.float64)
+        if tensor.is_floating_point() and tensor.dtype not in numpy_floats:
+            tensor = tensor.float()
+        array: np.ndarray = tensor.numpy()
+        return array
     except UsageError:
         raise
     except Exception as err:  # any reader failure means the file is not what we need
         raise UsageError(f"{path}: cannot read vectors ({type(err).__name__}: {err})") from err
 
 
-def _pick(arrays: dict[str, np.ndarray], key: str | None, path: Path) -> np.ndarray:
+def _pick(arrays: dict[str, Any], key: str | None, path: Path) -> Any:
     """The array named `key`, else the only array, else the one named X."""
     if key is not None:
         if key not in arrays:
