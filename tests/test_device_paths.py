@@ -1,13 +1,17 @@
-"""The torch ops a GPU runs give the CPU kernels' results (checked on CPU via torch_paths).
+"""The torch ops a GPU runs give the CPU kernels' results.
 
 The sparse step has two implementations: compiled CPU kernels and the plain torch ops of
 every other device. No GPU is needed to check the second: `torch_paths()` sends CPU tensors
-down it, and each check below fails if that path's selection, loss or gradients drift.
+down it, and each check below fails if that path's selection, loss or gradients drift. On a
+machine with CUDA the same checks also run on the GPU itself (the `gpu_path` fixture).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +27,22 @@ D, UNITS, K, ROWS = 24, 128, 4, 300
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+GPU_PATHS = ["cpu-torch-ops"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class GpuPath:
+    """Where the GPU path runs: CPU tensors within torch_paths(), or a real CUDA device."""
+
+    def __init__(self, name: str) -> None:
+        self.device = torch.device("cuda" if name == "cuda" else "cpu")
+        self.enter: Callable[[], Any] = contextlib.nullcontext if name == "cuda" else torch_paths
+
+
+@pytest.fixture(params=GPU_PATHS)
+def gpu_path(request: pytest.FixtureRequest) -> GpuPath:
+    return GpuPath(request.param)
 
 
 def test_torch_paths_switch_only_within_the_block() -> None:
@@ -48,7 +68,7 @@ def step_of(model: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor) -> tu
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("with_dead", [False, True])
 def test_a_training_step_on_the_torch_path_equals_the_kernels(
-    activation: str, with_dead: bool
+    activation: str, with_dead: bool, gpu_path: GpuPath
 ) -> None:
     cfg = SAEConfig(d_in=D, n_units=UNITS, activation=activation, k=K)
     model = SparseAutoencoder(cfg, generator=gen(0)).train()
@@ -56,10 +76,14 @@ def test_a_training_step_on_the_torch_path_equals_the_kernels(
     dead = torch.zeros(UNITS, dtype=torch.bool)
     if with_dead:  # AuxK runs over these units (sparse activations)
         dead[::3] = True
-    twin = copy.deepcopy(model)
+    twin = copy.deepcopy(model).to(gpu_path.device)
     out, grads = step_of(model, x, dead)
-    with torch_paths():
-        twin_out, twin_grads = step_of(twin, x, dead)
+    with gpu_path.enter():
+        twin_out, twin_grads = step_of(twin, x.to(gpu_path.device), dead.to(gpu_path.device))
+    twin_out = twin_out._replace(
+        **{name: getattr(twin_out, name).cpu() for name in ("fvu", "sparsity", "aux_fvu", "l0")}
+    )
+    twin_grads = {name: grad.cpu() for name, grad in twin_grads.items()}
     for name in ("fvu", "sparsity", "aux_fvu", "l0"):
         torch.testing.assert_close(
             getattr(twin_out, name), getattr(out, name), rtol=1e-5, atol=1e-6, msg=name
@@ -67,19 +91,21 @@ def test_a_training_step_on_the_torch_path_equals_the_kernels(
     codes, twin_codes = out.codes, twin_out.codes
     if not isinstance(codes, torch.Tensor):
         codes, twin_codes = codes.to_dense(UNITS), twin_codes.to_dense(UNITS)
-    torch.testing.assert_close(twin_codes, codes, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin_codes.cpu(), codes, rtol=1e-5, atol=1e-6)
     assert grads.keys() == twin_grads.keys() and grads
     for name, grad in grads.items():
         torch.testing.assert_close(twin_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("activation", ["topk", "batchtopk", "jumprelu"])
-def test_fit_and_encoding_on_the_torch_path_match_the_kernels(activation: str) -> None:
+def test_fit_and_encoding_on_the_torch_path_match_the_kernels(
+    activation: str, gpu_path: GpuPath
+) -> None:
     X = np.random.default_rng(0).normal(size=(1_500, D)).astype(np.float32)
     params = dict(n_units=UNITS, k=K, activation=activation, epochs=2, batch_size=256, seed=3)
-    sae = sw.SAE(**params).fit(X)
-    with torch_paths():
-        twin = sw.SAE(**params).fit(X)
+    sae = sw.SAE(**params).fit(X, progress=False)
+    with gpu_path.enter():
+        twin = sw.SAE(**params, device=gpu_path.device).fit(X, progress=False)
         twin_dense, twin_sparse = twin.transform(X[:400]), twin.encode_sparse(X[:400])
     # the same steps: only float rounding of the sums' order may differ
     assert sae.history_[-1]["fvu"] == pytest.approx(twin.history_[-1]["fvu"], rel=1e-3)
@@ -93,7 +119,7 @@ def test_fit_and_encoding_on_the_torch_path_match_the_kernels(activation: str) -
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_a_bfloat16_matmul_step_stays_close_to_float32(activation: str) -> None:
+def test_a_bfloat16_matmul_step_stays_close_to_float32(activation: str, gpu_path: GpuPath) -> None:
     """precision="bf16" on the GPU path: the encoder matmul really runs in bfloat16 (its
     pre-activations differ from float32's in the last bits), and the step's loss and
     gradients stay within bfloat16's rounding of the float32 step."""
@@ -102,9 +128,10 @@ def test_a_bfloat16_matmul_step_stays_close_to_float32(activation: str) -> None:
     x = torch.randn(ROWS, D, generator=gen(1)) * 2 + 0.5
     dead = torch.zeros(UNITS, dtype=torch.bool)
     dead[::3] = True
+    model, x, dead = model.to(gpu_path.device), x.to(gpu_path.device), dead.to(gpu_path.device)
     mixed = copy.deepcopy(model)
     mixed.matmul_dtype = torch.bfloat16
-    with torch_paths():
+    with gpu_path.enter():
         out, grads = step_of(model, x, dead)
         mixed_out, mixed_grads = step_of(mixed, x, dead)
         pre, mixed_pre = model.preacts(x), mixed.preacts(x)
@@ -121,12 +148,13 @@ def test_a_bfloat16_matmul_step_stays_close_to_float32(activation: str) -> None:
         assert float(cosine) > 0.98, name
 
 
-def test_bf16_precision_fits_and_encodes_in_float32_outputs() -> None:
+def test_bf16_precision_fits_and_encodes_in_float32_outputs(gpu_path: GpuPath) -> None:
     X = np.random.default_rng(0).normal(size=(1_500, D)).astype(np.float32)
     params = dict(n_units=UNITS, k=K, epochs=2, batch_size=256, seed=3)
     full = sw.SAE(**params).fit(X, progress=False)
-    with torch_paths():
-        mixed = sw.SAE(**params, precision="bf16").fit(X, progress=False)
+    with gpu_path.enter():
+        mixed = sw.SAE(**params, precision="bf16", device=gpu_path.device)
+        mixed.fit(X, progress=False)
         codes, sparse = mixed.transform(X[:400]), mixed.encode_sparse(X[:400])
     assert mixed.history_[-1]["fvu"] == pytest.approx(full.history_[-1]["fvu"], rel=0.03)
     assert codes.dtype == np.float32 and sparse.dtype == np.float32
@@ -145,15 +173,19 @@ def test_bf16_precision_on_cpu_kernels_warns_and_trains_in_float32() -> None:
         sw.SAE(precision="fp16").fit(X)
 
 
-def test_a_gpu_defers_the_loss_check_and_still_keeps_the_last_good_weights() -> None:
+def test_a_gpu_defers_the_loss_check_and_still_keeps_the_last_good_weights(
+    gpu_path: GpuPath,
+) -> None:
     """On the GPU path fused Adam skips the updates from the first non-finite loss on (its
     found_inf), and the error comes when the metrics are next read, naming that step;
     the weights stay those of the last good step and training can go on."""
     X = torch.from_numpy(np.random.default_rng(2).normal(size=(640, D)).astype(np.float32))
     X_bad = X.clone()
     X_bad[150] = float("inf")  # the third batch of 64 rows in order: step 5 after 2 steps
+    X, X_bad = X.to(gpu_path.device), X_bad.to(gpu_path.device)
     model = SparseAutoencoder(SAEConfig(d_in=D, n_units=32, k=3), generator=gen(0))
-    with torch_paths():
+    model = model.to(gpu_path.device)
+    with gpu_path.enter():
         trainer = Trainer(model, TrainConfig(log_every=4), seed=0, fresh=True)
         assert trainer.finite.deferred
         trainer.run(X[:128], [], epochs=1, batch_size=64, shuffle=False, total_steps=None)
@@ -177,7 +209,7 @@ def test_a_gpu_defers_the_loss_check_and_still_keeps_the_last_good_weights() -> 
         before = model.W_dec.detach().clone()
         trainer.run(X, [], epochs=1, batch_size=64, shuffle=True, total_steps=None)
         assert not torch.equal(before, model.W_dec.detach())  # updates no longer skipped
-    assert not Trainer(copy.deepcopy(model), TrainConfig(), 0, False).finite.deferred  # CPU
+    assert not Trainer(model.cpu(), TrainConfig(), 0, False).finite.deferred  # CPU
 
 
 def test_the_deferred_check_changes_no_result_of_a_finite_fit() -> None:
