@@ -68,14 +68,20 @@ def test_redraws_are_throttled_to_min_interval():
 
 def test_trailing_redraw_shows_the_last_steps_without_being_asked():
     now = [0.0]
-    monitor = sw.TrainingMonitor(small_sae(), min_interval=0.05, clock=lambda: now[0])
+    monitor = sw.TrainingMonitor(
+        small_sae(), min_interval=0.05, curve_interval=0.1, clock=lambda: now[0]
+    )
     monitor({"step": 1, "loss": 1.0})  # drawn at once (the status; a line needs two points)
     assert monitor.n_draws == 1 and monitor.progress.value == 1
     monitor({"step": 2, "loss": 0.5})  # throttled: a timer will draw it
     timer = monitor._timer
     assert timer is not None and len(monitor.lines["loss"].y) == 0
-    timer.join()
-    assert monitor.lines["loss"].y.tolist() == [1.0, 0.5] and monitor.progress.value == 2
+    timer.join()  # the status line's timer: the curves' own interval has not passed
+    assert monitor.progress.value == 2 and len(monitor.lines["loss"].y) == 0
+    curve_timer = monitor._curve_timer
+    assert curve_timer is not None
+    curve_timer.join()  # the curves' timer shows the last step too
+    assert monitor.lines["loss"].y.tolist() == [1.0, 0.5]
 
 
 def test_long_runs_are_decimated_but_keep_the_latest_point():
@@ -185,3 +191,20 @@ def test_the_monitor_says_what_its_dead_fraction_means():
     monitor = sw.TrainingMonitor(sw.SAE(n_units=8, k=2, dead_window=1000))
     assert "1,000 training samples" in monitor.dead_note.value
     assert "sw.metrics.evaluate" in monitor.dead_note.value
+
+
+def test_a_plain_fit_callback_learns_the_run_length_and_shows_an_eta(X):
+    """sae.fit(X, callbacks=[monitor]) tells its callbacks the planned steps, so a monitor
+    attached that way (not through monitor.fit) shows "step i / n" and an ETA as it trains;
+    history_ keeps its documented keys."""
+    sae = small_sae(log_every=1)
+    monitor = sw.TrainingMonitor(sae, min_interval=0.0, trailing=False)
+    seen = []
+    sae.fit(X, callbacks=[monitor, lambda entry: seen.append(monitor.status.value)])
+    assert monitor.total_steps == sae.n_steps_
+    assert f"step 1 / {sae.n_steps_}" in seen[0]
+    assert all("steps/s" in status and "ETA" in status for status in seen[1:])
+    assert all("total_steps" not in entry for entry in sae.history_)
+    sae.partial_fit(X, callbacks=[monitor])  # not planned: past the fit's total, no ETA
+    assert monitor.total_steps is None
+    assert f"step {sae.n_steps_} ·" in monitor.status.value and "ETA" not in monitor.status.value

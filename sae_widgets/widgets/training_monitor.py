@@ -9,8 +9,12 @@ always reach the screen, even when nothing tells the monitor that training ended
 
 The throttle adapts: when a redraw takes longer than MAX_DRAW_SHARE of ``min_interval`` (a busy
 browser, a loaded machine), the next redraw waits long enough that drawing stays within that
-share of the wall time (unless ``min_interval`` is 0: every update is drawn);
-``benchmarks/monitor_overhead.py`` measures the cost of a live monitor.
+share of the wall time (unless ``min_interval`` is 0: every update is drawn).
+The curves redraw less often than the status line (``curve_interval``, at least CURVE_INTERVAL
+seconds and CURVE_SHARE of the run so far): a browser spends ~60 ms of CPU redrawing the four
+curves against ~10 ms for the status line (headless Chromium on the 2-core project machine),
+CPU that a fit on the same machine loses. ``benchmarks/monitor_browser.py`` measures what a
+live monitor costs a fit in a real browser, ``benchmarks/monitor_overhead.py`` without one.
 The status line shows steps/s (over the run so far) and, once the total is known, an ETA.
 """
 
@@ -29,9 +33,10 @@ from bqplot import Figure, LinearScale, Lines
 from sae_widgets.data.checks import check_bool, check_float
 from sae_widgets.sae.inputs import callback_list
 from sae_widgets.sae.training import planned_steps
+from sae_widgets.widgets._monitor_curves import MAX_POINTS, MIN_DEAD_SPAN, decimate, hold_domains
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
-__all__ = ["TrainingMonitor"]
+__all__ = ["MAX_POINTS", "MIN_DEAD_SPAN", "TrainingMonitor"]
 
 # metric key -> (axis label, line colour)
 METRICS: dict[str, tuple[str, str]] = {
@@ -40,23 +45,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "l0": ("L0 (active units per sample)", "#2ca02c"),
     "dead_fraction": ("dead fraction", "#7f7f7f"),
 }
-# The dead fraction is a share: its axis starts at 0 and spans at least this much, so a run
-# with no dead unit shows a line along the bottom, not a lone 0 in the middle.
-MIN_DEAD_SPAN = 0.05
 Y_FORMATS = {"dead_fraction": ".1~%"}
-# Lines never carry more points than this; longer runs are decimated (the last point is kept).
-MAX_POINTS = 1000
 # Redraws may take at most this share of the wall time (the throttle widens beyond it).
 MAX_DRAW_SHARE = 0.05
-
-
-def _decimate(values: list[float]) -> np.ndarray:
-    """At most MAX_POINTS evenly strided values, always ending with the latest, as float32."""
-    array = np.asarray(values, dtype=np.float32)
-    if len(array) <= MAX_POINTS:
-        return array
-    keep = np.linspace(0, len(array) - 1, MAX_POINTS).round().astype(np.int64)
-    return array[keep]
+# The curves redraw at most every CURVE_INTERVAL seconds, and at most every CURVE_SHARE of the
+# run's time so far (a long run gets about 1 / CURVE_SHARE curve redraws in all).
+CURVE_INTERVAL = 1.0
+CURVE_SHARE = 0.02
 
 
 class TrainingMonitor(widgets.VBox):
@@ -67,7 +62,11 @@ class TrainingMonitor(widgets.VBox):
     sae:
         The `sae_widgets.SAE` estimator to watch (and, with `fit`, to train).
     min_interval:
-        Seconds between two redraws; the default keeps the browser at about 5 updates/s.
+        Seconds between two redraws of the status line and progress bar (each costs a
+        browser ~10 ms of CPU); 0 redraws everything, curves included, on every logged step.
+    curve_interval:
+        Seconds between two redraws of the curves; None: CURVE_INTERVAL (at least
+        min_interval), widening to CURVE_SHARE of the run's time so far.
     trailing:
         Draw a throttled update `min_interval` seconds later (a timer thread). Tests that
         count redraws with a fake `clock` turn it off.
@@ -88,7 +87,8 @@ class TrainingMonitor(widgets.VBox):
         self,
         sae: Any,
         *,
-        min_interval: float = 0.2,
+        min_interval: float = 0.5,
+        curve_interval: float | None = None,
         trailing: bool = True,
         clock: Callable[[], float] = time.monotonic,
         **box_kwargs: Any,
@@ -101,19 +101,28 @@ class TrainingMonitor(widgets.VBox):
             or not 0 <= min_interval < math.inf
         ):
             raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
+        if curve_interval is not None and (
+            isinstance(curve_interval, bool)
+            or not isinstance(curve_interval, int | float | np.integer | np.floating)
+            or not 0 <= curve_interval < math.inf
+        ):
+            raise ValueError(f"curve_interval: expected None or seconds >= 0, got {curve_interval}")
         trailing = check_bool(trailing, "trailing")
         if not callable(clock):
             raise TypeError(f"clock must be a function returning seconds; got {clock!r}")
         self.sae = sae
         self.min_interval = float(min_interval)
+        self.curve_interval = None if curve_interval is None else float(curve_interval)
         self.trailing = trailing
         self._clock = clock
         self._draw_lock = threading.Lock()  # the training thread and the timer both draw
-        self._timer: threading.Timer | None = None
+        self._timer: threading.Timer | None = None  # the status line's trailing redraw
+        self._curve_timer: threading.Timer | None = None  # the curves' trailing redraw
         self.history: list[dict[str, float]] = []
         self.total_steps: int | None = None
         self.n_draws = 0  # how many times the view was redrawn (throttling is observable)
-        self._last_draw = -math.inf
+        self.n_curve_draws = 0  # of those, how many redrew the curves
+        self._last_draw = self._last_curves = -math.inf
         self.interval = self.min_interval  # the adaptive throttle (>= min_interval)
         self._started_at = clock()
         self._step_times: list[tuple[int, float]] = []  # (first, latest) (step, time) seen
@@ -185,17 +194,19 @@ class TrainingMonitor(widgets.VBox):
         self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
         now = self._clock()
         self._step_times = [*self._step_times[:1], (step, now)]
-        if "total_steps" in metrics:
+        if "total_steps" in metrics:  # SAE.fit tells its callbacks the planned steps
             self.total_steps = int(metrics["total_steps"])
+        elif self.total_steps is not None and step > self.total_steps:
+            self.total_steps = None  # training went on past that plan (a partial_fit)
         finished = self.total_steps is not None and step >= self.total_steps
-        if finished or now - self._last_draw >= self.interval:
+        if finished:
             self.draw()
+        elif now - self._last_draw >= self.interval:
+            self._tick()
         elif self.trailing:
             with self._draw_lock:
                 if self._timer is None:
-                    self._timer = threading.Timer(self.interval, self.draw)
-                    self._timer.daemon = True
-                    self._timer.start()
+                    self._timer = _daemon_timer(self.interval, self._tick)
         return not self._stop_requested.is_set()
 
     # -- background training -------------------------------------------------------------------
@@ -250,33 +261,61 @@ class TrainingMonitor(widgets.VBox):
 
     # -- drawing -------------------------------------------------------------------------------
 
-    def draw(self) -> None:
-        """Push the buffered metrics to the browser now (one batch of trait updates)."""
+    def draw(self, curves: bool = True) -> None:
+        """Push the buffered metrics to the browser now (one batch of trait updates): the
+        status line and progress bar, and the curves unless `curves` is False."""
         with self._draw_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            timers = [self._timer] + ([self._curve_timer] if curves else [])
+            for timer in timers:
+                if timer is not None:
+                    timer.cancel()
+            self._timer = None
+            if curves:
+                self._curve_timer = None
             started = self._last_draw = self._clock()
             self.n_draws += 1
+            if curves:
+                self._last_curves = started
+                self.n_curve_draws += 1
             history = list(self.history)  # a snapshot: training may append meanwhile
             if not history:
                 return
-            self._draw(history)
+            self._draw(history, curves)
             if self.min_interval > 0:  # 0 asks for every update, whatever it costs
                 cost = self._clock() - started
                 self.interval = max(self.min_interval, cost / MAX_DRAW_SHARE)
 
-    def _draw(self, history: list[dict[str, float]]) -> None:
-        """Set the lines, progress bar and status from a snapshot of the history."""
-        if len(history) > 1:  # a one-point line has no extent to draw
-            steps = _decimate([h["step"] for h in history])
+    def _tick(self) -> None:
+        """A throttled redraw: the curves too when their interval has passed; otherwise a
+        timer redraws them when it will have (so the last steps always reach the curves)."""
+        now = self._clock()
+        due = self._last_curves + self._curve_wait(now)
+        self.draw(curves=now >= due)
+        if now < due and self.trailing:
+            with self._draw_lock:
+                if self._curve_timer is None:
+                    self._curve_timer = _daemon_timer(due - now, self.draw)
+
+    def _curve_wait(self, now: float) -> float:
+        """Seconds between two curve redraws at time `now`."""
+        if self.curve_interval is None and self.min_interval == 0:
+            return 0.0  # every update drawn, as asked
+        base = self.curve_interval
+        if base is None:
+            base = max(CURVE_INTERVAL, self.min_interval)
+        return max(base, self.interval, CURVE_SHARE * (now - self._started_at))
+
+    def _draw(self, history: list[dict[str, float]], curves: bool = True) -> None:
+        """Set the lines (if `curves`), progress bar and status from a snapshot of the
+        history."""
+        if curves and len(history) > 1:  # a one-point line has no extent to draw
+            steps = decimate([h["step"] for h in history])
+            x_max = self._x_max(int(steps[-1]))
             for key, line in self.lines.items():
-                values = _decimate([h.get(key, math.nan) for h in history])
+                values = decimate([h.get(key, math.nan) for h in history])
+                hold_domains(line, x_max, values, key == "dead_fraction")
                 with line.hold_sync():
                     line.x, line.y = steps, values
-                if key == "dead_fraction" and not np.isnan(values).all():
-                    top = max(MIN_DEAD_SPAN, float(np.nanmax(values)) * 1.05)
-                    line.scales["y"].max = min(top, 1.0)
         latest = history[-1]
         with self.progress.hold_sync():
             self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
@@ -311,13 +350,25 @@ class TrainingMonitor(widgets.VBox):
             return None
         return (step - first_step) / (now - first_time)
 
+    def _x_max(self, last_step: int) -> int:
+        """The step axis' end: the planned total, else the next power of two (each doubling
+        of a long partial run re-renders the axes once)."""
+        if self.total_steps and self.total_steps >= last_step:
+            return self.total_steps
+        return 1 << max(1, last_step - 1).bit_length()
+
     def _start_run(self, total_steps: int | None) -> None:
+        for line in self.lines.values():  # a new run: each axis starts from its first draw
+            for scale in line.scales.values():
+                scale.min = scale.max = None
+        self.lines["dead_fraction"].scales["y"].min = 0.0
+        self.lines["dead_fraction"].scales["y"].max = MIN_DEAD_SPAN
         self.history = []
         self.total_steps = total_steps
         self._error = None
         self._stop_requested.clear()
         self._started_at = self._clock()
-        self._last_draw = -math.inf
+        self._last_draw = self._last_curves = -math.inf
         self._step_times = []
 
     def _finish(self) -> None:
@@ -331,6 +382,13 @@ class TrainingMonitor(widgets.VBox):
         else:
             outcome = f"done: {n} steps"
         self.status.value = f"{outcome} · {self._clock() - self._started_at:.1f} s"
+
+
+def _daemon_timer(seconds: float, function: Callable[[], None]) -> threading.Timer:
+    timer = threading.Timer(seconds, function)
+    timer.daemon = True  # never keeps the kernel from exiting
+    timer.start()
+    return timer
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,133 @@
+"""What a live TrainingMonitor costs a fit when a real browser draws it (JupyterLab 4,
+headless Chromium on the same machine, competing for its cores as a user's browser does).
+
+A notebook times SAE.fit without a monitor and with one displayed and attached, interleaved
+(`--reps` pairs, every step logged: the worst case for the throttle), after a warm-up fit.
+The kernel writes the times to a file; this script then checks in the page that each monitor
+was drawn and shows steps/s and an ETA, and prints the median overhead against the target
+(<= 10% more time). `benchmarks/monitor_overhead.py` measures the same without a browser.
+
+Run: .venv/bin/python benchmarks/monitor_browser.py [--reps 5] [--n 32768]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser.lab_page import LabPage  # noqa: E402
+from tests.browser.lab_server import start_lab_server  # noqa: E402
+
+TARGET = 0.10
+SETUP = """
+import json, os, time
+from IPython.display import display
+import sae_widgets as sw
+ds = sw.datasets.superposition(n={n}, n_features=512, dim=64, active=8, seed=0)
+params = dict(n_units=512, k=8, epochs=2, batch_size=1024, log_every=1)
+times = {{"plain": [], "monitored": [], "draws": []}}
+monitor_args = {monitor_args}
+sw.SAE(**params).fit(ds.X[:4096], progress=False)  # warm-up: numba and torch start-up
+"""
+PAIR = """
+sae = sw.SAE(**params)
+start = time.perf_counter()
+sae.fit(ds.X, progress=False)
+times["plain"].append(time.perf_counter() - start)
+sae = sw.SAE(**params)
+monitor = sw.TrainingMonitor(sae, **monitor_args)
+display(monitor)
+start = time.perf_counter()
+sae.fit(ds.X, callbacks=[monitor], progress=False)
+times["monitored"].append(time.perf_counter() - start)
+times["draws"].append(monitor.n_draws)
+"""
+SAVE = """
+with open(os.environ["SW_MONITOR_TIMES"], "w") as out:
+    json.dump({**times, "steps": sae.n_steps_}, out)
+"""
+
+
+def notebook(n: int, reps: int, monitor_args: dict[str, float]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    cells = [SETUP.format(n=n, monitor_args=monitor_args), *([PAIR] * reps), SAVE]
+    nb.cells = [nbformat.v4.new_code_cell(source.strip()) for source in cells]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = kernel
+    return nb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--n", type=int, default=262_144)
+    parser.add_argument("--min-interval", type=float, help="the monitor's (default: its own)")
+    args = parser.parse_args()
+    monitor_args = {} if args.min_interval is None else {"min_interval": args.min_interval}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        root = work / "notebooks"
+        root.mkdir()
+        results = work / "times.json"
+        nbformat.write(notebook(args.n, args.reps, monitor_args), root / "monitor.ipynb")
+        server = start_lab_server(root, work, extra_env={"SW_MONITOR_TIMES": str(results)})
+        try:
+            with sync_playwright() as playwright:
+                context = playwright.chromium.launch_persistent_context(
+                    str(work / "profile"),
+                    executable_path=CHROMIUM,
+                    args=CHROMIUM_ARGS,
+                    headless=True,
+                    viewport={"width": 1400, "height": 1000},
+                )
+                context.set_default_timeout(60_000)
+                lab = LabPage(context.new_page(), server, work / "artifacts")
+                start = time.perf_counter()
+                lab.open_notebook("monitor.ipynb", timeout_s=300)
+                lab.run_all_cells(timeout_s=900)
+                lab.assert_no_errors()
+                print(f"notebook ran in {time.perf_counter() - start:.0f} s", flush=True)
+                monitors = lab.view("sw-monitor")
+                expect(monitors).to_have_count(args.reps)
+                for i in range(args.reps):  # each monitor drawn, with its rate and ETA
+                    expect(monitors.nth(i)).to_contain_text(re.compile(r"steps/s.*ETA"))
+                context.close()
+        finally:
+            server.stop()
+        times = json.loads(results.read_text())
+    ratios = [m / p - 1 for m, p in zip(times["monitored"], times["plain"], strict=True)]
+    overhead = statistics.median(ratios)
+    print(
+        f"SAE.fit, {times['steps']} steps each logged, {args.reps} interleaved pairs in a "
+        f"JupyterLab kernel, each monitor drawn by headless Chromium on the same machine:"
+    )
+    plain = ", ".join(f"{t:.2f}" for t in times["plain"])
+    monitored = ", ".join(f"{t:.2f}" for t in times["monitored"])
+    print(f"  without monitor: median {statistics.median(times['plain']):.2f} s ({plain})")
+    print(
+        f"  with monitor:    median {statistics.median(times['monitored']):.2f} s "
+        f"({monitored}; {statistics.median(times['draws']):.0f} redraws each)"
+    )
+    status = "PASS" if overhead <= TARGET else "FAIL"
+    print(f"  overhead (median of pairs): {100 * overhead:+.1f}% (<= {100 * TARGET:.0f}%) {status}")
+    print(f"  per pair: {', '.join(f'{100 * r:+.1f}%' for r in ratios)}")
+    if overhead > TARGET:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
