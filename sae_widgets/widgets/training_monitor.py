@@ -62,11 +62,11 @@ class TrainingMonitor(widgets.VBox):
     sae:
         The `sae_widgets.SAE` estimator to watch (and, with `fit`, to train).
     min_interval:
-        Seconds between two redraws of the status line and progress bar (each costs a
-        browser ~10 ms of CPU); 0 redraws everything, curves included, on every logged step.
+        Seconds between two redraws of the status line (step, rate, ETA; each costs a
+        browser ~10-20 ms of CPU); 0 redraws everything on every logged step.
     curve_interval:
-        Seconds between two redraws of the curves; None: CURVE_INTERVAL (at least
-        min_interval), widening to CURVE_SHARE of the run's time so far.
+        Seconds between two redraws of the curves and the progress bar; None:
+        CURVE_INTERVAL (at least min_interval), widening to CURVE_SHARE of the run so far.
     trailing:
         Draw a throttled update `min_interval` seconds later (a timer thread). Tests that
         count redraws with a fake `clock` turn it off.
@@ -263,7 +263,7 @@ class TrainingMonitor(widgets.VBox):
 
     def draw(self, curves: bool = True) -> None:
         """Push the buffered metrics to the browser now (one batch of trait updates): the
-        status line and progress bar, and the curves unless `curves` is False."""
+        status line, and the curves and progress bar unless `curves` is False."""
         with self._draw_lock:
             timers = [self._timer] + ([self._curve_timer] if curves else [])
             for timer in timers:
@@ -317,10 +317,11 @@ class TrainingMonitor(widgets.VBox):
                 with line.hold_sync():
                     line.x, line.y = steps, values
         latest = history[-1]
-        with self.progress.hold_sync():
-            self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
-            self.progress.value = int(latest["step"])
-        self.status.value = self._summary(latest)
+        if curves or self.progress.value == 0:  # the bar moves with the curves: each
+            with self.progress.hold_sync():  # change costs a browser a ~10 ms repaint
+                self.progress.max = max(self.total_steps or 0, int(latest["step"]), 1)
+                self.progress.value = int(latest["step"])
+        self.status.value = self._summary(latest)  # step i / n, rate, ETA: every redraw
 
     def _summary(self, latest: Mapping[str, float]) -> str:
         total = f" / {self.total_steps}" if self.total_steps else ""
