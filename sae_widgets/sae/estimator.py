@@ -187,6 +187,7 @@ class SAE(BaseEstimator):
                 "'partial_fit' first."
             )
         model: SparseAutoencoder = self.model_
+        # `precision` (set_params included) decides the module's encoder matmul at each use
         model.matmul_dtype = MATMUL_DTYPES[getattr(self, "precision", "fp32")]
         return model
 
@@ -233,7 +234,7 @@ class SAE(BaseEstimator):
         callbacks: list[Callback],
         progress: bool,
     ) -> None:
-        device_paths.warn_unused_precision(self._check_fitted(), self.precision)
+        device_paths.warn_unused_precision(self._check_fitted(), getattr(self, "precision", ""))
         trainer = getattr(self, "_trainer", None)
         if trainer is None:  # wrapped or loaded module: continue training it
             trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)

@@ -27,10 +27,14 @@ class NonFiniteLossError(FloatingPointError):
 class FiniteLoss:
     """The training loop's check of each step's loss (see the module docstring)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, device: torch.device, world: int = 1
+    ) -> None:
         self.optimizer = optimizer
         fused = bool(optimizer.defaults.get("fused"))
-        self.deferred = fused and not device_paths.cpu_kernels(torch.empty(0, device=device))
+        on_gpu = not device_paths.cpu_kernels(torch.empty(0, device=device))
+        # one process only: ranks whose losses differ would skip different updates
+        self.deferred = fused and on_gpu and world == 1
         self.pending: list[tuple[int, float, Tensor]] = []  # (step, lr, loss) not yet read
         self.skipped: Tensor | None = None  # deferred: 1.0 once a loss was not finite
 

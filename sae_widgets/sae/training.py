@@ -107,7 +107,7 @@ class Trainer:
         self.threads = StepThreads(device, model.spec.sparse_training)
         # CPU: the step's batch x n_units pre-activations reuse one buffer (sae.scratch)
         self.buffers: dict[str, Tensor] = {}
-        self.finite = FiniteLoss(self.optimizer, device)
+        self.finite = FiniteLoss(self.optimizer, device, self.world)
         self.any_dead = False  # deferred (GPU): as of the last read, see _dead_mask_for_step
 
     # ----------------------------------------------------------------- set-up
