@@ -241,3 +241,16 @@ def test_a_gpu_reads_the_dead_units_for_auxk_every_few_steps() -> None:
     every = DEAD_CHECK_EVERY
     assert aux[:every] == [0.0] * every  # read at step 0: none dead yet
     assert all(value > 0 for value in aux[every:])  # read again at step 16: AuxK from then
+
+
+def test_a_bad_precision_is_named_wherever_it_comes_from() -> None:
+    X = np.random.default_rng(1).normal(size=(200, D)).astype(np.float32)
+    sae = sw.SAE(n_units=16, k=2, epochs=1).fit(X, progress=False)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        sae.set_params(precision="half")
+    sae.precision = "half"  # scikit-learn style: attributes are plain
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16'; got 'half'"):
+        sae.transform(X)
+    wrapped = sw.SAE.from_module(sae.model_, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        wrapped.encode_sparse(X)

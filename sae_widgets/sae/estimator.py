@@ -188,7 +188,9 @@ class SAE(BaseEstimator):
             )
         model: SparseAutoencoder = self.model_
         # `precision` (set_params included) decides the module's encoder matmul at each use
-        model.matmul_dtype = MATMUL_DTYPES[getattr(self, "precision", "fp32")]
+        precision = getattr(self, "precision", "fp32")
+        constraints.check_param("precision", precision)  # an attribute set by hand, too
+        model.matmul_dtype = MATMUL_DTYPES[precision]
         return model
 
     def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
