@@ -194,9 +194,9 @@ def test_the_monitor_says_what_its_dead_fraction_means():
 
 
 def test_a_plain_fit_callback_learns_the_run_length_and_shows_an_eta(X):
-    """sae.fit(X, callbacks=[monitor]) tells its callbacks the planned steps, so a monitor
-    attached that way (not through monitor.fit) shows "step i / n" and an ETA as it trains;
-    history_ keeps its documented keys."""
+    """sae.fit(X, callbacks=[monitor]) plans its steps before the first one (fit_steps_),
+    so a monitor attached that way (not through monitor.fit) shows "step i / n" and an ETA
+    as it trains; callbacks and history_ see the same entries."""
     sae = small_sae(log_every=1)
     monitor = sw.TrainingMonitor(sae, min_interval=0.0, trailing=False)
     seen = []
@@ -204,7 +204,7 @@ def test_a_plain_fit_callback_learns_the_run_length_and_shows_an_eta(X):
     assert monitor.total_steps == sae.n_steps_
     assert f"step 1 / {sae.n_steps_}" in seen[0]
     assert all("steps/s" in status and "ETA" in status for status in seen[1:])
-    assert all("total_steps" not in entry for entry in sae.history_)
+    assert monitor.history == sae.history_
     sae.partial_fit(X, callbacks=[monitor])  # not planned: past the fit's total, no ETA
     assert monitor.total_steps is None
     assert f"step {sae.n_steps_} ·" in monitor.status.value and "ETA" not in monitor.status.value

@@ -38,6 +38,7 @@ _FIT_STATE = (
     "n_steps_",
     "n_samples_seen_",
     "stop_reason_",
+    "fit_steps_",
     "_trainer",
 )
 
@@ -90,6 +91,8 @@ class SAE(BaseEstimator):
         sparsity, dead_fraction, lr).
     n_steps_, n_samples_seen_: optimiser steps and training samples so far.
     stop_reason_: None, "callback" or "interrupted".
+    fit_steps_: the steps the current or last fit plans (a progress view's total); None
+        after partial_fit.
     seed_: the seed this fit used (`seed`, or the one drawn when seed is None).
     """
 
@@ -281,6 +284,7 @@ class SAE(BaseEstimator):
                 self._start(d)
                 batch = fit_batch_size(self.batch_size, n, self.min_steps_per_epoch)
                 steps = self.epochs * math.ceil(n / batch)
+                self.fit_steps_: int | None = steps
                 self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
             except Exception:
                 if getattr(self, "n_steps_", 0) == 0:  # failed before training: keep the old fit
@@ -305,6 +309,7 @@ class SAE(BaseEstimator):
             X_t = self._rows(X)
             if not hasattr(self, "model_"):
                 self._start(X_t.shape[1])
+            self.fit_steps_ = None
             self._session(X_t, 1, self.batch_size, False, None, callback_list, progress)
         return self
 

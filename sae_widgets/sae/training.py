@@ -354,7 +354,7 @@ class Trainer:
                         logged_step = self.step
                         bar.set_postfix(fvu=f"{entry['fvu']:.4f}", l0=f"{entry['l0']:.1f}")
                         for callback in callbacks:
-                            if callback(_planned(entry, total_steps)) is False:
+                            if callback(entry) is False:
                                 raise StopTraining
                     guard.escapable = False
                     if guard.interrupted:
@@ -375,7 +375,7 @@ class Trainer:
             history.append(entry)
             for callback in callbacks:
                 try:
-                    callback(_planned(entry, total_steps))
+                    callback(entry)
                 except StopTraining:
                     pass
         return stopped
@@ -390,12 +390,6 @@ class Trainer:
         entry["dead_fraction"] = float(self.dead_mask().float().mean())
         entry["lr"] = lr
         return entry
-
-
-def _planned(entry: dict[str, float], total_steps: int | None) -> dict[str, float]:
-    """A callback's copy of a logged entry: with "total_steps" when the run's length is known
-    (fit), so a progress view can show an ETA; history_ keeps the entry as documented."""
-    return entry if total_steps is None else {**entry, "total_steps": total_steps}
 
 
 class _TrainForward(torch.nn.Module):

@@ -194,8 +194,10 @@ class TrainingMonitor(widgets.VBox):
         self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
         now = self._clock()
         self._step_times = [*self._step_times[:1], (step, now)]
-        if "total_steps" in metrics:  # SAE.fit tells its callbacks the planned steps
-            self.total_steps = int(metrics["total_steps"])
+        # the planned steps: given, or those of the SAE's fit (SAE.fit_steps_)
+        planned = metrics.get("total_steps", getattr(self.sae, "fit_steps_", None))
+        if _is_number(planned) and step <= planned:
+            self.total_steps = int(planned)
         elif self.total_steps is not None and step > self.total_steps:
             self.total_steps = None  # training went on past that plan (a partial_fit)
         finished = self.total_steps is not None and step >= self.total_steps
