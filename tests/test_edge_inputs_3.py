@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+import sae_widgets as sw
 from sae_widgets.cli import main
 
 
@@ -30,3 +32,28 @@ def test_cli_trains_on_bfloat16_safetensors(
         results.append(json.loads(capsys.readouterr().out))
     assert results[0]["d_in"] == 6
     assert results[0]["metrics"] == pytest.approx(results[1]["metrics"])  # the same vectors
+
+
+@pytest.mark.parametrize("with_sweep", [False, True], ids=["apply_fn", "sweep_fn"])
+def test_an_attribute_function_may_return_any_tensor_but_only_numbers(with_sweep: bool) -> None:
+    X = np.random.default_rng(0).standard_normal((20, 5)).astype(np.float32)
+    sae = sw.SAE(n_units=6, k=2, epochs=1, seed=0).fit(X, progress=False)
+
+    def explorer(result: Any) -> sw.Explorer:
+        def apply(rows: np.ndarray, value: float) -> Any:
+            return result(X[rows] + value)
+
+        def sweep(rows: np.ndarray, grid: np.ndarray) -> Any:
+            return result(X[rows][None] + grid[:, None, None].astype(np.float32))
+
+        kwargs = {"sweep_fn": sweep} if with_sweep else {}
+        attribute = sw.Attribute("a", [0.0, 1.0], apply, **kwargs)
+        return sw.Explorer(sae, sw.Dataset(X, attributes={"a": attribute}))
+
+    expected = explorer(lambda a: a).probe([0, 1], "a").response
+    # bfloat16 tensors: "TypeError: Got unsupported ScalarType BFloat16"
+    bf16 = explorer(lambda a: torch.from_numpy(a).bfloat16()).probe([0, 1], "a").response
+    np.testing.assert_allclose(bf16, expected, atol=0.1)
+    # strings: numpy's "could not convert string to float: np.str_('abc')", naming nothing
+    with pytest.raises(TypeError, match=r"attribute .a.: .* must return numbers"):
+        explorer(lambda a: np.full(a.shape, "abc")).probe([0, 1], "a")

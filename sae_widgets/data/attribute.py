@@ -114,10 +114,20 @@ class Attribute:
             raise ValueError(f"value must be finite; got {v}")
         return v
 
+    def _numbers(self, result: Any, fn: str) -> np.ndarray:
+        """What a user's function returned, as float32 (a tensor, bfloat16 too, or a list);
+        strings and other non-numbers are a TypeError naming the attribute."""
+        out = _to_numpy(result, f"attribute {self.name!r}: {fn}'s result")
+        if out.dtype.kind not in "biuf":
+            raise TypeError(
+                f"attribute {self.name!r}: {fn} must return numbers; got dtype {out.dtype}"
+            )
+        return out.astype(np.float32, copy=False)
+
     def apply(self, indices: Any, value: float) -> np.ndarray:
         """X rows of samples `indices` with this attribute set to `value`: float32 (m, d)."""
         rows = self._base_rows(indices)
-        out = np.asarray(self._apply_fn(rows, self._check_value(value)), dtype=np.float32)
+        out = self._numbers(self._apply_fn(rows, self._check_value(value)), "apply_fn")
         if out.ndim != 2 or out.shape[0] != rows.shape[0]:
             raise ValueError(
                 f"attribute {self.name!r}: apply_fn returned shape {out.shape}, expected "
@@ -136,10 +146,11 @@ class Attribute:
                 raise ValueError("values must hold at least one value")
             _check_finite(grid, "values")
         if self._sweep_fn is not None:
-            out = np.asarray(self._sweep_fn(rows, grid), dtype=np.float32)
+            out = self._numbers(self._sweep_fn(rows, grid), "sweep_fn")
         else:
-            out = np.stack([np.asarray(self._apply_fn(rows, float(v))) for v in grid])
-            out = out.astype(np.float32, copy=False)
+            out = np.stack(
+                [self._numbers(self._apply_fn(rows, float(v)), "apply_fn") for v in grid]
+            )
         if out.ndim != 3 or out.shape[:2] != (grid.size, rows.shape[0]):
             raise ValueError(
                 f"attribute {self.name!r}: sweep returned shape {out.shape}, expected "
