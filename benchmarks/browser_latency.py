@@ -48,22 +48,15 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from lab_browser import lab_in_chromium
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.lab_page import LabPage  # noqa: E402
-from tests.browser.lab_server import start_lab_server  # noqa: E402
+from tests.browser.lab_page import LabPage
 
 KERNEL_HOOK = """
 import json, os, time
@@ -360,23 +353,9 @@ def main() -> None:
         root = work / "notebooks"
         root.mkdir()
         log = work / "kernel-messages.jsonl"
-        server = start_lab_server(root, work, extra_env={"SW_LATENCY_LOG": str(log)})
-        try:
-            with sync_playwright() as playwright:
-                context = playwright.chromium.launch_persistent_context(
-                    str(work / "profile"),
-                    executable_path=CHROMIUM,
-                    args=CHROMIUM_ARGS,
-                    headless=True,
-                    viewport={"width": 1400, "height": 1000},
-                )
-                context.set_default_timeout(60_000)
-                lab = LabPage(context.new_page(), server, work / "artifacts")
-                for data in datasets:
-                    run_dataset(lab, root, log, data, args.repeats)
-                context.close()
-        finally:
-            server.stop()
+        with lab_in_chromium(root, work, {"SW_LATENCY_LOG": str(log)}) as lab:
+            for data in datasets:
+                run_dataset(lab, root, log, data, args.repeats)
 
 
 if __name__ == "__main__":

@@ -16,21 +16,13 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.browser.lab_page import LabPage  # noqa: E402
-from tests.browser.lab_server import start_lab_server  # noqa: E402
+from lab_browser import lab_in_chromium
+from playwright.sync_api import expect
 
 TARGET = 0.10
 SETUP = """
@@ -84,30 +76,16 @@ def main() -> None:
         root.mkdir()
         results = work / "times.json"
         nbformat.write(notebook(args.n, args.reps, monitor_args), root / "monitor.ipynb")
-        server = start_lab_server(root, work, extra_env={"SW_MONITOR_TIMES": str(results)})
-        try:
-            with sync_playwright() as playwright:
-                context = playwright.chromium.launch_persistent_context(
-                    str(work / "profile"),
-                    executable_path=CHROMIUM,
-                    args=CHROMIUM_ARGS,
-                    headless=True,
-                    viewport={"width": 1400, "height": 1000},
-                )
-                context.set_default_timeout(60_000)
-                lab = LabPage(context.new_page(), server, work / "artifacts")
-                start = time.perf_counter()
-                lab.open_notebook("monitor.ipynb", timeout_s=300)
-                lab.run_all_cells(timeout_s=900)
-                lab.assert_no_errors()
-                print(f"notebook ran in {time.perf_counter() - start:.0f} s", flush=True)
-                monitors = lab.view("sw-monitor")
-                expect(monitors).to_have_count(args.reps)
-                for i in range(args.reps):  # each monitor drawn, with its rate and ETA
-                    expect(monitors.nth(i)).to_contain_text(re.compile(r"steps/s.*ETA"))
-                context.close()
-        finally:
-            server.stop()
+        with lab_in_chromium(root, work, {"SW_MONITOR_TIMES": str(results)}) as lab:
+            start = time.perf_counter()
+            lab.open_notebook("monitor.ipynb", timeout_s=300)
+            lab.run_all_cells(timeout_s=900)
+            lab.assert_no_errors()
+            print(f"notebook ran in {time.perf_counter() - start:.0f} s", flush=True)
+            monitors = lab.view("sw-monitor")
+            expect(monitors).to_have_count(args.reps)
+            for i in range(args.reps):  # each monitor drawn, with its rate and ETA
+                expect(monitors.nth(i)).to_contain_text(re.compile(r"steps/s.*ETA"))
         times = json.loads(results.read_text())
     ratios = [m / p - 1 for m, p in zip(times["monitored"], times["plain"], strict=True)]
     overhead = statistics.median(ratios)
