@@ -10,10 +10,11 @@ always reach the screen, even when nothing tells the monitor that training ended
 The throttle adapts: when a redraw takes longer than MAX_DRAW_SHARE of ``min_interval`` (a busy
 browser, a loaded machine), the next redraw waits long enough that drawing stays within that
 share of the wall time (unless ``min_interval`` is 0: every update is drawn).
-The curves redraw less often than the status line (``curve_interval``, at least CURVE_INTERVAL
-seconds and CURVE_SHARE of the run so far): a browser spends ~60 ms of CPU redrawing the four
-curves against ~10 ms for the status line (headless Chromium on the 2-core project machine),
-CPU that a fit on the same machine loses. ``benchmarks/monitor_browser.py`` measures what a
+The curves redraw no more often than the status line (``curve_interval``, at least
+CURVE_INTERVAL seconds and CURVE_SHARE of the run so far). Each redraw costs the browser far more
+than the kernel: in headless Chromium on the 2-core project machine, ~85-130 ms of CPU for the
+four curves and ~20-50 ms for the status line, CPU that a fit on the same machine loses almost
+one for one; hence both default to every 2 s. ``benchmarks/monitor_browser.py`` measures what a
 live monitor costs a fit in a real browser, ``benchmarks/monitor_overhead.py`` without one.
 The status line shows steps/s (over the run so far) and, once the total is known, an ETA.
 """
@@ -50,7 +51,7 @@ Y_FORMATS = {"dead_fraction": ".1~%"}
 MAX_DRAW_SHARE = 0.05
 # The curves redraw at most every CURVE_INTERVAL seconds, and at most every CURVE_SHARE of the
 # run's time so far (a long run gets about 1 / CURVE_SHARE curve redraws in all).
-CURVE_INTERVAL = 1.0
+CURVE_INTERVAL = 2.0
 CURVE_SHARE = 0.02
 
 
@@ -63,7 +64,7 @@ class TrainingMonitor(widgets.VBox):
         The `sae_widgets.SAE` estimator to watch (and, with `fit`, to train).
     min_interval:
         Seconds between two redraws of the status line (step, rate, ETA; each costs a
-        browser ~10-20 ms of CPU); 0 redraws everything on every logged step.
+        browser ~20-50 ms of CPU); 0 redraws everything on every logged step.
     curve_interval:
         Seconds between two redraws of the curves and the progress bar; None:
         CURVE_INTERVAL (at least min_interval), widening to CURVE_SHARE of the run so far.
@@ -87,7 +88,7 @@ class TrainingMonitor(widgets.VBox):
         self,
         sae: Any,
         *,
-        min_interval: float = 0.5,
+        min_interval: float = 2.0,
         curve_interval: float | None = None,
         trailing: bool = True,
         clock: Callable[[], float] = time.monotonic,
