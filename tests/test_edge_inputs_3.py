@@ -3,6 +3,7 @@ and the rest. Each case failed before its fix."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,34 @@ def test_an_attribute_function_may_return_any_tensor_but_only_numbers(with_sweep
     # strings: numpy's "could not convert string to float: np.str_('abc')", naming nothing
     with pytest.raises(TypeError, match=r"attribute .a.: .* must return numbers"):
         explorer(lambda a: np.full(a.shape, "abc")).probe([0, 1], "a")
+
+
+@pytest.mark.parametrize("activation", ["relu", "jumprelu", "batchtopk", "topk"])
+@pytest.mark.parametrize("path", ["kernels", "torch"])
+def test_codes_hold_no_negative_zeros(activation: str, path: str) -> None:
+    # a gated-off negative pre-activation became -0.0 (value * 0), which prints as "-0." and
+    # has its sign bit set: codes are +0.0 or positive
+    from sae_widgets.sae.device_paths import torch_paths
+
+    X = np.random.default_rng(1).standard_normal((300, 12)).astype(np.float32)
+    sae = sw.SAE(n_units=24, k=3, activation=activation, epochs=1, seed=0)
+    sae.fit(X, progress=False)
+    with torch_paths() if path == "torch" else contextlib.nullcontext():
+        Z, Z_sparse = sae.transform(X), sae.encode_sparse(X)
+    assert (Z == 0).any() and not np.signbit(Z).any()
+    assert not np.signbit(Z_sparse.data).any()
+    assert np.array_equal(Z, Z_sparse.toarray())
+
+
+@pytest.mark.parametrize(
+    "index",
+    [2**70, -(2**70), [1, 2**70], np.array([2**64 - 1], dtype=np.uint64)],
+    ids=["huge", "huge-negative", "huge-in-list", "uint64-max"],
+)
+def test_a_sample_index_beyond_int64_is_out_of_range(index: Any) -> None:
+    # 2**70 was "index must hold integers or booleans; got dtype object"; the largest uint64
+    # became -1 in int64 and silently picked the last sample
+    ds = sw.Dataset(np.zeros((10, 3), np.float32))
+    with pytest.raises(ValueError, match=r"out of range.*n=10"):
+        ds[index]
+    assert len(ds[np.array([3], dtype=np.uint64)]) == 1

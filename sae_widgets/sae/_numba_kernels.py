@@ -213,14 +213,14 @@ def gate_collect(pre: Any, cut: Any, starts: Any, values: Any, units: Any) -> No
 def gate_dense(pre: Any, cut: Any) -> bool:
     """In place: each value at or below its unit's cut-off becomes 0; False on NaN (the
     rows are then partly gated)."""
-    zero = pre[:1, :1].sum() * 0  # 0 in the rows' dtype
     for r in range(pre.shape[0]):
         row = pre[r]
         nan = 0
         for j in range(row.shape[0]):
             v = row[j]
             nan += v != v
-            row[j] = v if v > cut[j] else zero
+            if not v > cut[j]:
+                row[j] = 0  # +0.0 (a negative value times 0 was -0.0)
         if nan:
             return False
     return True

@@ -141,7 +141,8 @@ def threshold_gate(model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
     """JumpReLU-style inference: keep pre-activations above the unit's threshold and 0."""
     threshold = model.threshold
     assert threshold is not None
-    return pre_BU * ((pre_BU > threshold) & (pre_BU > 0))
+    # masked_fill, not pre * mask: a negative value times 0 is -0.0
+    return pre_BU.masked_fill(~((pre_BU > threshold) & (pre_BU > 0)), 0.0)
 
 
 # ------------------------------------------------------------------------ dense training
