@@ -89,3 +89,4 @@ def test_a_sample_index_beyond_int64_is_out_of_range(index: Any) -> None:
     with pytest.raises(ValueError, match=r"out of range.*n=10"):
         ds[index]
     assert len(ds[np.array([3], dtype=np.uint64)]) == 1
+    assert ds[np.array([1, -1], dtype=object)].X.shape == (2, 3)  # Python ints in range

@@ -68,9 +68,11 @@ def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarra
         return np.flatnonzero(idx)
     if idx.size == 0:
         return np.zeros(0, dtype=np.int64)
-    if idx.dtype == object and all(_is_int(i) for i in idx):  # beyond int64: numpy's objects
-        bad = max(idx, key=abs)
-        raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
+    if idx.dtype == object and all(_is_int(i) for i in idx):  # Python ints (2**70 makes these)
+        bad = next((int(i) for i in idx if not -n <= int(i) < n), None)
+        if bad is not None:
+            raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
+        idx = idx.astype(np.int64)
     if not np.issubdtype(idx.dtype, np.integer):
         raise TypeError(f"{name} must hold integers or booleans; got dtype {idx.dtype}")
     if idx.dtype == np.uint64 and int(idx.max()) >= n:  # int64 would wrap it to a negative
