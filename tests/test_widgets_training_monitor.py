@@ -66,6 +66,22 @@ def test_redraws_are_throttled_to_min_interval():
     assert np.isnan(monitor.lines["dead_fraction"].y).all()
 
 
+def test_by_default_the_browser_is_asked_to_redraw_every_2_s_at_most():
+    """Each redraw costs a browser ~0.1 s of CPU (benchmarks/monitor_browser.py): a default
+    monitor on a 10 s run of 400 logged steps redraws 6 times, curves included, not 400."""
+    now = [0.0]
+    monitor = sw.TrainingMonitor(small_sae(), trailing=False, clock=lambda: now[0])
+    monitor.total_steps = 400
+    for i in range(399):  # one logged step every 1/40 s; the 400th ends the run
+        now[0] = i / 40
+        monitor({"step": i + 1, "loss": 1.0, "fvu": 0.5, "l0": 4.0, "dead_fraction": 0.0})
+    assert monitor.n_draws == 5  # at 0, 2, 4, 6 and 8 s
+    assert monitor.n_curve_draws == 5  # the first, of one point, draws no line yet
+    now[0] = 10.0
+    monitor({"step": 400, "loss": 1.0, "fvu": 0.5, "l0": 4.0, "dead_fraction": 0.0})
+    assert monitor.n_draws == 6 and monitor.lines["loss"].x[-1] == 400  # the end is drawn
+
+
 def test_trailing_redraw_shows_the_last_steps_without_being_asked():
     now = [0.0]
     monitor = sw.TrainingMonitor(
