@@ -3,7 +3,7 @@ its callback (real ipywidgets/bqplot widgets, no browser attached), interleaved 
 in one process; the target is <= 10% more time. `log_every=1` makes every step a callback
 (the worst case: the throttle decides how often it redraws).
 
-Run: .venv/bin/python benchmarks/monitor_overhead.py [--reps 3] [--n 32768]
+Run: .venv/bin/python benchmarks/monitor_overhead.py [--reps 3] [--n 32768] [--min-interval 0]
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--n", type=int, default=32_768)
+    parser.add_argument(
+        "--min-interval", type=float, help="the monitor's (default: its own; 0: every step)"
+    )
     args = parser.parse_args()
+    monitor_args = {} if args.min_interval is None else {"min_interval": args.min_interval}
     ds = sw.datasets.superposition(n=args.n, n_features=512, dim=64, active=8, seed=0)
     params = dict(n_units=512, k=8, epochs=2, batch_size=1024, log_every=1)
     plain, monitored, draws = [], [], []
@@ -31,7 +35,7 @@ def main() -> None:
         sae.fit(ds.X, progress=False)
         plain.append(time.perf_counter() - start)
         sae = sw.SAE(**params)
-        monitor = sw.TrainingMonitor(sae)
+        monitor = sw.TrainingMonitor(sae, **monitor_args)
         start = time.perf_counter()
         sae.fit(ds.X, callbacks=[monitor], progress=False)
         monitored.append(time.perf_counter() - start)
