@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from sae_widgets.data.checks import is_int
+
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     """Turn an array-like (numpy, torch tensor, list) into a numpy array."""
@@ -68,7 +70,7 @@ def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarra
         return np.flatnonzero(idx)
     if idx.size == 0:
         return np.zeros(0, dtype=np.int64)
-    if idx.dtype == object and all(_is_int(i) for i in idx):  # Python ints (2**70 makes these)
+    if idx.dtype == object and all(is_int(i) for i in idx):  # Python ints (2**70 makes these)
         bad = next((int(i) for i in idx if not -n <= int(i) < n), None)
         if bad is not None:
             raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
@@ -85,7 +87,3 @@ def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarra
         bad = low if low < -n else high
         raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
     return np.where(idx < 0, idx + n, idx)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sae_widgets.data.checks import check_bool
+from sae_widgets.data.checks import check_bool, is_int
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.layer_capture import StopForward, capture_layer
 from sae_widgets.model_layers import resolve_layer
@@ -175,10 +174,6 @@ def _collect_tokens(
     )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
-
-
 def collect_activations(
     model: nn.Module,
     layer: str | nn.Module,
@@ -302,7 +297,7 @@ def collect_activations(
                 f"{d} values of each X row"
             )
         prepare = _image_reshaper(image_shape)
-    elif isinstance(input_shape, tuple) and all(_is_int(s) for s in input_shape):
+    elif isinstance(input_shape, tuple) and all(is_int(s) for s in input_shape):
         input_shape = tuple(int(s) for s in input_shape)  # numpy integers too (e.g. x.shape)
         if math.prod(input_shape) != d:
             raise ValueError(

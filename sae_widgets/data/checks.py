@@ -19,14 +19,20 @@ __all__ = [
     "check_int",
     "check_memory",
     "check_seed",
+    "is_int",
 ]
 
 SEED_LIMIT = 2**63
 
 
+def is_int(value: Any) -> bool:
+    """An integer of any kind (Python, numpy), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """`value` as an int in [low, high]; bools and floats are refused (TypeError)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"{name} must be an integer{_range(low, high)}; got {value!r}")
     number = int(value)
     if (low is not None and number < low) or (high is not None and number > high):

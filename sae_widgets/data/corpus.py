@@ -7,12 +7,13 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
+
+from sae_widgets.data.checks import is_int
 
 __all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
@@ -85,7 +86,7 @@ class TextCorpus(Sequence[str]):
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
             return self.texts[index]
-        if isinstance(index, bool | np.bool_) or not isinstance(index, numbers.Integral):
+        if not is_int(index):
             raise TypeError(f"index must be an int or a slice; got {index!r:.80}")
         n = len(self.texts)
         if not -n <= index < n:  # an IndexError too: iteration by index stops here

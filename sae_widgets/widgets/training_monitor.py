@@ -195,8 +195,7 @@ class TrainingMonitor(widgets.VBox):
         self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
         now = self._clock()
         self._step_times = [*self._step_times[:1], (step, now)]
-        # the planned steps: given, or those of the SAE's fit (SAE.fit_steps_)
-        planned = metrics.get("total_steps", getattr(self.sae, "fit_steps_", None))
+        planned = getattr(self.sae, "fit_steps_", None)  # the steps the SAE's fit plans
         if _is_number(planned) and step <= planned:
             self.total_steps = int(planned)
         elif self.total_steps is not None and step > self.total_steps:

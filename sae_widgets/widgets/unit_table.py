@@ -9,7 +9,6 @@ the sorted, filtered order.
 from __future__ import annotations
 
 import html
-import numbers
 from typing import Any
 
 import ipywidgets as widgets
@@ -17,6 +16,7 @@ import numpy as np
 from traitlets import Tuple, observe, validate
 
 from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
+from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, check_count, toggle_buttons
 
@@ -233,7 +233,7 @@ class UnitTable(ExplorerView):
 
     def step(self, offset: int) -> None:
         """Focus the unit `offset` rows away from the focused one (the first row if none)."""
-        if isinstance(offset, bool | np.bool_) or not isinstance(offset, numbers.Integral):
+        if not is_int(offset):
             raise TypeError(f"offset must be an int (rows to move); got {offset!r}")
         if len(self.order) == 0:
             return
