@@ -32,6 +32,7 @@ from roofline import Paired, verdict
 
 import sae_widgets as sw
 from sae_widgets.analysis import CodeStore
+from sae_widgets.sae import cpu_gemm
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
 ENCODE_TARGET = 0.80
@@ -109,13 +110,14 @@ def run(
     print(
         f"\n{shape} {activation} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, "
         f"{precision}, chunk {chunk}, L0 {store.nnz / n:.1f}; "
-        "fp32 matmul "
-        f"{paired.gflops():.1f} GFLOP/s -> roofline {paired.roofline():,.0f} samples/s"
+        f"fp32 matmul {paired.blas_rates()} -> roofline {paired.roofline():,.0f} samples/s "
+        f"(the faster BLAS; our BLAS: {cpu_gemm.choices() or 'torch'})"
     )
     for name in paired.times:
         print(
             f"  {name:<32} {paired.samples_per_s(name):>10,.0f} samples/s   "
-            f"{paired.fraction(name):.2f} of the roofline"
+            f"{paired.fraction(name):.2f} of the roofline ({paired.torch_fraction(name):.2f} "
+            "of torch's matmul)"
         )
     if added > 0:
         print(

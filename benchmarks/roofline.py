@@ -9,6 +9,7 @@ reported is the median over repetitions of the per-repetition ratio.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -17,9 +18,12 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from sae_widgets.sae import cpu_gemm, lanes, sparse_kernels
+
 # op name -> category of the breakdown (self CPU time); anything else is "elementwise / other"
 CATEGORIES: dict[str, str] = {
     "aten::mm": "dense matmul",
+    "sae::lanes": "dense matmul (+ top-k: lanes)",
     "aten::addmm": "dense matmul",
     "aten::mv": "dense matmul",
     "aten::bmm": "dense matmul",
@@ -74,8 +78,8 @@ def synchronize(device: torch.device | str = "cpu") -> None:
 def matmul_seconds(
     batch: int, d: int, n_units: int, device: torch.device | str = "cpu"
 ) -> Callable[[], float]:
-    """A timer of one fp32 (batch x d) @ (d x n_units) matmul on `device`: call it to get its
-    seconds."""
+    """A timer of one fp32 (batch x d) @ (d x n_units) torch matmul on `device`: call it to
+    get its seconds."""
     a, b = torch.randn(batch, d, device=device), torch.randn(d, n_units, device=device)
     out = torch.empty(batch, n_units, device=device)
 
@@ -90,48 +94,99 @@ def matmul_seconds(
     return timed
 
 
+def lane_matmul_seconds(batch: int, d: int, n_units: int, blas: str) -> Callable[[], float]:
+    """A timer of the same matmul as our lanes run it (sae/lanes.py): the rows split between
+    one thread per core, each multiplying with `blas` on one thread (a BLAS's own pool is
+    held at one thread: it would spin after each call and slow what is timed next)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(batch, d, generator=g), torch.randn(d, n_units, generator=g)
+    out = torch.empty(batch, n_units)
+    workers = sparse_kernels.pool()[1]
+    bounds = [batch * i // workers for i in range(workers + 1)]
+    parts = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+
+    def part(_: int, i: int) -> bool:
+        cpu_gemm.matmul_into(a[parts[i]], b, out[parts[i]], blas)
+        return True
+
+    def timed() -> float:
+        start = time.perf_counter()
+        lanes.run(workers, workers, part)
+        return time.perf_counter() - start
+
+    timed()  # warm-up
+    return timed
+
+
 class Paired:
-    """Timings of several calls, each taken right after a timing of the roofline matmul."""
+    """Timings of several calls, each taken right after a timing of each roofline matmul:
+    torch's on all threads, and on a CPU also one lane per core with each BLAS our lanes can
+    use (`lane_matmul_seconds`). The roofline is the fastest of them, so that our own
+    choice of lanes and BLAS (sae/lanes.py, sae/cpu_gemm.py) is not counted as nearness to
+    the machine's limit."""
 
     def __init__(
         self, batch: int, d: int, n_units: int, device: torch.device | str = "cpu"
     ) -> None:
-        self.gemm = matmul_seconds(batch, d, n_units, device)
+        self.gemms = {"torch": matmul_seconds(batch, d, n_units, device)}
+        if torch.device(device).type == "cpu":
+            for blas in cpu_gemm.candidates(torch.float32):
+                self.gemms[f"{blas} lanes"] = lane_matmul_seconds(batch, d, n_units, blas)
         self.device = device
         self.flop_per_sample = 2 * d * n_units
         self.batch = batch
         self.times: dict[str, list[float]] = {}
         self.ratios: dict[str, list[float]] = {}
-        self.gemm_times: list[float] = []
+        self.torch_ratios: dict[str, list[float]] = {}
+        self.gemm_times: dict[str, list[float]] = {name: [] for name in self.gemms}
 
     def time(self, name: str, fn: Callable[[], Any], n_samples: int) -> Any:
-        """Run fn once, timed, beside a roofline matmul; returns what fn returned."""
-        gemm = self.gemm()
-        self.gemm_times.append(gemm)
+        """Run fn once, timed, beside the roofline matmuls; returns what fn returned."""
+        gemm = {blas: timer() for blas, timer in self.gemms.items()}
+        for blas, seconds in gemm.items():
+            self.gemm_times[blas].append(seconds)
         synchronize(self.device)
         start = time.perf_counter()
         result = fn()
         synchronize(self.device)
         seconds = time.perf_counter() - start
-        roofline_seconds = gemm * n_samples / self.batch  # the matmul's time for n_samples
+        scale = n_samples / self.batch  # the matmul's time for n_samples
         self.times.setdefault(name, []).append(seconds / n_samples)
-        self.ratios.setdefault(name, []).append(roofline_seconds / seconds)
+        self.ratios.setdefault(name, []).append(min(gemm.values()) * scale / seconds)
+        self.torch_ratios.setdefault(name, []).append(gemm["torch"] * scale / seconds)
         return result
 
     def samples_per_s(self, name: str) -> float:
         return 1.0 / statistics.median(self.times[name])
 
     def fraction(self, name: str) -> float:
-        """Median over repetitions of (roofline time / measured time)."""
+        """Median over repetitions of (roofline time / measured time), the roofline at the
+        faster BLAS of each repetition."""
         return statistics.median(self.ratios[name])
 
-    def gflops(self) -> float:
+    def torch_fraction(self, name: str) -> float:
+        """The same against torch's matmul alone (the roofline of earlier reports)."""
+        return statistics.median(self.torch_ratios[name])
+
+    def gflops(self, blas: str | None = None) -> float:
+        """GFLOP/s of the roofline matmul (median): the fastest one's, or `blas`'s."""
         flop = self.batch * self.flop_per_sample
-        return flop / statistics.median(self.gemm_times) / 1e9
+        return flop / self._median_gemm(blas) / 1e9
 
     def roofline(self) -> float:
-        """Samples/s the encoder matmul alone allows (median GEMM time of this run)."""
-        return self.batch / statistics.median(self.gemm_times)
+        """Samples/s the encoder matmul alone allows (median time of the fastest one)."""
+        return self.batch / self._median_gemm(None)
+
+    def _median_gemm(self, blas: str | None) -> float:
+        if blas is not None:
+            return statistics.median(self.gemm_times[blas])
+        return min(statistics.median(times) for times in self.gemm_times.values())
+
+    def blas_rates(self) -> str:
+        """'torch 94.7, torch lanes 120.3, numpy lanes 121.0 GFLOP/s': the median rate of
+        each roofline matmul."""
+        rates = ", ".join(f"{blas} {self.gflops(blas):.1f}" for blas in self.gemm_times)
+        return f"{rates} GFLOP/s"
 
 
 def verdict(name: str, value: float, target: float) -> str:

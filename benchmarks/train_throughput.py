@@ -18,12 +18,13 @@ sae/sparse_ops_threads.py, with a check that both trained the same weights), a
 torch.profiler breakdown of our step, and the cost of the AuxK path (steps with 10% of the
 units dead against steps with none). `--epochs-quality` adds SAE.fit with defaults on the
 small shape (the quality figures of the README); `--ab-kernels` steps a third copy of ours
-with torch's backward ops instead of the compiled ones of sae/sparse_grads.py;
+with torch's backward ops instead of the compiled ones of sae/sparse_grads.py; `--blas-ab`
+one whose lanes multiply with torch's BLAS whatever sae/cpu_gemm.py chose;
 `--compile-reference` steps a copy of the reference with its loss under torch.compile.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
-     [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels]
+     [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels] [--blas-ab]
      [--compile-reference] [--device cuda] [--precision bf16]
 """
 
@@ -43,7 +44,7 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
-from sae_widgets.sae import sparse_grads
+from sae_widgets.sae import cpu_gemm, sparse_grads
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -53,6 +54,7 @@ TRAIN_TARGET = 0.60
 GPU_SPEEDUP_TARGET = 2.0
 FIXED = "ours, torch threads throughout"
 TORCH_BACKWARD = "ours, torch backward ops"
+TORCH_BLAS = "ours, torch's BLAS in the lanes"
 COMPILED = "reference, torch.compile"
 
 
@@ -157,6 +159,15 @@ def line(name: str, samples_per_s: float, q: dict[str, float], mmcs: float) -> N
     )
 
 
+def with_torch_blas(fn: Callable[[], Any]) -> Any:
+    """fn() with the lanes multiplying with torch's BLAS (sae/cpu_gemm.py's choice off)."""
+    cpu_gemm.FORCED = "torch"
+    try:
+        return fn()
+    finally:
+        cpu_gemm.FORCED = None
+
+
 def torch_backward(fn: Callable[[], Any]) -> Any:
     """fn() with the compiled backward kernels of sae/sparse_grads.py off (torch's ops)."""
     sparse_grads.ENABLED = False
@@ -172,12 +183,14 @@ def compare(
     steps: int,
     profile_steps: int,
     ab_kernels: bool = False,
+    blas_ab: bool = False,
     compile_reference: bool = False,
     device: torch.device | None = None,
     precision: str = "fp32",
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
+    blas_ab: a copy of ours steps with torch's BLAS in its lanes (in-process A/B).
     compile_reference: a copy of the reference steps with its loss under torch.compile.
     device: where every model trains (the data is generated on the CPU and moved per batch).
     precision "bf16": ours with SAE(precision="bf16")'s bfloat16 encoder matmul, the
@@ -197,10 +210,11 @@ def compare(
             seed=0,
             fresh=True,
         )
-        for _ in range(3 if ab_kernels else 2)
+        for _ in range(2 + ab_kernels + blas_ab)
     ]
     ours, fixed = trainers[:2]
-    plain = trainers[-1]  # steps only with ab_kernels (then a third copy)
+    plain = trainers[2] if ab_kernels else None  # copies that step only when asked for
+    torch_blas = trainers[-1] if blas_ab else None
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
@@ -229,14 +243,18 @@ def compare(
         paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
         paired.time("reference", lambda x=x: reference_step(ref, opt, x, autocast=mixed), BATCH)
         paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
-        if ab_kernels:
-            step_plain = lambda x=x, lr=lr: plain.train_step(x, lr, 0.0)  # noqa: E731
+        if plain is not None:
+            step_plain = lambda x=x, lr=lr, t=plain: t.train_step(x, lr, 0.0)  # noqa: E731
             paired.time(TORCH_BACKWARD, lambda f=step_plain: torch_backward(f), BATCH)
+        if torch_blas is not None:
+            step_blas = lambda x=x, lr=lr, t=torch_blas: t.train_step(x, lr, 0.0)  # noqa: E731
+            paired.time(TORCH_BLAS, lambda f=step_blas: with_torch_blas(f), BATCH)
     print(
         f"\n{shape.name} on {device}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, "
         f"{activation}, {precision}, "
-        f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.gflops():.1f} GFLOP/s "
-        f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only)"
+        f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.blas_rates()} "
+        f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only, the faster "
+        f"BLAS; our BLAS: {cpu_gemm.choices() or 'torch'})"
     )
     ours.model.eval()
     X_scaled = X_test * scale
@@ -250,14 +268,20 @@ def compare(
         f"  speed-up over the reference: "
         f"{paired.samples_per_s('ours') / paired.samples_per_s('reference'):.2f}x (median steps);"
         f" fraction of the roofline: ours {fraction:.2f}, reference "
-        f"{paired.fraction('reference'):.2f}"
+        f"{paired.fraction('reference'):.2f}; of torch's matmul alone: ours "
+        f"{paired.torch_fraction('ours'):.2f}, reference {paired.torch_fraction('reference'):.2f}"
     )
     print(
         f"  ours with torch's threads throughout: {paired.fraction(FIXED):.2f} of the roofline; "
         f"ours chose one thread for the small ops in {ours.threads.counts['serial']} of "
         f"{steps} steps; same weights: {torch.equal(ours.model.W_dec, fixed.model.W_dec)}"
     )
-    if ab_kernels:
+    if torch_blas is not None:
+        print(
+            f"  ours with torch's BLAS in the lanes: {paired.fraction(TORCH_BLAS):.2f} of the "
+            f"roofline, {paired.samples_per_s(TORCH_BLAS):,.0f} samples/s"
+        )
+    if plain is not None:
         print(
             f"  ours with torch's backward ops (sparse_grads off): "
             f"{paired.fraction(TORCH_BACKWARD):.2f} of the roofline; largest W_dec difference "
@@ -367,6 +391,8 @@ def main() -> None:
     parser.add_argument("--epochs-quality", type=int, default=0)
     parser.add_argument("--ab-kernels", action="store_true",
                         help="a copy with torch's backward ops (sparse_grads A/B)")  # fmt: skip
+    parser.add_argument("--blas-ab", action="store_true",
+                        help="a copy whose lanes use torch's BLAS (cpu_gemm A/B)")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -387,6 +413,7 @@ def main() -> None:
                 args.steps,
                 args.profile_steps,
                 args.ab_kernels,
+                args.blas_ab,
                 args.compile_reference,
                 torch.device(args.device),
                 args.precision,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import itertools
 import mmap
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from sae_widgets.sae import sparse_kernels
+from sae_widgets.sae import lanes, sparse_kernels
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import affine_operands, csr_entries
 
@@ -25,6 +24,8 @@ LANE_ROWS = 2048
 still in cache when the top-k reads them. A whole 8,192-row chunk is not: measured (small
 shape, d=256, 2,048 units), chunk-at-once encoding ran at 0.53-0.57 of the matmul's speed,
 2,048-row pieces at 0.64, and two lanes of pieces, each on one thread, at 0.77-0.81."""
+MIN_LANE_ROWS = 128
+"""Fewest rows that get a lane of their own (a smaller chunk runs on fewer threads)."""
 
 
 class _Operands:
@@ -38,7 +39,11 @@ class _Operands:
 
     def preacts(self, rows: Tensor, out: Tensor | None = None) -> Tensor:
         """(B, n_units) pre-activations of `rows` (one matmul with the bias as an extra
-        input column), into `out` or this lane's buffer."""
+        input column), into `out` or this lane's buffer. torch's BLAS, not the choice of
+        sae/cpu_gemm.py: codes must not depend on the chunk size, and numpy's OpenBLAS
+        rounds a row differently by its position in the call (measured: the rows of a
+        256-row call shifted by one row change their last bits; MKL's, from 4 rows on, do
+        not)."""
         n, d = len(rows), self.b_dec.shape[0]
         if out is None:
             if self.buffer is None or self.buffer.shape[0] < n:  # huge pages: few faults
@@ -50,17 +55,6 @@ class _Operands:
         x_aug = self.x_aug[:n]
         torch.sub(rows, self.b_dec, out=x_aug[:, :d])
         return torch.mm(x_aug, self.W_aug, out=out)
-
-
-@contextmanager
-def _torch_on_one_thread() -> Iterator[None]:
-    """torch's intra-op threads down to one while the lanes run (each lane is a thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _CompiledEncoder:
@@ -87,52 +81,34 @@ class _CompiledEncoder:
         return model.spec.per_sample_k or model.inference_cut() is not None
 
     def _pieces(self, n_rows: int) -> tuple[list[tuple[int, int]], int]:
-        """A chunk of `n_rows` cut into (start, stop) pieces of about `LANE_ROWS`, and the
-        number of lanes that take them."""
-        n_pieces = max(1, -(-n_rows // LANE_ROWS))
-        n_lanes = max(1, min(torch.get_num_threads(), sparse_kernels.pool()[1], n_pieces))
+        """A chunk of `n_rows` cut into (start, stop) pieces of about `LANE_ROWS` (at least
+        one per lane where each gets `MIN_LANE_ROWS`), and the number of lanes."""
+        n_pieces = max(1, -(-n_rows // LANE_ROWS), lanes.count(n_rows // MIN_LANE_ROWS))
+        n_lanes = lanes.count(n_pieces)
         while len(self.lanes) < n_lanes:
             self.lanes.append(_Operands(self.W_aug, self.b_dec))
         bounds = [n_rows * i // n_pieces for i in range(n_pieces + 1)]
         return list(itertools.pairwise(bounds)), n_lanes
 
     def _run(
-        self, n_rows: int, step: Callable[[_Operands, int, int, int | None], _T | None]
+        self, n_rows: int, step: Callable[[_Operands, int, int], _T | None]
     ) -> list[_T] | None:
-        """step(lane, start, stop, top-k threads) over every piece; the results in row
-        order, or None if a step was. The top-k gets one thread inside a lane, torch's
-        count otherwise. Lanes take the next piece when done with one, so a lane that the
-        OS delays (a shared machine) does not hold up the others."""
+        """step(lane, start, stop) over every piece, each lane on one thread (sae/lanes.py);
+        the results in row order, or None if a step was."""
         pieces, n_lanes = self._pieces(n_rows)
-        threads = None if n_lanes == 1 else 1
-        results: list[_T | None] = [None] * len(pieces)
-        claim = itertools.count()  # next() on it is atomic: each piece goes to one lane
-
-        def run_lane(lane: _Operands) -> bool:
-            while (i := next(claim)) < len(pieces):
-                results[i] = step(lane, *pieces[i], threads)
-                if results[i] is None:
-                    return False
-            return True
-
-        if n_lanes == 1:
-            ok = run_lane(self.lanes[0])
-        else:
-            with _torch_on_one_thread():
-                ok = all(list(sparse_kernels.pool()[0].map(run_lane, self.lanes[:n_lanes])))
-        return cast(list[_T], results) if ok else None
+        return lanes.run(len(pieces), n_lanes, lambda lane, i: step(self.lanes[lane], *pieces[i]))
 
     def dense_into(self, chunk: Tensor, rows: Tensor) -> bool:
         """`rows` (len(chunk) x n_units, contiguous) become the chunk's TopK codes; False
         if the kernel declined (rows then undefined)."""
 
-        def step(lane: _Operands, start: int, stop: int, threads: int | None) -> bool | None:
+        def step(lane: _Operands, start: int, stop: int) -> bool | None:
             piece = rows[start:stop]
             lane.preacts(chunk[start:stop], out=piece)
             if self.cut is not None:
                 found = sparse_kernels.gate_rows(piece, self.cut, "dense")
             else:
-                found = sparse_kernels.row_topk(piece, self.k, "dense", threads)
+                found = sparse_kernels.row_topk(piece, self.k, "dense", 1)
             return None if found is None else True
 
         return self._run(len(chunk), step) is not None
@@ -140,13 +116,11 @@ class _CompiledEncoder:
     def csr_parts(self, chunk: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
         """(values, units, counts per row) of a chunk's codes, or None (use torch)."""
 
-        def step(
-            lane: _Operands, start: int, stop: int, threads: int | None
-        ) -> tuple[Tensor, ...] | None:
+        def step(lane: _Operands, start: int, stop: int) -> tuple[Tensor, ...] | None:
             pre = lane.preacts(chunk[start:stop])
             if self.cut is not None:
                 return sparse_kernels.gate_rows(pre, self.cut, "csr")
-            return sparse_kernels.row_topk(pre, self.k, "csr", threads)
+            return sparse_kernels.row_topk(pre, self.k, "csr", 1)
 
         parts = self._run(len(chunk), step)
         if parts is None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import device_paths, scratch, sparse_grads, sparse_kernels
+from sae_widgets.sae import device_paths, lanes, scratch, sparse_grads, sparse_kernels
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
 
@@ -159,7 +159,8 @@ def affine_preacts(
         xa_BD, Wa_DU = affine_operands(x_BD, W_enc, b_enc)
         out = scratch.buffer("preacts", (x_BD.shape[0], W_enc.shape[1]), xa_BD)
         with matmul_threads():
-            return torch.mm(xa_BD, Wa_DU, out=out)
+            lanes.multiply(xa_BD, Wa_DU, out)
+        return out
 
 
 def preacts_topk(
@@ -182,12 +183,17 @@ def preacts_topk(
     offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
     with torch.no_grad():
         if _cpu_kernels(xc_BD) and sparse_kernels.available(W_enc.detach()):
-            # one matmul of the whole batch, then the compiled top-k (one pass per row)
-            pre_BU = affine_preacts(xc_BD, W_enc, b_enc)
-            with matmul_threads():  # like the matmul: one large op, all threads
-                compiled = sparse_kernels.row_topk(pre_BU, k)
-            if compiled is not None:
-                return pre_BU, compiled[0].view(-1), compiled[1].view(-1), offsets
+            # lanes (sae/lanes.py): each piece of rows multiplied, then its compiled top-k
+            xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
+            pre_BU = scratch.buffer("preacts", (n_rows, n_units), xa_BD)
+            with matmul_threads():  # all threads, as one lane each
+                found = lanes.multiply(
+                    xa_BD, Wa_DU, pre_BU, lambda rows: sparse_kernels.row_topk(pre_BU[rows], k)
+                )
+            if found is not None:
+                values = torch.cat([part[0] for part in found if part is not None])
+                units = torch.cat([part[1] for part in found if part is not None])
+                return pre_BU, values.view(-1), units.view(-1), offsets
     chunk_rows = chunk_rows or chunk_rows_for(n_units)
     with torch.no_grad():
         cpu = _cpu_kernels(xc_BD)
