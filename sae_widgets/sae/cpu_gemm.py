@@ -3,12 +3,14 @@ for the shape on this machine.
 
 torch's CPU wheels multiply with MKL; numpy's wheels bundle OpenBLAS. On the 2-core project
 machine (AMD EPYC, Zen 3, AVX2), in a training step's lanes (sae/lanes.py, each lane a
-thread multiplying on one thread), OpenBLAS made the step 10-20 ms faster than MKL (median
-step 70 against 80 ms for TopK, 76 against 95 ms for BatchTopK; d=256, 2,048 units, batch
-4,096, `/tmp`-free A/B: `benchmarks/train_throughput.py --blas-ab`); on other CPUs MKL may
-win. So the first lanes of a shape time both (sae/lanes.py `blas_for`) and later ones take
-the faster. numpy's must win by `MARGIN`: near a tie the choice stays with torch, so that
-noise does not decide which BLAS's rounding a run gets. The choice holds for the process.
+thread multiplying on one thread), OpenBLAS trained the larger shape 1.39x faster than MKL
+(d=512, 8,192 units, k=32: 9,694 against 6,972 samples/s) and the small one at par (d=256,
+2,048 units: 52,476 against 51,783), measured in one process by
+`python benchmarks/train_throughput.py --shapes small large --blas-ab`; on other CPUs MKL
+may win. So the first lanes of a shape time both (sae/lanes.py `blas_for`) and later ones
+take the faster. numpy's must win by `MARGIN`: near a tie the choice stays with torch, so
+that noise does not decide which BLAS's rounding a run gets. The choice holds for the
+process.
 """
 
 from __future__ import annotations
