@@ -42,6 +42,7 @@ CATEGORIES: dict[str, str] = {
     "aten::index_add_": "sparse gather / scatter",
     "sae::unit_sums": "sparse gather / scatter",
     "sae::entry_dots": "sparse gather / scatter",
+    "sae::transpose": "sparse gather / scatter",
     "aten::sort": "sparse gather / scatter",
     "aten::bincount": "sparse gather / scatter",
     "aten::repeat_interleave": "sparse gather / scatter",

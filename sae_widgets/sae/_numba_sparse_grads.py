@@ -54,6 +54,24 @@ def unit_sums(rows: Any, weights: Any, units: Any, ends: Any, lo: int, hi: int,
                 out_weights[u] += wt
 
 
+TILE = 32
+"""Rows and columns of a `transpose_into` tile (32 x 32 float32: 4 KiB, in L1)."""
+
+
+@njit(nogil=True, cache=True)
+def transpose_into(src: Any, out: Any, lo: int, hi: int) -> None:
+    """out[:, lo:hi] = src[lo:hi].T, a tile at a time: each tile's reads and writes stay in
+    a few cache lines and pages (torch's strided copy of 8,192 x 512 float32 took 3.5-4.8
+    ms, this 1.5 on 2 threads)."""
+    d = src.shape[1]
+    for r0 in range(lo, hi, TILE):
+        r1 = min(r0 + TILE, hi)
+        for c0 in range(0, d, TILE):
+            for c in range(c0, min(c0 + TILE, d)):
+                for r in range(r0, r1):
+                    out[c, r] = src[r, c]
+
+
 # float sums may be reordered (vectorised); NaN and inf keep their meaning (no nnan / ninf)
 _REORDER = {"reassoc", "contract", "nsz", "arcp"}
 

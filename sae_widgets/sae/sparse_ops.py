@@ -324,8 +324,7 @@ class _GatheredPreacts(torch.autograd.Function):
         grad_W_enc = None
         if ctx.needs_input_grad[4]:  # b_enc's gradient: the weights' sums, in the same pass
             sums, grad_b_enc = sparse_grads.unit_sums(units, offsets, grad_N, xc_BD, n_units, True)
-            # contiguous in W_enc's own (d, n_units) layout, as the optimizer reads it
-            grad_W_enc = sums.t().contiguous()
+            grad_W_enc = sparse_grads.transposed(sums)  # W_enc's own (d, n_units) layout
         else:
             grad_b_enc = grad_N.new_zeros(n_units).index_add_(0, units, grad_N)
         # d pre / d b_dec = -W_enc[:, u], summed over the selected entries
