@@ -8,8 +8,9 @@ Shapes (toy superposition data, batch 4096, fp32, on the CPU unless `--device cu
          target: `--device cuda --shapes gpu`; the roofline is then the GPU's fp32 matmul)
 For each shape and activation, `--steps` training steps of ours (the Trainer that SAE.fit
 drives) and of a plain ~30-line dense reference (same init, input scaling and learning-rate
-schedule, none of our kernels) run interleaved on the same batches, each step timed right
-after one roofline matmul (batch x d @ d x n_units), so all three see the same load. Printed:
+schedule, none of our kernels) run interleaved on the same batches (in an order that rotates
+every step), each step timed right after one roofline matmul (batch x d @ d x n_units), so
+all three see the same load. Printed:
 samples/s (median step), the fraction of the encoder-forward roofline (2 d n_units FLOP per
 sample at the GEMM rate just measured; median of per-step ratios) with its target (>= 0.60)
 PASS/FAIL, then FVU, L0, MMCS and dead fraction of both on held-out data; beside them the
@@ -240,15 +241,20 @@ def compare(
             group["lr"] = lr
         if twin is not None:
             twin.step(paired, x, lr)
-        paired.time("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0), BATCH)
-        paired.time("reference", lambda x=x: reference_step(ref, opt, x, autocast=mixed), BATCH)
-        paired.time(FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0), BATCH)
+        calls: list[tuple[str, Callable[[], Any]]] = [
+            ("ours", lambda x=x, lr=lr: ours.train_step(x, lr, 0.0)),
+            ("reference", lambda x=x: reference_step(ref, opt, x, autocast=mixed)),
+            (FIXED, lambda x=x, lr=lr: fixed.train_step(x, lr, 0.0)),
+        ]
         if plain is not None:
             step_plain = lambda x=x, lr=lr, t=plain: t.train_step(x, lr, 0.0)  # noqa: E731
-            paired.time(TORCH_BACKWARD, lambda f=step_plain: torch_backward(f), BATCH)
+            calls.append((TORCH_BACKWARD, lambda f=step_plain: torch_backward(f)))
         if torch_blas is not None:
             step_blas = lambda x=x, lr=lr, t=torch_blas: t.train_step(x, lr, 0.0)  # noqa: E731
-            paired.time(TORCH_BLAS, lambda f=step_blas: with_torch_blas(f), BATCH)
+            calls.append((TORCH_BLAS, lambda f=step_blas: with_torch_blas(f)))
+        turn = step % len(calls)  # a rotating order: no copy always comes first or last
+        for name, call in calls[turn:] + calls[:turn]:
+            paired.time(name, call, BATCH)
     print(
         f"\n{shape.name} on {device}: d={shape.d}, n_units={shape.n_units}, k={shape.k}, "
         f"{activation}, {precision}, "
