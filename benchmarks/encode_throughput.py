@@ -16,8 +16,11 @@ encode_sparse + the code store (run first, in a fresh process) against one dense
 matrix: the encoders hold one chunk of pre-activations at a time.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
+`--lane-rows-ab R` adds encode_sparse with R-row lane pieces (the A/B of sae/encoding.py's
+LANE_ROWS), its codes checked equal to the default's.
 Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
      [--activations topk batchtopk jumprelu relu] [--device cuda] [--precision bf16]
+     [--lane-rows-ab 2048]
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +37,7 @@ from roofline import Paired, verdict
 
 import sae_widgets as sw
 from sae_widgets.analysis import CodeStore
-from sae_widgets.sae import cpu_gemm
+from sae_widgets.sae import cpu_gemm, encoding
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
 ENCODE_TARGET = 0.80
@@ -71,6 +76,15 @@ def trained_like(model: SparseAutoencoder, X: torch.Tensor, k: int) -> None:
         model.set_threshold_(cut.clamp_min(1e-6))
 
 
+def with_lane_rows(rows: int, fn: Callable[[], Any]) -> Any:
+    """fn() with encoding's lane pieces of `rows` rows."""
+    default, encoding.LANE_ROWS = encoding.LANE_ROWS, rows
+    try:
+        return fn()
+    finally:
+        encoding.LANE_ROWS = default
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -83,7 +97,10 @@ def run(
     chunk: int,
     device: torch.device,
     precision: str = "fp32",
+    lane_rows_ab: int | None = None,
 ) -> list[tuple[str, float]]:
+    """One shape and activation; lane_rows_ab: encode_sparse again with that many rows per
+    lane piece (sae/encoding.py LANE_ROWS), interleaved, its codes checked equal."""
     d, n_units, k = SHAPES[shape]
     X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
     X = torch.from_numpy(X_np)
@@ -107,6 +124,14 @@ def run(
         paired.time("encode_sparse", lambda: sae.encode_sparse(X_np, chunk_size=chunk), n)
         paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
         paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
+        if lane_rows_ab is not None:
+            ours = sae.encode_sparse(X_np, chunk_size=chunk)
+            theirs = paired.time(
+                f"encode_sparse, {lane_rows_ab}-row pieces",
+                lambda: with_lane_rows(lane_rows_ab, lambda: sae.encode_sparse(X_np, chunk)),
+                n,
+            )
+            assert (ours != theirs).nnz == 0, "codes differ with another piece size"
     print(
         f"\n{shape} {activation} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, "
         f"{precision}, chunk {chunk}, L0 {store.nnz / n:.1f}; "
@@ -146,6 +171,8 @@ def main() -> None:
                         choices=["topk", "batchtopk", "jumprelu", "relu"])  # fmt: skip
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="bf16: mixed precision (GPUs; slow on CPUs)")  # fmt: skip
+    parser.add_argument("--lane-rows-ab", type=int, default=None,
+                        help="also encode_sparse with this many rows per lane piece")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -158,7 +185,16 @@ def main() -> None:
         result
         for shape in args.shapes
         for activation in args.activations
-        for result in run(shape, activation, args.n, args.reps, args.chunk, device, args.precision)
+        for result in run(
+            shape,
+            activation,
+            args.n,
+            args.reps,
+            args.chunk,
+            device,
+            args.precision,
+            args.lane_rows_ab,
+        )
     ]
     elapsed = time.perf_counter() - start
     print(f"\nsummary (target >= {ENCODE_TARGET:.2f} of the roofline), {elapsed:.0f} s:")

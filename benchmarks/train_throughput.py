@@ -20,12 +20,14 @@ torch.profiler breakdown of our step, and the cost of the AuxK path (steps with 
 units dead against steps with none). `--epochs-quality` adds SAE.fit with defaults on the
 small shape (the quality figures of the README); `--ab-kernels` steps a third copy of ours
 with torch's backward ops instead of the compiled ones of sae/sparse_grads.py; `--blas-ab`
-one whose lanes multiply with torch's BLAS whatever sae/cpu_gemm.py chose;
+one whose lanes multiply with torch's BLAS whatever sae/cpu_gemm.py chose; `--piece-rows-ab R`
+one whose lanes cut the batch into R-row pieces (sae/lanes.py PIECE_ROWS);
 `--compile-reference` steps a copy of the reference with its loss under torch.compile.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
      [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels] [--blas-ab]
+     [--piece-rows-ab 256]
      [--compile-reference] [--device cuda] [--precision bf16]
 """
 
@@ -45,7 +47,7 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
-from sae_widgets.sae import cpu_gemm, sparse_grads
+from sae_widgets.sae import cpu_gemm, lanes, sparse_grads
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -169,6 +171,15 @@ def with_torch_blas(fn: Callable[[], Any]) -> Any:
         cpu_gemm.FORCED = None
 
 
+def with_piece_rows(rows: int, fn: Callable[[], Any]) -> Any:
+    """fn() with the training lanes cut into pieces of `rows` rows."""
+    default, lanes.PIECE_ROWS = lanes.PIECE_ROWS, rows
+    try:
+        return fn()
+    finally:
+        lanes.PIECE_ROWS = default
+
+
 def torch_backward(fn: Callable[[], Any]) -> Any:
     """fn() with the compiled backward kernels of sae/sparse_grads.py off (torch's ops)."""
     sparse_grads.ENABLED = False
@@ -188,6 +199,7 @@ def compare(
     compile_reference: bool = False,
     device: torch.device | None = None,
     precision: str = "fp32",
+    piece_rows_ab: int | None = None,
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
@@ -195,7 +207,9 @@ def compare(
     compile_reference: a copy of the reference steps with its loss under torch.compile.
     device: where every model trains (the data is generated on the CPU and moved per batch).
     precision "bf16": ours with SAE(precision="bf16")'s bfloat16 encoder matmul, the
-    reference's step under torch.autocast(bfloat16) (a GPU's mixed precision)."""
+    reference's step under torch.autocast(bfloat16) (a GPU's mixed precision).
+    piece_rows_ab: a copy of ours steps with lanes of that many rows (sae/lanes.py PIECE_ROWS).
+    """
     device = device or torch.device("cpu")
     mixed = precision == "bf16"
     ds = sw.datasets.superposition(
@@ -211,11 +225,12 @@ def compare(
             seed=0,
             fresh=True,
         )
-        for _ in range(2 + ab_kernels + blas_ab)
+        for _ in range(2 + ab_kernels + blas_ab + (piece_rows_ab is not None))
     ]
     ours, fixed = trainers[:2]
     plain = trainers[2] if ab_kernels else None  # copies that step only when asked for
-    torch_blas = trainers[-1] if blas_ab else None
+    torch_blas = trainers[2 + ab_kernels] if blas_ab else None
+    other_pieces = trainers[-1] if piece_rows_ab is not None else None
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
@@ -252,6 +267,10 @@ def compare(
         if torch_blas is not None:
             step_blas = lambda x=x, lr=lr, t=torch_blas: t.train_step(x, lr, 0.0)  # noqa: E731
             calls.append((TORCH_BLAS, lambda f=step_blas: with_torch_blas(f)))
+        if other_pieces is not None and piece_rows_ab is not None:
+            step_pieces = lambda x=x, lr=lr, t=other_pieces: t.train_step(x, lr, 0.0)  # noqa: E731
+            pieces = lambda f=step_pieces, r=piece_rows_ab: with_piece_rows(r, f)  # noqa: E731
+            calls.append((f"ours, {piece_rows_ab}-row lane pieces", pieces))
         turn = step % len(calls)  # a rotating order: no copy always comes first or last
         for name, call in calls[turn:] + calls[:turn]:
             paired.time(name, call, BATCH)
@@ -286,6 +305,13 @@ def compare(
         print(
             f"  ours with torch's BLAS in the lanes: {paired.fraction(TORCH_BLAS):.2f} of the "
             f"roofline, {paired.samples_per_s(TORCH_BLAS):,.0f} samples/s"
+        )
+    if other_pieces is not None:
+        name = f"ours, {piece_rows_ab}-row lane pieces"
+        print(
+            f"  {name}: {paired.fraction(name):.2f} of the roofline, "
+            f"{paired.samples_per_s(name):,.0f} samples/s; same weights: "
+            f"{torch.equal(ours.model.W_dec, other_pieces.model.W_dec)}"
         )
     if plain is not None:
         print(
@@ -409,6 +435,8 @@ def main() -> None:
                         help="a copy with torch's backward ops (sparse_grads A/B)")  # fmt: skip
     parser.add_argument("--blas-ab", action="store_true",
                         help="a copy whose lanes use torch's BLAS (cpu_gemm A/B)")  # fmt: skip
+    parser.add_argument("--piece-rows-ab", type=int, default=None,
+                        help="a copy whose lanes cut batches into pieces of this size")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -433,6 +461,7 @@ def main() -> None:
                 args.compile_reference,
                 torch.device(args.device),
                 args.precision,
+                args.piece_rows_ab,
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():

@@ -123,7 +123,9 @@ def test_a_declined_piece_stops_the_lanes_and_restores_threads() -> None:
     assert seen == [0]  # one lane: nothing after the declined piece
     assert torch.get_num_threads() == before and blas_threads() == blas_before
     found = lanes.multiply(a, b, out, lambda rows: rows.start)
-    assert found == [0, 256, 512, 768]  # in row order, whichever lane ran them
+    step = lanes.PIECE_ROWS
+    assert found == list(range(0, 1000, step))  # in row order, whichever lane ran them
+    assert len(found) > 1  # several pieces, so that the order is tested
     torch.testing.assert_close(out, a @ b)
 
 

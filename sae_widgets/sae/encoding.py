@@ -19,11 +19,15 @@ from sae_widgets.sae.sparse_ops import affine_operands, csr_entries
 _T = TypeVar("_T")
 
 
-LANE_ROWS = 2048
-"""Rows a lane multiplies and then selects at once: their pre-activations (2-64 MB) are
-still in cache when the top-k reads them. A whole 8,192-row chunk is not: measured (small
-shape, d=256, 2,048 units), chunk-at-once encoding ran at 0.53-0.57 of the matmul's speed,
-2,048-row pieces at 0.64, and two lanes of pieces, each on one thread, at 0.77-0.81."""
+LANE_ROWS = 1024
+"""Rows a lane multiplies and then selects at once: their pre-activations (8-32 MB) are
+still in cache when the top-k reads them. A whole 8,192-row chunk is not: measured on the
+AMD machine (small shape, d=256, 2,048 units), chunk-at-once encoding ran at 0.53-0.57 of
+the matmul's speed, two lanes of 2,048-row pieces at 0.77-0.81. On the Intel Xeon machine
+(`benchmarks/encode_throughput.py --activations topk batchtopk --lane-rows-ab 2048`, the
+same codes): encode_sparse at 0.90 / 0.86 of the roofline against 0.87 / 0.81 with 2,048-row
+pieces on the large shape (d=512, 8,192 units, TopK / BatchTopK), 0.79 / 0.79 against
+0.77 / 0.85 on the small one (noise of a few hundredths between runs)."""
 MIN_LANE_ROWS = 128
 """Fewest rows that get a lane of their own (a smaller chunk runs on fewer threads)."""
 
