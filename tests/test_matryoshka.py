@@ -12,7 +12,7 @@ import sae_widgets as sw
 from sae_widgets.analysis.absorption import feature_absorption
 from sae_widgets.analysis.prefix import prefix_metrics, prefix_reconstruction
 from sae_widgets.sae.estimator import SAE
-from sae_widgets.sae.forward import fvu_of
+from sae_widgets.sae.fvu import fvu_of
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
 

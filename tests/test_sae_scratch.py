@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from sae_widgets.sae import scratch
+from sae_widgets.sae import lanes, scratch
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.sparse_ops import affine_operands
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -71,7 +71,8 @@ def test_trainer_steps_reuse_the_preacts_and_train_as_without() -> None:
             else:
                 trainer._train_step(X[step * 64 : (step + 1) * 64], 1e-3, 0.0)
         results.append(model.W_dec.detach().clone())
-        if reuse:
-            assert trainer.buffers["preacts"].shape == (64, 128)
+        if reuse:  # each lane's piece, not the batch's (B, n_units) pre-activations
+            assert "preacts" not in trainer.buffers
+            assert trainer.buffers["lane 0 preacts"].shape == (lanes.PIECE_ROWS, 128)
             assert trainer.buffers["affine input"].shape == (64, 24)
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)

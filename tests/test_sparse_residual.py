@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sae_widgets.sae import sparse_grads, sparse_kernels, sparse_residual
-from sae_widgets.sae.forward import fvu_of
+from sae_widgets.sae.fvu import fvu_of
 from sae_widgets.sae.sparse_ops import SparseCodes, decode_sparse
 
 pytestmark = pytest.mark.skipif(

@@ -11,20 +11,20 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from sae_widgets.sae import distributed, sparse_kernels, sparse_residual
+from sae_widgets.sae import distributed, sparse_kernels, sparse_residual, topk_selection
+from sae_widgets.sae.auxk import aux_fvu_of, aux_units
+from sae_widgets.sae.fvu import fvu_of
 from sae_widgets.sae.sparse_ops import (
     SparseCodes,
     affine_preacts,
     batch_topk_units,
     decode_sparse,
     gathered_preacts,
-    preacts_topk,
 )
 from sae_widgets.sae.sparse_ops_jumprelu import jumprelu, step_count
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
@@ -92,49 +92,6 @@ def forward_of(spec: ActivationSpec) -> Forward:
     module_name, _, attribute = spec.forward.partition(":")
     forward: Forward = getattr(importlib.import_module(module_name), attribute)
     return forward
-
-
-def fvu_of(x_BD: Tensor, x_hat_BD: Tensor) -> tuple[Tensor, Tensor]:
-    """(fvu, total variance) of a batch; the variance is guarded for near-constant batches, and
-    a one-row batch (no variance at all) is measured against the row's squared norm.
-    In data-parallel training the batch is the global one (see `sae.distributed`)."""
-    if distributed.is_global():
-        return distributed.global_fvu(x_BD, x_hat_BD)
-    # one fused pass each (a chain of sub / pow / sum costs a pass over (B, d) per op)
-    norm_sq = torch.linalg.vector_norm(x_BD.detach()).square()
-    if x_BD.shape[0] == 1:  # one row has no variance: relative to its squared norm instead
-        total_var = norm_sq + 1e-30
-    else:
-        total_var = torch.linalg.vector_norm(x_BD - x_BD.mean(0)).square()  # var(0): 3x slower
-        total_var = torch.clamp(total_var, min=1e-8 * norm_sq + 1e-30)
-    return squared_error(x_hat_BD, x_BD) / total_var, total_var
-
-
-class _SquaredError(torch.autograd.Function):
-    """sum((x_hat - x)^2), keeping the difference for the backward: one pass each way
-    (mse_loss squares into a temporary, sums it, and forms the difference again in its
-    backward: 2.2 ms against 1.3 for a (4096, 256) batch, thread CPU time)."""
-
-    @staticmethod
-    def forward(ctx: Any, x_hat_BD: Tensor, x_BD: Tensor) -> Tensor:
-        diff = (x_hat_BD - x_BD).reshape(-1)
-        ctx.save_for_backward(diff)
-        ctx.shape = x_hat_BD.shape
-        return torch.dot(diff, diff)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        (diff,) = ctx.saved_tensors
-        grad_BD = (diff * (2 * grad)).view(ctx.shape)
-        return grad_BD, (-grad_BD if ctx.needs_input_grad[1] else None)
-
-
-def squared_error(x_hat_BD: Tensor, x_BD: Tensor) -> Tensor:
-    """sum((x_hat - x)^2) over a batch (differentiable in both)."""
-    if x_hat_BD.shape != x_BD.shape or x_hat_BD.dtype != x_BD.dtype:
-        return F.mse_loss(x_hat_BD, x_BD, reduction="sum")
-    out: Tensor = _SquaredError.apply(x_hat_BD, x_BD)
-    return out
 
 
 def threshold_gate(model: SparseAutoencoder, pre_BU: Tensor) -> Tensor:
@@ -208,12 +165,15 @@ class JumpReLUForward:
 class Selection(NamedTuple):
     """Which (sample, unit) pairs a sparse step keeps, from grad-free pre-activations."""
 
-    pre_BU: Tensor
+    pre_BU: Tensor | None
+    """All pre-activations; None where the selection kept only `dead_BU`."""
     units: Tensor
     offsets: Tensor
     selected: Tensor | None
     """Pre-activation values at the selection when already known (saves a gather)."""
     batch_threshold: Tensor | None
+    dead_BU: Tensor | None = None
+    """The dead units' pre-activations (AuxK), where the selection kept them apart."""
 
 
 class SparseStep(NamedTuple):
@@ -241,13 +201,15 @@ def sparse_codes(
     return SparseStep(s, SparseCodes(s.units, s.offsets, values, x_BD.shape[0]), xc_BD)
 
 
-def select_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
-    """The k largest of each sample."""
+def select_topk(
+    model: SparseAutoencoder, xc_BD: Tensor, dead_units: Tensor | None = None
+) -> Selection:
+    """The k largest of each sample (and the pre-activations of `dead_units`, for AuxK)."""
     assert model.cfg.k is not None
-    pre_BU, selected, units, offsets = preacts_topk(
-        xc_BD, model.W_enc, model.b_enc, model.cfg.k, dtype=model.matmul_dtype
+    top = topk_selection.select(
+        xc_BD, model.W_enc, model.b_enc, model.cfg.k, dead_units, model.matmul_dtype
     )
-    return Selection(pre_BU, units, offsets, selected, None)
+    return Selection(top.pre_BU, top.units, top.offsets, top.values, None, top.dead_BU)
 
 
 def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
@@ -305,50 +267,18 @@ def sparse_output(
         fvu, _ = fvu_of(x_BD, x_hat_BD)
     l0 = (codes.values > 0).sum().float().detach() / x_BD.shape[0]
     aux_fvu = fvu.new_zeros(())
-    if dead_mask is not None and model.training and bool(dead_mask.any()):
-        aux_fvu = aux_fvu_of(
-            model, x_BD, step.xc_BD, x_hat_BD, step.selection.pre_BU, dead_mask, k_aux
-        )
+    dead_units = aux_units(model, dead_mask)
+    if dead_units is not None:
+        selection = step.selection
+        if selection.dead_BU is not None:
+            dead_BU = selection.dead_BU
+        else:
+            assert selection.pre_BU is not None, "a selection keeps pre_BU or dead_BU"
+            dead_BU = selection.pre_BU[:, dead_units]
+        aux_fvu = aux_fvu_of(model, x_BD, step.xc_BD, x_hat_BD, dead_units, dead_BU, k_aux)
     zero = fvu.new_zeros(())
     batch_threshold = step.selection.batch_threshold
     return TrainOutput(x_hat_BD, codes, fvu, zero, aux_fvu, l0, batch_threshold, extra_loss)
-
-
-def aux_fvu_of(
-    model: SparseAutoencoder,
-    x_BD: Tensor,
-    xc_BD: Tensor,
-    x_hat_BD: Tensor,
-    pre_BU: Tensor,
-    dead_mask: Tensor,
-    k_aux: int | None,
-) -> Tensor:
-    """AuxK: the top k_aux dead units of each sample reconstruct the main residual."""
-    dead_units = dead_mask.nonzero().squeeze(1)
-    k_aux = min(k_aux or model.cfg.d_in // 2, dead_units.numel())
-    dead_BU = pre_BU[:, dead_units]
-    if k_aux == dead_units.numel():  # every dead unit of every sample: no selection
-        selected, units = dead_BU, dead_units.repeat(x_BD.shape[0])
-    else:
-        selected, units_BK = dead_BU.topk(k_aux, dim=1, sorted=False)
-        units = dead_units[units_BK.reshape(-1)]
-    offsets = torch.arange(0, x_BD.shape[0] * k_aux, k_aux, device=x_BD.device)
-    values = torch.relu(
-        gathered_preacts(
-            pre_BU,
-            units,
-            offsets,
-            xc_BD,
-            model.W_enc,
-            model.b_enc,
-            model.b_dec,
-            selected.reshape(-1),
-        )
-    )
-    residual_BD = (x_BD - x_hat_BD).detach()
-    e_hat_BD = decode_sparse(SparseCodes(units, offsets, values, x_BD.shape[0]), model.W_dec)
-    aux, _ = fvu_of(residual_BD, e_hat_BD)
-    return aux
 
 
 class TopKForward:
@@ -365,7 +295,8 @@ class TopKForward:
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
     ) -> TrainOutput:
-        step = sparse_codes(model, x_BD, select_topk)
+        dead_units = aux_units(model, dead_mask)  # their columns kept apart for AuxK
+        step = sparse_codes(model, x_BD, lambda m, xc: select_topk(m, xc, dead_units))
         x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
         return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
 

@@ -131,17 +131,41 @@ def multiply(
     """out = a @ b in pieces of `PIECE_ROWS` rows, each followed by `then(rows)` on the same
     thread while out[rows] is in cache; the results of `then` in row order (None: `then`
     declined a piece)."""
+    on_piece = None if then is None else (lambda rows, _: then(rows))
+    return _pieces(a, b, lambda _, rows: out[rows], on_piece, threads)
+
+
+def multiply_in_scratch(
+    a: Tensor, b: Tensor, scratch: list[Tensor], then: Callable[[slice, Tensor], _T | None]
+) -> list[_T | None] | None:
+    """As `multiply`, each piece's product written to its lane's `scratch` (PIECE_ROWS rows:
+    one per lane, cache-sized) instead of a whole (rows, columns) output, and handed to
+    `then(rows, product)`, which must copy what it keeps; the results in row order."""
+    return _pieces(
+        a, b, lambda lane, rows: scratch[lane][: rows.stop - rows.start], then, len(scratch)
+    )
+
+
+def _pieces(
+    a: Tensor,
+    b: Tensor,
+    out_for: Callable[[int, slice], Tensor],
+    then: Callable[[slice, Tensor], _T | None] | None,
+    threads: int | None,
+) -> list[_T | None] | None:
+    """Each piece of a's rows multiplied into out_for(lane, rows), then `then` on it."""
     n_rows = a.shape[0]
-    pieces = [slice(lo, lo + PIECE_ROWS) for lo in range(0, n_rows, PIECE_ROWS)]
+    pieces = [slice(lo, min(n_rows, lo + PIECE_ROWS)) for lo in range(0, n_rows, PIECE_ROWS)]
     n_lanes = count(len(pieces), threads)
     blas = blas_for(b, n_lanes)
 
     def work(lane: int, i: int) -> tuple[_T | None] | None:
         rows = pieces[i]
-        cpu_gemm.matmul_into(a[rows], b, out[rows], blas)
+        product = out_for(lane, rows)
+        cpu_gemm.matmul_into(a[rows], b, product, blas)
         if then is None:
             return (None,)
-        found = then(rows)
+        found = then(rows, product)
         return None if found is None else (found,)
 
     with record_function("sae::lanes"):  # named in torch.profiler breakdowns

@@ -333,7 +333,7 @@ class _GatheredPreacts(torch.autograd.Function):
 
 
 def gathered_preacts(
-    pre_BU: Tensor,
+    pre_BU: Tensor | None,
     units: Tensor,
     offsets: Tensor,
     xc_BD: Tensor,
@@ -349,6 +349,7 @@ def gathered_preacts(
     back in the weights' dtype, as does everything after the selection.
     """
     if values is None:
+        assert pre_BU is not None, "the values, or the pre-activations to read them from"
         rows = SparseCodes(units, offsets, units, xc_BD.shape[0]).rows()
         values = pre_BU[rows, units]
     out: Tensor = _GatheredPreacts.apply(

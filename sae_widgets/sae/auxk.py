@@ -1,0 +1,58 @@
+"""AuxK (Gao et al. 2024): the dead units' top k_aux pre-activations of each sample
+reconstruct the main reconstruction's residual, so that dead units get a gradient."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from sae_widgets.sae.fvu import fvu_of
+from sae_widgets.sae.sparse_ops import SparseCodes, decode_sparse, gathered_preacts
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sae_widgets.sae.model import SparseAutoencoder
+
+
+def aux_units(model: SparseAutoencoder, dead_mask: Tensor | None) -> Tensor | None:
+    """The dead units AuxK trains in this step (None: no AuxK term)."""
+    if dead_mask is None or not model.training or not bool(dead_mask.any()):
+        return None
+    return dead_mask.nonzero().squeeze(1)
+
+
+def aux_fvu_of(
+    model: SparseAutoencoder,
+    x_BD: Tensor,
+    xc_BD: Tensor,
+    x_hat_BD: Tensor,
+    dead_units: Tensor,
+    dead_BU: Tensor,
+    k_aux: int | None,
+) -> Tensor:
+    """AuxK: the top k_aux dead units of each sample (their pre-activations dead_BU)
+    reconstruct the main residual."""
+    k_aux = min(k_aux or model.cfg.d_in // 2, dead_units.numel())
+    if k_aux == dead_units.numel():  # every dead unit of every sample: no selection
+        selected, units = dead_BU, dead_units.repeat(x_BD.shape[0])
+    else:
+        selected, units_BK = dead_BU.topk(k_aux, dim=1, sorted=False)
+        units = dead_units[units_BK.reshape(-1)]
+    offsets = torch.arange(0, x_BD.shape[0] * k_aux, k_aux, device=x_BD.device)
+    values = torch.relu(
+        gathered_preacts(
+            None,
+            units,
+            offsets,
+            xc_BD,
+            model.W_enc,
+            model.b_enc,
+            model.b_dec,
+            selected.reshape(-1),
+        )
+    )
+    residual_BD = (x_BD - x_hat_BD).detach()
+    e_hat_BD = decode_sparse(SparseCodes(units, offsets, values, x_BD.shape[0]), model.W_dec)
+    aux, _ = fvu_of(residual_BD, e_hat_BD)
+    return aux
