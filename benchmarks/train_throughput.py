@@ -21,13 +21,14 @@ units dead against steps with none). `--epochs-quality` adds SAE.fit with defaul
 small shape (the quality figures of the README); `--ab-kernels` steps a third copy of ours
 with torch's backward ops instead of the compiled ones of sae/sparse_grads.py; `--blas-ab`
 one whose lanes multiply with torch's BLAS whatever sae/cpu_gemm.py chose; `--piece-rows-ab R`
-one whose lanes cut the batch into R-row pieces (sae/lanes.py PIECE_ROWS);
+one whose lanes cut the batch into R-row pieces (sae/lanes.py PIECE_ROWS); `--whole-preacts-ab`
+one whose TopK step writes the batch's whole pre-activations (before sae/topk_selection.py);
 `--compile-reference` steps a copy of the reference with its loss under torch.compile.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 Run: .venv/bin/python benchmarks/train_throughput.py [--shapes small large]
      [--activations topk batchtopk] [--steps 24] [--epochs-quality 5] [--ab-kernels] [--blas-ab]
-     [--piece-rows-ab 256]
+     [--piece-rows-ab 256] [--whole-preacts-ab]
      [--compile-reference] [--device cuda] [--precision bf16]
 """
 
@@ -47,7 +48,7 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
-from sae_widgets.sae import cpu_gemm, lanes, sparse_grads
+from sae_widgets.sae import cpu_gemm, lanes, sparse_grads, topk_selection
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -59,6 +60,7 @@ FIXED = "ours, torch threads throughout"
 TORCH_BACKWARD = "ours, torch backward ops"
 TORCH_BLAS = "ours, torch's BLAS in the lanes"
 COMPILED = "reference, torch.compile"
+WHOLE = "ours, whole pre-activations"
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,16 @@ def with_piece_rows(rows: int, fn: Callable[[], Any]) -> Any:
         lanes.PIECE_ROWS = default
 
 
+def with_whole_preacts(fn: Callable[[], Any]) -> Any:
+    """fn() with TopK's selection over the whole (B, n_units) pre-activations."""
+    in_lanes = topk_selection._in_lanes
+    topk_selection._in_lanes = lambda *args: None
+    try:
+        return fn()
+    finally:
+        topk_selection._in_lanes = in_lanes
+
+
 def torch_backward(fn: Callable[[], Any]) -> Any:
     """fn() with the compiled backward kernels of sae/sparse_grads.py off (torch's ops)."""
     sparse_grads.ENABLED = False
@@ -200,6 +212,7 @@ def compare(
     device: torch.device | None = None,
     precision: str = "fp32",
     piece_rows_ab: int | None = None,
+    whole_preacts_ab: bool = False,
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
@@ -209,6 +222,8 @@ def compare(
     precision "bf16": ours with SAE(precision="bf16")'s bfloat16 encoder matmul, the
     reference's step under torch.autocast(bfloat16) (a GPU's mixed precision).
     piece_rows_ab: a copy of ours steps with lanes of that many rows (sae/lanes.py PIECE_ROWS).
+    whole_preacts_ab: a copy of ours writes the batch's whole pre-activations (TopK; the path
+    before sae/topk_selection.py's lane scratch).
     """
     device = device or torch.device("cpu")
     mixed = precision == "bf16"
@@ -218,19 +233,22 @@ def compare(
     X, true = torch.from_numpy(ds.X[: steps * BATCH]), ds.true_features
     X_test = torch.from_numpy(ds.X[steps * BATCH :])
     cfg = SAEConfig(d_in=shape.d, n_units=shape.n_units, activation=activation, k=shape.k)
-    trainers = [
-        Trainer(
-            SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)).to(device),
-            TrainConfig(batch_size=BATCH),
-            seed=0,
-            fresh=True,
-        )
-        for _ in range(2 + ab_kernels + blas_ab + (piece_rows_ab is not None))
-    ]
-    ours, fixed = trainers[:2]
-    plain = trainers[2] if ab_kernels else None  # copies that step only when asked for
-    torch_blas = trainers[2 + ab_kernels] if blas_ab else None
-    other_pieces = trainers[-1] if piece_rows_ab is not None else None
+
+    def new_trainer(wanted: bool = True) -> Trainer | None:
+        """A copy of ours (same init and seed), if wanted."""
+        if not wanted:
+            return None
+        model = SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(0)).to(device)
+        return Trainer(model, TrainConfig(batch_size=BATCH), seed=0, fresh=True)
+
+    ours, fixed = new_trainer(), new_trainer()
+    assert ours is not None and fixed is not None
+    plain = new_trainer(ab_kernels)  # copies that step only when asked for
+    torch_blas = new_trainer(blas_ab)
+    other_pieces = new_trainer(piece_rows_ab is not None)
+    whole = new_trainer(whole_preacts_ab)
+    copies = (ours, fixed, plain, torch_blas, other_pieces, whole)
+    trainers = [trainer for trainer in copies if trainer is not None]
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
     batches = [plan.order[plan.bounds[b] : plan.bounds[b + 1]] for b in range(plan.n_batches)]
@@ -271,6 +289,9 @@ def compare(
             step_pieces = lambda x=x, lr=lr, t=other_pieces: t.train_step(x, lr, 0.0)  # noqa: E731
             pieces = lambda f=step_pieces, r=piece_rows_ab: with_piece_rows(r, f)  # noqa: E731
             calls.append((f"ours, {piece_rows_ab}-row lane pieces", pieces))
+        if whole is not None:
+            step_whole = lambda x=x, lr=lr, t=whole: t.train_step(x, lr, 0.0)  # noqa: E731
+            calls.append((WHOLE, lambda f=step_whole: with_whole_preacts(f)))
         turn = step % len(calls)  # a rotating order: no copy always comes first or last
         for name, call in calls[turn:] + calls[:turn]:
             paired.time(name, call, BATCH)
@@ -313,11 +334,18 @@ def compare(
             f"{paired.samples_per_s(name):,.0f} samples/s; same weights: "
             f"{torch.equal(ours.model.W_dec, other_pieces.model.W_dec)}"
         )
+    if whole is not None:
+        print(
+            f"  {WHOLE}: {paired.fraction(WHOLE):.2f} of the roofline, "
+            f"{paired.samples_per_s(WHOLE):,.0f} samples/s; same weights: "
+            f"{torch.equal(ours.model.W_dec, whole.model.W_dec)}"
+        )
     if plain is not None:
+        gap = float((ours.model.W_dec - plain.model.W_dec).detach().abs().max())
         print(
             f"  ours with torch's backward ops (sparse_grads off): "
             f"{paired.fraction(TORCH_BACKWARD):.2f} of the roofline; largest W_dec difference "
-            f"{float((ours.model.W_dec - plain.model.W_dec).abs().max()):.1e} (float rounding, "
+            f"{gap:.1e} (float rounding, "
             "grown by Adam)"
         )
     if twin is not None:
@@ -437,6 +465,8 @@ def main() -> None:
                         help="a copy whose lanes use torch's BLAS (cpu_gemm A/B)")  # fmt: skip
     parser.add_argument("--piece-rows-ab", type=int, default=None,
                         help="a copy whose lanes cut batches into pieces of this size")  # fmt: skip
+    parser.add_argument("--whole-preacts-ab", action="store_true",
+                        help="a copy whose TopK step writes the whole pre-activations")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -462,6 +492,7 @@ def main() -> None:
                 torch.device(args.device),
                 args.precision,
                 args.piece_rows_ab,
+                args.whole_preacts_ab,
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():

@@ -4,11 +4,11 @@ A step needs each row's k largest pre-activations, and AuxK the dead units' colu
 rest of the (B, n_units) matrix (32-128 MiB) is never read again. On CPU each lane
 (sae/lanes.py) multiplies its piece into its own cache-sized scratch, copies out the dead
 units' columns (the same values as the whole matrix's) and selects the piece's top k, so
-the matrix is not streamed to memory on every step. In-process A/B on the 2-core Intel Xeon
-machine (interleaved steps, the same weights): large shape (d=512, 8,192 units, k=32) 150.8
-against 144.7 ms a step, small (d=256, 2,048 units, k=16) 25.2 against 24.7 ms; see
-`benchmarks/train_throughput.py` for the step's figures. Elsewhere (a GPU, no numba) the
-whole matrix, as `sparse_ops.preacts_topk` computes it.
+the matrix is not streamed to memory on every step. On the 2-core Intel Xeon machine
+(`benchmarks/train_throughput.py --activations topk --whole-preacts-ab`, interleaved, the
+same weights): 149,085 against 144,541 samples/s on the small shape (d=256, 2,048 units,
+k=16), 25,947 against 24,851 on the large one (d=512, 8,192 units, k=32). Elsewhere (a
+GPU, no numba) the whole matrix, as `sparse_ops.preacts_topk` computes it.
 """
 
 from __future__ import annotations
