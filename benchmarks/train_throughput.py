@@ -48,7 +48,7 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
-from sae_widgets.sae import cpu_gemm, lanes, sparse_grads, topk_selection
+from sae_widgets.sae import auxk, cpu_gemm, lanes, sparse_grads, topk_selection
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -407,19 +407,35 @@ class CompiledTwin:
 
 
 def aux_cost(ours: Trainer, x: torch.Tensor, paired: Paired, repeats: int) -> None:
-    """Steps with 10% of the units dead (the AuxK path runs) against steps with none."""
+    """Steps with 1% and 10% of the units dead (the AuxK path runs), dense and sparse AuxK
+    (sae/auxk.py), against steps with none."""
     counters = ours.samples_since_fired.clone()
-    n_dead = ours.model.cfg.n_units // 10
+    dense_factor = auxk.DENSE_FACTOR
+    names = {}
     for _ in range(repeats):
         ours.samples_since_fired.zero_()
         paired.time("step, no dead unit", lambda: ours.train_step(x, 1e-4, 0.0), BATCH)
-        ours.samples_since_fired[:n_dead] = ours.cfg.dead_window
-        paired.time("step, 10% dead (AuxK)", lambda: ours.train_step(x, 1e-4, 0.0), BATCH)
+        for percent in (1, 10):
+            for path, factor in (("dense", dense_factor), ("sparse", 0)):
+                n_dead = ours.model.cfg.n_units * percent // 100
+                k_aux = min(ours.cfg.k_aux or x.shape[1] // 2, n_dead)
+                chosen = "dense" if n_dead <= dense_factor * k_aux else "sparse"
+                name = f"{percent}% dead, {path} AuxK" + (" (ours)" if path == chosen else "")
+                names[(percent, path)] = name
+                ours.samples_since_fired.zero_()
+                ours.samples_since_fired[:n_dead] = ours.cfg.dead_window
+                auxk.DENSE_FACTOR = factor
+                try:
+                    paired.time(name, lambda: ours.train_step(x, 1e-4, 0.0), BATCH)
+                finally:
+                    auxk.DENSE_FACTOR = dense_factor
     ours.samples_since_fired.copy_(counters)
-    with_aux = statistics.median(paired.times["step, 10% dead (AuxK)"])
     without = statistics.median(paired.times["step, no dead unit"])
-    print(f"  AuxK path (10% of the units dead): the step takes {with_aux / without:.2f}x "
-          f"one without dead units ({repeats} steps each)")  # fmt: skip
+    parts = [
+        f"{name} {statistics.median(paired.times[name]) / without:.2f}x" for name in names.values()
+    ]
+    print(f"  AuxK: a step against one without dead units ({repeats} steps each): "
+          + ", ".join(parts))  # fmt: skip
 
 
 def run_fit(epochs: int) -> None:
