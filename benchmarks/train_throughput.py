@@ -22,7 +22,8 @@ small shape (the quality figures of the README); `--ab-kernels` steps a third co
 with torch's backward ops instead of the compiled ones of sae/sparse_grads.py; `--blas-ab`
 one whose lanes multiply with torch's BLAS whatever sae/cpu_gemm.py chose; `--piece-rows-ab R`
 one whose lanes cut the batch into R-row pieces (sae/lanes.py PIECE_ROWS); `--whole-preacts-ab`
-one whose TopK step writes the batch's whole pre-activations (before sae/topk_selection.py);
+one whose step writes the batch's whole pre-activations (before sae/topk_selection.py and
+sae/batch_topk_selection.py);
 `--compile-reference` steps a copy of the reference with its loss under torch.compile.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
@@ -48,7 +49,14 @@ from roofline import Paired, breakdown, verdict
 from torch import nn
 
 import sae_widgets as sw
-from sae_widgets.sae import auxk, cpu_gemm, lanes, sparse_grads, topk_selection
+from sae_widgets.sae import (
+    auxk,
+    batch_topk_selection,
+    cpu_gemm,
+    lanes,
+    sparse_grads,
+    topk_selection,
+)
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
@@ -183,13 +191,15 @@ def with_piece_rows(rows: int, fn: Callable[[], Any]) -> Any:
 
 
 def with_whole_preacts(fn: Callable[[], Any]) -> Any:
-    """fn() with TopK's selection over the whole (B, n_units) pre-activations."""
-    in_lanes = topk_selection._in_lanes
+    """fn() with TopK's and BatchTopK's selections over the whole (B, n_units)
+    pre-activations (not in the lanes' scratch)."""
+    in_lanes, applies = topk_selection._in_lanes, batch_topk_selection.applies
     topk_selection._in_lanes = lambda *args: None
+    batch_topk_selection.applies = lambda *args: False
     try:
         return fn()
     finally:
-        topk_selection._in_lanes = in_lanes
+        topk_selection._in_lanes, batch_topk_selection.applies = in_lanes, applies
 
 
 def torch_backward(fn: Callable[[], Any]) -> Any:
@@ -222,8 +232,8 @@ def compare(
     precision "bf16": ours with SAE(precision="bf16")'s bfloat16 encoder matmul, the
     reference's step under torch.autocast(bfloat16) (a GPU's mixed precision).
     piece_rows_ab: a copy of ours steps with lanes of that many rows (sae/lanes.py PIECE_ROWS).
-    whole_preacts_ab: a copy of ours writes the batch's whole pre-activations (TopK; the path
-    before sae/topk_selection.py's lane scratch).
+    whole_preacts_ab: a copy of ours writes the batch's whole pre-activations (the paths
+    before the lanes' scratch of sae/topk_selection.py and sae/batch_topk_selection.py).
     """
     device = device or torch.device("cpu")
     mixed = precision == "bf16"
@@ -482,7 +492,7 @@ def main() -> None:
     parser.add_argument("--piece-rows-ab", type=int, default=None,
                         help="a copy whose lanes cut batches into pieces of this size")  # fmt: skip
     parser.add_argument("--whole-preacts-ab", action="store_true",
-                        help="a copy whose TopK step writes the whole pre-activations")  # fmt: skip
+                        help="a copy whose step writes the whole pre-activations")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
                         help="a copy of the reference under torch.compile")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")

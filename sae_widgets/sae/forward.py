@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from sae_widgets.sae import distributed, sparse_kernels, sparse_residual, topk_selection
+from sae_widgets.sae import (
+    batch_topk_selection,
+    distributed,
+    sparse_kernels,
+    sparse_residual,
+    topk_selection,
+)
 from sae_widgets.sae.auxk import aux_fvu_of, aux_units
 from sae_widgets.sae.fvu import fvu_of
 from sae_widgets.sae.sparse_ops import (
@@ -212,17 +218,32 @@ def select_topk(
     return Selection(top.pre_BU, top.units, top.offsets, top.values, None, top.dead_BU)
 
 
-def select_batch_topk(model: SparseAutoencoder, xc_BD: Tensor) -> Selection:
-    """The k * B largest of a batch in training; the running threshold at inference."""
+def select_batch_topk(
+    model: SparseAutoencoder, xc_BD: Tensor, dead_units: Tensor | None = None
+) -> Selection:
+    """The k * B largest of a batch in training (and the pre-activations of `dead_units`,
+    for AuxK); the running threshold at inference."""
     assert model.cfg.k is not None
+    n_keep = model.cfg.k * xc_BD.shape[0]
+    in_lanes = model.training and batch_topk_selection.applies(xc_BD, model.W_enc, n_keep)
+    if in_lanes:  # above a cut-off guessed from the previous step, in the matmul's lanes
+        found = batch_topk_selection.select(
+            model, xc_BD, model.W_enc, model.b_enc, n_keep, dead_units
+        )
+        if found is not None:
+            (units, offsets, cutoff, values), dead_BU = found
+            return Selection(None, units, offsets, values, cutoff, dead_BU)
     with torch.no_grad():
         pre_BU = affine_preacts(xc_BD, model.W_enc, model.b_enc, model.matmul_dtype)
         if model.training:
+            if in_lanes:
+                batch_topk_selection.remember(model, pre_BU, n_keep)
             if not distributed.is_global() and sparse_kernels.available(pre_BU):
                 with matmul_threads():  # one pass over the batch: all threads, as top-k
-                    found = sparse_kernels.batch_topk(pre_BU, model.cfg.k * xc_BD.shape[0])
-                if found is not None:  # its values too: no gather from pre_BU
-                    return Selection(pre_BU, found[0], found[1], found[3], found[2])
+                    kernel_found = sparse_kernels.batch_topk(pre_BU, n_keep)
+                if kernel_found is not None:  # its values too: no gather from pre_BU
+                    units, offsets, cutoff, values = kernel_found
+                    return Selection(pre_BU, units, offsets, values, cutoff)
             select = distributed.global_batch_topk if distributed.is_global() else batch_topk_units
             units, offsets, batch_threshold = select(pre_BU, model.cfg.k)
             batch_threshold = batch_threshold.to(xc_BD.dtype)  # from a bfloat16 matmul too
@@ -272,9 +293,13 @@ def sparse_output(
         selection = step.selection
         if selection.dead_BU is not None:
             dead_BU = selection.dead_BU
-        else:
-            assert selection.pre_BU is not None, "a selection keeps pre_BU or dead_BU"
+        elif selection.pre_BU is not None:
             dead_BU = selection.pre_BU[:, dead_units]
+        else:  # a selection that kept neither: those columns again
+            with torch.no_grad():
+                dead_BU = torch.addmm(
+                    model.b_enc[dead_units], step.xc_BD, model.W_enc[:, dead_units]
+                )
         aux_fvu = aux_fvu_of(model, x_BD, step.xc_BD, x_hat_BD, dead_units, dead_BU, k_aux)
     zero = fvu.new_zeros(())
     batch_threshold = step.selection.batch_threshold
@@ -314,7 +339,8 @@ class BatchTopKForward:
     def train(
         self, model: SparseAutoencoder, x_BD: Tensor, dead_mask: Tensor | None, k_aux: int | None
     ) -> TrainOutput:
-        step = sparse_codes(model, x_BD, select_batch_topk)
+        dead_units = aux_units(model, dead_mask)  # their columns kept apart for AuxK
+        step = sparse_codes(model, x_BD, lambda m, xc: select_batch_topk(m, xc, dead_units))
         x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
         return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
 

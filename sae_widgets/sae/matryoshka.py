@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sae_widgets.sae.auxk import aux_units
 from sae_widgets.sae.forward import (
     TrainOutput,
     fvu_of,
@@ -73,7 +74,8 @@ class MatryoshkaBatchTopKForward:
     ) -> TrainOutput:
         sizes = model.cfg.prefix_sizes
         assert sizes is not None
-        step = sparse_codes(model, x_BD, select_batch_topk)
+        dead_units = aux_units(model, dead_mask)  # their columns kept apart for AuxK
+        step = sparse_codes(model, x_BD, lambda m, xc: select_batch_topk(m, xc, dead_units))
         decoded_PBD = prefix_decodes(step.codes, model.W_dec, model.b_dec, sizes)
         extra = None
         if len(sizes) > 1:  # the inner prefixes' FVU, over the batch variance computed once

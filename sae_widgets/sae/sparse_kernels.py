@@ -187,15 +187,11 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Ten
     if kernels is None or not pre_BU.is_contiguous() or not 0 < n_keep < total:
         return None
     pre = pre_BU.detach().numpy()
-    step = max(1, n_rows // SAMPLE_ROWS)
-    sample = pre[::step].reshape(-1)
-    fraction = n_keep / total
     for margin in (MARGIN, 4 * MARGIN):
-        rank = min(sample.size, math.ceil(margin * fraction * sample.size) + 8)
-        guess = np.partition(sample, sample.size - rank)[sample.size - rank]
-        if not math.isfinite(float(guess)):
+        guess = sample_guess(pre, n_keep, margin)
+        if guess is None:
             return None
-        cap = min(total, max(2 * n_keep, math.ceil(3 * margin * n_keep)))
+        cap = min(total, collect_cap(n_keep, margin))
         values = np.empty(cap, pre.dtype)
         flat = np.empty(cap, np.int64)
         with record_function("sae::batch_topk"):
@@ -208,7 +204,32 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Ten
             return None
     else:
         return None
-    values, flat = values[:count], flat[:count]
+    return select_collected(values[:count], flat[:count], n_keep, n_rows, n_units)
+
+
+def sample_guess(pre: np.ndarray, n_keep: int, margin: float = MARGIN) -> Any | None:
+    """A cut-off that about `margin` * n_keep values of `pre` reach, from a sample of its
+    rows; None where it is not finite."""
+    n_rows = pre.shape[0]
+    sample = pre[:: max(1, n_rows // SAMPLE_ROWS)].reshape(-1)
+    rank = min(sample.size, math.ceil(margin * n_keep / pre.size * sample.size) + 8)
+    guess = np.partition(sample, sample.size - rank)[sample.size - rank]
+    return guess if math.isfinite(float(guess)) else None
+
+
+def collect_cap(n_keep: int, margin: float = MARGIN) -> int:
+    """How many values a collection above a guess of `margin` may hold before it is
+    refused (too low a guess: the selection among them would cost more than a new one)."""
+    return max(2 * n_keep, math.ceil(3 * margin * n_keep))
+
+
+def select_collected(
+    values: np.ndarray, flat: np.ndarray, n_keep: int, n_rows: int, n_units: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`batch_topk`'s result from the values collected above a cut-off (at least n_keep of
+    them, row-major, with their flat positions): the n_keep largest, ties at the cut-off
+    taken in row-major order."""
+    count = values.shape[0]
     cutoff = np.partition(values, count - n_keep)[count - n_keep]
     keep = values > cutoff
     ties = np.flatnonzero(values == cutoff)  # ties at the cut-off: the first ones, row-major
@@ -219,7 +240,7 @@ def batch_topk(pre_BU: Tensor, n_keep: int) -> tuple[Tensor, Tensor, Tensor, Ten
     return (
         torch.from_numpy(flat % n_units),
         torch.from_numpy(offsets.astype(np.int64)),
-        torch.tensor(cutoff, dtype=pre_BU.dtype),
+        torch.tensor(cutoff, dtype=torch.from_numpy(values[:0]).dtype),
         torch.from_numpy(values[keep]),
     )
 

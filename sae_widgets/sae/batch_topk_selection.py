@@ -1,0 +1,128 @@
+"""BatchTopK's selection in a training step: the values above a cut-off guessed from the
+previous step, collected in the lanes (sae/lanes.py) while each piece is in cache.
+
+`sparse_kernels.batch_topk` needs the batch's whole (B, n_units) pre-activations (32-128
+MiB), read back from memory twice: for a sample that guesses a cut-off, and to collect the
+values above it. Here the guess comes first: the value that ranked `MARGIN` * k * B among
+the previous step's collected values (of the same model). Each lane multiplies its piece
+into its own cache-sized scratch, copies out the dead units' columns (AuxK) and collects
+the piece's values above the guess; the selection among the collected values is exact
+whatever the guess, so the result has the same bits as `batch_topk`'s. A guess that kept
+too few or too many values (the distribution moved) runs the whole-matrix path instead,
+which guesses afresh from a sample. On the 2-core Intel Xeon machine
+(`benchmarks/train_throughput.py --whole-preacts-ab`, interleaved, the same weights):
+124,808 against 114,510 samples/s on the small shape (d=256, 2,048 units, k=16), 26,748
+against 22,813 on the large one (d=512, 8,192 units, k=32).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sae_widgets.sae import device_paths, distributed, lanes, scratch, sparse_kernels
+from sae_widgets.sae.sparse_ops import affine_operands
+from sae_widgets.sae.sparse_ops_threads import matmul_threads
+
+MARGIN = sparse_kernels.MARGIN
+"""The next guess keeps about this many times k * B values."""
+PIECE_SLACK = 2.0
+"""A piece's buffers hold this many times its share of the batch's cap (rows differ)."""
+Found = tuple[Tensor, Tensor, Tensor, Tensor]
+"""(units, offsets, cut-off, values), as `sparse_kernels.batch_topk` returns them."""
+
+_guesses: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+"""Per model (held weakly): the cut-off guess for its next training step."""
+
+
+def applies(xc_BD: Tensor, W_enc: Tensor, n_keep: int) -> bool:
+    """Whether the lanes' selection applies: the CPU kernels on float32/64 inputs of one
+    dtype, one process (a data-parallel step selects over the global batch), a proper
+    subset of the batch's values kept."""
+    return (
+        not distributed.is_global()
+        and device_paths.cpu_kernels(xc_BD)
+        and sparse_kernels.available(W_enc.detach())
+        and xc_BD.dtype == W_enc.dtype
+        and 0 < n_keep < xc_BD.shape[0] * W_enc.shape[1]
+    )
+
+
+def select(
+    owner: Any,
+    xc_BD: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    n_keep: int,
+    dead_units: Tensor | None,
+) -> tuple[Found, Tensor | None] | None:
+    """The batch's n_keep largest of xc @ W_enc + b_enc and `dead_units`' columns, for
+    `owner`'s step; None where the guess missed or none is known yet (the caller runs the
+    whole-matrix path and then `remember`s a guess from it)."""
+    guess = _guesses.get(owner)
+    if guess is None:
+        return None
+    n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
+    total_cap = sparse_kernels.collect_cap(n_keep)
+    share = math.ceil(PIECE_SLACK * total_cap * lanes.PIECE_ROWS / n_rows) + 64
+    cap = min(share, lanes.PIECE_ROWS * n_units)
+    kernel = sparse_kernels._kernels()
+    assert kernel is not None  # `applies` checked
+    with torch.no_grad():
+        xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
+        dead_BU = None
+        if dead_units is not None:
+            dead_BU = scratch.buffer("dead preacts", (n_rows, dead_units.numel()), xa_BD)
+        with matmul_threads():  # all threads, as one lane each
+            n_lanes = lanes.count(-(-n_rows // lanes.PIECE_ROWS))
+            pieces = [
+                scratch.buffer(f"lane {lane} preacts", (lanes.PIECE_ROWS, n_units), xa_BD)
+                for lane in range(n_lanes)
+            ]
+
+            def collect(rows: slice, pre: Tensor) -> tuple[np.ndarray, np.ndarray, int] | None:
+                if dead_BU is not None and dead_units is not None:
+                    torch.index_select(pre, 1, dead_units, out=dead_BU[rows])
+                values, flat = np.empty(cap, pre.numpy().dtype), np.empty(cap, np.int64)
+                cut = pre.numpy().dtype.type(guess)  # the kernel's compiled signature
+                count: int = kernel["above"](pre.numpy(), cut, values, flat)
+                return None if count < 0 else (values, flat + rows.start * n_units, count)
+
+            parts = lanes.multiply_in_scratch(xa_BD, Wa_DU, pieces, collect)
+    if parts is None or any(part is None for part in parts):
+        return None  # NaN: the whole-matrix path decides
+    counts = [part[2] for part in parts if part is not None]
+    if not n_keep <= sum(counts) <= total_cap or max(counts) > cap:
+        return None
+    values = np.concatenate([part[0][: part[2]] for part in parts if part is not None])
+    flat = np.concatenate([part[1][: part[2]] for part in parts if part is not None])
+    found = sparse_kernels.select_collected(values, flat, n_keep, n_rows, n_units)
+    _guesses[owner] = _next_guess(values, n_keep, guess)
+    return found, dead_BU
+
+
+def remember(owner: Any, pre_BU: Tensor, n_keep: int) -> None:
+    """A guess for `owner`'s next step from a sample of this step's pre-activations."""
+    guess = sparse_kernels.sample_guess(pre_BU.detach().numpy(), n_keep)
+    if guess is None:
+        _guesses.pop(owner, None)
+    else:
+        _guesses[owner] = float(guess)
+
+
+def _next_guess(values: np.ndarray, n_keep: int, guess: float) -> float:
+    """The value ranked MARGIN * n_keep among this step's collected values (all >= guess);
+    where fewer were collected, that rank's value extrapolated below the guess (the values
+    between the cut-off and the guess, spread evenly over their ranks)."""
+    rank, count = math.ceil(MARGIN * n_keep), values.shape[0]
+    if count >= rank:
+        return float(np.partition(values, count - rank)[count - rank])
+    # fewer: below the guess, extrapolated from the ranks of the cut-off and the guess
+    cutoff = float(np.partition(values, count - n_keep)[count - n_keep])
+    below_per_rank = (cutoff - float(guess)) / max(1, count - n_keep)
+    return float(guess) - below_per_rank * (rank - count)
