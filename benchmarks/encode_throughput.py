@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
-from roofline import Paired, verdict
+from roofline import Paired, under, verdict
 
 import sae_widgets as sw
 from sae_widgets.analysis import CodeStore
@@ -74,15 +72,6 @@ def trained_like(model: SparseAutoencoder, X: torch.Tensor, k: int) -> None:
         pre = model.preacts(X[:4096])
         cut = torch.quantile(pre, 1 - k / model.cfg.n_units, dim=0)
         model.set_threshold_(cut.clamp_min(1e-6))
-
-
-def with_lane_rows(rows: int, fn: Callable[[], Any]) -> Any:
-    """fn() with encoding's lane pieces of `rows` rows."""
-    default, encoding.LANE_ROWS = encoding.LANE_ROWS, rows
-    try:
-        return fn()
-    finally:
-        encoding.LANE_ROWS = default
 
 
 def peak_rss_mb() -> float:
@@ -128,7 +117,9 @@ def run(
             ours = sae.encode_sparse(X_np, chunk_size=chunk)
             theirs = paired.time(
                 f"encode_sparse, {lane_rows_ab}-row pieces",
-                lambda: with_lane_rows(lane_rows_ab, lambda: sae.encode_sparse(X_np, chunk)),
+                lambda: under(
+                    lambda: sae.encode_sparse(X_np, chunk), (encoding, "LANE_ROWS", lane_rows_ab)
+                ),
                 n,
             )
             assert (ours != theirs).nnz == 0, "codes differ with another piece size"

@@ -9,11 +9,13 @@ reported is the median over repetitions of the per-repetition ratio.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -117,6 +119,15 @@ def lane_matmul_seconds(batch: int, d: int, n_units: int, blas: str) -> Callable
 
     timed()  # warm-up
     return timed
+
+
+def under(fn: Callable[[], Any], *settings: tuple[object, str, Any]) -> Any:
+    """fn() with each (module, attribute, value) of `settings` in place, restored after (the
+    benchmarks' in-process A/Bs of one choice against another)."""
+    with contextlib.ExitStack() as stack:
+        for owner, name, value in settings:
+            stack.enter_context(mock.patch.object(owner, name, value))
+        return fn()
 
 
 class Paired:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from roofline import Paired, breakdown, verdict
+from roofline import Paired, breakdown, under, verdict
 from torch import nn
 
 import sae_widgets as sw
@@ -69,6 +69,13 @@ TORCH_BACKWARD = "ours, torch backward ops"
 TORCH_BLAS = "ours, torch's BLAS in the lanes"
 COMPILED = "reference, torch.compile"
 WHOLE = "ours, whole pre-activations"
+# the settings of the in-process A/B copies (roofline.under)
+TORCH_BACKWARD_OPS = ((sparse_grads, "ENABLED", False),)
+TORCH_BLAS_LANES = ((cpu_gemm, "FORCED", "torch"),)
+WHOLE_PATHS = (  # the selections over the whole (B, n_units) pre-activations
+    (topk_selection, "_in_lanes", lambda *args: None),
+    (batch_topk_selection, "applies", lambda *args: False),
+)
 
 
 @dataclass(frozen=True)
@@ -172,45 +179,6 @@ def line(name: str, samples_per_s: float, q: dict[str, float], mmcs: float) -> N
     )
 
 
-def with_torch_blas(fn: Callable[[], Any]) -> Any:
-    """fn() with the lanes multiplying with torch's BLAS (sae/cpu_gemm.py's choice off)."""
-    cpu_gemm.FORCED = "torch"
-    try:
-        return fn()
-    finally:
-        cpu_gemm.FORCED = None
-
-
-def with_piece_rows(rows: int, fn: Callable[[], Any]) -> Any:
-    """fn() with the training lanes cut into pieces of `rows` rows."""
-    default, lanes.PIECE_ROWS = lanes.PIECE_ROWS, rows
-    try:
-        return fn()
-    finally:
-        lanes.PIECE_ROWS = default
-
-
-def with_whole_preacts(fn: Callable[[], Any]) -> Any:
-    """fn() with TopK's and BatchTopK's selections over the whole (B, n_units)
-    pre-activations (not in the lanes' scratch)."""
-    in_lanes, applies = topk_selection._in_lanes, batch_topk_selection.applies
-    topk_selection._in_lanes = lambda *args: None
-    batch_topk_selection.applies = lambda *args: False
-    try:
-        return fn()
-    finally:
-        topk_selection._in_lanes, batch_topk_selection.applies = in_lanes, applies
-
-
-def torch_backward(fn: Callable[[], Any]) -> Any:
-    """fn() with the compiled backward kernels of sae/sparse_grads.py off (torch's ops)."""
-    sparse_grads.ENABLED = False
-    try:
-        return fn()
-    finally:
-        sparse_grads.ENABLED = True
-
-
 def compare(
     shape: Shape,
     activation: str,
@@ -291,17 +259,18 @@ def compare(
         ]
         if plain is not None:
             step_plain = lambda x=x, lr=lr, t=plain: t.train_step(x, lr, 0.0)  # noqa: E731
-            calls.append((TORCH_BACKWARD, lambda f=step_plain: torch_backward(f)))
+            calls.append((TORCH_BACKWARD, lambda f=step_plain: under(f, *TORCH_BACKWARD_OPS)))
         if torch_blas is not None:
             step_blas = lambda x=x, lr=lr, t=torch_blas: t.train_step(x, lr, 0.0)  # noqa: E731
-            calls.append((TORCH_BLAS, lambda f=step_blas: with_torch_blas(f)))
+            calls.append((TORCH_BLAS, lambda f=step_blas: under(f, *TORCH_BLAS_LANES)))
         if other_pieces is not None and piece_rows_ab is not None:
             step_pieces = lambda x=x, lr=lr, t=other_pieces: t.train_step(x, lr, 0.0)  # noqa: E731
-            pieces = lambda f=step_pieces, r=piece_rows_ab: with_piece_rows(r, f)  # noqa: E731
+            rows = (lanes, "PIECE_ROWS", piece_rows_ab)
+            pieces = lambda f=step_pieces, rows=rows: under(f, rows)  # noqa: E731
             calls.append((f"ours, {piece_rows_ab}-row lane pieces", pieces))
         if whole is not None:
             step_whole = lambda x=x, lr=lr, t=whole: t.train_step(x, lr, 0.0)  # noqa: E731
-            calls.append((WHOLE, lambda f=step_whole: with_whole_preacts(f)))
+            calls.append((WHOLE, lambda f=step_whole: under(f, *WHOLE_PATHS)))
         turn = step % len(calls)  # a rotating order: no copy always comes first or last
         for name, call in calls[turn:] + calls[:turn]:
             paired.time(name, call, BATCH)

@@ -22,12 +22,9 @@ import weakref
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from sae_widgets.sae import device_paths, distributed, lanes, scratch, sparse_kernels
-from sae_widgets.sae.sparse_ops import affine_operands
-from sae_widgets.sae.sparse_ops_threads import matmul_threads
+from sae_widgets.sae import device_paths, distributed, lanes, sparse_kernels, topk_selection
 
 MARGIN = sparse_kernels.MARGIN
 """The next guess keeps about this many times k * B values."""
@@ -73,27 +70,14 @@ def select(
     cap = min(share, lanes.PIECE_ROWS * n_units)
     kernel = sparse_kernels._kernels()
     assert kernel is not None  # `applies` checked
-    with torch.no_grad():
-        xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
-        dead_BU = None
-        if dead_units is not None:
-            dead_BU = scratch.buffer("dead preacts", (n_rows, dead_units.numel()), xa_BD)
-        with matmul_threads():  # all threads, as one lane each
-            n_lanes = lanes.count(-(-n_rows // lanes.PIECE_ROWS))
-            pieces = [
-                scratch.buffer(f"lane {lane} preacts", (lanes.PIECE_ROWS, n_units), xa_BD)
-                for lane in range(n_lanes)
-            ]
 
-            def collect(rows: slice, pre: Tensor) -> tuple[np.ndarray, np.ndarray, int] | None:
-                if dead_BU is not None and dead_units is not None:
-                    torch.index_select(pre, 1, dead_units, out=dead_BU[rows])
-                values, flat = np.empty(cap, pre.numpy().dtype), np.empty(cap, np.int64)
-                cut = pre.numpy().dtype.type(guess)  # the kernel's compiled signature
-                count: int = kernel["above"](pre.numpy(), cut, values, flat)
-                return None if count < 0 else (values, flat + rows.start * n_units, count)
+    def collect(rows: slice, pre: Tensor) -> tuple[np.ndarray, np.ndarray, int] | None:
+        values, flat = np.empty(cap, pre.numpy().dtype), np.empty(cap, np.int64)
+        cut = pre.numpy().dtype.type(guess)  # the kernel's compiled signature
+        count: int = kernel["above"](pre.numpy(), cut, values, flat)
+        return None if count < 0 else (values, flat + rows.start * n_units, count)
 
-            parts = lanes.multiply_in_scratch(xa_BD, Wa_DU, pieces, collect)
+    parts, dead_BU = topk_selection.in_scratch(xc_BD, W_enc, b_enc, dead_units, collect)
     if parts is None or any(part is None for part in parts):
         return None  # NaN: the whole-matrix path decides
     counts = [part[2] for part in parts if part is not None]

@@ -13,7 +13,8 @@ GPU, no numba) the whole matrix, as `sparse_ops.preacts_topk` computes it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,6 +22,8 @@ from torch import Tensor
 from sae_widgets.sae import device_paths, lanes, scratch, sparse_kernels
 from sae_widgets.sae.sparse_ops import affine_operands, preacts_topk
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
+
+_T = TypeVar("_T")
 
 
 class TopK(NamedTuple):
@@ -58,6 +61,32 @@ def _in_lanes(
     xc_BD: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, dead_units: Tensor | None
 ) -> TopK | None:
     """The lanes' selection; None where the kernel declined a piece (NaN: torch decides)."""
+    n_rows = xc_BD.shape[0]
+    found, dead_BU = in_scratch(
+        xc_BD,
+        W_enc,
+        b_enc,
+        dead_units,
+        lambda rows, pre: sparse_kernels.row_topk(pre, k, threads=1),
+    )
+    if found is None or any(part is None for part in found):
+        return None
+    values = torch.cat([part[0] for part in found if part is not None]).view(-1)
+    units = torch.cat([part[1] for part in found if part is not None]).view(-1)
+    offsets = torch.arange(0, n_rows * k, k)
+    return TopK(None, dead_BU, values, units, offsets)
+
+
+def in_scratch(
+    xc_BD: Tensor,
+    W_enc: Tensor,
+    b_enc: Tensor,
+    dead_units: Tensor | None,
+    then: Callable[[slice, Tensor], _T | None],
+) -> tuple[list[_T | None] | None, Tensor | None]:
+    """(then(rows, pre) of each lane piece in row order, or None where one declined; the
+    dead units' pre-activations, where asked for): the pieces of xc @ W_enc + b_enc in the
+    lanes' scratch (sae/lanes.py), the dead columns copied out of each before `then`."""
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     with torch.no_grad():
         xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
@@ -71,15 +100,9 @@ def _in_lanes(
                 for lane in range(n_lanes)
             ]
 
-            def select_piece(rows: slice, pre: Tensor) -> tuple[Tensor, Tensor] | None:
+            def on_piece(rows: slice, pre: Tensor) -> _T | None:
                 if dead_BU is not None and dead_units is not None:
                     torch.index_select(pre, 1, dead_units, out=dead_BU[rows])
-                return sparse_kernels.row_topk(pre, k, threads=1)
+                return then(rows, pre)
 
-            found = lanes.multiply_in_scratch(xa_BD, Wa_DU, pieces, select_piece)
-    if found is None or any(part is None for part in found):
-        return None
-    values = torch.cat([part[0] for part in found if part is not None]).view(-1)
-    units = torch.cat([part[1] for part in found if part is not None]).view(-1)
-    offsets = torch.arange(0, n_rows * k, k)
-    return TopK(None, dead_BU, values, units, offsets)
+            return lanes.multiply_in_scratch(xa_BD, Wa_DU, pieces, on_piece), dead_BU
