@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_widgets.sae import cpu_gemm, lanes, sparse_ops
+from sae_widgets.sae import cpu_gemm, lanes, topk_selection
 
 
 @pytest.fixture
@@ -88,16 +88,18 @@ def test_lanes_give_the_same_bits_on_any_number_of_threads(blas: str) -> None:
     if blas not in cpu_gemm.candidates(torch.float32):
         pytest.skip("numpy's BLAS cannot be held at one thread here")
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(1000, 48, generator=g)  # 4 pieces, the last one short
+    x = torch.randn(1000, 48, generator=g)  # 2 pieces, the last one short
     W, b = torch.randn(48, 320, generator=g), torch.randn(320, generator=g)
+    every_unit = torch.arange(320)  # the lanes' whole product comes back as "dead" columns
     before, forced = torch.get_num_threads(), cpu_gemm.FORCED
     results = []
     try:
         cpu_gemm.FORCED = blas
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            pre, values, units, offsets = sparse_ops.preacts_topk(x, W, b, 7)
-            results.append((pre.clone(), values, units, offsets))
+            top = topk_selection.select(x, W, b, 7, every_unit)
+            assert top.pre_BU is None and top.dead_BU is not None
+            results.append((top.dead_BU.clone(), top.values, top.units, top.offsets))
     finally:
         torch.set_num_threads(before)
         cpu_gemm.FORCED = forced
@@ -105,28 +107,36 @@ def test_lanes_give_the_same_bits_on_any_number_of_threads(blas: str) -> None:
         assert torch.equal(one, two)
     pre = results[0][0]
     torch.testing.assert_close(pre, x @ W + b, rtol=1e-5, atol=1e-4)
-    top = torch.topk(pre, 7, dim=1).values.sort(dim=1).values
-    assert torch.equal(results[0][1].view(-1, 7).sort(dim=1).values, top)
+    top_values = torch.topk(pre, 7, dim=1).values.sort(dim=1).values
+    assert torch.equal(results[0][1].view(-1, 7).sort(dim=1).values, top_values)
 
 
 def test_a_declined_piece_stops_the_lanes_and_restores_threads() -> None:
     a, b = torch.randn(1000, 8), torch.randn(8, 16)
-    out = torch.empty(1000, 16)
+    scratch = [torch.empty(lanes.PIECE_ROWS, 16) for _ in range(2)]
     before, blas_before = torch.get_num_threads(), blas_threads()
     seen: list[int] = []
 
-    def then(rows: slice) -> int | None:
+    def then(rows: slice, product: torch.Tensor) -> int | None:
         seen.append(rows.start)
         return None if rows.start == 0 else rows.start
 
-    assert lanes.multiply(a, b, out, then, threads=1) is None
+    assert lanes.multiply_in_scratch(a, b, scratch[:1], then) is None
     assert seen == [0]  # one lane: nothing after the declined piece
     assert torch.get_num_threads() == before and blas_threads() == blas_before
-    found = lanes.multiply(a, b, out, lambda rows: rows.start)
-    step = lanes.PIECE_ROWS
-    assert found == list(range(0, 1000, step))  # in row order, whichever lane ran them
-    assert len(found) > 1  # several pieces, so that the order is tested
+    out = torch.empty(1000, 16)
+
+    def keep(rows: slice, product: torch.Tensor) -> int:
+        out[rows] = product
+        return rows.start
+
+    found = lanes.multiply_in_scratch(a, b, scratch, keep)
+    assert found == list(range(0, 1000, lanes.PIECE_ROWS))  # in row order, whichever lane
+    assert found is not None and len(found) > 1  # several pieces, so that the order is tested
     torch.testing.assert_close(out, a @ b)
+    whole = torch.empty(1000, 16)
+    lanes.multiply(a, b, whole)
+    assert torch.equal(whole, out)
 
 
 def test_threads_come_back_after_an_error_in_a_lane() -> None:
@@ -147,9 +157,10 @@ def test_a_nan_row_falls_back_to_torch_with_the_same_selection() -> None:
     x = torch.randn(600, 16, generator=g)
     x[300, 2] = float("nan")
     W, b = torch.randn(16, 64, generator=g), torch.zeros(64)
-    pre, values, _, _ = sparse_ops.preacts_topk(x, W, b, 4)
-    ok = ~torch.isnan(pre).any(dim=1)
+    top = topk_selection.select(x, W, b, 4)
+    assert top.pre_BU is not None  # the lanes declined: the whole-matrix path
+    ok = ~torch.isnan(top.pre_BU).any(dim=1)
     expect = torch.topk(x @ W, 4, dim=1).values.sort(dim=1).values
-    got = values.view(-1, 4).sort(dim=1).values
+    got = top.values.view(-1, 4).sort(dim=1).values
     torch.testing.assert_close(got[ok], expect[ok], rtol=1e-5, atol=1e-5)
-    assert np.isnan(pre[300].numpy()).all()
+    assert np.isnan(top.pre_BU[300].numpy()).all()

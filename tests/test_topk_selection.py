@@ -9,9 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_widgets.sae import sparse_kernels, topk_selection
+from sae_widgets.sae import cpu_gemm, sparse_kernels, topk_selection
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
-from sae_widgets.sae.sparse_ops import preacts_topk
 from sae_widgets.sae.training import TrainConfig, Trainer
 
 pytestmark = pytest.mark.skipif(
@@ -37,10 +36,19 @@ def test_lanes_select_what_the_whole_matrix_does(n_rows: int, n_units: int, d: i
     )
     dead = torch.randperm(n_units, generator=gen)[:n_dead] if n_dead else None
     top = topk_selection.select(x, W, b, k, dead)
-    pre, values, units, offsets = preacts_topk(x, W, b, k)
-    assert top.pre_BU is None  # never the whole matrix on CPU
-    assert torch.equal(top.values, values) and torch.equal(top.units, units)
-    assert torch.equal(top.offsets, offsets)
+    # the lanes' own whole product, as the dead columns of every unit (the same BLAS and
+    # pieces, so the same bits): the selection must be its exact top k
+    whole = topk_selection.select(x, W, b, k, torch.arange(n_units))
+    assert top.pre_BU is None and whole.pre_BU is None  # never the whole matrix on CPU
+    pre = whole.dead_BU
+    assert pre is not None
+    torch.testing.assert_close(pre, x @ W + b, rtol=1e-4, atol=1e-4)
+    expected = sparse_kernels.row_topk(pre.clone(), k)
+    assert expected is not None
+    assert torch.equal(top.values, expected[0].view(-1))
+    assert torch.equal(top.units, expected[1].view(-1))
+    assert torch.equal(top.offsets, torch.arange(0, n_rows * k, k))
+    assert torch.equal(whole.values, top.values) and torch.equal(whole.units, top.units)
     if dead is None:
         assert top.dead_BU is None
     else:
@@ -53,12 +61,19 @@ def test_nan_rows_fall_back_to_the_whole_matrix() -> None:
     W, b = torch.randn(8, 64), torch.zeros(64)
     top = topk_selection.select(x, W, b, 4, torch.tensor([1, 5]))
     assert top.pre_BU is not None and top.dead_BU is not None  # the torch path decided
-    assert top.values.shape == (600 * 4,)
+    torch.testing.assert_close(top.dead_BU, top.pre_BU[:, [1, 5]], rtol=0, atol=0, equal_nan=True)
+    ok = torch.arange(600) != 550
+    expect = torch.topk(x @ W, 4, dim=1).values.sort(dim=1).values
+    got = top.values.view(600, 4).sort(dim=1).values
+    torch.testing.assert_close(got[ok], expect[ok], rtol=1e-5, atol=1e-5)
 
 
 def test_training_with_dead_units_trains_the_same_weights(monkeypatch) -> None:
     X = torch.randn(2048, 24, generator=torch.Generator().manual_seed(0))
     weights = []
+    # torch's BLAS in the lanes too: a 512-row batch is then one call of the same shape on
+    # both paths, so the same bits (numpy's OpenBLAS, where chosen, rounds differently)
+    monkeypatch.setattr(cpu_gemm, "FORCED", "torch")
     for in_lanes in (True, False):
         if not in_lanes:
             monkeypatch.setattr(topk_selection, "_in_lanes", lambda *args: None)

@@ -68,23 +68,18 @@ def select(
     total_cap = sparse_kernels.collect_cap(n_keep)
     share = math.ceil(PIECE_SLACK * total_cap * lanes.PIECE_ROWS / n_rows) + 64
     cap = min(share, lanes.PIECE_ROWS * n_units)
-    kernel = sparse_kernels._kernels()
-    assert kernel is not None  # `applies` checked
 
     def collect(rows: slice, pre: Tensor) -> tuple[np.ndarray, np.ndarray, int] | None:
-        values, flat = np.empty(cap, pre.numpy().dtype), np.empty(cap, np.int64)
-        cut = pre.numpy().dtype.type(guess)  # the kernel's compiled signature
-        count: int = kernel["above"](pre.numpy(), cut, values, flat)
-        return None if count < 0 else (values, flat + rows.start * n_units, count)
+        return sparse_kernels.collect_piece(pre, guess, cap, rows.start)
 
     parts, dead_BU = topk_selection.in_scratch(xc_BD, W_enc, b_enc, dead_units, collect)
-    if parts is None or any(part is None for part in parts):
+    if parts is None:
         return None  # NaN: the whole-matrix path decides
-    counts = [part[2] for part in parts if part is not None]
+    counts = [count for _, _, count in parts]
     if not n_keep <= sum(counts) <= total_cap or max(counts) > cap:
         return None
-    values = np.concatenate([part[0][: part[2]] for part in parts if part is not None])
-    flat = np.concatenate([part[1][: part[2]] for part in parts if part is not None])
+    values = np.concatenate([part_values[:n] for part_values, _, n in parts])
+    flat = np.concatenate([part_flat[:n] for _, part_flat, n in parts])
     found = sparse_kernels.select_collected(values, flat, n_keep, n_rows, n_units)
     _guesses[owner] = _next_guess(values, n_keep, guess)
     return found, dead_BU

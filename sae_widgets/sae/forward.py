@@ -276,19 +276,18 @@ def sparse_output(
     x_BD: Tensor,
     step: SparseStep,
     x_hat_BD: Tensor,
-    dead_mask: Tensor | None,
+    dead_units: Tensor | None,
     k_aux: int | None,
     extra_loss: Tensor | None = None,
     fvu: Tensor | None = None,
 ) -> TrainOutput:
-    """TrainOutput of a sparse step whose reconstruction is `x_hat_BD` (AuxK included);
-    `fvu` when already known."""
+    """TrainOutput of a sparse step whose reconstruction is `x_hat_BD`, with AuxK over
+    `dead_units` (`auxk.aux_units`; None: no AuxK term); `fvu` when already known."""
     codes = step.codes
     if fvu is None:
         fvu, _ = fvu_of(x_BD, x_hat_BD)
     l0 = (codes.values > 0).sum().float().detach() / x_BD.shape[0]
     aux_fvu = fvu.new_zeros(())
-    dead_units = aux_units(model, dead_mask)
     if dead_units is not None:
         selection = step.selection
         if selection.dead_BU is not None:
@@ -323,7 +322,7 @@ class TopKForward:
         dead_units = aux_units(model, dead_mask)  # their columns kept apart for AuxK
         step = sparse_codes(model, x_BD, lambda m, xc: select_topk(m, xc, dead_units))
         x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
-        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_units, k_aux, fvu=fvu)
 
 
 class BatchTopKForward:
@@ -342,7 +341,7 @@ class BatchTopKForward:
         dead_units = aux_units(model, dead_mask)  # their columns kept apart for AuxK
         step = sparse_codes(model, x_BD, lambda m, xc: select_batch_topk(m, xc, dead_units))
         x_hat_BD, fvu = sparse_reconstruction(model, x_BD, step.codes)
-        return sparse_output(model, x_BD, step, x_hat_BD, dead_mask, k_aux, fvu=fvu)
+        return sparse_output(model, x_BD, step, x_hat_BD, dead_units, k_aux, fvu=fvu)
 
 
 RELU = ReLUForward()

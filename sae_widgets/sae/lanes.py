@@ -121,29 +121,22 @@ def blas_for(b: Tensor, n_lanes: int) -> str:
     return cpu_gemm.choose(key, best)
 
 
-def multiply(
-    a: Tensor,
-    b: Tensor,
-    out: Tensor,
-    then: Callable[[slice], _T | None] | None = None,
-    threads: int | None = None,
-) -> list[_T | None] | None:
-    """out = a @ b in pieces of `PIECE_ROWS` rows, each followed by `then(rows)` on the same
-    thread while out[rows] is in cache; the results of `then` in row order (None: `then`
-    declined a piece)."""
-    on_piece = None if then is None else (lambda rows, _: then(rows))
-    return _pieces(a, b, lambda _, rows: out[rows], on_piece, threads)
+def multiply(a: Tensor, b: Tensor, out: Tensor, threads: int | None = None) -> None:
+    """out = a @ b in pieces of `PIECE_ROWS` rows, one lane per thread."""
+    _pieces(a, b, lambda _, rows: out[rows], None, threads)
 
 
 def multiply_in_scratch(
     a: Tensor, b: Tensor, scratch: list[Tensor], then: Callable[[slice, Tensor], _T | None]
-) -> list[_T | None] | None:
-    """As `multiply`, each piece's product written to its lane's `scratch` (PIECE_ROWS rows:
-    one per lane, cache-sized) instead of a whole (rows, columns) output, and handed to
-    `then(rows, product)`, which must copy what it keeps; the results in row order."""
-    return _pieces(
+) -> list[_T] | None:
+    """a @ b in pieces of `PIECE_ROWS` rows, each written to its lane's `scratch` (one per
+    lane, cache-sized) and handed to `then(rows, product)` on the same thread while in
+    cache (`then` copies what it keeps); the results of `then` in row order, or None where
+    it declined a piece (the rest are then not run)."""
+    results = _pieces(
         a, b, lambda lane, rows: scratch[lane][: rows.stop - rows.start], then, len(scratch)
     )
+    return cast(list[_T], results)  # a None from `then` made it None as a whole
 
 
 def _pieces(

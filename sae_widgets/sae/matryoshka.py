@@ -82,7 +82,7 @@ class MatryoshkaBatchTopKForward:
             _, total_var = fvu_of(x_BD, decoded_PBD[-1])
             inner = F.mse_loss(decoded_PBD[:-1], x_BD.expand_as(decoded_PBD[:-1]), reduction="sum")
             extra = inner / total_var
-        return sparse_output(model, x_BD, step, decoded_PBD[-1], dead_mask, k_aux, extra)
+        return sparse_output(model, x_BD, step, decoded_PBD[-1], dead_units, k_aux, extra)
 
 
 MATRYOSHKA_BATCHTOPK = MatryoshkaBatchTopKForward()

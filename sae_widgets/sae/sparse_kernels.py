@@ -245,6 +245,24 @@ def select_collected(
     )
 
 
+def collect_piece(
+    pre_BU: Tensor, cutoff: float, cap: int, first_row: int = 0
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """On the caller's thread: the values >= cutoff of `pre_BU` (row-major) and their flat
+    positions, rows counted from `first_row`, in buffers of `cap` entries, and how many
+    there are (beyond `cap`: too many); None on NaN or inf, or without the kernels."""
+    kernels = _kernels()
+    if kernels is None or not pre_BU.is_contiguous():
+        return None
+    pre = pre_BU.detach().numpy()
+    values, flat = np.empty(cap, pre.dtype), np.empty(cap, np.int64)
+    count: int = kernels["above"](pre, pre.dtype.type(cutoff), values, flat)  # its signature
+    if count < 0:
+        return None
+    flat[: min(count, cap)] += first_row * pre.shape[1]
+    return values, flat, count
+
+
 def _collect_above(
     kernel: Any, pre: np.ndarray, cutoff: Any, values: np.ndarray, flat: np.ndarray
 ) -> int:

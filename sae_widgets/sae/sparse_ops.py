@@ -173,27 +173,15 @@ def preacts_topk(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dense pre-activations and their per-row top-k, without gradients.
 
-    Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)). CPU: one matmul,
-    then the compiled per-row top-k on all threads; without it, row chunks keep each block
-    of pre-activations in cache between the matmul and its torch top-k. Where the torch ops
-    run, `dtype` (bfloat16) is the matmul's and pre's (see `encoder_matmul`); the values
-    are returned in xc's dtype.
+    Returns (pre (B, n_units), values (B*k,), units (B*k,), offsets (B,)): row chunks, each
+    multiplied and then selected while in cache (the compiled top-k on CPU, else torch's).
+    A CPU training step selects in the lanes instead and keeps no whole matrix
+    (sae/topk_selection.py); this is its path elsewhere and where the lanes declined. Where
+    the torch ops run, `dtype` (bfloat16) is the matmul's and pre's (see `encoder_matmul`);
+    the values are returned in xc's dtype.
     """
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     offsets = torch.arange(0, n_rows * k, k, device=xc_BD.device)
-    with torch.no_grad():
-        if _cpu_kernels(xc_BD) and sparse_kernels.available(W_enc.detach()):
-            # lanes (sae/lanes.py): each piece of rows multiplied, then its compiled top-k
-            xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
-            pre_BU = scratch.buffer("preacts", (n_rows, n_units), xa_BD)
-            with matmul_threads():  # all threads, as one lane each
-                found = lanes.multiply(
-                    xa_BD, Wa_DU, pre_BU, lambda rows: sparse_kernels.row_topk(pre_BU[rows], k)
-                )
-            if found is not None:
-                values = torch.cat([part[0] for part in found if part is not None])
-                units = torch.cat([part[1] for part in found if part is not None])
-                return pre_BU, values.view(-1), units.view(-1), offsets
     chunk_rows = chunk_rows or chunk_rows_for(n_units)
     with torch.no_grad():
         cpu = _cpu_kernels(xc_BD)

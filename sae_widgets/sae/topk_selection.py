@@ -69,10 +69,10 @@ def _in_lanes(
         dead_units,
         lambda rows, pre: sparse_kernels.row_topk(pre, k, threads=1),
     )
-    if found is None or any(part is None for part in found):
+    if found is None:
         return None
-    values = torch.cat([part[0] for part in found if part is not None]).view(-1)
-    units = torch.cat([part[1] for part in found if part is not None]).view(-1)
+    values = torch.cat([part[0] for part in found]).view(-1)
+    units = torch.cat([part[1] for part in found]).view(-1)
     offsets = torch.arange(0, n_rows * k, k)
     return TopK(None, dead_BU, values, units, offsets)
 
@@ -83,7 +83,7 @@ def in_scratch(
     b_enc: Tensor,
     dead_units: Tensor | None,
     then: Callable[[slice, Tensor], _T | None],
-) -> tuple[list[_T | None] | None, Tensor | None]:
+) -> tuple[list[_T] | None, Tensor | None]:
     """(then(rows, pre) of each lane piece in row order, or None where one declined; the
     dead units' pre-activations, where asked for): the pieces of xc @ W_enc + b_enc in the
     lanes' scratch (sae/lanes.py), the dead columns copied out of each before `then`."""
