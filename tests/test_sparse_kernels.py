@@ -309,3 +309,33 @@ def test_fresh_output_falls_back_to_torch_where_numpy_or_the_kernel_cannot(monke
     monkeypatch.setattr(mmap, "mmap", refused)
     plain = encoding.fresh_output((64, 32), torch.zeros(1))
     assert plain.dtype == torch.float32 and plain.shape == (64, 32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.sampled_from([-2.0, 0.0, 0.5, 3.0]) | st.floats(-9, 9), min_size=1),
+    k_fraction=st.floats(0.0, 1.0),
+)
+def test_kth_largest_by_quickselect_and_by_kept_buffer(values: list[float], k_fraction) -> None:
+    """Both ways of ranking a row's group maxima (chosen by k) give the exact k-th largest,
+    ties included."""
+    kernels = pytest.importorskip("sae_widgets.sae._numba_kernels")
+    a = np.array(values, np.float32)
+    k = max(1, round(k_fraction * a.size))
+    expected = np.sort(a)[::-1][k - 1]
+    assert kernels._kth_largest(a.copy(), a.size, k) == expected
+    assert kernels._kth_largest_kept(a.copy(), k, np.empty(k, np.float32)) == expected
+
+
+@pytest.mark.parametrize(("n_units", "k"), [(8192, 32), (4096, 48), (2048, 17)])
+def test_row_topk_with_k_above_the_kept_buffer_limit(n_units: int, k: int) -> None:
+    """k past KEPT_K ranks the group maxima by quickselect: still the exact top k, ties
+    to the lowest units."""
+    pre = (torch.randn(64, n_units, generator=gen(k)) * 3).round()  # ties at every rank
+    result = sparse_kernels.row_topk(pre, k)
+    assert result is not None
+    values, units = result
+    for row, row_values, row_units in zip(pre, values, units, strict=True):
+        order = sorted(range(n_units), key=lambda j: (-float(row[j]), j))[:k]
+        assert torch.equal(row_units, torch.tensor(sorted(order)))
+        assert torch.equal(row_values, row[row_units])
