@@ -42,14 +42,24 @@ def test_serial_small_ops_train_the_same_bits(activation: str) -> None:
 
 def test_step_threads_use_the_faster_mode_and_retry_the_other() -> None:
     threads = StepThreads(torch.device("cpu"), sparse=True)
-    assert threads.choose() == "parallel"  # each mode is timed first
-    threads.times["parallel"].extend([0.3, 0.3])
+    assert threads.choose() == "parallel"  # each mode is timed first, in turn
+    threads.times["parallel"].append(0.3)
     assert threads.choose() == "serial"
-    threads.times["serial"].extend([0.1, 0.1])
+    threads.times["serial"].append(0.1)
+    assert threads.choose() == "parallel"
+    threads.times["parallel"].append(0.3)
+    assert threads.choose() == "serial"
+    threads.times["serial"].append(0.1)
     threads.steps = 1
     assert threads.choose() == "serial"
-    threads.steps = RETRY
+    threads.steps = RETRY  # the slower one again, judged on fresh steps alone
     assert threads.choose() == "parallel"
+    assert not threads.times["parallel"]
+    threads.steps += 1
+    threads.times["parallel"].append(0.05)
+    assert threads.choose() == "parallel"  # a second fresh step before any verdict
+    threads.times["parallel"].append(0.05)
+    assert threads.choose() == "parallel"  # now the faster
     assert not StepThreads(torch.device("meta"), sparse=True).enabled
     assert not StepThreads(torch.device("cpu"), sparse=False).enabled
 

@@ -79,12 +79,19 @@ class StepThreads:
         """Steps run in each mode."""
 
     def choose(self) -> str:
-        """The mode of the next step."""
-        untried = [mode for mode, times in self.times.items() if len(times) < 2]
-        if untried:
-            return untried[0]
+        """The mode of the next step: while either has fewer than 2 timed steps, the one
+        with fewer (so both are timed among the early steps, which run slower than later
+        ones); then the faster by median, but every RETRY steps the slower one, its old
+        times dropped so that two fresh steps decide (a load that passed no longer counts
+        against it)."""
+        parallel, serial = (len(self.times[mode]) for mode in ("parallel", "serial"))
+        if min(parallel, serial) < 2:
+            return "parallel" if parallel <= serial else "serial"
         best, other = sorted(self.times, key=lambda mode: statistics.median(self.times[mode]))
-        return other if self.steps % RETRY == 0 else best
+        if self.steps % RETRY == 0:
+            self.times[other].clear()
+            return other
+        return best
 
     @contextmanager
     def step(self) -> Iterator[None]:
