@@ -180,3 +180,32 @@ def test_token_rows_of_language_model_activations_are_kept(tmp_path):
     np.testing.assert_array_equal(store.token_doc, [0, 0, 1])
     np.testing.assert_array_equal(store.token_pos, [0, 1, 0])
     np.testing.assert_array_equal(store.token_id, [5, 6, 7])
+
+
+def test_overwrite_replaces_only_a_store_and_refuses_other_targets(X, tmp_path, monkeypatch):
+    """overwrite=True never deletes a user's other folder or file, nor tries to rename the
+    working folder away; each refusal names `out` and leaves the target as it was."""
+    monkeypatch.chdir(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("important")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("kept")
+    for out, expected in [
+        (project, "not an activation store"),
+        (a_file, "a file, not an activation store"),
+        ("", "must name a new folder"),
+        (".", "must name a new folder"),
+        ("..", "the working folder or one above it"),
+        (a_file / "sub", "cannot create a folder"),
+    ]:
+        with pytest.raises(ValueError, match=expected) as err:
+            StoreWriter(out, X.shape[1], overwrite=True)
+        assert str(err.value).startswith("out")
+    assert (project / "notes.txt").read_text() == "important"
+    assert a_file.read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "project"]  # no leftovers
+    _write(tmp_path / "store", X)
+    with StoreWriter(tmp_path / "store", X.shape[1], overwrite=True) as writer:
+        writer.append(X[:10])  # a store is replaced
+    assert len(ActivationStore(tmp_path / "store")) == 10

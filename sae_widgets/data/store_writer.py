@@ -58,6 +58,31 @@ def row_fields(data: Dataset) -> dict[str, np.ndarray]:
     return fields
 
 
+def _check_target(path: Path, overwrite: bool) -> None:
+    """Refuse a target the store may not replace, before anything is written: an existing
+    file or non-empty folder (unless `overwrite`, and then only a complete store: a user's
+    other folder is never deleted), or the working folder or one above it (which cannot be
+    renamed aside)."""
+    target = path.resolve()
+    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
+        raise ValueError(
+            f"out: {str(path)!r} is the working folder or one above it; name a new folder"
+        )
+    if not path.exists():
+        return
+    if not path.is_dir() or any(path.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"out: {str(path)!r} already exists; choose a new folder or pass overwrite=True"
+            )
+        if not (path.is_dir() and (path / MANIFEST).is_file()):
+            what = "a folder that is not" if path.is_dir() else "a file, not"
+            raise ValueError(
+                f"out: {str(path)!r} is {what} an activation store; overwrite=True replaces "
+                "only a store, so nothing was changed: choose a new folder"
+            )
+
+
 class StoreWriter:
     """Append rows (and per-row fields) to a new store; `close()` publishes it atomically.
 
@@ -90,13 +115,10 @@ class StoreWriter:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1; got {shard_size}")
         check_memory(int(shard_size) * d * self.dtype.itemsize, "StoreWriter(d, shard_size)")
+        if os.fspath(path) in ("", "."):
+            raise ValueError(f"out must name a new folder for the store; got {path!r}")
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            if not self.path.is_dir() or any(self.path.iterdir()):
-                raise ValueError(
-                    f"out: {str(self.path)!r} already exists; choose a new folder or pass "
-                    "overwrite=True"
-                )
+        _check_target(self.path, overwrite)
         self.d, self.shard_size = int(d), int(shard_size)
         if info is not None and not isinstance(info, Mapping):
             raise TypeError(f"info must be a dict of JSON values; got {type(info).__name__}")
@@ -107,7 +129,12 @@ class StoreWriter:
             raise TypeError(f"info must hold JSON values only; {err}") from None
         self.overwrite = overwrite
         self.staging = self.path.parent / f".{self.path.name}.partial-{uuid.uuid4().hex[:8]}"
-        self.staging.mkdir(parents=True)
+        try:
+            self.staging.mkdir(parents=True)
+        except OSError as err:  # e.g. a file where a parent folder should be
+            raise ValueError(
+                f"out: cannot create a folder beside {str(self.path)!r} ({err.strerror})"
+            ) from None
         self._buffer = np.empty((self.shard_size, self.d), dtype=self.dtype)
         self._field_buffers: dict[str, np.ndarray] = {}
         self._fill = 0
