@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from test_interop_layouts import (
     D_IN,
     N_UNITS,
     canonical_decode,
     canonical_encode,
     dl_autoencoder,
+    dl_batchtopk,
     dl_topk,
     random_inputs,
     random_weights,
@@ -119,3 +120,46 @@ def test_saelens_legacy_scaling_factor_and_log_threshold(tmp_path: Path) -> None
     torch.testing.assert_close(
         canonical_decode(record, expected), (expected * scaling) @ w["W_dec"] + w["b_dec"]
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("threshold", torch.tensor([]), r"'threshold' must hold one number; got \(0,\)"),
+        ("threshold", torch.tensor(float("nan")), "'threshold' must be a finite number"),
+        ("k", torch.tensor([], dtype=torch.long), r"'k' must hold one number; got \(0,\)"),
+        ("k", torch.tensor(float("nan")), "'k' must be a finite number"),
+        ("k", torch.tensor(2.5), "'k' must be a positive integer; got 2.5"),
+    ],
+)
+def test_dictionary_learning_scalar_buffers_are_checked(
+    tmp_path: Path, field: str, value: torch.Tensor, message: str
+) -> None:
+    """A malformed k or threshold buffer names the file and the buffer (it raised torch's
+    IndexError, or a bare 'cannot convert float NaN to integer')."""
+    dl_batchtopk(tmp_path, D_IN, N_UNITS)
+    state = torch.load(tmp_path / "ae.pt")
+    state[field] = value
+    torch.save(state, tmp_path / "ae.pt")
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["trainer"]["k"]  # k from the buffer
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=message) as err:
+        read_weights(tmp_path)
+    assert "ae.pt" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [(torch.ones(3), r"got shape \(3,\)"), (torch.full((N_UNITS,), torch.inf), "NaN or infinite")],
+)
+def test_saelens_scaling_factor_of_the_wrong_shape_or_not_finite_is_refused(
+    tmp_path: Path, scaling: torch.Tensor, message: str
+) -> None:
+    saelens_standard(tmp_path, D_IN, N_UNITS)
+    weights = tmp_path / "sae_weights.safetensors"
+    tensors = load_file(str(weights)) | {"scaling_factor": scaling}
+    save_file(tensors, str(weights))
+    with pytest.raises(ValueError, match=message) as err:
+        read_weights(tmp_path)
+    assert "scaling_factor" in str(err.value) and "sae_weights.safetensors" in str(err.value)

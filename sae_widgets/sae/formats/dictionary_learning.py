@@ -15,6 +15,7 @@ nn.Linear stores encoder.weight as (dict_size, activation_dim) and decoder.weigh
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def read_dictionary_learning(folder: Path) -> CheckpointWeights:
         # One threshold for all units; relu(pre) > t is the same gate as pre > max(t, 0).
         (scalar,) = require(state, weights_path, "threshold")
         activation = "batchtopk"
-        threshold = torch.full((n_units,), max(float(scalar.reshape(-1)[0]), 0.0))
+        threshold = torch.full((n_units,), max(_one_number(scalar, "threshold", weights_path), 0.0))
     return CheckpointWeights(
         W_enc=W_enc,
         b_enc=b_enc,
@@ -149,7 +150,21 @@ def _dims(
 def _k(state: dict[str, Tensor], trainer: dict[str, Any], path: Path) -> int:
     k = trainer.get("k")
     if k is None and "k" in state:
-        k = int(state["k"].reshape(-1)[0])
+        value = _one_number(state["k"], "k", path)
+        if value != int(value) or value < 1:
+            raise ValueError(f"{path}: 'k' must be a positive integer; got {value}")
+        k = int(value)
     if isinstance(k, bool) or not isinstance(k, int):
         raise ValueError(f"{path}: a top-k dictionary needs k (a 'k' buffer or trainer config)")
     return k
+
+
+def _one_number(tensor: Tensor, name: str, path: Path) -> float:
+    """The one finite number a scalar buffer holds, or an error naming the file and buffer."""
+    if not isinstance(tensor, Tensor) or tensor.numel() != 1:
+        shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+        raise ValueError(f"{path}: {name!r} must hold one number; got {shape}")
+    value = float(tensor.reshape(-1)[0])
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: {name!r} must be a finite number; got {value}")
+    return value

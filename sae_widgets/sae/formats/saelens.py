@@ -74,7 +74,14 @@ def read_saelens(folder: Path) -> CheckpointWeights:
             "which a linear SAE cannot represent; supported: 'none', 'expected_average_only_in'"
         )
     if "scaling_factor" in tensors:  # SAELens < 6 finetuning scale, applied to codes in decode
-        W_dec = W_dec * tensors["scaling_factor"].float()[:, None]
+        scaling = tensors["scaling_factor"].float()
+        if tuple(scaling.shape) != (d_sae,) or not bool(scaling.isfinite().all()):
+            raise ValueError(
+                f"{weights_path}: scaling_factor must hold {d_sae} finite numbers (shape "
+                f"({d_sae},)); got shape {tuple(scaling.shape)}"
+                + ("" if tuple(scaling.shape) != (d_sae,) else " with NaN or infinite values")
+            )
+        W_dec = W_dec * scaling[:, None]
     if not cfg.get("apply_b_dec_to_input", True):
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
     if spec.sparse_training and cfg.get("rescale_acts_by_decoder_norm", False):
