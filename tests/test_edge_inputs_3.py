@@ -90,3 +90,23 @@ def test_a_sample_index_beyond_int64_is_out_of_range(index: Any) -> None:
         ds[index]
     assert len(ds[np.array([3], dtype=np.uint64)]) == 1
     assert ds[np.array([1, -1], dtype=object)].X.shape == (2, 3)  # Python ints in range
+
+
+@pytest.mark.parametrize("activation", ["topk", "relu", "jumprelu", "batchtopk"])
+def test_training_does_not_depend_on_the_inputs_units_down_to_the_smallest_accepted(
+    activation: str,
+) -> None:
+    """Inputs in tiny units train the same SAE (fit rescales them); a JumpReLU's starting
+    thresholds had an absolute 1e-12 floor that left every unit dead below ~1e-12 (FVU 1.0),
+    and inputs ~1e-35 trained FVU 14,573 without a word. Too small: a ValueError naming X."""
+    X = np.random.default_rng(0).standard_normal((512, 6)).astype(np.float32)
+    fvus = []
+    for scale in (1.0, 1e-14, 1e-26):
+        sae = sw.SAE(n_units=8, k=2, activation=activation, epochs=1, batch_size=64, seed=0)
+        sae.fit(X * np.float32(scale))
+        fvus.append(sw.metrics.evaluate(sae, X * np.float32(scale))["fvu"])
+    assert fvus[0] < 0.9
+    np.testing.assert_allclose(fvus, fvus[0], rtol=1e-2)
+    for scale in (1e-35, 1e-40):  # needs a scale past the cap; below float32's normal range
+        with pytest.raises(ValueError, match=r"X: its rows' mean norm is .* too small"):
+            sw.SAE(n_units=8, k=2, activation=activation, epochs=1).fit(X * np.float32(scale))

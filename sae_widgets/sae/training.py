@@ -46,6 +46,10 @@ DEAD_CHECK_EVERY = 16
 # The input scale stays within float32's comfortable range (tiny inputs are not blown up to inf).
 MIN_SCALE, MAX_SCALE = 1e-30, 1e30
 MAX_SCALED_NORM = 1e15
+SCALE_HEADROOM = 100.0
+"""Rows whose mean norm needs a scale above MAX_SCALE / this are refused (and rows below
+float32's smallest normal number): near the cap the SAE trained on rows far smaller than
+it assumes (FVU 14,573 for inputs ~1e-35; a JumpReLU's units all dead from ~1e-30)."""
 
 
 class StopTraining(Exception):
@@ -120,6 +124,12 @@ class Trainer:
         # to norm sqrt(d) would blow every ordinary row that follows up to overflow.
         tiny = torch.finfo(torch.float32).tiny
         scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > tiny else 1.0
+        smallest = math.sqrt(x_ND.shape[1]) * SCALE_HEADROOM / MAX_SCALE
+        if 0 < mean_norm < max(smallest, tiny):
+            raise ValueError(
+                f"X: its rows' mean norm is {mean_norm:.3g}, too small to train on in float32 "
+                f"(at least {max(smallest, tiny):.3g}); multiply X by a constant"
+            )
         # No row of this sample may end up where float32 squares overflow (the loss squares).
         largest = float(norms.max())  # fit refuses empty data before this
         if largest > 0:
@@ -143,7 +153,9 @@ class Trainer:
         pre_NU = model.preacts(x_ND)
         # a one-sample batch has no order statistic below its only value: start at that value
         threshold = pre_NU.kthvalue(max(1, n - fires), dim=0).values
-        floor = 1e-3 * float(pre_NU.abs().mean()) + 1e-12
+        # relative to the batch, so the start does not depend on the inputs' units (an added
+        # 1e-12 put every threshold above every pre-activation of inputs ~1e-12: all dead)
+        floor = max(1e-3 * float(pre_NU.abs().mean()), torch.finfo(pre_NU.dtype).tiny)
         model.set_threshold_(threshold.clamp_min(floor))
 
     def resume_counts(self, step: int, samples_seen: int) -> None:
