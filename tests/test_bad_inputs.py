@@ -194,11 +194,11 @@ CASES: list[Case] = [
     (
         "display_samples source=array",
         lambda e: e["ex"].display_samples(10, source=np.array(["a"])),
-        ValueError,
+        TypeError,
         "source",
     ),
-    ("projection source=array", lambda e: e["ex"].projection(np.zeros(3)), ValueError, "source"),
-    ("attribute name=list", lambda e: e["ex"].attribute(["x"]), ValueError, "attribute"),
+    ("projection source=array", lambda e: e["ex"].projection(np.zeros(3)), TypeError, "source"),
+    ("attribute name=list", lambda e: e["ex"].attribute(["x"]), TypeError, "attribute"),
     (
         "unit_summary top_n=array",
         lambda e: e["ex"].unit_summary(1, top_n=np.zeros(0)),
@@ -271,7 +271,7 @@ CASES: list[Case] = [
     (
         "TrainingMonitor min_interval=array",
         lambda e: sw.TrainingMonitor(e["sae"], min_interval=np.zeros(0)),
-        ValueError,
+        TypeError,
         "min_interval",
     ),
     (

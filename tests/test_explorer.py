@@ -74,7 +74,7 @@ def test_selection_keeps_its_samples_as_a_read_only_array_too():
     with pytest.raises(ValueError, match=r"samples must be indices in \[0, 100\); got -1"):
         sel.samples = np.array([-1, 4])
     assert sel.sample_array.tolist() == [1, 2, 5]
-    with pytest.raises(ValueError, match="1-D sequence of integer sample indices"):
+    with pytest.raises(TypeError, match="1-D sequence of integer sample indices"):
         sel.samples = np.array([1.5])
 
 

@@ -66,6 +66,14 @@ def _check_fitted(sae: Any) -> int:
     return int(n_features)
 
 
+def _check_source(value: Any, name: str) -> None:
+    """What a projection is of: one of _SOURCES (TypeError for a non-string)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {_SOURCES}; got {value!r} ({type(value).__name__})")
+    if value not in _SOURCES:
+        raise ValueError(f"{name} must be one of {_SOURCES}; got {value!r}")
+
+
 def _atleast_1d(indices: Any) -> Any:
     """One index as a list of one; anything else as given (check_indices checks it)."""
     return [indices] if np.ndim(indices) == 0 else indices
@@ -138,8 +146,7 @@ class Explorer(SelectionQueries, PrefixQueries):
                 f"dataset must have the SAE's input dimension {n_features}; its X has shape "
                 f"{dataset.X.shape}"
             )
-        if not isinstance(projection, str) or projection not in _SOURCES:
-            raise ValueError(f"projection must be one of {_SOURCES}; got {projection!r}")
+        _check_source(projection, "projection")
         if codes_dir is not None and not isinstance(codes_dir, str | os.PathLike):
             raise TypeError(f"codes_dir must be None or a folder path; got {codes_dir!r}")
         if codes_dir is not None and Path(codes_dir).exists() and not Path(codes_dir).is_dir():
@@ -282,8 +289,7 @@ class Explorer(SelectionQueries, PrefixQueries):
     def projection(self, source: str | None = None) -> Projection:
         """2-D PCA of the codes or the inputs (default: the Explorer's `projection`), cached."""
         source = self.default_projection if source is None else source
-        if not isinstance(source, str) or source not in _SOURCES:
-            raise ValueError(f"source must be one of {_SOURCES}; got {source!r}")
+        _check_source(source, "source")
         if source not in self._projections:
             data = self.codes.csr if source == "codes" else self.dataset.X
             self._projections[source] = pca_2d(data, source, self.seed)
@@ -294,7 +300,8 @@ class Explorer(SelectionQueries, PrefixQueries):
         attributes = self.dataset.attributes
         if not isinstance(name, str) or name not in attributes:
             known = ", ".join(sorted(attributes)) or "none"
-            raise ValueError(f"attribute must be one of the dataset's ({known}); got {name!r}")
+            error = ValueError if isinstance(name, str) else TypeError  # a name is a string
+            raise error(f"attribute must be one of the dataset's ({known}); got {name!r}")
         return attributes[name]
 
     def probe(self, samples: Any, attribute: str | Attribute, values: Any = None) -> ProbeResult:

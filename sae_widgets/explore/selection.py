@@ -8,13 +8,13 @@ sets `probe_*`, and every view observes the traits it draws. This is plain trait
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from traitlets import Float, HasTraits, Int, List, TraitError, Unicode, validate
+from traitlets import Float, HasTraits, Int, List, TraitError, Unicode, observe, validate
 
 from sae_widgets.analysis.checks import sorted_unique
 
@@ -49,8 +49,10 @@ class _Index(_TypeChecked, Int):
     """An Int trait that also accepts numpy integers (e.g. the result of `np.argmax`)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, (bool, np.bool_)):
-            raise SelectionError(f"The '{self.name}' trait expects an int index, not a bool")
+        if isinstance(value, (bool, np.bool_)):  # an int to Python, but never an index
+            raise SelectionTypeError(
+                f"The '{self.name}' trait expects an int index, not a bool; got {value!r}"
+            )
         if isinstance(value, Integral):
             value = int(value)
         return super().validate(obj, value)
@@ -71,14 +73,44 @@ class _IndexList(_TypeChecked, List):
         array = np.asarray(value)
         if array.size == 0:
             array = np.zeros(0, dtype=np.int64)
-        elif (
-            array.ndim != 1 or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer)
-        ):
+        elif array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+            raise SelectionTypeError(  # strings, floats, masks: a wrong type, not a bad range
+                f"samples must be a 1-D sequence of integer sample indices; got "
+                f"{type(value).__name__} of dtype {array.dtype}: {_short(value)}"
+            )
+        elif array.ndim != 1:
             raise SelectionError(
                 f"samples must be a 1-D sequence of integer sample indices; got "
-                f"{type(value).__name__} of shape {array.shape} and dtype {array.dtype}"
+                f"{type(value).__name__} of shape {array.shape}"
             )
         return obj._validated_samples(array.astype(np.int64, copy=False), value)
+
+
+def _grid_of(attribute: Any) -> NDArray[np.float64] | None:
+    """The attribute's grid of values (1-D, finite, non-empty), or None if it has none."""
+    try:
+        grid = np.asarray(getattr(attribute, "values", None), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
+        return None
+    return grid
+
+
+def _on_grid(value: float, grid: NDArray[np.float64]) -> float | None:
+    """The grid value nearest `value`, or None when `value` is outside the grid's range
+    (beyond a rounding error: a float32 copy of an end value is inside)."""
+    low, high = float(grid.min()), float(grid.max())
+    slack = 1e-6 * max(abs(low), abs(high), high - low, 1e-30)
+    if not low - slack <= value <= high + slack:
+        return None
+    return float(grid[int(np.argmin(np.abs(grid - value)))])
+
+
+def _short(value: Any) -> str:
+    """repr of `value`, cut to 60 characters (a brush can hold 10^6 samples)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _Value(_TypeChecked, Float):
@@ -104,7 +136,10 @@ class Selection(HasTraits):
     n_samples:
         Number of samples of the dataset; `samples` and `probe_sample` lie in ``[0, n_samples)``.
     attributes:
-        Names a `probe_attribute` may take (the dataset's attributes).
+        Names a `probe_attribute` may take (the dataset's attributes). A mapping of names to
+        `Attribute`s also gives each one's grid of `values`: `probe_value` is then snapped
+        to the nearest grid value of the probed attribute (what a slider over that grid
+        shows), and a value outside the grid's range is refused.
     **traits:
         Initial trait values, validated like later assignments.
 
@@ -144,6 +179,12 @@ class Selection(HasTraits):
         self._n_units = int(n_units)
         self._n_samples = int(n_samples)
         self._attributes = tuple(names)
+        self._grids: dict[str, NDArray[np.float64]] = {}
+        if isinstance(attributes, Mapping):
+            for name, attribute in attributes.items():
+                grid = _grid_of(attribute)
+                if grid is not None:
+                    self._grids[name] = grid
         self._sample_cache: tuple[list[int], NDArray[np.int64]] | None = None
         super().__init__(**traits)
 
@@ -230,9 +271,31 @@ class Selection(HasTraits):
     @validate("probe_value")
     def _check_probe_value(self, proposal: Any) -> Any:
         value = proposal["value"]
-        if value is not None and not math.isfinite(value):
+        if value is None:
+            return value
+        if not math.isfinite(value):
             raise SelectionError(f"probe_value must be None or a finite float; got {value}")
-        return value
+        name = self.probe_attribute
+        grid = self._grids.get(name) if name is not None else None
+        if grid is None:
+            return value
+        snapped = _on_grid(value, grid)
+        if snapped is None:
+            raise SelectionError(
+                f"probe_value must lie in the range of {name!r}, [{grid.min():g}, "
+                f"{grid.max():g}] (snapped to the nearest of its {len(grid)} grid values); "
+                f"got {value!r}"
+            )
+        return snapped
+
+    @observe("probe_attribute")
+    def _refit_probe_value(self, change: Any) -> None:
+        """A value left by the previous attribute: snapped onto the new one's grid, or
+        forgotten (None: the probe's default) when outside it, so the Selection never holds a
+        value no slider shows."""
+        value, grid = self.probe_value, self._grids.get(change["new"])
+        if value is not None and grid is not None:
+            self.probe_value = _on_grid(value, grid)
 
     def __repr__(self) -> str:
         n = len(self.samples)
