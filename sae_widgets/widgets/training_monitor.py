@@ -35,6 +35,7 @@ from sae_widgets.data.checks import check_bool, check_float
 from sae_widgets.sae.inputs import callback_list
 from sae_widgets.sae.training import planned_steps
 from sae_widgets.widgets._monitor_curves import MAX_POINTS, MIN_DEAD_SPAN, decimate, hold_domains
+from sae_widgets.widgets._monitor_inputs import check_seconds, duration, is_number, step_of
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
 __all__ = ["MAX_POINTS", "MIN_DEAD_SPAN", "TrainingMonitor"]
@@ -96,18 +97,9 @@ class TrainingMonitor(widgets.VBox):
     ) -> None:
         if not hasattr(sae, "fit"):
             raise TypeError(f"sae: expected an sae_widgets.SAE estimator, got {type(sae).__name__}")
-        if (
-            isinstance(min_interval, bool)
-            or not isinstance(min_interval, int | float | np.integer | np.floating)
-            or not 0 <= min_interval < math.inf
-        ):
-            raise ValueError(f"min_interval: expected seconds >= 0, got {min_interval}")
-        if curve_interval is not None and (
-            isinstance(curve_interval, bool)
-            or not isinstance(curve_interval, int | float | np.integer | np.floating)
-            or not 0 <= curve_interval < math.inf
-        ):
-            raise ValueError(f"curve_interval: expected None or seconds >= 0, got {curve_interval}")
+        min_interval = check_seconds(min_interval, "min_interval")
+        if curve_interval is not None:
+            curve_interval = check_seconds(curve_interval, "curve_interval", "None or ")
         trailing = check_bool(trailing, "trailing")
         if not callable(clock):
             raise TypeError(f"clock must be a function returning seconds; got {clock!r}")
@@ -184,19 +176,42 @@ class TrainingMonitor(widgets.VBox):
         super().__init__([header, grid, self.dead_note], **box_kwargs)
         self.add_class("sw-monitor")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
+        self.refresh()  # an SAE trained before the monitor was made: its run is shown
+
+    def refresh(self) -> None:
+        """Show the SAE's own record of its training (`sae.history_`): a run made without
+        this monitor attached (before it existed, or a later fit without it as a callback).
+        Runs the monitor watches itself are drawn as they go; during one this does nothing."""
+        if self.running:
+            return
+        logged = getattr(self.sae, "history_", None)
+        entries = [
+            {k: float(v) for k, v in entry.items() if is_number(v)}
+            for entry in (logged if isinstance(logged, list) else [])
+            if isinstance(entry, Mapping) and is_number(entry.get("step"))
+        ]
+        if not entries:
+            return
+        self._start_run(None)
+        self.history = entries
+        last = int(entries[-1]["step"])
+        planned = getattr(self.sae, "fit_steps_", None)  # the last fit's plan (None: partial)
+        self.total_steps = int(planned) if is_number(planned) and last <= planned else None
+        self.draw()
+        self.status.value = f"{self._outcome(last, getattr(self.sae, 'stop_reason_', None))}"
 
     # -- the fit-callback contract -------------------------------------------------------------
 
     def __call__(self, metrics: Mapping[str, Any]) -> bool:
         """Record one logged step; redraw if `min_interval` has passed. False asks to stop."""
-        step = int(metrics["step"])
+        step = step_of(metrics)
         if self.history and step <= self.history[-1]["step"]:
             self._start_run(self.total_steps)  # a new fit began with this callback attached
-        self.history.append({k: float(v) for k, v in metrics.items() if _is_number(v)})
+        self.history.append({k: float(v) for k, v in metrics.items() if is_number(v)})
         now = self._clock()
         self._step_times = [*self._step_times[:1], (step, now)]
         planned = getattr(self.sae, "fit_steps_", None)  # the steps the SAE's fit plans
-        if _is_number(planned) and step <= planned:
+        if is_number(planned) and step <= planned:
             self.total_steps = int(planned)
         elif self.total_steps is not None and step > self.total_steps:
             self.total_steps = None  # training went on past that plan (a partial_fit)
@@ -338,7 +353,7 @@ class TrainingMonitor(widgets.VBox):
             parts.append(f"{rate:.1f} steps/s")
             if self.total_steps and rate > 0:
                 left = max(0, self.total_steps - int(latest["step"])) / rate
-                parts.append(f"ETA {_duration(left)}")
+                parts.append(f"ETA {duration(left)}")
         parts.append(f"{self._clock() - self._started_at:.1f} s")
         return " · ".join(parts)
 
@@ -378,13 +393,19 @@ class TrainingMonitor(widgets.VBox):
         self.draw()
         self.stop_button.disabled = True
         n = int(self.history[-1]["step"]) if self.history else 0
-        if self._error is not None:
-            outcome = f"failed at step {n}: {type(self._error).__name__}: {self._error}"
-        elif self._stop_requested.is_set():
-            outcome = f"stopped at step {n}"
-        else:
-            outcome = f"done: {n} steps"
+        stopped = "callback" if self._stop_requested.is_set() else None
+        outcome = self._outcome(n, stopped)
         self.status.value = f"{outcome} · {self._clock() - self._started_at:.1f} s"
+
+    def _outcome(self, n: int, stop_reason: Any) -> str:
+        """How a run that logged `n` steps ended (`stop_reason` as in ``sae.stop_reason_``)."""
+        if self._error is not None:
+            return f"failed at step {n}: {type(self._error).__name__}: {self._error}"
+        if stop_reason == "callback":
+            return f"stopped at step {n}"
+        if stop_reason == "interrupted":
+            return f"interrupted at step {n}"
+        return f"done: {n} steps"
 
 
 def _daemon_timer(seconds: float, function: Callable[[], None]) -> threading.Timer:
@@ -392,17 +413,3 @@ def _daemon_timer(seconds: float, function: Callable[[], None]) -> threading.Tim
     timer.daemon = True  # never keeps the kernel from exiting
     timer.start()
     return timer
-
-
-def _duration(seconds: float) -> str:
-    """12 s, 3 min 20 s, 1 h 05 min."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

@@ -1,0 +1,55 @@
+"""What a TrainingMonitor is given, checked (its intervals, each logged step's metrics), and
+how it words a duration."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_seconds", "duration", "is_number", "step_of"]
+
+
+def step_of(metrics: Any) -> int:
+    """The step number of a logged step's metrics dict (what SAE.fit passes a callback)."""
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f"metrics: expected a dict of one logged step's metrics, got {type(metrics).__name__}"
+        )
+    if "step" not in metrics:
+        keys = sorted(map(str, metrics))
+        raise ValueError(f"metrics: expected a 'step' entry (the step number); got keys {keys}")
+    step = metrics["step"]
+    if not is_number(step):
+        raise TypeError(f"metrics: 'step' must be a number; got {step!r} ({type(step).__name__})")
+    if not math.isfinite(step):
+        raise ValueError(f"metrics: 'step' must be finite; got {step!r}")
+    return int(step)
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min 20 s, 1 h 05 min."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def check_seconds(value: Any, name: str, other: str = "") -> float:
+    """A finite number of seconds >= 0 (TypeError for a non-number, ValueError otherwise)."""
+    if not is_number(value):
+        raise TypeError(
+            f"{name}: expected {other}seconds >= 0 (a number); got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{name}: expected {other}seconds >= 0; got {value!r}")
+    return float(value)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
