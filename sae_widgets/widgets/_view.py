@@ -7,7 +7,10 @@ draws from ``ex.selection`` only, and writes user actions back to ``ex.selection
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import math
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -23,8 +26,12 @@ __all__ = [
     "ExplorerView",
     "Indices",
     "axis",
+    "check_choice",
     "check_count",
     "check_css_size",
+    "close_tree",
+    "event_index",
+    "event_number",
     "figure",
     "pixel_shape",
     "set_ticks",
@@ -46,6 +53,69 @@ def check_css_size(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise TypeError(f"{name} must be a CSS size such as '420px'; got {value!r}")
     return value
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """One of the option names `choices` (TypeError for a non-string, ValueError for another
+    string, both naming `name`)."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name}: expected a string, one of {list(choices)}; got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _widget_parts(value: Any) -> Iterator[widgets.Widget]:
+    """The widgets held by one trait value (a widget, or a list, tuple or dict of them)."""
+    if isinstance(value, widgets.Widget):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _widget_parts(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _widget_parts(item)
+
+
+def close_tree(root: widgets.Widget) -> None:
+    """Close `root` and every widget it holds (children, marks, axes, scales, layouts...) and
+    drop their observers: a closed view's picker or slider must not drive the Selection
+    any more, and its widgets' comms are freed."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        widget = stack.pop()
+        if id(widget) in seen:
+            continue
+        seen.add(id(widget))
+        for name in getattr(widget, "keys", ()):
+            stack.extend(_widget_parts(getattr(widget, name, None)))
+        if widget is not root:
+            widget.close()
+        widget.unobserve_all()
+
+
+def event_number(event: Any, key: str) -> float | None:
+    """The finite number `key` of a browser event's "data" (bqplot's element_click), or None
+    when the event is malformed: a handler ignores such an event rather than raise into the
+    comm, where nobody would see the error."""
+    data = event.get("data") if isinstance(event, dict) else None
+    value = data.get(key) if isinstance(data, dict) else None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def event_index(event: Any, size: int) -> int | None:
+    """The element index in [0, size) of a browser click event, or None (see event_number)."""
+    index = event_number(event, "index")
+    if index is None or not index.is_integer() or not 0 <= index < size:
+        return None
+    return int(index)
 
 
 Indices = Sequence[int] | NDArray[np.integer[Any]]
@@ -162,6 +232,24 @@ class ExplorerView(widgets.VBox):
 
     figure: Figure
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every view's constructor closes the view when it fails part-way: a half-built view
+        would otherwise keep following (and redrawing on) the shared Selection."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def guarded(self: ExplorerView, *args: Any, **kw: Any) -> None:
+            try:
+                init(self, *args, **kw)
+            except BaseException:
+                self.close()
+                raise
+
+        cls.__init__ = guarded  # type: ignore[method-assign]
+
     def __init__(self, ex: Explorer, **box_kwargs: Any) -> None:
         if not isinstance(ex, Explorer):
             raise TypeError(f"ex: expected an sae_widgets.Explorer, got {type(ex).__name__}")
@@ -189,8 +277,10 @@ class ExplorerView(widgets.VBox):
         self.selection.unit = unit  # the Selection checks it (SelectionError naming `unit`)
 
     def close(self) -> None:
+        """Stop following the Selection and close this view and every widget inside it."""
         # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way
         for handler, names in getattr(self, "_followers", ()):
             self.selection.unobserve(handler, names)
         getattr(self, "_followers", []).clear()
+        close_tree(self)
         super().close()

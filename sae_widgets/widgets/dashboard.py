@@ -17,7 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._view import ExplorerView, wrapping_row
+from sae_widgets.widgets._view import ExplorerView, check_choice, wrapping_row
 from sae_widgets.widgets.heatmap import ActivationHeatmap
 from sae_widgets.widgets.pca_brush import PCABrush
 from sae_widgets.widgets.prefix_slider import PrefixSlider
@@ -30,8 +30,9 @@ __all__ = ["Dashboard", "build_dashboard", "status_text"]
 
 
 def status_text(n_samples: int, unit: int | None) -> str:
-    """The status line: "<N> samples selected · unit <u>"."""
-    return f"{n_samples:,} samples selected · unit {'none' if unit is None else unit}"
+    """The status line: "<N> samples selected · unit <u>" ("1 sample selected")."""
+    noun = "sample" if n_samples == 1 else "samples"
+    return f"{n_samples:,} {noun} selected · unit {'none' if unit is None else unit}"
 
 
 class Dashboard(ExplorerView):
@@ -55,12 +56,16 @@ class Dashboard(ExplorerView):
     def __init__(
         self, ex: Explorer, *, attribute: str | None = None, select_with: str = "lasso"
     ) -> None:
-        super().__init__(ex)
-        try:
-            self._build(ex, attribute, select_with)
-        except BaseException:
-            self.close()  # the views built before the failure stop following the Selection
-            raise
+        super().__init__(ex)  # a failure from here on closes what was built (ExplorerView)
+        if attribute is not None:  # checked here too: without attributes there is no probe
+            names = list(ex.dataset.attributes)
+            if isinstance(attribute, str) and not names:
+                raise ValueError(
+                    f"attribute: this dataset has no attributes for a ProbeSlider to vary; "
+                    f"got {attribute!r}"
+                )
+            check_choice(attribute, "attribute", names)
+        self._build(ex, attribute, select_with)
 
     def _build(self, ex: Explorer, attribute: str | None, select_with: str) -> None:
         self.status = widgets.HTML()
