@@ -31,6 +31,7 @@ from sae_widgets.widgets._view import (
     axis,
     check_count,
     check_css_size,
+    event_number,
     figure,
     set_ticks,
     wrapping_row,
@@ -207,9 +208,13 @@ class ActivationHeatmap(ExplorerView):
             if n_selected
             else f"{n_rows} samples (no selection: a label-stratified sample)"
         )
+        columns = (
+            f"the {n_cols} units {'most enriched in them' if n_selected else 'firing most often'}"
+        )
+        if n_rows and not data.matrix.any():  # every column blank: say so, not "enriched"
+            columns = f"none of the units fires on them ({n_cols} silent units shown)"
         self.caption.value = (
-            f"rows: {rows_from} · columns: the {n_cols} units "
-            f"{'most enriched in them' if n_selected else 'firing most often'} · "
+            f"rows: {rows_from} · columns: {columns} · "
             "click a column to focus its unit, the coloured strip to pick a sample"
         )
         if self.tokens is not None:
@@ -273,7 +278,8 @@ class ActivationHeatmap(ExplorerView):
         labels, names = self.ex.dataset.labels, self.ex.dataset.label_names
         label = ""
         if labels is not None and labels[sample] >= 0:
-            label = f" · label {names[labels[sample]] if names else labels[sample]}"
+            name = names[labels[sample]] if names else labels[sample]
+            label = f" · label {html.escape(str(name))}"
         if self.tokens is not None:
             token = html.escape(self.tokens.token_text(sample))
             label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"
@@ -300,13 +306,13 @@ class ActivationHeatmap(ExplorerView):
         return None
 
     def _clicked_matrix(self, _mark: Any, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        cell = self.cell_at(float(data.get("click_x", -1)), float(data.get("click_y", -1)))
+        x, y = event_number(event, "click_x"), event_number(event, "click_y")
+        cell = self.cell_at(x, y) if x is not None and y is not None else None
         if cell is not None:
             self.focus_unit(int(self.data.units[cell[1]]))
 
     def _clicked_strip(self, _mark: Any, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        cell = self.cell_at(0.0, float(data.get("click_y", -1)))
+        y = event_number(event, "click_y")
+        cell = self.cell_at(0.0, y) if y is not None else None
         if cell is not None:
             self.selection.probe_sample = int(self.data.rows[cell[0]])

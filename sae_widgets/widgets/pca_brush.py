@@ -43,6 +43,7 @@ from sae_widgets.widgets._svg_scatter import SVGScatter
 from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
     ExplorerView,
+    check_choice,
     check_count,
     check_css_size,
     toggle_buttons,
@@ -57,6 +58,7 @@ SELECT_TOOLS = [
     ("lasso", "lasso", "Draw a loop around samples to select them"),
     ("rectangle", "rectangle", "Drag a rectangle to select the samples inside it"),
 ]
+ENRICHED_CAPTION = "<b>enriched</b> (in vs out)"
 MODE_TIPS = {
     "replace": "each lasso or rectangle replaces the selection",
     "add": "each lasso or rectangle adds its samples to the selection",
@@ -132,9 +134,8 @@ class PCABrush(ExplorerView):
         n_enriched = check_count(n_enriched, "n_enriched", getattr(ex, "n_units", None))
         max_points = check_count(max_points, "max_points")  # used only above GL_THRESHOLD
         width = check_css_size(width, "width")
+        select_with = check_choice(select_with, "select_with", ("lasso", "rectangle"))
         super().__init__(ex)
-        if not isinstance(select_with, str) or select_with not in ("lasso", "rectangle"):
-            raise ValueError(f"select_with: expected 'lasso' or 'rectangle', got {select_with!r}")
         self.source = source
         self.n_enriched = n_enriched
         coords = ex.projection(source).coords
@@ -195,11 +196,7 @@ class PCABrush(ExplorerView):
             options.insert(0, ("label", "label"))
         if color_by is None:
             color_by = options[0][1]
-        if color_by not in [value for _, value in options]:
-            raise ValueError(
-                f"color_by: expected one of {[v for _, v in options]} for this dataset, "
-                f"got {color_by!r}"
-            )
+        check_choice(color_by, "color_by", [value for _, value in options])
         self.color_by = toggle_buttons(
             options,
             color_by,
@@ -228,7 +225,7 @@ class PCABrush(ExplorerView):
         self.png_button.on_click(lambda _button: self.figure.save_png("pca_selection.png"))
         self.png_button.layout.display = "none" if self.webgl else None
         self.export_link = widgets.HTML()
-        self.enriched = UnitButtons("<b>enriched</b> (in vs out)", self.focus_unit, n_enriched)
+        self.enriched = UnitButtons(ENRICHED_CAPTION, self.focus_unit, n_enriched)
         # As wide as the plot: the buttons wrap under it instead of widening the view.
         self.enriched.layout.max_width = width
         label_width = widgets.Layout(width="80px")
@@ -314,7 +311,8 @@ class PCABrush(ExplorerView):
             self.points.clear_rect()
         n = len(samples)
         self.export_link.value = ""  # a link made for another selection would mislead
-        self.count.value = f"<b>{n:,}</b> samples selected" if n else "no samples selected"
+        noun = "sample" if n == 1 else "samples"
+        self.count.value = f"<b>{n:,}</b> {noun} selected" if n else "no samples selected"
         self.clear_button.disabled = n == 0
         self.undo_button.disabled = not self.ex.history.can_undo
         if self.webgl:  # the drawn points among the selected ones, by position in `shown`
@@ -325,13 +323,19 @@ class PCABrush(ExplorerView):
                 self.release_frames()
         else:
             self.points.show_selected(samples)
+        self.enriched.caption = ENRICHED_CAPTION
         if n:
             found = self.ex.enrichment(samples, top=self.n_enriched)
+            fires = found.rate_inside > 0  # a unit silent on the selection is not enriched
+            if not fires.any():
+                self.enriched.caption = f"{ENRICHED_CAPTION}: no unit fires on the selection"
             self.enriched.show(
-                found.units,
+                found.units[fires],
                 [
                     f"{u} ({100 * i:.0f}% vs {100 * o:.0f}%)"
-                    for u, i, o in zip(found.units, found.rate_inside, found.rate_outside)
+                    for u, i, o in zip(
+                        found.units[fires], found.rate_inside[fires], found.rate_outside[fires]
+                    )
                 ],
             )
         else:
@@ -363,16 +367,18 @@ class PCABrush(ExplorerView):
         else:
             unit = self.selection.unit
             activation = np.zeros(len(self.shown), dtype=np.float32)  # of the drawn points
-            top = 1.0
+            peak = 1.0
+            title = "no unit focused"
             if unit is not None:
                 samples, values = self.ex.codes.unit_samples(unit)  # samples ascending
                 at = np.minimum(np.searchsorted(samples, self.shown), max(len(samples) - 1, 0))
                 fires = (samples[at] == self.shown) if len(samples) else at < 0
                 activation[fires] = values[at[fires]]
-                top = max(float(self.ex.codes.max_activation[unit]), 1e-6)
-            palette, index = ACTIVATION_PALETTE, activation_levels(activation, top)
-            title = f"unit {unit} activation" if unit is not None else "no unit focused"
-            self.legend.value = color_bar(activation_gradient_css(), "0", f"{top:.3g}", title)
+                peak = float(self.ex.codes.max_activation[unit])
+                title = f"unit {unit} activation" + ("" if peak > 0 else " (it never fires)")
+            # the floor only keeps the colour scale finite; the bar names the real maximum
+            palette, index = ACTIVATION_PALETTE, activation_levels(activation, max(peak, 1e-6))
+            self.legend.value = color_bar(activation_gradient_css(), "0", f"{peak:.3g}", title)
         if len(index) != len(self.shown):  # label colours come for every sample
             index = index[self.shown]
         self._colors = (palette, index)

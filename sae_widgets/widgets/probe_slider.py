@@ -25,7 +25,9 @@ from sae_widgets.widgets._view import (
     TITLE_ROOM,
     ExplorerView,
     axis,
+    check_choice,
     check_count,
+    event_index,
     figure,
     text_width,
     wrapping_row,
@@ -96,8 +98,8 @@ class ProbeSlider(ExplorerView):
         names = list(ex.dataset.attributes)
         if not names:
             raise ValueError("ex: its dataset has no attributes for a ProbeSlider to vary")
-        if attribute is not None and (not isinstance(attribute, str) or attribute not in names):
-            raise ValueError(f"attribute: expected one of {names}, got {attribute!r}")
+        if attribute is not None:
+            check_choice(attribute, "attribute", names)
         self.n_curves, self.max_average = n_curves, max_average
         self._sweeps: OrderedDict[tuple[Any, ...], ProbeResult] = OrderedDict()
         self._syncing = False  # True while the view writes its own controls
@@ -385,9 +387,9 @@ class ProbeSlider(ExplorerView):
             self.selection.probe_value = float(change["new"])
 
     def _clicked_curve(self, _mark: Any, event: dict[str, Any]) -> None:
-        index = (event.get("data") or {}).get("index")
+        index = event_index(event, len(self.shown_units))  # None: a malformed event, ignored
         if index is not None:
-            self.click_curve(int(index))
+            self.click_curve(index)
 
     def click_curve(self, position: int) -> None:
         """Clicking the curve at `position` (0 .. curves drawn - 1) focuses its unit."""
@@ -395,6 +397,6 @@ class ProbeSlider(ExplorerView):
         self.focus_unit(int(self.shown_units[position]))
 
     def _clicked_bar(self, _mark: Any, event: dict[str, Any]) -> None:
-        index = (event.get("data") or {}).get("index")
-        if index is not None and 0 <= int(index) < len(self.shown_units):
-            self.focus_unit(int(self.shown_units[int(index)]))
+        index = event_index(event, len(self.shown_units))  # None: a malformed event, ignored
+        if index is not None:
+            self.focus_unit(int(self.shown_units[index]))

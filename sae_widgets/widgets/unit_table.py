@@ -18,7 +18,7 @@ from traitlets import Tuple, observe, validate
 from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._view import ExplorerView, check_count, toggle_buttons
+from sae_widgets.widgets._view import ExplorerView, check_choice, check_count, toggle_buttons
 
 __all__ = ["SORT_KEYS", "UnitTable"]
 
@@ -89,8 +89,7 @@ class UnitTable(ExplorerView):
 
     def __init__(self, ex: Explorer, *, rows: int = 12, sort_by: str = "frequency") -> None:
         rows = check_count(rows, "rows", getattr(ex, "n_units", None))
-        if not isinstance(sort_by, str) or sort_by not in SORT_KEYS:
-            raise ValueError(f"sort_by: expected one of {list(SORT_KEYS)}, got {sort_by!r}")
+        sort_by = check_choice(sort_by, "sort_by", list(SORT_KEYS))
         super().__init__(ex)
         self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
         self._enrichment = np.zeros(ex.n_units)
