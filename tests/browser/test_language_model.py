@@ -17,7 +17,7 @@ from .lab_page import LabPage
 pytestmark = pytest.mark.browser
 
 LEFT_HALF = [(0.01, 0.01), (0.5, 0.01), (0.5, 0.99), (0.01, 0.99), (0.01, 0.01)]
-STATUS = re.compile(r"([\d,]+) samples selected · unit (\d+|none)")
+STATUS = re.compile(r"([\d,]+) samples? selected · unit (\d+|none)")
 
 
 def test_language_model_notebook_and_token_dashboard(lab: LabPage) -> None:

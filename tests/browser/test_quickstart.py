@@ -17,7 +17,7 @@ from .lab_page import LabPage, changed_pixels
 
 pytestmark = pytest.mark.browser
 
-STATUS = re.compile(r"^[\d,]+ samples selected · unit (\d+|none)$")
+STATUS = re.compile(r"^[\d,]+ samples? selected · unit (\d+|none)$")
 INSPECTOR_STATS = re.compile(r"^unit \d+ · fires on ")
 N_DIGITS = 1797
 N_ZEROS = 178
@@ -30,7 +30,7 @@ ON_THE_EDGE = 10
 
 def selected_and_unit(text: str) -> tuple[int, int | None]:
     """(number of samples, focused unit) from the dashboard's status line."""
-    match = re.fullmatch(r"([\d,]+) samples selected · unit (\d+|none)", text.strip())
+    match = re.fullmatch(r"([\d,]+) samples? selected · unit (\d+|none)", text.strip())
     assert match is not None, f"unexpected status line {text!r}"
     unit = None if match[2] == "none" else int(match[2])
     return int(match[1].replace(",", "")), unit

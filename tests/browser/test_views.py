@@ -22,7 +22,7 @@ from .lab_page import LabPage
 pytestmark = pytest.mark.browser
 
 N_DIGITS = 1797
-STATUS = re.compile(r"^([\d,]+) samples selected · unit (\d+|none)$")
+STATUS = re.compile(r"^([\d,]+) samples? selected · unit (\d+|none)$")
 
 # Colours of the visible PCA points (the lasso's invisible copy has opacity 0), as "#rrggbb".
 _DRAWN_COLORS_JS = """
