@@ -135,7 +135,12 @@ _magnitudes = st.one_of(
 def test_fit_trains_on_any_mix_of_magnitudes_it_accepts(X: np.ndarray, batch_size: int) -> None:
     # e.g. rows [1.0] and [1e-45]: a scale fitted on the subnormal row alone made the loss NaN
     sae = sw.SAE(n_units=8, k=2, epochs=2, batch_size=batch_size, seed=0)
-    sae.fit(X, progress=False)
+    try:
+        sae.fit(X, progress=False)
+    except ValueError as err:  # rows too small for float32 training as a whole: refused
+        assert "too small to train on in float32" in str(err)
+        assert 0 < np.linalg.norm(X.astype(np.float64), axis=1).mean() < 1e-27
+        return
     assert all(bool(torch.isfinite(w).all()) for w in sae.model_.weights().values())
     assert np.isfinite(sae.transform(X)).all()
 
