@@ -159,7 +159,7 @@ def test_attribute_validates_indices_and_values(full: Dataset) -> None:
     attr = full.attributes["shift"]
     with pytest.raises(ValueError, match="indices out of range: 12"):
         attr.apply([12], 0.0)
-    with pytest.raises(ValueError, match="value must be finite"):
+    with pytest.raises(ValueError, match="value for attribute 'shift' must be a finite number"):
         attr.apply([0], float("nan"))
     with pytest.raises(TypeError, match="value must be a number"):
         attr.apply([0], "big")
