@@ -220,7 +220,8 @@ CASES: list[Case] = [
         "absolute",
     ),
     ("matches side=array", lambda e: e["cmp"].matches(0, side=np.zeros(2)), ValueError, "side"),
-    ("Explorer dataset='abc'", lambda e: sw.Explorer(e["sae"], "abc"), ValueError, "dataset"),
+    # a string is the wrong type (TypeError), not a wrongly shaped array
+    ("Explorer dataset='abc'", lambda e: sw.Explorer(e["sae"], "abc"), TypeError, "dataset"),
     ("compare dataset=True", lambda e: sw.compare(e["sae"], e["sae"], True), ValueError, "dataset"),
     ("probe values=function", lambda e: e["ex"].probe(0, "rotation", print), TypeError, "values"),
     # widgets
@@ -311,7 +312,7 @@ CASES: list[Case] = [
     (
         "collect_activations data=None",
         lambda e: sw.collect_activations(LINEAR, "0", None),
-        ValueError,
+        TypeError,  # as Dataset(None): the wrong type, not "got shape ()"
         "data",
     ),
 ]

@@ -166,3 +166,44 @@ def test_a_loaded_sae_continues_its_step_count(trained: tuple[sw.SAE, Path, np.n
     assert loaded.n_samples_seen_ == sae.n_samples_seen_ + 512
     steps = [entry["step"] for entry in loaded.history_]
     assert steps == sorted(set(steps)) and steps[-1] == loaded.n_steps_
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lr", -5, r"lr must be None or a finite number in \(0, 1\]; got -5"),
+        ("epochs", 0, "epochs must be a positive integer; got 0"),
+        ("precision", "fp64", "precision must be one of 'fp32', 'bf16'; got 'fp64'"),
+        ("batch_size", "64", "batch_size must be a positive integer; got '64'"),
+        ("shuffle", 1, "shuffle must be a bool"),
+        ("seed", -1, "seed must be None or an integer"),
+    ],
+)
+def test_load_refuses_saved_parameters_the_constructor_refuses(
+    trained: tuple[sw.SAE, Path, np.ndarray],
+    tmp_path: Path,
+    field: str,
+    value: object,
+    message: str,
+) -> None:
+    # fuzz report A item 9: these loaded, and partial_fit or transform failed later
+    sae = trained[0]
+    folder = tmp_path / "edited"
+    sae.save(folder)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["metadata"]["params"][field] = value
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=rf"cfg\.json: metadata\.params\.{field} .*{message}"):
+        sw.SAE.load(folder)
+
+
+def test_every_saved_activation_loads_and_keeps_training(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).standard_normal((64, 6)).astype(np.float32)
+    for activation in ("relu", "topk", "batchtopk", "jumprelu", "matryoshka_batchtopk"):
+        options = dict(lr=1e-3, warmup_steps=0, grad_clip=None, shuffle=False, log_every=3)
+        sae = sw.SAE(n_units=8, k=2, activation=activation, epochs=1, batch_size=32, **options)
+        sae.fit(X, progress=False).save(tmp_path / activation)
+        loaded = sw.SAE.load(tmp_path / activation)
+        assert loaded.get_params() == sae.get_params()
+        loaded.partial_fit(X)
+        assert loaded.transform(X).shape == (64, 8)

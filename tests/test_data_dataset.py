@@ -82,6 +82,32 @@ def test_public_names() -> None:
         ({"X": np.zeros((2, 2)), "true_features": np.zeros((4, 3))}, ValueError, "true_features"),
         ({"X": np.zeros((2, 2)), "true_codes": sp.eye(3)}, ValueError, "true_codes"),
         ({"X": np.zeros((2, 2)), "attributes": {"a": 1}}, TypeError, r"attributes\['a'\]"),
+        # fuzz report A: scipy's messages, NaN accepted, a 1-D input said "shape (1, 2)"
+        ({"X": np.zeros((2, 2)), "true_codes": "abc"}, TypeError, "true_codes must hold real"),
+        ({"X": np.zeros((2, 2)), "true_codes": [[1, 2], [3]]}, TypeError, "true_codes must be"),
+        (
+            {"X": np.zeros((2, 2)), "true_codes": np.zeros((2, 2, 2))},
+            ValueError,
+            r"true_codes must be 2-D .*; got shape \(2, 2, 2\)",
+        ),
+        (
+            {"X": np.zeros((2, 2)), "true_codes": np.zeros(2)},
+            ValueError,
+            r"true_codes must be 2-D .*; got shape \(2,\)$",
+        ),
+        (
+            {"X": np.zeros((2, 2)), "true_codes": np.full((2, 3), np.nan)},
+            ValueError,
+            "true_codes contains NaN or infinite values",
+        ),
+        (
+            {"X": np.zeros((2, 2)), "true_codes": sp.csr_matrix([[np.inf], [0.0]])},
+            ValueError,
+            "true_codes contains NaN or infinite values",
+        ),
+        ({"X": np.zeros((2, 2)), "true_codes": 1j * np.eye(2)}, TypeError, "true_codes must hold"),
+        ({"X": None}, TypeError, "X must be a 2-D array of numbers .*; got NoneType"),
+        ({"X": {"a": 1}}, TypeError, "X must be a 2-D array of numbers .*; got dict"),
     ],
 )
 def test_bad_input_names_the_field(kwargs: dict, error: type, message: str) -> None:
@@ -159,7 +185,7 @@ def test_attribute_validates_indices_and_values(full: Dataset) -> None:
     attr = full.attributes["shift"]
     with pytest.raises(ValueError, match="indices out of range: 12"):
         attr.apply([12], 0.0)
-    with pytest.raises(ValueError, match="value must be finite"):
+    with pytest.raises(ValueError, match="value for attribute 'shift' must be a finite number"):
         attr.apply([0], float("nan"))
     with pytest.raises(TypeError, match="value must be a number"):
         attr.apply([0], "big")
@@ -203,3 +229,30 @@ def test_attribute_rejects_an_empty_selection_by_name() -> None:
     ):
         with pytest.raises(ValueError, match="indices must select at least one sample"):
             call()
+
+
+@pytest.mark.parametrize(
+    ("index", "error", "message"),
+    [
+        (slice(None, None, 0), ValueError, r"index: a slice's step cannot be zero; got slice"),
+        (True, TypeError, "index must be an int, slice, index array or boolean mask of length 12"),
+        (np.False_, TypeError, "boolean mask of length 12; got np.False_"),
+        ([1, True], TypeError, r"index must hold integers or be a boolean mask, not both"),
+        ((np.True_, 0), TypeError, "not both"),
+    ],
+)
+def test_indexing_refuses_bools_that_are_not_a_mask(
+    full: Dataset, index: object, error: type, message: str
+) -> None:
+    # fuzz report A: ds[True] was a 1-entry mask, ds[[1, True]] read True as index 1
+    with pytest.raises(error, match=message):
+        full[index]
+    with pytest.raises(TypeError):
+        full.attributes["shift"].apply([1, True], 0.0)
+
+
+def test_single_sample_dataset_still_takes_a_full_mask() -> None:
+    one = Dataset(np.ones((1, 2)))
+    assert len(one[[True]]) == 1 and len(one[np.array([True])]) == 1
+    with pytest.raises(TypeError, match="boolean mask of length 1"):
+        one[True]

@@ -110,3 +110,15 @@ def test_training_does_not_depend_on_the_inputs_units_down_to_the_smallest_accep
     for scale in (1e-35, 1e-40):  # needs a scale past the cap; below float32's normal range
         with pytest.raises(ValueError, match=r"X: its rows' mean norm is .* too small"):
             sw.SAE(n_units=8, k=2, activation=activation, epochs=1).fit(X * np.float32(scale))
+
+
+@pytest.mark.parametrize("scalar", [3.0, np.float64(3.0), np.array(3.0), 7])
+def test_a_scalar_is_reported_as_shape_empty_not_one(scalar: Any) -> None:
+    # fuzz report A item 13: np.ascontiguousarray made the scalar 1-D ("got shape (1,)")
+    with pytest.raises(ValueError, match=r"X must be 2-D .*, got shape \(\)$"):
+        sw.SAE(n_units=4, k=1).fit(scalar, progress=False)
+    fitted = sw.SAE(n_units=4, k=1, epochs=1).fit(np.ones((4, 3)), progress=False)
+    with pytest.raises(ValueError, match=r"X must be 2-D .*got shape \(\)$"):
+        fitted.transform(scalar)
+    with pytest.raises(ValueError, match=r"Z must have shape \(n, 4\), got \(\)$"):
+        fitted.inverse_transform(scalar)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sae_widgets as sw
 from sae_widgets.sae import metrics
@@ -105,3 +107,80 @@ def test_evaluate_leaves_a_module_in_training_mode() -> None:
     module.eval()
     metrics.evaluate(module, X)
     assert not module.training
+
+
+# ---------------------------------------------------------------- input checks (fuzz report A)
+
+
+@pytest.fixture(scope="module")
+def small_sae() -> SAE:
+    X = np.random.default_rng(0).standard_normal((64, 6)).astype(np.float32)
+    return SAE(n_units=8, k=2, epochs=1, batch_size=32).fit(X, progress=False)
+
+
+@pytest.mark.parametrize("metric", [metrics.fvu, metrics.mse])
+def test_reconstruction_metrics_refuse_zero_columns(metric: object) -> None:
+    # numpy's "zero-size array to reduction operation maximum" escaped
+    with pytest.raises(ValueError, match=r"X has no features.*got shape \(3, 0\)"):
+        metric(np.zeros((3, 0)), np.zeros((3, 0)))  # type: ignore[operator]
+
+
+@given(chunk_size=st.sampled_from([np.int64(50), np.int32(7), np.uint8(3), 2**70, 50]))
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_evaluate_takes_every_chunk_size_transform_takes(
+    small_sae: SAE, chunk_size: object
+) -> None:
+    X = np.random.default_rng(1).standard_normal((40, 6)).astype(np.float32)
+    small_sae.transform(X, chunk_size=chunk_size)
+    got = metrics.evaluate(small_sae, X, chunk_size=chunk_size)  # type: ignore[arg-type]
+    assert got["fvu"] == pytest.approx(metrics.evaluate(small_sae, X)["fvu"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "chunk_size,error", [(2.0, TypeError), (True, TypeError), ("8", TypeError), (0, ValueError)]
+)
+def test_evaluate_refuses_chunk_sizes_like_transform(
+    small_sae: SAE, chunk_size: object, error: type
+) -> None:
+    X = np.zeros((4, 6), np.float32)
+    with pytest.raises(error, match="chunk_size must be a positive integer"):
+        small_sae.transform(X, chunk_size=chunk_size)  # type: ignore[arg-type]
+    with pytest.raises(error, match="chunk_size must be a positive integer"):
+        metrics.evaluate(small_sae, X, chunk_size=chunk_size)  # type: ignore[arg-type]
+
+
+def test_ground_truth_metrics_refuse_complex_none_and_zero_features(small_sae: SAE) -> None:
+    with pytest.raises(TypeError, match="true_features must hold real numbers; got dtype complex"):
+        metrics.mmcs(small_sae, np.ones((3, 6), complex) * (1 + 1j))
+    with pytest.raises(TypeError, match="true_features must hold real numbers"):
+        metrics.mcc(small_sae, torch.ones(3, 6, dtype=torch.complex64))
+    with pytest.raises(TypeError, match=r"true_features must be a 2-D array .*; got NoneType"):
+        metrics.mmcs(small_sae, None)
+    with pytest.raises(TypeError, match="true_features must be a 2-D array"):
+        metrics.mmcs(small_sae, [[1.0, None, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="true_features must be nonzero directions; row 0"):
+        metrics.mmcs(small_sae, np.zeros((3, 6)))  # returned 0.0
+    one_zero = np.eye(3, 6)
+    one_zero[1] = 0.0
+    with pytest.raises(ValueError, match="row 1 is all zeros"):
+        metrics.uniqueness(small_sae, one_zero)
+
+
+def test_sparsity_metrics_refuse_none_and_nan_in_sparse_codes() -> None:
+    with pytest.raises(TypeError, match=r"codes must be a 2-D array .*; got NoneType"):
+        metrics.l0(None)
+    with pytest.raises(TypeError, match="codes must hold real numbers"):
+        metrics.l0(np.ones((2, 2), complex))
+    for bad in (np.nan, np.inf):
+        dense = np.array([[bad, 1.0]])
+        # dense codes were refused; sparse ones counted NaN as an active unit
+        for form in (dense, sp.csr_matrix(dense), sp.coo_matrix(dense)):
+            with pytest.raises(ValueError, match="codes contains NaN or infinite values"):
+                metrics.l0(form)
+            with pytest.raises(ValueError, match="codes contains NaN or infinite values"):
+                metrics.firing_frequencies(form)

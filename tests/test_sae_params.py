@@ -56,6 +56,9 @@ BAD = [
     ("shuffle", "no", TypeError),
     ("shuffle", 1, TypeError),
     ("prefix_sizes", "abc", TypeError),
+    ("prefix_sizes", ("a",), TypeError),  # was a ValueError (fuzz report A item 13)
+    ("prefix_sizes", [4, None], TypeError),
+    ("prefix_sizes", (True,), TypeError),
 ]
 
 

@@ -56,7 +56,14 @@ def _as_float32(array: np.ndarray, name: str) -> np.ndarray:
 
 def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarray:
     """Validate sample indices (int array-like or boolean mask) into an int64 array in [0, n)."""
+    if isinstance(indices, list | tuple) and any(isinstance(i, bool | np.bool_) for i in indices):
+        if not all(isinstance(i, bool | np.bool_) for i in indices):  # [1, True] read True as 1
+            raise TypeError(
+                f"{name} must hold integers or be a boolean mask, not both; got {indices!r:.80}"
+            )
     idx = _to_numpy(indices, name)
+    if idx.ndim == 0 and idx.dtype == np.bool_:  # one bool is not a mask of n entries
+        raise TypeError(f"{name} must be sample indices or a boolean mask of length {n}; got {idx}")
     if idx.ndim == 0:
         idx = idx.reshape(1)
     if idx.ndim != 1:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.data._arrays import _check_finite, _normalise_indices, _to_numpy
-from sae_widgets.data.checks import check_int
+from sae_widgets.data.checks import check_float, check_int
 
 # apply_fn(rows, value) -> float32 (len(rows), d): `rows` index the dataset the function was
 # written for (the "base" rows); `Attribute` maps a subset's own rows onto them.
@@ -45,6 +45,9 @@ class Attribute:
     n_samples: how many samples `apply_fn` accepts rows for; `Dataset` fills it in if None.
     sweep_fn: optional vectorised `sweep_fn(rows, values) -> (len(values), len(rows), d)`.
     description: one line for tooltips.
+    limits: (low, high), the values `apply` and `sweep` accept, or None for any finite
+        number; the grid and identity must lie inside. Rows holding NaN or inf are refused
+        whatever the limits (a float32 cast overflows long before float64 does).
 
     Attributes
     ----------
@@ -63,6 +66,7 @@ class Attribute:
         n_samples: int | None = None,
         sweep_fn: SweepFn | None = None,
         description: str = "",
+        limits: tuple[float, float] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"name must be a non-empty string; got {name!r}")
@@ -84,6 +88,7 @@ class Attribute:
                 grid = np.sort(np.append(grid, identity))
         if n_samples is not None and (not isinstance(n_samples, int) or n_samples < 1):
             raise ValueError(f"n_samples must be a positive int or None; got {n_samples!r}")
+        self.limits = _check_limits(limits, grid)
         self.name = name
         self.values = grid
         self.identity = identity
@@ -104,15 +109,27 @@ class Attribute:
             raise ValueError(f"indices must select at least one sample for {self.name!r}")
         return idx if self._rows is None else self._rows[idx]
 
-    @staticmethod
-    def _check_value(value: Any) -> float:
+    def _check_value(self, value: Any, name: str = "value") -> float:
+        """`value` as a float inside `limits`; checked before any cast to float32, so the
+        message shows the number passed (1e-300, not the 0.0 it would become)."""
+        if isinstance(value, str | bytes):
+            raise TypeError(f"{name} must be a number; got {type(value).__name__}")
         try:
             v = float(value)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"value must be a number; got {type(value).__name__}") from err
-        if not np.isfinite(v):
-            raise ValueError(f"value must be finite; got {v}")
-        return v
+            raise TypeError(f"{name} must be a number; got {type(value).__name__}") from err
+        low, high = self.limits if self.limits is not None else (None, None)
+        return check_float(v, f"{name} for attribute {self.name!r}", low, high)
+
+    def _finite_rows(self, out: np.ndarray, value: Any) -> np.ndarray:
+        # a float32 overflow (or a model's) must not reach a view or an SAE as NaN rows
+        if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):
+            raise ValueError(
+                f"attribute {self.name!r}: value {value!r} gives rows with NaN or infinite "
+                "values; pick a value closer to the attribute's grid "
+                f"({self.values.min():g}..{self.values.max():g})"
+            )
+        return out
 
     def _numbers(self, result: Any, fn: str) -> np.ndarray:
         """What a user's function returned, as float32 (a tensor, bfloat16 too, or a list);
@@ -122,18 +139,20 @@ class Attribute:
             raise TypeError(
                 f"attribute {self.name!r}: {fn} must return numbers; got dtype {out.dtype}"
             )
-        return out.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # an overflow to inf is refused by `_finite_rows`
+            return out.astype(np.float32, copy=False)
 
     def apply(self, indices: Any, value: float) -> np.ndarray:
         """X rows of samples `indices` with this attribute set to `value`: float32 (m, d)."""
         rows = self._base_rows(indices)
-        out = self._numbers(self._apply_fn(rows, self._check_value(value)), "apply_fn")
+        v = self._check_value(value)
+        out = self._numbers(self._apply_fn(rows, v), "apply_fn")
         if out.ndim != 2 or out.shape[0] != rows.shape[0]:
             raise ValueError(
                 f"attribute {self.name!r}: apply_fn returned shape {out.shape}, expected "
                 f"({rows.shape[0]}, d)"
             )
-        return out
+        return self._finite_rows(out, v)
 
     def sweep(self, indices: Any, values: Any = None) -> np.ndarray:
         """`apply` for every value of a grid (default `self.values`): float32 (v, m, d)."""
@@ -145,6 +164,8 @@ class Attribute:
             if grid.size == 0:
                 raise ValueError("values must hold at least one value")
             _check_finite(grid, "values")
+            for v in (grid.min(), grid.max()):  # the extremes decide the range check
+                self._check_value(float(v), "values")
         if self._sweep_fn is not None:
             out = self._numbers(self._sweep_fn(rows, grid), "sweep_fn")
         else:
@@ -156,6 +177,8 @@ class Attribute:
                 f"attribute {self.name!r}: sweep returned shape {out.shape}, expected "
                 f"({grid.size}, {rows.shape[0]}, d)"
             )
+        for i, v in enumerate(grid):  # name the first value whose rows overflow
+            self._finite_rows(out[i], float(v))
         return out
 
     # ---------------------------------------------------------------------------- derivation
@@ -221,6 +244,7 @@ class Attribute:
             n_samples=self.n_samples,
             sweep_fn=sweep_fn,
             description=self.description,
+            limits=self.limits,
         )._with_rows(self._rows)
         # The varied *input* stays reachable (e.g. the rotated digit before the model), so a
         # view can draw it.
@@ -245,3 +269,18 @@ class Attribute:
             f"Attribute({self.name!r}, values={lo:g}..{hi:g} ({self.values.size}), "
             f"identity={self.identity}, n_samples={self.n_samples})"
         )
+
+
+def _check_limits(limits: Any, grid: np.ndarray) -> tuple[float, float] | None:
+    """`limits` as (low, high) floats holding every grid value, or None."""
+    if limits is None:
+        return None
+    if not isinstance(limits, tuple | list) or len(limits) != 2:
+        raise TypeError(f"limits must be a (low, high) pair of numbers or None; got {limits!r}")
+    low = check_float(limits[0], "limits[0]")
+    high = check_float(limits[1], "limits[1]", low)
+    if grid.min() < low or grid.max() > high:
+        raise ValueError(
+            f"values must lie inside limits [{low:g}, {high:g}]; got {grid.min():g}..{grid.max():g}"
+        )
+    return low, high

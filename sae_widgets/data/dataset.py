@@ -51,17 +51,24 @@ class Dataset:
         name: str = "",
         tokens: TokenRows | None = None,
     ) -> None:
+        given = X
         X = _to_numpy(X, "X")
+        # the type first: None or a dict is a TypeError, not "got shape ()"
+        if X.dtype == object:
+            raise TypeError(
+                f"X must be a 2-D array of numbers (n_samples, n_features); got "
+                f"{type(given).__name__}"
+            )
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
+            raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
+        if np.issubdtype(X.dtype, np.complexfloating):
+            raise TypeError(f"X must hold real numbers; got complex dtype {X.dtype}")
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-D array (n_samples, n_features); got shape {X.shape}")
         if X.shape[0] == 0:
             raise ValueError("X is empty: a dataset needs at least one sample")
         if X.shape[1] == 0:
             raise ValueError("X has no features: expected shape (n_samples, n_features >= 1)")
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):
-            raise TypeError(f"X must hold numbers; got dtype {X.dtype}")
-        if np.issubdtype(X.dtype, np.complexfloating):
-            raise TypeError(f"X must hold real numbers; got complex dtype {X.dtype}")
         X = _as_float32(X, "X")
         n = X.shape[0]
         self.X: np.ndarray = X
@@ -173,7 +180,19 @@ class Dataset:
     ) -> sp.csr_matrix | None:
         if true_codes is None:
             return None
-        codes = sp.csr_matrix(true_codes)
+        if sp.issparse(true_codes):
+            dtype, shape = true_codes.dtype, true_codes.shape
+        else:  # checked as numpy first: scipy's own messages name neither field nor shape
+            dense = _to_numpy(true_codes, "true_codes")
+            dtype, shape = dense.dtype, dense.shape
+        if dtype.kind not in "fiub":
+            raise TypeError(f"true_codes must hold real numbers; got dtype {dtype}")
+        if len(shape) != 2:
+            raise ValueError(
+                f"true_codes must be 2-D (n_samples, n_features); got shape {tuple(shape)}"
+            )
+        codes = sp.csr_matrix(true_codes if sp.issparse(true_codes) else dense)
+        _check_finite(codes.data, "true_codes")
         if codes.shape[0] != n:
             raise ValueError(
                 f"true_codes must have one row per sample (n={n}); got shape {codes.shape}"
@@ -243,7 +262,14 @@ class Dataset:
         """The samples `index` (int array, slice, boolean mask or one int) as a new Dataset,
         every field aligned and every attribute acting on the subset's own rows."""
         n = len(self)
+        if isinstance(index, bool | np.bool_):  # not read as index 1 or a 1-sample mask
+            raise TypeError(
+                f"index must be an int, slice, index array or boolean mask of length {n}; "
+                f"got {index!r}"
+            )
         if isinstance(index, slice):
+            if index.step == 0:
+                raise ValueError(f"index: a slice's step cannot be zero; got {index!r}")
             rows = np.arange(n)[index]
         elif isinstance(index, (int, np.integer)):
             rows = _normalise_indices(np.array([index]), n, "index")

@@ -193,7 +193,7 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
     the loaded SAE there, and further training and inference run there."""
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
-    from sae_widgets.sae.params import check_device
+    from sae_widgets.sae.params import check_device, check_param
 
     target = None if device is None else check_device("device", device)  # before reading
     record = read_weights(folder)
@@ -213,6 +213,14 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
     saved = _section(record, "params")
     accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
     kept = {name: value for name, value in saved.items() if name in accepted}
+    for name, value in kept.items():  # a checkpoint that loads must be able to run and train
+        try:
+            check_param(name, value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{_as_path(folder) / 'cfg.json'}: metadata.params.{name} is not a valid SAE "
+                f"parameter: {err}"
+            ) from None
     for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
         value = saved.get(name)
         value = tuple(value) if isinstance(value, list) else value

@@ -37,7 +37,8 @@ def real_array(X: Any, name: str) -> np.ndarray:
             f"{array.dtype} (convert strings or objects with np.asarray(..., dtype=float))"
         )
     check_magnitude(array, name)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    # reshaped: ascontiguousarray makes a scalar 1-D, and the error would say "shape (1,)"
+    return np.ascontiguousarray(array, dtype=np.float32).reshape(array.shape)
 
 
 def shared_tensor(array: np.ndarray) -> Tensor:

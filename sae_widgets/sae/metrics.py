@@ -38,12 +38,22 @@ def _numpy(a: Any, name: str) -> np.ndarray:
         a = (a.double() if a.is_floating_point() else a).numpy()  # bfloat16 has no numpy dtype
     if hasattr(a, "X") and not isinstance(a, np.ndarray):  # a Dataset
         a = a.X
+    expected = f"{name} must be a 2-D array of real numbers; got {type(a).__name__}"
     try:
-        out = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise TypeError(
-            f"{name} must be a 2-D array of real numbers; got {type(a).__name__}"
-        ) from None
+        raw = np.asarray(a)
+        if raw.dtype.kind == "c":  # float64 would drop the imaginary part with a warning
+            raise TypeError(f"{name} must hold real numbers; got dtype {raw.dtype}")
+        if raw.dtype.kind not in "fiubO":  # strings, dates: not numbers
+            raise TypeError(f"{expected} of dtype {raw.dtype}")
+        if raw.dtype.kind == "O" and any(v is None for v in raw.flat):  # numpy reads None as NaN
+            raise TypeError(expected)
+        out = raw.astype(np.float64)  # objects too: Python ints past int64, or None (refused)
+    except (ValueError, OverflowError):
+        raise TypeError(expected) from None
+    except TypeError as err:
+        if str(err).startswith(name):
+            raise
+        raise TypeError(expected) from None
     if out.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {out.shape}")
     if out.size and not np.isfinite(out).all():
@@ -57,6 +67,8 @@ def _pair(X: Any, X_hat: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"X and X_hat must have the same shape, got {x.shape} and {x_hat.shape}")
     if x.shape[0] == 0:
         raise ValueError("X is empty")
+    if x.shape[1] == 0:  # numpy's "zero-size array to reduction" otherwise
+        raise ValueError(f"X has no features: expected (n_samples, d >= 1); got shape {x.shape}")
     return x, x_hat
 
 
@@ -97,6 +109,10 @@ def _active(codes: Any) -> tuple[Any, int]:
     """(boolean-ish matrix of active entries, n_samples) for numpy, torch or scipy codes."""
     if sp.issparse(codes):
         active = sp.csr_matrix(codes, copy=True)
+        if active.dtype.kind not in "fiub":
+            raise TypeError(f"codes must hold real numbers; got dtype {active.dtype}")
+        if not np.isfinite(active.data).all():  # as dense codes: NaN is not "active"
+            raise ValueError("codes contains NaN or infinite values")
         active.eliminate_zeros()
         active.data = np.ones_like(active.data, dtype=np.float64)
         return active, active.shape[0]
@@ -155,8 +171,14 @@ def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
         raise ValueError(
             f"true_features have dimension {true.shape[1]}, decoder rows {units.shape[1]}"
         )
+    norms = np.linalg.norm(true, axis=1, keepdims=True)
+    if (norms == 0).any():  # a zero vector has no direction to match
+        raise ValueError(
+            f"true_features must be nonzero directions; row {int(np.argmax(norms == 0))} is "
+            "all zeros"
+        )
     units = units / np.maximum(np.linalg.norm(units, axis=1, keepdims=True), 1e-12)
-    true = true / np.maximum(np.linalg.norm(true, axis=1, keepdims=True), 1e-12)
+    true = true / norms
     return np.minimum(np.abs(true @ units.T), 1.0)  # rounding made parallel rows 1 + 2e-16
 
 
@@ -259,6 +281,7 @@ def evaluate(
     tokenizer, task, batch_size, max_length, skip_first).
     """
     from sae_widgets.sae.estimator import SAE
+    from sae_widgets.sae.inputs import check_chunk_size
     from sae_widgets.sae.inputs import data_of as _data_of
     from sae_widgets.sae.model import SparseAutoencoder
 
@@ -271,8 +294,7 @@ def evaluate(
     else:
         raise TypeError(f"sae must be an SAE or SparseAutoencoder, got {type(sae)}")
     module = est._check_fitted()
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk_size = check_chunk_size(chunk_size)  # the same rule as SAE.transform
     if (model is None) != (layer is None):
         raise ValueError("model and layer go together: pass both (spliced figures) or neither")
     if model is not None:

@@ -29,13 +29,10 @@ def _integer(name: str, value: Any, low: int, high: int | None = None, what: str
     integral = isinstance(value, int | np.integer) or (
         isinstance(value, float) and value.is_integer()
     )
-    if (
-        isinstance(value, bool)
-        or not integral
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+    bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise TypeError(f"{name} must be an integer {bounds}{what}, got {value!r}")
+    if not integral or value < low or (high is not None and value > high):
         raise ValueError(f"{name} must be an integer {bounds}{what}, got {value!r}")
     return int(value)
 

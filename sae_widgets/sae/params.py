@@ -93,6 +93,13 @@ class Constraint:
         elif self.kind == "int_sequence":
             if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name} must be {self.describe()}; got {value!r}")
+            # elements of a container (a generator is left unread); their range is the
+            # model's check, which knows n_units
+            items = value if isinstance(value, list | tuple | np.ndarray) else ()
+            if any(
+                isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real) for v in items
+            ):
+                raise TypeError(f"{name} must be {self.describe()}; got {value!r}")
         else:
             self._check_number(name, value)
 

@@ -65,6 +65,7 @@ def image_attribute(
     values: np.ndarray,
     identity: float,
     description: str,
+    limits: tuple[float, float] | None = None,
 ) -> Attribute:
     """An Attribute that transforms the stored images and flattens them back into X rows.
     At the identity value it returns the original rows exactly."""
@@ -76,7 +77,13 @@ def image_attribute(
         return out.reshape(len(rows), -1).astype(np.float32)
 
     return Attribute(
-        name, values, apply_fn, identity=identity, n_samples=len(X), description=description
+        name,
+        values,
+        apply_fn,
+        identity=identity,
+        n_samples=len(X),
+        description=description,
+        limits=limits,
     )
 
 
@@ -129,6 +136,7 @@ def digits() -> Dataset:
             np.round(np.arange(0.6, 1.41, 0.1), 6),
             1.0,
             "zoom factor about the image centre",
+            (1e-30, 1e30),  # far past a dot or a full frame, yet 1 / scale stays finite
         ),
         "thickness": image_attribute(
             "thickness",

@@ -19,6 +19,15 @@ FACTOR_NAMES = ["shape", "scale", "rotation", "x", "y"]
 _RADIUS_FRACTION = 0.2
 _SCALE_RANGE = (0.5, 1.0)
 _CHUNK_PIXELS = 1 << 22  # samples per chunk * pixels per image: bounds temporary memory
+# values an attribute accepts: far past the frame (x, y) or any visible size (scale), yet every
+# pixel stays finite in float32; rotation takes any finite angle (whole turns are dropped)
+_LIMITS: dict[str, tuple[float, float] | None] = {
+    "shape": (0.0, len(SHAPE_NAMES) - 1.0),
+    "scale": (1e-3, 1e3),
+    "rotation": None,
+    "x": (-1e3, 1e3),
+    "y": (-1e3, 1e3),
+}
 
 
 def _length(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -98,7 +107,10 @@ def render_shapes(
     shape = shape.astype(np.int64)
     n = shape.shape[0]
     named = {"scale": scale, "rotation": rotation, "x": x, "y": y}
-    params = [_factor_array(value, name).astype(np.float32) for name, value in named.items()]
+    params = [_factor_array(value, name) for name, value in named.items()]
+    # whole turns dropped in float64: float32's cos(1e300 degrees) is NaN
+    params[1] = np.mod(params[1], 360.0)
+    params = [p.astype(np.float32) for p in params]
     if any(p.shape[0] != n for p in params):
         raise ValueError("shape, scale, rotation, x and y must have the same length")
     if n and params[0].min() <= 0:  # a radius of 0 divides by zero: NaN pixels
@@ -156,7 +168,9 @@ def _factor_attribute(
 ) -> Attribute:
     def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
         if name == "shape" and (value != round(value) or not 0 <= value < len(SHAPE_NAMES)):
-            raise ValueError(f"shape value must be an integer in 0..{len(SHAPE_NAMES) - 1}")
+            raise ValueError(
+                f"shape value must be an integer in 0..{len(SHAPE_NAMES) - 1}; got {value!r}"
+            )
         if name == "scale" and value <= 0:
             raise ValueError(f"scale value must be > 0; got {value}")
         changed = {k: v[rows] for k, v in factors.items()}
@@ -165,7 +179,12 @@ def _factor_attribute(
         return images.reshape(len(rows), -1)
 
     return Attribute(
-        name, values, apply_fn, n_samples=len(factors["shape"]), description=description
+        name,
+        values,
+        apply_fn,
+        n_samples=len(factors["shape"]),
+        description=description,
+        limits=_LIMITS[name],
     )
 
 

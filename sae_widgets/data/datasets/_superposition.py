@@ -23,6 +23,9 @@ from sae_widgets.data.checks import (
 from sae_widgets.data.dataset import Attribute, Dataset
 
 _CHUNK_SAMPLES = 1 << 17
+# a coefficient a probe may set: drawn ones are 0..1, and X + value * feature stays far
+# inside float32 (1e300 became inf rows)
+_COEFFICIENT_LIMITS = (-1e6, 1e6)
 _CHUNK_LATENTS = 1 << 22  # (samples x features) Gaussians per chunk for the copula
 _CORRELATION_RANK = 8  # latent factors shared by all features in the copula
 _CORRELATION_STRENGTH = 0.6  # share of each latent's variance that comes from those factors
@@ -210,6 +213,7 @@ def _feature_attribute(
         n_samples=X.shape[0],
         sweep_fn=sweep_fn,
         description=f"coefficient of ground-truth feature {j}",
+        limits=_COEFFICIENT_LIMITS,
     )
 
 
