@@ -196,6 +196,11 @@ class ActivationHeatmap(ExplorerView):
 
     # -- Selection -> view ---------------------------------------------------------------------
 
+    def redraw(self) -> None:
+        """Rows, columns and the card again, from the refreshed Explorer."""
+        self._draw_rows()
+        self._draw_card()
+
     def _draw_rows(self) -> None:
         self._chosen = self._choose()
         self._draw_matrix(self._with_focus(self._chosen))

@@ -92,11 +92,8 @@ class UnitTable(ExplorerView):
         if not isinstance(sort_by, str) or sort_by not in SORT_KEYS:
             raise ValueError(f"sort_by: expected one of {list(SORT_KEYS)}, got {sort_by!r}")
         super().__init__(ex)
-        self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
-        self._enrichment = np.zeros(ex.n_units)
-        self._parts: tuple[np.ndarray, np.ndarray] | None = None
+        self._read_stats()
         self._syncing = False
-        self.order = np.arange(ex.n_units)
         self.search = widgets.Text(
             placeholder="unit number or label",
             description="search",
@@ -131,6 +128,19 @@ class UnitTable(ExplorerView):
         self._draw()
 
     # -- what is shown -------------------------------------------------------------------------
+
+    def _read_stats(self) -> None:
+        """Per-unit statistics of the Explorer's codes (and what is formatted from them)."""
+        self.stats: UnitStats = unit_stats(self.ex.codes, self.ex.dataset.labels)
+        self._enrichment = np.zeros(self.ex.n_units)
+        self._parts: tuple[np.ndarray, np.ndarray] | None = None
+        self.order = np.arange(self.ex.n_units)
+
+    def redraw(self) -> None:
+        """Every row again from the refreshed Explorer's codes."""
+        self._read_stats()
+        self._rank_enrichment()
+        self._draw()
 
     def _rank_enrichment(self) -> None:
         samples = self.selection.samples
