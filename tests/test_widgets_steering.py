@@ -216,3 +216,23 @@ def test_language_model_view_shows_cached_greedy_continuations():
     assert calls.call_count == 0
     texts = [t for _, t in shown]
     assert len(set(texts)) > 1  # pushing the unit hard changes what the model writes
+
+
+def test_a_refit_and_refresh_steer_the_new_sae(classifier):
+    model, ds, acts, _ = classifier
+    sae = sw.SAE(n_units=16, k=4, epochs=1, batch_size=128, seed=0).fit(acts.X, progress=False)
+    ex = sw.Explorer(sae, acts, model=model, layer="net.1", inputs=ds)
+    steering = sw.SteeringView(ex, max_samples=40)
+    ex.selection.unit = 3
+    old = steering.result
+    sae.set_params(n_units=8, seed=1).fit(acts.X, progress=False)
+    ex.refresh()
+    assert ex.steerer.sae_module is sae.model_  # the refit's module, not the old one
+    result = steering.result
+    assert result is not old and result.unit == 3
+    grid = alpha_grid(float(ex.codes.max_activation[3]), "steer")
+    np.testing.assert_allclose(result.alphas, grid)
+    np.testing.assert_allclose(steering.curves.y, result.probabilities.T, rtol=1e-6)
+    samples, _ = steering.steered_samples()
+    fresh = ex.steerer.sweep(3, grid, samples)
+    np.testing.assert_allclose(result.probabilities, fresh.probabilities)

@@ -471,9 +471,36 @@ def test_heatmap_clicks_focus_a_unit_and_pick_a_sample(ex, codes):
     strongest = active[np.argsort(-codes[sample, active], kind="stable")]
     assert view.card_units.units == strongest[:8].tolist()
     assert f"sample {sample}" in view.card_title.value
-    # A focused unit that is not a column hides the focus box.
-    ex.selection.unit = int(np.setdiff1d(np.arange(ex.n_units), view.data.units)[0])
-    assert not view.focus_box.visible
+
+
+def test_heatmap_shows_a_focused_unit_that_is_not_among_its_columns(ex, codes):
+    view = sw.ActivationHeatmap(ex, max_units=8)
+    chosen = view.data.units.copy()
+    assert len(chosen) == 8
+    outside = int(np.setdiff1d(np.arange(ex.n_units), chosen)[0])
+    ex.selection.unit = outside
+    # It takes the last column (max_units still holds), outlined, named in the caption.
+    units = view.data.units
+    assert len(units) == 8 and units[-1] == outside
+    np.testing.assert_array_equal(units[:7], chosen[:7])
+    np.testing.assert_array_equal(view.data.matrix, codes[np.ix_(view.data.rows, units)])
+    assert view.focus_box.visible
+    np.testing.assert_array_equal(view.focus_box.x, [7, 8, 8, 7, 7])
+    assert f"the focused unit {outside}" in view.caption.value
+    assert view.x_axis.tick_labels[str(7.5)] == str(outside)
+    # Clicking it keeps it; focusing a chosen unit gives its column back.
+    view._clicked_matrix(view.matrix_mark, image_click(7.5, 0.5))
+    assert ex.selection.unit == outside
+    ex.selection.unit = int(chosen[2])
+    np.testing.assert_array_equal(view.data.units, chosen)
+    np.testing.assert_array_equal(view.focus_box.x, [2, 3, 3, 2, 2])
+    assert "focused unit" not in view.caption.value
+    # New rows choose their own columns; the focused unit stays one of them.
+    ex.selection.unit = outside
+    for rows in (list(range(40)), list(range(900, 1000))):
+        ex.selection.samples = rows
+        assert outside in view.data.units and len(view.data.units) <= 8
+        assert view.focus_box.visible
 
 
 # ---- ProbeSlider ---------------------------------------------------------------------------

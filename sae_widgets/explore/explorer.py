@@ -158,7 +158,7 @@ class Explorer(SelectionQueries, PrefixQueries):
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.codes_dir = None if codes_dir is None else Path(codes_dir)
         self.n_samples = int(dataset.X.shape[0])
-        self.n_units = int(np.shape(sae.components_)[0])
+        self.n_units = self._sae_units()
         self.selection = Selection(self.n_units, self.n_samples, attributes=dataset.attributes)
         self.history = SelectionHistory(self.selection)
         self._codes: CodeStore | None = None
@@ -198,6 +198,7 @@ class Explorer(SelectionQueries, PrefixQueries):
     def codes(self) -> CodeStore:
         """Sparse unit codes of every sample (encoded on first access, then cached)."""
         if self._codes is None:
+            self._check_units()
             if self.codes_dir is not None:  # memory-mapped files: RAM stays small at 1e6+
                 self._codes = encode_to_folder(self.sae, self.dataset.X, self.codes_dir)
             else:
@@ -220,6 +221,7 @@ class Explorer(SelectionQueries, PrefixQueries):
 
     def _components(self) -> NDArray[np.float32]:
         if self._decoder is None:
+            self._check_units()
             components = self.sae.components_
             if hasattr(components, "detach"):  # a torch tensor: views only see numpy
                 components = components.detach().cpu().numpy()
@@ -232,7 +234,20 @@ class Explorer(SelectionQueries, PrefixQueries):
         return self._components()[unit].copy()
 
     def refresh(self) -> None:
-        """Forget every cached result (call after training the SAE further)."""
+        """Re-read the SAE after training it further (or refitting it): forget every cached
+        result, take its unit count, and bump ``selection.revision`` so every open view
+        redraws from the new codes (a focused unit the SAE no longer has is cleared).
+
+        The SAE's input width must not change: the dataset's X is read as its inputs, so
+        then a ValueError says to build a new Explorer (and nothing is forgotten)."""
+        n_features = _check_fitted(self.sae)
+        if n_features != self.dataset.n_features:
+            raise ValueError(
+                f"sae now takes inputs of width {n_features}, but this Explorer's dataset has "
+                f"width {self.dataset.n_features}: build a new Explorer for the refit SAE "
+                "(sw.Explorer(sae, dataset))"
+            )
+        n_units = self._sae_units()
         self._codes = None
         self._projections.clear()
         self._display.clear()
@@ -242,6 +257,29 @@ class Explorer(SelectionQueries, PrefixQueries):
         self._summaries.clear()
         self._last_enrichment = None
         self._labels = None
+        if self.steerer is not None:
+            self.steerer.refresh()
+        self.n_units = n_units
+        self.selection.new_revision(n_units)  # the views follow it and redraw
+
+    def _sae_units(self) -> int:
+        """The SAE's unit count: its module's config where it has one (`components_` copies
+        the whole decoder), else the decoder's rows."""
+        config = getattr(getattr(self.sae, "model_", None), "cfg", None)
+        n_units = getattr(config, "n_units", None)
+        if isinstance(n_units, Integral) and not isinstance(n_units, bool):
+            return int(n_units)
+        return int(np.shape(self.sae.components_)[0])
+
+    def _check_units(self) -> None:
+        """Before reading the SAE into a cache: it must still have the Explorer's unit count
+        (a refit changes it; the caches and the Selection's range follow only `refresh`)."""
+        n_units = self._sae_units()
+        if n_units != self.n_units:
+            raise ValueError(
+                f"sae now has {n_units} units but this Explorer was built for {self.n_units}: "
+                "call ex.refresh() after refitting the SAE"
+            )
 
     # ---- answers for the views ---------------------------------------------------------
 
@@ -310,11 +348,13 @@ class Explorer(SelectionQueries, PrefixQueries):
         if isinstance(samples, Integral):
             samples = [check_index(samples, self.n_samples, "samples")]
         found = self.attribute(attribute) if isinstance(attribute, str) else attribute
+        self._check_units()  # the sweep runs the SAE itself: its units must be the views'
         return probe_attribute(self.sae, found, samples, self.n_samples, values)
 
     def reconstruct(self, indices: Any) -> NDArray[np.float32]:
         """(len(indices), d) the SAE's reconstruction of those samples from the stored codes."""
         rows = check_indices(_atleast_1d(indices), self.n_samples, "indices")
+        self._check_units()  # the stored codes must fit the SAE that decodes them
         with threads_for_batch(len(rows)):
             decoded = self.sae.inverse_transform(self.codes.dense(rows))
         return np.asarray(decoded, dtype=np.float32)

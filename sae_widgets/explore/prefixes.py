@@ -36,6 +36,8 @@ class PrefixQueries:
 
         def _components(self) -> NDArray[np.float32]: ...
 
+        def _check_units(self) -> None: ...
+
     @property
     def prefix_sizes(self) -> tuple[int, ...] | None:
         """The SAE's nested prefix sizes (a Matryoshka SAE), else None."""
@@ -44,6 +46,7 @@ class PrefixQueries:
 
     def _decoder_bias(self) -> NDArray[np.float32]:
         """(d,) the reconstruction of all-zero codes: the decoder bias."""
+        self._check_units()  # zeros of the Explorer's width must fit the SAE
         zeros = np.zeros((1, self.n_units), dtype=np.float32)
         return np.asarray(self.sae.inverse_transform(zeros), dtype=np.float32)[0]
 

@@ -126,6 +126,19 @@ class _Name(_TypeChecked, Unicode):
     """A Unicode trait whose wrong-type error is a `SelectionTypeError`."""
 
 
+class _ReadOnlyError(TraitError, AttributeError):
+    """An assignment to a read-only Selection trait (an AttributeError, like a property's)."""
+
+
+class _Count(Int):
+    """A read-only Int trait: only its owner moves it (`set_trait`)."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise _ReadOnlyError(
+            f"{self.name} is read-only: Explorer.refresh() moves it; got an assignment of {value!r}"
+        )
+
+
 class Selection(HasTraits):
     """What the user is looking at: the focused unit, the selected samples, the probe.
 
@@ -147,6 +160,7 @@ class Selection(HasTraits):
     both a `traitlets.TraitError` and a `ValueError`, and leaves the trait unchanged; a value of
     the wrong type raises `SelectionTypeError` (a `TraitError` and a `TypeError`).
     `samples` is normalised to sorted, distinct indices (a set of samples has no order).
+    `revision` is read-only: `new_revision` (called by `Explorer.refresh`) bumps it.
     """
 
     unit = _Index(None, allow_none=True, help="Focused unit index, or None when no unit is.")
@@ -161,6 +175,11 @@ class Selection(HasTraits):
     )
     probe_value = _Value(
         None, allow_none=True, help="Current value of the probed attribute, or None."
+    )
+    revision = _Count(
+        0,
+        help="Counts the data behind the indices changing (Explorer.refresh after more "
+        "training or a refit): every view redraws from the Explorer when it changes.",
     )
 
     def __init__(
@@ -211,6 +230,24 @@ class Selection(HasTraits):
             self.probe_sample = None
             self.probe_attribute = None
             self.probe_value = None
+
+    def new_revision(self, n_units: int | None = None) -> None:
+        """The data behind the indices changed (the SAE was trained further or refit): take
+        the new unit count, forget a focused unit now out of range, and bump `revision`, in
+        one batch (every value is final before any observer runs)."""
+        if n_units is None:
+            n_units = self._n_units
+        if not isinstance(n_units, Integral) or isinstance(n_units, bool):
+            raise TypeError(f"n_units must be an int; got {type(n_units).__name__}")
+        if n_units < 1:
+            raise ValueError(f"n_units must be at least 1; got {n_units}")
+        with self.hold_trait_notifications():
+            self._n_units = int(n_units)
+            # `revision` first: every view redraws from the new data before any other change
+            # reaches a handler that would read the view's old columns or rows.
+            self.set_trait("revision", self.revision + 1)
+            if self.unit is not None and self.unit >= self._n_units:
+                self.unit = None
 
     @validate("unit")
     def _check_unit(self, proposal: Any) -> Any:

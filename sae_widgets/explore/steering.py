@@ -105,6 +105,13 @@ class Steerer:
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
         self._texts: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
 
+    def refresh(self) -> None:
+        """Re-read the SAE's module (a refit builds a new one) and forget every cached
+        result: they were computed with the old weights (`Explorer.refresh` calls this)."""
+        self.sae_module = sae_module(self.sae)
+        self._sweeps.clear()
+        self._texts.clear()
+
     @property
     def kind(self) -> str:
         """What it can do: "classify" (it has inputs), "generate" (a tokenizer) or "none"."""

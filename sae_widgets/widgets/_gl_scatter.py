@@ -92,6 +92,16 @@ class GLScatter:
         with _quiet():
             self.plot.lasso(type="rectangle" if tool == "rectangle" else "freeform")
 
+    def set_coords(self, coords: np.ndarray) -> None:
+        """Move the drawn points to `coords` (a new projection; no animation)."""
+        self.fit.hold()  # the new frame waits for the caller's `fit.release()`
+        with _quiet():
+            self.plot.xy(
+                x=np.ascontiguousarray(coords[:, 0], dtype=np.float32),
+                y=np.ascontiguousarray(coords[:, 1], dtype=np.float32),
+                animate=False,
+            )
+
     def set_colors(self, index: np.ndarray, palette: Sequence[str]) -> None:
         """Colour point i with palette[index[i]].
 

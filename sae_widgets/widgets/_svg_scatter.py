@@ -113,6 +113,15 @@ class SVGScatter:
         """ "lasso" or "rectangle"."""
         self.figure.interaction = self.lasso if tool == "lasso" else self.brush
 
+    def set_coords(self, coords: np.ndarray) -> None:
+        """Move every point to `coords` (a new projection), the lasso's copy with them."""
+        x = np.ascontiguousarray(coords[:, 0], dtype=np.float32)
+        y = np.ascontiguousarray(coords[:, 1], dtype=np.float32)
+        for mark in (self.scatter, self.lasso_target):
+            with mark.hold_sync():
+                mark.x, mark.y = x, y
+        self.clear_rect()  # drawn around the old positions
+
     def show_selected(self, samples: Sequence[int]) -> None:
         self.scatter.selected = np.asarray(samples, dtype=np.int32) if len(samples) else None
 

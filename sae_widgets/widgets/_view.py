@@ -227,7 +227,9 @@ class ExplorerView(widgets.VBox):
     """Base of the widgets that follow an Explorer's Selection.
 
     Subclasses call `follow` for the Selection traits they draw; `close` detaches them, so a
-    closed view costs nothing on later Selection changes.
+    closed view costs nothing on later Selection changes. Every view follows
+    ``selection.revision`` (bumped by `Explorer.refresh`) with `redraw`, so views keep no
+    copy of the Explorer's data that outlives a refresh.
     """
 
     figure: Figure
@@ -260,6 +262,11 @@ class ExplorerView(widgets.VBox):
         # "working..." while this view redraws after a Selection change that takes > 200 ms;
         # a view shows `busy.widget` where its user looks.
         self.busy = Busy()
+        self.follow(lambda _change: self.redraw(), "revision")
+
+    def redraw(self) -> None:
+        """Draw everything again from the Explorer (its SAE was trained further or refit,
+        `Explorer.refresh`): each view replaces what it derived from the old codes."""
 
     def follow(self, handler: Callable[[Any], None], *names: str) -> None:
         """Call `handler(change)` whenever one of the named Selection traits changes (with the

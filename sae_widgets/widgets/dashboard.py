@@ -120,7 +120,10 @@ class Dashboard(ExplorerView):
         # After every view's update: the PCA plot's new WebGL frame may be drawn (held until
         # now so that it does not delay the others; RendererFit).
         self.brush.releases_frames = False
-        self.follow(lambda _change: self.brush.release_frames(), "unit", "samples")
+        self.follow(lambda _change: self.brush.release_frames(), "unit", "samples", "revision")
+
+    def redraw(self) -> None:
+        self._draw_status()  # each view follows the refresh itself
 
     def _draw_status(self) -> None:
         text = status_text(len(self.selection.samples), self.selection.unit)

@@ -2,7 +2,9 @@
 
 Rows are the selected samples (a random `max_rows` of them if more), or a label-stratified
 sample when nothing is selected; columns are the units most enriched in those rows, leaving
-out units silent on every row (a blank column tells nothing and squeezes the rest). A click
+out units silent on every row (a blank column tells nothing and squeezes the rest). The
+focused unit is always a column: when it is not among them it takes the last one (within
+`max_units`), so focusing any unit shows it here, as the probe adds it to its curves. A click
 on the matrix focuses the clicked column's unit; a click on the label strip at its left picks
 that row's sample for the sample card (input, reconstruction, most active units).
 """
@@ -83,7 +85,8 @@ class ActivationHeatmap(ExplorerView):
         The Image marks; their PNGs are the colour-coded matrix and row labels.
     data:
         The `HeatmapData` drawn (matrix, row samples, column units); the matrix mark spans
-        x in [0, columns] and y in [0, rows], one data unit per cell.
+        x in [0, columns] and y in [0, rows], one data unit per cell. When the focused unit
+        is not among the rows' chosen units it is the last column.
     focus_box, row_box:
         Lines outlining the focused unit's column and the card's sample row.
     card, card_units:
@@ -166,22 +169,51 @@ class ActivationHeatmap(ExplorerView):
         ]
         self.add_class("sw-heatmap")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
-        self.data: HeatmapData = firing_columns(
-            ex.heatmap(max_rows=self.max_rows, max_units=self.max_units)
-        )
-        self.follow(lambda _change: self._draw_matrix(), "samples")
-        self.follow(lambda _change: self._draw_focus(), "unit")
+        # The rows and the columns chosen for them, before the focused unit is added.
+        self._chosen: HeatmapData = self._choose()
+        self.data: HeatmapData = self._with_focus(self._chosen)
+        self.follow(lambda _change: self._draw_rows(), "samples")
+        self.follow(lambda _change: self._on_unit(), "unit")
         if self.tokens is not None:  # the card's document shows the focused unit
             self.follow(lambda _change: self._draw_card(), "unit")
         self.follow(lambda _change: self._draw_card(), "probe_sample")
         self._draw_matrix(self.data)
         self._draw_card()
 
+    # -- what is drawn -------------------------------------------------------------------------
+
+    def _choose(self) -> HeatmapData:
+        """Rows from the selection, the units most enriched in them (silent ones left out)."""
+        return firing_columns(self.ex.heatmap(max_rows=self.max_rows, max_units=self.max_units))
+
+    def _with_focus(self, chosen: HeatmapData) -> HeatmapData:
+        """`chosen` with the focused unit as its last column when it is not a column yet
+        (replacing the least enriched one when all `max_units` are taken)."""
+        unit = self.selection.unit
+        if unit is None or unit in chosen.units:
+            return chosen
+        units = np.append(chosen.units[: self.max_units - 1], unit)
+        return self.ex.heatmap(rows=chosen.rows, units=units)
+
     # -- Selection -> view ---------------------------------------------------------------------
 
-    def _draw_matrix(self, data: HeatmapData | None = None) -> None:
-        if data is None:
-            data = firing_columns(self.ex.heatmap(max_rows=self.max_rows, max_units=self.max_units))
+    def redraw(self) -> None:
+        """Rows, columns and the card again, from the refreshed Explorer."""
+        self._draw_rows()
+        self._draw_card()
+
+    def _draw_rows(self) -> None:
+        self._chosen = self._choose()
+        self._draw_matrix(self._with_focus(self._chosen))
+
+    def _on_unit(self) -> None:
+        data = self._with_focus(self._chosen)
+        if np.array_equal(data.units, self.data.units):
+            self._draw_focus()  # a column already: only the outline moves
+        else:
+            self._draw_matrix(data)
+
+    def _draw_matrix(self, data: HeatmapData) -> None:
         self.data = data
         n_rows, n_cols = data.matrix.shape
         # Each column on its unit's own scale (its max over the dataset), so weak units show.
@@ -203,13 +235,19 @@ class ActivationHeatmap(ExplorerView):
             self.x_axis, [i + 0.5 for i in labelled], [str(int(data.units[i])) for i in labelled]
         )
         n_selected = len(self.selection.samples)
+        n_chosen = n_cols - int(n_cols > 0 and data.units[-1] not in self._chosen.units)
         rows_from = (
             f"{n_rows} of {n_selected:,} selected samples"
             if n_selected
             else f"{n_rows} samples (no selection: a label-stratified sample)"
         )
+        added = ""
+        if n_chosen < n_cols:
+            silent = " (silent on these rows)" if not data.matrix[:, -1].any() else ""
+            added = f" + the focused unit {int(data.units[-1])}{silent}, last"
         columns = (
-            f"the {n_cols} units {'most enriched in them' if n_selected else 'firing most often'}"
+            f"the {n_chosen} units "
+            f"{'most enriched in them' if n_selected else 'firing most often'}{added}"
         )
         if n_rows and not data.matrix.any():  # every column blank: say so, not "enriched"
             columns = f"none of the units fires on them ({n_cols} silent units shown)"

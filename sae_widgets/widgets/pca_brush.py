@@ -138,6 +138,7 @@ class PCABrush(ExplorerView):
         super().__init__(ex)
         self.source = source
         self.n_enriched = n_enriched
+        self.max_points = max_points
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
@@ -303,6 +304,19 @@ class PCABrush(ExplorerView):
         self.selection.samples = []
 
     # -- Selection -> view ---------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """The projection, colours and enriched units again, from the refreshed Explorer:
+        a lasso or rectangle then selects among the points as drawn."""
+        coords = self.ex.projection(self.source).coords
+        if self.webgl:
+            self.shown = self.ex.display_samples(self.max_points, self.source)
+            self.scatter.set_coords(coords[self.shown])
+        else:
+            self.points.set_coords(coords)
+        self._brushed_samples = None
+        self._recolor(release=False)
+        self._draw_samples()  # releases the held frame (WebGL) when this view releases them
 
     def _draw_samples(self) -> None:
         samples = self.selection.samples

@@ -54,20 +54,17 @@ class PrefixSlider(ExplorerView):
             )
         nested = ex.prefix_sizes
         start = n_units if n_units is not None else (nested[0] if nested else ex.n_units)
-        self.grid = prefix_grid(ex.n_units, nested)
-        curve = ex.prefix_metrics(self.grid)
         x_scale, y_scale = LogScale(), LinearScale(min=0.0)
         scales = {"x": x_scale, "y": y_scale}
-        self.curve = Lines(
-            x=curve.sizes.astype(np.float32), y=curve.fvu.astype(np.float32), scales=scales
-        )
+        self.curve = Lines(x=np.zeros(0, np.float32), y=np.zeros(0, np.float32), scales=scales)
         self.nested_marks = Scatter(
-            x=np.asarray(nested or [], np.float32),
-            y=np.interp(nested or [], curve.sizes, curve.fvu).astype(np.float32),
+            x=np.zeros(0, np.float32),
+            y=np.zeros(0, np.float32),
             scales=scales,
             colors=["#1f77b4"],
             default_size=24,
         )
+        self._draw_curve()
         self.marker = Scatter(
             x=np.zeros(1, np.float32),
             y=np.zeros(1, np.float32),
@@ -100,6 +97,25 @@ class PrefixSlider(ExplorerView):
         ]
         self.add_class("sw-prefix-slider")
         self.draw()
+
+    def _draw_curve(self) -> None:
+        """FVU at each prefix size of the grid, the SAE's own sizes marked."""
+        nested = self.ex.prefix_sizes
+        self.grid = prefix_grid(self.ex.n_units, nested)
+        curve = self.ex.prefix_metrics(self.grid)
+        with self.curve.hold_sync(), self.nested_marks.hold_sync():
+            self.curve.x = curve.sizes.astype(np.float32)
+            self.curve.y = curve.fvu.astype(np.float32)
+            self.nested_marks.x = np.asarray(nested or [], np.float32)
+            self.nested_marks.y = np.interp(nested or [], curve.sizes, curve.fvu).astype(np.float32)
+
+    def redraw(self) -> None:
+        """The curve and the slider's range again, from the refreshed SAE."""
+        self._draw_curve()
+        clamped = self.slider.value > self.ex.n_units
+        self.slider.max = self.ex.n_units  # a clamped value draws through its observer
+        if not clamped:
+            self.draw()
 
     @property
     def sample(self) -> int:

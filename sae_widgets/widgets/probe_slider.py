@@ -267,6 +267,11 @@ class ProbeSlider(ExplorerView):
 
     # -- Selection -> view ---------------------------------------------------------------------
 
+    def redraw(self) -> None:
+        """The sweep again with the refreshed SAE (cached sweeps used the old one)."""
+        self._sweeps.clear()
+        self._draw_sweep()
+
     def _samples_changed(self, _change: Any) -> None:
         if self.average.value or self.selection.probe_sample is None:
             self._draw_sweep()

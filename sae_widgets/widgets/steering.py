@@ -266,6 +266,10 @@ class SteeringView(ExplorerView):
             )
         self._draw_alpha()
 
+    def redraw(self) -> None:
+        """The sweep again with the refreshed SAE (`Explorer.refresh` cleared the Steerer)."""
+        self._draw_unit()
+
     def _set_visible(self, visible: bool) -> None:
         display = None if visible else "none"
         for child in self.children[1:]:

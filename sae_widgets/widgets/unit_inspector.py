@@ -86,6 +86,7 @@ class UnitInspector(ExplorerView):
         self.top_n = min(top_n, ex.n_samples)
         self.n_dims = min(n_dims, ex.dataset.n_features)
         self.summary: UnitSummary | None = None
+        self._resizing = False  # True while `redraw` sets the picker's range
         dataset = ex.dataset
         self._shape = pixel_shape(ex)
 
@@ -215,8 +216,21 @@ class UnitInspector(ExplorerView):
     def _on_unit(self, change: dict[str, Any]) -> None:
         self._draw(change["new"])
 
+    def redraw(self) -> None:
+        """The refreshed Explorer's unit range in the picker, and the unit again."""
+        unit = self.selection.unit
+        self._resizing = True  # a clamped picker value is not the user's pick
+        try:
+            with self.picker.hold_sync():
+                self.picker.value = -1
+                self.picker.max = self.ex.n_units - 1
+        finally:
+            self._resizing = False
+        self._draw(unit)
+
     def _picked(self, change: dict[str, Any]) -> None:
-        self.selection.unit = None if change["new"] < 0 else int(change["new"])
+        if not self._resizing:
+            self.selection.unit = None if change["new"] < 0 else int(change["new"])
 
     def _draw(self, unit: int | None) -> None:
         for part in self._details:

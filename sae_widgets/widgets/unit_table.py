@@ -91,11 +91,8 @@ class UnitTable(ExplorerView):
         rows = check_count(rows, "rows", getattr(ex, "n_units", None))
         sort_by = check_choice(sort_by, "sort_by", list(SORT_KEYS))
         super().__init__(ex)
-        self.stats: UnitStats = unit_stats(ex.codes, ex.dataset.labels)
-        self._enrichment = np.zeros(ex.n_units)
-        self._parts: tuple[np.ndarray, np.ndarray] | None = None
+        self._read_stats()
         self._syncing = False
-        self.order = np.arange(ex.n_units)
         self.search = widgets.Text(
             placeholder="unit number or label",
             description="search",
@@ -130,6 +127,19 @@ class UnitTable(ExplorerView):
         self._draw()
 
     # -- what is shown -------------------------------------------------------------------------
+
+    def _read_stats(self) -> None:
+        """Per-unit statistics of the Explorer's codes (and what is formatted from them)."""
+        self.stats: UnitStats = unit_stats(self.ex.codes, self.ex.dataset.labels)
+        self._enrichment = np.zeros(self.ex.n_units)
+        self._parts: tuple[np.ndarray, np.ndarray] | None = None
+        self.order = np.arange(self.ex.n_units)
+
+    def redraw(self) -> None:
+        """Every row again from the refreshed Explorer's codes."""
+        self._read_stats()
+        self._rank_enrichment()
+        self._draw()
 
     def _rank_enrichment(self) -> None:
         samples = self.selection.samples
