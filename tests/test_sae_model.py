@@ -177,9 +177,10 @@ def test_config_validation() -> None:
         SAEConfig(d_in=4, n_units=8, activation="topk", k=None)
     with pytest.raises(ValueError, match="k must be"):
         SAEConfig(d_in=4, n_units=8, activation="topk", k=9)
-    for not_an_integer in (2.5, "4"):  # used to be truncated / parsed silently
-        with pytest.raises(ValueError, match="k must be an integer"):
-            SAEConfig(d_in=4, n_units=8, activation="topk", k=not_an_integer)
+    with pytest.raises(ValueError, match="k must be an integer"):  # was truncated silently
+        SAEConfig(d_in=4, n_units=8, activation="topk", k=2.5)
+    with pytest.raises(TypeError, match="k must be an integer"):  # was parsed silently
+        SAEConfig(d_in=4, n_units=8, activation="topk", k="4")
     assert SAEConfig(d_in=4, n_units=8, activation="topk", k=np.int64(3)).k == 3
     with pytest.raises(ValueError, match="n_units must be a positive integer"):
         SAEConfig(d_in=4, n_units=0)

@@ -30,8 +30,11 @@ def _integer(name: str, value: Any, low: int, high: int | None = None, what: str
         isinstance(value, float) and value.is_integer()
     )
     bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+    number = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+    if not number and value is not None:  # None: a value left out, not of the wrong type
         raise TypeError(f"{name} must be an integer {bounds}{what}, got {value!r}")
+    if value is None:
+        raise ValueError(f"{name} must be an integer {bounds}{what}, got None")
     if not integral or value < low or (high is not None and value > high):
         raise ValueError(f"{name} must be an integer {bounds}{what}, got {value!r}")
     return int(value)
