@@ -1,5 +1,4 @@
-"""What a TrainingMonitor is given, checked (its intervals, each logged step's metrics), and
-how it words a duration."""
+"""What a TrainingMonitor is given, checked: its intervals, each logged step's metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_seconds", "duration", "is_number", "step_of"]
+__all__ = ["check_seconds", "is_number", "step_of"]
 
 
 def step_of(metrics: Any) -> int:
@@ -27,16 +26,6 @@ def step_of(metrics: Any) -> int:
     if not math.isfinite(step):
         raise ValueError(f"metrics: 'step' must be finite; got {step!r}")
     return int(step)
-
-
-def duration(seconds: float) -> str:
-    """12 s, 3 min 20 s, 1 h 05 min."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def check_seconds(value: Any, name: str, other: str = "") -> float:

@@ -35,7 +35,8 @@ from sae_widgets.data.checks import check_bool, check_float
 from sae_widgets.sae.inputs import callback_list
 from sae_widgets.sae.training import planned_steps
 from sae_widgets.widgets._monitor_curves import MAX_POINTS, MIN_DEAD_SPAN, decimate, hold_domains
-from sae_widgets.widgets._monitor_inputs import check_seconds, duration, is_number, step_of
+from sae_widgets.widgets._monitor_inputs import check_seconds, is_number, step_of
+from sae_widgets.widgets._monitor_status import outcome, status_line
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
 
 __all__ = ["MAX_POINTS", "MIN_DEAD_SPAN", "TrainingMonitor"]
@@ -341,21 +342,8 @@ class TrainingMonitor(widgets.VBox):
         self.status.value = self._summary(latest)  # step i / n, rate, ETA: every redraw
 
     def _summary(self, latest: Mapping[str, float]) -> str:
-        total = f" / {self.total_steps}" if self.total_steps else ""
-        parts = [f"step {int(latest['step'])}{total}"]
-        for key, fmt in (("loss", "loss {:.4g}"), ("fvu", "FVU {:.3f}"), ("l0", "L0 {:.1f}")):
-            if key in latest:
-                parts.append(fmt.format(latest[key]))
-        if "dead_fraction" in latest:
-            parts.append(f"dead {100 * latest['dead_fraction']:.1f}%")
-        rate = self.steps_per_s
-        if rate is not None:
-            parts.append(f"{rate:.1f} steps/s")
-            if self.total_steps and rate > 0:
-                left = max(0, self.total_steps - int(latest["step"])) / rate
-                parts.append(f"ETA {duration(left)}")
-        parts.append(f"{self._clock() - self._started_at:.1f} s")
-        return " · ".join(parts)
+        elapsed = self._clock() - self._started_at
+        return status_line(latest, self.total_steps, self.steps_per_s, elapsed)
 
     @property
     def steps_per_s(self) -> float | None:
@@ -394,18 +382,11 @@ class TrainingMonitor(widgets.VBox):
         self.stop_button.disabled = True
         n = int(self.history[-1]["step"]) if self.history else 0
         stopped = "callback" if self._stop_requested.is_set() else None
-        outcome = self._outcome(n, stopped)
-        self.status.value = f"{outcome} · {self._clock() - self._started_at:.1f} s"
+        ended = self._outcome(n, stopped)
+        self.status.value = f"{ended} · {self._clock() - self._started_at:.1f} s"
 
     def _outcome(self, n: int, stop_reason: Any) -> str:
-        """How a run that logged `n` steps ended (`stop_reason` as in ``sae.stop_reason_``)."""
-        if self._error is not None:
-            return f"failed at step {n}: {type(self._error).__name__}: {self._error}"
-        if stop_reason == "callback":
-            return f"stopped at step {n}"
-        if stop_reason == "interrupted":
-            return f"interrupted at step {n}"
-        return f"done: {n} steps"
+        return outcome(n, stop_reason, self._error)
 
 
 def _daemon_timer(seconds: float, function: Callable[[], None]) -> threading.Timer:
