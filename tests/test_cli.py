@@ -378,3 +378,24 @@ def test_precision_reaches_the_estimator_and_its_checkpoint(
     assert sw.SAE.load(out).precision == "bf16"
     code, _, err = run(capsys, *argv, "--precision", "fp16")
     assert code == 2 and "--precision" in err and "fp16" in err
+
+
+def test_eval_on_an_activation_store(
+    trained: Path, digits_X: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `eval CKPT --data STORE` read X.shape off the store itself: an AttributeError traceback
+    from sae_widgets.data.store import StoreWriter
+
+    with StoreWriter(tmp_path / "acts", 64, shard_size=150) as writer:
+        writer.append(digits_X)
+    code, out, _ = run(capsys, "eval", str(trained), "--data", str(tmp_path / "acts"), "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["n_samples"] == 400
+    expected = sw.metrics.evaluate(sw.SAE.load(trained), digits_X)
+    assert payload["metrics"]["fvu"] == pytest.approx(expected["fvu"], rel=1e-5)
+    assert_user_error(
+        run(capsys, "eval", str(trained), "--data", str(tmp_path / "acts"), "--n-samples", "401"),
+        "--n-samples 401",
+        "only 400",
+    )
