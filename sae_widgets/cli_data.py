@@ -25,6 +25,10 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
         raise UsageError(
             f"--data is empty; expected {', '.join(BUILTIN_DATA)}, a vector file or a store"
         )
+    if key is not None and (
+        Path(spec).is_dir() or Path(spec).suffix not in (".npz", ".safetensors")
+    ):
+        raise UsageError(f"--key picks an array in a .npz/.safetensors file; --data is {spec!r}")
     if Path(spec).is_dir():
         from sae_widgets.data.store import ActivationStore
         from sae_widgets.data.store_files import MANIFEST
