@@ -274,6 +274,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
 
     sae = load_sae(args.checkpoint)
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
+    n, d = (int(s) for s in getattr(X, "X", X).shape)  # a store is a Dataset: its X has them
     layer = None
     if args.model is not None:
         from sae_widgets.cli_models import load_model
@@ -291,9 +292,9 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
     else:
         if args.layer is not None:
             raise UsageError("--layer needs --model")
-        if X.shape[1] != sae.n_features_in_:
+        if d != sae.n_features_in_:
             raise UsageError(
-                f"{args.data} has {X.shape[1]} features per sample but the checkpoint expects "
+                f"{args.data} has {d} features per sample but the checkpoint expects "
                 f"d_in={sae.n_features_in_}"
             )
         metrics = evaluate(sae, X)
@@ -302,11 +303,11 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
         "data": args.data,
         "model": args.model,
         "layer": layer,
-        "n_samples": int(X.shape[0]),
+        "n_samples": n,
         "metrics": metrics,
     }
     source = args.data if layer is None else f"{args.data} -> {args.model} {layer}"
-    rows = [("checkpoint", args.checkpoint), ("data", f"{source} ({X.shape[0]} samples)")]
+    rows = [("checkpoint", args.checkpoint), ("data", f"{source} ({n} samples)")]
     _emit(payload, [*rows, *metrics.items()], args.json, out)
 
 

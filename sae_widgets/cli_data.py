@@ -25,6 +25,10 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
         raise UsageError(
             f"--data is empty; expected {', '.join(BUILTIN_DATA)}, a vector file or a store"
         )
+    if key is not None and (
+        Path(spec).is_dir() or Path(spec).suffix not in (".npz", ".safetensors")
+    ):
+        raise UsageError(f"--key picks an array in a .npz/.safetensors file; --data is {spec!r}")
     if Path(spec).is_dir():
         from sae_widgets.data.store import ActivationStore
         from sae_widgets.data.store_files import MANIFEST
@@ -36,7 +40,10 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
             )
 
         store = ActivationStore(spec)
-        return store if n_samples is None else store[: min(n_samples, len(store))].X
+        if n_samples is None:
+            return store
+        _check_count(n_samples, len(store), spec)
+        return store[:n_samples].X
     if spec in BUILTIN_DATA:
         from sae_widgets.data import datasets
 
@@ -69,15 +76,20 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
 
 
 def _first(vectors: np.ndarray, n_samples: int | None, spec: str) -> np.ndarray:
-    """The first n_samples rows; asking for more than there are is a mistake, not a quiet cap."""
+    """The first n_samples rows."""
     if n_samples is None:
         return vectors
-    if n_samples > vectors.shape[0]:
+    _check_count(n_samples, vectors.shape[0], spec)
+    return vectors[:n_samples]
+
+
+def _check_count(n_samples: int, n: int, spec: str) -> None:
+    """Asking for more rows than there are is a mistake, not a quiet cap."""
+    if n_samples > n:
         raise UsageError(
-            f"--n-samples {n_samples}: {spec} has only {vectors.shape[0]} samples "
+            f"--n-samples {n_samples}: {spec} has only {n} samples "
             "(leave --n-samples out to use them all)"
         )
-    return vectors[:n_samples]
 
 
 def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | None:

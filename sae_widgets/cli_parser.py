@@ -58,6 +58,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_empty(text: str) -> str:
+    """A name or path: an empty one (an unset shell variable) never meant the current folder
+    or a default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty value, got {text!r}")
+    return text
+
+
 def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "--data",
@@ -70,18 +78,25 @@ def _add_data_options(parser: argparse.ArgumentParser, required: bool = True) ->
         "--n-samples", type=_positive_int, metavar="N", help="use N samples (built-ins: generate N)"
     )
     parser.add_argument(
-        "--key", metavar="NAME", help="the array to use in a .npz/.safetensors with several"
+        "--key",
+        type=_non_empty,
+        metavar="NAME",
+        help="the array to use in a .npz/.safetensors with several",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--model",
+        type=_non_empty,
         metavar="MODEL",
         help="run the data through a torch model and use one layer's output: digits-mlp "
         "(built in) or module:function returning an nn.Module",
     )
     parser.add_argument(
-        "--layer", metavar="NAME", help="the model's submodule (default for digits-mlp: net.1)"
+        "--layer",
+        type=_non_empty,
+        metavar="NAME",
+        help="the model's submodule (default for digits-mlp: net.1)",
     )
 
 
@@ -155,7 +170,9 @@ def build_parser(commands: dict[str, Callable[..., None]]) -> argparse.ArgumentP
         help="train on N local processes (DistributedDataParallel via torchrun: gloo on CPU, "
         "nccl on CUDA)",
     )
-    train.add_argument("--out", metavar="FOLDER", help="checkpoint folder to write")
+    train.add_argument(
+        "--out", type=_non_empty, metavar="FOLDER", help="checkpoint folder to write"
+    )
     train.add_argument(
         "--overwrite",
         action="store_true",

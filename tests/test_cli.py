@@ -378,3 +378,45 @@ def test_precision_reaches_the_estimator_and_its_checkpoint(
     assert sw.SAE.load(out).precision == "bf16"
     code, _, err = run(capsys, *argv, "--precision", "fp16")
     assert code == 2 and "--precision" in err and "fp16" in err
+
+
+def test_eval_on_an_activation_store(
+    trained: Path, digits_X: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `eval CKPT --data STORE` read X.shape off the store itself: an AttributeError traceback
+    from sae_widgets.data.store import StoreWriter
+
+    with StoreWriter(tmp_path / "acts", 64, shard_size=150) as writer:
+        writer.append(digits_X)
+    code, out, _ = run(capsys, "eval", str(trained), "--data", str(tmp_path / "acts"), "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["n_samples"] == 400
+    expected = sw.metrics.evaluate(sw.SAE.load(trained), digits_X)
+    assert payload["metrics"]["fvu"] == pytest.approx(expected["fvu"], rel=1e-5)
+    assert_user_error(
+        run(capsys, "eval", str(trained), "--data", str(tmp_path / "acts"), "--n-samples", "401"),
+        "--n-samples 401",
+        "only 400",
+    )
+
+
+def test_empty_names_and_a_key_that_picks_nothing_are_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: --out '' aimed at the current folder ("... exists and is not an SAE checkpoint",
+    # or a save into it when empty), --layer '' quietly meant digits-mlp's default net.1, and
+    # --key was ignored for a .npy, a built-in or a store
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained despite a bad argument")
+
+    monkeypatch.setattr(sw.SAE, "fit", must_not_train)
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "--data", "digits", *SMALL]
+    assert_user_error(run(capsys, *train, "--out", ""), "--out", "non-empty")
+    assert_user_error(run(capsys, *train, "--model", "digits-mlp", "--layer", ""), "--layer")
+    assert_user_error(run(capsys, *train, "--model", " "), "--model", "non-empty")
+    assert_user_error(run(capsys, *train, "--key", "X"), "--key", "digits")
+    np.save(tmp_path / "x.npy", np.ones((30, 4), dtype=np.float32))
+    assert_user_error(run(capsys, "train", "--data", "x.npy", "--key", "X", *SMALL), "--key")
+    assert list(tmp_path.iterdir()) == [tmp_path / "x.npy"]

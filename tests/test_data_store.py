@@ -165,6 +165,17 @@ def test_float16_shards_read_as_float32(tmp_path, X):
     np.testing.assert_allclose(A[:], X.astype(np.float16).astype(np.float32))
 
 
+def test_float16_store_refuses_values_it_would_store_as_infinity(tmp_path, X):
+    # 1e5 is a finite float32 but beyond float16: it was stored as inf, and fit(store) then
+    # failed at its first step with a non-finite loss
+    rows = X.copy()
+    rows[3, 1] = 1e5
+    with pytest.raises(ValueError, match=r"X holds 1e\+05, beyond what dtype='float16'"):
+        with StoreWriter(tmp_path / "h", 6, dtype="float16") as writer:
+            writer.append(rows)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
 def test_token_rows_of_language_model_activations_are_kept(tmp_path):
     from sae_widgets.data.store import write_store
     from sae_widgets.data.tokens import Documents, TokenRows

@@ -83,3 +83,21 @@ def test_bad_input_names_the_argument(digits_sae, wider_digits_sae, cmp):
         cmp.top_samples(0, n=0)
     with pytest.raises(ValueError, match=r"unit must be in \[0, 80\)"):
         cmp.frequency(80, "b")
+
+
+def test_saes_of_other_input_widths_or_unfitted_are_refused_naming_the_side(digits_sae):
+    # before: "dataset must have the SAE's input dimension 8" (which SAE? why?), and an
+    # unfitted SAE's NotFittedError did not say whether a or b
+    from sklearn.exceptions import NotFittedError
+
+    sae_a, ds = digits_sae
+    narrow = sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(ds.X[:200, :8], progress=False)
+    for a, b in ((sae_a, narrow), (narrow, sae_a)):
+        with pytest.raises(ValueError, match="a and b must be SAEs of the same input width"):
+            sw.compare(a, b, ds)
+    with pytest.raises(ValueError, match=r"a reads vectors of width 64, b of width 8"):
+        sw.compare(sw.Explorer(sae_a, ds), sw.Explorer(narrow, sw.Dataset(ds.X[:, :8])))
+    with pytest.raises(NotFittedError, match=r"^b: "):
+        sw.compare(sae_a, sw.SAE(n_units=8, k=2), ds)
+    with pytest.raises(TypeError, match=r"^a must be a sae_widgets\.SAE"):
+        sw.compare("not an SAE", sae_a, ds)

@@ -356,6 +356,12 @@ def test_spliced_evaluation_rejects_bad_input(digits_setup):
     with pytest.raises(ValueError, match=r"model raised RuntimeError in the original pass.*inputs"):
         sw.metrics.evaluate(sae, _acts, model=model, layer="net.1")
     assert not model.net[1]._forward_hooks
+    # any other error of the model's own escaped raw (a KeyError from evaluate)
+    failing = nn.Sequential(model.net[:2], _Boom(KeyError))
+    with pytest.raises(ValueError, match="model raised KeyError in the original pass") as info:
+        sw.metrics.evaluate(sae, ds, model=failing, layer="0.1")
+    assert isinstance(info.value.__cause__, KeyError)
+    assert not failing[0][1]._forward_hooks
 
 
 # ------------------------------------------------------------------ a language model

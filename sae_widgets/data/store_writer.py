@@ -154,6 +154,12 @@ class StoreWriter:
         if array.ndim != 2 or array.shape[1] != self.d:
             raise ValueError(f"X must have shape (m, {self.d}); got {array.shape}")
         rows = _as_float32(array, "X")  # NaN, inf and values past float32's range refused
+        limit = float(np.finfo(self.dtype).max)
+        if self.dtype != np.float32 and rows.size and float(np.abs(rows).max()) > limit:
+            raise ValueError(  # the cast would store inf, and training would fail on it later
+                f"X holds {float(np.abs(rows).max()):.4g}, beyond what dtype={self.dtype.name!r} "
+                f"stores (|x| <= {limit:.4g}); use dtype='float32'"
+            )
         if fields is not None and not isinstance(fields, Mapping):
             raise TypeError(f"fields must be a dict name -> (m,) values; got {fields!r:.80}")
         given = {name: _to_numpy(v, f"fields[{name!r}]") for name, v in (fields or {}).items()}

@@ -19,7 +19,7 @@ from sae_widgets.analysis import SAEComparison, UnitMatches, compare_saes
 from sae_widgets.analysis.checks import check_index, check_positive_int
 from sae_widgets.analysis.matching import check_threshold
 from sae_widgets.analysis.summary import top_entries
-from sae_widgets.explore.explorer import Explorer
+from sae_widgets.explore.explorer import Explorer, _check_fitted
 from sae_widgets.explore.selection import Selection
 
 __all__ = ["Comparison", "PairTable", "compare"]
@@ -64,6 +64,15 @@ def _same_data(ex_a: Explorer, ex_b: Explorer) -> None:
         )
 
 
+def _same_width(width_a: int, width_b: int) -> None:
+    """Two SAEs of different input widths cannot have read the same samples."""
+    if width_a != width_b:
+        raise ValueError(
+            f"a and b must be SAEs of the same input width to be compared on the same samples; "
+            f"a reads vectors of width {width_a}, b of width {width_b}"
+        )
+
+
 class Comparison:
     """Two SAEs on the same samples, their units matched by decoder cosine.
 
@@ -101,6 +110,7 @@ class Comparison:
                 raise TypeError(f"{name} must be an sae_widgets.Explorer; got {type(ex).__name__}")
         if ex_a is ex_b:
             raise ValueError("b must be another Explorer than a (give each SAE its own)")
+        _same_width(int(ex_a.dataset.X.shape[1]), int(ex_b.dataset.X.shape[1]))
         _same_data(ex_a, ex_b)
         if not (isinstance(names, (tuple, list)) and len(names) == 2):
             raise TypeError(f"names must be a pair of strings; got {names!r}")
@@ -239,5 +249,13 @@ def compare(a: Any, b: Any, dataset: Any = None, **options: Any) -> Comparison:
         raise TypeError("a and b must both be Explorers, or both fitted SAEs with a dataset")
     if dataset is None:
         raise TypeError("dataset is missing: compare(sae_a, sae_b, dataset) needs the samples")
+    widths = []
+    for name, sae in (("a", a), ("b", b)):
+        try:  # say which of the two is wrong before the data are checked against either
+            widths.append(_check_fitted(sae))
+        except (TypeError, ValueError) as err:  # NotFittedError is a ValueError
+            message = str(err).replace("sae must", f"{name} must", 1)
+            raise type(err)(message if message != str(err) else f"{name}: {err}") from None
+    _same_width(*widths)
     ex_a = Explorer(a, dataset)
     return Comparison(ex_a, Explorer(b, ex_a.dataset), **options)

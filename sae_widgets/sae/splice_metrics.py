@@ -335,12 +335,18 @@ def spliced_metrics(
         state["mode"] = mode
         try:
             output = batch.run()
+        except (ValueError, TypeError):  # ours (the hook's checks) or already the contract's
+            raise
         except (RuntimeError, IndexError) as err:  # torch's shape/dtype/index errors
             raise ModelInputError(
                 f"model raised {type(err).__name__} in the {mode} pass: {err}. data must hold "
                 "the model's inputs (for a classifier, the Dataset you collected the "
                 "activations from, not the activations; input_fn= reshapes rows) or, for a "
                 "language model, texts with tokenizer= or token ids"
+            ) from err
+        except Exception as err:  # the model's own error (a KeyError...): named, and chained
+            raise ModelInputError(
+                f"model raised {type(err).__name__} in the {mode} pass: {err}"
             ) from err
         return batch.flatten(model_logits(output))
 
