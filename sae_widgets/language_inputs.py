@@ -22,9 +22,10 @@ __all__ = [
 ]
 
 
-def check_tokenizer(tokenizer: Any, name: str = "tokenizer") -> Any:
-    """A Hugging Face tokenizer (callable, decodes ids), else a TypeError naming `name`."""
-    if not callable(tokenizer) or not hasattr(tokenizer, "decode"):
+def check_tokenizer(tokenizer: Any, name: str = "tokenizer", decodes: bool = False) -> Any:
+    """A Hugging Face tokenizer (callable; with `decodes`, it also decodes ids), else a
+    TypeError naming `name`."""
+    if not callable(tokenizer) or (decodes and not hasattr(tokenizer, "decode")):
         raise TypeError(
             f"{name} must be a Hugging Face tokenizer (e.g. the one sw.models.smollm2() "
             f"returns); got {type(tokenizer).__name__}"
