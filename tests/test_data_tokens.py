@@ -245,6 +245,16 @@ def test_a_model_error_is_a_value_error_naming_the_batch(minilm) -> None:
         handle.remove()
 
 
+def test_vocab_text_names_ids_outside_the_vocabulary(minilm) -> None:
+    ds = sw.collect_activations(minilm.model, LAYER, data=TEXTS[:1], tokenizer=minilm.tokenizer)
+    assert ds.tokens.vocab_text([101]) == ["[CLS]"]
+    for bad in (-1, 30522):  # -1 was an OverflowError from the tokenizer, 30522 decoded to ""
+        with pytest.raises(ValueError, match=r"ids\[0\] must be an integer in \[0, 30521\]"):
+            ds.tokens.vocab_text([bad])
+    with pytest.raises(TypeError, match="ids"):
+        ds.tokens.vocab_text(["the"])
+
+
 def test_missing_extra_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(models, "MINILM_PACKAGE", "sae_widgets_no_such_weights")
     with pytest.raises(ModuleNotFoundError, match=r"sae_widgets\[text\]"):
