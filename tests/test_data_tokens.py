@@ -189,12 +189,70 @@ def test_token_text_and_context_come_from_the_original_text(minilm) -> None:
         ({"tokenizer": "bert"}, TypeError, "tokenizer"),
         ({"device": "gpu0"}, ValueError, "device must name"),
         ({"device": "meta"}, ValueError, "move the model"),
+        # a max_length past BERT's 512 positions was a torch RuntimeError from the embedding
+        ({"max_length": 100_000}, ValueError, "at most 512, the model's context"),
+        # below [CLS] + [SEP] the tokenizer silently skipped truncation
+        ({"max_length": 1}, ValueError, "max_length must be >= 3"),
+        ({"data": ["ok", "bad \ud800 text"]}, ValueError, r"data\[1\] is not valid Unicode"),
+        ({"input_shape": (3,)}, ValueError, "input_shape shapes rows of numbers"),
+        ({"input_fn": lambda x: x}, ValueError, "input_fn shapes rows of numbers"),
+        ({"out": "never-written", "overwrite": "yes"}, TypeError, "overwrite"),
     ],
 )
 def test_bad_arguments(minilm, kwargs: dict, error: type, message: str) -> None:
     arguments = {"layer": LAYER, "data": TEXTS, "tokenizer": minilm.tokenizer, **kwargs}
     with pytest.raises(error, match=message):
         sw.collect_activations(minilm.model, **arguments)
+
+
+def test_very_long_texts_are_cut_at_the_models_context(minilm) -> None:
+    ds = sw.collect_activations(
+        minilm.model, LAYER, data=["word " * 3000, "short"], tokenizer=minilm.tokenizer
+    )
+    assert np.bincount(ds.tokens.doc).tolist() == [510, 1]  # 512 minus [CLS] and [SEP]
+
+
+def test_a_tokenizer_of_another_model_is_named_not_an_index_error(minilm) -> None:
+    class WideTokenizer:  # a fast tokenizer whose ids run past MiniLM's 30522 embeddings
+        is_fast = True
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, texts, **options):
+            encoding = self.inner(texts, **options)
+            encoding["input_ids"] = [[i + 40_000 for i in ids] for ids in encoding["input_ids"]]
+            return encoding
+
+    with pytest.raises(ValueError, match=r"tokenizer: token id 5.* vocabulary of 30522"):
+        sw.collect_activations(
+            minilm.model, LAYER, data=TEXTS, tokenizer=WideTokenizer(minilm.tokenizer)
+        )
+
+
+def test_a_model_error_is_a_value_error_naming_the_batch(minilm) -> None:
+    def boom(*_args):
+        raise RuntimeError("shape mismatch inside the model")
+
+    handle = minilm.model.encoder.layer[0].register_forward_hook(boom)
+    try:
+        with pytest.raises(ValueError, match="model raised RuntimeError on a batch of 4 texts"):
+            sw.collect_activations(minilm.model, LAYER, data=TEXTS, tokenizer=minilm.tokenizer)
+    finally:
+        handle.remove()
+
+
+def test_vocab_text_names_ids_outside_the_vocabulary(minilm) -> None:
+    ds = sw.collect_activations(minilm.model, LAYER, data=TEXTS[:1], tokenizer=minilm.tokenizer)
+    assert ds.tokens.vocab_text([101]) == ["[CLS]"]
+    for bad in (-1, 30522):  # -1 was an OverflowError from the tokenizer, 30522 decoded to ""
+        with pytest.raises(ValueError, match=r"ids\[0\] must be an integer in \[0, 30521\]"):
+            ds.tokens.vocab_text([bad])
+    with pytest.raises(TypeError, match="ids"):
+        ds.tokens.vocab_text(["the"])
 
 
 def test_missing_extra_says_how_to_install(monkeypatch) -> None:

@@ -471,6 +471,60 @@ def test_language_model_token_arrays_and_their_errors():
         sw.metrics.evaluate(sae, ids[:, :1].numpy(), model=lm, layer="block", task="next_token")
 
 
+class ConfiguredLM(TinyLM):
+    """TinyLM with what a Hugging Face model tells: its context and its input embedding."""
+
+    config = type("Config", (), {"max_position_embeddings": 16})()
+
+    def get_input_embeddings(self):
+        return self.embed
+
+
+def test_a_token_dataset_is_scored_on_its_documents_with_its_tokenizer():
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    torch.manual_seed(0)
+    lm, tok = TinyLM().eval(), CharTokenizer()
+    texts = ["the cat sat on the mat", "a dog", "sparse autoencoders read models"]
+    ids = [np.asarray(tok(t)["input_ids"], np.int64) for t in texts]
+    offsets = [np.stack([np.arange(len(t)), np.arange(1, len(t) + 1)], 1) for t in texts]
+    documents = Documents(texts=texts, token_ids=ids, offsets=offsets, tokenizer=tok)
+    doc = np.concatenate([np.full(len(i), d) for d, i in enumerate(ids)])
+    pos = np.concatenate([np.arange(len(i)) for i in ids])
+    tokens = TokenRows(doc, pos, np.concatenate(ids), documents)
+    with torch.no_grad():
+        rows = torch.cat([lm.block(lm.embed(torch.from_numpy(i))) for i in ids]).numpy()
+    acts = sw.Dataset(rows, tokens=tokens)  # what collect_activations(..., tokenizer=) gives
+    sae = sw.SAE(n_units=16, k=3, epochs=2, batch_size=16, seed=0).fit(acts, progress=False)
+    # it was read as a classifier's inputs: "labels: a classifier is scored against labels"
+    from_acts = sw.metrics.evaluate(sae, acts, model=lm, layer="block", batch_size=2)
+    from_texts = sw.metrics.evaluate(sae, texts, model=lm, layer="block", tokenizer=tok)
+    assert from_acts == pytest.approx(from_texts, rel=1e-6)
+    assert "loss_recovered" in from_acts
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "error", "message"),
+    [
+        (["a text"], {"max_length": -1}, ValueError, "max_length must be >= 2"),
+        (["a text"], {"max_length": "64"}, TypeError, "max_length must be an int"),
+        (["a text"], {"max_length": 1000}, ValueError, "at most 16, the model's context"),
+        (["a text"], {"tokenizer": "gpt2"}, TypeError, "tokenizer must be a Hugging Face"),
+        (["ok", "a \ud800 b"], {}, ValueError, r"data\[1\] is not valid Unicode"),
+        (np.array([[1, 2, 40]]), {"tokenizer": None}, ValueError, "token id 40 is beyond"),
+        (np.array([[1, 2, -5]]), {"tokenizer": None}, ValueError, "token id -5 is negative"),
+        (np.ones((1, 20), int), {"tokenizer": None}, ValueError, "at most 16"),
+    ],
+)
+def test_language_model_inputs_that_do_not_fit_are_named(data, options, error, message):
+    lm = ConfiguredLM().eval()
+    sae = sw.SAE(n_units=16, k=3, epochs=1, batch_size=8, seed=0)
+    sae.fit(torch.randn(64, 8), progress=False)
+    options = {"tokenizer": CharTokenizer(), **options}
+    with pytest.raises(error, match=message):
+        sw.metrics.evaluate(sae, data, model=lm, layer="block", **options)
+
+
 @pytest.mark.parametrize("activation", ["topk", "relu", "batchtopk", "jumprelu"])
 def test_the_fast_reconstruction_equals_decode_of_encode(activation):
     from sae_widgets.sae.splice import reconstruct

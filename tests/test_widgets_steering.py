@@ -218,6 +218,39 @@ def test_language_model_view_shows_cached_greedy_continuations():
     assert len(set(texts)) > 1  # pushing the unit hard changes what the model writes
 
 
+class ContextLM(CharLM):
+    """CharLM with a Hugging Face config: a context of 32 positions."""
+
+    config = type("Config", (), {"max_position_embeddings": 32})()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"alpha": "x"}, TypeError, "alpha must be a number; got 'x'"),  # float('x') before
+        ({"alpha": None}, TypeError, "alpha must be a number; got None"),
+        ({"alpha": float("inf")}, ValueError, "alpha must be finite"),
+        ({"prompt": "a \ud800"}, ValueError, "prompt is not valid Unicode"),
+        ({"max_new_tokens": 10**6}, ValueError, "below 32, the model's context"),  # ran on
+        ({"max_new_tokens": 2.0}, TypeError, "max_new_tokens must be an int"),
+    ],
+)
+def test_continuation_arguments_are_named(arguments, error, message):
+    torch.manual_seed(0)
+    rows = torch.randn(100, 12)
+    sae = sw.SAE(n_units=8, k=2, epochs=1, batch_size=50, seed=0).fit(rows, progress=False)
+    ex = sw.Explorer(sae, rows.numpy(), model=ContextLM(), layer="block", tokenizer=CharTokenizer())
+    call = {"alpha": 1.0, "prompt": "the cat", "max_new_tokens": 3, **arguments}
+    with pytest.raises(error, match=message):
+        ex.steerer.continuation(
+            0, call["alpha"], call["prompt"], max_new_tokens=call["max_new_tokens"]
+        )
+    # a numpy integer is an integer (it was refused as "not an int")
+    assert isinstance(ex.steerer.continuation(0, 1.0, "the", max_new_tokens=np.int64(2)), str)
+    with pytest.raises(TypeError, match="tokenizer must be a Hugging Face tokenizer"):
+        sw.Explorer(sae, rows.numpy(), model=ContextLM(), layer="block", tokenizer="gpt2")
+
+
 def test_a_refit_and_refresh_steer_the_new_sae(classifier):
     model, ds, acts, _ = classifier
     sae = sw.SAE(n_units=16, k=4, epochs=1, batch_size=128, seed=0).fit(acts.X, progress=False)

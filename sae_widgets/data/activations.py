@@ -227,7 +227,15 @@ def collect_activations(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     layer_name, module = resolve_layer(model, layer)
+    check_bool(overwrite, "overwrite")
     if tokenizer is not None:
+        # Texts are tokenized, not reshaped: an input layout would be silently ignored.
+        for name, value in (("input_shape", input_shape), ("input_fn", input_fn)):
+            if value is not None:
+                raise ValueError(
+                    f"{name} shapes rows of numbers; with tokenizer= the data are texts "
+                    f"(tokenized by it): leave {name} out; got {name}={value!r:.60}"
+                )
         return _collect_tokens(
             model,
             layer_name,
@@ -246,7 +254,6 @@ def collect_activations(
         )
     if batch_size is None:
         batch_size = 256
-    check_bool(overwrite, "overwrite")
     if not isinstance(data, Dataset):
         try:
             data = Dataset(data)

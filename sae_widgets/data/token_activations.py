@@ -23,11 +23,18 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from sae_widgets.data.activations import ModelError
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.layer_capture import StopForward, capture_layer
 from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
+from sae_widgets.language_inputs import (
+    check_encodable,
+    check_max_length,
+    check_token_ids,
+    special_count,
+)
 
 __all__ = ["collect_token_activations"]
 
@@ -79,6 +86,9 @@ class TokenRunner:
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
         )
+        # An id the model cannot embed: the tokenizer is another model's (named here, not
+        # as an IndexError from inside the embedding).
+        check_token_ids(np.concatenate([[0], *encoding["input_ids"]]), self.model, "tokenizer")
         for ids, offsets, special in zip(
             encoding["input_ids"], encoding["offset_mapping"], encoding["special_tokens_mask"]
         ):
@@ -111,6 +121,11 @@ class TokenRunner:
             )
         except StopForward:
             pass
+        except Exception as err:  # the model's own error, reported as such (and chained)
+            raise ModelError(
+                f"model raised {type(err).__name__} on a batch of {ids.shape[0]} texts of "
+                f"{ids.shape[1]} tokens: {err}"
+            ) from err
         if not self._captured:
             raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
         out = self._captured[0]
@@ -181,6 +196,7 @@ def collect_token_activations(
     `sae_widgets.collect_activations` for the arguments. With `out`, the rows stream into
     an `ActivationStore` there (with the documents), group by group."""
     texts = as_texts(data)
+    check_encodable(texts)
     if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise TypeError(
             f"tokenizer must be a Hugging Face tokenizer; got {type(tokenizer).__name__}"
@@ -194,7 +210,7 @@ def collect_token_activations(
     max_tokens = _check_count(max_tokens, "max_tokens", True)
     if max_length is None:
         max_length = _default_max_length(model, tokenizer)
-    max_length = _check_count(max_length, "max_length", False) or 1
+    max_length = check_max_length(max_length, model, low=special_count(tokenizer) + 1)
     if not isinstance(drop_special, bool):
         raise TypeError(f"drop_special must be True or False; got {drop_special!r}")
     if isinstance(drop_first, bool) or not isinstance(drop_first, (int, np.integer)):

@@ -169,8 +169,11 @@ class TokenRows:
         byte-level BPE markers (Ġ, Ċ) and SentencePiece's ▁ become spaces and newlines;
         WordPiece continuations keep their ##."""
         tokenizer = self.documents.tokenizer
+        size = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
+        high = None if size is None else size - 1  # decode() of an id past it gives "" or raises
+        ids = [check_int(i, f"ids[{k}]", 0, high) for k, i in enumerate(ids)]
         if tokenizer is None:
-            return [f"#{int(i)}" for i in ids]
+            return [f"#{i}" for i in ids]
         out = []
         for i in ids:
             piece = tokenizer.convert_ids_to_tokens(int(i))

@@ -10,6 +10,7 @@ language model: greedy continuations of a prompt at a few alphas. Two ways to pu
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,7 +23,8 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from sae_widgets.analysis.checks import check_index, check_indices
+from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.language_inputs import check_encodable, check_tokenizer, context_length
 from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
 from sae_widgets.sae.splice_metrics import model_logits
 
@@ -101,7 +103,7 @@ class Steerer:
         if input_fn is not None and not callable(input_fn):
             raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
         self.input_fn = input_fn
-        self.tokenizer = tokenizer
+        self.tokenizer = None if tokenizer is None else check_tokenizer(tokenizer, decodes=True)
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
         self._texts: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
 
@@ -243,13 +245,23 @@ class Steerer:
         if self.tokenizer is None:
             raise ValueError("continuation needs a tokenizer: pass tokenizer= to the Explorer")
         unit = check_index(unit, self.sae_module.cfg.n_units, "unit")
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError):
+            raise TypeError(f"alpha must be a number; got {alpha!r:.80}") from None
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be finite; got {alpha}")
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise TypeError(f"max_new_tokens must be an int; got {max_new_tokens!r}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
-        key = (unit, float(alpha), prompt, max_new_tokens, mode)
+        check_encodable([prompt], "prompt")
+        max_new_tokens = check_positive_int(max_new_tokens, "max_new_tokens")
+        limit = context_length(self.model)
+        # Past the context the model has no positions left: refuse rather than run for ages.
+        if limit is not None and max_new_tokens >= limit:
+            raise ValueError(
+                f"max_new_tokens must be below {limit}, the model's context; got {max_new_tokens}"
+            )
+        key = (unit, alpha, prompt, max_new_tokens, mode)
         cached = self._texts.get(key)
         if cached is not None:
             self._texts.move_to_end(key)

@@ -272,10 +272,11 @@ def evaluate(
     FVU is exact over all of X (accumulated in float64).
 
     With `model` and `layer`, X is the model's data instead (a classifier's inputs with
-    labels, or a language model's texts/token ids) and the SAE was trained on `layer`'s
-    output: the reconstruction figures are measured on that layer's outputs over X, and the
-    spliced-model figures are added: ce_* and accuracy_* original / spliced / zero_ablated /
-    mean_ablated, loss_recovered (zero ablation, as SAELens and SAEBench report it),
+    labels, or a language model's texts/token ids, or the token Dataset collected from it)
+    and the SAE was trained on `layer`'s output: the reconstruction figures are measured on
+    that layer's outputs over X, and the spliced-model figures are added: ce_* and
+    accuracy_* original / spliced / zero_ablated / mean_ablated, loss_recovered (zero
+    ablation, as SAELens and SAEBench report it),
     loss_recovered_mean_ablation, kl_spliced, kl_zero_ablated, kl_div_score. See
     `sae_widgets.sae.splice_metrics.spliced_metrics` for `splice_options` (labels, input_fn,
     tokenizer, task, batch_size, max_length, skip_first).

@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sae_widgets.language_inputs import check_max_length, check_token_ids, context_length
 from sae_widgets.sae.splice import replace_output, resolve_layer, sae_module
+from sae_widgets.sae.token_batches import texts_of_tokens, token_batches
 
-__all__ = ["TASKS", "model_logits", "spliced_metrics", "token_batches"]
+__all__ = ["TASKS", "model_logits", "spliced_metrics"]
 
 TASKS = ("auto", "classify", "next_token")
 RunFn = Callable[[], Any]
@@ -75,38 +77,6 @@ def _takes_mask(model: nn.Module) -> bool:
         return "attention_mask" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
-
-
-def token_batches(data: Any, tokenizer: Any, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, mask) int64 arrays (n, T) of token sequences: `data` is an int array of token
-    ids (n, T), or texts tokenized by `tokenizer` (truncated to max_length, right-padded)."""
-    if isinstance(data, str):
-        data = [data]
-    if isinstance(data, Sequence) and data and all(isinstance(t, str) for t in data):
-        if tokenizer is None:
-            raise ValueError("tokenizer is required to score texts with a language model")
-        encoded = [
-            list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
-            for text in data
-        ]
-        encoded = [ids for ids in encoded if len(ids) >= 2]
-        if not encoded:
-            raise ValueError("data: every text is shorter than two tokens; nothing to score")
-        width = max(len(ids) for ids in encoded)
-        ids = np.zeros((len(encoded), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for row, seq in enumerate(encoded):
-            ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        return ids, mask
-    array = np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data)
-    if array.ndim != 2 or array.dtype.kind not in "iu" or array.shape[1] < 2:
-        raise ValueError(
-            "data for a language model must be texts (with tokenizer=) or an integer array "
-            f"of token ids (n_sequences, n_tokens >= 2); got {type(data).__name__} "
-            f"with shape {array.shape}"
-        )
-    return array.astype(np.int64), np.ones(array.shape, dtype=np.int64)
 
 
 def _as_is(x: Tensor) -> Tensor:
@@ -163,6 +133,9 @@ def _lm_batches(
     model: nn.Module, data: Any, tokenizer: Any, batch_size: int, max_length: int, skip_first: int
 ) -> list[_Batch]:
     ids_np, mask_np = token_batches(data, tokenizer, max_length)
+    # An id past the embedding is a tokenizer of another model: say so, not IndexError.
+    check_token_ids(ids_np, model, "data" if tokenizer is None else "tokenizer")
+    check_max_length(ids_np.shape[1], model, "data: tokens per sequence")
     device, _ = _device_dtype(model)
     with_mask = _takes_mask(model)
     batches = []
@@ -260,7 +233,7 @@ def spliced_metrics(
     tokenizer: Any = None,
     task: str = "auto",
     batch_size: int = 64,
-    max_length: int = 128,
+    max_length: int | None = None,
     skip_first: int = 0,
     on_rows: Callable[[Tensor, Tensor, Tensor], None] | None = None,
 ) -> dict[str, float]:
@@ -268,7 +241,10 @@ def spliced_metrics(
 
     data: a classifier's inputs (a Dataset, whose X rows are fed to the model, or an array),
         scored against `labels` (default: the Dataset's; -1 means unlabelled); or, for a
-        language model, texts (with `tokenizer`) or an int array of token ids (n, T).
+        language model, texts (with `tokenizer`), an int array of token ids (n, T), or
+        the token Dataset `collect_activations(..., tokenizer=)` made (its documents, and
+        its tokenizer unless one is given).
+    max_length: tokens per text (default 128, or the model's context if shorter).
     task: "classify", "next_token", or "auto" (texts and integer arrays are next_token).
     input_fn: shapes a float (b, d) batch of X rows into what the classifier takes.
     skip_first: language models: the first n positions of each sequence keep the layer's
@@ -286,12 +262,16 @@ def spliced_metrics(
         raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
     if isinstance(skip_first, bool) or not isinstance(skip_first, int) or skip_first < 0:
         raise ValueError(f"skip_first must be an int >= 0 (token positions); got {skip_first!r}")
+    data, tokenizer = texts_of_tokens(data, tokenizer)
     picked = _pick_task(task, data)
     if picked == "classify":
         if skip_first:
             raise ValueError("skip_first applies to language models (token positions) only")
         batches = _classifier_batches(model, data, labels, input_fn, batch_size)
     else:
+        if max_length is None:  # 128 tokens, or the model's whole context if shorter
+            max_length = min(128, context_length(model) or 128)
+        max_length = check_max_length(max_length, model, low=2)  # a next token to score
         batches = _lm_batches(model, data, tokenizer, batch_size, max_length, skip_first)
     width = module.cfg.d_in
     W_dec = module.W_dec
