@@ -180,6 +180,8 @@ def test_token_text_and_context_come_from_the_original_text(minilm) -> None:
         ({"data": "one text"}, TypeError, "wrap it in a list"),
         ({"data": []}, ValueError, "no texts"),
         ({"data": ["ok", 3]}, TypeError, r"data\[1\]"),
+        ({"data": {"a text": 1}}, TypeError, "ordered list of texts.*got dict"),  # its keys
+        ({"data": {"one", "two"}}, TypeError, "ordered list of texts.*got set"),
         ({"max_tokens": 0}, ValueError, "max_tokens"),
         ({"max_length": 2.5}, TypeError, "max_length"),
         ({"drop_special": "yes"}, TypeError, "drop_special"),

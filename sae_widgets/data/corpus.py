@@ -7,7 +7,7 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -133,6 +133,11 @@ def as_texts(texts: Any, name: str = "data") -> list[str]:
         return texts.texts
     if isinstance(texts, str):
         raise TypeError(f"{name} must be a list of texts; got one str (wrap it in a list)")
+    if isinstance(texts, Mapping | Set):  # a dict's keys, or a set's run-to-run order
+        raise TypeError(
+            f"{name} must be an ordered list of texts (documents keep their positions); got "
+            f"{type(texts).__name__} (pass list(...) of the texts in the order wanted)"
+        )
     try:
         items = list(texts)
     except TypeError as err:
