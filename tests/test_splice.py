@@ -514,6 +514,8 @@ def test_a_token_dataset_is_scored_on_its_documents_with_its_tokenizer():
         (np.array([[1, 2, 40]]), {"tokenizer": None}, ValueError, "token id 40 is beyond"),
         (np.array([[1, 2, -5]]), {"tokenizer": None}, ValueError, "token id -5 is negative"),
         (np.ones((1, 20), int), {"tokenizer": None}, ValueError, "at most 16"),
+        # float rows went down the classifier path: "labels: a classifier is scored ..."
+        (np.ones((4, 8), np.float32), {}, ValueError, "data: ConfiguredLM is a language model"),
     ],
 )
 def test_language_model_inputs_that_do_not_fit_are_named(data, options, error, message):

@@ -30,7 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sae_widgets.language_inputs import check_max_length, check_token_ids, context_length
+from sae_widgets.language_inputs import (
+    check_max_length,
+    check_token_ids,
+    context_length,
+    vocab_size,
+)
 from sae_widgets.sae.splice import replace_output, resolve_layer, sae_module
 from sae_widgets.sae.token_batches import texts_of_tokens, token_batches
 
@@ -265,6 +270,13 @@ def spliced_metrics(
     data, tokenizer = texts_of_tokens(data, tokenizer)
     picked = _pick_task(task, data)
     if picked == "classify":
+        if task == "auto" and vocab_size(model) is not None:  # it reads token ids, not rows
+            raise ValueError(
+                f"data: {type(model).__name__} is a language model (it embeds token ids); "
+                "pass texts with tokenizer=, an int array of token ids (n, T) or the token "
+                f"Dataset collect_activations(..., tokenizer=) made; got {type(data).__name__},"
+                " read as a classifier's inputs"
+            )
         if skip_first:
             raise ValueError("skip_first applies to language models (token positions) only")
         batches = _classifier_batches(model, data, labels, input_fn, batch_size)
