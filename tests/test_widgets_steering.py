@@ -227,9 +227,9 @@ class ContextLM(CharLM):
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
     [
-        ({"alpha": "x"}, TypeError, "alpha must be a number; got 'x'"),  # float('x') before
-        ({"alpha": None}, TypeError, "alpha must be a number; got None"),
-        ({"alpha": float("inf")}, ValueError, "alpha must be finite"),
+        ({"alpha": "x"}, TypeError, "alpha must be a finite number; got 'x'"),  # float('x') before
+        ({"alpha": None}, TypeError, "alpha must be a finite number; got None"),
+        ({"alpha": float("inf")}, ValueError, "alpha must be a finite number; got inf"),
         ({"prompt": "a \ud800"}, ValueError, "prompt is not valid Unicode"),
         ({"max_new_tokens": 10**6}, ValueError, "below 32, the model's context"),  # ran on
         ({"max_new_tokens": 2.0}, TypeError, "max_new_tokens must be an int"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def check_choice(value: Any, name: str, options: tuple[str, ...]) -> str:
+def check_choice(value: Any, name: str, options: Sequence[str]) -> str:
     """One of `options` (strings)."""
     if not isinstance(value, str) or value not in options:
         error = ValueError if isinstance(value, str) else TypeError

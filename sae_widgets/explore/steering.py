@@ -10,7 +10,6 @@ language model: greedy continuations of a prompt at a few alphas. Two ways to pu
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.data.checks import check_float
 from sae_widgets.language_inputs import check_encodable, check_tokenizer, context_length
 from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
 from sae_widgets.sae.splice_metrics import model_logits
@@ -245,12 +245,7 @@ class Steerer:
         if self.tokenizer is None:
             raise ValueError("continuation needs a tokenizer: pass tokenizer= to the Explorer")
         unit = check_index(unit, self.sae_module.cfg.n_units, "unit")
-        try:
-            alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise TypeError(f"alpha must be a number; got {alpha!r:.80}") from None
-        if not math.isfinite(alpha):
-            raise ValueError(f"alpha must be finite; got {alpha}")
+        alpha = check_float(alpha, "alpha")
         if not isinstance(prompt, str) or not prompt:
             raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
         check_encodable([prompt], "prompt")

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sae_widgets.data.checks import check_float
+
 __all__ = ["check_seconds", "is_number", "step_of"]
 
 
@@ -28,16 +30,9 @@ def step_of(metrics: Any) -> int:
     return int(step)
 
 
-def check_seconds(value: Any, name: str, other: str = "") -> float:
+def check_seconds(value: Any, name: str) -> float:
     """A finite number of seconds >= 0 (TypeError for a non-number, ValueError otherwise)."""
-    if not is_number(value):
-        raise TypeError(
-            f"{name}: expected {other}seconds >= 0 (a number); got {value!r} "
-            f"({type(value).__name__})"
-        )
-    if not 0 <= value < math.inf:
-        raise ValueError(f"{name}: expected {other}seconds >= 0; got {value!r}")
-    return float(value)
+    return check_float(value, f"{name} (seconds)", 0.0)
 
 
 def is_number(value: Any) -> bool:

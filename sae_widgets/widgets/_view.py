@@ -19,6 +19,7 @@ from bqplot import Axis, Figure
 from numpy.typing import NDArray
 
 from sae_widgets.analysis.checks import check_positive_int
+from sae_widgets.data.checks import check_choice
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._busy import Busy
 
@@ -52,19 +53,6 @@ def check_css_size(value: Any, name: str) -> str:
     """A CSS length such as "420px" or "50%" (what ipywidgets' Layout accepts)."""
     if not isinstance(value, str) or not value.strip():
         raise TypeError(f"{name} must be a CSS size such as '420px'; got {value!r}")
-    return value
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """One of the option names `choices` (TypeError for a non-string, ValueError for another
-    string, both naming `name`)."""
-    if not isinstance(value, str):
-        raise TypeError(
-            f"{name}: expected a string, one of {list(choices)}; got {value!r} "
-            f"({type(value).__name__})"
-        )
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
     return value
 
 

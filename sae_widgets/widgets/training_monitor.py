@@ -100,7 +100,7 @@ class TrainingMonitor(widgets.VBox):
             raise TypeError(f"sae: expected an sae_widgets.SAE estimator, got {type(sae).__name__}")
         min_interval = check_seconds(min_interval, "min_interval")
         if curve_interval is not None:
-            curve_interval = check_seconds(curve_interval, "curve_interval", "None or ")
+            curve_interval = check_seconds(curve_interval, "curve_interval")
         trailing = check_bool(trailing, "trailing")
         if not callable(clock):
             raise TypeError(f"clock must be a function returning seconds; got {clock!r}")
