@@ -52,6 +52,7 @@ import sae_widgets as sw
 from sae_widgets.sae import (
     auxk,
     batch_topk_selection,
+    bf16_preacts,
     cpu_gemm,
     lanes,
     sparse_grads,
@@ -69,9 +70,11 @@ TORCH_BACKWARD = "ours, torch backward ops"
 TORCH_BLAS = "ours, torch's BLAS in the lanes"
 COMPILED = "reference, torch.compile"
 WHOLE = "ours, whole pre-activations"
+FP32_LANES = "ours, float32 lanes"
 # the settings of the in-process A/B copies (roofline.under)
 TORCH_BACKWARD_OPS = ((sparse_grads, "ENABLED", False),)
 TORCH_BLAS_LANES = ((cpu_gemm, "FORCED", "torch"),)
+FP32_LANE_PRODUCT = ((bf16_preacts, "FORCED", False),)  # no bfloat16 product in the lanes
 WHOLE_PATHS = (  # the selections over the whole (B, n_units) pre-activations
     (topk_selection, "_in_lanes", lambda *args: None),
     (batch_topk_selection, "applies", lambda *args: False),
@@ -191,6 +194,7 @@ def compare(
     precision: str = "fp32",
     piece_rows_ab: int | None = None,
     whole_preacts_ab: bool = False,
+    fp32_lanes_ab: bool = False,
 ) -> float:
     """Interleaved steps of ours and the reference on one shape; returns our fraction.
     ab_kernels: a third copy of ours steps with torch's backward ops (in-process A/B).
@@ -202,6 +206,8 @@ def compare(
     piece_rows_ab: a copy of ours steps with lanes of that many rows (sae/lanes.py PIECE_ROWS).
     whole_preacts_ab: a copy of ours writes the batch's whole pre-activations (the paths
     before the lanes' scratch of sae/topk_selection.py and sae/batch_topk_selection.py).
+    fp32_lanes_ab: a copy of ours multiplies its lanes in float32 (no bfloat16 product,
+    sae/bf16_preacts.py).
     """
     device = device or torch.device("cpu")
     mixed = precision == "bf16"
@@ -225,7 +231,8 @@ def compare(
     torch_blas = new_trainer(blas_ab)
     other_pieces = new_trainer(piece_rows_ab is not None)
     whole = new_trainer(whole_preacts_ab)
-    copies = (ours, fixed, plain, torch_blas, other_pieces, whole)
+    fp32_lanes = new_trainer(fp32_lanes_ab)
+    copies = (ours, fixed, plain, torch_blas, other_pieces, whole, fp32_lanes)
     trainers = [trainer for trainer in copies if trainer is not None]
     fixed.threads.enabled = False  # the same step on torch's threads throughout
     plan = ours.plan(X.shape[0], BATCH, shuffle=True)
@@ -271,6 +278,9 @@ def compare(
         if whole is not None:
             step_whole = lambda x=x, lr=lr, t=whole: t.train_step(x, lr, 0.0)  # noqa: E731
             calls.append((WHOLE, lambda f=step_whole: under(f, *WHOLE_PATHS)))
+        if fp32_lanes is not None:
+            step_fp32 = lambda x=x, lr=lr, t=fp32_lanes: t.train_step(x, lr, 0.0)  # noqa: E731
+            calls.append((FP32_LANES, lambda f=step_fp32: under(f, *FP32_LANE_PRODUCT)))
         turn = step % len(calls)  # a rotating order: no copy always comes first or last
         for name, call in calls[turn:] + calls[:turn]:
             paired.time(name, call, BATCH)
@@ -279,7 +289,8 @@ def compare(
         f"{activation}, {precision}, "
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.blas_rates()} "
         f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only, the faster "
-        f"BLAS; our BLAS: {cpu_gemm.choices() or 'torch'})"
+        f"BLAS; our BLAS: {cpu_gemm.choices() or 'torch'}; bfloat16 lane product: "
+        f"{bf16_preacts.pays()})"
     )
     ours.model.eval()
     X_scaled = X_test * scale
@@ -318,6 +329,13 @@ def compare(
             f"  {WHOLE}: {paired.fraction(WHOLE):.2f} of the roofline, "
             f"{paired.samples_per_s(WHOLE):,.0f} samples/s; same weights: "
             f"{torch.equal(ours.model.W_dec, whole.model.W_dec)}"
+        )
+    if fp32_lanes is not None:
+        gap = float((ours.model.W_dec - fp32_lanes.model.W_dec).detach().abs().max())
+        print(
+            f"  {FP32_LANES}: {paired.fraction(FP32_LANES):.2f} of the roofline, "
+            f"{paired.samples_per_s(FP32_LANES):,.0f} samples/s; largest W_dec difference "
+            f"{gap:.1e}"
         )
     if plain is not None:
         gap = float((ours.model.W_dec - plain.model.W_dec).detach().abs().max())
@@ -460,6 +478,11 @@ def main() -> None:
                         help="a copy whose lanes use torch's BLAS (cpu_gemm A/B)")  # fmt: skip
     parser.add_argument("--piece-rows-ab", type=int, default=None,
                         help="a copy whose lanes cut batches into pieces of this size")  # fmt: skip
+    parser.add_argument(
+        "--fp32-lanes-ab",
+        action="store_true",
+        help="also time ours with float32 lane products (no bfloat16)",
+    )
     parser.add_argument("--whole-preacts-ab", action="store_true",
                         help="a copy whose step writes the whole pre-activations")  # fmt: skip
     parser.add_argument("--compile-reference", action="store_true",
@@ -488,6 +511,7 @@ def main() -> None:
                 args.precision,
                 args.piece_rows_ab,
                 args.whole_preacts_ab,
+                args.fp32_lanes_ab,
             )
     print("\nsummary (fraction of the encoder-forward roofline, target >= 0.60):")
     for (name, activation), fraction in results.items():

@@ -25,6 +25,7 @@ import numpy as np
 from torch import Tensor
 
 from sae_widgets.sae import device_paths, distributed, lanes, sparse_kernels, topk_selection
+from sae_widgets.sae.bf16_preacts import Refinement
 
 MARGIN = sparse_kernels.MARGIN
 """The next guess keeps about this many times k * B values."""
@@ -69,8 +70,10 @@ def select(
     share = math.ceil(PIECE_SLACK * total_cap * lanes.PIECE_ROWS / n_rows) + 64
     cap = min(share, lanes.PIECE_ROWS * n_units)
 
-    def collect(rows: slice, pre: Tensor) -> tuple[np.ndarray, np.ndarray, int] | None:
-        return sparse_kernels.collect_piece(pre, guess, cap, rows.start)
+    def collect(
+        rows: slice, pre: Tensor, refine: Refinement | None
+    ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        return sparse_kernels.collect_piece(pre, guess, cap, rows.start, refine)
 
     parts, dead_BU = topk_selection.in_scratch(xc_BD, W_enc, b_enc, dead_units, collect)
     if parts is None:

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from sae_widgets.sae import lanes, sparse_kernels
+from sae_widgets.sae import bf16_preacts, lanes, sparse_kernels
+from sae_widgets.sae.bf16_preacts import Refinement
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.sparse_ops import affine_operands, csr_entries
 
@@ -40,6 +41,40 @@ class _Operands:
         self.W_aug, self.b_dec = W_aug, b_dec
         self.buffer: Tensor | None = None
         self.x_aug: Tensor | None = None
+        self.halves: tuple[Tensor, Tensor] | None = None
+
+    def approx_preacts(
+        self, rows: Tensor, product: bf16_preacts.Product, out: Tensor | None = None
+    ) -> tuple[Tensor, Refinement]:
+        """`preacts` through the bfloat16 product (sae/bf16_preacts.py), and what makes a
+        selection from them exact."""
+        n = len(rows)
+        out = self._out(n) if out is None else out
+        x_aug = self._inputs(rows)
+        if self.halves is None or self.halves[0].shape[0] < n:
+            half = product.W
+            self.halves = (
+                half.new_empty(n, self.W_aug.shape[0]),
+                half.new_empty(n, self.W_aug.shape[1]),
+            )
+        refine = product.into(x_aug, out, self.halves[0][:n], self.halves[1][:n])
+        return out, refine
+
+    def _out(self, n: int) -> Tensor:
+        """This lane's buffer for n rows of pre-activations."""
+        if self.buffer is None or self.buffer.shape[0] < n:  # huge pages: few faults
+            self.buffer = fresh_output((n, self.W_aug.shape[1]), self.W_aug)
+        return self.buffer[:n]
+
+    def _inputs(self, rows: Tensor) -> Tensor:
+        """(x - b_dec | 1 | 0...) of `rows`, in this lane's buffer."""
+        n, d = len(rows), self.b_dec.shape[0]
+        if self.x_aug is None or self.x_aug.shape[0] < n:
+            self.x_aug = self.W_aug.new_zeros(n, self.W_aug.shape[0])
+            self.x_aug[:, d] = 1
+        x_aug = self.x_aug[:n]
+        torch.sub(rows, self.b_dec, out=x_aug[:, :d])
+        return x_aug
 
     def preacts(self, rows: Tensor, out: Tensor | None = None) -> Tensor:
         """(B, n_units) pre-activations of `rows` (one matmul with the bias as an extra
@@ -48,17 +83,8 @@ class _Operands:
         rounds a row differently by its position in the call (measured: the rows of a
         256-row call shifted by one row change their last bits; MKL's, from 4 rows on, do
         not)."""
-        n, d = len(rows), self.b_dec.shape[0]
-        if out is None:
-            if self.buffer is None or self.buffer.shape[0] < n:  # huge pages: few faults
-                self.buffer = fresh_output((n, self.W_aug.shape[1]), self.W_aug)
-            out = self.buffer[:n]
-        if self.x_aug is None or self.x_aug.shape[0] < n:
-            self.x_aug = self.W_aug.new_zeros(n, self.W_aug.shape[0])
-            self.x_aug[:, d] = 1
-        x_aug = self.x_aug[:n]
-        torch.sub(rows, self.b_dec, out=x_aug[:, :d])
-        return torch.mm(x_aug, self.W_aug, out=out)
+        out = self._out(len(rows)) if out is None else out
+        return torch.mm(self._inputs(rows), self.W_aug, out=out)
 
 
 class _CompiledEncoder:
@@ -77,6 +103,8 @@ class _CompiledEncoder:
         self.b_dec = model.b_dec.detach()
         _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.lanes: list[_Operands] = []
+        self.product: bf16_preacts.Product | None = None
+        self.product_checked = False
 
     @staticmethod
     def applies(model: SparseAutoencoder) -> bool:
@@ -91,6 +119,9 @@ class _CompiledEncoder:
         n_lanes = lanes.count(n_pieces)
         while len(self.lanes) < n_lanes:
             self.lanes.append(_Operands(self.W_aug, self.b_dec))
+        if not self.product_checked and self.cut is None:  # the top-k: bfloat16 if it pays
+            self.product = bf16_preacts.product_for(self.W_aug)
+            self.product_checked = True
         bounds = [n_rows * i // n_pieces for i in range(n_pieces + 1)]
         return list(itertools.pairwise(bounds)), n_lanes
 
@@ -108,6 +139,10 @@ class _CompiledEncoder:
 
         def step(lane: _Operands, start: int, stop: int) -> bool | None:
             piece = rows[start:stop]
+            if self.product is not None:
+                _, refine = lane.approx_preacts(chunk[start:stop], self.product, out=piece)
+                refined = sparse_kernels.row_topk(piece, self.k, "dense", 1, refine)
+                return None if refined is None else True
             lane.preacts(chunk[start:stop], out=piece)
             if self.cut is not None:
                 found = sparse_kernels.gate_rows(piece, self.cut, "dense")
@@ -121,6 +156,9 @@ class _CompiledEncoder:
         """(values, units, counts per row) of a chunk's codes, or None (use torch)."""
 
         def step(lane: _Operands, start: int, stop: int) -> tuple[Tensor, ...] | None:
+            if self.product is not None:
+                pre, refine = lane.approx_preacts(chunk[start:stop], self.product)
+                return sparse_kernels.row_topk(pre, self.k, "csr", 1, refine)
             pre = lane.preacts(chunk[start:stop])
             if self.cut is not None:
                 return sparse_kernels.gate_rows(pre, self.cut, "csr")

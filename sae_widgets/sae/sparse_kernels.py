@@ -25,7 +25,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,12 +34,15 @@ from torch.profiler import record_function
 
 from sae_widgets.sae import device_paths
 
+if TYPE_CHECKING:
+    from sae_widgets.sae.bf16_preacts import Refinement
+
 
 @cache
 def _kernels() -> dict[str, Any] | None:
     """The compiled kernels, or None without numba (compiled on first use, cached on disk)."""
     try:
-        from sae_widgets.sae import _numba_kernels
+        from sae_widgets.sae import _numba_kernels, _numba_refine
     except Exception as error:  # no numba, or it cannot run here: the torch paths run
         warnings.warn(
             f"sae_widgets: compiled top-k kernels unavailable ({error!r}); using torch.topk",
@@ -53,6 +56,8 @@ def _kernels() -> dict[str, Any] | None:
         "gate_counts": _numba_kernels.gate_counts,
         "gate_collect": _numba_kernels.gate_collect,
         "gate_dense": _numba_kernels.gate_dense,
+        "refined_rows": _numba_refine.refined_topk_rows,
+        "refined_above": _numba_refine.refined_collect_above,
     }
 
 
@@ -79,7 +84,11 @@ MODES = {"select": 0, "dense": 1, "csr": 2}
 
 
 def row_topk(
-    pre_BU: Tensor, k: int, mode: str = "select", threads: int | None = None
+    pre_BU: Tensor,
+    k: int,
+    mode: str = "select",
+    threads: int | None = None,
+    refine: Refinement | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """Exact per-row top k of `pre_BU` on CPU; None: use torch.
 
@@ -91,6 +100,9 @@ def row_topk(
       drops those).
     After None in mode "dense", pre_BU's contents are undefined: recompute them.
     threads: at most this many threads (None: torch's count); 1 from a caller's own threads.
+    refine: pre_BU is approximate (bfloat16's, sae/bf16_preacts.py): the values near each
+      row's cut-off are recomputed in float32 and the selection made among those, on one
+      thread (the same result as the float32 recomputation of the whole row would give).
     """
     kernels = _kernels()
     n_rows, n_units = pre_BU.shape
@@ -102,7 +114,11 @@ def row_topk(
     group, code = group_size(n_units, k), MODES[mode]
     parts = _row_parts(n_rows, torch.get_num_threads() if threads is None else threads)
     with record_function("sae::row_topk"):  # named in torch.profiler breakdowns
-        if len(parts) == 1:
+        if refine is not None:
+            ok = kernels["refined_rows"](
+                pre, *refine, k, group, code, min(n_units, ROW_CANDIDATES * k + 64), values, units
+            )
+        elif len(parts) == 1:
             ok = kernels["rows"](pre, k, group, code, values, units)
         else:  # the kernel releases the GIL: one thread per part of the rows
             ok = all(
@@ -143,6 +159,9 @@ def gate_rows(pre_BU: Tensor, cut_U: Tensor, mode: str) -> tuple[Tensor, ...] | 
     return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
 
 
+ROW_CANDIDATES = 8
+"""A row's refined candidates beyond this many times k (plus 64) are recomputed on their
+own (`row_topk` with refine=), not with the piece's."""
 PART_ROWS = 256
 """Fewest rows per thread of `row_topk` (below that one thread does all)."""
 
@@ -246,17 +265,26 @@ def select_collected(
 
 
 def collect_piece(
-    pre_BU: Tensor, cutoff: float, cap: int, first_row: int = 0
+    pre_BU: Tensor,
+    cutoff: float,
+    cap: int,
+    first_row: int = 0,
+    refine: Refinement | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """On the caller's thread: the values >= cutoff of `pre_BU` (row-major) and their flat
     positions, rows counted from `first_row`, in buffers of `cap` entries, and how many
-    there are (beyond `cap`: too many); None on NaN or inf, or without the kernels."""
+    there are (beyond `cap`: too many); None on NaN or inf, or without the kernels.
+    refine: pre_BU is approximate (see `row_topk`): the values are float32
+    recomputations, of those whose approximation comes near the cut-off."""
     kernels = _kernels()
     if kernels is None or not pre_BU.is_contiguous():
         return None
     pre = pre_BU.detach().numpy()
     values, flat = np.empty(cap, pre.dtype), np.empty(cap, np.int64)
-    count: int = kernels["above"](pre, pre.dtype.type(cutoff), values, flat)  # its signature
+    if refine is not None:
+        count: int = kernels["refined_above"](pre, *refine, pre.dtype.type(cutoff), values, flat)
+    else:
+        count = kernels["above"](pre, pre.dtype.type(cutoff), values, flat)
     if count < 0:
         return None
     flat[: min(count, cap)] += first_row * pre.shape[1]

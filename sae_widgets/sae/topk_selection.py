@@ -18,8 +18,10 @@ from typing import NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 
-from sae_widgets.sae import device_paths, lanes, scratch, sparse_kernels
+from sae_widgets.sae import bf16_preacts, device_paths, lanes, scratch, sparse_kernels
+from sae_widgets.sae.bf16_preacts import Refinement
 from sae_widgets.sae.sparse_ops import affine_operands, preacts_topk
 from sae_widgets.sae.sparse_ops_threads import matmul_threads
 
@@ -67,7 +69,7 @@ def _in_lanes(
         W_enc,
         b_enc,
         dead_units,
-        lambda rows, pre: sparse_kernels.row_topk(pre, k, threads=1),
+        lambda rows, pre, refine: sparse_kernels.row_topk(pre, k, threads=1, refine=refine),
     )
     if found is None:
         return None
@@ -82,11 +84,14 @@ def in_scratch(
     W_enc: Tensor,
     b_enc: Tensor,
     dead_units: Tensor | None,
-    then: Callable[[slice, Tensor], _T | None],
+    then: Callable[[slice, Tensor, Refinement | None], _T | None],
 ) -> tuple[list[_T] | None, Tensor | None]:
-    """(then(rows, pre) of each lane piece in row order, or None where one declined; the
-    dead units' pre-activations, where asked for): the pieces of xc @ W_enc + b_enc in the
-    lanes' scratch (sae/lanes.py), the dead columns copied out of each before `then`."""
+    """(then(rows, pre, refine) of each lane piece in row order, or None where one
+    declined; the dead units' pre-activations, where asked for): the pieces of
+    xc @ W_enc + b_enc in the lanes' scratch (sae/lanes.py), the dead columns copied out of
+    each before `then`. Where bfloat16 pays (sae/bf16_preacts.py), `pre` is its approximate
+    product and `refine` what makes a selection from it exact (the dead columns are
+    multiplied apart, in float32); else `pre` is float32's and `refine` None."""
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     with torch.no_grad():
         xa_BD, Wa_DU = affine_operands(xc_BD, W_enc, b_enc)
@@ -94,15 +99,58 @@ def in_scratch(
         if dead_units is not None:
             dead_BU = scratch.buffer("dead preacts", (n_rows, dead_units.numel()), xa_BD)
         with matmul_threads():  # all threads, as one lane each
-            n_lanes = lanes.count(-(-n_rows // lanes.PIECE_ROWS))
+            n_pieces = -(-n_rows // lanes.PIECE_ROWS)
+            n_lanes = lanes.count(n_pieces)
             pieces = [
                 scratch.buffer(f"lane {lane} preacts", (lanes.PIECE_ROWS, n_units), xa_BD)
                 for lane in range(n_lanes)
             ]
+            product = bf16_preacts.product_for(Wa_DU)
+            if product is not None:
+                return _bf16_pieces(xa_BD, Wa_DU, product, pieces, dead_units, dead_BU, then)
 
             def on_piece(rows: slice, pre: Tensor) -> _T | None:
                 if dead_BU is not None and dead_units is not None:
                     torch.index_select(pre, 1, dead_units, out=dead_BU[rows])
-                return then(rows, pre)
+                return then(rows, pre, None)
 
             return lanes.multiply_in_scratch(xa_BD, Wa_DU, pieces, on_piece), dead_BU
+
+
+def _bf16_pieces(
+    xa_BD: Tensor,
+    Wa_DU: Tensor,
+    product: bf16_preacts.Product,
+    pieces: list[Tensor],
+    dead_units: Tensor | None,
+    dead_BU: Tensor | None,
+    then: Callable[[slice, Tensor, Refinement | None], _T | None],
+) -> tuple[list[_T] | None, Tensor | None]:
+    """`in_scratch`'s lanes with the bfloat16 product."""
+    n_rows, width = xa_BD.shape
+    n_units = Wa_DU.shape[1]
+    piece_rows = lanes.PIECE_ROWS
+    bounds = [slice(lo, min(n_rows, lo + piece_rows)) for lo in range(0, n_rows, piece_rows)]
+    half = product.W
+    x16 = [
+        scratch.buffer(f"lane {i} bf16 in", (piece_rows, width), half) for i in range(len(pieces))
+    ]
+    o16 = [
+        scratch.buffer(f"lane {i} bf16 out", (piece_rows, n_units), half)
+        for i in range(len(pieces))
+    ]
+    W_dead = None if dead_units is None else Wa_DU[:, dead_units].contiguous()
+
+    def work(lane: int, i: int) -> tuple[_T] | None:
+        rows = bounds[i]
+        n = rows.stop - rows.start
+        pre = pieces[lane][:n]
+        refine = product.into(xa_BD[rows], pre, x16[lane][:n], o16[lane][:n])
+        if W_dead is not None and dead_BU is not None:
+            torch.mm(xa_BD[rows], W_dead, out=dead_BU[rows])
+        found = then(rows, pre, refine)
+        return None if found is None else (found,)
+
+    with record_function("sae::lanes"):  # named in torch.profiler breakdowns
+        results = lanes.run(len(bounds), len(pieces), work)
+    return (None if results is None else [r[0] for r in results]), dead_BU

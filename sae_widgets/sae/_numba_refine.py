@@ -1,0 +1,188 @@
+"""The numba code of sae/bf16_preacts.py: selections from bfloat16 pre-activations made
+exact by recomputing, in float32, every value that the bfloat16 error could put among the
+winners (see that module for the bound). Rows are C-contiguous; one thread, no GIL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from sae_widgets.sae._numba_kernels import (
+    _finish_row,
+    _group_cutoff,
+    _group_maxima,
+    _groups_reaching,
+    _kth_largest,
+    _values_reaching,
+)
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _dot(a: Any, b: Any) -> Any:
+    """a . b in float32, vectorised (fastmath: the order is the compiled loop's, the same
+    for a row on any thread and in any piece)."""
+    total = np.float32(0.0)
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _row_slack(slack_in: Any, u_out: Any, t: Any, top: Any) -> Any:
+    """The largest gap between an approximate value and its float32 recomputation among
+    the values near the row's top (|value| <= max(|t|, |top|) plus the band): the input
+    part, then the output's rounding (relative `u_out`)."""
+    reach = max(abs(t), abs(top)) + 2 * slack_in
+    return 1.05 * (slack_in + u_out * reach)
+
+
+@njit(nogil=True, cache=True)
+def _top_in_order(
+    cand_values: Any, cand_units: Any, n: int, k: int, values: Any, units: Any, scratch: Any
+) -> None:
+    """values/units = the k largest of n >= k candidates given in increasing unit order,
+    kept in that order; of values tied at the k-th, the lowest units win. The k-th largest
+    by quickselect on a copy, then one pass (the refined rows have ~2-4 k candidates: a
+    k-slot buffer's replacements cost k each)."""
+    scratch[:n] = cand_values[:n]
+    t = _kth_largest(scratch, n, k)
+    above = 0
+    for s in range(n):
+        above += cand_values[s] > t
+    ties = k - above  # of the values equal to t, the first (lowest units) this many
+    at = 0
+    for s in range(n):
+        v = cand_values[s]
+        if v > t or (v == t and ties > 0):
+            ties -= v == t
+            values[at] = v
+            units[at] = cand_units[s]
+            at += 1
+
+
+@njit(nogil=True, cache=True)
+def _recompute(xa: Any, WT: Any, rows: Any, units: Any, n: int, values: Any) -> None:
+    """values[s] = xa[rows[s]] . WT[units[s]] for s < n, unit by unit: each of WT's rows
+    is read once, in order (a gather per candidate waited on memory: 100-200 ns a dot)."""
+    n_units = WT.shape[0]
+    starts = np.zeros(n_units + 1, np.int64)
+    for s in range(n):
+        starts[units[s] + 1] += 1
+    for u in range(n_units):
+        starts[u + 1] += starts[u]
+    fill = starts[:-1].copy()
+    order = np.empty(n, np.int64)
+    for s in range(n):
+        order[fill[units[s]]] = s
+        fill[units[s]] += 1
+    for u in range(n_units):
+        if starts[u] == starts[u + 1]:
+            continue
+        w = WT[u]
+        for p in range(starts[u], starts[u + 1]):
+            s = order[p]
+            values[s] = _dot(xa[rows[s]], w)
+
+
+@njit(nogil=True, cache=True)
+def refined_topk_rows(
+    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, k: int, group: int,
+    mode: int, row_cap: int, out_values: Any, out_units: Any,
+) -> bool:  # fmt: skip
+    """Per row of `approx` (~ xa @ WT.T, each value within the row's slack of its float32
+    recomputation): t, the k-th largest group maximum (so k approximate values >= t); every
+    value >= t - 2 * slack recomputed as xa[r] . WT[unit] (the k exact winners are among
+    them); the exact top k of those, as `topk_rows_kernel` gives them (sorted by unit, ties
+    to the lowest units; modes likewise, on `approx`'s rows). The candidates of all rows
+    are recomputed together (`_recompute`), but a row's beyond `row_cap` (a wide band:
+    ties, degenerate weights) on its own. False on NaN."""
+    n_rows, n_units = approx.shape
+    n_groups = n_units // group
+    maxima = np.empty(n_groups, approx.dtype)
+    bound = np.empty(k, approx.dtype)
+    chosen = np.empty(n_groups, np.int64)
+    buf = np.empty(k, approx.dtype)
+    scratch = np.empty(n_groups, approx.dtype)
+    top_scratch = np.empty(n_units, approx.dtype)
+    cap = n_rows * row_cap + n_units  # a row's scan writes up to n_units past its start
+    cand_values = np.empty(cap, approx.dtype)
+    cand_units = np.empty(cap, np.int64)
+    cand_rows = np.empty(cap, np.int64)
+    starts = np.zeros(n_rows + 1, np.int64)
+    alone = np.zeros(n_rows, np.bool_)
+    n = 0
+    for r in range(n_rows):
+        row = approx[r]
+        if not _group_maxima(row, maxima, group):
+            return False
+        t = _group_cutoff(maxima, k, bound, chosen, scratch, buf)
+        cut = t - 2 * _row_slack(slack_in[r], u_out, t, maxima.max())
+        n_chosen = _groups_reaching(maxima, cut, chosen)
+        found = _values_reaching(row, cut, chosen, n_chosen, group, cand_values[n:], cand_units[n:])
+        if found > row_cap:  # this row alone, now
+            x = xa[r]
+            for s in range(n, n + found):
+                cand_values[s] = _dot(x, WT[cand_units[s]])
+            values, units = out_values[r], out_units[r]
+            _top_in_order(cand_values[n:], cand_units[n:], found, k, values, units, top_scratch)
+            _finish_row(row, values, units, k, mode)
+            alone[r] = True
+        else:
+            cand_rows[n : n + found] = r
+            n += found
+        starts[r + 1] = n
+    _recompute(xa, WT, cand_rows, cand_units, n, cand_values)
+    for r in range(n_rows):
+        if alone[r]:
+            continue
+        lo, hi = starts[r], starts[r + 1]
+        values, units = out_values[r], out_units[r]
+        _top_in_order(cand_values[lo:], cand_units[lo:], hi - lo, k, values, units, top_scratch)
+        _finish_row(approx[r], values, units, k, mode)
+    return True
+
+
+@njit(nogil=True, cache=True)
+def refined_collect_above(
+    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cutoff: Any, values: Any,
+    flat: Any,
+) -> int:  # fmt: skip
+    """`collect_above` of the float32 recomputations: their values >= cutoff (row-major,
+    with their flat positions) into values/flat up to their size, and how many there are
+    (beyond the size: too many; a count past 4x the size is not finished); -1 on NaN or
+    inf. Only the values whose approximation reaches cutoff - slack are recomputed."""
+    n_rows, n_units = approx.shape
+    cap = values.shape[0]
+    limit = 4 * cap + n_units
+    cand_units = np.empty(limit + n_units, np.int64)
+    cand_rows = np.empty(limit + n_units, np.int64)
+    n = 0
+    for r in range(n_rows):
+        row = approx[r]
+        bad = 0
+        top = row[0]
+        for j in range(n_units):
+            v = row[j]
+            bad += (v - v) != 0  # NaN or infinite
+            top = max(top, v)
+        if bad:
+            return -1
+        low = cutoff - _row_slack(slack_in[r], u_out, cutoff, top)
+        for j in range(n_units):
+            cand_units[n] = j
+            cand_rows[n] = r
+            n += row[j] >= low
+        if n > limit:
+            return n  # more than cap values reach the cut-off: the caller declines
+    exact = np.empty(n, approx.dtype)
+    _recompute(xa, WT, cand_rows, cand_units, n, exact)
+    count = 0
+    for s in range(n):  # row-major, as the candidates were found
+        if exact[s] >= cutoff:
+            if count < cap:
+                values[count] = exact[s]
+                flat[count] = cand_rows[s] * n_units + cand_units[s]
+            count += 1
+    return count

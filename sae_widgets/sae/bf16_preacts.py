@@ -1,0 +1,108 @@
+"""Pre-activations multiplied in bfloat16 for the CPU's top-k selections, made exact by
+recomputing in float32 every value that the bfloat16 error could put among the winners.
+
+A TopK step or encoding needs each row's k largest pre-activations, and the (B, n_units)
+matmul that finds them is most of its work. Where the CPU multiplies bfloat16 much faster
+than float32 (AMX or AVX512-BF16: on the Intel Xeon machine 700-800 against 145-155
+GFLOP/s on one thread, 512 x 264 @ 264 x 2,048 and 512 x 520 @ 520 x 8,192), a lane
+multiplies its piece in bfloat16, and each value's error is bounded: the inputs rounded to
+bfloat16 (relative u = 2^-8 each, so at most (2u + u^2) sum_i |a_i w_ij| <= (2u + u^2)
+|a| |w_j|, Cauchy-Schwarz), float32 accumulation here and in the recomputation (K 2^-24
+|a| |w_j| each, K the inner size), the output rounded to bfloat16 (u |value|), and flushed
+subnormals (an absolute term). Every value whose approximation comes within twice that
+bound of the k-th largest is recomputed in float32 (xa . w_j, vectorised, the same bits in
+any piece and on any thread) and the winners chosen among those (sae/_numba_refine.py): the
+selection is the exact top k of the float32 recomputations whatever the bfloat16 rounding
+did, and the codes' values are float32. Random rows have ~2-3 k such candidates.
+
+Used where the CPU has AMX (`pays`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sae_widgets.sae import sparse_kernels
+
+U = 2.0**-8
+"""bfloat16's unit roundoff (8 significant bits, rounding to nearest)."""
+SUBNORMAL = 2.0**-126
+"""Values below this may be flushed to zero by the bfloat16 units."""
+FORCED: bool | None = None
+"""True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: measured."""
+
+
+class Refinement(NamedTuple):
+    """What makes a piece of approximate pre-activations exact (sparse_kernels' refine=)."""
+
+    slack: np.ndarray
+    """(rows,) float64: how far an approximate value may be from its float32
+    recomputation, but for the output's rounding."""
+    u_out: float
+    """The output's relative rounding (u)."""
+    xa: np.ndarray
+    """(rows, K) float32: the piece's augmented inputs."""
+    WT: np.ndarray
+    """(n_units, K) float32: the augmented weights, a row per unit."""
+
+
+class Product:
+    """A model's augmented weights (sparse_ops.affine_operands) for the bfloat16 lanes."""
+
+    def __init__(self, Wa_DU: Tensor) -> None:
+        width = Wa_DU.shape[0]
+        self.W = Wa_DU.detach().to(torch.bfloat16)
+        self.WT = Wa_DU.detach().t().contiguous()
+        self.w_max = float(
+            torch.linalg.vector_norm(Wa_DU.detach(), dim=0, dtype=torch.float64).max()
+        )
+        self.c_in = 1.01 * (2 * U + U * U + 2.1 * width * 2.0**-24)
+        self.c_abs = 4 * SUBNORMAL
+        self.root_width = math.sqrt(width)
+        self.width = width
+
+    def into(self, xa: Tensor, out: Tensor, x16: Tensor, out16: Tensor) -> Refinement:
+        """out = xa @ W approximately (through the bfloat16 buffers x16, out16 of the
+        lane), and what makes a selection from it exact."""
+        x16.copy_(xa)
+        torch.mm(x16, self.W, out=out16)
+        out.copy_(out16)
+        norms = torch.linalg.vector_norm(xa, dim=1, dtype=torch.float64).numpy()
+        tiny = self.c_abs * (self.root_width * (norms + self.w_max) + self.width)
+        slack = self.c_in * norms * self.w_max + tiny
+        return Refinement(slack, U, xa.numpy(), self.WT.numpy())
+
+
+def product_for(Wa_DU: Tensor) -> Product | None:
+    """A Product where the bfloat16 lanes apply and pay (float32 CPU weights, the compiled
+    kernels, `pays`); None: multiply in float32."""
+    if Wa_DU.dtype != torch.float32 or not sparse_kernels.available(Wa_DU.detach()):
+        return None
+    return Product(Wa_DU) if pays() else None
+
+
+def pays() -> bool:
+    """Whether the lanes multiply in bfloat16: where the CPU has AMX tiles (forced by
+    `FORCED`). Decided by the hardware, not timed: a timing on the loaded AMX machine chose
+    float32 for a shape in two benchmark runs, and the choice decides the last bits of a
+    run's results. With AMX a lane's bfloat16 product (cast, multiply, cast back) ran 3-5x
+    faster than float32's (the figures above); without it (AVX512-BF16 alone doubles
+    float32's peak, AVX2 machines emulate it) the recomputation would take what the product
+    saves."""
+    return has_amx() if FORCED is None else FORCED
+
+
+@cache
+def has_amx() -> bool:
+    """Whether this CPU has AMX tiles, as torch reports it (False where it cannot say)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # a torch build without the probe's backend: assume none
+        return False

@@ -1,0 +1,211 @@
+"""The bfloat16 lane product (sae/bf16_preacts.py): selections from it are the exact
+selections of the float32 recomputations, whatever bfloat16's rounding did."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sae_widgets.sae import bf16_preacts, sparse_kernels, topk_selection
+from sae_widgets.sae._numba_refine import _dot
+from sae_widgets.sae.encoding import encode_csr, encode_dense
+from sae_widgets.sae.estimator import SAE
+from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.sparse_ops import affine_operands
+
+
+@pytest.fixture
+def forced_bf16():
+    saved = bf16_preacts.FORCED
+    bf16_preacts.FORCED = True
+    yield
+    bf16_preacts.FORCED = saved
+
+
+def operands(n_rows: int, d: int, n_units: int, seed: int, crowd: float) -> tuple:
+    """Augmented inputs and weights; crowd > 0: the weights' columns all within `crowd`
+    (relative) of one direction, so that their pre-activations differ by less than
+    bfloat16 can tell apart (and float32 can)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(d, n_units, generator=g)
+    if crowd:
+        W = torch.randn(d, 1, generator=g) + crowd * W
+    b = 0.1 * torch.randn(n_units, generator=g)
+    x = torch.randn(n_rows, d, generator=g) * 10.0 ** float(torch.randint(-3, 4, (1,), generator=g))
+    xa, Wa = affine_operands(x, W, b)
+    return xa.clone(), Wa.clone()
+
+
+def exact(xa: torch.Tensor, Wa: torch.Tensor) -> np.ndarray:
+    """Every float32 recomputation, as the refined kernels compute the candidates."""
+    xs, WT = xa.numpy(), Wa.t().contiguous().numpy()
+    return np.array([[_dot(xs[r], WT[j]) for j in range(WT.shape[0])] for r in range(xs.shape[0])])
+
+
+def reference_topk(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest (ties to the lowest units), sorted by unit."""
+    order = np.lexsort((np.arange(q.shape[1])[None].repeat(q.shape[0], 0), -q), axis=1)[:, :k]
+    units = np.sort(order, axis=1)
+    return np.take_along_axis(q, units, 1), units
+
+
+def approx_and_refine(xa: torch.Tensor, Wa: torch.Tensor) -> tuple[torch.Tensor, object]:
+    product = bf16_preacts.Product(Wa)
+    out = torch.empty(xa.shape[0], Wa.shape[1])
+    x16 = torch.empty(xa.shape, dtype=torch.bfloat16)
+    o16 = torch.empty(out.shape, dtype=torch.bfloat16)
+    return out, product.into(xa, out, x16, o16)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_rows=st.integers(1, 24),
+    d=st.integers(1, 48),
+    n_units=st.integers(1, 200),
+    k_fraction=st.floats(0.0, 1.0),
+    seed=st.integers(0, 10**6),
+    crowd=st.sampled_from([0.0, 1e-3, 1e-4]),
+)
+def test_refined_row_topk_is_the_exact_topk_of_the_float32_values(
+    n_rows: int, d: int, n_units: int, k_fraction: float, seed: int, crowd: float
+) -> None:
+    k = max(1, round(k_fraction * n_units))
+    xa, Wa = operands(n_rows, d, n_units, seed, crowd)
+    approx, refine = approx_and_refine(xa, Wa)
+    found = sparse_kernels.row_topk(approx, k, threads=1, refine=refine)
+    assert found is not None
+    want_values, want_units = reference_topk(exact(xa, Wa), k)
+    np.testing.assert_array_equal(found[1].numpy(), want_units)
+    np.testing.assert_array_equal(found[0].numpy(), want_values)
+
+
+def test_crowded_units_are_told_apart_where_bfloat16_cannot() -> None:
+    """Pre-activations 1e-4 apart (relative): bfloat16's own top k is wrong, ours exact."""
+    xa, Wa = operands(64, 32, 256, 0, 1e-4)
+    q = exact(xa, Wa)
+    approx, refine = approx_and_refine(xa, Wa)
+    naive = sparse_kernels.row_topk(approx.clone(), 8, threads=1)
+    _, want_units = reference_topk(q, 8)
+    assert naive is not None and not np.array_equal(naive[1].numpy(), want_units)
+    found = sparse_kernels.row_topk(approx, 8, threads=1, refine=refine)
+    assert found is not None
+    np.testing.assert_array_equal(found[1].numpy(), want_units)
+
+
+@pytest.mark.parametrize("mode", ["dense", "csr"])
+def test_refined_modes_give_the_relud_codes(mode: str) -> None:
+    xa, Wa = operands(40, 16, 96, 3, 0.0)
+    q = exact(xa, Wa)
+    values, units = reference_topk(q, 5)
+    approx, refine = approx_and_refine(xa, Wa)
+    found = sparse_kernels.row_topk(approx, 5, mode, 1, refine)
+    assert found is not None
+    if mode == "dense":
+        expected = np.zeros_like(q, dtype=np.float32)
+        np.put_along_axis(expected, units, np.maximum(values, 0), 1)
+        np.testing.assert_array_equal(approx.numpy(), expected)
+    else:
+        kept = values > 0
+        np.testing.assert_array_equal(found[1].numpy(), np.where(kept, units, -1))
+        np.testing.assert_array_equal(found[0].numpy(), np.where(kept, values, 0))
+
+
+@pytest.mark.parametrize("crowd", [0.0, 1e-4])
+def test_refined_collection_is_the_exact_collection(crowd: float) -> None:
+    xa, Wa = operands(50, 24, 128, 5, crowd)
+    q = exact(xa, Wa).astype(np.float32)
+    cutoff = float(np.quantile(q, 0.97))
+    want = sparse_kernels.collect_piece(torch.from_numpy(q), cutoff, 4096, first_row=3)
+    approx, refine = approx_and_refine(xa, Wa)
+    found = sparse_kernels.collect_piece(approx, cutoff, 4096, first_row=3, refine=refine)
+    assert want is not None and found is not None
+    assert found[2] == want[2]
+    np.testing.assert_array_equal(found[0][: found[2]], want[0][: want[2]])
+    np.testing.assert_array_equal(found[1][: found[2]], want[1][: want[2]])
+
+
+def test_nan_rows_are_declined() -> None:
+    xa, Wa = operands(8, 8, 32, 1, 0.0)
+    xa[3, 2] = float("nan")
+    approx, refine = approx_and_refine(xa, Wa)
+    assert sparse_kernels.row_topk(approx, 4, threads=1, refine=refine) is None
+    assert sparse_kernels.collect_piece(approx, 0.0, 256, refine=refine) is None
+
+
+def small_model(activation: str, seed: int = 0) -> SparseAutoencoder:
+    cfg = SAEConfig(d_in=48, n_units=512, activation=activation, k=8)
+    return SparseAutoencoder(cfg, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk"])
+def test_training_with_the_bfloat16_product_matches_float32(activation: str) -> None:
+    X = torch.randn(3000, 48, generator=torch.Generator().manual_seed(1))
+    weights, fvu = {}, {}
+    for forced in (False, True):
+        saved = bf16_preacts.FORCED
+        bf16_preacts.FORCED = forced
+        try:
+            sae = SAE(n_units=512, activation=activation, k=8, epochs=2, batch_size=1024, seed=0)
+            sae.fit(X, progress=False)
+        finally:
+            bf16_preacts.FORCED = saved
+        weights[forced] = sae.components_.copy()
+        fvu[forced] = sae.history_[-1]["fvu"]
+    # the same selections; the values differ by float32 rounding (the BLAS's or ours)
+    np.testing.assert_allclose(weights[True], weights[False], atol=1e-3, rtol=0)
+    assert abs(fvu[True] - fvu[False]) < 1e-4
+
+
+def test_encoding_with_the_bfloat16_product_is_exact_and_chunk_free(forced_bf16: None) -> None:
+    model = small_model("topk")
+    X = torch.randn(2500, 48, generator=torch.Generator().manual_seed(2))
+    dense = encode_dense(model, X.split(700), len(X))
+    again = encode_dense(model, X.split(333), len(X))
+    assert torch.equal(dense, again)  # codes do not depend on the chunks
+    csr = encode_csr(model, X.split(1000))
+    np.testing.assert_array_equal(csr.toarray(), dense.numpy())
+    with torch.no_grad():
+        plain = model.encode(X)
+    assert torch.equal(dense != 0, plain != 0)
+    torch.testing.assert_close(dense, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_float64_weights_multiply_in_float32(forced_bf16: None) -> None:
+    assert bf16_preacts.product_for(torch.randn(9, 16, dtype=torch.float64)) is None
+    assert bf16_preacts.product_for(torch.randn(9, 16)) is not None
+
+
+def test_the_choice_follows_the_hardware() -> None:
+    saved = bf16_preacts.FORCED
+    bf16_preacts.FORCED = None
+    try:
+        assert bf16_preacts.pays() == bf16_preacts.has_amx()
+    finally:
+        bf16_preacts.FORCED = saved
+
+
+def test_training_selection_is_the_same_on_any_number_of_threads(forced_bf16: None) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1000, 48, generator=g)  # 2 pieces, the last one short
+    W, b = torch.randn(48, 320, generator=g), torch.randn(320, generator=g)
+    dead = torch.arange(0, 320, 5)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            top = topk_selection.select(x, W, b, 7, dead)
+            assert top.dead_BU is not None
+            results.append((top.dead_BU.clone(), top.values, top.units, top.offsets))
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(results[0], results[1], strict=True):
+        assert torch.equal(one, two)
+    torch.testing.assert_close(results[0][0], (x @ W + b)[:, dead], rtol=1e-5, atol=1e-4)
+    xa, Wa = affine_operands(x, W, b)
+    want_values, want_units = reference_topk(exact(xa, Wa), 7)
+    np.testing.assert_array_equal(results[0][2].view(-1, 7).numpy(), want_units)
+    np.testing.assert_array_equal(results[0][1].view(-1, 7).numpy(), want_values)
