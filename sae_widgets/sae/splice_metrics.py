@@ -5,7 +5,8 @@ original, with the layer's output replaced by the SAE reconstruction, with the l
 zero-ablated and with it mean-ablated (the layer's mean output over `data`), and reports
 
 - ce_original / ce_spliced / ce_zero_ablated / ce_mean_ablated: mean cross-entropy (nats);
-  for a classifier against `labels`, for a language model of each next token;
+  for a classifier against `labels` (per sample, or per position for (batch, T, C)
+  logits), for a language model of each next token;
 - accuracy_* the same four ways (a language model: next-token top-1);
 - loss_recovered = (ce_zero_ablated - ce_spliced) / (ce_zero_ablated - ce_original): the
   headline, zero ablation as in SAELens' `ce_loss_score` (which SAEBench's core evaluation
@@ -111,27 +112,66 @@ def _classifier_batches(
             "labels: a classifier is scored against labels; pass labels= or a Dataset with labels"
         )
     y = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
-    if y.shape != (X_np.shape[0],) or y.dtype.kind not in "iu":
+    n = X_np.shape[0]
+    if y.ndim not in (1, 2) or y.shape[0] != n or y.dtype.kind not in "iu":
         raise ValueError(
-            f"labels must be integers, one per sample ({X_np.shape[0]}); got shape {y.shape} "
-            f"and dtype {y.dtype}"
+            f"labels must be integers, one per sample ({n}), or one per position of each "
+            f"sample (shape ({n}, n_positions)) for a model with per-position outputs; got "
+            f"shape {y.shape} and dtype {y.dtype}"
         )
     device, dtype = _device_dtype(model)
     prepare: Callable[[Tensor], Any] = input_fn if input_fn is not None else _as_is
     batches = []
-    for start in range(0, X_np.shape[0], batch_size):
+    for start in range(0, n, batch_size):
         x = torch.from_numpy(X_np[start : start + batch_size]).to(device=device, dtype=dtype)
         targets = torch.from_numpy(y[start : start + batch_size].astype(np.int64)).to(device)
-        keep = targets >= 0  # -1: no label
+        keep = (targets >= 0).reshape(-1)  # -1: no label
 
         def run(x: Tensor = x) -> Any:
             return model(prepare(x))
 
-        def flatten(logits: Tensor, keep: Tensor = keep) -> Tensor:
-            return logits.reshape(keep.shape[0], -1)[keep]
+        def flatten(
+            logits: Tensor, shape: torch.Size = targets.shape, keep: Tensor = keep
+        ) -> Tensor:
+            return _class_scores(logits, shape)[keep]
 
-        batches.append(_Batch(run=run, targets=targets[keep], flatten=flatten, row_mask=None))
+        batches.append(
+            _Batch(run=run, targets=targets.reshape(-1)[keep], flatten=flatten, row_mask=None)
+        )
     return batches
+
+
+def _class_scores(logits: Tensor, labels_shape: torch.Size) -> Tensor:
+    """A classifier's logits as (N, n_classes) rows, one per label of `labels_shape`: per
+    sample (b,) from (b, C) (or (b, 1, C)), per position (b, T) from (b, T, C).
+
+    Logits of another shape (a language model's (b, T, vocab) against one label per sample)
+    are refused: read as flat rows they scored T x vocab "classes", a meaningless figure."""
+    shape = tuple(logits.shape)
+    if len(labels_shape) == 2:  # a label per position
+        if len(shape) == 3 and tuple(shape[:2]) == tuple(labels_shape):
+            return logits.reshape(-1, shape[-1])
+        raise ValueError(
+            f"labels of shape (n_samples, {labels_shape[1]}) give a class per position, so the "
+            f"model must return logits of shape (batch, {labels_shape[1]}, n_classes); it "
+            f"returned logits of shape {shape} for a batch of {labels_shape[0]}"
+        )
+    per_sample = len(shape) >= 2 and shape[0] == labels_shape[0]
+    if per_sample and all(size == 1 for size in shape[1:-1]):
+        return logits.reshape(shape[0], shape[-1])
+    if len(shape) == 3 and shape[0] == labels_shape[0]:
+        raise ValueError(
+            f"model returned logits of shape {shape} (batch, tokens, vocab): a score per "
+            f"token, but labels give one class per sample, shape (n_samples,). For a "
+            "language model pass its token ids, an integer array (n_sequences, n_tokens), "
+            "or texts with tokenizer= (each next token is scored; task='next_token'); for a "
+            f"per-token classifier pass labels of shape (n_samples, {shape[1]}), -1 where "
+            "a position is not scored"
+        )
+    raise ValueError(
+        f"model returned logits of shape {shape} for a batch of {labels_shape[0]}; a "
+        "classifier must return (batch, n_classes)"
+    )
 
 
 def _lm_batches(
@@ -245,7 +285,10 @@ def spliced_metrics(
     """Spliced-model figures of `sae` at `layer` of `model` over `data` (module docstring).
 
     data: a classifier's inputs (a Dataset, whose X rows are fed to the model, or an array),
-        scored against `labels` (default: the Dataset's; -1 means unlabelled); or, for a
+        scored against `labels` (default: the Dataset's; -1 means unlabelled): one class per
+        sample, shape (n,), for logits (batch, n_classes); or one per position, shape (n, T),
+        for a model returning logits (batch, T, n_classes). Logits (batch, T, vocab) against
+        one label per sample are refused (a language model: give it token ids). Or, for a
         language model, texts (with `tokenizer`), an int array of token ids (n, T), or
         the token Dataset `collect_activations(..., tokenizer=)` made (its documents, and
         its tokenizer unless one is given).
@@ -281,6 +324,13 @@ def spliced_metrics(
             raise ValueError("skip_first applies to language models (token positions) only")
         batches = _classifier_batches(model, data, labels, input_fn, batch_size)
     else:
+        if labels is not None:  # it was ignored: the figures were not what the caller meant
+            raise ValueError(
+                "labels: a language model is scored on each next token of data, not against "
+                "labels; leave labels out, or pass task='classify' with the model's inputs "
+                "for a classifier (labels of shape (n_samples,) or, per position, "
+                "(n_samples, n_positions))"
+            )
         if max_length is None:  # 128 tokens, or the model's whole context if shorter
             max_length = min(128, context_length(model) or 128)
         max_length = check_max_length(max_length, model, low=2)  # a next token to score
