@@ -280,12 +280,16 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
         from sae_widgets.cli_models import load_model
 
         model, layer = load_model(args.model, args.layer)
-        labels = load_labels(args.data, args.n_samples, args.seed)
-        if labels is None:
-            raise UsageError(
-                f"--model scores a classifier against labels; {args.data} has none (use a "
-                "built-in dataset or an .npz file with a 'labels' array)"
-            )
+        if getattr(X, "tokens", None) is not None:  # a language model's store: next tokens
+            labels = None
+        else:
+            labels = load_labels(args.data, args.n_samples, args.seed)
+            if labels is None:
+                raise UsageError(
+                    f"--model scores a classifier against labels; {args.data} has none (use "
+                    "a built-in dataset, an .npz file with a 'labels' array or an activation "
+                    "store written with labels)"
+                )
         metrics = evaluate(
             sae, X, model=model, layer=layer, labels=labels, batch_size=args.batch_size
         )

@@ -93,7 +93,8 @@ def _check_count(n_samples: int, n: int, spec: str) -> None:
 
 
 def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | None:
-    """The labels of a built-in dataset, or the `labels` array of an .npz file, or None."""
+    """The labels of a built-in dataset, the `labels` field of an activation store, or the
+    `labels` array of an .npz file (the first n_samples, as `load_vectors` reads), or None."""
     if spec in BUILTIN_DATA:
         from sae_widgets.data import datasets
 
@@ -104,6 +105,14 @@ def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | Non
         kwargs: dict[str, Any] = {} if n_samples is None else {"n": n_samples}
         return maker(seed=seed, **kwargs).labels
     path = Path(spec)
+    if path.is_dir():
+        from sae_widgets.data.store import ActivationStore
+        from sae_widgets.data.store_files import MANIFEST
+
+        if not (path / MANIFEST).is_file():
+            return None
+        labels = ActivationStore(path).labels
+        return None if labels is None else labels[:n_samples]
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if "labels" in archive:

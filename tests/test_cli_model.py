@@ -118,3 +118,42 @@ def test_model_mistakes_print_one_line(
     code, out, err = run(capsys, "eval", str(mlp_checkpoint), "--data", "digits", *extra)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def _input_store(folder: Path, labels: bool) -> Path:
+    """The digits pixels (the MLP's inputs) in an activation store, with or without labels."""
+    from sae_widgets.data.store import StoreWriter
+
+    ds = sw.datasets.digits()
+    with StoreWriter(folder, 64, shard_size=500) as writer:
+        writer.append(ds.X, {"labels": ds.labels} if labels else None)
+    return folder
+
+
+def test_eval_with_a_model_scores_against_the_labels_of_a_store(
+    mlp_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the store's labels were ignored: "--model scores a classifier against labels; ... none"
+    store = str(_input_store(tmp_path / "inputs", labels=True))
+    argv = ["eval", str(mlp_checkpoint), "--data", store, "--model", "digits-mlp", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    sae, model, ds = sw.SAE.load(mlp_checkpoint), sw.datasets.digits_mlp(), sw.datasets.digits()
+    expected = sw.metrics.evaluate(sae, ds, model=model, layer="net.1")
+    for key in ("loss_recovered", "ce_original", "accuracy_spliced", "fvu"):
+        assert json.loads(out)["metrics"][key] == pytest.approx(expected[key], rel=1e-5)
+    code, out, err = run(capsys, *argv, "--n-samples", "300")  # the labels of those samples
+    assert code == 0, err
+    expected = sw.metrics.evaluate(sae, ds[:300], model=model, layer="net.1")
+    assert json.loads(out)["metrics"]["ce_original"] == pytest.approx(expected["ce_original"])
+
+
+def test_eval_with_a_model_on_a_store_without_labels_says_so(
+    mlp_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(_input_store(tmp_path / "unlabelled", labels=False))
+    code, out, err = run(
+        capsys, "eval", str(mlp_checkpoint), "--data", store, "--model", "digits-mlp"
+    )
+    assert code == 2 and out == ""
+    assert f"{store} has none" in err and "store written with labels" in err

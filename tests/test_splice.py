@@ -543,3 +543,76 @@ def test_the_fast_reconstruction_equals_decode_of_encode(activation):
         torch.testing.assert_close(
             reconstruct(module, X[:50]), module.decode(module.encode(X[:50])), rtol=1e-5, atol=1e-5
         )
+
+
+# ------------------------------------------------------------------ per-position logits
+
+
+def _tagger_setup():
+    """A per-token classifier over sequences of vectors: (n, T, 4) -> logits (n, T, 3)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    inputs = torch.randn(20, 5, 4)
+    with torch.no_grad():
+        hidden = model[:2](inputs)
+    sae = sw.SAE(n_units=12, k=3, epochs=3, batch_size=25, seed=0)
+    sae.fit(hidden.reshape(-1, 8).numpy(), progress=False)
+    return model, inputs, hidden, sae
+
+
+def test_per_position_logits_are_scored_per_position_against_per_position_labels():
+    model, inputs, hidden, sae = _tagger_setup()
+    labels = torch.randint(0, 3, (20, 5))
+    labels[::3, -1] = -1  # unscored positions
+    result = sw.metrics.evaluate(sae, inputs.numpy(), model=model, layer="1", labels=labels)
+    keep = labels.reshape(-1) >= 0
+    module = sae.model_
+    with torch.no_grad():
+        original = model(inputs).reshape(-1, 3)[keep].double()
+        rows = hidden.reshape(-1, 8)
+        spliced = model[2](module.decode(module.encode(rows)))[keep].double()
+    targets = labels.reshape(-1)[keep]
+    assert result["ce_original"] == pytest.approx(float(F.cross_entropy(original, targets)))
+    assert result["ce_spliced"] == pytest.approx(float(F.cross_entropy(spliced, targets)))
+    accuracy = float((original.argmax(-1) == targets).double().mean())
+    assert result["accuracy_original"] == pytest.approx(accuracy)
+    plain = sw.metrics.evaluate(sae, hidden.reshape(-1, 8).numpy())
+    assert result["fvu"] == pytest.approx(plain["fvu"], rel=1e-5)
+
+
+def test_per_position_logits_against_one_label_per_sample_are_refused():
+    # the (n, 5, 3) logits were read as 15 "classes" of a flat classifier: a quiet wrong figure
+    model, inputs, _hidden, sae = _tagger_setup()
+    labels = np.zeros(20, np.int64)
+    with pytest.raises(ValueError, match=r"logits of shape \(20, 5, 3\) \(batch, tokens, vocab\)"):
+        sw.metrics.evaluate(sae, inputs.numpy(), model=model, layer="1", labels=labels)
+    with pytest.raises(ValueError, match=r"labels of shape \(n_samples, 5\)"):
+        sw.metrics.evaluate(sae, inputs.numpy(), model=model, layer="1", labels=labels)
+    with pytest.raises(ValueError, match=r"labels of shape \(n_samples, 4\) give a class per"):
+        sw.metrics.evaluate(
+            sae, inputs.numpy(), model=model, layer="1", labels=np.zeros((20, 4), np.int64)
+        )
+    with pytest.raises(ValueError, match=r"labels must be integers, one per sample \(20\)"):
+        sw.metrics.evaluate(
+            sae, inputs.numpy(), model=model, layer="1", labels=np.zeros((20, 5, 1), np.int64)
+        )
+
+
+def test_a_language_model_run_as_a_classifier_is_pointed_to_its_token_ids():
+    torch.manual_seed(0)
+    lm = TinyLM().eval()
+    ids = torch.randint(0, 32, (4, 6))
+    sae = sw.SAE(n_units=16, k=3, epochs=2, batch_size=8, seed=0)
+    sae.fit(torch.randn(64, 8), progress=False)
+    as_rows = {"model": lm, "layer": "block", "input_fn": lambda x: x.long()}
+    with pytest.raises(ValueError, match=r"\(4, 6, 32\) \(batch, tokens, vocab\).*token ids"):
+        sw.metrics.evaluate(sae, ids.float().numpy(), labels=np.zeros(4, np.int64), **as_rows)
+    # a classifier's (b, C) logits against per-position labels: named too
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, 2, n_classes\)"):
+        sw.metrics.evaluate(
+            sae, np.ones((4, 8), np.float32), model=model, layer="1", labels=np.zeros((4, 2), int)
+        )
+    # labels given with token ids were silently ignored
+    with pytest.raises(ValueError, match="labels: a language model is scored on each next token"):
+        sw.metrics.evaluate(sae, ids.numpy(), model=lm, layer="block", labels=np.zeros(4, int))

@@ -132,3 +132,78 @@ def test_a_unit_that_never_fires_shows_no_gallery(digits_sae, wider_digits_sae):
     assert "never fires" in column.caption.value
     cmp.selection.unit = int(np.argmax(cmp.ex_a.codes.counts))
     assert column.gallery.figure.layout.display is None and len(column.gallery.samples) == 8
+
+
+# ------------------------------------------------------------------ Explorer.refresh
+
+
+def _fit(sae, X, partial=False):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return sae.partial_fit(X) if partial else sae.fit(X, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh(digits_sae):
+    """A compare view of two SAEs of its own (the tests train them further or refit them)."""
+    _, ds = digits_sae
+    sae_a = _fit(sw.SAE(n_units=16, k=4, epochs=1, batch_size=128, seed=0), ds.X)
+    sae_b = _fit(sw.SAE(n_units=24, k=4, epochs=1, batch_size=128, seed=1), ds.X)
+    ex_a, ex_b = sw.Explorer(sae_a, ds), sw.Explorer(sae_b, ds)
+    view = sw.CompareView(sw.compare(ex_a, ex_b, threshold=0.5))
+    yield view, ex_a, ex_b, ds
+    view.close()
+
+
+def drawn_pairs(view):
+    return {
+        kind: (list(view.units[kind]), np.asarray(scatter.x), np.asarray(scatter.y))
+        for kind, scatter in view.scatters.items()
+    }
+
+
+def assert_draws_current_matching(view):
+    pairs = view.cmp.pairs()
+    for kind, (units, x, y) in drawn_pairs(view).items():
+        chosen = pairs.kind == kind
+        assert units == list(pairs.unit_a[chosen])
+        np.testing.assert_allclose(x, pairs.cosine[chosen], atol=1e-6)
+        np.testing.assert_allclose(y, pairs.log2_ratio[chosen], atol=1e-6)
+    assert view.cmp.summary() in view.summary.value
+
+
+def test_the_view_redraws_when_an_explorer_is_refreshed_after_more_training(fresh):
+    view, ex_a, _ex_b, ds = fresh
+    ex_a.selection.unit = 2
+    before = view.cmp.result
+    for _ in range(4):
+        _fit(ex_a.sae, ds.X[:512], partial=True)
+    ex_a.refresh()  # as every other view follows it; only Comparison.refresh redrew before
+    assert view.cmp.result is not before  # the matching is of the trained SAE
+    assert_draws_current_matching(view)
+    row = int(np.flatnonzero(view.pairs.unit_a == 2)[0])
+    np.testing.assert_allclose(view.focus_mark.x, [view.pairs.cosine[row]], atol=1e-6)
+    assert view.panel_a.shown == list(view.cmp.matches(2, n=3).units)
+
+
+def test_a_refit_with_other_unit_counts_redraws_the_view_once_per_refresh(fresh):
+    view, ex_a, ex_b, ds = fresh
+    ex_a.selection.unit = 15
+    _fit(ex_a.sae.set_params(n_units=8), ds.X)
+    _fit(ex_b.sae.set_params(n_units=12), ds.X)
+    observers = [watch_mark(scatter) for scatter in view.scatters.values()]
+    view.cmp.refresh()
+    assert all(observer.call_count == 1 for observer in observers)  # not once per side
+    assert "A (8) vs B (12)" in view.figure.title
+    assert sum(len(units) for units, _x, _y in drawn_pairs(view).values()) == 8
+    assert_draws_current_matching(view)
+    assert ex_a.selection.unit is None and not view.focus_mark.visible  # 15 is gone
+
+
+def watch_mark(scatter):
+    observer = Mock()
+    scatter.observe(observer, names="x")
+    return observer

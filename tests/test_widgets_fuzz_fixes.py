@@ -218,11 +218,11 @@ def test_curve_and_bar_clicks_ignore_bad_indices_alike(ex):
     probe = sw.ProbeSlider(ex, attribute="rotation")
     ex.selection.unit = None
     for index in (len(probe.shown_units), -1, 1.5, "0", None, True, float("inf")):
-        probe._clicked_curve(None, {"data": {"index": index}})
+        probe.response_curves._clicked_curve(None, {"data": {"index": index}})
         probe._clicked_bar(None, {"data": {"index": index}})
-    probe._clicked_curve(None, None)
+    probe.response_curves._clicked_curve(None, None)
     assert ex.selection.unit is None
-    probe._clicked_curve(None, {"data": {"index": 2}})
+    probe.response_curves._clicked_curve(None, {"data": {"index": 2}})
     assert ex.selection.unit == int(probe.shown_units[2])
 
 

@@ -269,3 +269,64 @@ def test_a_refit_and_refresh_steer_the_new_sae(classifier):
     samples, _ = steering.steered_samples()
     fresh = ex.steerer.sweep(3, grid, samples)
     np.testing.assert_allclose(result.probabilities, fresh.probabilities)
+
+
+# ------------------------------------------------------------------ failures shown in the view
+
+
+class Fragile(nn.Module):
+    """The digits classifier, made to fail on demand (as a model out of memory would)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.net = model.net
+        self.broken = False
+
+    def forward(self, x):
+        if self.broken:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.net(x)
+
+
+def test_a_failing_model_is_reported_in_the_view_not_raised_into_the_selection(classifier):
+    model, ds, acts, sae = classifier
+    fragile = Fragile(model)
+    ex = sw.Explorer(sae, acts, model=fragile, layer="net.1", inputs=ds)
+    steering = sw.SteeringView(ex, max_samples=20)
+    assert steering.error.value == "" and steering.error.layout.display == "none"
+    later = Mock()  # an observer after the view (another view) must still hear the change
+    ex.selection.observe(later, names="unit")
+    fragile.broken = True
+    ex.selection.unit = 5  # raised RuntimeError out of the assignment before
+    assert later.call_count == 1
+    assert steering.result is None
+    assert steering.error.layout.display is None
+    assert "Could not steer unit 5" in steering.error.value
+    assert "RuntimeError: CUDA out of memory (simulated)" in steering.error.value
+    assert steering._output.layout.display == "none"  # no stale sweep of another unit
+    steering.mode.value = "set"  # a control moved in the browser: still shown, not raised
+    assert "Could not steer unit 5" in steering.error.value
+    fragile.broken = False
+    ex.selection.unit = 6
+    assert steering.result is not None and steering.result.unit == 6
+    assert steering.error.value == "" and steering.error.layout.display == "none"
+    assert steering._output.layout.display is None
+    steering.close()
+
+
+def test_a_continuation_that_cannot_run_is_reported_in_the_view():
+    torch.manual_seed(0)
+    rows = torch.randn(100, 12)
+    sae = sw.SAE(n_units=8, k=2, epochs=1, batch_size=50, seed=0).fit(rows, progress=False)
+    ex = sw.Explorer(sae, rows.numpy(), model=ContextLM(), layer="block", tokenizer=CharTokenizer())
+    view = sw.SteeringView(ex, prompt="the cat", max_new_tokens=40)  # context: 32 positions
+    ex.selection.unit = 0  # raised ValueError out of the assignment before
+    assert "Could not steer unit 0" in view.error.value
+    assert "max_new_tokens" in view.error.value and "32" in view.error.value
+    assert view.texts.value == ""
+    view.slider.set_state({"value": float(view.slider.max)})  # as the browser's comm sets it
+    assert "max_new_tokens" in view.error.value
+    view.close()
+    view = sw.SteeringView(ex, prompt="the cat", max_new_tokens=4)
+    assert view.error.value == "" and "α = 0" in view.texts.value
+    view.close()

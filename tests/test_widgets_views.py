@@ -555,7 +555,7 @@ def test_probe_marks_the_focused_unit_and_clicks_focus_units(ex):
     view.click_curve(0)
     assert ex.selection.unit == first
     # A click on a line of the curves mark: bqplot sends the line's datum, its index in it.
-    view._clicked_curve(view.curves, {"event": "element_click", "data": {"index": 2}})
+    view.curves._handle_custom_msg({"event": "element_click", "data": {"index": 2}}, [])
     assert ex.selection.unit == third
 
 

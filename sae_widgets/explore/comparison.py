@@ -5,6 +5,11 @@ Focus: each side keeps its own `Selection` (its Explorer's). ``comparison.select
 is the focused unit of A, ``comparison.selection_b.unit`` the focused unit of B; views set
 and follow those two traits only, so `ex_a.dashboard()` and `ex_b.dashboard()` stay linked to
 a compare view of the same Explorers. Views never talk to each other.
+
+Refresh: the matching is cached for the two Explorers' current ``selection.revision``s, so
+`Explorer.refresh` on either side (after training that SAE further or refitting it) makes
+the next answer a new matching; a compare view follows both revisions and redraws, like
+every other view. `Comparison.refresh` refreshes both sides at once.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ class Comparison:
             "absolute": _check_bool(absolute, "absolute"),
         }
         self._result: SAEComparison | None = None
+        self._revisions: tuple[int, int] = (-1, -1)  # of the Explorers, for `_result`
 
     @property
     def selection(self) -> Selection:
@@ -142,9 +148,16 @@ class Comparison:
         return self.explorer(side).selection
 
     @property
+    def revisions(self) -> tuple[int, int]:
+        """The two Explorers' ``selection.revision`` (each bumped by its `Explorer.refresh`)."""
+        return (int(self.ex_a.selection.revision), int(self.ex_b.selection.revision))
+
+    @property
     def result(self) -> SAEComparison:
-        """The matching and the unit kinds (computed on first access, then cached)."""
-        if self._result is None:
+        """The matching and the unit kinds (computed on first access, then cached until
+        either Explorer is refreshed)."""
+        revisions = self.revisions
+        if self._result is None or self._revisions != revisions:
             self._result = compare_saes(
                 self.ex_a.decoder_directions,
                 self.ex_b.decoder_directions,
@@ -152,13 +165,21 @@ class Comparison:
                 self.ex_b.codes,
                 **self.options,
             )
+            self._revisions = revisions
         return self._result
 
     def refresh(self) -> None:
-        """Forget the matching and both Explorers' caches (after training either SAE more)."""
-        self.ex_a.refresh()
-        self.ex_b.refresh()
-        self._result = None
+        """Forget the matching and both Explorers' caches (after training either SAE more).
+
+        Views hear both refreshes only once both are done (each side's notifications are
+        held until then), so none draws B's stale codes against A's new ones."""
+        with (
+            self.ex_a.selection.hold_trait_notifications(),
+            self.ex_b.selection.hold_trait_notifications(),
+        ):
+            self.ex_a.refresh()
+            self.ex_b.refresh()
+            self._result = None
 
     # ---- answers for the views ---------------------------------------------------------
 

@@ -22,25 +22,14 @@ from sae_widgets.memory import check_memory
 from sae_widgets.sae import device_paths, inputs
 from sae_widgets.sae import params as constraints
 from sae_widgets.sae.encoding import encode_csr, encode_dense
+from sae_widgets.sae.fit_state import new_module, replacing_fit
 from sae_widgets.sae.interrupts import SigintGuard
-from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.train_config import fit_batch_size, train_config_of
 from sae_widgets.sae.training import Callback, TrainConfig, Trainer
 
 MATMUL_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 """`precision` -> the encoder matmul's dtype (SparseAutoencoder.matmul_dtype)."""
-
-# What fit replaces; restored if fit fails before its first training step.
-_FIT_STATE = (
-    "model_",
-    "n_features_in_",
-    "history_",
-    "n_steps_",
-    "n_samples_seen_",
-    "stop_reason_",
-    "fit_steps_",
-    "_trainer",
-)
 
 
 class SAE(BaseEstimator):
@@ -196,30 +185,10 @@ class SAE(BaseEstimator):
         model.matmul_dtype = MATMUL_DTYPES[precision]
         return model
 
-    def _new_model(self, d_in: int, seed: int) -> SparseAutoencoder:
-        on_cpu = self._torch_device().type == "cpu"
-        if on_cpu and isinstance(self.n_units, int) and not isinstance(self.n_units, bool):
-            # training holds the weights, their gradients and Adam's two moments: 4 copies
-            check_memory(
-                4 * 8 * d_in * self.n_units,
-                f"training n_units={self.n_units} on {d_in} features (weights, gradients and "
-                "Adam state)",
-                "ask for fewer units",
-            )
-        cfg = SAEConfig(
-            d_in=d_in,
-            n_units=self.n_units,
-            activation=self.activation,
-            k=self.k,
-            prefix_sizes=None if self.prefix_sizes is None else tuple(self.prefix_sizes),
-        )
-        generator = torch.Generator().manual_seed(seed)
-        return SparseAutoencoder(cfg, generator=generator).to(self._torch_device())
-
     def _start(self, d_in: int) -> None:
         """Fresh, untrained state (fit, or the first partial_fit)."""
         self.seed_ = self._seed()
-        self.model_ = self._new_model(d_in, self.seed_)
+        self.model_ = new_module(self.get_params(), d_in, self.seed_, self._torch_device())
         self.n_features_in_ = d_in
         self.history_: list[dict[str, float]] = []
         self.n_steps_ = 0
@@ -278,20 +247,13 @@ class SAE(BaseEstimator):
             constraints.check_param("progress", progress)
             callback_list = inputs.callback_list(callbacks)
             X_t = self._rows(X, fresh=True)  # before dropping the old fit: bad X keeps it
-            previous = {key: self.__dict__.pop(key) for key in _FIT_STATE if key in self.__dict__}
             n, d = X_t.shape
-            try:
+            with replacing_fit(self):  # a fit failing before its first step keeps the old
                 self._start(d)
                 batch = fit_batch_size(self.batch_size, n, self.min_steps_per_epoch)
                 steps = self.epochs * math.ceil(n / batch)
                 self.fit_steps_: int | None = steps
                 self._session(X_t, self.epochs, batch, self.shuffle, steps, callback_list, progress)
-            except Exception:
-                if getattr(self, "n_steps_", 0) == 0:  # failed before training: keep the old fit
-                    for key in _FIT_STATE:
-                        self.__dict__.pop(key, None)
-                    self.__dict__.update(previous)
-                raise
         return self
 
     def partial_fit(

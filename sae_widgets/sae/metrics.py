@@ -272,7 +272,10 @@ def evaluate(
     FVU is exact over all of X (accumulated in float64).
 
     With `model` and `layer`, X is the model's data instead (a classifier's inputs with
-    labels, or a language model's texts/token ids, or the token Dataset collected from it)
+    labels: one per sample, or one per position, shape (n, T), for a model that returns
+    logits (batch, T, n_classes); or a language model's texts/token ids, or the token
+    Dataset collected from it; a language model's (batch, tokens, vocab) logits scored
+    against one label per sample are a ValueError)
     and the SAE was trained on `layer`'s output: the reconstruction figures are measured on
     that layer's outputs over X, and the spliced-model figures are added: ce_* and
     accuracy_* original / spliced / zero_ablated / mean_ablated, loss_recovered (zero

@@ -5,7 +5,8 @@ original, with the layer's output replaced by the SAE reconstruction, with the l
 zero-ablated and with it mean-ablated (the layer's mean output over `data`), and reports
 
 - ce_original / ce_spliced / ce_zero_ablated / ce_mean_ablated: mean cross-entropy (nats);
-  for a classifier against `labels`, for a language model of each next token;
+  for a classifier against `labels` (per sample, or per position for (batch, T, C)
+  logits), for a language model of each next token;
 - accuracy_* the same four ways (a language model: next-token top-1);
 - loss_recovered = (ce_zero_ablated - ce_spliced) / (ce_zero_ablated - ce_original): the
   headline, zero ablation as in SAELens' `ce_loss_score` (which SAEBench's core evaluation
@@ -20,42 +21,35 @@ The model runs in eval mode under no_grad; modes are restored and every hook rem
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sae_widgets.language_inputs import (
     check_max_length,
-    check_token_ids,
     context_length,
     vocab_size,
 )
+from sae_widgets.sae.scored_batches import (
+    TASKS,
+    ScoredBatch,
+    check_targets,
+    classifier_batches,
+    language_model_batches,
+    pick_task,
+)
 from sae_widgets.sae.splice import replace_output, resolve_layer, sae_module
-from sae_widgets.sae.token_batches import texts_of_tokens, token_batches
+from sae_widgets.sae.token_batches import texts_of_tokens
 
 __all__ = ["TASKS", "model_logits", "spliced_metrics"]
-
-TASKS = ("auto", "classify", "next_token")
-RunFn = Callable[[], Any]
 
 
 class ModelInputError(ValueError):
     """The model failed on the evaluation data: most often data that is not its input."""
-
-
-@dataclass
-class _Batch:
-    run: RunFn  # calls the model on this batch
-    targets: Tensor  # (N,) class or next-token ids of the scored positions
-    flatten: Callable[[Tensor], Tensor]  # model logits -> (N, C) logits of those positions
-    row_mask: Tensor | None  # which layer rows are real (not padding) and spliced, flattened
-    fixed: Tensor | None = None  # rows every pass leaves as they are (skip_first), flattened
 
 
 def model_logits(output: Any) -> Tensor:
@@ -70,103 +64,8 @@ def model_logits(output: Any) -> Tensor:
     raise TypeError(f"model returned {type(output).__name__}; expected logits (a tensor)")
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-    return torch.device("cpu"), torch.float32
-
-
-def _takes_mask(model: nn.Module) -> bool:
-    try:
-        return "attention_mask" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _as_is(x: Tensor) -> Tensor:
     return x
-
-
-def _classifier_batches(
-    model: nn.Module,
-    data: Any,
-    labels: Any,
-    input_fn: Callable[[Tensor], Any] | None,
-    batch_size: int,
-) -> list[_Batch]:
-    X = getattr(data, "X", data) if not isinstance(data, (np.ndarray, Tensor)) else data
-    try:
-        X_np = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float32)
-    except (TypeError, ValueError) as err:  # strings, objects, ragged lists
-        raise TypeError(
-            f"data must hold numeric model inputs; got {type(X).__name__} ({err})"
-        ) from err
-    if X_np.ndim < 2 or X_np.shape[0] == 0:
-        raise ValueError(f"data must hold model inputs (n_samples, ...); got shape {X_np.shape}")
-    if labels is None:
-        labels = getattr(data, "labels", None)
-    if labels is None:
-        raise ValueError(
-            "labels: a classifier is scored against labels; pass labels= or a Dataset with labels"
-        )
-    y = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
-    if y.shape != (X_np.shape[0],) or y.dtype.kind not in "iu":
-        raise ValueError(
-            f"labels must be integers, one per sample ({X_np.shape[0]}); got shape {y.shape} "
-            f"and dtype {y.dtype}"
-        )
-    device, dtype = _device_dtype(model)
-    prepare: Callable[[Tensor], Any] = input_fn if input_fn is not None else _as_is
-    batches = []
-    for start in range(0, X_np.shape[0], batch_size):
-        x = torch.from_numpy(X_np[start : start + batch_size]).to(device=device, dtype=dtype)
-        targets = torch.from_numpy(y[start : start + batch_size].astype(np.int64)).to(device)
-        keep = targets >= 0  # -1: no label
-
-        def run(x: Tensor = x) -> Any:
-            return model(prepare(x))
-
-        def flatten(logits: Tensor, keep: Tensor = keep) -> Tensor:
-            return logits.reshape(keep.shape[0], -1)[keep]
-
-        batches.append(_Batch(run=run, targets=targets[keep], flatten=flatten, row_mask=None))
-    return batches
-
-
-def _lm_batches(
-    model: nn.Module, data: Any, tokenizer: Any, batch_size: int, max_length: int, skip_first: int
-) -> list[_Batch]:
-    ids_np, mask_np = token_batches(data, tokenizer, max_length)
-    # An id past the embedding is a tokenizer of another model: say so, not IndexError.
-    check_token_ids(ids_np, model, "data" if tokenizer is None else "tokenizer")
-    check_max_length(ids_np.shape[1], model, "data: tokens per sequence")
-    device, _ = _device_dtype(model)
-    with_mask = _takes_mask(model)
-    batches = []
-    for start in range(0, ids_np.shape[0], batch_size):
-        ids = torch.from_numpy(ids_np[start : start + batch_size]).to(device)
-        mask = torch.from_numpy(mask_np[start : start + batch_size]).to(device)
-        scored = (mask[:, 1:] * mask[:, :-1]).bool().reshape(-1)
-        fixed = torch.zeros(mask.shape, dtype=torch.bool, device=device)
-        fixed[:, :skip_first] = True
-
-        def run(ids: Tensor = ids, mask: Tensor = mask) -> Any:
-            return model(input_ids=ids, attention_mask=mask) if with_mask else model(ids)
-
-        def flatten(logits: Tensor, scored: Tensor = scored) -> Tensor:
-            return logits[:, :-1].reshape(scored.shape[0], -1)[scored]
-
-        batches.append(
-            _Batch(
-                run=run,
-                targets=ids[:, 1:].reshape(-1)[scored],
-                flatten=flatten,
-                row_mask=(mask.bool() & ~fixed).reshape(-1),
-                fixed=fixed.reshape(-1) if skip_first else None,
-            )
-        )
-    return batches
 
 
 @dataclass
@@ -185,45 +84,9 @@ class _Scores:
         self.n += int(targets.shape[0])
 
 
-def _check_targets(batch: _Batch, n_logits: int) -> None:
-    """A label (or next-token id) beyond the model's logits, named before torch's IndexError."""
-    if batch.targets.numel() == 0:
-        return
-    largest = int(batch.targets.max())
-    if largest < n_logits:
-        return
-    if batch.row_mask is None:  # a classifier's labels
-        raise ValueError(
-            f"labels must be class indices in [0, {n_logits}) for a model with {n_logits} "
-            f"outputs (-1: unlabelled); got {largest}"
-        )
-    raise ValueError(
-        f"data holds token id {largest}, beyond the model's {n_logits} logits: the tokenizer "
-        "does not match the model"
-    )
-
-
 def _recovered(ablated: float, spliced: float, original: float) -> float:
     gap = ablated - original
     return (ablated - spliced) / gap if gap != 0 else float("nan")
-
-
-def _pick_task(task: str, data: Any) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}; got {task!r}")
-    if task != "auto":
-        return task
-    if isinstance(data, str) or (
-        isinstance(data, Sequence) and data and all(isinstance(t, str) for t in data)
-    ):
-        return "next_token"
-    if isinstance(data, (np.ndarray, Tensor)) and data.ndim == 2:
-        kind = data.dtype.kind if isinstance(data, np.ndarray) else "f"
-        if isinstance(data, Tensor) and not data.is_floating_point():
-            kind = "i"
-        if kind in "iu":
-            return "next_token"
-    return "classify"
 
 
 @torch.no_grad()
@@ -245,7 +108,10 @@ def spliced_metrics(
     """Spliced-model figures of `sae` at `layer` of `model` over `data` (module docstring).
 
     data: a classifier's inputs (a Dataset, whose X rows are fed to the model, or an array),
-        scored against `labels` (default: the Dataset's; -1 means unlabelled); or, for a
+        scored against `labels` (default: the Dataset's; -1 means unlabelled): one class per
+        sample, shape (n,), for logits (batch, n_classes); or one per position, shape (n, T),
+        for a model returning logits (batch, T, n_classes). Logits (batch, T, vocab) against
+        one label per sample are refused (a language model: give it token ids). Or, for a
         language model, texts (with `tokenizer`), an int array of token ids (n, T), or
         the token Dataset `collect_activations(..., tokenizer=)` made (its documents, and
         its tokenizer unless one is given).
@@ -268,7 +134,7 @@ def spliced_metrics(
     if isinstance(skip_first, bool) or not isinstance(skip_first, int) or skip_first < 0:
         raise ValueError(f"skip_first must be an int >= 0 (token positions); got {skip_first!r}")
     data, tokenizer = texts_of_tokens(data, tokenizer)
-    picked = _pick_task(task, data)
+    picked = pick_task(task, data)
     if picked == "classify":
         if task == "auto" and vocab_size(model) is not None:  # it reads token ids, not rows
             raise ValueError(
@@ -279,12 +145,19 @@ def spliced_metrics(
             )
         if skip_first:
             raise ValueError("skip_first applies to language models (token positions) only")
-        batches = _classifier_batches(model, data, labels, input_fn, batch_size)
+        batches = classifier_batches(model, data, labels, input_fn, batch_size)
     else:
+        if labels is not None:  # it was ignored: the figures were not what the caller meant
+            raise ValueError(
+                "labels: a language model is scored on each next token of data, not against "
+                "labels; leave labels out, or pass task='classify' with the model's inputs "
+                "for a classifier (labels of shape (n_samples,) or, per position, "
+                "(n_samples, n_positions))"
+            )
         if max_length is None:  # 128 tokens, or the model's whole context if shorter
             max_length = min(128, context_length(model) or 128)
         max_length = check_max_length(max_length, model, low=2)  # a next token to score
-        batches = _lm_batches(model, data, tokenizer, batch_size, max_length, skip_first)
+        batches = language_model_batches(model, data, tokenizer, batch_size, max_length, skip_first)
     width = module.cfg.d_in
     W_dec = module.W_dec
     state: dict[str, Any] = {"mask": None, "fixed": None, "sum": None, "count": 0}
@@ -323,7 +196,7 @@ def spliced_metrics(
             return new
         return torch.where(fixed.to(x.device)[:, None], x, new.to(x.dtype))
 
-    def run(batch: _Batch, mode: str) -> Tensor:
+    def run(batch: ScoredBatch, mode: str) -> Tensor:
         state["mode"] = mode
         try:
             output = batch.run()
@@ -352,7 +225,7 @@ def spliced_metrics(
             for batch in batches:
                 state["mask"], state["fixed"] = batch.row_mask, batch.fixed
                 logits = run(batch, "original")
-                _check_targets(batch, logits.shape[-1])
+                check_targets(batch, logits.shape[-1])
                 reference = F.log_softmax(logits.double(), dim=-1)
                 scores["original"].add(logits, batch.targets, None)
                 scores["spliced"].add(run(batch, "spliced"), batch.targets, reference)

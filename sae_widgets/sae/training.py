@@ -4,6 +4,9 @@ The `Trainer` owns everything that must persist between `partial_fit` calls (opt
 moments, step count, the input scale, dead-unit counters, the shuffling generator) so that
 `fit` is exactly a sequence of the same steps `partial_fit` takes.
 
+Where training starts (input scale, b_dec, learned thresholds) is read from the first batch
+by `sae.initialization`.
+
 Scale folding: the module always lives in user space. Each training session multiplies the
 inputs by `scale` and converts the module to that space first (`rescale_inputs_(scale)`),
 then converts it back when it ends, whatever ends it (an exception, Ctrl-C, a callback).
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 from sae_widgets.sae import device_paths, distributed, scratch
 from sae_widgets.sae.batches import EpochPlan, StreamBatches, TensorBatches, plan_epoch
 from sae_widgets.sae.finite_loss import FiniteLoss, NonFiniteLossError
+from sae_widgets.sae.initialization import geometric_median, init_thresholds, input_scale
 from sae_widgets.sae.interrupts import SigintGuard
 from sae_widgets.sae.model import SparseAutoencoder
 from sae_widgets.sae.optim import clip_grad_norm_, fused_adam
@@ -43,36 +47,10 @@ Callback = Callable[[dict[str, float]], Any]
 THRESHOLD_LR_SCALE = 10.0
 DEAD_CHECK_EVERY = 16
 """A GPU reads whether any unit is dead (for AuxK) every this many steps."""
-# The input scale stays within float32's comfortable range (tiny inputs are not blown up to inf).
-MIN_SCALE, MAX_SCALE = 1e-30, 1e30
-MAX_SCALED_NORM = 1e15
-SCALE_HEADROOM = 100.0
-"""Rows whose mean norm needs a scale above MAX_SCALE / this are refused (and rows below
-float32's smallest normal number): near the cap the SAE trained on rows far smaller than
-it assumes (FVU 14,573 for inputs ~1e-35; a JumpReLU's units all dead from ~1e-30)."""
 
 
 class StopTraining(Exception):
     """Raise from a callback to end training cleanly (the model stays usable)."""
-
-
-def geometric_median(x_ND: Tensor, n_iter: int = 20) -> Tensor:
-    """Weiszfeld iterations from the mean; robust centre for initialising b_dec.
-
-    Rows are centred on the mean once; each iteration's distances then come from
-    |x|^2 - 2 x.m + |m|^2, two matrix-vector products and no (N, d) temporary (measured:
-    4,096 x 256 float64, 20 iterations, 0.68 s before, two temporaries per iteration). The
-    centring keeps the cancellation at the spread's scale, not the data's offset.
-    """
-    mean = x_ND.mean(0)
-    centred = x_ND - mean
-    squares = centred.square().sum(1)
-    median = torch.zeros_like(mean)
-    for _ in range(n_iter):
-        dist_sq = squares - 2 * (centred @ median) + median @ median
-        weights = 1.0 / dist_sq.clamp_min(1e-16).sqrt()  # distances of at least 1e-8
-        median = (weights @ centred) / weights.sum()
-    return mean + median
 
 
 class Trainer:
@@ -116,47 +94,15 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def initialize(self, x_ND: Tensor) -> None:
-        """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec."""
-        # float64: the squares of huge float32 inputs (1e20) would overflow to inf
-        norms = x_ND.double().norm(dim=1)
-        mean_norm = float(norms.mean())
-        # Rows below float32's smallest normal number are zeros to the model: scaling them up
-        # to norm sqrt(d) would blow every ordinary row that follows up to overflow.
-        tiny = torch.finfo(torch.float32).tiny
-        scale = math.sqrt(x_ND.shape[1]) / mean_norm if mean_norm > tiny else 1.0
-        smallest = math.sqrt(x_ND.shape[1]) * SCALE_HEADROOM / MAX_SCALE
-        if 0 < mean_norm < max(smallest, tiny):
-            raise ValueError(
-                f"X: its rows' mean norm is {mean_norm:.3g}, too small to train on in float32 "
-                f"(at least {max(smallest, tiny):.3g}); multiply X by a constant"
-            )
-        # No row of this sample may end up where float32 squares overflow (the loss squares).
-        largest = float(norms.max())  # fit refuses empty data before this
-        if largest > 0:
-            scale = min(scale, MAX_SCALED_NORM / largest)
-        self.scale = min(max(scale, MIN_SCALE), MAX_SCALE)  # stays a normal float32
+        """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec (and
+        learned thresholds) from the first batch (`sae.initialization`)."""
+        self.scale = input_scale(x_ND)
         if self.fresh:
             with torch.no_grad():  # the module is in user space here
                 self.model.b_dec.copy_(geometric_median(x_ND.double()).to(x_ND.dtype))
                 if self.model.spec.threshold == "learned":
-                    self._init_thresholds(x_ND)
+                    init_thresholds(self.model, x_ND)
             self.fresh = False
-
-    def _init_thresholds(self, x_ND: Tensor) -> None:
-        """Learned thresholds: start each unit's threshold where it fires on about
-        k / n_units of the first batch (k from the config, else 16), so training starts near
-        the target L0 instead of from all or nothing."""
-        model = self.model
-        target_l0 = model.cfg.k or 16
-        n = x_ND.shape[0]
-        fires = max(1, min(n - 1, round(n * target_l0 / model.cfg.n_units)))
-        pre_NU = model.preacts(x_ND)
-        # a one-sample batch has no order statistic below its only value: start at that value
-        threshold = pre_NU.kthvalue(max(1, n - fires), dim=0).values
-        # relative to the batch, so the start does not depend on the inputs' units (an added
-        # 1e-12 put every threshold above every pre-activation of inputs ~1e-12: all dead)
-        floor = max(1e-3 * float(pre_NU.abs().mean()), torch.finfo(pre_NU.dtype).tiny)
-        model.set_threshold_(threshold.clamp_min(floor))
 
     def resume_counts(self, step: int, samples_seen: int) -> None:
         """Continue the step and sample counts of earlier training (a loaded checkpoint), so

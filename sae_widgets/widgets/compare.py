@@ -5,7 +5,9 @@ fires than its partner in B), coloured by the kind of A's unit (shared, split, m
 a click on a point focuses that unit of A. Under it, for the focused unit of A, its top
 samples beside its best matches in B with theirs; and the same for the focused unit of B
 (its best matches in A). Focus lives in the two Explorers' Selections (`Comparison`), which
-this view follows and sets; it talks to no other view.
+this view follows and sets; it talks to no other view. Like every view it follows both
+Selections' ``revision``: `Explorer.refresh` on either side (or `Comparison.refresh`) redraws
+it from the new matching.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ class CompareView(widgets.VBox):
         super().__init__()
         self.cmp = cmp
         self.pairs: PairTable = cmp.pairs()
+        self._drawn_revisions = cmp.revisions
         x_scale, y_scale = LinearScale(), LinearScale()
         scales = {"x": x_scale, "y": y_scale}
         self.units: dict[str, np.ndarray] = {}
@@ -216,7 +219,7 @@ class CompareView(widgets.VBox):
                 axis(x_scale, f"decoder cosine ({a} unit to its Hungarian partner in {b})"),
                 axis(y_scale, f"log2 firing ratio {a}/{b}", vertical=True),
             ],
-            title=f"matched units: {a} ({cmp.ex_a.n_units}) vs {b} ({cmp.ex_b.n_units})",
+            title=self._title(),
             width="560px",
             height="360px",
             margin={"top": 34, "bottom": 45, "left": 60, "right": 10},
@@ -228,14 +231,20 @@ class CompareView(widgets.VBox):
         self.children = [self.summary, self.figure, self.panel_a, self.panel_b]
         self.add_class("sw-compare")
         self._followers = [
-            (cmp.selection, self._on_unit_a),
-            (cmp.selection_b, self._on_unit_b),
+            (cmp.selection, self._on_unit_a, "unit"),
+            (cmp.selection_b, self._on_unit_b, "unit"),
+            (cmp.selection, self._on_revision, "revision"),
+            (cmp.selection_b, self._on_revision, "revision"),
         ]
-        for selection, handler in self._followers:
-            selection.observe(handler, "unit")
+        for selection, handler, name in self._followers:
+            selection.observe(handler, name)
         self._draw_focus()
         self.panel_a.draw()
         self.panel_b.draw()
+
+    def _title(self) -> str:
+        a, b = self.cmp.names
+        return f"matched units: {a} ({self.cmp.ex_a.n_units}) vs {b} ({self.cmp.ex_b.n_units})"
 
     def _summary_html(self) -> str:
         counts = self.cmp.result.counts("a")
@@ -249,6 +258,31 @@ class CompareView(widgets.VBox):
         )
 
     # -- Selection -> view ---------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Draw everything again from the Comparison's current matching (either Explorer was
+        refreshed after more training or a refit): the scatter, the summary, the focus ring
+        and both panels."""
+        self._drawn_revisions = self.cmp.revisions
+        self.pairs = self.cmp.pairs()
+        with self.figure.hold_sync():
+            for kind, scatter in self.scatters.items():
+                chosen = self.pairs.kind == kind
+                self.units[kind] = self.pairs.unit_a[chosen]
+                with scatter.hold_sync():
+                    scatter.x = self.pairs.cosine[chosen].astype(np.float32)
+                    scatter.y = self.pairs.log2_ratio[chosen].astype(np.float32)
+            self.figure.title = self._title()
+        self.summary.value = self._summary_html()
+        self._draw_focus()
+        self.panel_a.draw()
+        self.panel_b.draw()
+
+    def _on_revision(self, _change: Any) -> None:
+        # Comparison.refresh bumps both revisions and lets the views hear them only after
+        # both: the second notification finds the view drawn already.
+        if self.cmp.revisions != self._drawn_revisions:
+            self.redraw()
 
     def _on_unit_a(self, _change: Any) -> None:
         self._draw_focus()
@@ -286,7 +320,7 @@ class CompareView(widgets.VBox):
 
     def close(self) -> None:
         # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way
-        for selection, handler in getattr(self, "_followers", ()):
-            selection.unobserve(handler, "unit")
+        for selection, handler, name in getattr(self, "_followers", ()):
+            selection.unobserve(handler, name)
         self._followers = []
         super().close()

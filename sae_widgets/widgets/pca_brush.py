@@ -32,13 +32,8 @@ from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.history import MODES, combine
 from sae_widgets.widgets._export import csv_download_html, export_buttons
 from sae_widgets.widgets._hover_relay import HoverRelay
-from sae_widgets.widgets._legend import color_bar, hover_card, label_legend
-from sae_widgets.widgets._render import (
-    ACTIVATION_PALETTE,
-    CATEGORY10,
-    activation_gradient_css,
-    activation_levels,
-)
+from sae_widgets.widgets._legend import hover_card
+from sae_widgets.widgets._point_colors import activation_colors, label_colors
 from sae_widgets.widgets._svg_scatter import SVGScatter
 from sae_widgets.widgets._unit_buttons import UnitButtons
 from sae_widgets.widgets._view import (
@@ -368,36 +363,13 @@ class PCABrush(ExplorerView):
     def _recolor(self, release: bool) -> None:
         """Colour by label, or by the focused unit's activation (one colour per point)."""
         if self.color_by.value == "label":
-            labels = self.ex.dataset.labels
-            assert labels is not None
-            palette = [*CATEGORY10, "#aaaaaa"]  # grey: unlabelled
-            index = np.where(labels >= 0, np.mod(labels, 10), 10)
-            present = np.unique(labels[labels >= 0])[:20]
-            names = self.ex.dataset.label_names
-            self.legend.value = label_legend(
-                [names[i] if names else str(i) for i in present],
-                [CATEGORY10[i % 10] for i in present],
-            )
+            colors = label_colors(self.ex, self.shown)
         else:
-            unit = self.selection.unit
-            activation = np.zeros(len(self.shown), dtype=np.float32)  # of the drawn points
-            peak = 1.0
-            title = "no unit focused"
-            if unit is not None:
-                samples, values = self.ex.codes.unit_samples(unit)  # samples ascending
-                at = np.minimum(np.searchsorted(samples, self.shown), max(len(samples) - 1, 0))
-                fires = (samples[at] == self.shown) if len(samples) else at < 0
-                activation[fires] = values[at[fires]]
-                peak = float(self.ex.codes.max_activation[unit])
-                title = f"unit {unit} activation" + ("" if peak > 0 else " (it never fires)")
-            # the floor only keeps the colour scale finite; the bar names the real maximum
-            palette, index = ACTIVATION_PALETTE, activation_levels(activation, max(peak, 1e-6))
-            self.legend.value = color_bar(activation_gradient_css(), "0", f"{peak:.3g}", title)
-        if len(index) != len(self.shown):  # label colours come for every sample
-            index = index[self.shown]
-        self._colors = (palette, index)
+            colors = activation_colors(self.ex, self.shown, self.selection.unit)
+        self.legend.value = colors.legend
+        self._colors = (colors.palette, colors.index)
         if self.webgl:  # the colour list is made only when asked for (50,000 strings)
-            self.scatter.set_colors(index, palette)
+            self.scatter.set_colors(colors.index, colors.palette)
             if release:
                 self.release_frames()
         else:

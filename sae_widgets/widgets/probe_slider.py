@@ -12,17 +12,15 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale, Scatter
+from bqplot import Axis, Bars, LinearScale, OrdinalScale
 
 from sae_widgets.analysis import ProbeResult
 from sae_widgets.analysis.checks import check_index
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._legend import input_image, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair
-from sae_widgets.widgets._render import CATEGORY10
-from sae_widgets.widgets._unit_buttons import UnitButtons
+from sae_widgets.widgets._response_curves import CURVE_COLORS, ResponseCurves, unit_colors
 from sae_widgets.widgets._view import (
-    TITLE_ROOM,
     ExplorerView,
     axis,
     check_choice,
@@ -37,18 +35,6 @@ from sae_widgets.widgets.text import VariedSentence, value_names
 __all__ = ["ProbeSlider"]
 
 _SWEEP_CACHE_SIZE = 8
-_FOCUS_COLOR = "#ff7f0e"  # the focused unit is orange in every view
-# The other curves' colours: category10 without the focus colour, so orange means one thing.
-_CURVE_COLORS = [color for color in CATEGORY10 if color != _FOCUS_COLOR]
-
-
-def unit_colors(units: Any, focus: int | None) -> list[str]:
-    """Colour of each shown unit's curve, legend entry and bar: its position's colour, or
-    the focus colour for the focused unit."""
-    return [
-        _FOCUS_COLOR if unit == focus else _CURVE_COLORS[i % len(_CURVE_COLORS)]
-        for i, unit in enumerate(units)
-    ]
 
 
 class ProbeSlider(ExplorerView):
@@ -70,9 +56,13 @@ class ProbeSlider(ExplorerView):
     ----------
     figure:
         Response curves with the marker at the slider value.
+    response_curves:
+        The `ResponseCurves` component drawing the figure and the legend.
     curves, focus_curve:
         Lines marks: one line per shown unit (row i: ``shown_units[i]``, in its colour), and
         the focused unit's line again, thick, on top.
+    rule, dots, x_axis:
+        The dashed rule at the slider value, the shown units' activations on it, the x axis.
     legend:
         `UnitButtons` naming each curve's unit in its colour (the focused one bold); a click
         focuses the unit.
@@ -132,59 +122,25 @@ class ProbeSlider(ExplorerView):
         # Activations of a model over images: the varied input picture, before the model.
         self.varied_input = widgets.HTML()
 
-        x_scale, y_scale = LinearScale(), LinearScale()
-        # All curves in one mark (one message per redraw, one domain update in the browser),
-        # the focused unit's drawn again, thick, on top.
-        self.curves = Lines(
-            x=np.zeros(0, np.float32),
-            y=np.zeros((0, 0), np.float32),
-            scales={"x": x_scale, "y": y_scale},
-            colors=_CURVE_COLORS[: self.n_curves],
-            stroke_width=1.5,
+        # The response curves (the main figure) and their legend of unit buttons.
+        self.response_curves = ResponseCurves(self.n_curves, self.click_curve, self.focus_unit)
+        self.figure, self.legend = self.response_curves.figure, self.response_curves.legend
+        self.curves, self.focus_curve = (
+            self.response_curves.curves,
+            self.response_curves.focus_curve,
         )
-        self.curves.on_element_click(self._clicked_curve)
-        self.focus_curve = Lines(
-            x=np.zeros(0, np.float32),
-            y=np.zeros(0, np.float32),
-            scales={"x": x_scale, "y": y_scale},
-            colors=[_FOCUS_COLOR],
-            stroke_width=4.0,
-            visible=False,
+        self.rule, self.dots, self.x_axis = (
+            self.response_curves.rule,
+            self.response_curves.dots,
+            self.response_curves.x_axis,
         )
-        self.rule = Lines(
-            x=np.zeros(2, np.float32),
-            y=np.zeros(2, np.float32),
-            scales={"x": x_scale, "y": y_scale},
-            colors=["#555555"],
-            line_style="dashed",
-            preserve_domain={"x": True, "y": True},
-        )
-        self.dots = Scatter(
-            x=np.zeros(0, np.float32),
-            y=np.zeros(0, np.float32),
-            scales={"x": x_scale, "y": y_scale},
-            colors=["#7f7f7f"],
-            default_size=30,
-        )
-        self.x_axis = axis(x_scale, "attribute value")
-        self.figure = figure(
-            [self.curves, self.focus_curve, self.rule, self.dots],
-            [self.x_axis, axis(y_scale, "activation", vertical=True)],
-            title="response of the most sensitive units",
-            width="460px",
-            height="320px",
-        )
-        # The legend, a column right of the plot: bqplot's own is drawn over the curves.
-        self.legend = UnitButtons("<b>units</b>", self.focus_unit, self.n_curves)
-        self.legend.vertical = True
-        self.legend.layout.margin = f"{TITLE_ROOM}px 12px 0 0"  # level with the plot area
         bar_x, bar_y = OrdinalScale(), LinearScale(min=0.0)
         self.bars = Bars(
             x=np.zeros(0, np.float32),
             y=np.zeros(0, np.float32),
             scales={"x": bar_x, "y": bar_y},
             color_mode="group",  # one colour per bar (1-D bars are groups of one)
-            colors=_CURVE_COLORS[: self.n_curves],
+            colors=CURVE_COLORS[: self.n_curves],
         )
         self.bars.on_element_click(self._clicked_bar)
         self.bars_figure = figure(
@@ -313,18 +269,7 @@ class ProbeSlider(ExplorerView):
         if focus is not None and focus not in units:
             units = [*units[: self.n_curves - 1], focus]
         self.shown_units = np.asarray(units, dtype=np.int64)
-        colors = unit_colors(units, focus)
-        grid = result.values.astype(np.float32)
-        with self.curves.hold_sync():
-            self.curves.x = grid
-            self.curves.y = np.ascontiguousarray(result.response[:, units].T, np.float32)
-            self.curves.colors = colors
-        with self.focus_curve.hold_sync():
-            if focus is not None:
-                self.focus_curve.x = grid
-                self.focus_curve.y = result.response[:, focus].astype(np.float32)
-            self.focus_curve.visible = focus is not None
-        self.legend.show(units, [f"━ {unit}" for unit in units], colors=colors, strong=focus)
+        self.response_curves.show_units(result.values, result.response, units, focus)
         self._draw_value()
 
     def _draw_value(self) -> None:
@@ -342,12 +287,7 @@ class ProbeSlider(ExplorerView):
         at_value = result.response[k, self.shown_units].astype(np.float32)
         shown = result.response[:, self.shown_units]
         low, high = (float(shown.min()), float(shown.max())) if shown.size else (0.0, 1.0)
-        with self.rule.hold_sync():
-            self.rule.x = np.array([value, value], dtype=np.float32)
-            self.rule.y = np.array([low, high], dtype=np.float32)
-        with self.dots.hold_sync():
-            self.dots.x = np.full(len(at_value), value, dtype=np.float32)
-            self.dots.y = at_value
+        self.response_curves.show_value(value, at_value, low, high)
         focus = self.selection.unit
         with self.bars.hold_sync():
             self.bars.x = np.array([str(u) for u in self.shown_units])
@@ -390,11 +330,6 @@ class ProbeSlider(ExplorerView):
     def _slider_moved(self, change: dict[str, Any]) -> None:
         if not self._syncing and change["new"] is not None:
             self.selection.probe_value = float(change["new"])
-
-    def _clicked_curve(self, _mark: Any, event: dict[str, Any]) -> None:
-        index = event_index(event, len(self.shown_units))  # None: a malformed event, ignored
-        if index is not None:
-            self.click_curve(index)
 
     def click_curve(self, position: int) -> None:
         """Clicking the curve at `position` (0 .. curves drawn - 1) focuses its unit."""

@@ -11,11 +11,18 @@ For a causal language model: a prompt and greedy continuations at a few alphas s
 
 Samples steered (classifier): the selected samples (at most `max_samples`), else the probe
 sample, else a fixed random draw of `max_samples` samples.
+
+Running the user's model can fail (out of memory, a prompt longer than the model's context,
+a model that rejects the edited activations...). Such a failure is shown in the view's own
+status line (`error`), the figures of the failed draw are hidden, and the traceback goes to
+the widget log; nothing is raised into the Selection change (the other views still update)
+or into the kernel's comm handler (where a slider moved in the browser would hide it).
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import numpy as np
@@ -83,6 +90,9 @@ class SteeringView(ExplorerView):
         The unit's mean activation read back from the edited layer, over the grid.
     result:
         The `SteeringResult` drawn (classifier), or None.
+    error:
+        HTML status line: why the last draw failed (the exception's type and message), or
+        empty when it succeeded.
     prompt, texts:
         The prompt Text and the HTML of the continuations (language model).
     """
@@ -118,8 +128,10 @@ class SteeringView(ExplorerView):
         self._default_samples = np.sort(rng.choice(ex.n_samples, count, replace=False))
 
         self.caption = widgets.HTML()
+        self.error = widgets.HTML("", layout=widgets.Layout(display="none"))
+        self.error.add_class("sw-steering-error")
         self.mode = toggle_buttons(_MODES, "steer")
-        self.mode.observe(lambda _change: self._draw_unit(), "value")
+        self.mode.observe(lambda _change: self._guarded(self._draw_unit), "value")
         self.slider = widgets.FloatSlider(
             value=0.0,
             min=-1.0,
@@ -130,9 +142,9 @@ class SteeringView(ExplorerView):
             readout_format=".2f",
             layout=widgets.Layout(width="460px"),
         )
-        self.slider.observe(lambda _change: self._draw_alpha(), "value")
+        self.slider.observe(lambda _change: self._guarded(self._draw_alpha), "value")
         self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False)
-        self.prompt.observe(lambda _change: self._draw_alpha(), "value")
+        self.prompt.observe(lambda _change: self._guarded(self._draw_alpha), "value")
         self.texts = widgets.HTML()
         self.texts.add_class("sw-steering-texts")
 
@@ -186,20 +198,22 @@ class SteeringView(ExplorerView):
             title="the unit's activation after the edit",
             width="300px",
         )
-        controls = wrapping_row([self.mode, self.slider], align_items="center")
+        self._controls = wrapping_row([self.mode, self.slider], align_items="center")
         if self.kind == "classify":
-            body: list[widgets.Widget] = [
-                wrapping_row([self.bars_figure, self.figure, self.activation_figure])
-            ]
+            self._output: widgets.Widget = wrapping_row(
+                [self.bars_figure, self.figure, self.activation_figure]
+            )
+            body: list[widgets.Widget] = [self._output]
         else:
+            self._output = self.texts
             body = [self.prompt, self.texts]
-        self.children = [self.caption, controls, *body]
+        self.children = [self.caption, self.error, self._controls, *body]
         self.add_class("sw-steering")
         self.figure.add_class("sw-figure")
-        self.follow(lambda _change: self._draw_unit(), "unit")
+        self.follow(lambda _change: self._guarded(self._draw_unit), "unit")
         if self.kind == "classify":
-            self.follow(lambda _change: self._draw_unit(), "samples", "probe_sample")
-        self._draw_unit()
+            self.follow(lambda _change: self._guarded(self._draw_unit), "samples", "probe_sample")
+        self._guarded(self._draw_unit)
 
     def _class_names(self) -> list[str]:
         if self.kind != "classify":
@@ -268,12 +282,49 @@ class SteeringView(ExplorerView):
 
     def redraw(self) -> None:
         """The sweep again with the refreshed SAE (`Explorer.refresh` cleared the Steerer)."""
-        self._draw_unit()
+        self._guarded(self._draw_unit)
 
     def _set_visible(self, visible: bool) -> None:
         display = None if visible else "none"
-        for child in self.children[1:]:
-            child.layout.display = display
+        for child in self.children:
+            if child is not self.caption and child is not self.error:
+                child.layout.display = display
+
+    def _guarded(self, draw: Callable[[], None]) -> None:
+        """Run `draw`; if it fails, say so in the view (`error`) and in the widget log, hide
+        what the failed draw would have replaced, and return normally: the exception would
+        otherwise stop the Selection's other observers, or vanish into the comm handler's
+        log when the user moved a control in the browser."""
+        try:
+            draw()
+        except Exception as error:  # the user's model can raise anything
+            self._show_error(error)
+        else:
+            self._clear_error()
+
+    def _show_error(self, error: Exception) -> None:
+        self.log.warning("SteeringView: drawing failed", exc_info=True)
+        unit = self.selection.unit
+        what = "steer" if unit is None else f"steer unit {unit}"
+        message = str(error) or "(no message)"
+        self.error.value = (
+            "<span style='color:var(--jp-error-color1, #d32f2f)'>"
+            f"<b>Could not {what}</b>: {html.escape(type(error).__name__)}: "
+            f"{html.escape(message)}</span>"
+        )
+        self.error.layout.display = None
+        if self.kind == "classify":
+            self.result = None
+        else:
+            self.texts.value = ""
+        self._output.layout.display = "none"
+
+    def _clear_error(self) -> None:
+        if self.error.value:
+            self.error.value = ""
+            self.error.layout.display = "none"
+        if self.selection.unit is not None:
+            self._output.layout.display = None
 
     def alpha_index(self) -> int:
         """Index into the alpha grid of the slider's value."""
