@@ -59,3 +59,60 @@ def test_explorer_views_of_huge_inputs_are_finite(magnitude: float) -> None:
     for source in ("codes", "inputs"):
         assert np.isfinite(ex.projection(source).coords).all()
     sw.PCABrush(ex)
+
+
+# ----------------------------------------------------------------- torch sparse tensors
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def fitted() -> sw.SAE:
+    X = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    return sw.SAE(n_units=8, k=2, epochs=1, batch_size=16, seed=0).fit(X, progress=False)
+
+
+_SPARSE_LAYOUTS = ["to_sparse", "to_sparse_csr"]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", _SPARSE_LAYOUTS)
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda sae, T: sae.transform(T), "X"),
+        (lambda sae, T: sae.encode_sparse(T), "X"),
+        (lambda sae, T: sw.SAE(n_units=4, k=1, epochs=1).fit(T, progress=False), "X"),
+        (lambda sae, T: sae.partial_fit(T), "X"),
+        (lambda sae, T: sw.metrics.evaluate(sae, T), "X"),
+        (lambda sae, T: sw.metrics.mmcs(sae, T), "true_features"),
+        (lambda sae, T: sw.Dataset(T), "X"),
+        (lambda sae, T: sw.Dataset(T.to_dense(), labels=T[:, 0].to_dense().long().to_sparse()), "labels"),
+    ],
+)
+def test_a_sparse_tensor_is_a_type_error_naming_the_argument(
+    fitted: sw.SAE, layout: str, call, name: str
+) -> None:
+    """Was torch's NotImplementedError ("Could not run 'aten::aminmax' with arguments from the
+    'SparseCPU' backend") or its TypeError naming no argument."""
+    T = getattr(torch.tensor(np.eye(6, dtype=np.float32)), layout)()
+    if name == "labels" and layout != "to_sparse":
+        T = T.to_sparse()  # 1-D labels: COO only
+    with pytest.raises(TypeError, match=rf"^{name} must be a dense tensor.*to_dense"):
+        call(fitted, T)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+@pytest.mark.parametrize("layout", _SPARSE_LAYOUTS)
+def test_inverse_transform_takes_sparse_torch_codes_as_it_takes_scipy_ones(
+    fitted: sw.SAE, layout: str
+) -> None:
+    X = torch.tensor(np.random.default_rng(1).normal(size=(5, 6)).astype(np.float32))
+    Z = fitted.transform(X)
+    dense = fitted.inverse_transform(Z)
+    sparse = fitted.inverse_transform(getattr(Z, layout)())
+    assert torch.is_tensor(sparse) and sparse.layout == torch.strided
+    torch.testing.assert_close(sparse, dense)
+    np.testing.assert_allclose(
+        fitted.inverse_transform(sp.csr_matrix(Z.numpy())), dense.numpy(), rtol=1e-5, atol=1e-6
+    )

@@ -17,6 +17,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sae_widgets.sae.inputs import check_dense
+
 __all__ = [
     "dead_fraction",
     "evaluate",
@@ -34,6 +36,7 @@ def _numpy(a: Any, name: str) -> np.ndarray:
     if torch.is_tensor(a) and a.is_meta:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
     if torch.is_tensor(a):
+        check_dense(a, name)
         a = a.detach().cpu()
         a = (a.double() if a.is_floating_point() else a).numpy()  # bfloat16 has no numpy dtype
     if hasattr(a, "X") and not isinstance(a, np.ndarray):  # a Dataset
