@@ -116,3 +116,48 @@ def test_inverse_transform_takes_sparse_torch_codes_as_it_takes_scipy_ones(
     np.testing.assert_allclose(
         fitted.inverse_transform(sp.csr_matrix(Z.numpy())), dense.numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+# ----------------------------------------------------------------- collect_activations
+
+
+class _DictLayer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 5)
+
+    def forward(self, x):
+        return {"out": self.linear(x), "aux": 1}
+
+
+class _DictModel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = _DictLayer()
+        self.head = torch.nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.head(self.block(x)["out"])
+
+
+@pytest.mark.parametrize("with_images", [False, True])
+def test_a_layer_returning_a_dict_is_named_not_reported_as_the_models_error(
+    with_images: bool,
+) -> None:
+    """The hook's own TypeError was wrapped as 'model raised TypeError on a batch of shape
+    ...' with advice about input shapes (and, with images, retried on image batches)."""
+    X = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    ds = sw.Dataset(X, images=X.reshape(12, 2, 3) if with_images else None)
+    with pytest.raises(TypeError, match=r"layer 'block' returned a dict \(keys 'out', 'aux'\)") as e:
+        sw.collect_activations(_DictModel(), layer="block", data=ds)
+    assert "input_shape" not in str(e.value) and "model raised" not in str(e.value)
+    assert e.value.__cause__ is None  # the hook's error itself, not a wrapper
+
+
+def test_the_empty_layer_name_is_the_model_output_named_like_layer_model() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    ds = sw.Dataset(np.eye(6, dtype=np.float32))
+    by_name = sw.collect_activations(model, layer="", data=ds)
+    by_module = sw.collect_activations(model, layer=model, data=ds)
+    np.testing.assert_array_equal(by_name.X, by_module.X)
+    assert by_name.name == by_module.name and by_name.name.endswith("Sequential")

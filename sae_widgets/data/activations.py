@@ -14,7 +14,7 @@ from torch import nn
 
 from sae_widgets.data.checks import check_bool, is_int
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import StopForward, capture_layer
+from sae_widgets.data.layer_capture import LayerOutputError, StopForward, capture_layer
 from sae_widgets.model_layers import resolve_layer
 
 InputFn = Callable[[torch.Tensor], Any]
@@ -73,6 +73,8 @@ class _LayerRunner:
             self.model(inputs)
         except StopForward:
             pass
+        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
+            raise
         except Exception as err:  # the model's own error, reported as such (and chained)
             raise ModelError(
                 f"model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: {err}"
