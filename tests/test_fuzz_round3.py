@@ -161,3 +161,24 @@ def test_the_empty_layer_name_is_the_model_output_named_like_layer_model() -> No
     by_module = sw.collect_activations(model, layer=model, data=ds)
     np.testing.assert_array_equal(by_name.X, by_module.X)
     assert by_name.name == by_module.name and by_name.name.endswith("Sequential")
+
+
+# ----------------------------------------------------------------- mmcs at any magnitude
+
+
+@settings(max_examples=40, deadline=None)
+@given(exponent=st.integers(-300, 300), seed=st.integers(0, 2**16))
+def test_cosine_metrics_do_not_depend_on_the_scale_of_true_features(
+    exponent: int, seed: int
+) -> None:
+    """float64 true features of 1e300 scored 0 (their norms overflowed to inf) and of 1e-300
+    were refused as 'all zeros' (their squares underflowed)."""
+    rng = np.random.default_rng(seed)
+    decoder = rng.normal(size=(5, 4))
+    true = rng.normal(size=(3, 4))
+    scaled = true * 10.0**exponent
+    for metric in (sw.metrics.mmcs, sw.metrics.mcc):
+        assert metric(decoder, scaled) == pytest.approx(metric(decoder, true), rel=1e-9)
+        assert metric(decoder * 10.0**-exponent, true) == pytest.approx(
+            metric(decoder, true), rel=1e-9
+        )
