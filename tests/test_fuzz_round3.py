@@ -218,3 +218,23 @@ def test_a_dataset_pickles_with_working_attributes(make) -> None:
             copy.attributes[name].apply([0, 1], value), attribute.apply([0, 1], value)
         )
         np.testing.assert_array_equal(copy.attributes[name].sweep([1, 0]), attribute.sweep([1, 0]))
+
+
+# ----------------------------------------------------------------- one-pass parameters
+
+
+@pytest.mark.parametrize("make", [lambda: (s for s in (4, 8)), lambda: iter([4, 8])])
+def test_prefix_sizes_that_read_only_once_are_refused_up_front(make) -> None:
+    """A generator trained once, then the refit said 'prefix_sizes must be strictly
+    increasing integers ending at n_units=8, got ()' and clone / pickle raised
+    "cannot pickle 'generator' object"."""
+    from sklearn.base import clone
+
+    kw = dict(n_units=8, k=2, epochs=1, activation="matryoshka_batchtopk")
+    with pytest.raises(TypeError, match=r"^prefix_sizes must be .*tuple\(\.\.\.\)"):
+        sw.SAE(**kw, prefix_sizes=make()).fit(np.eye(8, dtype=np.float32), progress=False)
+    with pytest.raises(TypeError, match=r"^prefix_sizes must be"):
+        sw.SAE(**kw).set_params(prefix_sizes=make())
+    fitted = sw.SAE(**kw, prefix_sizes=range(4, 9, 4)).fit(np.eye(8, dtype=np.float32))
+    assert fitted.prefix_sizes_ == (4, 8)
+    assert clone(fitted).fit(np.eye(8, dtype=np.float32)).prefix_sizes_ == (4, 8)
