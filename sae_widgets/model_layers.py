@@ -36,4 +36,4 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         if len(names) > MAX_LISTED_NAMES:
             listed += f", ... ({len(names)} in all)"
         raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
-    return layer, named[layer]
+    return layer or type(model).__name__, named[layer]  # "": the model itself, as layer=model

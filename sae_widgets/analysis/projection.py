@@ -25,6 +25,9 @@ __all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
 FIT_ROWS = 100_000
 _CHUNK = 65_536
+# Data whose largest |value| lies outside this range is rescaled before the PCA (float32
+# squares overflow past ~1e19 and underflow below ~1e-19).
+_SCALE_LOW, _SCALE_HIGH = 2.0**-40, 2.0**40
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,18 @@ def _has_no_variance(matrix: Any) -> bool:
         _, variances = mean_variance_axis(matrix, axis=0)
         return bool(np.all(variances == 0))
     return bool(np.all(matrix == matrix[:1]))
+
+
+def _power_of_two_scale(matrix: Any) -> float:
+    """1.0 for data of ordinary magnitude; otherwise the power of two nearest its largest
+    |value| (dividing by it is exact), so that squares and sums stay inside float32."""
+    values = matrix.data if sp.issparse(matrix) else matrix
+    if values.size == 0:
+        return 1.0
+    peak = max(-float(values.min()), float(values.max()))  # no |values| temporary
+    if peak == 0.0 or _SCALE_LOW <= peak <= _SCALE_HIGH:
+        return 1.0
+    return float(2.0 ** round(np.log2(peak)))
 
 
 def _is_row_source(data: Any) -> bool:
@@ -111,12 +126,17 @@ def pca_projection(
         raise ValueError("data must be finite; got NaN or infinity")
     if sparse and matrix.dtype != np.float32:
         matrix = matrix.astype(np.float32)
+    # PCA is scale-equivariant: data of magnitude 1e20..1e30 (which an SAE trains on) would
+    # overflow float32 squares (ARPACK then fails), so project data / scale and scale back
+    scale = _power_of_two_scale(matrix)
+    if scale != 1.0:
+        matrix = matrix / scale
     if _has_no_variance(matrix):  # e.g. every sample got the same codes; ARPACK cannot start
         return Projection(
             coords=np.zeros((n_samples, n_components), dtype=np.float32),
             explained_variance_ratio=np.zeros(n_components),
             components=np.eye(n_components, n_features, dtype=np.float32),
-            mean=np.asarray(matrix.mean(axis=0), dtype=np.float32).ravel(),
+            mean=np.asarray(matrix.mean(axis=0) * scale, dtype=np.float32).ravel(),
             source=source,
         )
     pca = PCA(
@@ -126,10 +146,10 @@ def pca_projection(
         coords = pca.fit_transform(matrix)
     ratio = np.nan_to_num(np.asarray(pca.explained_variance_ratio_, dtype=np.float64))
     return Projection(
-        coords=np.ascontiguousarray(coords, dtype=np.float32),
+        coords=np.ascontiguousarray(np.asarray(coords, dtype=np.float64) * scale, dtype=np.float32),
         explained_variance_ratio=ratio,
         components=np.asarray(pca.components_, dtype=np.float32),
-        mean=np.asarray(pca.mean_, dtype=np.float32).ravel(),
+        mean=np.asarray(np.asarray(pca.mean_, dtype=np.float64) * scale, dtype=np.float32).ravel(),
         source=source,
     )
 

@@ -18,6 +18,11 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     if torch is not None and isinstance(value, torch.Tensor):
         if value.is_meta:
             raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
+        if value.layout != torch.strided:  # torch's own error would not name the argument
+            raise TypeError(
+                f"{name} must be a dense tensor; got a sparse one (layout {value.layout}): "
+                "call .to_dense() first"
+            )
         value = value.detach().cpu()
         numpy_floats = (torch.float16, torch.float32, torch.float64)
         if value.is_floating_point() and value.dtype not in numpy_floats:

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 
 from sae_widgets.data.checks import check_bool, is_int
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import StopForward, capture_layer
+from sae_widgets.data.layer_capture import LayerOutputError, StopForward, capture_layer
 from sae_widgets.model_layers import resolve_layer
 
 InputFn = Callable[[torch.Tensor], Any]
@@ -32,12 +33,19 @@ def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def _image_reshaper(image_shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Flat rows -> channels-first image batches: (b, 1, h, w) or (b, 3, h, w)."""
+    """Flat rows -> channels-first image batches: (b, 1, h, w) or (b, 3, h, w). (Partials of
+    module-level functions, not lambdas: a Dataset whose attributes run the model pickles.)"""
     if len(image_shape) == 2:
-        h, w = image_shape
-        return lambda x: x.reshape(x.shape[0], 1, h, w)
-    h, w, c = image_shape
-    return lambda x: x.reshape(x.shape[0], h, w, c).permute(0, 3, 1, 2).contiguous()
+        return partial(_reshape_rows, (1, *image_shape))
+    return partial(_channels_first, tuple(image_shape))
+
+
+def _reshape_rows(shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], *shape)
+
+
+def _channels_first(image_shape: tuple[int, ...], x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], *image_shape).permute(0, 3, 1, 2).contiguous()
 
 
 class _LayerRunner:
@@ -73,6 +81,8 @@ class _LayerRunner:
             self.model(inputs)
         except StopForward:
             pass
+        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
+            raise
         except Exception as err:  # the model's own error, reported as such (and chained)
             raise ModelError(
                 f"model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: {err}"
@@ -311,8 +321,7 @@ def collect_activations(
                 f"input_shape {input_shape} holds {math.prod(input_shape)} values; each X row "
                 f"has {d}"
             )
-        shape = input_shape
-        prepare = lambda x: x.reshape(x.shape[0], *shape)  # noqa: E731
+        prepare = partial(_reshape_rows, input_shape)
     else:
         raise ValueError(
             f"input_shape must be None, 'flat', 'images' or a tuple of ints; got {input_shape!r}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -226,23 +227,13 @@ class Attribute:
         independently (sweeps call it once on all values' rows stacked)."""
         if not callable(fn):
             raise TypeError(f"fn must be callable (rows -> rows); got {type(fn).__name__}")
-        base = self
-
-        def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
-            return fn(base._raw_apply(rows, value))
-
-        def sweep_fn(rows: np.ndarray, grid: np.ndarray) -> np.ndarray:
-            varied = base._raw_sweep(rows, grid)
-            out = np.asarray(fn(varied.reshape(-1, varied.shape[-1])))
-            return out.reshape(grid.size, rows.shape[0], -1)
-
-        mapped = Attribute(
+        mapped = Attribute(  # partials of module-level functions: pickles when `fn` does
             name or self.name,
             self.values,
-            apply_fn,
+            partial(_mapped_apply, self, fn),
             identity=self.identity,
             n_samples=self.n_samples,
-            sweep_fn=sweep_fn,
+            sweep_fn=partial(_mapped_sweep, self, fn),
             description=self.description,
             limits=self.limits,
         )._with_rows(self._rows)
@@ -269,6 +260,20 @@ class Attribute:
             f"Attribute({self.name!r}, values={lo:g}..{hi:g} ({self.values.size}), "
             f"identity={self.identity}, n_samples={self.n_samples})"
         )
+
+
+def _mapped_apply(
+    base: Attribute, fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, value: float
+) -> np.ndarray:
+    return fn(base._raw_apply(rows, value))
+
+
+def _mapped_sweep(
+    base: Attribute, fn: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    varied = base._raw_sweep(rows, grid)
+    out = np.asarray(fn(varied.reshape(-1, varied.shape[-1])))
+    return out.reshape(grid.size, rows.shape[0], -1)
 
 
 def _check_limits(limits: Any, grid: np.ndarray) -> tuple[float, float] | None:

@@ -15,6 +15,18 @@ class StopForward(Exception):
     """Raised by the hook once the layer has run: the rest of the model is not needed."""
 
 
+class LayerOutputError(TypeError):
+    """The hooked layer's output holds no tensor to read (a dict, None, ...): raised by the
+    hook from inside the forward pass, and passed on as it is (not as the model's error)."""
+
+
+def _describe(output: Any) -> str:
+    if isinstance(output, dict):
+        keys = ", ".join(repr(k) for k in list(output)[:8])
+        return f"a {type(output).__name__} (keys {keys})"
+    return type(output).__name__
+
+
 @contextmanager
 def capture_layer(
     model: nn.Module, module: nn.Module, layer_name: str, captured: list[torch.Tensor]
@@ -27,7 +39,10 @@ def capture_layer(
         if isinstance(output, (tuple, list)) and output:
             output = output[0]  # a decoder block's (hidden, ...) tuple: keep the main output
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"layer {layer_name!r} returned {type(output).__name__}, not a tensor")
+            raise LayerOutputError(
+                f"layer {layer_name!r} returned {_describe(output)}, not a tensor (or a tuple "
+                "whose first item is one); hook a submodule that outputs the activations"
+            )
         captured.append(output.detach())
         raise StopForward
 

@@ -27,7 +27,7 @@ from sae_widgets.data.activations import ModelError
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import StopForward, capture_layer
+from sae_widgets.data.layer_capture import LayerOutputError, StopForward, capture_layer
 from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
 from sae_widgets.language_inputs import (
     check_encodable,
@@ -121,6 +121,8 @@ class TokenRunner:
             )
         except StopForward:
             pass
+        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
+            raise
         except Exception as err:  # the model's own error, reported as such (and chained)
             raise ModelError(
                 f"model raised {type(err).__name__} on a batch of {ids.shape[0]} texts of "

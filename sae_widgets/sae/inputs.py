@@ -61,6 +61,16 @@ def _check_not_meta(tensor: Tensor, name: str) -> None:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
 
 
+def check_dense(tensor: Tensor, name: str) -> None:
+    """TypeError for a torch sparse tensor (COO, CSR, ...), which most torch operations
+    (min, max, matmul on some backends) refuse with a NotImplementedError."""
+    if tensor.layout != torch.strided:
+        raise TypeError(
+            f"{name} must be a dense tensor; got a sparse one (layout {tensor.layout}): "
+            "call .to_dense() first"
+        )
+
+
 def _extremes(array: Any) -> tuple[float, float]:
     """(min, max) of a non-empty array or tensor, NaN if it holds one: one pass for floats
     (torch.aminmax; min then max read the data twice), two otherwise."""
@@ -127,6 +137,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
     X = data_of(X)
     if torch.is_tensor(X):
         _check_not_meta(X, name)
+        check_dense(X, name)
         if X.is_complex():  # any real dtype converts, as it does for numpy input
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
         tensor = X.detach()
@@ -152,7 +163,8 @@ def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
         _check_not_meta(Z, "Z")
         if Z.is_complex():
             raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
-        Z_t = Z.detach()
+        # sparse codes (COO, CSR) are accepted, as scipy's are: (n, n_units) dense is small
+        Z_t = Z.detach() if Z.layout == torch.strided else Z.detach().to_dense()
     else:
         Z_t = shared_tensor(real_array(Z, "Z"))
     if Z_t.ndim != 2 or Z_t.shape[1] != n_units:

@@ -17,6 +17,8 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sae_widgets.sae.inputs import check_dense
+
 __all__ = [
     "dead_fraction",
     "evaluate",
@@ -34,6 +36,7 @@ def _numpy(a: Any, name: str) -> np.ndarray:
     if torch.is_tensor(a) and a.is_meta:
         raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
     if torch.is_tensor(a):
+        check_dense(a, name)
         a = a.detach().cpu()
         a = (a.double() if a.is_floating_point() else a).numpy()  # bfloat16 has no numpy dtype
     if hasattr(a, "X") and not isinstance(a, np.ndarray):  # a Dataset
@@ -171,15 +174,23 @@ def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
         raise ValueError(
             f"true_features have dimension {true.shape[1]}, decoder rows {units.shape[1]}"
         )
-    norms = np.linalg.norm(true, axis=1, keepdims=True)
-    if (norms == 0).any():  # a zero vector has no direction to match
+    true, zero = _directions(true)
+    if zero.any():  # a zero vector has no direction to match
         raise ValueError(
-            f"true_features must be nonzero directions; row {int(np.argmax(norms == 0))} is "
-            "all zeros"
+            f"true_features must be nonzero directions; row {int(np.argmax(zero))} is all zeros"
         )
-    units = units / np.maximum(np.linalg.norm(units, axis=1, keepdims=True), 1e-12)
-    true = true / norms
+    units, _ = _directions(units)  # a dead unit's zero row matches nothing
     return np.minimum(np.abs(true @ units.T), 1.0)  # rounding made parallel rows 1 + 2e-16
+
+
+def _directions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit-norm rows, which rows are zero): each row is divided by its largest |value|
+    first, so rows of 1e200 or 1e-200 (whose squares overflow or underflow float64) keep
+    their direction."""
+    peak = np.abs(rows).max(axis=1, keepdims=True)
+    zero = peak[:, 0] == 0
+    scaled = rows / np.where(zero[:, None], 1.0, peak)
+    return scaled / np.maximum(np.linalg.norm(scaled, axis=1, keepdims=True), 1.0), zero
 
 
 def mmcs(sae_or_decoder_matrix: Any, true_features: Any) -> float:

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import numbers
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,8 +93,12 @@ class Constraint:
         elif self.kind == "int_sequence":
             if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
                 raise TypeError(f"{name} must be {self.describe()}; got {value!r}")
-            # elements of a container (a generator is left unread); their range is the
-            # model's check, which knows n_units
+            if isinstance(value, Iterator):  # one pass: a refit, clone or pickle would fail
+                raise TypeError(
+                    f"{name} must be {self.describe()} that can be read more than once (a "
+                    f"tuple or list); got {type(value).__name__} {value!r}: pass tuple(...)"
+                )
+            # elements of a container; their range is the model's check, which knows n_units
             items = value if isinstance(value, list | tuple | np.ndarray) else ()
             if any(
                 isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real) for v in items

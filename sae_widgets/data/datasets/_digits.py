@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -68,23 +69,39 @@ def image_attribute(
     limits: tuple[float, float] | None = None,
 ) -> Attribute:
     """An Attribute that transforms the stored images and flattens them back into X rows.
-    At the identity value it returns the original rows exactly."""
-
-    def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
-        if value == identity:
-            return X[rows].copy()
-        out = np.clip(transform(images[rows], value), 0.0, 1.0)
-        return out.reshape(len(rows), -1).astype(np.float32)
-
+    At the identity value it returns the original rows exactly. Its function is a partial of
+    module-level functions, so the Dataset pickles (when `transform` does)."""
     return Attribute(
         name,
         values,
-        apply_fn,
+        partial(_transformed_rows, images, X, transform, identity),
         identity=identity,
         n_samples=len(X),
         description=description,
         limits=limits,
     )
+
+
+def _transformed_rows(
+    images: np.ndarray,
+    X: np.ndarray,
+    transform: ImageTransform,
+    identity: float,
+    rows: np.ndarray,
+    value: float,
+) -> np.ndarray:
+    if value == identity:
+        return X[rows].copy()
+    out = np.clip(transform(images[rows], value), 0.0, 1.0)
+    return out.reshape(len(rows), -1).astype(np.float32)
+
+
+def _shift_x(images: np.ndarray, dx: float) -> np.ndarray:
+    return shift_images(images, dx, 0.0)
+
+
+def _shift_y(images: np.ndarray, dy: float) -> np.ndarray:
+    return shift_images(images, 0.0, dy)
 
 
 def digits() -> Dataset:
@@ -114,7 +131,7 @@ def digits() -> Dataset:
             "shift_x",
             img,
             X,
-            lambda im, v: shift_images(im, v, 0.0),
+            _shift_x,
             np.arange(-2.0, 2.01, 0.5),
             0.0,
             "horizontal shift in pixels (right is positive)",
@@ -123,7 +140,7 @@ def digits() -> Dataset:
             "shift_y",
             img,
             X,
-            lambda im, v: shift_images(im, 0.0, v),
+            _shift_y,
             np.arange(-2.0, 2.01, 0.5),
             0.0,
             "vertical shift in pixels (down is positive)",

@@ -6,6 +6,7 @@ one-pixel ramp; rendering is vectorised over samples in chunks.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -163,25 +164,29 @@ def _render_factors(factors: dict[str, np.ndarray], size: int) -> np.ndarray:
     )
 
 
+def _with_factor(
+    name: str, factors: dict[str, np.ndarray], size: int, rows: np.ndarray, value: float
+) -> np.ndarray:
+    """The images of samples `rows` redrawn with factor `name` set to `value`, flattened."""
+    if name == "shape" and (value != round(value) or not 0 <= value < len(SHAPE_NAMES)):
+        raise ValueError(
+            f"shape value must be an integer in 0..{len(SHAPE_NAMES) - 1}; got {value!r}"
+        )
+    if name == "scale" and value <= 0:
+        raise ValueError(f"scale value must be > 0; got {value}")
+    changed = {k: v[rows] for k, v in factors.items()}
+    changed[name] = np.full(len(rows), value, dtype=changed[name].dtype)
+    images = _render_factors(changed, size)
+    return images.reshape(len(rows), -1)
+
+
 def _factor_attribute(
     name: str, factors: dict[str, np.ndarray], size: int, values: np.ndarray, description: str
 ) -> Attribute:
-    def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
-        if name == "shape" and (value != round(value) or not 0 <= value < len(SHAPE_NAMES)):
-            raise ValueError(
-                f"shape value must be an integer in 0..{len(SHAPE_NAMES) - 1}; got {value!r}"
-            )
-        if name == "scale" and value <= 0:
-            raise ValueError(f"scale value must be > 0; got {value}")
-        changed = {k: v[rows] for k, v in factors.items()}
-        changed[name] = np.full(len(rows), value, dtype=changed[name].dtype)
-        images = _render_factors(changed, size)
-        return images.reshape(len(rows), -1)
-
-    return Attribute(
+    return Attribute(  # a partial of a module-level function: the Dataset pickles
         name,
         values,
-        apply_fn,
+        partial(_with_factor, name, factors, size),
         n_samples=len(factors["shape"]),
         description=description,
         limits=_LIMITS[name],

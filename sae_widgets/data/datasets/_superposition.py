@@ -8,6 +8,8 @@ dense matrix (except the latent Gaussians of the correlated option, one chunk at
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtri
@@ -189,29 +191,32 @@ def _strongest_feature(codes: sp.csr_matrix) -> np.ndarray:
     return labels
 
 
+def _with_coefficient(
+    X: np.ndarray, column: sp.csc_matrix, direction: np.ndarray, rows: np.ndarray, value: float
+) -> np.ndarray:
+    """Rows `rows` of X with the feature's coefficient (`column`) set to `value`."""
+    delta = (value - column[rows].toarray().ravel()).astype(np.float32)
+    return X[rows] + delta[:, None] * direction
+
+
+def _sweep_coefficient(
+    X: np.ndarray, column: sp.csc_matrix, direction: np.ndarray, rows: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
+    delta = (grid[:, None] - column[rows].toarray().ravel()[None, :]).astype(np.float32)  # (v, m)
+    return X[rows][None] + delta[..., None] * direction
+
+
 def _feature_attribute(
     j: int, X: np.ndarray, codes_csc: sp.csc_matrix, F: np.ndarray, values: np.ndarray
 ) -> Attribute:
     direction = F[j]
     column = codes_csc[:, [j]]
-
-    def current(rows: np.ndarray) -> np.ndarray:
-        return column[rows].toarray().ravel()
-
-    def apply_fn(rows: np.ndarray, value: float) -> np.ndarray:
-        delta = (value - current(rows)).astype(np.float32)
-        return X[rows] + delta[:, None] * direction
-
-    def sweep_fn(rows: np.ndarray, grid: np.ndarray) -> np.ndarray:
-        delta = (grid[:, None] - current(rows)[None, :]).astype(np.float32)  # (v, m)
-        return X[rows][None] + delta[..., None] * direction
-
-    return Attribute(
+    return Attribute(  # partials of module-level functions: the Dataset pickles
         f"feature_{j}",
         values,
-        apply_fn,
+        partial(_with_coefficient, X, column, direction),
         n_samples=X.shape[0],
-        sweep_fn=sweep_fn,
+        sweep_fn=partial(_sweep_coefficient, X, column, direction),
         description=f"coefficient of ground-truth feature {j}",
         limits=_COEFFICIENT_LIMITS,
     )
