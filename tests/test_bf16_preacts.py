@@ -209,3 +209,33 @@ def test_training_selection_is_the_same_on_any_number_of_threads(forced_bf16: No
     want_values, want_units = reference_topk(exact(xa, Wa), 7)
     np.testing.assert_array_equal(results[0][2].view(-1, 7).numpy(), want_units)
     np.testing.assert_array_equal(results[0][1].view(-1, 7).numpy(), want_values)
+
+
+@pytest.mark.parametrize("crowd", [0.0, 1e-4])
+def test_refined_gate_is_the_exact_gate(crowd: float) -> None:
+    xa, Wa = operands(60, 20, 150, 7, crowd)
+    q = exact(xa, Wa).astype(np.float32)
+    # cut-offs right among the values: bfloat16 cannot tell which side many fall on
+    cut = torch.from_numpy(np.quantile(q, 0.9, axis=0).astype(np.float32))
+    want = sparse_kernels.gate_rows(torch.from_numpy(q), cut, "csr")
+    approx, refine = approx_and_refine(xa, Wa)
+    found = sparse_kernels.gate_rows(approx.clone(), cut, "csr", refine)
+    assert want is not None and found is not None
+    for ours, theirs in zip(found, want, strict=True):
+        assert torch.equal(ours, theirs)
+    dense = approx.clone()
+    assert sparse_kernels.gate_rows(dense, cut, "dense", refine) == ()
+    np.testing.assert_array_equal(dense.numpy(), np.where(q > cut.numpy(), q, 0))
+
+
+def test_batchtopk_encoding_with_the_bfloat16_product(forced_bf16: None) -> None:
+    model = small_model("batchtopk")
+    X = torch.randn(1500, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        model.batch_threshold.fill_(0.5)
+        plain = model.encode(X)
+    dense = encode_dense(model, X.split(400), len(X))
+    csr = encode_csr(model, X.split(600))
+    np.testing.assert_array_equal(csr.toarray(), dense.numpy())
+    assert torch.equal(dense != 0, plain != 0)
+    torch.testing.assert_close(dense, plain, atol=1e-5, rtol=1e-5)

@@ -186,3 +186,54 @@ def refined_collect_above(
                 flat[count] = cand_rows[s] * n_units + cand_units[s]
             count += 1
     return count
+
+
+@njit(nogil=True, cache=True)
+def refined_gate_rows(
+    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cut: Any, dense: bool,
+    counts: Any,
+) -> tuple[bool, Any, Any]:  # fmt: skip
+    """Threshold-gated codes (a value kept where its float32 recomputation is above its
+    unit's cut-off) from approximate pre-activations: only the values whose approximation
+    comes within the slack of their cut-off are recomputed. dense: `approx`'s rows become
+    the codes; else (ok, values, units) of each row's kept entries in unit order, and
+    counts[r] of row r. ok False on NaN or inf (nothing written)."""
+    n_rows, n_units = approx.shape
+    spread = np.abs(cut) * (1.05 * u_out)
+    n = 0
+    for r in range(n_rows):  # count first: the buffers then hold exactly the candidates
+        row = approx[r]
+        reach = 1.05 * slack_in[r] * (1 + 2 * u_out)
+        bad = 0
+        for j in range(n_units):
+            v = row[j]
+            bad += (v - v) != 0  # NaN or infinite
+            n += v >= cut[j] - reach - spread[j]
+        if bad:
+            return False, np.empty(0, approx.dtype), np.empty(0, np.int64)
+    cand_units = np.empty(n + n_units, np.int64)
+    cand_rows = np.empty(n + n_units, np.int64)
+    n = 0
+    for r in range(n_rows):
+        row = approx[r]
+        reach = 1.05 * slack_in[r] * (1 + 2 * u_out)
+        for j in range(n_units):
+            cand_units[n] = j
+            cand_rows[n] = r
+            n += row[j] >= cut[j] - reach - spread[j]
+    exact = np.empty(n, approx.dtype)
+    _recompute(xa, WT, cand_rows, cand_units, n, exact)
+    counts[:] = 0
+    kept = 0
+    for s in range(n):
+        if exact[s] > cut[cand_units[s]]:
+            counts[cand_rows[s]] += 1
+            exact[kept] = exact[s]
+            cand_units[kept] = cand_units[s]
+            cand_rows[kept] = cand_rows[s]
+            kept += 1
+    if dense:
+        approx[:] = 0
+        for s in range(kept):
+            approx[cand_rows[s], cand_units[s]] = exact[s]
+    return True, exact[:kept].copy(), cand_units[:kept].copy()

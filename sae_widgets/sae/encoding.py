@@ -119,7 +119,7 @@ class _CompiledEncoder:
         n_lanes = lanes.count(n_pieces)
         while len(self.lanes) < n_lanes:
             self.lanes.append(_Operands(self.W_aug, self.b_dec))
-        if not self.product_checked and self.cut is None:  # the top-k: bfloat16 if it pays
+        if not self.product_checked and self.k:  # a top-k, or BatchTopK's few above its cuts
             self.product = bf16_preacts.product_for(self.W_aug)
             self.product_checked = True
         bounds = [n_rows * i // n_pieces for i in range(n_pieces + 1)]
@@ -141,6 +141,9 @@ class _CompiledEncoder:
             piece = rows[start:stop]
             if self.product is not None:
                 _, refine = lane.approx_preacts(chunk[start:stop], self.product, out=piece)
+                if self.cut is not None:
+                    gated = sparse_kernels.gate_rows(piece, self.cut, "dense", refine)
+                    return None if gated is None else True
                 refined = sparse_kernels.row_topk(piece, self.k, "dense", 1, refine)
                 return None if refined is None else True
             lane.preacts(chunk[start:stop], out=piece)
@@ -158,6 +161,8 @@ class _CompiledEncoder:
         def step(lane: _Operands, start: int, stop: int) -> tuple[Tensor, ...] | None:
             if self.product is not None:
                 pre, refine = lane.approx_preacts(chunk[start:stop], self.product)
+                if self.cut is not None:
+                    return sparse_kernels.gate_rows(pre, self.cut, "csr", refine)
                 return sparse_kernels.row_topk(pre, self.k, "csr", 1, refine)
             pre = lane.preacts(chunk[start:stop])
             if self.cut is not None:

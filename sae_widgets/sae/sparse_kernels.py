@@ -58,6 +58,7 @@ def _kernels() -> dict[str, Any] | None:
         "gate_dense": _numba_kernels.gate_dense,
         "refined_rows": _numba_refine.refined_topk_rows,
         "refined_above": _numba_refine.refined_collect_above,
+        "refined_gate": _numba_refine.refined_gate_rows,
     }
 
 
@@ -132,7 +133,9 @@ def row_topk(
     return torch.from_numpy(values), torch.from_numpy(units)
 
 
-def gate_rows(pre_BU: Tensor, cut_U: Tensor, mode: str) -> tuple[Tensor, ...] | None:
+def gate_rows(
+    pre_BU: Tensor, cut_U: Tensor, mode: str, refine: Refinement | None = None
+) -> tuple[Tensor, ...] | None:
     """Threshold-gated codes (each value kept where above its unit's cut-off, else 0) on
     one thread; None where the kernels do not apply or a value is NaN (use torch).
 
@@ -140,12 +143,22 @@ def gate_rows(pre_BU: Tensor, cut_U: Tensor, mode: str) -> tuple[Tensor, ...] | 
       returns ().
     mode "csr": (values, units, counts per row), each row's units increasing; two passes
       over the rows (count, then collect), pre_BU unchanged.
+    refine: pre_BU is approximate (see `row_topk`): the values near their cut-offs are
+      recomputed in float32 and gated (where few are: a BatchTopK's cut-offs).
     """
     kernels = _kernels()
     if kernels is None or not pre_BU.is_contiguous() or cut_U.dtype != pre_BU.dtype:
         return None
     pre, cut = pre_BU.detach().numpy(), cut_U.detach().contiguous().numpy()
     with record_function("sae::gate_rows"):
+        if refine is not None:
+            counts = np.empty(pre.shape[0], np.int64)
+            ok, values, units = kernels["refined_gate"](pre, *refine, cut, mode == "dense", counts)
+            if not ok:
+                return None
+            if mode == "dense":
+                return ()
+            return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
         if mode == "dense":
             return () if kernels["gate_dense"](pre, cut) else None
         counts = np.empty(pre.shape[0], np.int64)
