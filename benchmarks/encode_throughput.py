@@ -17,10 +17,11 @@ matrix: the encoders hold one chunk of pre-activations at a time.
 
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 `--lane-rows-ab R` adds encode_sparse with R-row lane pieces (the A/B of sae/encoding.py's
-LANE_ROWS), its codes checked equal to the default's.
+LANE_ROWS), its codes checked equal to the default's; `--fp32-lanes-ab` encode_sparse with
+float32 lane products where the default multiplies in bfloat16 (sae/bf16_preacts.py).
 Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes small large]
      [--activations topk batchtopk jumprelu relu] [--device cuda] [--precision bf16]
-     [--lane-rows-ab 2048]
+     [--lane-rows-ab 2048] [--fp32-lanes-ab]
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from roofline import Paired, under, verdict
 
 import sae_widgets as sw
 from sae_widgets.analysis import CodeStore
-from sae_widgets.sae import cpu_gemm, encoding
+from sae_widgets.sae import bf16_preacts, cpu_gemm, encoding
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 
 ENCODE_TARGET = 0.80
+FP32_LANES = "encode_sparse, float32 lanes"
 SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32), "gpu": (2048, 32768, 64)}
 
 
@@ -87,9 +89,12 @@ def run(
     device: torch.device,
     precision: str = "fp32",
     lane_rows_ab: int | None = None,
+    fp32_lanes_ab: bool = False,
 ) -> list[tuple[str, float]]:
     """One shape and activation; lane_rows_ab: encode_sparse again with that many rows per
-    lane piece (sae/encoding.py LANE_ROWS), interleaved, its codes checked equal."""
+    lane piece (sae/encoding.py LANE_ROWS), interleaved, its codes checked equal;
+    fp32_lanes_ab: encode_sparse again with float32 lane products (no bfloat16,
+    sae/bf16_preacts.py), its codes checked equal up to float32 rounding."""
     d, n_units, k = SHAPES[shape]
     X_np = np.random.default_rng(0).standard_normal((n, d), dtype=np.float32)
     X = torch.from_numpy(X_np)
@@ -123,11 +128,23 @@ def run(
                 n,
             )
             assert (ours != theirs).nnz == 0, "codes differ with another piece size"
+        if fp32_lanes_ab:
+            ours = sae.encode_sparse(X_np, chunk_size=chunk)
+            theirs = paired.time(
+                FP32_LANES,
+                lambda: under(
+                    lambda: sae.encode_sparse(X_np, chunk), (bf16_preacts, "FORCED", False)
+                ),
+                n,
+            )
+            assert (ours != 0).nnz == (theirs != 0).nnz == ((ours != 0).multiply(theirs != 0)).nnz
+            assert abs(ours - theirs).max() <= 1e-5 * max(1.0, abs(ours).max())
     print(
         f"\n{shape} {activation} on {device}: d={d}, n_units={n_units}, k={k}, N={n:,}, "
         f"{precision}, chunk {chunk}, L0 {store.nnz / n:.1f}; "
         f"fp32 matmul {paired.blas_rates()} -> roofline {paired.roofline():,.0f} samples/s "
-        f"(the faster BLAS; our BLAS: {cpu_gemm.choices() or 'torch'})"
+        f"(the faster BLAS; our BLAS: {cpu_gemm.choices() or 'torch'}; bfloat16 lane "
+        f"product: {bf16_preacts.pays()})"
     )
     for name in paired.times:
         print(
@@ -164,6 +181,8 @@ def main() -> None:
                         help="bf16: mixed precision (GPUs; slow on CPUs)")  # fmt: skip
     parser.add_argument("--lane-rows-ab", type=int, default=None,
                         help="also encode_sparse with this many rows per lane piece")  # fmt: skip
+    parser.add_argument("--fp32-lanes-ab", action="store_true",
+                        help="also encode_sparse with float32 lane products")  # fmt: skip
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; the machine may be "
@@ -185,6 +204,7 @@ def main() -> None:
             device,
             args.precision,
             args.lane_rows_ab,
+            args.fp32_lanes_ab,
         )
     ]
     elapsed = time.perf_counter() - start

@@ -53,11 +53,10 @@ def reference_topk(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def approx_and_refine(xa: torch.Tensor, Wa: torch.Tensor) -> tuple[torch.Tensor, object]:
-    product = bf16_preacts.Product(Wa)
-    out = torch.empty(xa.shape[0], Wa.shape[1])
+    """The bfloat16 product of xa @ Wa and what makes a selection from it exact."""
+    out16 = torch.empty(xa.shape[0], Wa.shape[1], dtype=torch.bfloat16)
     x16 = torch.empty(xa.shape, dtype=torch.bfloat16)
-    o16 = torch.empty(out.shape, dtype=torch.bfloat16)
-    return out, product.into(xa, out, x16, o16)
+    return out16, bf16_preacts.Product(Wa).into(xa, x16, out16)
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,7 +86,7 @@ def test_crowded_units_are_told_apart_where_bfloat16_cannot() -> None:
     xa, Wa = operands(64, 32, 256, 0, 1e-4)
     q = exact(xa, Wa)
     approx, refine = approx_and_refine(xa, Wa)
-    naive = sparse_kernels.row_topk(approx.clone(), 8, threads=1)
+    naive = sparse_kernels.row_topk(approx.float(), 8, threads=1)
     _, want_units = reference_topk(q, 8)
     assert naive is not None and not np.array_equal(naive[1].numpy(), want_units)
     found = sparse_kernels.row_topk(approx, 8, threads=1, refine=refine)
@@ -101,12 +100,13 @@ def test_refined_modes_give_the_relud_codes(mode: str) -> None:
     q = exact(xa, Wa)
     values, units = reference_topk(q, 5)
     approx, refine = approx_and_refine(xa, Wa)
-    found = sparse_kernels.row_topk(approx, 5, mode, 1, refine)
+    dense = torch.full(approx.shape, float("nan"))
+    found = sparse_kernels.row_topk(approx, 5, mode, 1, refine, dense)
     assert found is not None
     if mode == "dense":
         expected = np.zeros_like(q, dtype=np.float32)
         np.put_along_axis(expected, units, np.maximum(values, 0), 1)
-        np.testing.assert_array_equal(approx.numpy(), expected)
+        np.testing.assert_array_equal(dense.numpy(), expected)
     else:
         kept = values > 0
         np.testing.assert_array_equal(found[1].numpy(), np.where(kept, units, -1))
@@ -219,12 +219,12 @@ def test_refined_gate_is_the_exact_gate(crowd: float) -> None:
     cut = torch.from_numpy(np.quantile(q, 0.9, axis=0).astype(np.float32))
     want = sparse_kernels.gate_rows(torch.from_numpy(q), cut, "csr")
     approx, refine = approx_and_refine(xa, Wa)
-    found = sparse_kernels.gate_rows(approx.clone(), cut, "csr", refine)
+    found = sparse_kernels.gate_rows(approx, cut, "csr", refine)
     assert want is not None and found is not None
     for ours, theirs in zip(found, want, strict=True):
         assert torch.equal(ours, theirs)
-    dense = approx.clone()
-    assert sparse_kernels.gate_rows(dense, cut, "dense", refine) == ()
+    dense = torch.full(approx.shape, float("nan"))
+    assert sparse_kernels.gate_rows(approx, cut, "dense", refine, dense) == ()
     np.testing.assert_array_equal(dense.numpy(), np.where(q > cut.numpy(), q, 0))
 
 

@@ -1,6 +1,10 @@
 """The numba code of sae/bf16_preacts.py: selections from bfloat16 pre-activations made
 exact by recomputing, in float32, every value that the bfloat16 error could put among the
-winners (see that module for the bound). Rows are C-contiguous; one thread, no GIL."""
+winners (see that module for the bound). Rows are C-contiguous; one thread, no GIL.
+
+The approximations come as the bfloat16 bits (uint16, numba has no bfloat16): each row is
+widened into a float32 buffer while in cache (a bfloat16 is a float32's upper half), which
+spares a cast of the whole piece and its float32 copy."""
 
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ def _dot(a: Any, b: Any) -> Any:
     for i in range(a.shape[0]):
         total += a[i] * b[i]
     return total
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _widen(row16: Any, bits32: Any) -> None:
+    """bits32 = the float32 bits of the bfloat16 bits row16."""
+    for j in range(row16.shape[0]):
+        bits32[j] = np.uint32(row16[j]) << np.uint32(16)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -88,33 +99,37 @@ def _recompute(xa: Any, WT: Any, rows: Any, units: Any, n: int, values: Any) -> 
 
 @njit(nogil=True, cache=True)
 def refined_topk_rows(
-    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, k: int, group: int,
-    mode: int, row_cap: int, out_values: Any, out_units: Any,
+    approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, k: int, group: int,
+    mode: int, row_cap: int, out_values: Any, out_units: Any, dense_out: Any,
 ) -> bool:  # fmt: skip
-    """Per row of `approx` (~ xa @ WT.T, each value within the row's slack of its float32
-    recomputation): t, the k-th largest group maximum (so k approximate values >= t); every
-    value >= t - 2 * slack recomputed as xa[r] . WT[unit] (the k exact winners are among
-    them); the exact top k of those, as `topk_rows_kernel` gives them (sorted by unit, ties
-    to the lowest units; modes likewise, on `approx`'s rows). The candidates of all rows
-    are recomputed together (`_recompute`), but a row's beyond `row_cap` (a wide band:
-    ties, degenerate weights) on its own. False on NaN."""
-    n_rows, n_units = approx.shape
+    """Per row of `approx16` (bfloat16 bits of ~ xa @ WT.T, each value within the row's
+    slack of its float32 recomputation): t, the k-th largest group maximum (so k
+    approximate values >= t); every value >= t - 2 * slack recomputed as xa[r] . WT[unit]
+    (the k exact winners are among them); the exact top k of those, as `topk_rows_kernel`
+    gives them (sorted by unit, ties to the lowest units; modes likewise, mode 1 writing
+    the dense codes to `dense_out`). The candidates of all rows are recomputed together
+    (`_recompute`), but a row's beyond `row_cap` (a wide band: ties, degenerate weights) on
+    its own. False on NaN."""
+    n_rows, n_units = approx16.shape
     n_groups = n_units // group
-    maxima = np.empty(n_groups, approx.dtype)
-    bound = np.empty(k, approx.dtype)
+    dtype = xa.dtype
+    row = np.empty(n_units, dtype)
+    row_bits = row.view(np.uint32)
+    maxima = np.empty(n_groups, dtype)
+    bound = np.empty(k, dtype)
     chosen = np.empty(n_groups, np.int64)
-    buf = np.empty(k, approx.dtype)
-    scratch = np.empty(n_groups, approx.dtype)
-    top_scratch = np.empty(n_units, approx.dtype)
+    buf = np.empty(k, dtype)
+    scratch = np.empty(n_groups, dtype)
+    top_scratch = np.empty(n_units, dtype)
     cap = n_rows * row_cap + n_units  # a row's scan writes up to n_units past its start
-    cand_values = np.empty(cap, approx.dtype)
+    cand_values = np.empty(cap, dtype)
     cand_units = np.empty(cap, np.int64)
     cand_rows = np.empty(cap, np.int64)
     starts = np.zeros(n_rows + 1, np.int64)
     alone = np.zeros(n_rows, np.bool_)
     n = 0
     for r in range(n_rows):
-        row = approx[r]
+        _widen(approx16[r], row_bits)
         if not _group_maxima(row, maxima, group):
             return False
         t = _group_cutoff(maxima, k, bound, chosen, scratch, buf)
@@ -127,7 +142,7 @@ def refined_topk_rows(
                 cand_values[s] = _dot(x, WT[cand_units[s]])
             values, units = out_values[r], out_units[r]
             _top_in_order(cand_values[n:], cand_units[n:], found, k, values, units, top_scratch)
-            _finish_row(row, values, units, k, mode)
+            _finish_row(dense_out[r] if mode == 1 else row, values, units, k, mode)
             alone[r] = True
         else:
             cand_rows[n : n + found] = r
@@ -140,27 +155,29 @@ def refined_topk_rows(
         lo, hi = starts[r], starts[r + 1]
         values, units = out_values[r], out_units[r]
         _top_in_order(cand_values[lo:], cand_units[lo:], hi - lo, k, values, units, top_scratch)
-        _finish_row(approx[r], values, units, k, mode)
+        _finish_row(dense_out[r] if mode == 1 else row, values, units, k, mode)
     return True
 
 
 @njit(nogil=True, cache=True)
 def refined_collect_above(
-    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cutoff: Any, values: Any,
+    approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cutoff: Any, values: Any,
     flat: Any,
 ) -> int:  # fmt: skip
     """`collect_above` of the float32 recomputations: their values >= cutoff (row-major,
     with their flat positions) into values/flat up to their size, and how many there are
     (beyond the size: too many; a count past 4x the size is not finished); -1 on NaN or
     inf. Only the values whose approximation reaches cutoff - slack are recomputed."""
-    n_rows, n_units = approx.shape
+    n_rows, n_units = approx16.shape
     cap = values.shape[0]
     limit = 4 * cap + n_units
     cand_units = np.empty(limit + n_units, np.int64)
     cand_rows = np.empty(limit + n_units, np.int64)
+    row = np.empty(n_units, xa.dtype)
+    row_bits = row.view(np.uint32)
     n = 0
     for r in range(n_rows):
-        row = approx[r]
+        _widen(approx16[r], row_bits)
         bad = 0
         top = row[0]
         for j in range(n_units):
@@ -176,7 +193,7 @@ def refined_collect_above(
             n += row[j] >= low
         if n > limit:
             return n  # more than cap values reach the cut-off: the caller declines
-    exact = np.empty(n, approx.dtype)
+    exact = np.empty(n, xa.dtype)
     _recompute(xa, WT, cand_rows, cand_units, n, exact)
     count = 0
     for s in range(n):  # row-major, as the candidates were found
@@ -190,19 +207,21 @@ def refined_collect_above(
 
 @njit(nogil=True, cache=True)
 def refined_gate_rows(
-    approx: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cut: Any, dense: bool,
-    counts: Any,
+    approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cut: Any, dense: bool,
+    counts: Any, dense_out: Any,
 ) -> tuple[bool, Any, Any]:  # fmt: skip
     """Threshold-gated codes (a value kept where its float32 recomputation is above its
-    unit's cut-off) from approximate pre-activations: only the values whose approximation
-    comes within the slack of their cut-off are recomputed. dense: `approx`'s rows become
-    the codes; else (ok, values, units) of each row's kept entries in unit order, and
-    counts[r] of row r. ok False on NaN or inf (nothing written)."""
-    n_rows, n_units = approx.shape
+    unit's cut-off) from approximate pre-activations (bfloat16 bits): only the values whose
+    approximation comes within the slack of their cut-off are recomputed. dense: the codes
+    written to `dense_out`; else (ok, values, units) of each row's kept entries in unit
+    order, and counts[r] of row r. ok False on NaN or inf (nothing written)."""
+    n_rows, n_units = approx16.shape
     spread = np.abs(cut) * (1.05 * u_out)
+    row = np.empty(n_units, xa.dtype)
+    row_bits = row.view(np.uint32)
     n = 0
     for r in range(n_rows):  # count first: the buffers then hold exactly the candidates
-        row = approx[r]
+        _widen(approx16[r], row_bits)
         reach = 1.05 * slack_in[r] * (1 + 2 * u_out)
         bad = 0
         for j in range(n_units):
@@ -210,18 +229,18 @@ def refined_gate_rows(
             bad += (v - v) != 0  # NaN or infinite
             n += v >= cut[j] - reach - spread[j]
         if bad:
-            return False, np.empty(0, approx.dtype), np.empty(0, np.int64)
+            return False, np.empty(0, xa.dtype), np.empty(0, np.int64)
     cand_units = np.empty(n + n_units, np.int64)
     cand_rows = np.empty(n + n_units, np.int64)
     n = 0
     for r in range(n_rows):
-        row = approx[r]
+        _widen(approx16[r], row_bits)
         reach = 1.05 * slack_in[r] * (1 + 2 * u_out)
         for j in range(n_units):
             cand_units[n] = j
             cand_rows[n] = r
             n += row[j] >= cut[j] - reach - spread[j]
-    exact = np.empty(n, approx.dtype)
+    exact = np.empty(n, xa.dtype)
     _recompute(xa, WT, cand_rows, cand_units, n, exact)
     counts[:] = 0
     kept = 0
@@ -233,7 +252,7 @@ def refined_gate_rows(
             cand_rows[kept] = cand_rows[s]
             kept += 1
     if dense:
-        approx[:] = 0
+        dense_out[:] = 0
         for s in range(kept):
-            approx[cand_rows[s], cand_units[s]] = exact[s]
+            dense_out[cand_rows[s], cand_units[s]] = exact[s]
     return True, exact[:kept].copy(), cand_units[:kept].copy()

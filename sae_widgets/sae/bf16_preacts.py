@@ -67,12 +67,11 @@ class Product:
         self.root_width = math.sqrt(width)
         self.width = width
 
-    def into(self, xa: Tensor, out: Tensor, x16: Tensor, out16: Tensor) -> Refinement:
-        """out = xa @ W approximately (through the bfloat16 buffers x16, out16 of the
-        lane), and what makes a selection from it exact."""
+    def into(self, xa: Tensor, x16: Tensor, out16: Tensor) -> Refinement:
+        """out16 = xa @ W in bfloat16 (xa cast into the lane's x16), and what makes a
+        selection from it exact."""
         x16.copy_(xa)
         torch.mm(x16, self.W, out=out16)
-        out.copy_(out16)
         norms = torch.linalg.vector_norm(xa, dim=1, dtype=torch.float64).numpy()
         tiny = self.c_abs * (self.root_width * (norms + self.w_max) + self.width)
         slack = self.c_in * norms * self.w_max + tiny

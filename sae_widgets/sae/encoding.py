@@ -44,12 +44,11 @@ class _Operands:
         self.halves: tuple[Tensor, Tensor] | None = None
 
     def approx_preacts(
-        self, rows: Tensor, product: bf16_preacts.Product, out: Tensor | None = None
+        self, rows: Tensor, product: bf16_preacts.Product
     ) -> tuple[Tensor, Refinement]:
-        """`preacts` through the bfloat16 product (sae/bf16_preacts.py), and what makes a
-        selection from them exact."""
+        """`preacts` through the bfloat16 product (sae/bf16_preacts.py), in bfloat16, and
+        what makes a selection from them exact."""
         n = len(rows)
-        out = self._out(n) if out is None else out
         x_aug = self._inputs(rows)
         if self.halves is None or self.halves[0].shape[0] < n:
             half = product.W
@@ -57,8 +56,8 @@ class _Operands:
                 half.new_empty(n, self.W_aug.shape[0]),
                 half.new_empty(n, self.W_aug.shape[1]),
             )
-        refine = product.into(x_aug, out, self.halves[0][:n], self.halves[1][:n])
-        return out, refine
+        approx = self.halves[1][:n]
+        return approx, product.into(x_aug, self.halves[0][:n], approx)
 
     def _out(self, n: int) -> Tensor:
         """This lane's buffer for n rows of pre-activations."""
@@ -140,11 +139,11 @@ class _CompiledEncoder:
         def step(lane: _Operands, start: int, stop: int) -> bool | None:
             piece = rows[start:stop]
             if self.product is not None:
-                _, refine = lane.approx_preacts(chunk[start:stop], self.product, out=piece)
+                approx, refine = lane.approx_preacts(chunk[start:stop], self.product)
                 if self.cut is not None:
-                    gated = sparse_kernels.gate_rows(piece, self.cut, "dense", refine)
+                    gated = sparse_kernels.gate_rows(approx, self.cut, "dense", refine, piece)
                     return None if gated is None else True
-                refined = sparse_kernels.row_topk(piece, self.k, "dense", 1, refine)
+                refined = sparse_kernels.row_topk(approx, self.k, "dense", 1, refine, piece)
                 return None if refined is None else True
             lane.preacts(chunk[start:stop], out=piece)
             if self.cut is not None:

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from sae_widgets.sae.bf16_preacts import Refinement
 
 
+def bits(approx: Tensor) -> np.ndarray:
+    """A bfloat16 tensor's bits as a uint16 array (numba has no bfloat16)."""
+    return approx.detach().view(torch.int16).numpy().view(np.uint16)
+
+
 @cache
 def _kernels() -> dict[str, Any] | None:
     """The compiled kernels, or None without numba (compiled on first use, cached on disk)."""
@@ -90,6 +95,7 @@ def row_topk(
     mode: str = "select",
     threads: int | None = None,
     refine: Refinement | None = None,
+    dense_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """Exact per-row top k of `pre_BU` on CPU; None: use torch.
 
@@ -101,25 +107,24 @@ def row_topk(
       drops those).
     After None in mode "dense", pre_BU's contents are undefined: recompute them.
     threads: at most this many threads (None: torch's count); 1 from a caller's own threads.
-    refine: pre_BU is approximate (bfloat16's, sae/bf16_preacts.py): the values near each
+    refine: pre_BU is bfloat16's approximation (sae/bf16_preacts.py): the values near each
       row's cut-off are recomputed in float32 and the selection made among those, on one
-      thread (the same result as the float32 recomputation of the whole row would give).
+      thread (the same result as the float32 recomputation of the whole row would give);
+      mode "dense" then writes the codes to `dense_out` (float32, pre_BU's shape).
     """
     kernels = _kernels()
     n_rows, n_units = pre_BU.shape
     if kernels is None or not pre_BU.is_contiguous() or not 0 < k <= n_units:
         return None
+    group, code = group_size(n_units, k), MODES[mode]
+    if refine is not None:
+        return _refined_topk(kernels, pre_BU, k, group, code, refine, dense_out)
     pre = pre_BU.detach().numpy()
     values = np.empty((n_rows, k), pre.dtype)
     units = np.empty((n_rows, k), np.int64)
-    group, code = group_size(n_units, k), MODES[mode]
     parts = _row_parts(n_rows, torch.get_num_threads() if threads is None else threads)
     with record_function("sae::row_topk"):  # named in torch.profiler breakdowns
-        if refine is not None:
-            ok = kernels["refined_rows"](
-                pre, *refine, k, group, code, min(n_units, ROW_CANDIDATES * k + 64), values, units
-            )
-        elif len(parts) == 1:
+        if len(parts) == 1:
             ok = kernels["rows"](pre, k, group, code, values, units)
         else:  # the kernel releases the GIL: one thread per part of the rows
             ok = all(
@@ -133,8 +138,41 @@ def row_topk(
     return torch.from_numpy(values), torch.from_numpy(units)
 
 
+def _refined_topk(
+    kernels: dict[str, Any],
+    pre_BU: Tensor,
+    k: int,
+    group: int,
+    code: int,
+    refine: Refinement,
+    dense_out: Tensor | None,
+) -> tuple[Tensor, Tensor] | None:
+    """`row_topk` of bfloat16 pre-activations with `refine` (one thread)."""
+    n_rows, n_units = pre_BU.shape
+    values = np.empty((n_rows, k), refine.xa.dtype)
+    units = np.empty((n_rows, k), np.int64)
+    out = _dense_target(dense_out, refine)
+    row_cap = min(n_units, ROW_CANDIDATES * k + 64)
+    with record_function("sae::row_topk"):
+        ok = kernels["refined_rows"](
+            bits(pre_BU), *refine, k, group, code, row_cap, values, units, out
+        )
+    return (torch.from_numpy(values), torch.from_numpy(units)) if ok else None
+
+
+def _dense_target(dense_out: Tensor | None, refine: Refinement) -> np.ndarray:
+    """Where a refined kernel writes dense codes (a placeholder where it writes none)."""
+    if dense_out is None:
+        return np.empty((0, 0), refine.xa.dtype)
+    return dense_out.detach().numpy()
+
+
 def gate_rows(
-    pre_BU: Tensor, cut_U: Tensor, mode: str, refine: Refinement | None = None
+    pre_BU: Tensor,
+    cut_U: Tensor,
+    mode: str,
+    refine: Refinement | None = None,
+    dense_out: Tensor | None = None,
 ) -> tuple[Tensor, ...] | None:
     """Threshold-gated codes (each value kept where above its unit's cut-off, else 0) on
     one thread; None where the kernels do not apply or a value is NaN (use torch).
@@ -143,22 +181,32 @@ def gate_rows(
       returns ().
     mode "csr": (values, units, counts per row), each row's units increasing; two passes
       over the rows (count, then collect), pre_BU unchanged.
-    refine: pre_BU is approximate (see `row_topk`): the values near their cut-offs are
-      recomputed in float32 and gated (where few are: a BatchTopK's cut-offs).
+    refine: pre_BU is bfloat16's approximation (see `row_topk`): the values near their
+      cut-offs are recomputed in float32 and gated (where few are: a BatchTopK's cut-offs);
+      mode "dense" then writes the codes to `dense_out`.
     """
     kernels = _kernels()
-    if kernels is None or not pre_BU.is_contiguous() or cut_U.dtype != pre_BU.dtype:
+    if kernels is None or not pre_BU.is_contiguous():
+        return None
+    if refine is not None:
+        cut = cut_U.detach().contiguous().numpy()
+        if cut.dtype != refine.xa.dtype:
+            return None
+        with record_function("sae::gate_rows"):
+            counts = np.empty(pre_BU.shape[0], np.int64)
+            out = _dense_target(dense_out, refine)
+            ok, values, units = kernels["refined_gate"](
+                bits(pre_BU), *refine, cut, mode == "dense", counts, out
+            )
+        if not ok:
+            return None
+        if mode == "dense":
+            return ()
+        return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
+    if cut_U.dtype != pre_BU.dtype:
         return None
     pre, cut = pre_BU.detach().numpy(), cut_U.detach().contiguous().numpy()
     with record_function("sae::gate_rows"):
-        if refine is not None:
-            counts = np.empty(pre.shape[0], np.int64)
-            ok, values, units = kernels["refined_gate"](pre, *refine, cut, mode == "dense", counts)
-            if not ok:
-                return None
-            if mode == "dense":
-                return ()
-            return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
         if mode == "dense":
             return () if kernels["gate_dense"](pre, cut) else None
         counts = np.empty(pre.shape[0], np.int64)
@@ -292,15 +340,19 @@ def collect_piece(
     kernels = _kernels()
     if kernels is None or not pre_BU.is_contiguous():
         return None
-    pre = pre_BU.detach().numpy()
-    values, flat = np.empty(cap, pre.dtype), np.empty(cap, np.int64)
     if refine is not None:
-        count: int = kernels["refined_above"](pre, *refine, pre.dtype.type(cutoff), values, flat)
+        dtype = refine.xa.dtype
+        values, flat = np.empty(cap, dtype), np.empty(cap, np.int64)
+        count: int = kernels["refined_above"](
+            bits(pre_BU), *refine, dtype.type(cutoff), values, flat
+        )
     else:
+        pre = pre_BU.detach().numpy()
+        values, flat = np.empty(cap, pre.dtype), np.empty(cap, np.int64)
         count = kernels["above"](pre, pre.dtype.type(cutoff), values, flat)
     if count < 0:
         return None
-    flat[: min(count, cap)] += first_row * pre.shape[1]
+    flat[: min(count, cap)] += first_row * pre_BU.shape[1]
     return values, flat, count
 
 

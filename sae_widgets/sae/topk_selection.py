@@ -89,7 +89,7 @@ def in_scratch(
     """(then(rows, pre, refine) of each lane piece in row order, or None where one
     declined; the dead units' pre-activations, where asked for): the pieces of
     xc @ W_enc + b_enc in the lanes' scratch (sae/lanes.py), the dead columns copied out of
-    each before `then`. Where bfloat16 pays (sae/bf16_preacts.py), `pre` is its approximate
+    each before `then`. Where bfloat16 pays (sae/bf16_preacts.py), `pre` is its bfloat16
     product and `refine` what makes a selection from it exact (the dead columns are
     multiplied apart, in float32); else `pre` is float32's and `refine` None."""
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
@@ -99,15 +99,14 @@ def in_scratch(
         if dead_units is not None:
             dead_BU = scratch.buffer("dead preacts", (n_rows, dead_units.numel()), xa_BD)
         with matmul_threads():  # all threads, as one lane each
-            n_pieces = -(-n_rows // lanes.PIECE_ROWS)
-            n_lanes = lanes.count(n_pieces)
+            n_lanes = lanes.count(-(-n_rows // lanes.PIECE_ROWS))
+            product = bf16_preacts.product_for(Wa_DU)
+            if product is not None:
+                return _bf16_pieces(xa_BD, Wa_DU, product, n_lanes, dead_units, dead_BU, then)
             pieces = [
                 scratch.buffer(f"lane {lane} preacts", (lanes.PIECE_ROWS, n_units), xa_BD)
                 for lane in range(n_lanes)
             ]
-            product = bf16_preacts.product_for(Wa_DU)
-            if product is not None:
-                return _bf16_pieces(xa_BD, Wa_DU, product, pieces, dead_units, dead_BU, then)
 
             def on_piece(rows: slice, pre: Tensor) -> _T | None:
                 if dead_BU is not None and dead_units is not None:
@@ -121,36 +120,34 @@ def _bf16_pieces(
     xa_BD: Tensor,
     Wa_DU: Tensor,
     product: bf16_preacts.Product,
-    pieces: list[Tensor],
+    n_lanes: int,
     dead_units: Tensor | None,
     dead_BU: Tensor | None,
     then: Callable[[slice, Tensor, Refinement | None], _T | None],
 ) -> tuple[list[_T] | None, Tensor | None]:
-    """`in_scratch`'s lanes with the bfloat16 product."""
+    """`in_scratch`'s lanes with the bfloat16 product: `pre` is the piece's bfloat16
+    pre-activations (the lane's scratch)."""
     n_rows, width = xa_BD.shape
     n_units = Wa_DU.shape[1]
     piece_rows = lanes.PIECE_ROWS
     bounds = [slice(lo, min(n_rows, lo + piece_rows)) for lo in range(0, n_rows, piece_rows)]
     half = product.W
-    x16 = [
-        scratch.buffer(f"lane {i} bf16 in", (piece_rows, width), half) for i in range(len(pieces))
-    ]
+    x16 = [scratch.buffer(f"lane {i} bf16 in", (piece_rows, width), half) for i in range(n_lanes)]
     o16 = [
-        scratch.buffer(f"lane {i} bf16 out", (piece_rows, n_units), half)
-        for i in range(len(pieces))
+        scratch.buffer(f"lane {i} bf16 out", (piece_rows, n_units), half) for i in range(n_lanes)
     ]
     W_dead = None if dead_units is None else Wa_DU[:, dead_units].contiguous()
 
     def work(lane: int, i: int) -> tuple[_T] | None:
         rows = bounds[i]
         n = rows.stop - rows.start
-        pre = pieces[lane][:n]
-        refine = product.into(xa_BD[rows], pre, x16[lane][:n], o16[lane][:n])
+        pre = o16[lane][:n]
+        refine = product.into(xa_BD[rows], x16[lane][:n], pre)
         if W_dead is not None and dead_BU is not None:
             torch.mm(xa_BD[rows], W_dead, out=dead_BU[rows])
         found = then(rows, pre, refine)
         return None if found is None else (found,)
 
     with record_function("sae::lanes"):  # named in torch.profiler breakdowns
-        results = lanes.run(len(bounds), len(pieces), work)
+        results = lanes.run(len(bounds), n_lanes, work)
     return (None if results is None else [r[0] for r in results]), dead_BU
