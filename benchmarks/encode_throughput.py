@@ -39,6 +39,7 @@ import sae_widgets as sw
 from sae_widgets.analysis import CodeStore
 from sae_widgets.sae import bf16_preacts, cpu_gemm, encoding
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.sparse_ops import affine_width
 
 ENCODE_TARGET = 0.80
 FP32_LANES = "encode_sparse, float32 lanes"
@@ -155,7 +156,7 @@ def run(
         f"{precision}, chunk {chunk}, L0 {store.nnz / n:.1f}; "
         f"fp32 matmul {paired.blas_rates()} -> roofline {paired.roofline():,.0f} samples/s "
         f"(the faster BLAS; our BLAS: {cpu_gemm.choices() or 'torch'}; bfloat16 lane "
-        f"product: {bf16_preacts.pays()})"
+        f"product: {bf16_preacts.pays(affine_width(d))})"
     )
     for name in paired.times:
         print(

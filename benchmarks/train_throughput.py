@@ -60,6 +60,7 @@ from sae_widgets.sae import (
 )
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
+from sae_widgets.sae.sparse_ops import affine_width
 from sae_widgets.sae.training import TrainConfig, Trainer
 
 BATCH, N_TEST, ACTIVE = 4096, 16_384, 10
@@ -290,7 +291,7 @@ def compare(
         f"batch {BATCH}, {steps} interleaved steps; fp32 matmul {paired.blas_rates()} "
         f"-> roofline {paired.roofline():,.0f} samples/s (encoder forward only, the faster "
         f"BLAS; our BLAS: {cpu_gemm.choices() or 'torch'}; bfloat16 lane product: "
-        f"{bf16_preacts.pays()})"
+        f"{bf16_preacts.pays(affine_width(shape.d))})"
     )
     ours.model.eval()
     X_scaled = X_test * scale

@@ -182,7 +182,8 @@ def test_the_choice_follows_the_hardware() -> None:
     saved = bf16_preacts.FORCED
     bf16_preacts.FORCED = None
     try:
-        assert bf16_preacts.pays() == bf16_preacts.has_amx()
+        assert bf16_preacts.pays(520) == bf16_preacts.has_amx()
+        assert not bf16_preacts.pays(bf16_preacts.MIN_WIDTH - 8)
     finally:
         bf16_preacts.FORCED = saved
 

@@ -34,6 +34,9 @@ U = 2.0**-8
 """bfloat16's unit roundoff (8 significant bits, rounding to nearest)."""
 SUBNORMAL = 2.0**-126
 """Values below this may be flushed to zero by the bfloat16 units."""
+MIN_WIDTH = 384
+"""Narrowest (padded) input width multiplied in bfloat16 (`pays`): 264 measured no gain,
+520 a large one."""
 FORCED: bool | None = None
 """True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: measured."""
 
@@ -87,18 +90,27 @@ def product_for(Wa_DU: Tensor) -> Product | None:
     kernels, `pays`); None: multiply in float32."""
     if Wa_DU.dtype != torch.float32 or not sparse_kernels.available(Wa_DU.detach()):
         return None
-    return Product(Wa_DU) if pays() else None
+    return Product(Wa_DU) if pays(Wa_DU.shape[0]) else None
 
 
-def pays() -> bool:
-    """Whether the lanes multiply in bfloat16: where the CPU has AMX tiles (forced by
-    `FORCED`). Decided by the hardware, not timed: a timing on the loaded AMX machine chose
-    float32 for a shape in two benchmark runs, and the choice decides the last bits of a
-    run's results. With AMX a lane's bfloat16 product (cast, multiply, cast back) ran 3-5x
-    faster than float32's (the figures above); without it (AVX512-BF16 alone doubles
-    float32's peak, AVX2 machines emulate it) the recomputation would take what the product
-    saves."""
-    return has_amx() if FORCED is None else FORCED
+def pays(width: int) -> bool:
+    """Whether the lanes multiply weights of `width` inputs (d + 1, padded) in bfloat16:
+    where the CPU has AMX tiles and the rows are wide enough (forced by `FORCED`).
+
+    Decided by the hardware and the shape, not timed: a timing on the loaded AMX machine
+    chose float32 for a shape in two benchmark runs, and the choice decides the last bits
+    of a run's results. With AMX a lane's bfloat16 product ran 3-5x faster than float32's
+    (the figures above), but the selection's cost per row (its scan, its recomputed
+    candidates) does not shrink with it, and the product's share of a lane grows with the
+    width: measured on the AMX machine (`benchmarks/train_throughput.py --fp32-lanes-ab`,
+    `benchmarks/encode_throughput.py --fp32-lanes-ab`), at d=512 (8,192 units, k=32) TopK
+    training ran 17,526 against 15,148 samples/s and encode_sparse 39,479 against 23,692;
+    at d=256 (2,048 units, k=16) 85,599 against 89,139 and 146,061 against 146,477 (no
+    gain). Without AMX (AVX512-BF16 alone doubles float32's peak, AVX2 machines emulate
+    it) the recomputation would take what the product saves."""
+    if FORCED is not None:
+        return FORCED
+    return width >= MIN_WIDTH and has_amx()
 
 
 @cache
