@@ -127,12 +127,15 @@ def test_refined_collection_is_the_exact_collection(crowd: float) -> None:
     np.testing.assert_array_equal(found[1][: found[2]], want[1][: want[2]])
 
 
-def test_nan_rows_are_declined() -> None:
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 3e38])
+def test_rows_beyond_the_bound_are_declined(bad: float) -> None:
+    """NaN, inf, or values whose products overflow: the kernels decline (torch decides)."""
     xa, Wa = operands(8, 8, 32, 1, 0.0)
-    xa[3, 2] = float("nan")
+    xa[3, :] = bad
     approx, refine = approx_and_refine(xa, Wa)
     assert sparse_kernels.row_topk(approx, 4, threads=1, refine=refine) is None
     assert sparse_kernels.collect_piece(approx, 0.0, 256, refine=refine) is None
+    assert sparse_kernels.gate_rows(approx, torch.zeros(32), "csr", refine) is None
 
 
 def small_model(activation: str, seed: int = 0) -> SparseAutoencoder:

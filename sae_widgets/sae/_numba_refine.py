@@ -132,10 +132,15 @@ def refined_topk_rows(
         _widen(approx16[r], row_bits)
         if not _group_maxima(row, maxima, group):
             return False
+        top = maxima.max()
+        if top - top != 0:  # an infinite approximation: its bound says nothing
+            return False
         t = _group_cutoff(maxima, k, bound, chosen, scratch, buf)
-        cut = t - 2 * _row_slack(slack_in[r], u_out, t, maxima.max())
+        cut = t - 2 * _row_slack(slack_in[r], u_out, t, top)
         n_chosen = _groups_reaching(maxima, cut, chosen)
         found = _values_reaching(row, cut, chosen, n_chosen, group, cand_values[n:], cand_units[n:])
+        if found < k:  # only where the bound is not a number (an infinite norm): decline
+            return False
         if found > row_cap:  # this row alone, now
             x = xa[r]
             for s in range(n, n + found):
