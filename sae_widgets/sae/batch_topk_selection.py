@@ -7,7 +7,9 @@ values above it. Here the guess comes first: the value that ranked `MARGIN` * k 
 the previous step's collected values (of the same model). Each lane multiplies its piece
 into its own cache-sized scratch, copies out the dead units' columns (AuxK) and collects
 the piece's values above the guess; the selection among the collected values is exact
-whatever the guess, so the result has the same bits as `batch_topk`'s. A guess that kept
+whatever the guess, so the result has the same bits as `batch_topk`'s (with float32 lane
+products; with bfloat16 ones, sae/bf16_preacts.py, the collected values are the float32
+recomputations of those near the guess). A guess that kept
 too few or too many values (the distribution moved) runs the whole-matrix path instead,
 which guesses afresh from a sample. On the 2-core Intel Xeon machine
 (`benchmarks/train_throughput.py --whole-preacts-ab`, interleaved, the same weights):

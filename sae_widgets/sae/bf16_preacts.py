@@ -3,8 +3,8 @@ recomputing in float32 every value that the bfloat16 error could put among the w
 
 A TopK step or encoding needs each row's k largest pre-activations, and the (B, n_units)
 matmul that finds them is most of its work. Where the CPU multiplies bfloat16 much faster
-than float32 (AMX or AVX512-BF16: on the Intel Xeon machine 700-800 against 145-155
-GFLOP/s on one thread, 512 x 264 @ 264 x 2,048 and 512 x 520 @ 520 x 8,192), a lane
+than float32 (AMX: on the Intel Xeon machine 700-800 against 145-155 GFLOP/s on one
+thread, 512 x 264 @ 264 x 2,048 and 512 x 520 @ 520 x 8,192), a lane
 multiplies its piece in bfloat16, and each value's error is bounded: the inputs rounded to
 bfloat16 (relative u = 2^-8 each, so at most (2u + u^2) sum_i |a_i w_ij| <= (2u + u^2)
 |a| |w_j|, Cauchy-Schwarz), float32 accumulation here and in the recomputation (K 2^-24
@@ -13,9 +13,12 @@ subnormals (an absolute term). Every value whose approximation comes within twic
 bound of the k-th largest is recomputed in float32 (xa . w_j, vectorised, the same bits in
 any piece and on any thread) and the winners chosen among those (sae/_numba_refine.py): the
 selection is the exact top k of the float32 recomputations whatever the bfloat16 rounding
-did, and the codes' values are float32. Random rows have ~2-3 k such candidates.
+did, and the codes' values are float32. Random rows have ~2-3 k such candidates. A run
+with these lanes and one without select the same units but where two values lie within
+float32 rounding of each other (2-22 of 2 million codes in `encode_throughput.py
+--fp32-lanes-ab`), and their values differ by that rounding.
 
-Used where the CPU has AMX (`pays`).
+Used where the CPU has AMX and the inputs are wide enough (`pays`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ MIN_WIDTH = 384
 """Narrowest (padded) input width multiplied in bfloat16 (`pays`): 264 measured no gain,
 520 a large one."""
 FORCED: bool | None = None
-"""True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: measured."""
+"""True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: `pays` decides."""
 
 
 class Refinement(NamedTuple):

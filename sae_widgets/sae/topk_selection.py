@@ -8,7 +8,9 @@ the matrix is not streamed to memory on every step. On the 2-core Intel Xeon mac
 (`benchmarks/train_throughput.py --activations topk --whole-preacts-ab`, interleaved, the
 same weights): 149,085 against 144,541 samples/s on the small shape (d=256, 2,048 units,
 k=16), 25,947 against 24,851 on the large one (d=512, 8,192 units, k=32). Elsewhere (a
-GPU, no numba) the whole matrix, as `sparse_ops.preacts_topk` computes it.
+GPU, no numba) the whole matrix, as `sparse_ops.preacts_topk` computes it. On a CPU with
+AMX and wide inputs the lanes multiply in bfloat16 and select exactly from the float32
+recomputations near each row's cut-off (sae/bf16_preacts.py).
 """
 
 from __future__ import annotations
