@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import sae_widgets as sw
+from sae_widgets.sae import bf16_preacts
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +35,14 @@ def wider_digits_sae(digits_sae):
     finally:
         torch.set_num_threads(threads)
     return sae
+
+
+@pytest.fixture(scope="module")
+def float32_lanes():
+    """The CPU lanes multiply in float32 for a module (tests/test_lanes.py and the
+    selections' tests hold them to the whole matrix's bits); the bfloat16 products of AMX
+    machines are held to the float32 recomputation in tests/test_bf16_preacts.py."""
+    saved = bf16_preacts.FORCED
+    bf16_preacts.FORCED = False
+    yield
+    bf16_preacts.FORCED = saved

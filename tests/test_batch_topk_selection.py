@@ -10,25 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_widgets.sae import batch_topk_selection as lanes_selection
-from sae_widgets.sae import bf16_preacts, sparse_kernels
+from sae_widgets.sae import sparse_kernels
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.sparse_ops import affine_preacts
 from sae_widgets.sae.training import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def float32_lanes():
-    """These tests hold the float32 lanes to the whole matrix's bits; the bfloat16 product
-    (AMX machines) is held to the float32 recomputation in tests/test_bf16_preacts.py."""
-    saved = bf16_preacts.FORCED
-    bf16_preacts.FORCED = False
-    yield
-    bf16_preacts.FORCED = saved
-
-
-pytestmark = pytest.mark.skipif(
-    not sparse_kernels.available(torch.zeros(1)), reason="numba kernels unavailable"
-)
+pytestmark = [
+    pytest.mark.usefixtures("float32_lanes"),
+    pytest.mark.skipif(
+        not sparse_kernels.available(torch.zeros(1)), reason="numba kernels unavailable"
+    ),
+]
 
 
 class Owner:

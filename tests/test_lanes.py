@@ -12,17 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_widgets.sae import bf16_preacts, cpu_gemm, lanes, topk_selection
+from sae_widgets.sae import cpu_gemm, lanes, topk_selection
 
-
-@pytest.fixture(autouse=True, scope="module")
-def float32_lanes():
-    """These tests hold the float32 lanes to the whole matrix's bits; the bfloat16 product
-    (AMX machines) is held to the float32 recomputation in tests/test_bf16_preacts.py."""
-    saved = bf16_preacts.FORCED
-    bf16_preacts.FORCED = False
-    yield
-    bf16_preacts.FORCED = saved
+pytestmark = pytest.mark.usefixtures("float32_lanes")
 
 
 @pytest.fixture

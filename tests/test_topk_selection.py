@@ -9,24 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae_widgets.sae import bf16_preacts, cpu_gemm, sparse_kernels, topk_selection
+from sae_widgets.sae import cpu_gemm, sparse_kernels, topk_selection
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.training import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def float32_lanes():
-    """These tests hold the float32 lanes to the whole matrix's bits; the bfloat16 product
-    (AMX machines) is held to the float32 recomputation in tests/test_bf16_preacts.py."""
-    saved = bf16_preacts.FORCED
-    bf16_preacts.FORCED = False
-    yield
-    bf16_preacts.FORCED = saved
-
-
-pytestmark = pytest.mark.skipif(
-    not sparse_kernels.available(torch.zeros(1)), reason="numba kernels unavailable"
-)
+pytestmark = [
+    pytest.mark.usefixtures("float32_lanes"),
+    pytest.mark.skipif(
+        not sparse_kernels.available(torch.zeros(1)), reason="numba kernels unavailable"
+    ),
+]
 
 
 @settings(max_examples=25, deadline=None, database=None, derandomize=True)
