@@ -41,12 +41,12 @@ def _widen(row16: Any, bits32: Any) -> None:
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _row_slack(slack_in: Any, u_out: Any, t: Any, top: Any) -> Any:
-    """The largest gap between an approximate value and its float32 recomputation among
-    the values near the row's top (|value| <= max(|t|, |top|) plus the band): the input
-    part, then the output's rounding (relative `u_out`)."""
-    reach = max(abs(t), abs(top)) + 2 * slack_in
-    return 1.05 * (slack_in + u_out * reach)
+def _row_slack(slack_in: Any, u_out: Any, t: Any) -> Any:
+    """How far below the cut-off t a value's approximation may lie when its float32
+    recomputation reaches t: the input part, and the output's rounding (relative u_out)
+    of a value near t (a value far above t is above t approximately too: x - u |x| grows
+    with x)."""
+    return 1.05 * (slack_in + u_out * (abs(t) + 2 * slack_in))
 
 
 @njit(nogil=True, cache=True)
@@ -136,7 +136,7 @@ def refined_topk_rows(
         if top - top != 0:  # an infinite approximation: its bound says nothing
             return False
         t = _group_cutoff(maxima, k, bound, chosen, scratch, buf)
-        cut = t - 2 * _row_slack(slack_in[r], u_out, t, top)
+        cut = t - 2 * _row_slack(slack_in[r], u_out, t)
         n_chosen = _groups_reaching(maxima, cut, chosen)
         found = _values_reaching(row, cut, chosen, n_chosen, group, cand_values[n:], cand_units[n:])
         if found < k:  # only where the bound is not a number (an infinite norm): decline
@@ -183,19 +183,16 @@ def refined_collect_above(
     n = 0
     for r in range(n_rows):
         _widen(approx16[r], row_bits)
+        low = cutoff - _row_slack(slack_in[r], u_out, cutoff)
         bad = 0
-        top = row[0]
         for j in range(n_units):
             v = row[j]
             bad += (v - v) != 0  # NaN or infinite
-            top = max(top, v)
-        if bad:
-            return -1
-        low = cutoff - _row_slack(slack_in[r], u_out, cutoff, top)
-        for j in range(n_units):
             cand_units[n] = j
             cand_rows[n] = r
-            n += row[j] >= low
+            n += v >= low
+        if bad:
+            return -1
         if n > limit:
             return n  # more than cap values reach the cut-off: the caller declines
     exact = np.empty(n, xa.dtype)
