@@ -243,3 +243,25 @@ def test_batchtopk_encoding_with_the_bfloat16_product(forced_bf16: None) -> None
     np.testing.assert_array_equal(csr.toarray(), dense.numpy())
     assert torch.equal(dense != 0, plain != 0)
     torch.testing.assert_close(dense, plain, atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_inputs_are_rounded_as_torch_rounds_them(values: list[float]) -> None:
+    xa = torch.tensor(values, dtype=torch.float32)[None].repeat(2, 1)
+    x16 = torch.empty(xa.shape, dtype=torch.bfloat16)
+    product = bf16_preacts.Product(torch.ones(xa.shape[1], 3))
+    refine = product.into(xa, x16, torch.empty(2, 3, dtype=torch.bfloat16))
+    want = xa.to(torch.bfloat16)
+    assert torch.equal(x16.isnan(), want.isnan())
+    assert torch.equal(x16[~want.isnan()], want[~want.isnan()])
+    norm = float(np.sqrt(np.sum(np.square(np.array(values, dtype=np.float64)))))
+    tiny = product.c_abs * (product.root_width * (norm + product.w_max) + product.width)
+    want_slack = product.c_in * norm * product.w_max + tiny
+    np.testing.assert_allclose(refine.slack, [want_slack] * 2, rtol=1e-6)
