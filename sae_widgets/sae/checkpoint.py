@@ -148,12 +148,16 @@ def _readable(path: Path) -> Path:
     return copies[0] if copies else path
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """The folder's device, inode and change time: a save's swap changes the time even where
+    the new folder reuses the inode of one just deleted (a reader racing a writer that saves
+    in a loop saw its inode come back, and read one checkpoint's config with the other's
+    weights, in 1 of 4 runs of tests/test_checkpoint_swap.py)."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return (stat.st_dev, stat.st_ino)
+    return (stat.st_dev, stat.st_ino, stat.st_ctime_ns)
 
 
 def save_sae(
