@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from safetensors.torch import save_file
 
 import sae_widgets as sw
 from sae_widgets.cli import main
+from sae_widgets.sae.training import Trainer
 
 SMALL = ["--units", "16", "--epochs", "1", "--quiet"]
 
@@ -338,7 +338,10 @@ def test_train_help_shows_the_defaults_and_they_are_the_estimators(
 
 
 def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
-    tmp_path: Path, digits_X: np.ndarray, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    digits_X: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # issue 14 item 1 (in-process; tests/test_faults.py sends a real SIGINT to the CLI)
     np.save(tmp_path / "x.npy", digits_X)
@@ -346,16 +349,32 @@ def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
     argv = ["train", "--data", str(tmp_path / "x.npy"), "--units", "16", "--k", "4", "--quiet"]
     assert main([*argv, "--epochs", "2", "--out", str(good)]) == 0
     before = {p.name: p.read_bytes() for p in good.iterdir()}
+    training, finished = threading.Event(), threading.Event()
+    step = Trainer.train_step
 
-    def ctrl_c_once_training() -> None:  # fit takes over SIGINT when training starts
-        while signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            time.sleep(0.001)
-        time.sleep(0.2)
-        os.kill(os.getpid(), signal.SIGINT)
+    def stepping(self: Trainer, *args: object, **kwargs: object) -> object:
+        training.set()
+        return step(self, *args, **kwargs)
 
-    presser = threading.Thread(target=ctrl_c_once_training)
+    monkeypatch.setattr(Trainer, "train_step", stepping)
+
+    def ctrl_c_while_training() -> None:
+        # once a step runs (fit's guard is in place), Ctrl-C; again after 30 s if the run
+        # has not returned, so that no timing can leave it training its 100,000 epochs (a
+        # presser timed from the handler's change hung CI once, on a loaded machine)
+        training.wait()
+        while not finished.is_set():
+            if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+                os.kill(os.getpid(), signal.SIGINT)
+            finished.wait(30.0)
+
+    presser = threading.Thread(target=ctrl_c_while_training, daemon=True)
     presser.start()
-    code, _, err = run(capsys, *argv, "--epochs", "100000", "--out", str(good))
+    try:
+        code, _, err = run(capsys, *argv, "--epochs", "100000", "--out", str(good))
+    finally:
+        finished.set()
+        training.set()
     presser.join()
     assert code == 130, err
     assert "training interrupted after" in err and "kept the existing checkpoint" in err
