@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.data.checks import is_int
+from sae_widgets.tensor_checks import check_dense, check_has_values
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
@@ -16,13 +17,8 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     # and importing it here would make `import sae_widgets.data` cost a second.
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        if value.is_meta:
-            raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
-        if value.layout != torch.strided:  # torch's own error would not name the argument
-            raise TypeError(
-                f"{name} must be a dense tensor; got a sparse one (layout {value.layout}): "
-                "call .to_dense() first"
-            )
+        check_has_values(value, name)
+        check_dense(value, name)  # torch's own error would not name the argument
         value = value.detach().cpu()
         numpy_floats = (torch.float16, torch.float32, torch.float64)
         if value.is_floating_point() and value.dtype not in numpy_floats:
