@@ -1,0 +1,180 @@
+"""Regressions from the fourth fuzzing round: class labels that are names, images with a
+channel axis of one, boolean masks for reconstruct, pickled token datasets, one sparse-tensor
+check, bytes paths for save/load."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sae_widgets as sw
+
+# --------------------------------------------------------------------- labels that are names
+
+NAMES = st.lists(
+    st.text(alphabet="abcdefgh xyz_-", min_size=0, max_size=6), min_size=1, max_size=5, unique=True
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(names=NAMES, data=st.data())
+def test_string_labels_become_codes_of_their_sorted_names(names, data) -> None:
+    """sw.Dataset(X, labels=["cat", "dog", ...]) raised 'labels must be integers'."""
+    n = data.draw(st.integers(1, 30))
+    picks = data.draw(st.lists(st.sampled_from(names), min_size=n, max_size=n))
+    ds = sw.Dataset(np.zeros((n, 2)), labels=picks)
+    expected = sorted(set(picks))
+    assert ds.label_names == expected
+    assert ds.labels is not None and ds.labels.dtype == np.int64
+    assert [ds.label_names[c] for c in ds.labels] == picks
+    # the same from a numpy array, an object array and a tuple
+    for given_as in (np.array(picks), np.array(picks, dtype=object), tuple(picks)):
+        again = sw.Dataset(np.zeros((n, 2)), labels=given_as)
+        np.testing.assert_array_equal(again.labels, ds.labels)
+        assert again.label_names == expected
+    # indexing and pickling keep codes and names
+    rows = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n))
+    sub = ds[np.array(rows)]
+    assert sub.label_names == expected
+    assert [sub.label_names[c] for c in sub.labels] == [picks[r] for r in rows]
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy.labels, ds.labels)
+    assert copy.label_names == ds.label_names
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    names=NAMES, extra=st.lists(st.text("klmnop", min_size=1, max_size=3), max_size=3, unique=True)
+)
+def test_given_label_names_fix_the_numbering_of_string_labels(names, extra) -> None:
+    order = [*names[::-1], *(e for e in extra if e not in names)]
+    picks = [names[i % len(names)] for i in range(7)]
+    ds = sw.Dataset(np.zeros((7, 2)), labels=picks, label_names=order)
+    assert ds.label_names == order
+    assert [order[c] for c in ds.labels] == picks
+    with pytest.raises(ValueError, match="label_names must list every class of labels") as err:
+        sw.Dataset(np.zeros((7, 2)), labels=picks, label_names=order[1:])
+    assert repr(order[0]) in str(err.value)
+
+
+def test_bool_none_and_fractional_labels() -> None:
+    ds = sw.Dataset(np.zeros((3, 2)), labels=[True, False, True])
+    assert ds.label_names == ["False", "True"] and ds.labels.tolist() == [1, 0, 1]
+    ds = sw.Dataset(np.zeros((3, 2)), labels=np.array([True, False, True]), label_names=["n", "y"])
+    assert ds.label_names == ["n", "y"] and ds.labels.tolist() == [1, 0, 1]
+    ds = sw.Dataset(np.zeros((3, 2)), labels=torch.tensor([False, False, True]))
+    assert ds.labels.tolist() == [0, 0, 1]
+    ds = sw.Dataset(np.zeros((4, 2)), labels=["dog", None, "cat", "dog"])  # None: unlabelled
+    assert ds.label_names == ["cat", "dog"] and ds.labels.tolist() == [1, -1, 0, 1]
+    ds = sw.Dataset(np.zeros((3, 2)), labels=[0.5, 2.5, 0.5])
+    assert ds.label_names == ["0.5", "2.5"] and ds.labels.tolist() == [0, 1, 0]
+    ds = sw.Dataset(np.zeros((3, 2)), labels=[0.0, 2.0, 1.0])  # integral: class indices
+    assert ds.label_names is None and ds.labels.tolist() == [0, 2, 1]
+    ds = sw.Dataset(np.zeros((2, 2)), labels=np.array([b"ant", b"bee"]))
+    assert ds.label_names == ["ant", "bee"]
+    ds = sw.Dataset(np.zeros((2, 2)), labels=[2, None])  # integers with a gap: -1
+    assert ds.labels.tolist() == [2, -1] and ds.label_names is None
+
+
+@pytest.mark.parametrize(
+    ("labels", "label_names", "error", "message"),
+    [
+        (["a", "a", "b"], ["a", "a", "b"], ValueError, "label_names must be distinct"),
+        (["a", ["b"], "c"], None, TypeError, "labels"),
+        (["a", 3.5, "c"], None, TypeError, "labels"),
+        ([1 + 2j, 1j, 0j], None, TypeError, "labels must be class indices .* or class names"),
+        ("abc", None, TypeError, "labels must hold one label per sample; got one str"),
+        ({"a", "b", "c"}, None, TypeError, "labels must be an ordered sequence"),
+        ([True, False, True], ["only"], ValueError, "label_names must name every label"),
+    ],
+)
+def test_labels_that_cannot_be_classes_are_named_in_the_error(
+    labels, label_names, error, message
+) -> None:
+    with pytest.raises(error, match=message):
+        sw.Dataset(np.zeros((3, 2)), labels=labels, label_names=label_names)
+
+
+def test_string_labels_reach_the_summaries_the_table_and_the_colours(digits_sae) -> None:
+    sae, digits = digits_sae
+    names = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
+    ds = sw.Dataset(digits.X, labels=names[digits.labels], images=digits.images)
+    assert ds.label_names == sorted(names)
+    ex = sw.Explorer(sae, ds)
+    summary = ex.unit_summary(0)
+    assert summary.label_names == tuple(sorted(names))
+    coded = sw.Explorer(sae, sw.Dataset(digits.X, labels=ds.labels, label_names=ds.label_names))
+    np.testing.assert_array_equal(summary.label_counts, coded.unit_summary(0).label_counts)
+    from sae_widgets.analysis.summary import unit_summary
+    from sae_widgets.analysis.unit_stats import unit_stats
+
+    stats = unit_stats(ex.codes, names[digits.labels])  # names given straight to analysis
+    np.testing.assert_array_equal(stats.top_label, unit_stats(ex.codes, ds.labels).top_label)
+    direct = unit_summary(ex.codes, 0, ex._components(), labels=list(names[digits.labels]))
+    assert direct.label_names == tuple(sorted(names))
+    from sae_widgets.widgets._point_colors import label_colors
+
+    colours = label_colors(ex, np.arange(20))
+    assert colours is not None
+    sw.PCABrush(ex)  # coloured by label without an error
+
+
+def test_string_labels_score_a_classifier_against_the_datasets_names() -> None:
+    """Named labels given to metrics.evaluate follow the Dataset's label_names."""
+    torch.manual_seed(0)
+    X = torch.randn(40, 6)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        classes = model(X).argmax(1).numpy()
+    order = ["cherry", "apple", "banana"]  # logit i is order[i]
+    ds = sw.Dataset(X.numpy(), labels=[order[c] for c in classes], label_names=order)
+    acts = sw.collect_activations(model, layer="1", data=ds)
+    sae = sw.SAE(n_units=16, k=4, epochs=1, batch_size=40, seed=0).fit(acts.X, progress=False)
+    by_name = sw.metrics.evaluate(sae, ds, model=model, layer="1")
+    by_name_given = sw.metrics.evaluate(
+        sae, ds, model=model, layer="1", labels=[order[c] for c in classes]
+    )
+    by_code = sw.metrics.evaluate(sae, ds.X, model=model, layer="1", labels=classes)
+    for key, value in by_code.items():
+        assert by_name[key] == pytest.approx(value) == by_name_given[key], key
+    assert any("loss_recovered" in key for key in by_code)
+
+
+def test_a_text_corpus_takes_named_labels_too() -> None:
+    corpus = sw.TextCorpus(["a b", "c d", "e f"], labels=["pos", "neg", "pos"])
+    assert corpus.label_names == ["neg", "pos"] and corpus.labels.tolist() == [1, 0, 1]
+
+
+# ----------------------------------------------------------------- one sparse-tensor check
+
+
+def test_the_sparse_tensor_check_lives_in_one_top_level_module() -> None:
+    """`data/_arrays._to_numpy` and `sae/inputs.check_dense` each had their own copy."""
+    import sae_widgets
+    from sae_widgets import tensor_checks
+    from sae_widgets.sae import inputs
+
+    assert inputs.check_dense is tensor_checks.check_dense
+    package = Path(sae_widgets.__file__).parent
+    holders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "!= torch.strided" in path.read_text()
+    ]
+    assert holders == ["tensor_checks.py"]
+    sparse = torch.eye(3).to_sparse()
+    message = r"must be a dense tensor; got a sparse one \(layout torch.sparse_coo\)"
+    with pytest.raises(TypeError, match="X " + message):
+        sw.Dataset(sparse)
+    with pytest.raises(TypeError, match="labels " + message):
+        sw.Dataset(np.zeros((3, 2)), labels=torch.arange(3).to_sparse())
+    with pytest.raises(TypeError, match="X " + message):
+        sw.SAE(n_units=4, k=1).fit(sparse)
