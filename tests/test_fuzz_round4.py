@@ -178,3 +178,41 @@ def test_the_sparse_tensor_check_lives_in_one_top_level_module() -> None:
         sw.Dataset(np.zeros((3, 2)), labels=torch.arange(3).to_sparse())
     with pytest.raises(TypeError, match="X " + message):
         sw.SAE(n_units=4, k=1).fit(sparse)
+
+
+# ------------------------------------------------------------- images with one channel last
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    h=st.integers(1, 5),
+    w=st.integers(1, 5),
+    as_tensor=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_images_with_one_channel_last_are_grey_images(n, h, w, as_tensor, seed) -> None:
+    """images of shape (n, h, w, 1) were refused ('must have shape (n, h, w) or (n, h, w, 3)')."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.random((n, h, w, 1), dtype=np.float32)
+    given_images = torch.from_numpy(pixels) if as_tensor else pixels
+    ds = sw.Dataset(pixels.reshape(n, -1), images=given_images)
+    assert ds.image_shape == (h, w)
+    np.testing.assert_array_equal(ds.images, pixels[..., 0])
+    np.testing.assert_array_equal(ds[np.arange(n)[::-1]].images, pixels[::-1, ..., 0])
+
+
+def test_collect_activations_carries_one_channel_images_and_feeds_the_model_images() -> None:
+    pixels = np.random.default_rng(0).random((10, 4, 4, 1), dtype=np.float32)
+    ds = sw.Dataset(pixels.reshape(10, 16), images=pixels, labels=np.arange(10) % 2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.ReLU())
+    acts = sw.collect_activations(model, layer="1", data=ds, input_shape="images")
+    assert acts.image_shape == (4, 4) and acts.X.shape == (10, 2 * 2 * 2)
+    np.testing.assert_array_equal(acts.images, pixels[..., 0])
+    with torch.no_grad():
+        expected = model[1](model[0](torch.from_numpy(pixels).permute(0, 3, 1, 2)))
+    np.testing.assert_allclose(acts.X, expected.numpy(), rtol=1e-6, atol=1e-6)
+    grid = sw.image_grid(pixels)  # the widget helper takes them too
+    assert grid.format == "png"
+    with pytest.raises(ValueError, match=r"images must have shape .*got \(10, 4, 4, 2\)"):
+        sw.Dataset(pixels.reshape(10, 16), images=np.zeros((10, 4, 4, 2)))

@@ -29,7 +29,8 @@ class Dataset:
         [1, 0, 1]; ["False", "True"] for bools); None among names means "no label".
     label_names: name of each class (label i is `label_names[i]`), or None. Given with
         labels that are names, it fixes their numbering and must list every one of them.
-    images: (n, h, w) or (n, h, w, 3) drawing of each sample, or None.
+    images: (n, h, w) or (n, h, w, 3) drawing of each sample, or None; (n, h, w, 1) is
+        taken as (n, h, w) grey images.
     factors: known generative factors, name -> (n,) array, or None.
     true_features: (n_features, d) ground-truth directions, or None.
     true_codes: (n, n_features) ground-truth coefficients (scipy.sparse CSR), or None;
@@ -95,10 +96,13 @@ class Dataset:
         if images is None:
             return None
         arr = _to_numpy(images, "images")
+        if arr.ndim == 4 and arr.shape[3] == 1:  # one channel, channels last: grey images
+            arr = arr[..., 0]
         ok_shape = arr.ndim == 3 or (arr.ndim == 4 and arr.shape[3] == 3)
         if not ok_shape or arr.shape[0] != n:
             raise ValueError(
-                f"images must have shape (n, h, w) or (n, h, w, 3) with n={n}; got {arr.shape}"
+                f"images must have shape (n, h, w), (n, h, w, 1) or (n, h, w, 3) with n={n}; "
+                f"got {np.shape(images)}"
             )
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"images must hold numbers; got dtype {arr.dtype}")
