@@ -216,3 +216,67 @@ def test_collect_activations_carries_one_channel_images_and_feeds_the_model_imag
     assert grid.format == "png"
     with pytest.raises(ValueError, match=r"images must have shape .*got \(10, 4, 4, 2\)"):
         sw.Dataset(pixels.reshape(10, 16), images=np.zeros((10, 4, 4, 2)))
+
+
+# ------------------------------------------------------- reconstruct indexes as Dataset does
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_reconstruct_takes_what_dataset_indexing_takes(digits_sae, data) -> None:
+    """Explorer.reconstruct refused a boolean mask ('must hold integer indices; got dtype
+    bool') though ds[mask] takes one; slices and negative indices likewise."""
+    sae, ds = digits_sae
+    ex = _explorer(sae, ds)
+    n = ex.n_samples
+    kind = data.draw(st.sampled_from(["mask", "slice", "ints", "one"]))
+    if kind == "mask":
+        index = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    elif kind == "slice":
+        start, stop = data.draw(st.integers(-n, n)), data.draw(st.integers(-n, n))
+        step = data.draw(st.integers(-5, 5).filter(bool))
+        index = slice(start, stop, step)
+    elif kind == "ints":
+        index = data.draw(st.lists(st.integers(-n, n - 1), max_size=8))
+    else:
+        index = data.draw(st.integers(-n, n - 1))
+    rows = np.arange(n)[index] if kind != "one" else np.array([index % n])
+    rows = np.atleast_1d(rows) % n
+    expected = sae.inverse_transform(ex.codes.dense(rows)) if len(rows) else None
+    got = ex.reconstruct(index)
+    assert got.shape == (len(rows), ds.X.shape[1]) and got.dtype == np.float32
+    if expected is not None:
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+        if len(rows) and kind != "one":
+            assert len(ds[index]) == len(rows)  # the same samples Dataset indexing picks
+
+
+_EXPLORERS: dict[int, sw.Explorer] = {}
+
+
+def _explorer(sae, ds) -> sw.Explorer:
+    key = id(sae)
+    if key not in _EXPLORERS:
+        _EXPLORERS[key] = sw.Explorer(sae, ds)
+    return _EXPLORERS[key]
+
+
+def test_reconstruct_names_a_bad_index(digits_sae) -> None:
+    sae, ds = digits_sae
+    ex = _explorer(sae, ds)
+    n = ex.n_samples
+    with pytest.raises(ValueError, match=rf"indices as a boolean mask .* \(n={n}\); got 3"):
+        ex.reconstruct(np.array([True, False, True]))
+    with pytest.raises(ValueError, match=rf"indices out of range: {n} is not a sample index"):
+        ex.reconstruct([0, n])
+    with pytest.raises(TypeError, match="indices must hold integers or booleans; got dtype"):
+        ex.reconstruct([0.5])
+    with pytest.raises(TypeError, match="indices must be an int, slice"):
+        ex.reconstruct(True)
+    with pytest.raises(ValueError, match="step cannot be zero"):
+        ex.reconstruct(slice(0, 4, 0))
+    mask = np.zeros(n, bool)
+    mask[[3, 5]] = True
+    np.testing.assert_array_equal(
+        ex.reconstruct_prefix(mask, 10), ex.reconstruct_prefix([3, 5], 10)
+    )

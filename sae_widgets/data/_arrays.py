@@ -95,3 +95,28 @@ def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarra
         bad = low if low < -n else high
         raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
     return np.where(idx < 0, idx + n, idx)
+
+
+def sample_rows(index: Any, n: int, name: str = "index", allow_empty: bool = False) -> np.ndarray:
+    """The positions (int64, in [0, n)) that `index` picks, as Dataset indexing reads it: one
+    int, a slice, an int array-like (negative counts from the end) or a boolean mask of
+    length n. Errors name `name`, the value and what was expected."""
+    if isinstance(index, bool | np.bool_):  # not read as index 1 or a 1-sample mask
+        raise TypeError(
+            f"{name} must be an int, slice, index array or boolean mask of length {n}; "
+            f"got {index!r}"
+        )
+    if isinstance(index, slice):
+        if index.step == 0:
+            raise ValueError(f"{name}: a slice's step cannot be zero; got {index!r}")
+        try:
+            rows = np.arange(n)[index]
+        except TypeError as err:  # slice("a") and the like
+            raise TypeError(f"{name}: a slice of ints or None; got {index!r}") from err
+    elif is_int(index):
+        rows = _normalise_indices(np.array([index]), n, name)
+    else:
+        rows = _normalise_indices(index, n, name)
+    if rows.size == 0 and not allow_empty:
+        raise ValueError(f"{name} selects no samples: a dataset needs at least one sample")
+    return rows.astype(np.int64, copy=False)

@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sae_widgets.data._arrays import _as_float32, _check_finite, _normalise_indices, _to_numpy
+from sae_widgets.data._arrays import _as_float32, _check_finite, _to_numpy, sample_rows
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.tokens import TokenRows
 from sae_widgets.label_codes import MAX_LABEL, encode_labels
 
-__all__ = ["MAX_LABEL", "Attribute", "Dataset"]
+__all__ = ["MAX_LABEL", "Attribute", "Dataset", "sample_rows"]
 
 
 class Dataset:
@@ -227,22 +227,7 @@ class Dataset:
     def __getitem__(self, index: Any) -> Dataset:
         """The samples `index` (int array, slice, boolean mask or one int) as a new Dataset,
         every field aligned and every attribute acting on the subset's own rows."""
-        n = len(self)
-        if isinstance(index, bool | np.bool_):  # not read as index 1 or a 1-sample mask
-            raise TypeError(
-                f"index must be an int, slice, index array or boolean mask of length {n}; "
-                f"got {index!r}"
-            )
-        if isinstance(index, slice):
-            if index.step == 0:
-                raise ValueError(f"index: a slice's step cannot be zero; got {index!r}")
-            rows = np.arange(n)[index]
-        elif isinstance(index, (int, np.integer)):
-            rows = _normalise_indices(np.array([index]), n, "index")
-        else:
-            rows = _normalise_indices(index, n, "index")
-        if rows.size == 0:
-            raise ValueError("index selects no samples: a dataset needs at least one sample")
+        rows = sample_rows(index, len(self), "index")
         return Dataset(
             self.X[rows],
             labels=None if self.labels is None else self.labels[rows],
