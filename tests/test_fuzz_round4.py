@@ -280,3 +280,51 @@ def test_reconstruct_names_a_bad_index(digits_sae) -> None:
     np.testing.assert_array_equal(
         ex.reconstruct_prefix(mask, 10), ex.reconstruct_prefix([3, 5], 10)
     )
+
+
+# ------------------------------------------------------------------ token datasets pickle
+
+
+@pytest.fixture(scope="module")
+def tiny_token_dataset():
+    transformers = pytest.importorskip("transformers")
+    tokenizer = sw.models.minilm().tokenizer
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    model = transformers.BertModel(config).eval()
+    corpus = sw.datasets.sentences(6, seed=0, label="tense")
+    ds = sw.collect_activations(model, "encoder.layer.0", data=corpus, tokenizer=tokenizer)
+    return corpus, ds
+
+
+def test_a_token_dataset_pickles_and_its_attributes_still_rerender(tiny_token_dataset) -> None:
+    """pickle.dumps of collected token activations raised "Can't pickle local object
+    '_variant_attribute.<locals>.sweep_fn'" (and the sentences' render closures)."""
+    corpus, ds = tiny_token_dataset
+    corpus_copy = pickle.loads(pickle.dumps(corpus))
+    assert corpus_copy.variants["tense"].render(0, 2) == corpus.variants["tense"].render(0, 2)
+    copy = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(copy.X, ds.X)
+    np.testing.assert_array_equal(copy.labels, ds.labels)
+    assert copy.label_names == ds.label_names
+    np.testing.assert_array_equal(copy.tokens.doc, ds.tokens.doc)
+    np.testing.assert_array_equal(copy.tokens.token_id, ds.tokens.token_id)
+    assert set(copy.attributes) == set(ds.attributes)
+    rows = np.flatnonzero(ds.tokens.doc == 1)
+    for name in ("tense", "number"):
+        np.testing.assert_allclose(
+            copy.attributes[name].sweep(rows), ds.attributes[name].sweep(rows), rtol=0, atol=1e-6
+        )
+    own = int(corpus.factors["tense"][1])  # at its own value a row reads its own activations
+    np.testing.assert_allclose(copy.attributes["tense"].apply(rows, own), ds.X[rows], atol=1e-5)
+    sub = pickle.loads(pickle.dumps(ds[rows]))  # a subset's attributes pickle too
+    np.testing.assert_allclose(
+        sub.attributes["tense"].apply(np.arange(len(rows)), own), ds.X[rows], atol=1e-5
+    )
