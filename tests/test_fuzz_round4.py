@@ -4,6 +4,7 @@ check, bytes paths for save/load."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -328,3 +329,60 @@ def test_a_token_dataset_pickles_and_its_attributes_still_rerender(tiny_token_da
     np.testing.assert_allclose(
         sub.attributes["tense"].apply(np.arange(len(rows)), own), ds.X[rows], atol=1e-5
     )
+
+
+# ------------------------------------------------------------------------- bytes paths
+
+
+class _BytesPath:
+    """An os.PathLike whose __fspath__ gives bytes (as os.DirEntry of a bytes scan does)."""
+
+    def __init__(self, path: bytes) -> None:
+        self.path = path
+
+    def __fspath__(self) -> bytes:
+        return self.path
+
+
+@pytest.fixture(scope="module")
+def small_sae() -> sw.SAE:
+    X = np.random.default_rng(0).random((30, 5), dtype=np.float32)
+    return sw.SAE(n_units=6, k=2, epochs=1, batch_size=30, seed=0).fit(X, progress=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    name=st.text(alphabet="abcXYZ_-.é 09", min_size=1, max_size=12).filter(
+        lambda s: s not in (".", "..")
+    ),
+    kind=st.sampled_from(["str", "bytes", "Path", "bytes PathLike"]),
+)
+def test_save_and_load_take_str_bytes_and_pathlike(small_sae, tmp_path_factory, name, kind) -> None:
+    """sae.save(b"runs/x") raised 'folder must be a str or path; got bytes', though open()
+    and os.listdir take bytes."""
+    folder = tmp_path_factory.mktemp("bytes") / name
+    given_path = {
+        "str": str(folder),
+        "bytes": os.fsencode(folder),
+        "Path": folder,
+        "bytes PathLike": _BytesPath(os.fsencode(folder)),
+    }[kind]
+    small_sae.save(given_path)
+    assert (folder / "cfg.json").is_file()
+    loaded = sw.SAE.load(given_path)
+    np.testing.assert_array_equal(loaded.components_, small_sae.components_)
+
+
+def test_a_path_of_another_kind_is_named(small_sae, tmp_path) -> None:
+    with pytest.raises(TypeError, match=r"folder must be a folder path \(str, bytes or os.Path"):
+        small_sae.save(3)
+    with pytest.raises(TypeError, match=r"folder must be a folder path .* got bytearray"):
+        sw.SAE.load(bytearray(b"x"))
+    with pytest.raises(ValueError, match="folder must be a path without NUL characters"):
+        small_sae.save(b"run\0s")
+    ds = sw.Dataset(np.random.default_rng(0).random((30, 5)))
+    store = sw.collect_activations(
+        torch.nn.Sequential(torch.nn.Identity()), "0", data=ds, out=os.fsencode(tmp_path / "s")
+    )
+    again = sw.ActivationStore(os.fsencode(tmp_path / "s"))
+    np.testing.assert_array_equal(np.asarray(again.X[:]), np.asarray(store.X[:]))

@@ -39,6 +39,7 @@ from sae_widgets.explore.prefixes import PrefixQueries
 from sae_widgets.explore.selection import Selection
 from sae_widgets.explore.selection_queries import SelectionQueries
 from sae_widgets.explore.steering import Steerer
+from sae_widgets.paths import as_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
@@ -142,8 +143,8 @@ class Explorer(SelectionQueries, PrefixQueries):
                 f"{dataset.X.shape}"
             )
         _check_source(projection, "projection")
-        if codes_dir is not None and not isinstance(codes_dir, str | os.PathLike):
-            raise TypeError(f"codes_dir must be None or a folder path; got {codes_dir!r}")
+        if codes_dir is not None:
+            codes_dir = as_path(codes_dir, "codes_dir")
         if codes_dir is not None and Path(codes_dir).exists() and not Path(codes_dir).is_dir():
             raise ValueError(f"codes_dir must be a folder; {str(codes_dir)!r} is a file")
         self.sae = sae
