@@ -68,7 +68,7 @@ def encode_labels(
     if array.ndim != 1 or array.shape[0] != n:
         raise ValueError(f"{name} must have one entry per sample (n={n}); got shape {array.shape}")
     names = check_label_names(label_names)
-    kind = array.dtype.kind
+    kind: str = array.dtype.kind
     if kind == "O":
         array, kind = _object_kind(array, name)
     if kind == "b":
