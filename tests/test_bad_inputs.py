@@ -102,7 +102,7 @@ CASES: list[Case] = [
     (
         "TextCorpus labels=[2**64]",
         lambda e: sw.TextCorpus(["a"], labels=[2**64]),
-        TypeError,
+        ValueError,  # a Python int is a class index, beyond the largest one (2**20)
         "labels",
     ),
     (

@@ -162,7 +162,7 @@ def test_a_foreign_folder_lists_the_files_each_layout_expects(tmp_path: Path) ->
         read_weights(tmp_path / "missing")
     with pytest.raises(ValueError, match="is a file"):
         read_weights(tmp_path / "weights.bin")
-    with pytest.raises(TypeError, match="folder must be a str or path"):
+    with pytest.raises(TypeError, match="folder must be a folder path"):
         read_weights(3)  # type: ignore[arg-type]
 
 

@@ -73,7 +73,7 @@ def test_public_names() -> None:
             "true_features holds values beyond float32",
         ),
         ({"X": np.zeros((3, 2)), "labels": [0, 1]}, ValueError, r"labels .* per sample \(n=3\)"),
-        ({"X": np.zeros((2, 2)), "labels": [0.5, 1]}, TypeError, "labels must be integers"),
+        ({"X": np.zeros((2, 2)), "labels": [0.5, 1j]}, TypeError, "labels must be class"),
         ({"X": np.zeros((2, 2)), "labels": [0, 2], "label_names": ["a"]}, ValueError, "label_"),
         ({"X": np.zeros((2, 2)), "label_names": ["a"]}, ValueError, "without labels"),
         ({"X": np.zeros((2, 4)), "images": np.zeros((3, 2, 2))}, ValueError, "images must"),

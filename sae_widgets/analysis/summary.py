@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 
 from sae_widgets.analysis.checks import check_index, check_positive_int
 from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.label_codes import encode_labels
 
 __all__ = [
     "IntervalSamples",
@@ -99,15 +100,26 @@ def normalize_rows(matrix: Any) -> NDArray[np.float32]:
 
 
 def check_labels(labels: Any, n_samples: int) -> NDArray[np.int64]:
-    """Labels as an int64 array of length `n_samples` (-1 = unlabelled), or raise naming it."""
-    array = np.asarray(labels)
-    if array.shape != (n_samples,):
-        raise ValueError(f"labels must have shape ({n_samples},); got {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"labels must be integers; got dtype {array.dtype}")
-    if n_samples and array.min() < -1:
-        raise ValueError("labels must be class indices >= 0, or -1 for an unlabelled sample")
-    return array.astype(np.int64, copy=False)
+    """Labels as an int64 array of length `n_samples` (-1 = unlabelled), or raise naming it.
+    Labels that are names (strings, bools, ...) are numbered in sorted order, as
+    `sae_widgets.Dataset` numbers them (`label_codes.encode_labels`)."""
+    return _encoded(labels, n_samples, None)[0]
+
+
+def _encoded(
+    labels: Any, n_samples: int, label_names: Any
+) -> tuple[NDArray[np.int64], list[str] | None]:
+    shape = getattr(labels, "shape", None)
+    if shape is not None and tuple(shape) != (n_samples,):
+        raise ValueError(f"labels must have shape ({n_samples},); got {tuple(shape)}")
+    try:
+        return encode_labels(labels, n_samples, label_names)
+    except ValueError as err:
+        if "one entry per sample" in str(err):
+            raise ValueError(
+                f"labels must have shape ({n_samples},); got {np.shape(labels)}"
+            ) from None
+        raise
 
 
 def top_entries(
@@ -177,10 +189,10 @@ class LabelIndex:
 def prepare_labels(labels: Any, n_samples: int, label_names: Any = None) -> LabelIndex:
     """Check `labels` (and `label_names`, which must name every label) once, for many
     `unit_summary` calls (pass the result as their `labels`)."""
-    array = check_labels(labels, n_samples)
+    array, given = _encoded(labels, n_samples, label_names)
     labelled = array[array >= 0]
     n_labels = int(labelled.max()) + 1 if len(labelled) else 0
-    names = None if label_names is None else tuple(str(n) for n in label_names)
+    names = None if given is None else tuple(given)
     if names is not None:
         if len(names) < n_labels:
             raise ValueError(

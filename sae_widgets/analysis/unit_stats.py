@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.summary import check_labels
 
 __all__ = ["UnitStats", "unit_stats"]
 
@@ -35,9 +36,7 @@ def unit_stats(store: CodeStore, labels: Any = None) -> UnitStats:
     selectivity = np.full(n_units, np.nan)
     top_label = np.full(n_units, -1, dtype=np.int64)
     if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
-        if labels.shape != (store.n_samples,):
-            raise ValueError(f"labels: expected shape ({store.n_samples},), got {labels.shape}")
+        labels = check_labels(labels, store.n_samples)  # names (strings...) numbered too
         keep = labels >= 0  # unlabelled samples carry no class
         n_labels = int(labels[keep].max()) + 1 if keep.any() else 0
         if n_labels:

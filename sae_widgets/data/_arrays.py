@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.data.checks import is_int
+from sae_widgets.tensor_checks import check_dense, check_has_values
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
@@ -16,13 +17,8 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     # and importing it here would make `import sae_widgets.data` cost a second.
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        if value.is_meta:
-            raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
-        if value.layout != torch.strided:  # torch's own error would not name the argument
-            raise TypeError(
-                f"{name} must be a dense tensor; got a sparse one (layout {value.layout}): "
-                "call .to_dense() first"
-            )
+        check_has_values(value, name)
+        check_dense(value, name)  # torch's own error would not name the argument
         value = value.detach().cpu()
         numpy_floats = (torch.float16, torch.float32, torch.float64)
         if value.is_floating_point() and value.dtype not in numpy_floats:
@@ -99,3 +95,28 @@ def _normalise_indices(indices: Any, n: int, name: str = "indices") -> np.ndarra
         bad = low if low < -n else high
         raise ValueError(f"{name} out of range: {bad} is not a sample index for n={n} samples")
     return np.where(idx < 0, idx + n, idx)
+
+
+def sample_rows(index: Any, n: int, name: str = "index", allow_empty: bool = False) -> np.ndarray:
+    """The positions (int64, in [0, n)) that `index` picks, as Dataset indexing reads it: one
+    int, a slice, an int array-like (negative counts from the end) or a boolean mask of
+    length n. Errors name `name`, the value and what was expected."""
+    if isinstance(index, bool | np.bool_):  # not read as index 1 or a 1-sample mask
+        raise TypeError(
+            f"{name} must be an int, slice, index array or boolean mask of length {n}; "
+            f"got {index!r}"
+        )
+    if isinstance(index, slice):
+        if index.step == 0:
+            raise ValueError(f"{name}: a slice's step cannot be zero; got {index!r}")
+        try:
+            rows = np.arange(n)[index]
+        except TypeError as err:  # slice("a") and the like
+            raise TypeError(f"{name}: a slice of ints or None; got {index!r}") from err
+    elif is_int(index):
+        rows = _normalise_indices(np.array([index]), n, name)
+    else:
+        rows = _normalise_indices(index, n, name)
+    if rows.size == 0 and not allow_empty:
+        raise ValueError(f"{name} selects no samples: a dataset needs at least one sample")
+    return rows.astype(np.int64, copy=False)

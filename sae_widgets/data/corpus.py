@@ -7,13 +7,14 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
 
 from sae_widgets.data.checks import is_int
+from sae_widgets.label_codes import check_label_names, encode_labels
 
 __all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
@@ -39,7 +40,8 @@ class TextCorpus(Sequence[str]):
     Parameters
     ----------
     texts: the documents.
-    labels, label_names: an integer class per document and the class names, or None.
+    labels, label_names: the class of each document and the class names, or None; labels
+        that are names (strings, ...) are numbered as `sae_widgets.Dataset` numbers them.
     factors: name -> (n_docs,) numbers known about each document (e.g. a tense index).
     variants: name -> `Variant`, the attributes a probe can vary by re-rendering.
     name: short description.
@@ -57,15 +59,10 @@ class TextCorpus(Sequence[str]):
     ) -> None:
         self.texts = as_texts(texts, "texts")
         n = len(self.texts)
-        self.labels = None if labels is None else _int_labels(labels, n)
-        if isinstance(label_names, str) or not (
-            label_names is None or isinstance(label_names, Iterable)
-        ):
-            raise TypeError(f"label_names must be a list of strings; got {label_names!r}")
-        try:
-            self.label_names = None if label_names is None else [str(s) for s in label_names]
-        except TypeError as err:  # e.g. a 0-d array or tensor: iterable in type only
-            raise TypeError(f"label_names must be a list of strings; got {label_names!r}") from err
+        self.labels: np.ndarray | None = None
+        self.label_names: list[str] | None = check_label_names(label_names)
+        if labels is not None:  # names (strings, bools, ...) become codes, as in Dataset
+            self.labels, self.label_names = encode_labels(labels, n, label_names)
         self.factors = {str(k): np.asarray(v) for k, v in (factors or {}).items()}
         for key, value in self.factors.items():
             if value.shape != (n,):
@@ -103,22 +100,6 @@ class TextCorpus(Sequence[str]):
         if self.variants:
             parts.append("variants=[" + ", ".join(self.variants) + "]")
         return "TextCorpus(" + ", ".join(parts) + ")"
-
-
-def _int_labels(labels: Any, n: int) -> np.ndarray:
-    """(n,) int64 class labels, or an error naming `labels`."""
-    array = np.asarray(labels) if not isinstance(labels, np.ndarray) else labels
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
-    ):
-        if not np.issubdtype(array.dtype, np.floating) or not np.all(np.mod(array, 1) == 0):
-            raise TypeError(f"labels must be integer class indices; got {short_repr(labels)}")
-    if array.shape != (n,):
-        raise ValueError(f"labels must have one entry per text (n={n}); got shape {array.shape}")
-    if array.size and np.issubdtype(array.dtype, np.unsignedinteger):
-        if int(array.max()) > np.iinfo(np.int64).max:
-            raise ValueError("labels hold values beyond int64")
-    return array.astype(np.int64)
 
 
 def short_repr(value: Any, limit: int = 80) -> str:

@@ -8,15 +8,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from sae_widgets.data._arrays import _as_float32, _check_finite, _normalise_indices, _to_numpy
+from sae_widgets.data._arrays import _as_float32, _check_finite, _to_numpy, sample_rows
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.tokens import TokenRows
+from sae_widgets.label_codes import MAX_LABEL, encode_labels
 
-__all__ = ["MAX_LABEL", "Attribute", "Dataset"]
-
-MAX_LABEL = 2**20
-"""Labels are class indices below this (about a million classes): views keep dense per-class
-counts."""
+__all__ = ["MAX_LABEL", "Attribute", "Dataset", "sample_rows"]
 
 
 class Dataset:
@@ -25,9 +22,15 @@ class Dataset:
     Parameters
     ----------
     X: (n, d) vectors (numpy or torch); stored as float32, C-contiguous.
-    labels: (n,) integer class per sample (-1 means "no label"), or None.
-    label_names: name of each class (label i is `label_names[i]`), or None.
-    images: (n, h, w) or (n, h, w, 3) drawing of each sample, or None.
+    labels: (n,) class of each sample, or None. Integers are class indices (-1 means "no
+        label"). Labels of any other kind are class names (strings, bools, fractional
+        numbers): they are stored as integer codes, and `label_names` becomes their distinct
+        values in sorted order (["cat", "dog"] for labels ["dog", "cat", "dog"], codes
+        [1, 0, 1]; ["False", "True"] for bools); None among names means "no label".
+    label_names: name of each class (label i is `label_names[i]`), or None. Given with
+        labels that are names, it fixes their numbering and must list every one of them.
+    images: (n, h, w) or (n, h, w, 3) drawing of each sample, or None; (n, h, w, 1) is
+        taken as (n, h, w) grey images.
     factors: known generative factors, name -> (n,) array, or None.
     true_features: (n_features, d) ground-truth directions, or None.
     true_codes: (n, n_features) ground-truth coefficients (scipy.sparse CSR), or None;
@@ -72,8 +75,12 @@ class Dataset:
         X = _as_float32(X, "X")
         n = X.shape[0]
         self.X: np.ndarray = X
-        self.labels = self._check_labels(labels, n)
-        self.label_names = self._check_label_names(label_names, self.labels)
+        if label_names is not None and labels is None:
+            raise ValueError("label_names given without labels")
+        self.labels: np.ndarray | None = None
+        self.label_names: list[str] | None = None
+        if labels is not None:
+            self.labels, self.label_names = encode_labels(labels, n, label_names)
         self.images = self._check_images(images, n)
         self.factors = self._check_factors(factors, n)
         self.true_features = self._check_true_features(true_features, X.shape[1])
@@ -85,58 +92,17 @@ class Dataset:
     # ---------------------------------------------------------------------------- validation
 
     @staticmethod
-    def _check_labels(labels: Any, n: int) -> np.ndarray | None:
-        if labels is None:
-            return None
-        arr = _to_numpy(labels, "labels")
-        if arr.ndim != 1 or arr.shape[0] != n:
-            raise ValueError(
-                f"labels must have one entry per sample (n={n}); got shape {arr.shape}"
-            )
-        if np.issubdtype(arr.dtype, np.floating):
-            _check_finite(arr, "labels")
-            if not np.all(arr == np.round(arr)):
-                raise TypeError("labels must be integers; got non-integer floats")
-        elif not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"labels must be integers; got dtype {arr.dtype}")
-        # Views count samples per class in arrays as long as the largest label (before the
-        # int64 cast, which would wrap 2**63 or 1e300 into a negative number).
-        if arr.size and arr.max() >= MAX_LABEL:
-            raise ValueError(
-                f"labels must be class indices below {MAX_LABEL} (-1 means no label); got "
-                f"{arr.max()}: renumber them 0..C-1 first (np.unique(labels, "
-                "return_inverse=True)) and pass the originals as label_names"
-            )
-        arr = arr.astype(np.int64)
-        if arr.size and arr.min() < -1:
-            raise ValueError(f"labels must be >= -1 (-1 means no label); got {arr.min()}")
-        return arr
-
-    @staticmethod
-    def _check_label_names(label_names: Any, labels: np.ndarray | None) -> list[str] | None:
-        if label_names is None:
-            return None
-        if labels is None:
-            raise ValueError("label_names given without labels")
-        if isinstance(label_names, str) or not hasattr(label_names, "__iter__"):
-            raise TypeError("label_names must be a list of strings")
-        names = [str(s) for s in label_names]
-        if labels.size and labels.max() >= len(names):
-            raise ValueError(
-                f"label_names must name every label: labels go up to {labels.max()} but only "
-                f"{len(names)} names were given"
-            )
-        return names
-
-    @staticmethod
     def _check_images(images: Any, n: int) -> np.ndarray | None:
         if images is None:
             return None
         arr = _to_numpy(images, "images")
+        if arr.ndim == 4 and arr.shape[3] == 1:  # one channel, channels last: grey images
+            arr = arr[..., 0]
         ok_shape = arr.ndim == 3 or (arr.ndim == 4 and arr.shape[3] == 3)
         if not ok_shape or arr.shape[0] != n:
             raise ValueError(
-                f"images must have shape (n, h, w) or (n, h, w, 3) with n={n}; got {arr.shape}"
+                f"images must have shape (n, h, w), (n, h, w, 1) or (n, h, w, 3) with n={n}; "
+                f"got {np.shape(images)}"
             )
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"images must hold numbers; got dtype {arr.dtype}")
@@ -261,22 +227,7 @@ class Dataset:
     def __getitem__(self, index: Any) -> Dataset:
         """The samples `index` (int array, slice, boolean mask or one int) as a new Dataset,
         every field aligned and every attribute acting on the subset's own rows."""
-        n = len(self)
-        if isinstance(index, bool | np.bool_):  # not read as index 1 or a 1-sample mask
-            raise TypeError(
-                f"index must be an int, slice, index array or boolean mask of length {n}; "
-                f"got {index!r}"
-            )
-        if isinstance(index, slice):
-            if index.step == 0:
-                raise ValueError(f"index: a slice's step cannot be zero; got {index!r}")
-            rows = np.arange(n)[index]
-        elif isinstance(index, (int, np.integer)):
-            rows = _normalise_indices(np.array([index]), n, "index")
-        else:
-            rows = _normalise_indices(index, n, "index")
-        if rows.size == 0:
-            raise ValueError("index selects no samples: a dataset needs at least one sample")
+        rows = sample_rows(index, len(self), "index")
         return Dataset(
             self.X[rows],
             labels=None if self.labels is None else self.labels[rows],

@@ -44,6 +44,7 @@ from sae_widgets.data.store_files import (
 from sae_widgets.data.store_tokens import read_token_rows, write_documents
 from sae_widgets.data.store_writer import StoreWriter, row_fields
 from sae_widgets.data.tokens import TokenRows
+from sae_widgets.paths import as_path
 
 __all__ = [
     "ActivationStore",
@@ -66,8 +67,7 @@ class ActivationStore(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike[str], verify: str = "lazy") -> None:
-        if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a folder path (str or Path); got {type(path).__name__}")
+        path = as_path(path, "path")
         if not isinstance(verify, str) or verify not in VERIFY:
             raise ValueError(f"verify must be one of {VERIFY}; got {verify!r}")
         self.path = Path(path)

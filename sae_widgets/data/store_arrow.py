@@ -28,6 +28,7 @@ import numpy as np
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.sharded import ShardedArray
 from sae_widgets.data.store_files import StoreError
+from sae_widgets.paths import as_path
 
 __all__ = ["SAELensCache"]
 
@@ -122,9 +123,7 @@ class SAELensCache(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike[str], hook_name: str | None = None) -> None:
-        if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a folder path (str or Path); got {type(path).__name__}")
-        self.path = Path(path)
+        self.path = as_path(path, "path")
         if hook_name is not None and not isinstance(hook_name, str):
             raise TypeError(f"hook_name must be None or a str; got {type(hook_name).__name__}")
         if not self.path.is_dir():

@@ -30,6 +30,7 @@ from sae_widgets.data.store_files import (
     checksum,
     save_npy,
 )
+from sae_widgets.paths import as_path
 
 __all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
 
@@ -102,8 +103,7 @@ class StoreWriter:
         info: Mapping[str, Any] | None = None,
         overwrite: bool = False,
     ) -> None:
-        if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
-            raise TypeError(f"out must be a folder path (str or Path); got {type(path).__name__}")
+        path = as_path(path, "out")
         d = check_int(d, "d", 1)  # before anything is created on disk
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")

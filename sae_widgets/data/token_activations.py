@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -338,60 +339,69 @@ def _row_chunks(
 
 def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows) -> Attribute:
     """A probe attribute over token rows: each row's sentence re-rendered with the variant's
-    value, run to the layer, read at the aligned token (`aligned_position`)."""
-    documents = tokens.documents
-    n_values = len(variant.value_names)
-
-    def sweep_fn(rows: NDArray[np.int64], grid: NDArray[np.float64]) -> NDArray[np.float32]:
-        values = []
-        for value in grid:
-            index = round(float(value))
-            if index != value or not 0 <= index < n_values:
-                raise ValueError(
-                    f"value must be a value index in 0..{n_values - 1} for {variant.name!r} "
-                    f"({', '.join(variant.value_names)}); got {value}"
-                )
-            values.append(index)
-        docs = np.unique(tokens.doc[rows])
-        texts = [variant.render(int(d), v) for v in values for d in docs]
-        encoded = _Encoded()
-        runner.encode(texts, False, 0, encoded)
-        where = {
-            (v_i, int(d)): v_i * len(docs) + j
-            for v_i in range(len(values))
-            for j, d in enumerate(docs)
-        }
-        out: NDArray[np.float32] | None = None
-        with runner.hooked():
-            for start in range(0, len(texts), runner.batch_size):
-                chunk = encoded.ids[start : start + runner.batch_size]
-                hidden = runner.forward(chunk)
-                if out is None:
-                    out = np.empty((len(values), len(rows), hidden.shape[2]), np.float32)
-                for v_i in range(len(values)):
-                    for r_i, row in enumerate(rows):
-                        d = int(tokens.doc[row])
-                        t = where[(v_i, d)]
-                        if not start <= t < start + len(chunk):
-                            continue
-                        p = aligned_position(
-                            documents.texts[d],
-                            documents.offsets[d],
-                            int(tokens.pos[row]),
-                            texts[t],
-                            encoded.offsets[t],
-                        )
-                        out[v_i, r_i] = hidden[t - start, p]
-        assert out is not None
-        return out
-
-    def apply_fn(rows: NDArray[np.int64], value: float) -> NDArray[np.float32]:
-        return sweep_fn(rows, np.array([value]))[0]
-
+    value, run to the layer, read at the aligned token (`aligned_position`). Its functions
+    are partials of module-level ones, not closures, so the dataset pickles."""
     return Attribute(
         variant.name,
-        np.arange(n_values, dtype=np.float64),
-        apply_fn,
-        sweep_fn=sweep_fn,
+        np.arange(len(variant.value_names), dtype=np.float64),
+        partial(_apply_variant, variant, runner, tokens),
+        sweep_fn=partial(_sweep_variant, variant, runner, tokens),
         description=variant.description or f"{variant.name}: " + ", ".join(variant.value_names),
     )
+
+
+def _apply_variant(
+    variant: Variant, runner: TokenRunner, tokens: TokenRows, rows: NDArray[np.int64], value: float
+) -> NDArray[np.float32]:
+    return _sweep_variant(variant, runner, tokens, rows, np.array([value]))[0]
+
+
+def _sweep_variant(
+    variant: Variant,
+    runner: TokenRunner,
+    tokens: TokenRows,
+    rows: NDArray[np.int64],
+    grid: NDArray[np.float64],
+) -> NDArray[np.float32]:
+    """(len(grid), len(rows), d): the rows with the variant set to each value of `grid`."""
+    documents = tokens.documents
+    n_values = len(variant.value_names)
+    values = []
+    for value in grid:
+        index = round(float(value))
+        if index != value or not 0 <= index < n_values:
+            raise ValueError(
+                f"value must be a value index in 0..{n_values - 1} for {variant.name!r} "
+                f"({', '.join(variant.value_names)}); got {value}"
+            )
+        values.append(index)
+    docs = np.unique(tokens.doc[rows])
+    texts = [variant.render(int(d), v) for v in values for d in docs]
+    encoded = _Encoded()
+    runner.encode(texts, False, 0, encoded)
+    where = {
+        (v_i, int(d)): v_i * len(docs) + j for v_i in range(len(values)) for j, d in enumerate(docs)
+    }
+    out: NDArray[np.float32] | None = None
+    with runner.hooked():
+        for start in range(0, len(texts), runner.batch_size):
+            chunk = encoded.ids[start : start + runner.batch_size]
+            hidden = runner.forward(chunk)
+            if out is None:
+                out = np.empty((len(values), len(rows), hidden.shape[2]), np.float32)
+            for v_i in range(len(values)):
+                for r_i, row in enumerate(rows):
+                    d = int(tokens.doc[row])
+                    t = where[(v_i, d)]
+                    if not start <= t < start + len(chunk):
+                        continue
+                    p = aligned_position(
+                        documents.texts[d],
+                        documents.offsets[d],
+                        int(tokens.pos[row]),
+                        texts[t],
+                        encoded.offsets[t],
+                    )
+                    out[v_i, r_i] = hidden[t - start, p]
+    assert out is not None
+    return out

@@ -27,18 +27,19 @@ from sae_widgets.analysis import (
     probe_attribute,
     unit_summary,
 )
-from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_positive_int
 from sae_widgets.analysis.code_files import encode_to_folder
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.projection import pca_2d
 from sae_widgets.analysis.summary import LabelIndex, normalize_rows, prepare_labels
 from sae_widgets.analysis.threads import threads_for_batch
-from sae_widgets.data.dataset import Attribute, Dataset
+from sae_widgets.data.dataset import Attribute, Dataset, sample_rows
 from sae_widgets.explore.history import SelectionHistory
 from sae_widgets.explore.prefixes import PrefixQueries
 from sae_widgets.explore.selection import Selection
 from sae_widgets.explore.selection_queries import SelectionQueries
 from sae_widgets.explore.steering import Steerer
+from sae_widgets.paths import as_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
@@ -72,11 +73,6 @@ def _check_source(value: Any, name: str) -> None:
         raise TypeError(f"{name} must be one of {_SOURCES}; got {value!r} ({type(value).__name__})")
     if value not in _SOURCES:
         raise ValueError(f"{name} must be one of {_SOURCES}; got {value!r}")
-
-
-def _atleast_1d(indices: Any) -> Any:
-    """One index as a list of one; anything else as given (check_indices checks it)."""
-    return [indices] if np.ndim(indices) == 0 else indices
 
 
 class Explorer(SelectionQueries, PrefixQueries):
@@ -147,8 +143,8 @@ class Explorer(SelectionQueries, PrefixQueries):
                 f"{dataset.X.shape}"
             )
         _check_source(projection, "projection")
-        if codes_dir is not None and not isinstance(codes_dir, str | os.PathLike):
-            raise TypeError(f"codes_dir must be None or a folder path; got {codes_dir!r}")
+        if codes_dir is not None:
+            codes_dir = as_path(codes_dir, "codes_dir")
         if codes_dir is not None and Path(codes_dir).exists() and not Path(codes_dir).is_dir():
             raise ValueError(f"codes_dir must be a folder; {str(codes_dir)!r} is a file")
         self.sae = sae
@@ -352,8 +348,10 @@ class Explorer(SelectionQueries, PrefixQueries):
         return probe_attribute(self.sae, found, samples, self.n_samples, values)
 
     def reconstruct(self, indices: Any) -> NDArray[np.float32]:
-        """(len(indices), d) the SAE's reconstruction of those samples from the stored codes."""
-        rows = check_indices(_atleast_1d(indices), self.n_samples, "indices")
+        """(len(rows), d) the SAE's reconstruction, from the stored codes, of the samples that
+        `indices` picks as Dataset indexing does: one int (a row of one), an int array,
+        a slice or a boolean mask of length n_samples."""
+        rows = sample_rows(indices, self.n_samples, "indices", allow_empty=True)
         self._check_units()  # the stored codes must fit the SAE that decodes them
         with threads_for_batch(len(rows)):
             decoded = self.sae.inverse_transform(self.codes.dense(rows))

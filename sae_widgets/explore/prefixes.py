@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_indices
 from sae_widgets.analysis.prefix import PrefixMetrics, prefix_metrics, prefix_reconstruction
+from sae_widgets.data.dataset import sample_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from sae_widgets.analysis import CodeStore
@@ -62,8 +62,7 @@ class PrefixQueries:
     def reconstruct_prefix(self, indices: Any, n_units: int) -> NDArray[np.float32]:
         """(len(indices), d) reconstruction of those samples from their first `n_units`
         units only (`reconstruct` with every unit)."""
-        one = np.ndim(indices) == 0  # one index: a list of one (check_indices checks the rest)
-        rows = check_indices([indices] if one else indices, self.n_samples, "indices")
+        rows = sample_rows(indices, self.n_samples, "indices", allow_empty=True)
         return prefix_reconstruction(
             self.codes.csr[rows], self._components(), self._decoder_bias(), n_units
         )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
 
+from sae_widgets.paths import as_path
 from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
@@ -66,9 +67,7 @@ LAYOUTS = (
 
 
 def _as_path(folder: Any, name: str = "folder") -> Path:
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or path; got {type(folder).__name__}")
-    return Path(folder)
+    return as_path(folder, name)
 
 
 def expected_files() -> str:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from sae_widgets.sae.batches import is_row_source
+from sae_widgets.tensor_checks import check_dense, check_has_values
 
 # Inputs beyond this magnitude would overflow float32 in the encoder's matmul; smaller ones
 # (1e20 too) train like any others, as fit folds an input scale into the weights.
@@ -54,21 +55,6 @@ def shared_tensor(array: np.ndarray) -> Tensor:
 
 def _shareable(array: np.ndarray) -> bool:
     return all(stride >= 0 for stride in array.strides)
-
-
-def _check_not_meta(tensor: Tensor, name: str) -> None:
-    if tensor.is_meta:
-        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
-
-
-def check_dense(tensor: Tensor, name: str) -> None:
-    """TypeError for a torch sparse tensor (COO, CSR, ...), which most torch operations
-    (min, max, matmul on some backends) refuse with a NotImplementedError."""
-    if tensor.layout != torch.strided:
-        raise TypeError(
-            f"{name} must be a dense tensor; got a sparse one (layout {tensor.layout}): "
-            "call .to_dense() first"
-        )
 
 
 def _extremes(array: Any) -> tuple[float, float]:
@@ -136,7 +122,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
     """X as a finite float32 (n, d) tensor on `device`; d must equal `expected` if given."""
     X = data_of(X)
     if torch.is_tensor(X):
-        _check_not_meta(X, name)
+        check_has_values(X, name)
         check_dense(X, name)
         if X.is_complex():  # any real dtype converts, as it does for numpy input
             raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
@@ -160,7 +146,7 @@ def as_tensor(X: Any, name: str, expected: int | None, device: torch.device) -> 
 def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
     """Unit activations Z (numpy or torch, dense) as a finite float32 (n, n_units) tensor."""
     if torch.is_tensor(Z):
-        _check_not_meta(Z, "Z")
+        check_has_values(Z, "Z")
         if Z.is_complex():
             raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
         # sparse codes (COO, CSR) are accepted, as scipy's are: (n, n_units) dense is small

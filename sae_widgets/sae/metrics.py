@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from sae_widgets.sae.inputs import check_dense
+from sae_widgets.tensor_checks import check_dense, check_has_values
 
 __all__ = [
     "dead_fraction",
@@ -33,9 +33,8 @@ __all__ = [
 
 
 def _numpy(a: Any, name: str) -> np.ndarray:
-    if torch.is_tensor(a) and a.is_meta:
-        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
     if torch.is_tensor(a):
+        check_has_values(a, name)
         check_dense(a, name)
         a = a.detach().cpu()
         a = (a.double() if a.is_floating_point() else a).numpy()  # bfloat16 has no numpy dtype

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sae_widgets.label_codes import encode_labels, label_array
 from sae_widgets.language_inputs import check_max_length, check_token_ids
 from sae_widgets.sae.token_batches import token_batches
 
@@ -96,8 +97,13 @@ def classifier_batches(
         raise ValueError(
             "labels: a classifier is scored against labels; pass labels= or a Dataset with labels"
         )
-    y = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
+    y = label_array(labels)
     n = X_np.shape[0]
+    if y.ndim in (1, 2) and y.shape[0] == n and y.dtype.kind not in "iu":
+        # class names (strings, bools): numbered as the Dataset numbers them, against its
+        # label_names when data has them (logit i is class label_names[i])
+        codes, _ = encode_labels(y.reshape(-1), y.size, getattr(data, "label_names", None))
+        y = codes.reshape(y.shape)
     if y.ndim not in (1, 2) or y.shape[0] != n or y.dtype.kind not in "iu":
         raise ValueError(
             f"labels must be integers, one per sample ({n}), or one per position of each "

@@ -17,8 +17,9 @@ MAX_ZOOM = 64
 def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.Image:
     """Tile images into one PNG widget, row-major, `n_cols` per row, each pixel `zoom` x `zoom`.
 
-    `images` is grey (n, h, w) or colour (n, h, w, 3) with values in [0, 1] (clipped), or
-    uint8 in [0, 255] (as matplotlib reads them); numpy, a torch tensor or nested lists.
+    `images` is grey (n, h, w) (or (n, h, w, 1)) or colour (n, h, w, 3) with values in
+    [0, 1] (clipped), or uint8 in [0, 255] (as matplotlib reads them); numpy, a torch tensor
+    or nested lists.
     Grey images are drawn with dark ink on white, as digits and shapes are usually shown.
     """
     n_cols = check_positive_int(n_cols, "n_cols")
@@ -39,6 +40,8 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
     if np.asarray(images).dtype == np.uint8:  # 0..255, not 0..1: 1 and up was all ink
         pixels /= 255.0
     pixels = np.clip(pixels, 0.0, 1.0)
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:  # one channel, channels last: grey
+        pixels = pixels[..., 0]
     if pixels.ndim == 3:
         ink = np.rint(255 * (1.0 - pixels)).astype(np.uint8)
         rgb = np.repeat(ink[..., None], 3, axis=-1)

@@ -14,6 +14,8 @@ The remaining choices (verb, object) are factors too, but not variants.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from sae_widgets.data.checks import check_choice, check_seed
@@ -60,6 +62,13 @@ def _render(subject: int, number: int, verb: int, tense: int, sentiment: int, ob
     return f"The {noun} {verb_form} the {SENTIMENTS[sentiment]} {OBJECTS[obj]}."
 
 
+def _render_variant(table: np.ndarray, column: int, doc: int, value: int) -> str:
+    """Sentence `doc` of `table` with its factor `column` set to `value`."""
+    row = [int(v) for v in table[doc]]
+    row[column] = value
+    return _render(*row)
+
+
 def sentences(n: int = 2000, *, seed: int = 0, label: str = "sentiment") -> TextCorpus:
     """`n` distinct templated sentences (at most 11,520 exist) as a `TextCorpus`.
 
@@ -82,15 +91,12 @@ def sentences(n: int = 2000, *, seed: int = 0, label: str = "sentiment") -> Text
     factors = {name: table[:, i].copy() for i, name in enumerate(columns)}
     texts = [_render(*map(int, row)) for row in table]
 
-    def variant(column: int, name: str) -> Variant:
-        def render(doc: int, value: int) -> str:
-            row = [int(v) for v in table[doc]]
-            row[column] = value
-            return _render(*row)
-
-        return Variant(name, names[name], render)
-
-    variants = {name: variant(columns.index(name), name) for name in SENTENCE_ATTRIBUTES}
+    # partials of a module-level function, not closures: the corpus (and the token datasets
+    # collected from it, whose attributes re-render) pickle
+    variants = {
+        name: Variant(name, names[name], partial(_render_variant, table, columns.index(name)))
+        for name in SENTENCE_ATTRIBUTES
+    }
     return TextCorpus(
         texts,
         labels=factors[label],

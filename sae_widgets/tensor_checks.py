@@ -1,0 +1,30 @@
+"""Checks on a torch tensor given as data: shared by data/ (Dataset fields, labels) and sae/
+(the estimator's inputs, metrics), which never import each other (DESIGN.md layering).
+
+torch is not imported here: a tensor can only exist if torch is already loaded, and
+`import sae_widgets.data` must not pay for torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["check_dense", "check_has_values"]
+
+
+def check_has_values(tensor: Any, name: str) -> None:
+    """ValueError for a tensor on the 'meta' device (a shape without values)."""
+    if tensor.is_meta:
+        raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no values")
+
+
+def check_dense(tensor: Any, name: str) -> None:
+    """TypeError for a torch sparse tensor (COO, CSR, ...), which most torch operations
+    (min, max, .numpy(), matmul on some backends) refuse with errors naming no argument."""
+    import torch  # already loaded: `tensor` is one of its tensors
+
+    if tensor.layout != torch.strided:
+        raise TypeError(
+            f"{name} must be a dense tensor; got a sparse one (layout {tensor.layout}): "
+            "call .to_dense() first"
+        )
