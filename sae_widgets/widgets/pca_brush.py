@@ -137,6 +137,7 @@ class PCABrush(ExplorerView):
         coords = ex.projection(source).coords
         labels = ex.dataset.labels
         self._brushed_samples: list[int] | None = None
+        self._brushing_rect = False  # True while a released rectangle sets the selection
         self._colors: tuple[Any, np.ndarray] = ([], np.zeros(0, dtype=np.int64))
         self.hover = widgets.HTML()
         self.hover.add_class("sw-hover")
@@ -278,7 +279,13 @@ class PCABrush(ExplorerView):
 
     def _rect(self, x_range: Any, y_range: Any) -> None:
         """SVG: a rectangle was released; select every sample inside it."""
-        self._drawn(self.ex.samples_in_rect(x_range, y_range, self.source))
+        # The rectangle stays drawn around what it selected: `_draw_samples` (run by the
+        # Selection change inside `_drawn`) clears it only for a selection made elsewhere.
+        self._brushing_rect = True
+        try:
+            self._drawn(self.ex.samples_in_rect(x_range, y_range, self.source))
+        finally:
+            self._brushing_rect = False
         self._brushed_samples = self.selection.samples
 
     def _on_select_with(self, change: dict[str, Any]) -> None:
@@ -305,17 +312,23 @@ class PCABrush(ExplorerView):
         a lasso or rectangle then selects among the points as drawn."""
         coords = self.ex.projection(self.source).coords
         if self.webgl:
-            self.shown = self.ex.display_samples(self.max_points, self.source)
-            self.scatter.set_coords(coords[self.shown])
+            # New axes domains, positions and colours in one message (else seven, the axes
+            # drawn before their points): regl-scatterplot rejects a draw that comes while
+            # its last one runs (an uncaught "Ignoring draw call" error, seen once in a browser
+            # round after a refresh).
+            with self.scatter.widget.hold_sync():
+                self.shown = self.ex.display_samples(self.max_points, self.source)
+                self.scatter.set_coords(coords[self.shown])
+                self._recolor(release=False)
         else:
             self.points.set_coords(coords)
+            self._recolor(release=False)
         self._brushed_samples = None
-        self._recolor(release=False)
         self._draw_samples()  # releases the held frame (WebGL) when this view releases them
 
     def _draw_samples(self) -> None:
         samples = self.selection.samples
-        if not self.webgl and samples is not self._brushed_samples:
+        if not self.webgl and not self._brushing_rect and samples is not self._brushed_samples:
             self._brushed_samples = None  # selected elsewhere: the rectangle is stale
             self.points.clear_rect()
         n = len(samples)

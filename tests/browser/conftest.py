@@ -59,7 +59,10 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     root_dir = work_dir / "notebooks"
     root_dir.mkdir()
     copy_notebooks(served_notebooks(), root_dir)
-    server = start_lab_server(root_dir, work_dir, extra_env={"SAE_WIDGETS_FAST": "1"})
+    # The kernels import this checkout's sae_widgets, not whichever one the venv installed.
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = {"SAE_WIDGETS_FAST": "1", "PYTHONPATH": path}
+    server = start_lab_server(root_dir, work_dir, extra_env=env)
     try:
         yield server
     finally:
