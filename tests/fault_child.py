@@ -154,6 +154,10 @@ def warm_up() -> None:
 
 
 def serve() -> None:
+    # Ctrl-C as an interactive Python has it: a runner started in the background (a
+    # non-interactive shell's `&`) hands its children SIGINT ignored, and fit leaves an
+    # ignored SIGINT alone, so no trial could be interrupted
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(1)  # before any op: no thread pool for the forks to inherit
     warm_up()
     print("ready", flush=True)

@@ -360,14 +360,16 @@ def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
 
     def ctrl_c_while_training() -> None:
         # once a step runs (fit's guard is in place), Ctrl-C; again after 30 s if the run
-        # has not returned, so that no timing can leave it training its 100,000 epochs (a
-        # presser timed from the handler's change hung CI once, on a loaded machine)
+        # has not returned, so that no timing can leave it training its 100,000 epochs
         training.wait()
         while not finished.is_set():
             if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
                 os.kill(os.getpid(), signal.SIGINT)
             finished.wait(30.0)
 
+    # Ctrl-C as an interactive Python has it: a runner started in the background (a
+    # non-interactive shell's `&`) inherits SIGINT ignored, which fit leaves alone
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     presser = threading.Thread(target=ctrl_c_while_training, daemon=True)
     presser.start()
     try:
@@ -375,6 +377,7 @@ def test_an_interrupted_run_never_replaces_a_checkpoint_without_overwrite(
     finally:
         finished.set()
         training.set()
+        signal.signal(signal.SIGINT, inherited)
     presser.join()
     assert code == 130, err
     assert "training interrupted after" in err and "kept the existing checkpoint" in err
