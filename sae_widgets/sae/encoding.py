@@ -102,8 +102,8 @@ class _CompiledEncoder:
         self.b_dec = model.b_dec.detach()
         _, self.W_aug = affine_operands(self.b_dec[None], model.W_enc, model.b_enc)
         self.lanes: list[_Operands] = []
-        self.product: bf16_preacts.Product | None = None
-        self.product_checked = False
+        # a top-k, or BatchTopK's few above its cuts: bfloat16 products where they pay
+        self.product = bf16_preacts.product_for(self.W_aug) if self.k else None
 
     @staticmethod
     def applies(model: SparseAutoencoder) -> bool:
@@ -118,9 +118,6 @@ class _CompiledEncoder:
         n_lanes = lanes.count(n_pieces)
         while len(self.lanes) < n_lanes:
             self.lanes.append(_Operands(self.W_aug, self.b_dec))
-        if not self.product_checked and self.k:  # a top-k, or BatchTopK's few above its cuts
-            self.product = bf16_preacts.product_for(self.W_aug)
-            self.product_checked = True
         bounds = [n_rows * i // n_pieces for i in range(n_pieces + 1)]
         return list(itertools.pairwise(bounds)), n_lanes
 
