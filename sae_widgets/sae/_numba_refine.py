@@ -16,10 +16,8 @@ from numba import njit
 from sae_widgets.sae._numba_kernels import (
     _finish_row,
     _group_cutoff,
-    _group_maxima,
     _groups_reaching,
     _kth_largest,
-    _values_reaching,
 )
 
 
@@ -45,27 +43,68 @@ def transpose_into(a: Any, out: Any) -> None:
                     out[j, i] = a[i, j]
 
 
-@njit(nogil=True, cache=True)
-def narrow_rows(xa: Any, xa_bits: Any, out16: Any, norms: Any) -> None:
+# float sums may be reordered (vectorised); NaN and inf keep their meaning (no nnan / ninf)
+_REORDER = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _rounded(b: Any) -> Any:
+    """The bfloat16 bits nearest (ties to even) the float32 bits b; a NaN a quiet NaN."""
+    high = b >> np.uint32(16)
+    nan = (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    nearest = (b + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)
+    return np.uint16(high | np.uint32(0x40)) if nan else np.uint16(nearest)
+
+
+@njit(nogil=True, cache=True, fastmath=_REORDER)
+def narrow_rows(xa: Any, xa_bits: Any, out16: Any, norms: Any, residual_norms: Any) -> None:
     """out16 = the bfloat16 bits of the float32 rows xa (xa_bits: their bits), rounded to
-    nearest even (a NaN kept a NaN); norms = the rows' Euclidean norms, summed in float64.
-    One pass on the lane's thread instead of torch's cast and norm."""
+    nearest even (a NaN kept a NaN); norms / residual_norms = the Euclidean norms of the
+    rows and of what the rounding changed (bfloat16 minus float32, exact in float64), sums
+    in float64. One pass on the lane's thread instead of torch's cast and norm (branch-free
+    and reordered sums: vectorised, 0.03 against 0.22 ms for 512 x 264 as a scalar loop)."""
     n_rows, width = xa.shape
-    exponent, mantissa = np.uint32(0x7F800000), np.uint32(0x7FFFFF)
+    widened = np.empty(width, np.uint32)
+    as_float = widened.view(np.float32)
     for r in range(n_rows):
-        total = 0.0
+        for i in range(width):
+            half = _rounded(xa_bits[r, i])
+            out16[r, i] = half
+            widened[i] = np.uint32(half) << np.uint32(16)
+        total, moved = 0.0, 0.0
         for i in range(width):
             value = np.float64(xa[r, i])
+            change = np.float64(as_float[i]) - value
             total += value * value
-            b = xa_bits[r, i]
-            high = b >> np.uint32(16)
-            if (b & exponent) == exponent and (b & mantissa) != 0:
-                out16[r, i] = np.uint16(high | np.uint32(0x40))  # NaN: a quiet NaN
-            else:
-                out16[r, i] = np.uint16(
-                    (b + np.uint32(0x7FFF) + (high & np.uint32(1))) >> np.uint32(16)
-                )
+            moved += change * change
         norms[r] = np.sqrt(total)
+        residual_norms[r] = np.sqrt(moved)
+
+
+@njit(nogil=True, cache=True, fastmath=_REORDER)
+def weight_norms(WT: Any) -> tuple[float, float]:
+    """The largest Euclidean norm of WT's rows, and of what rounding them to bfloat16
+    (nearest even, as torch casts) changes in them, sums in float64; inf where a row
+    holds NaN or inf."""
+    n_units, width = WT.shape
+    bits = WT.view(np.uint32)
+    widened = np.empty(width, np.uint32)
+    as_float = widened.view(np.float32)
+    widest, moved_most = 0.0, 0.0
+    for j in range(n_units):
+        for i in range(width):
+            widened[i] = np.uint32(_rounded(bits[j, i])) << np.uint32(16)
+        total, moved = 0.0, 0.0
+        for i in range(width):
+            value = np.float64(WT[j, i])
+            change = np.float64(as_float[i]) - value
+            total += value * value
+            moved += change * change
+        if not (total < np.inf and moved < np.inf):  # NaN or inf: no bound
+            return np.inf, np.inf
+        widest = max(widest, total)
+        moved_most = max(moved_most, moved)
+    return np.sqrt(widest), np.sqrt(moved_most)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -132,6 +171,70 @@ def _recompute(xa: Any, WT: Any, rows: Any, units: Any, n: int, values: Any) -> 
             values[s] = _dot(xa[rows[s]], w)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _key(bits: Any) -> Any:
+    """An int16 that orders bfloat16 bits as their values order (-0 just below +0; a NaN
+    orders outside the numbers and is checked for apart): the sign bit flips the rest."""
+    b = np.int16(bits)
+    return b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _value_of(key: Any) -> Any:
+    """The float32 value of a `_key`."""
+    b = np.uint32(np.uint16(key ^ ((key >> np.int16(15)) & np.int16(0x7FFF))))
+    return np.array([b << np.uint32(16)]).view(np.float32)[0]
+
+
+@njit(nogil=True, cache=True)
+def _key_at_most(cut: Any) -> Any:
+    """A key no larger than that of any bfloat16 value >= cut (the key of a bfloat16 <= cut)."""
+    if not cut > -np.inf:
+        return _key(np.uint16(0xFF80))  # -inf's: below every number
+    c = np.float32(cut)
+    if np.float64(c) > cut:  # rounded up: one float32 step down
+        c = np.nextafter(c, np.float32(-np.inf))
+    if c == 0:
+        return np.int16(-1)  # -0's key: the zeros of both signs reach it
+    b = np.array([c]).view(np.uint32)[0]
+    high = b >> np.uint32(16)
+    if (b & np.uint32(0x80000000)) and (b & np.uint32(0xFFFF)):
+        high += np.uint32(1)  # a negative value's cut bits: one bfloat16 step down
+    return _key(np.uint16(high))
+
+
+@njit(nogil=True, cache=True)
+def _key_maxima(row16: Any, keys: Any, maxima: Any, group: int) -> bool:
+    """keys = the row's `_key`s; maxima[g] = the largest of strided group g; False where
+    the row holds a NaN or an infinity. (numba vectorises the keys' loop and np.maximum
+    on int16 slices, 32 a register, not a loop taking the maximum element by element.)"""
+    n_groups = maxima.shape[0]
+    bits = row16.view(np.int16)
+    widest = np.int16(0)  # the largest exponent-and-mantissa: 0x7F80 and up, inf or NaN
+    for j in range(bits.shape[0]):
+        b = bits[j]
+        keys[j] = b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
+        widest = max(widest, np.int16(b & np.int16(0x7FFF)))
+    maxima[:] = keys[:n_groups]
+    for q in range(1, group):
+        np.maximum(maxima, keys[q * n_groups : (q + 1) * n_groups], maxima)
+    return bool(widest < 0x7F80)
+
+
+@njit(nogil=True, cache=True)
+def _units_reaching(keys: Any, cut: Any, chosen: Any, n_chosen: int, group: int, units: Any) -> int:
+    """The row's units whose key is >= cut in the chosen groups, in increasing order."""
+    n_groups = keys.shape[0] // group
+    n = 0
+    for q in range(group):
+        base = q * n_groups
+        for s in range(n_chosen):
+            j = base + chosen[s]
+            units[n] = j
+            n += keys[j] >= cut
+    return n
+
+
 @njit(nogil=True, cache=True)
 def refined_topk_rows(
     approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, k: int, group: int,
@@ -142,20 +245,21 @@ def refined_topk_rows(
     approximate values >= t); every value >= t - 2 * slack recomputed as xa[r] . WT[unit]
     (the k exact winners are among them); the exact top k of those, as `topk_rows_kernel`
     gives them (sorted by unit, ties to the lowest units; modes likewise, mode 1 writing
-    the dense codes to `dense_out`). The candidates of all rows are recomputed together
+    the dense codes to `dense_out`). The scan compares the bits as int16 keys (`_key`),
+    never widening the row. The candidates of all rows are recomputed together
     (`_recompute`), but a row's beyond `row_cap` (a wide band: ties, degenerate weights) on
-    its own. False on NaN."""
+    its own. False on NaN or inf."""
     n_rows, n_units = approx16.shape
     n_groups = n_units // group
     dtype = xa.dtype
-    row = np.empty(n_units, dtype)
-    row_bits = row.view(np.uint32)
-    maxima = np.empty(n_groups, dtype)
-    bound = np.empty(k, dtype)
+    keys = np.empty(n_units, np.int16)
+    maxima = np.empty(n_groups, np.int16)
+    bound = np.empty(k, np.int16)
     chosen = np.empty(n_groups, np.int64)
-    buf = np.empty(k, dtype)
-    scratch = np.empty(n_groups, dtype)
+    buf = np.empty(k, np.int16)
+    scratch = np.empty(n_groups, np.int16)
     top_scratch = np.empty(n_units, dtype)
+    no_row = np.empty(0, dtype)
     cap = n_rows * row_cap + n_units  # a row's scan writes up to n_units past its start
     cand_values = np.empty(cap, dtype)
     cand_units = np.empty(cap, np.int64)
@@ -164,16 +268,13 @@ def refined_topk_rows(
     alone = np.zeros(n_rows, np.bool_)
     n = 0
     for r in range(n_rows):
-        _widen(approx16[r], row_bits)
-        if not _group_maxima(row, maxima, group):
+        row16 = approx16[r]
+        if not _key_maxima(row16, keys, maxima, group):
             return False
-        top = maxima.max()
-        if top - top != 0:  # an infinite approximation: its bound says nothing
-            return False
-        t = _group_cutoff(maxima, k, bound, chosen, scratch, buf)
-        cut = t - 2 * _row_slack(slack_in[r], u_out, t)
+        t = _value_of(_group_cutoff(maxima, k, bound, chosen, scratch, buf))
+        cut = _key_at_most(t - 2 * _row_slack(slack_in[r], u_out, t))
         n_chosen = _groups_reaching(maxima, cut, chosen)
-        found = _values_reaching(row, cut, chosen, n_chosen, group, cand_values[n:], cand_units[n:])
+        found = _units_reaching(keys, cut, chosen, n_chosen, group, cand_units[n:])
         if found < k:  # only where the bound is not a number (an infinite norm): decline
             return False
         if found > row_cap:  # this row alone, now
@@ -182,7 +283,7 @@ def refined_topk_rows(
                 cand_values[s] = _dot(x, WT[cand_units[s]])
             values, units = out_values[r], out_units[r]
             _top_in_order(cand_values[n:], cand_units[n:], found, k, values, units, top_scratch)
-            _finish_row(dense_out[r] if mode == 1 else row, values, units, k, mode)
+            _finish_row(dense_out[r] if mode == 1 else no_row, values, units, k, mode)
             alone[r] = True
         else:
             cand_rows[n : n + found] = r
@@ -195,7 +296,7 @@ def refined_topk_rows(
         lo, hi = starts[r], starts[r + 1]
         values, units = out_values[r], out_units[r]
         _top_in_order(cand_values[lo:], cand_units[lo:], hi - lo, k, values, units, top_scratch)
-        _finish_row(dense_out[r] if mode == 1 else row, values, units, k, mode)
+        _finish_row(dense_out[r] if mode == 1 else no_row, values, units, k, mode)
     return True
 
 

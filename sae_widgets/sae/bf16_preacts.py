@@ -62,21 +62,19 @@ class Product:
     """A model's augmented weights (sparse_ops.affine_operands) for the bfloat16 lanes."""
 
     def __init__(self, Wa_DU: Tensor) -> None:
-        from sae_widgets.sae._numba_refine import narrow_rows, transpose_into  # numba
+        from sae_widgets.sae._numba_refine import narrow_rows, transpose_into, weight_norms
 
         self.narrow = narrow_rows
         width, n_units = Wa_DU.shape
         W = Wa_DU.detach()
         self.W = W.to(torch.bfloat16)
-        # built every training step: a compiled blocked transpose, and the norms of its
-        # contiguous rows in float32 (inflated past their rounding, < K 2^-24 relative;
-        # an overflow to inf makes every value a candidate): torch's transpose and a
-        # float64 norm over the columns took 37 ms of a 240 ms step (d=512, 8,192 units)
+        # built every training step: a compiled blocked transpose, and the norms from its
+        # contiguous rows (torch's transpose and a float64 norm over the columns took 37 ms
+        # of a 240 ms step at d=512, 8,192 units)
         self.WT = scratch.buffer("bf16 lanes WT", (n_units, width), W)
         transpose_into(W.numpy(), self.WT.numpy())
-        norm_max = float(torch.linalg.vector_norm(self.WT, dim=1).max())
-        self.w_max = norm_max * (1 + width * 2.0**-22)
-        self.c_in = 1.01 * (2 * U + U * U + 2.1 * width * 2.0**-24)
+        self.w_max, self.dw_max = weight_norms(self.WT.numpy())
+        self.gamma = 1.01 * width * 2.0**-24  # float32 accumulation over `width` terms
         self.c_abs = 4 * SUBNORMAL
         self.root_width = math.sqrt(width)
         self.width = width
@@ -87,12 +85,26 @@ class Product:
         the lane's thread (torch's cast and norm there took 10-17% of a large step's
         profile, between them)."""
         xs = xa.numpy()
-        norms = np.empty(xs.shape[0])
-        self.narrow(xs, xs.view(np.uint32), sparse_kernels.bits(x16), norms)
+        norms, moved = np.empty(xs.shape[0]), np.empty(xs.shape[0])
+        self.narrow(xs, xs.view(np.uint32), sparse_kernels.bits(x16), norms, moved)
         torch.mm(x16, self.W, out=out16)
-        tiny = self.c_abs * (self.root_width * (norms + self.w_max) + self.width)
-        slack = self.c_in * norms * self.w_max + tiny
-        return Refinement(slack, U, xs, self.WT.numpy())
+        return Refinement(self.slack(norms, moved), U, xs, self.WT.numpy())
+
+    def slack(self, norms: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        """Per row, how far a bfloat16 product (but for its output's rounding) may lie
+        from the float32 recomputation: with a, w the float32 row and unit, a + da and
+        w + dw their bfloat16 roundings, (a + da).(w + dw) - a.w = da.w + (a + da).dw
+        exactly, so |da| |w| + |a + da| |dw| bounds it (Cauchy-Schwarz) with the norms
+        measured: the rounding moves a typical row by ~0.4 u of its norm, not the u a
+        worst case allows; then both float32 accumulations and flushed subnormals. NaN
+        (a NaN or inf input) becomes inf: every value a candidate, or the row declined."""
+        w, dw = self.w_max, self.dw_max
+        rounded = norms + moved  # >= |a + da|
+        rounding = 1.01 * (moved * w + rounded * dw)
+        accumulation = self.gamma * (rounded * (w + dw) + norms * w)
+        tiny = self.c_abs * (self.root_width * (rounded + w + dw) + self.width)
+        slack = rounding + accumulation + tiny
+        return np.where(slack < np.inf, slack, np.inf)
 
 
 def product_for(Wa_DU: Tensor) -> Product | None:
