@@ -308,27 +308,29 @@ def refined_collect_above(
     """`collect_above` of the float32 recomputations: their values >= cutoff (row-major,
     with their flat positions) into values/flat up to their size, and how many there are
     (beyond the size: too many; a count past 4x the size is not finished); -1 on NaN or
-    inf. Only the values whose approximation reaches cutoff - slack are recomputed."""
+    inf. Only the values whose approximation reaches cutoff - slack are recomputed, found
+    by int16 keys in the groups whose maximum reaches it (as `refined_topk_rows`)."""
     n_rows, n_units = approx16.shape
+    group = 16
+    while n_units % group:
+        group //= 2
+    n_groups = n_units // group
     cap = values.shape[0]
     limit = 4 * cap + n_units
     cand_units = np.empty(limit + n_units, np.int64)
     cand_rows = np.empty(limit + n_units, np.int64)
-    row = np.empty(n_units, xa.dtype)
-    row_bits = row.view(np.uint32)
+    keys = np.empty(n_units, np.int16)
+    maxima = np.empty(n_groups, np.int16)
+    chosen = np.empty(n_groups, np.int64)
     n = 0
     for r in range(n_rows):
-        _widen(approx16[r], row_bits)
-        low = cutoff - _row_slack(slack_in[r], u_out, cutoff)
-        bad = 0
-        for j in range(n_units):
-            v = row[j]
-            bad += (v - v) != 0  # NaN or infinite
-            cand_units[n] = j
-            cand_rows[n] = r
-            n += v >= low
-        if bad:
+        if not _key_maxima(approx16[r], keys, maxima, group):
             return -1
+        low = _key_at_most(cutoff - _row_slack(slack_in[r], u_out, cutoff))
+        n_chosen = _groups_reaching(maxima, low, chosen)
+        found = _units_reaching(keys, low, chosen, n_chosen, group, cand_units[n:])
+        cand_rows[n : n + found] = r
+        n += found
         if n > limit:
             return n  # more than cap values reach the cut-off: the caller declines
     exact = np.empty(n, xa.dtype)
@@ -368,16 +370,17 @@ def refined_gate_rows(
             n += v >= cut[j] - reach - spread[j]
         if bad:
             return False, np.empty(0, xa.dtype), np.empty(0, np.int64)
-    cand_units = np.empty(n + n_units, np.int64)
-    cand_rows = np.empty(n + n_units, np.int64)
+    cand_units = np.empty(n, np.int64)
+    cand_rows = np.empty(n, np.int64)
     n = 0
     for r in range(n_rows):
         _widen(approx16[r], row_bits)
         reach = 1.05 * slack_in[r] * (1 + 2 * u_out)
-        for j in range(n_units):
-            cand_units[n] = j
-            cand_rows[n] = r
-            n += row[j] >= cut[j] - reach - spread[j]
+        for j in range(n_units):  # a branch: ~1% are candidates (a write each cost 16 B)
+            if row[j] >= cut[j] - reach - spread[j]:
+                cand_units[n] = j
+                cand_rows[n] = r
+                n += 1
     exact = np.empty(n, xa.dtype)
     _recompute(xa, WT, cand_rows, cand_units, n, exact)
     counts[:] = 0

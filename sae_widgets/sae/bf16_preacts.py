@@ -6,14 +6,15 @@ matmul that finds them is most of its work. Where the CPU multiplies bfloat16 mu
 than float32 (AMX: on the Intel Xeon machine 700-800 against 145-155 GFLOP/s on one
 thread, 512 x 264 @ 264 x 2,048 and 512 x 520 @ 520 x 8,192), a lane
 multiplies its piece in bfloat16, and each value's error is bounded: the inputs rounded to
-bfloat16 (relative u = 2^-8 each, so at most (2u + u^2) sum_i |a_i w_ij| <= (2u + u^2)
-|a| |w_j|, Cauchy-Schwarz), float32 accumulation here and in the recomputation (K 2^-24
-|a| |w_j| each, K the inner size), the output rounded to bfloat16 (u |value|), and flushed
-subnormals (an absolute term). Every value whose approximation comes within twice that
+bfloat16 (by |da| |w_j| + |a + da| |dw_j|, Cauchy-Schwarz, with the rounding changes da and
+dw measured: `Product.slack`), float32 accumulation here and in the recomputation (K 2^-24
+|a| |w_j| each, K the inner size), the output rounded to bfloat16 (u |value|, u = 2^-8),
+and flushed subnormals (an absolute term). Every value whose approximation comes within twice that
 bound of the k-th largest is recomputed in float32 (xa . w_j, vectorised, the same bits in
 any piece and on any thread) and the winners chosen among those (sae/_numba_refine.py): the
 selection is the exact top k of the float32 recomputations whatever the bfloat16 rounding
-did, and the codes' values are float32. Random rows have ~2-3 k such candidates. A run
+did, and the codes' values are float32. Random rows have ~1.5 k such candidates (d=256,
+2,048 units, k=16; ~2.3 k with the worst case's 2u |a| |w_j| for the inputs' rounding). A run
 with these lanes and one without select the same units but where two values lie within
 float32 rounding of each other (2-22 of 2 million codes in `encode_throughput.py
 --fp32-lanes-ab`), and their values differ by that rounding.
@@ -37,9 +38,9 @@ U = 2.0**-8
 """bfloat16's unit roundoff (8 significant bits, rounding to nearest)."""
 SUBNORMAL = 2.0**-126
 """Values below this may be flushed to zero by the bfloat16 units."""
-MIN_WIDTH = 384
-"""Narrowest (padded) input width multiplied in bfloat16 (`pays`): 264 measured no gain,
-520 a large one."""
+MIN_WIDTH = 256
+"""Narrowest (padded) input width multiplied in bfloat16 (`pays`): the narrowest measured
+to gain (264, d=256); narrower rows are untried."""
 FORCED: bool | None = None
 """True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: `pays` decides."""
 
@@ -128,8 +129,10 @@ def pays(width: int) -> bool:
     `benchmarks/encode_throughput.py --fp32-lanes-ab`), at d=512 (8,192 units, k=32) TopK
     training ran 17,526 against 15,148 samples/s and encode_sparse 39,479 against 23,692;
     at d=256 (2,048 units, k=16) 85,599 against 89,139 and 146,061 against 146,477 (no
-    gain). Without AMX (AVX512-BF16 alone doubles float32's peak, AVX2 machines emulate
-    it) the recomputation would take what the product saves."""
+    gain) until the selection's bound used the measured rounding and its scan the bits
+    (stop 26): then 42,193 against 29,072 (TopK) and 39,092 against 24,704 (BatchTopK),
+    on a loaded machine. Without AMX (AVX512-BF16 alone doubles float32's peak, AVX2
+    machines emulate it) the recomputation would take what the product saves."""
     if FORCED is not None:
         return FORCED
     return width >= MIN_WIDTH and has_amx()
