@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sae_widgets.sae import bf16_preacts, sparse_kernels, topk_selection
 from sae_widgets.sae._numba_refine import _dot
-from sae_widgets.sae.encoding import encode_csr, encode_dense
+from sae_widgets.sae.encoding import encode_csr, encode_dense, zero_output
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
 from sae_widgets.sae.sparse_ops import affine_operands
@@ -176,6 +176,13 @@ def test_encoding_with_the_bfloat16_product_is_exact_and_chunk_free(forced_bf16:
     torch.testing.assert_close(dense, plain, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("n_rows", [10, 4000])  # torch's zeros; a fresh mapping
+def test_zero_outputs_hold_zeros(n_rows: int) -> None:
+    out = zero_output((n_rows, 700), torch.empty(0))
+    assert out.shape == (n_rows, 700) and out.dtype == torch.float32
+    assert not out.any()
+
+
 def test_float64_weights_multiply_in_float32(forced_bf16: None) -> None:
     assert bf16_preacts.product_for(torch.randn(9, 16, dtype=torch.float64)) is None
     assert bf16_preacts.product_for(torch.randn(9, 16)) is not None
@@ -234,7 +241,7 @@ def test_refined_gate_is_the_exact_gate(crowd: float) -> None:
 
 def test_batchtopk_encoding_with_the_bfloat16_product(forced_bf16: None) -> None:
     model = small_model("batchtopk")
-    X = torch.randn(1500, 48, generator=torch.Generator().manual_seed(4))
+    X = torch.randn(2500, 48, generator=torch.Generator().manual_seed(4))  # > 4 MiB: mapped
     with torch.no_grad():
         model.batch_threshold.fill_(0.5)
         plain = model.encode(X)

@@ -191,10 +191,11 @@ def _keep_top(
 
 @njit(nogil=True, cache=True, inline="always")
 def _finish_row(row: Any, values: Any, units: Any, k: int, mode: int) -> None:
-    """mode 1: the row becomes its dense ReLU'd codes; 2: outputs ReLU'd, unit -1 where
-    <= 0; 0: nothing."""
-    if mode == 1:
-        row[:] = 0
+    """mode 1: the row becomes its dense ReLU'd codes; 3: the row (zeros) gets them, not
+    zeroed again; 2: outputs ReLU'd, unit -1 where <= 0; 0: nothing."""
+    if mode == 1 or mode == 3:
+        if mode == 1:
+            row[:] = 0
         for j in range(k):
             if values[j] > 0:
                 row[units[j]] = values[j]

@@ -245,8 +245,8 @@ def refined_topk_rows(
     approximate values >= t); every value >= t - 2 * slack recomputed as xa[r] . WT[unit]
     (the k exact winners are among them); the exact top k of those, as `topk_rows_kernel`
     gives them (sorted by unit, ties to the lowest units; modes likewise, mode 1 writing
-    the dense codes to `dense_out`). The scan compares the bits as int16 keys (`_key`),
-    never widening the row. The candidates of all rows are recomputed together
+    the dense codes to `dense_out`, mode 3 onto its zeros). The scan compares the bits as
+    int16 keys (`_key`), never widening the row. The candidates of all rows are recomputed together
     (`_recompute`), but a row's beyond `row_cap` (a wide band: ties, degenerate weights) on
     its own. False on NaN or inf."""
     n_rows, n_units = approx16.shape
@@ -283,7 +283,7 @@ def refined_topk_rows(
                 cand_values[s] = _dot(x, WT[cand_units[s]])
             values, units = out_values[r], out_units[r]
             _top_in_order(cand_values[n:], cand_units[n:], found, k, values, units, top_scratch)
-            _finish_row(dense_out[r] if mode == 1 else no_row, values, units, k, mode)
+            _finish_row(dense_out[r] if mode & 1 else no_row, values, units, k, mode)
             alone[r] = True
         else:
             cand_rows[n : n + found] = r
@@ -296,7 +296,7 @@ def refined_topk_rows(
         lo, hi = starts[r], starts[r + 1]
         values, units = out_values[r], out_units[r]
         _top_in_order(cand_values[lo:], cand_units[lo:], hi - lo, k, values, units, top_scratch)
-        _finish_row(dense_out[r] if mode == 1 else no_row, values, units, k, mode)
+        _finish_row(dense_out[r] if mode & 1 else no_row, values, units, k, mode)
     return True
 
 
@@ -347,14 +347,15 @@ def refined_collect_above(
 
 @njit(nogil=True, cache=True)
 def refined_gate_rows(
-    approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cut: Any, dense: bool,
+    approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, cut: Any, dense: int,
     counts: Any, dense_out: Any,
 ) -> tuple[bool, Any, Any]:  # fmt: skip
     """Threshold-gated codes (a value kept where its float32 recomputation is above its
     unit's cut-off) from approximate pre-activations (bfloat16 bits): only the values whose
-    approximation comes within the slack of their cut-off are recomputed. dense: the codes
-    written to `dense_out`; else (ok, values, units) of each row's kept entries in unit
-    order, and counts[r] of row r. ok False on NaN or inf (nothing written)."""
+    approximation comes within the slack of their cut-off are recomputed. dense 1: the
+    codes written to `dense_out`, 2: onto its zeros (not zeroed again); 0: (ok, values,
+    units) of each row's kept entries in unit order, and counts[r] of row r. ok False on
+    NaN or inf (nothing written)."""
     n_rows, n_units = approx16.shape
     spread = np.abs(cut) * (1.05 * u_out)
     row = np.empty(n_units, xa.dtype)
@@ -393,7 +394,8 @@ def refined_gate_rows(
             cand_rows[kept] = cand_rows[s]
             kept += 1
     if dense:
-        dense_out[:] = 0
+        if dense == 1:  # 2: dense_out holds zeros already
+            dense_out[:] = 0
         for s in range(kept):
             dense_out[cand_rows[s], cand_units[s]] = exact[s]
     return True, exact[:kept].copy(), cand_units[:kept].copy()

@@ -129,18 +129,20 @@ class _CompiledEncoder:
         pieces, n_lanes = self._pieces(n_rows)
         return lanes.run(len(pieces), n_lanes, lambda lane, i: step(self.lanes[lane], *pieces[i]))
 
-    def dense_into(self, chunk: Tensor, rows: Tensor) -> bool:
+    def dense_into(self, chunk: Tensor, rows: Tensor, zeroed: bool = False) -> bool:
         """`rows` (len(chunk) x n_units, contiguous) become the chunk's TopK codes; False
-        if the kernel declined (rows then undefined)."""
+        if the kernel declined (rows then undefined). zeroed: rows hold zeros (the bfloat16
+        path then writes only the codes: a pass over the output less)."""
+        dense = "onto_zeros" if zeroed else "dense"
 
         def step(lane: _Operands, start: int, stop: int) -> bool | None:
             piece = rows[start:stop]
             if self.product is not None:
                 approx, refine = lane.approx_preacts(chunk[start:stop], self.product)
                 if self.cut is not None:
-                    gated = sparse_kernels.gate_rows(approx, self.cut, "dense", refine, piece)
+                    gated = sparse_kernels.gate_rows(approx, self.cut, dense, refine, piece)
                     return None if gated is None else True
-                refined = sparse_kernels.row_topk(approx, self.k, "dense", 1, refine, piece)
+                refined = sparse_kernels.row_topk(approx, self.k, dense, 1, refine, piece)
                 return None if refined is None else True
             lane.preacts(chunk[start:stop], out=piece)
             if self.cut is not None:
@@ -195,15 +197,31 @@ def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
     +14 ms in huge pages (the matmul itself runs 236 ms). The mapping is page-aligned; a
     numpy allocation may be 16 bytes off a cache line, which made the matmul 1.4x slower.
     """
+    mapped = _huge_page_mapping(shape, like)
+    return like.new_empty(shape) if mapped is None else mapped
+
+
+def zero_output(shape: tuple[int, int], like: Tensor) -> Tensor:
+    """`fresh_output` holding zeros: a fresh anonymous mapping is zero-filled by the OS as
+    it faults in, so the dense TopK codes need only their k values a row written (at d=256,
+    2,048 units, zeroing 512 MB of codes took 77 ms on one thread); elsewhere torch's
+    zeros."""
+    mapped = _huge_page_mapping(shape, like)
+    return like.new_zeros(shape) if mapped is None else mapped
+
+
+def _huge_page_mapping(shape: tuple[int, int], like: Tensor) -> Tensor | None:
+    """A fresh private anonymous mapping of `shape`, in huge pages where the kernel gives
+    them; None where it does not apply (small, not CPU, no numpy dtype) or was refused."""
     n_bytes = shape[0] * shape[1] * like.element_size()
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
     dtype = _NUMPY_DTYPES.get(like.dtype)  # bfloat16 and others: numpy has no such array
     if like.device.type != "cpu" or advice is None or dtype is None or n_bytes < HUGE_PAGE_BYTES:
-        return like.new_empty(shape)
+        return None
     try:  # private: a shared anonymous mapping is shmem, which takes no huge pages here
         memory = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     except OSError:  # refused by the kernel: torch's allocation decides (and reports)
-        return like.new_empty(shape)
+        return None
     try:
         memory.madvise(advice)
     except OSError:  # huge pages switched off: plain pages, as torch's own allocation
@@ -219,14 +237,17 @@ def encode_dense(model: SparseAutoencoder, chunks: Iterable[Tensor], n: int) -> 
     """(n, n_units) unit activations, filled chunk by chunk (torch.cat would hold 2 copies).
     TopK and threshold gates on CPU: each chunk's pre-activations are written where its
     codes go and turned into codes there, row by row (into fresh memory in huge pages, see
-    `fresh_output`)."""
-    codes = fresh_output((n, model.cfg.n_units), model.W_enc)
+    `fresh_output`; where the bfloat16 product selects, zeros from the OS that the codes
+    are written onto: `zero_output`)."""
     compiled = _CompiledEncoder(model) if _CompiledEncoder.applies(model) else None
+    zeroed = compiled is not None and compiled.product is not None
+    shape = (n, model.cfg.n_units)
+    codes = zero_output(shape, model.W_enc) if zeroed else fresh_output(shape, model.W_enc)
     start = 0
     for chunk in chunks:
         rows = codes[start : start + len(chunk)]
         start += len(chunk)
-        if compiled is not None and compiled.dense_into(chunk, rows):
+        if compiled is not None and compiled.dense_into(chunk, rows, zeroed):
             continue
         rows.copy_(model.encode(chunk))
     return codes

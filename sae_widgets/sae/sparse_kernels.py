@@ -86,7 +86,7 @@ def group_size(n_units: int, k: int) -> int:
     return 1
 
 
-MODES = {"select": 0, "dense": 1, "csr": 2}
+MODES = {"select": 0, "dense": 1, "csr": 2, "onto_zeros": 3}
 
 
 def row_topk(
@@ -105,6 +105,8 @@ def row_topk(
       returns the same (values, units) as "select" (values before the ReLU).
     mode "csr": as "select", ReLU'd, with -1 units where the value was <= 0 (the caller
       drops those).
+    mode "onto_zeros": as "dense", with `refine`, where `dense_out` holds zeros already (a
+      fresh mapping): only the winners are written (without `refine`: "dense").
     After None in mode "dense", pre_BU's contents are undefined: recompute them.
     threads: at most this many threads (None: torch's count); 1 from a caller's own threads.
     refine: pre_BU is bfloat16's approximation (sae/bf16_preacts.py): the values near each
@@ -119,6 +121,7 @@ def row_topk(
     group, code = group_size(n_units, k), MODES[mode]
     if refine is not None:
         return _refined_topk(kernels, pre_BU, k, group, code, refine, dense_out)
+    code = MODES["dense"] if mode == "onto_zeros" else code
     pre = pre_BU.detach().numpy()
     values = np.empty((n_rows, k), pre.dtype)
     units = np.empty((n_rows, k), np.int64)
@@ -167,6 +170,10 @@ def _dense_target(dense_out: Tensor | None, refine: Refinement) -> np.ndarray:
     return dense_out.detach().numpy()
 
 
+_GATE_DENSE = {"csr": 0, "dense": 1, "onto_zeros": 2}
+"""refined_gate_rows' dense argument per mode."""
+
+
 def gate_rows(
     pre_BU: Tensor,
     cut_U: Tensor,
@@ -178,7 +185,8 @@ def gate_rows(
     one thread; None where the kernels do not apply or a value is NaN (use torch).
 
     mode "dense": pre_BU becomes the codes in place (contents undefined after None);
-      returns ().
+      returns (). "onto_zeros": as "dense", but with `refine` the codes go onto the zeros
+      `dense_out` holds already.
     mode "csr": (values, units, counts per row), each row's units increasing; two passes
       over the rows (count, then collect), pre_BU unchanged.
     refine: pre_BU is bfloat16's approximation (see `row_topk`): the values near their
@@ -196,18 +204,18 @@ def gate_rows(
             counts = np.empty(pre_BU.shape[0], np.int64)
             out = _dense_target(dense_out, refine)
             ok, values, units = kernels["refined_gate"](
-                bits(pre_BU), *refine, cut, mode == "dense", counts, out
+                bits(pre_BU), *refine, cut, _GATE_DENSE[mode], counts, out
             )
         if not ok:
             return None
-        if mode == "dense":
+        if mode != "csr":
             return ()
         return torch.from_numpy(values), torch.from_numpy(units), torch.from_numpy(counts)
     if cut_U.dtype != pre_BU.dtype:
         return None
     pre, cut = pre_BU.detach().numpy(), cut_U.detach().contiguous().numpy()
     with record_function("sae::gate_rows"):
-        if mode == "dense":
+        if mode != "csr":
             return () if kernels["gate_dense"](pre, cut) else None
         counts = np.empty(pre.shape[0], np.int64)
         if not kernels["gate_counts"](pre, cut, counts):
