@@ -100,11 +100,12 @@ class Product:
         worst case allows; then both float32 accumulations and flushed subnormals. NaN
         (a NaN or inf input) becomes inf: every value a candidate, or the row declined."""
         w, dw = self.w_max, self.dw_max
-        rounded = norms + moved  # >= |a + da|
-        rounding = 1.01 * (moved * w + rounded * dw)
-        accumulation = self.gamma * (rounded * (w + dw) + norms * w)
-        tiny = self.c_abs * (self.root_width * (rounded + w + dw) + self.width)
-        slack = rounding + accumulation + tiny
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 -> NaN -> inf below
+            rounded = norms + moved  # >= |a + da|
+            rounding = 1.01 * (moved * w + rounded * dw)
+            accumulation = self.gamma * (rounded * (w + dw) + norms * w)
+            tiny = self.c_abs * (self.root_width * (rounded + w + dw) + self.width)
+            slack = rounding + accumulation + tiny
         return np.where(slack < np.inf, slack, np.inf)
 
 
