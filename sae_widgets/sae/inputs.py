@@ -57,10 +57,30 @@ def _shareable(array: np.ndarray) -> bool:
     return all(stride >= 0 for stride in array.strides)
 
 
+# Tensor dtypes torch's min/max/aminmax refuse ("min_all" not implemented for 'UInt16'):
+# the wide unsigned integers and the float8 formats, which float32 holds exactly or widens.
+_NO_MIN_DTYPES = frozenset(
+    getattr(torch, name)
+    for name in (
+        "uint16",
+        "uint32",
+        "uint64",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+    )
+    if hasattr(torch, name)
+)
+
+
 def _extremes(array: Any) -> tuple[float, float]:
     """(min, max) of a non-empty array or tensor, NaN if it holds one: one pass for floats
     (torch.aminmax; min then max read the data twice), two otherwise."""
     floats = array if torch.is_tensor(array) else None
+    if floats is not None and floats.dtype in _NO_MIN_DTYPES:
+        floats = floats.to(torch.float32)  # torch has no min/max for these; float32 holds them
     if floats is None and array.dtype in (np.float32, np.float64) and _shareable(array):
         floats = shared_tensor(np.asarray(array))  # no copy (torch takes no negative strides)
     if floats is not None and floats.is_floating_point() and floats.device.type == "cpu":
