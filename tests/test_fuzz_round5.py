@@ -3,6 +3,8 @@ lacks, ...). Each test pins a defect a user hit; the fix is in the commit that a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -52,3 +54,65 @@ def test_odd_dtype_tensors_with_bad_values_are_still_refused(
         pytest.skip(f"{dtype} has no NaN")
     with pytest.raises(ValueError, match="X contains NaN"):
         fitted.transform(X)
+
+
+# ---- collect_activations: layers whose outputs are not plain real rows ----------------------
+
+
+class _Layer(torch.nn.Module):
+    """A layer applying `fn` to its input (a model is nn.Sequential(_Layer(fn)))."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.fn(x)
+
+
+def _collect(fn: Any, **kw: Any) -> sw.Dataset:
+    ds = sw.Dataset(np.random.default_rng(0).random((20, 4)).astype(np.float32))
+    return sw.collect_activations(torch.nn.Sequential(_Layer(fn)), layer="0", data=ds, **kw)
+
+
+def test_a_sparse_layer_output_is_read_densely() -> None:
+    # torch's "reshape is not implemented for sparse tensors" escaped
+    acts = _collect(lambda x: (x * 2).to_sparse())
+    expected = _collect(lambda x: x * 2).X
+    np.testing.assert_array_equal(acts.X, expected)
+
+
+def test_a_complex_layer_output_is_refused_naming_the_layer() -> None:
+    # the imaginary part was dropped with only numpy's ComplexWarning
+    with pytest.raises(TypeError, match=r"layer '0' output holds complex numbers"):
+        _collect(lambda x: x.to(torch.complex64) * 1j)
+
+
+def test_a_layer_whose_width_changes_between_batches_is_named() -> None:
+    # numpy's "could not broadcast input array from shape (4,4) into shape (4,8)" escaped
+    with pytest.raises(ValueError, match=r"layer '0' output has shape \(4, 4\).*first batch"):
+        _collect(lambda x: torch.cat([x] * (2 if len(x) == 16 else 1), dim=1), batch_size=16)
+
+
+def test_a_layer_with_no_values_per_sample_is_named() -> None:
+    with pytest.raises(ValueError, match=r"layer '0' output has shape \(20, 0\)"):
+        _collect(lambda x: x[:, :0])
+
+
+def test_float64_outputs_beyond_float32_are_named_not_turned_into_inf() -> None:
+    # they became inf and Dataset said only "X contains NaN or infinite values"
+    with pytest.raises(ValueError, match=r"layer '0' produced float64 activations beyond"):
+        _collect(lambda x: x.double() * 1e300)
+    acts = _collect(lambda x: x.double() * 1e30)  # within float32: kept
+    assert np.isfinite(acts.X).all() and acts.X.max() > 1e29
+
+
+def test_a_store_of_a_layer_whose_width_changes_is_refused_and_not_left_behind(
+    tmp_path: Any,
+) -> None:
+    out = tmp_path / "acts"
+    with pytest.raises(ValueError, match=r"layer '0' output has shape"):
+        _collect(
+            lambda x: torch.cat([x] * (2 if len(x) == 16 else 1), dim=1), batch_size=16, out=out
+        )
+    assert not out.exists()
