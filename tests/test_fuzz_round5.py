@@ -116,3 +116,17 @@ def test_a_store_of_a_layer_whose_width_changes_is_refused_and_not_left_behind(
             lambda x: torch.cat([x] * (2 if len(x) == 16 else 1), dim=1), batch_size=16, out=out
         )
     assert not out.exists()
+
+
+# ---- metrics given a Dataset where ground-truth directions are expected ---------------------
+
+
+@pytest.mark.parametrize("metric", ["mmcs", "mcc", "uniqueness"])
+def test_cosine_metrics_of_a_dataset_read_its_true_features_not_its_samples(metric: str) -> None:
+    # mmcs(sae, ds) scored the decoder against the samples ds.X, silently
+    ds = sw.datasets.superposition(n=200, n_features=8, dim=6, active=2.0, seed=0)
+    sae = sw.SAE(n_units=16, k=2, epochs=1, seed=0).fit(ds, progress=False)
+    score = getattr(sw.metrics, metric)
+    assert score(sae, ds) == score(sae, ds.true_features)
+    with pytest.raises(ValueError, match="true_features: the Dataset given has no true_features"):
+        score(sae, sw.Dataset(ds.X))

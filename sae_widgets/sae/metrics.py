@@ -160,10 +160,24 @@ def _decoder_rows(sae_or_decoder: Any) -> np.ndarray:
     return _numpy(rows, "sae_or_decoder_matrix")
 
 
+def _true_features_of(given: Any) -> Any:
+    """A Dataset's ground-truth directions (`ds.true_features`), not its samples `ds.X`;
+    anything else as it is."""
+    if isinstance(given, np.ndarray) or torch.is_tensor(given) or not hasattr(given, "X"):
+        return given
+    true = getattr(given, "true_features", None)
+    if true is None:
+        raise ValueError(
+            f"true_features: the {type(given).__name__} given has no true_features (its X "
+            "are samples, not ground-truth directions); pass an (n_features, d) array"
+        )
+    return true
+
+
 def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
     """(n_true, n_units) |cosine| between ground-truth directions and decoder rows."""
     units = _decoder_rows(sae_or_decoder)
-    true = _numpy(true_features, "true_features")
+    true = _numpy(_true_features_of(true_features), "true_features")
     if true.shape[0] == 0 or units.shape[0] == 0:
         raise ValueError(
             f"true_features and the decoder need at least one row each, got {true.shape[0]} "
