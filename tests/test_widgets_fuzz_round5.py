@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+import sae_widgets as sw
 from sae_widgets.explore.selection import Selection, SelectionError, SelectionTypeError
 
 
@@ -109,3 +110,31 @@ def test_a_bool_is_no_probe_value(sel: Selection, value: Any) -> None:
     with pytest.raises(SelectionTypeError, match="probe_value"):
         sel.probe_value = value
     assert sel.probe_value is None
+
+
+# ---- images: empty pictures, None, float64 beyond float32 -----------------------------------
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 0), (4, 0, 3), (4, 3, 0), (4, 0, 3, 3)])
+def test_a_dataset_refuses_images_of_no_pixels_as_image_grid_does(shape: tuple[int, ...]) -> None:
+    # accepted, though image_grid and every view had nothing to draw
+    X = np.zeros((4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"images must be at least 1 x 1 pixel"):
+        sw.Dataset(X, images=np.zeros(shape))
+    with pytest.raises(ValueError, match="images"):
+        sw.image_grid(np.zeros(shape))
+
+
+@pytest.mark.parametrize("value", [None, 0.5, np.float64(1.0)], ids=repr)
+def test_image_grid_of_no_array_is_a_type_error(value: Any) -> None:
+    # None was reported as "images: contains NaN or infinite values"
+    with pytest.raises(TypeError, match="images: expected an array of pixel values"):
+        sw.image_grid(value)
+
+
+def test_image_grid_draws_float64_pixels_beyond_float32_as_clipped(recwarn: Any) -> None:
+    # 1e300 overflowed float32 (a RuntimeWarning) and was refused as "NaN or infinite"
+    huge = sw.image_grid(np.array([[[1e300, -1e300]]]))
+    plain = sw.image_grid(np.array([[[1.0, 0.0]]]))
+    assert huge.value == plain.value
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
