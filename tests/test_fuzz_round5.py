@@ -130,3 +130,43 @@ def test_cosine_metrics_of_a_dataset_read_its_true_features_not_its_samples(metr
     assert score(sae, ds) == score(sae, ds.true_features)
     with pytest.raises(ValueError, match="true_features: the Dataset given has no true_features"):
         score(sae, sw.Dataset(ds.X))
+
+
+# ---- pandas frames with pandas' own dtypes ---------------------------------------------------
+
+_PANDAS_DTYPES = ["Float32", "Float64", "Int64", "UInt8", "boolean", "float64[pyarrow]"]
+
+
+@pytest.mark.parametrize("dtype", _PANDAS_DTYPES)
+def test_frames_of_nullable_or_pyarrow_numbers_work_like_numpy(fitted: sw.SAE, dtype: str) -> None:
+    # fit(df) of read_csv(dtype_backend="pyarrow") said "X must hold numbers; got dtype object"
+    pd = pytest.importorskip("pandas")
+    if "pyarrow" in dtype:
+        pytest.importorskip("pyarrow")
+    values = np.array([[0, 1, 0, 1, 1, 0], [1, 1, 0, 0, 1, 1], [0, 0, 1, 1, 0, 1]], np.float32)
+    frame = pd.DataFrame(values).astype(dtype)
+    np.testing.assert_array_equal(fitted.transform(frame), fitted.transform(values))
+    assert sw.metrics.evaluate(fitted, frame) == sw.metrics.evaluate(fitted, values)
+    np.testing.assert_array_equal(sw.Dataset(frame).X, values)
+    assert sw.SAE(n_units=4, k=1, epochs=1, seed=0).fit(frame, progress=False).n_features_in_ == D
+
+
+def test_missing_values_in_a_frame_are_named_as_nan(fitted: sw.SAE) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.ones((2, D))).astype("Float64")
+    frame.iloc[1, 2] = pd.NA
+    with pytest.raises(ValueError, match="X contains NaN"):
+        fitted.transform(frame)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        sw.Dataset(frame)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        sw.metrics.evaluate(fitted, frame)
+
+
+def test_frames_of_strings_are_still_refused_not_parsed(fitted: sw.SAE) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(np.ones((2, D))).astype(str)  # "1.0": numbers only in appearance
+    with pytest.raises(TypeError, match="X must hold numbers"):
+        fitted.transform(frame)
+    with pytest.raises(TypeError, match="X"):
+        sw.Dataset(frame)

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from sae_widgets.frames import numeric_frame
 from sae_widgets.sae.batches import is_row_source
 from sae_widgets.tensor_checks import check_dense, check_has_values
 
@@ -30,6 +31,7 @@ def real_array(X: Any, name: str) -> np.ndarray:
             f"{name} must be an (n_samples, n_features) numpy array, torch tensor or Dataset "
             f"of numbers; got {type(X).__name__} ({err})"
         ) from err
+    array = numeric_frame(X, array)  # pandas' nullable and pyarrow dtypes: float64
     if array.dtype.kind == "c":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if array.dtype.kind not in "fiub":

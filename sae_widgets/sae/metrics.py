@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sae_widgets.frames import numeric_frame
 from sae_widgets.tensor_checks import check_dense, check_has_values
 
 __all__ = [
@@ -42,7 +43,7 @@ def _numpy(a: Any, name: str) -> np.ndarray:
         a = a.X
     expected = f"{name} must be a 2-D array of real numbers; got {type(a).__name__}"
     try:
-        raw = np.asarray(a)
+        raw = numeric_frame(a, np.asarray(a))  # pandas' nullable dtypes: float64, NA as NaN
         if raw.dtype.kind == "c":  # float64 would drop the imaginary part with a warning
             raise TypeError(f"{name} must hold real numbers; got dtype {raw.dtype}")
         if raw.dtype.kind not in "fiubO":  # strings, dates: not numbers
