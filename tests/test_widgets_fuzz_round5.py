@@ -4,6 +4,8 @@ Each test pins a defect a user hit; the fix is in the commit that added it."""
 
 from __future__ import annotations
 
+import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -138,3 +140,34 @@ def test_image_grid_draws_float64_pixels_beyond_float32_as_clipped(recwarn: Any)
     plain = sw.image_grid(np.array([[[1.0, 0.0]]]))
     assert huge.value == plain.value
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+# ---- the heatmap's sample card at every magnitude fit accepts --------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e20, 1.0, 1e-20])
+def test_the_sample_cards_relative_error_is_finite_at_any_scale(scale: float) -> None:
+    # at 1e20 the float32 squares overflowed: "relative error nan" and a RuntimeWarning
+    X = np.random.default_rng(0).standard_normal((12, 3)).astype(np.float32)
+    sae = sw.SAE(n_units=4, k=1, epochs=1, seed=0).fit(X * scale, progress=False)
+    ex = sw.Explorer(sae, X * np.float32(scale))
+    heatmap = sw.ActivationHeatmap(ex)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ex.selection.probe_sample = 3
+    shown = re.search(r"relative error ([0-9.]+)", heatmap.card_title.value)
+    assert shown is not None, heatmap.card_title.value
+    x = X[3].astype(np.float64) * scale
+    x_hat = ex.reconstruct([3])[0].astype(np.float64)
+    expected = np.sum((x / scale - x_hat / scale) ** 2) / np.sum((x / scale) ** 2)
+    assert float(shown.group(1)) == pytest.approx(expected, abs=1e-3)
+
+
+def test_the_sample_card_of_a_zero_input_says_no_relative_error() -> None:
+    X = np.zeros((4, 3), dtype=np.float32)
+    X[1:] = np.random.default_rng(0).random((3, 3))
+    sae = sw.SAE(n_units=4, k=1, epochs=1, seed=0).fit(X, progress=False)
+    ex = sw.Explorer(sae, X)
+    heatmap = sw.ActivationHeatmap(ex)
+    ex.selection.probe_sample = 0
+    assert "relative error n/a" in heatmap.card_title.value
