@@ -43,12 +43,10 @@ def test_tensors_of_any_real_torch_dtype_fit_transform_and_evaluate(
     assert labels is not None and labels.tolist() == [0, 1]
 
 
-@pytest.mark.parametrize("dtype", _ODD_TORCH_DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", [t for t in _ODD_TORCH_DTYPES if t.is_floating_point], ids=str)
 def test_odd_dtype_tensors_with_bad_values_are_still_refused(
     fitted: sw.SAE, dtype: torch.dtype
 ) -> None:
-    if not dtype.is_floating_point:
-        pytest.skip("integers hold no NaN")
     X = torch.tensor([[float("nan")] * D]).to(dtype)
     if not bool(torch.isnan(X.float()).any()):
         pytest.skip(f"{dtype} has no NaN")
