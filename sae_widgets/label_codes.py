@@ -36,7 +36,10 @@ def label_array(labels: Any, name: str = "labels") -> np.ndarray:
     if torch is not None and isinstance(labels, torch.Tensor):
         check_has_values(labels, name)
         check_dense(labels, name)
-        return labels.detach().cpu().numpy()
+        labels = labels.detach().cpu()
+        if labels.is_floating_point() and labels.dtype not in (torch.float32, torch.float64):
+            labels = labels.double()  # bfloat16, float8: numpy has no such dtype
+        return labels.numpy()
     if isinstance(labels, str | bytes):
         raise TypeError(f"{name} must hold one label per sample; got one {type(labels).__name__}")
     if isinstance(labels, Set | Mapping):  # no order to match the samples by

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_dense", "check_has_values"]
+__all__ = ["check_dense", "check_has_values", "densified"]
 
 
 def check_has_values(tensor: Any, name: str) -> None:
@@ -28,3 +28,12 @@ def check_dense(tensor: Any, name: str) -> None:
             f"{name} must be a dense tensor; got a sparse one (layout {tensor.layout}): "
             "call .to_dense() first"
         )
+
+
+def densified(tensor: Any) -> Any:
+    """`tensor` as a dense (strided) tensor: a sparse one converted, a dense one as it is.
+    For outputs we read ourselves (a hooked layer's), where refusing would only move the
+    `.to_dense()` into the user's model."""
+    import torch  # already loaded: `tensor` is one of its tensors
+
+    return tensor if tensor.layout == torch.strided else tensor.to_dense()

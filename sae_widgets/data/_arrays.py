@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.data.checks import is_int
+from sae_widgets.frames import numeric_frame
 from sae_widgets.tensor_checks import check_dense, check_has_values
 
 
@@ -27,7 +28,7 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     try:
-        return np.asarray(value)
+        return numeric_frame(value, np.asarray(value))  # pandas' nullable dtypes: float64
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be array-like; got {type(value).__name__}") from err
 

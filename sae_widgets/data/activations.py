@@ -15,7 +15,12 @@ from torch import nn
 
 from sae_widgets.data.checks import check_bool, is_int
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import LayerOutputError, StopForward, capture_layer
+from sae_widgets.data.layer_capture import (
+    LayerOutputError,
+    StopForward,
+    as_float32,
+    capture_layer,
+)
 from sae_widgets.model_layers import resolve_layer
 
 InputFn = Callable[[torch.Tensor], Any]
@@ -67,6 +72,7 @@ class _LayerRunner:
         self.prepare = prepare  # None: not decided yet (flat, or images if flat is rejected)
         self.image_fallback: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._captured: list[torch.Tensor] = []  # filled by the hook during one forward
+        self.width: int | None = None  # values per sample, fixed by the first output
 
     @contextmanager
     def _hooked(self) -> Iterator[None]:
@@ -95,7 +101,18 @@ class _LayerRunner:
                 f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected the "
                 f"batch ({batch.shape[0]}) first"
             )
-        return out.reshape(out.shape[0], -1)
+        shape = tuple(out.shape)
+        out = as_float32(out, self.layer_name).reshape(out.shape[0], -1)
+        width = self.width if self.width is not None else out.shape[1]
+        if out.shape[1] == 0 or out.shape[1] != width:
+            first = "" if self.width is None else f"; it gave {width} for the first batch"
+            raise ValueError(
+                f"layer {self.layer_name!r} output has shape {shape}: {out.shape[1]} values "
+                f"per sample{first}; collect_activations needs the same number (at least 1) "
+                "for every sample"
+            )
+        self.width = width
+        return out
 
     def _first_forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Decide the input layout on the first batch: flat rows, or images if the model
@@ -141,7 +158,7 @@ class _LayerRunner:
                     )
                 if result is None:
                     result = np.empty((rows.shape[0], out.shape[1]), dtype=np.float32)
-                result[start : start + out.shape[0]] = out.float().cpu().numpy()
+                result[start : start + out.shape[0]] = out.cpu().numpy()
         assert result is not None  # rows is never empty: Dataset forbids it
         return result
 

@@ -104,6 +104,8 @@ class Dataset:
                 f"images must have shape (n, h, w), (n, h, w, 1) or (n, h, w, 3) with n={n}; "
                 f"got {np.shape(images)}"
             )
+        if arr.shape[1] == 0 or arr.shape[2] == 0:  # nothing any view could draw
+            raise ValueError(f"images must be at least 1 x 1 pixel; got shape {np.shape(images)}")
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"images must hold numbers; got dtype {arr.dtype}")
         _check_finite(arr, "images")

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sae_widgets.tensor_checks import densified
+
 
 class StopForward(Exception):
     """Raised by the hook once the layer has run: the rest of the model is not needed."""
@@ -25,6 +27,29 @@ def _describe(output: Any) -> str:
         keys = ", ".join(repr(k) for k in list(output)[:8])
         return f"a {type(output).__name__} (keys {keys})"
     return type(output).__name__
+
+
+def as_float32(output: torch.Tensor, layer_name: str) -> torch.Tensor:
+    """The captured output as a dense float32 tensor (still on its device), or an error naming
+    the layer: complex values (their imaginary part would be dropped with only a warning) are
+    a LayerOutputError, finite values beyond float32's range (they would become inf) a
+    ValueError. Sparse outputs are densified (torch cannot reshape them). NaN and inf pass:
+    the caller names the first row holding one."""
+    output = densified(output)
+    if output.is_complex():
+        raise LayerOutputError(
+            f"layer {layer_name!r} output holds complex numbers (dtype {output.dtype}); hook a "
+            "layer with real outputs, or take .real or .abs() of it in a small wrapper module"
+        )
+    converted = output.to(torch.float32)
+    if output.dtype == torch.float64 and not bool(torch.isfinite(converted).all()):
+        if bool(torch.isfinite(output).all()):
+            raise ValueError(
+                f"layer {layer_name!r} produced float64 activations beyond float32's range "
+                f"(|x| up to {float(output.abs().max()):.3g} > 3.4e38); rescale the model's "
+                "outputs (e.g. in a small wrapper module)"
+            )
+    return converted
 
 
 @contextmanager

@@ -28,7 +28,12 @@ from sae_widgets.data.activations import ModelError
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import LayerOutputError, StopForward, capture_layer
+from sae_widgets.data.layer_capture import (
+    LayerOutputError,
+    StopForward,
+    as_float32,
+    capture_layer,
+)
 from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
 from sae_widgets.language_inputs import (
     check_encodable,
@@ -138,7 +143,7 @@ class TokenRunner:
                 f"(batch, tokens, d) = ({ids.shape[0]}, {ids.shape[1]}, d): hook a layer that "
                 "keeps one vector per token (e.g. a transformer block)"
             )
-        return out.float().cpu().numpy()
+        return as_float32(out, self.layer_name).cpu().numpy()
 
 
 def _check_count(value: Any, name: str, allow_none: bool) -> int | None:

@@ -45,14 +45,35 @@ class _TypeChecked:
             raise SelectionTypeError(str(exc)) from None
 
 
+def _is_bool(value: Any) -> bool:
+    """A bool, numpy bool, or a bool array or tensor (whose dtype prints as "...bool")."""
+    if isinstance(value, bool | np.bool_):
+        return True
+    return str(getattr(value, "dtype", "")).endswith("bool")
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array or torch tensor of real numbers as the Python number it holds (what
+    `argmax` of the torch codes `transform` returns); anything else unchanged."""
+    if getattr(value, "ndim", None) != 0 or not hasattr(value, "item") or _is_bool(value):
+        return value
+    if isinstance(value, np.ndarray | np.generic):
+        return value.item() if value.dtype.kind in "iuf" else value
+    if type(value).__module__.startswith("torch") and not value.is_complex():
+        return value.item()
+    return value
+
+
 class _Index(_TypeChecked, Int):
-    """An Int trait that also accepts numpy integers (e.g. the result of `np.argmax`)."""
+    """An Int trait that also accepts numpy integers and 0-d integer arrays or tensors (the
+    result of `np.argmax`, or of `torch.argmax` over the torch codes `transform` returns)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, (bool, np.bool_)):  # an int to Python, but never an index
+        if _is_bool(value):  # an int to Python, but never an index
             raise SelectionTypeError(
                 f"The '{self.name}' trait expects an int index, not a bool; got {value!r}"
             )
+        value = _scalar(value)
         if isinstance(value, Integral):
             value = int(value)
         return super().validate(obj, value)
@@ -68,22 +89,27 @@ class _IndexList(_TypeChecked, List):
     """
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if not isinstance(value, (list, tuple, range, np.ndarray)):
-            self.error(obj, value)
+        given = value  # named in errors as the caller passed it
+        if type(value).__module__.startswith("torch") and hasattr(value, "numpy"):
+            value = _tensor_numpy(value)  # 1-D index tensors: torch.topk(...).indices
+        elif not isinstance(value, list | tuple | range | np.ndarray):
+            if not hasattr(value, "__array__"):  # pandas Series and Index have one
+                self.error(obj, value)
         array = np.asarray(value)
         if array.size == 0:
             array = np.zeros(0, dtype=np.int64)
         elif array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
             raise SelectionTypeError(  # strings, floats, masks: a wrong type, not a bad range
                 f"samples must be a 1-D sequence of integer sample indices; got "
-                f"{type(value).__name__} of dtype {array.dtype}: {_short(value)}"
+                f"{type(given).__name__} of dtype {array.dtype}: {_short(given)}"
             )
         elif array.ndim != 1:
             raise SelectionError(
                 f"samples must be a 1-D sequence of integer sample indices; got "
-                f"{type(value).__name__} of shape {array.shape}"
+                f"{type(given).__name__} of shape {array.shape}"
             )
-        return obj._validated_samples(array.astype(np.int64, copy=False), value)
+        # `array` itself, not `given`: a tensor's or Series' memory is the caller's too
+        return obj._validated_samples(array.astype(np.int64, copy=False), array)
 
 
 def _grid_of(attribute: Any) -> NDArray[np.float64] | None:
@@ -107,6 +133,15 @@ def _on_grid(value: float, grid: NDArray[np.float64]) -> float | None:
     return float(grid[int(np.argmin(np.abs(grid - value)))])
 
 
+def _tensor_numpy(tensor: Any) -> Any:
+    """A torch tensor as numpy (any device; bfloat16 and other dtypes numpy lacks widened),
+    so its dtype can be judged like an array's."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point():
+        tensor = tensor.double()
+    return tensor.numpy()
+
+
 def _short(value: Any) -> str:
     """repr of `value`, cut to 60 characters (a brush can hold 10^6 samples)."""
     text = repr(value)
@@ -117,7 +152,12 @@ class _Value(_TypeChecked, Float):
     """A Float trait that also accepts numpy floating scalars (e.g. read off an array)."""
 
     def validate(self, obj: Any, value: Any) -> Any:
-        if isinstance(value, np.floating):
+        if _is_bool(value):  # a float to traitlets, but never an attribute's value
+            raise SelectionTypeError(
+                f"The '{self.name}' trait expects a number, not a bool; got {value!r}"
+            )
+        value = _scalar(value)
+        if isinstance(value, np.floating | np.integer | Integral) and not isinstance(value, int):
             value = float(value)
         return super().validate(obj, value)
 

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from sae_widgets.frames import numeric_frame
 from sae_widgets.sae.batches import is_row_source
 from sae_widgets.tensor_checks import check_dense, check_has_values
 
@@ -30,6 +31,7 @@ def real_array(X: Any, name: str) -> np.ndarray:
             f"{name} must be an (n_samples, n_features) numpy array, torch tensor or Dataset "
             f"of numbers; got {type(X).__name__} ({err})"
         ) from err
+    array = numeric_frame(X, array)  # pandas' nullable and pyarrow dtypes: float64
     if array.dtype.kind == "c":
         raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if array.dtype.kind not in "fiub":
@@ -57,10 +59,30 @@ def _shareable(array: np.ndarray) -> bool:
     return all(stride >= 0 for stride in array.strides)
 
 
+# Tensor dtypes torch's min/max/aminmax refuse ("min_all" not implemented for 'UInt16'):
+# the wide unsigned integers and the float8 formats, which float32 holds exactly or widens.
+_NO_MIN_DTYPES = frozenset(
+    getattr(torch, name)
+    for name in (
+        "uint16",
+        "uint32",
+        "uint64",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+    )
+    if hasattr(torch, name)
+)
+
+
 def _extremes(array: Any) -> tuple[float, float]:
     """(min, max) of a non-empty array or tensor, NaN if it holds one: one pass for floats
     (torch.aminmax; min then max read the data twice), two otherwise."""
     floats = array if torch.is_tensor(array) else None
+    if floats is not None and floats.dtype in _NO_MIN_DTYPES:
+        floats = floats.to(torch.float32)  # torch has no min/max for these; float32 holds them
     if floats is None and array.dtype in (np.float32, np.float64) and _shareable(array):
         floats = shared_tensor(np.asarray(array))  # no copy (torch takes no negative strides)
     if floats is not None and floats.is_floating_point() and floats.device.type == "cpu":

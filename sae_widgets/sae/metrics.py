@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sae_widgets.frames import numeric_frame
 from sae_widgets.tensor_checks import check_dense, check_has_values
 
 __all__ = [
@@ -42,7 +43,7 @@ def _numpy(a: Any, name: str) -> np.ndarray:
         a = a.X
     expected = f"{name} must be a 2-D array of real numbers; got {type(a).__name__}"
     try:
-        raw = np.asarray(a)
+        raw = numeric_frame(a, np.asarray(a))  # pandas' nullable dtypes: float64, NA as NaN
         if raw.dtype.kind == "c":  # float64 would drop the imaginary part with a warning
             raise TypeError(f"{name} must hold real numbers; got dtype {raw.dtype}")
         if raw.dtype.kind not in "fiubO":  # strings, dates: not numbers
@@ -160,10 +161,24 @@ def _decoder_rows(sae_or_decoder: Any) -> np.ndarray:
     return _numpy(rows, "sae_or_decoder_matrix")
 
 
+def _true_features_of(given: Any) -> Any:
+    """A Dataset's ground-truth directions (`ds.true_features`), not its samples `ds.X`;
+    anything else as it is."""
+    if isinstance(given, np.ndarray) or torch.is_tensor(given) or not hasattr(given, "X"):
+        return given
+    true = getattr(given, "true_features", None)
+    if true is None:
+        raise ValueError(
+            f"true_features: the {type(given).__name__} given has no true_features (its X "
+            "are samples, not ground-truth directions); pass an (n_features, d) array"
+        )
+    return true
+
+
 def _abs_cosines(sae_or_decoder: Any, true_features: Any) -> np.ndarray:
     """(n_true, n_units) |cosine| between ground-truth directions and decoder rows."""
     units = _decoder_rows(sae_or_decoder)
-    true = _numpy(true_features, "true_features")
+    true = _numpy(_true_features_of(true_features), "true_features")
     if true.shape[0] == 0 or units.shape[0] == 0:
         raise ValueError(
             f"true_features and the decoder need at least one row each, got {true.shape[0]} "

@@ -65,6 +65,18 @@ def _box(x0: float, x1: float, y0: float, y1: float) -> tuple[np.ndarray, np.nda
     )
 
 
+def _relative_error(x: Any, reconstruction: Any) -> float | None:
+    """||x - x_hat||^2 / ||x||^2 at any magnitude fit accepts (float32 squares of 1e20
+    overflowed to a "relative error nan"; of 1e-20, underflowed), or None for a zero x."""
+    x64 = np.asarray(x, dtype=np.float64).ravel()
+    r64 = np.asarray(reconstruction, dtype=np.float64).ravel()
+    scale = float(max(np.abs(x64).max(initial=0.0), np.abs(r64).max(initial=0.0)))
+    if scale > 0:
+        x64, r64 = x64 / scale, r64 / scale
+    total = float(np.sum(x64**2))
+    return float(np.sum((x64 - r64) ** 2)) / total if total > 0 else None
+
+
 class ActivationHeatmap(ExplorerView):
     """Activations of some samples (rows) and units (columns).
 
@@ -321,10 +333,10 @@ class ActivationHeatmap(ExplorerView):
         if self.tokens is not None:
             token = html.escape(self.tokens.token_text(sample))
             label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"
-        error = float(np.sum((x - reconstruction) ** 2) / max(float(np.sum(x**2)), 1e-12))
+        error = _relative_error(x, reconstruction)
         self.card_title.value = (
-            f"<b>sample {sample}</b>{label} · {len(units)} active units · "
-            f"relative error {error:.3f}"
+            f"<b>sample {sample}</b>{label} · {len(units)} active units · relative error "
+            + ("n/a (a zero input)" if error is None else f"{error:.3f}")
         )
 
     # -- view -> Selection ---------------------------------------------------------------------

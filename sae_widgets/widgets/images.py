@@ -32,14 +32,18 @@ def image_grid(images: np.ndarray, n_cols: int = 12, zoom: int = 3) -> widgets.I
     if np.iscomplexobj(images):  # float32 would silently drop the imaginary part
         raise TypeError("images: expected real pixel values, got complex numbers")
     try:
-        pixels = np.asarray(images, dtype=np.float32)
+        raw = np.asarray(images)
+        if raw.ndim == 0:  # None, one number: numpy makes None a NaN "image"
+            raise TypeError
+        # float64 first: a float64 1e300 is a white pixel, not float32's inf
+        pixels = raw.astype(np.float64)
     except (TypeError, ValueError, RuntimeError, NotImplementedError):
         raise TypeError(f"images: expected an array of pixel values, got {images!r:.80}") from None
     if not np.isfinite(pixels).all():
         raise ValueError("images: contains NaN or infinite values")
-    if np.asarray(images).dtype == np.uint8:  # 0..255, not 0..1: 1 and up was all ink
+    if raw.dtype == np.uint8:  # 0..255, not 0..1: 1 and up was all ink
         pixels /= 255.0
-    pixels = np.clip(pixels, 0.0, 1.0)
+    pixels = np.clip(pixels, 0.0, 1.0).astype(np.float32)
     if pixels.ndim == 4 and pixels.shape[-1] == 1:  # one channel, channels last: grey
         pixels = pixels[..., 0]
     if pixels.ndim == 3:
