@@ -32,6 +32,7 @@ from sae_widgets.widgets._view import (
     wrapping_row,
 )
 from sae_widgets.widgets.text import TopTokens
+from sae_widgets.wording import counted
 
 __all__ = ["UnitInspector"]
 
@@ -254,9 +255,9 @@ class UnitInspector(ExplorerView):
             self.dead_note.value = (
                 f'<div style="padding:8px;background:#fff4e5;border-left:4px solid #f58518">'
                 f"<b>unit {unit} is dead</b>: it fires on none of the "
-                f"{self.ex.n_samples:,} samples, so it has no activation histogram, labels or "
-                "top samples. Its decoder and encoder weights are shown; a nearby unit may "
-                "cover what it would have learned.</div>"
+                f"{counted(self.ex.n_samples, 'sample')}, so it has no activation histogram, "
+                "labels or top samples. Its decoder and encoder weights are shown; a nearby unit "
+                "may cover what it would have learned.</div>"
             )
             self.dead_note.layout.display = None
         edges = summary.histogram_edges
@@ -316,7 +317,7 @@ class UnitInspector(ExplorerView):
     def _stats_html(self, summary: UnitSummary) -> str:
         parts = [
             f"<b>unit {summary.unit}</b>",
-            f"fires on {summary.count:,} of {self.ex.n_samples:,} samples "
+            f"fires on {summary.count:,} of {counted(self.ex.n_samples, 'sample')} "
             f"({100 * summary.frequency:.2f}%)",
             f"mean {summary.mean_activation:.3g}, max {summary.max_activation:.3g}",
         ]

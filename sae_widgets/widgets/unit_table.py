@@ -19,6 +19,7 @@ from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, check_choice, check_count, toggle_buttons
+from sae_widgets.wording import counted
 
 __all__ = ["SORT_KEYS", "UnitTable"]
 
@@ -216,11 +217,13 @@ class UnitTable(ExplorerView):
             self._syncing = False
         n_selected = len(self.selection.samples)
         note = (
-            f"enrichment in the {n_selected:,} selected samples"
+            f"enrichment in the {counted(n_selected, 'selected sample')}"
             if n_selected
             else "enrichment: select samples to rank by it"
         )
-        self.caption.value = f"{len(self.order)} of {self.ex.n_units} units shown · {note}"
+        self.caption.value = (
+            f"{len(self.order):,} of {counted(self.ex.n_units, 'unit')} shown · {note}"
+        )
 
     def _show_focus(self) -> None:
         unit = self.selection.unit
