@@ -16,8 +16,9 @@ from sae_widgets.explore.selection import Selection, SelectionError
 from sae_widgets.widgets._export import csv_download_html
 from sae_widgets.widgets._monitor_status import outcome
 from sae_widgets.widgets.prefix_slider import PrefixSlider
-from sae_widgets.widgets.unit_table import UnitTable
-from sae_widgets.wording import counted, noun_for
+from sae_widgets.widgets.unit_inspector import LABEL_TICK_ROOM
+from sae_widgets.widgets.unit_table import LABEL_ROOM, UnitTable
+from sae_widgets.wording import counted, noun_for, shortened
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
 
@@ -143,3 +144,45 @@ def test_probe_value_error_counts_one_grid_value():
     selection = Selection(1, 1, {"a": SimpleNamespace(values=[0.5])}, probe_attribute="a")
     with pytest.raises(SelectionError, match="nearest of its 1 grid value\\)"):
         selection.probe_value = 3.0
+
+
+# ------------------------------------------------------------ long label names, cut and whole
+
+LONG = "a very long class name that goes on and on, label"
+
+
+@pytest.fixture(scope="module")
+def long_names(one_unit):
+    sae, ds, _, _ = one_unit
+    names = [f"{LONG} {i}" for i in range(2)]
+    return sw.Explorer(sae, sw.Dataset(ds.X, labels=ds.labels, label_names=names)), names
+
+
+def test_shortened_cuts_visibly_to_the_room():
+    assert shortened("short", 8) == "short"
+    assert shortened("a long name", 8) == "a long …" and len(shortened("a long name", 8)) == 8
+
+
+def test_unit_table_shortens_long_labels_and_its_tooltip_names_them_whole(long_names):
+    ex, names = long_names
+    table = UnitTable(ex)
+    ex.selection.unit = 0
+    top = int(table.stats.top_label[0])
+    row = dict((unit, text) for text, unit in table.table.options)[0]
+    assert row.endswith("  " + shortened(names[top], LABEL_ROOM)) and row.endswith("…")
+    assert table.table.tooltip == f"unit 0: mostly label {names[top]}"
+    ex.selection.unit = None
+    assert table.table.tooltip is None
+
+
+def test_inspector_shortens_label_ticks_and_a_hovered_bar_names_its_label(long_names):
+    ex, names = long_names
+    inspector = sw.UnitInspector(ex, unit=0)
+    ticks = inspector._label_axis.tick_labels
+    assert ticks == {str(i): shortened(name, LABEL_TICK_ROOM) for i, name in enumerate(names)}
+    # what bqplot sends when the pointer enters bar 1 (its real message handler)
+    inspector.label_bars._handle_custom_msgs(None, {"event": "hover", "data": {"index": 1}})
+    share = float(np.asarray(inspector.label_bars.y)[1])
+    assert inspector.label_tip.value == (
+        f"<b>{names[1]}</b>: {100 * share:.0f}% of the samples it fires on"
+    )
