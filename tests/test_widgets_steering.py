@@ -330,3 +330,14 @@ def test_a_continuation_that_cannot_run_is_reported_in_the_view():
     view = sw.SteeringView(ex, prompt="the cat", max_new_tokens=4)
     assert view.error.value == "" and "α = 0" in view.texts.value
     view.close()
+
+
+def test_steered_samples_count_one_sample_in_the_singular(view, classifier):
+    ex, steering = view
+    ex.selection.samples = [3]
+    assert steering.steered_samples()[1] == "1 selected sample"
+    ex.selection.samples = [3, 4]
+    assert steering.steered_samples()[1] == "2 selected samples"
+    one = sw.SteeringView(ex, max_samples=1)
+    ex.selection.samples = []
+    assert one.steered_samples()[1] == "1 random sample"

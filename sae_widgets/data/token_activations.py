@@ -3,9 +3,8 @@
 `collect_activations(model, layer, data=texts, tokenizer=tok)` lands here. Documents are
 tokenized (fast tokenizers only: their character offsets let views show each token in its
 text), run in groups of consecutive documents, each sorted by length and run in right-padded
-batches, so a token sees exactly what it sees when its document runs alone. A forward hook
-on the layer keeps its hidden states (a decoder block's tuple output gives its first
-element) and stops the forward pass there.
+batches, so a token sees exactly what it sees when its document runs alone (the tokenizing
+and the model pass to the layer are `token_runner.TokenRunner`'s).
 Padding, and by default special tokens (BOS, [CLS], [SEP]), are dropped; rows are written
 into one preallocated array, so memory is the rows asked for plus one group; with `out`, into
 an on-disk `ActivationStore` instead, and memory is one group, one shard and the token ids.
@@ -14,9 +13,7 @@ an on-disk `ActivationStore` instead, and memory is one group, one shard and the
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
-from functools import partial
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -24,21 +21,13 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from sae_widgets.data.activations import ModelError
-from sae_widgets.data.attribute import Attribute
-from sae_widgets.data.corpus import TextCorpus, Variant, as_texts
+from sae_widgets.data.corpus import TextCorpus, as_texts
 from sae_widgets.data.dataset import Dataset
-from sae_widgets.data.layer_capture import (
-    LayerOutputError,
-    StopForward,
-    as_float32,
-    capture_layer,
-)
-from sae_widgets.data.tokens import Documents, TokenRows, aligned_position
+from sae_widgets.data.token_runner import EncodedTexts, TokenRunner, variant_attribute
+from sae_widgets.data.tokens import Documents, TokenRows
 from sae_widgets.language_inputs import (
     check_encodable,
     check_max_length,
-    check_token_ids,
     special_count,
 )
 
@@ -46,104 +35,6 @@ __all__ = ["collect_token_activations"]
 
 _TOKENIZE_CHUNK = 512  # documents tokenized at a time (stops early once max_tokens is met)
 _GROUP_ROWS = 8192  # rows run and handed on at a time (documents sorted by length within)
-
-
-class _Encoded:
-    """Tokenized documents: ids, character offsets and which positions become rows."""
-
-    def __init__(self) -> None:
-        self.ids: list[NDArray[np.int64]] = []
-        self.offsets: list[NDArray[np.int64]] = []
-        self.kept: list[NDArray[np.int64]] = []
-
-
-class TokenRunner:
-    """Runs texts through `model` up to `module` and returns its per-token hidden states."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        module: nn.Module,
-        layer_name: str,
-        tokenizer: Any,
-        device: torch.device,
-        max_length: int,
-        batch_size: int,
-    ) -> None:
-        self.model, self.module, self.layer_name = model, module, layer_name
-        self.tokenizer, self.device = tokenizer, device
-        self.max_length, self.batch_size = max_length, batch_size
-        pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = int(pad) if pad is not None else 0  # masked out either way
-        config = getattr(model, "config", None)
-        self.extra: dict[str, Any] = {}
-        if getattr(config, "use_cache", False):
-            self.extra["use_cache"] = False  # no key/value cache for one pass
-        self._captured: list[torch.Tensor] = []
-
-    def encode(
-        self, texts: Sequence[str], drop_special: bool, drop_first: int, into: _Encoded
-    ) -> None:
-        encoding = self.tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
-        # An id the model cannot embed: the tokenizer is another model's (named here, not
-        # as an IndexError from inside the embedding).
-        check_token_ids(np.concatenate([[0], *encoding["input_ids"]]), self.model, "tokenizer")
-        for ids, offsets, special in zip(
-            encoding["input_ids"], encoding["offset_mapping"], encoding["special_tokens_mask"]
-        ):
-            into.ids.append(np.asarray(ids, dtype=np.int64))
-            into.offsets.append(np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
-            keep = np.ones(len(ids), bool) if not drop_special else np.asarray(special) == 0
-            keep[:drop_first] = False
-            into.kept.append(np.flatnonzero(keep).astype(np.int64))
-
-    @contextmanager
-    def hooked(self) -> Iterator[None]:
-        self._captured.clear()
-        with capture_layer(self.model, self.module, self.layer_name, self._captured):
-            yield
-
-    def forward(self, id_lists: Sequence[NDArray[np.int64]]) -> NDArray[np.float32]:
-        """Hidden states (B, T, d) of right-padded token id lists (call inside `hooked`)."""
-        width = max(len(ids) for ids in id_lists)
-        ids = np.full((len(id_lists), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(id_lists), width), dtype=np.int64)
-        for b, row in enumerate(id_lists):
-            ids[b, : len(row)] = row
-            mask[b, : len(row)] = 1
-        self._captured.clear()
-        try:
-            self.model(
-                input_ids=torch.from_numpy(ids).to(self.device),
-                attention_mask=torch.from_numpy(mask).to(self.device),
-                **self.extra,
-            )
-        except StopForward:
-            pass
-        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
-            raise
-        except Exception as err:  # the model's own error, reported as such (and chained)
-            raise ModelError(
-                f"model raised {type(err).__name__} on a batch of {ids.shape[0]} texts of "
-                f"{ids.shape[1]} tokens: {err}"
-            ) from err
-        if not self._captured:
-            raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
-        out = self._captured[0]
-        if out.ndim != 3 or tuple(out.shape[:2]) != ids.shape:
-            raise ValueError(
-                f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected "
-                f"(batch, tokens, d) = ({ids.shape[0]}, {ids.shape[1]}, d): hook a layer that "
-                "keeps one vector per token (e.g. a transformer block)"
-            )
-        return as_float32(out, self.layer_name).cpu().numpy()
 
 
 def _check_count(value: Any, name: str, allow_none: bool) -> int | None:
@@ -228,7 +119,7 @@ def collect_token_activations(
     drop_first = int(drop_first)
 
     runner = TokenRunner(model, module, layer_name, tokenizer, device, max_length, batch_size)
-    encoded = _Encoded()
+    encoded = EncodedTexts()
     n_rows = 0
     for start in range(0, len(texts), _TOKENIZE_CHUNK):
         runner.encode(texts[start : start + _TOKENIZE_CHUNK], drop_special, drop_first, encoded)
@@ -269,7 +160,7 @@ def collect_token_activations(
     attributes = {}
     if corpus is not None:
         for name, variant in corpus.variants.items():
-            attributes[name] = _variant_attribute(variant, runner, tokens)
+            attributes[name] = variant_attribute(variant, runner, tokens)
     labels = None if corpus is None or corpus.labels is None else corpus.labels[doc]
     factors = None if corpus is None else {k: v[doc] for k, v in corpus.factors.items()}
     name = f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}"
@@ -308,7 +199,7 @@ def collect_token_activations(
 
 def _row_chunks(
     runner: TokenRunner,
-    encoded: _Encoded,
+    encoded: EncodedTexts,
     counts: NDArray[np.int64],
     row_start: NDArray[np.int64],
 ) -> Generator[tuple[int, NDArray[np.float32]], None, None]:
@@ -340,73 +231,3 @@ def _row_chunks(
                 assert buffer is not None
                 yield base, buffer[:total]
             first = last
-
-
-def _variant_attribute(variant: Variant, runner: TokenRunner, tokens: TokenRows) -> Attribute:
-    """A probe attribute over token rows: each row's sentence re-rendered with the variant's
-    value, run to the layer, read at the aligned token (`aligned_position`). Its functions
-    are partials of module-level ones, not closures, so the dataset pickles."""
-    return Attribute(
-        variant.name,
-        np.arange(len(variant.value_names), dtype=np.float64),
-        partial(_apply_variant, variant, runner, tokens),
-        sweep_fn=partial(_sweep_variant, variant, runner, tokens),
-        description=variant.description or f"{variant.name}: " + ", ".join(variant.value_names),
-    )
-
-
-def _apply_variant(
-    variant: Variant, runner: TokenRunner, tokens: TokenRows, rows: NDArray[np.int64], value: float
-) -> NDArray[np.float32]:
-    return _sweep_variant(variant, runner, tokens, rows, np.array([value]))[0]
-
-
-def _sweep_variant(
-    variant: Variant,
-    runner: TokenRunner,
-    tokens: TokenRows,
-    rows: NDArray[np.int64],
-    grid: NDArray[np.float64],
-) -> NDArray[np.float32]:
-    """(len(grid), len(rows), d): the rows with the variant set to each value of `grid`."""
-    documents = tokens.documents
-    n_values = len(variant.value_names)
-    values = []
-    for value in grid:
-        index = round(float(value))
-        if index != value or not 0 <= index < n_values:
-            raise ValueError(
-                f"value must be a value index in 0..{n_values - 1} for {variant.name!r} "
-                f"({', '.join(variant.value_names)}); got {value}"
-            )
-        values.append(index)
-    docs = np.unique(tokens.doc[rows])
-    texts = [variant.render(int(d), v) for v in values for d in docs]
-    encoded = _Encoded()
-    runner.encode(texts, False, 0, encoded)
-    where = {
-        (v_i, int(d)): v_i * len(docs) + j for v_i in range(len(values)) for j, d in enumerate(docs)
-    }
-    out: NDArray[np.float32] | None = None
-    with runner.hooked():
-        for start in range(0, len(texts), runner.batch_size):
-            chunk = encoded.ids[start : start + runner.batch_size]
-            hidden = runner.forward(chunk)
-            if out is None:
-                out = np.empty((len(values), len(rows), hidden.shape[2]), np.float32)
-            for v_i in range(len(values)):
-                for r_i, row in enumerate(rows):
-                    d = int(tokens.doc[row])
-                    t = where[(v_i, d)]
-                    if not start <= t < start + len(chunk):
-                        continue
-                    p = aligned_position(
-                        documents.texts[d],
-                        documents.offsets[d],
-                        int(tokens.pos[row]),
-                        texts[t],
-                        encoded.offsets[t],
-                    )
-                    out[v_i, r_i] = hidden[t - start, p]
-    assert out is not None
-    return out

@@ -26,6 +26,7 @@ from sae_widgets.analysis.matching import check_threshold
 from sae_widgets.analysis.summary import top_entries
 from sae_widgets.explore.explorer import Explorer, _check_fitted
 from sae_widgets.explore.selection import Selection
+from sae_widgets.wording import counted
 
 __all__ = ["Comparison", "PairTable", "compare"]
 
@@ -238,7 +239,8 @@ class Comparison:
         state = self.summary() if self._result is not None else "not matched yet"
         a, b = self.names
         return (
-            f"Comparison({a}: {self.ex_a.n_units} units, {b}: {self.ex_b.n_units} units, {state})"
+            f"Comparison({a}: {counted(self.ex_a.n_units, 'unit')}, "
+            f"{b}: {counted(self.ex_b.n_units, 'unit')}, {state})"
         )
 
 

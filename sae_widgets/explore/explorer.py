@@ -40,6 +40,7 @@ from sae_widgets.explore.selection import Selection
 from sae_widgets.explore.selection_queries import SelectionQueries
 from sae_widgets.explore.steering import Steerer
 from sae_widgets.paths import as_path
+from sae_widgets.wording import counted
 
 if TYPE_CHECKING:  # pragma: no cover
     import ipywidgets
@@ -273,8 +274,8 @@ class Explorer(SelectionQueries, PrefixQueries):
         n_units = self._sae_units()
         if n_units != self.n_units:
             raise ValueError(
-                f"sae now has {n_units} units but this Explorer was built for {self.n_units}: "
-                "call ex.refresh() after refitting the SAE"
+                f"sae now has {counted(n_units, 'unit')} but this Explorer was built for "
+                f"{self.n_units}: call ex.refresh() after refitting the SAE"
             )
 
     # ---- answers for the views ---------------------------------------------------------
@@ -381,4 +382,4 @@ class Explorer(SelectionQueries, PrefixQueries):
 
     def __repr__(self) -> str:
         state = repr(self._codes) if self._codes is not None else "codes not built yet"
-        return f"Explorer({type(self.sae).__name__} with {self.n_units} units, {state})"
+        return f"Explorer({type(self.sae).__name__} with {counted(self.n_units, 'unit')}, {state})"

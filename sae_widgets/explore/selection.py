@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from traitlets import Float, HasTraits, Int, List, TraitError, Unicode, observe, validate
 
 from sae_widgets.analysis.checks import sorted_unique
+from sae_widgets.wording import counted
 
 __all__ = ["Selection", "SelectionError", "SelectionTypeError"]
 
@@ -360,7 +361,8 @@ class Selection(HasTraits):
         if snapped is None:
             raise SelectionError(
                 f"probe_value must lie in the range of {name!r}, [{grid.min():g}, "
-                f"{grid.max():g}] (snapped to the nearest of its {len(grid)} grid values); "
+                f"{grid.max():g}] (snapped to the nearest of its "
+                f"{counted(len(grid), 'grid value')}); "
                 f"got {value!r}"
             )
         return snapped

@@ -8,6 +8,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from sae_widgets.wording import counted
+
 __all__ = ["csv_download_html", "csv_field", "export_buttons", "selection_csv"]
 
 
@@ -39,7 +41,7 @@ def csv_download_html(ex: Any, samples: Sequence[int], name: str = "selection.cs
     data = base64.b64encode(selection_csv(ex, samples).encode()).decode()
     return (
         f'<a download="{name}" href="data:text/csv;base64,{data}" '
-        f'style="text-decoration:underline">{name}</a> ({len(samples):,} rows)'
+        f'style="text-decoration:underline">{name}</a> ({counted(len(samples), "row")})'
     )
 
 

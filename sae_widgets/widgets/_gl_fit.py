@@ -25,6 +25,14 @@ delayed the outline's way to the kernel (jupyter-scatter sends it only after the
 the selected points: ipywidgets keeps one message per widget in flight), and drawn when the
 kernel's answers arrived it delayed every other view by its length (measured at load ~4: a
 170 ms frame between the kernel's answers and their display, lasso 500 ms to the views).
+
+Draws of new points wait for the plot's running one. regl-scatterplot rejects a ``draw``
+that comes while its last one still runs ("Ignoring draw call as the previous draw call has
+not yet finished"), and jupyter-scatter does not wait: points (positions, or colours, which
+travel in the same array) sent again within a draw's time were dropped, and the plot kept
+showing older points than its model held (tests/browser/test_refresh_burst.py: a few quick
+refreshes and unit changes). The fit wraps each plot's ``draw`` so that a draw asked for
+meanwhile starts when the running one ends, the latest only (older points are superseded).
 """
 
 from __future__ import annotations
@@ -41,6 +49,38 @@ const GIVE_UP_AFTER = 600;  // tries: a minute for jupyter-scatter to create its
 // Frames wait after a release on a plot, or when the kernel says it is sending an update, until
 // the kernel says the views are updated (then after the browser has painted them), or at most:
 const HOLD_AT_MOST_MS = 1000;
+
+// One draw at a time per plot, the newest waiting one next (see the module docstring).
+function serializeDraws(plot) {
+  if (plot.__swSerialDraws) return;
+  plot.__swSerialDraws = true;
+  const draw = plot.draw;
+  let running = false;
+  let waiting = null;  // [points, options, resolve] of the newest draw asked for meanwhile
+  const start = (points, options) => {
+    running = true;
+    return draw(points, options).finally(() => {
+      running = false;
+      if (waiting === null) return;
+      const [nextPoints, nextOptions, resolve] = waiting;
+      waiting = null;
+      resolve(start(nextPoints, nextOptions));
+    });
+  };
+  plot.draw = (points, options) => {
+    if (!running) return start(points, options);
+    if (waiting !== null) waiting[2]();  // superseded: the newer points are drawn instead
+    return new Promise(resolve => { waiting = [points, options, resolve]; });
+  };
+}
+
+// jupyter-scatter keeps each plot's regl-scatterplot on the element around its canvas (`api`).
+function plotOf(canvas) {
+  for (let node = canvas; node; node = node.parentElement) {
+    if (node.api && typeof node.api.draw === 'function') return node.api;
+  }
+  return null;
+}
 
 function fit(renderer, report) {
   const targets = new Set();
@@ -65,6 +105,8 @@ function fit(renderer, report) {
     if ([...targets].some(onPlot)) hold();
   }, true);
   renderer.render = (draw, target) => {
+    const plot = target && plotOf(target);
+    if (plot) serializeDraws(plot);
     const wait = holdUntil - performance.now();
     if (wait > 0) {
       if (timer === null) timer = setTimeout(flush, wait);

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sae_widgets.wording import noun_for
+
 __all__ = ["duration", "outcome", "status_line"]
 
 
@@ -37,7 +39,7 @@ def outcome(n: int, stop_reason: Any, error: BaseException | None) -> str:
         return f"stopped at step {n}"
     if stop_reason == "interrupted":
         return f"interrupted at step {n}"
-    return f"done: {n} steps"
+    return f"done: {n} {noun_for(n, 'step')}"
 
 
 def duration(seconds: float) -> str:

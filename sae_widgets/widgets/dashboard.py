@@ -25,14 +25,14 @@ from sae_widgets.widgets.probe_slider import ProbeSlider
 from sae_widgets.widgets.steering import SteeringView
 from sae_widgets.widgets.unit_inspector import UnitInspector
 from sae_widgets.widgets.unit_table import UnitTable
+from sae_widgets.wording import counted
 
 __all__ = ["Dashboard", "build_dashboard", "status_text"]
 
 
 def status_text(n_samples: int, unit: int | None) -> str:
     """The status line: "<N> samples selected · unit <u>" ("1 sample selected")."""
-    noun = "sample" if n_samples == 1 else "samples"
-    return f"{n_samples:,} {noun} selected · unit {'none' if unit is None else unit}"
+    return f"{counted(n_samples, 'sample')} selected · unit {'none' if unit is None else unit}"
 
 
 class Dashboard(ExplorerView):

@@ -39,6 +39,7 @@ from sae_widgets.widgets._view import (
     wrapping_row,
 )
 from sae_widgets.widgets.text import document_html, label_token_rows, unit_activations
+from sae_widgets.wording import counted
 
 __all__ = ["ActivationHeatmap"]
 
@@ -249,20 +250,19 @@ class ActivationHeatmap(ExplorerView):
         n_selected = len(self.selection.samples)
         n_chosen = n_cols - int(n_cols > 0 and data.units[-1] not in self._chosen.units)
         rows_from = (
-            f"{n_rows} of {n_selected:,} selected samples"
+            f"{n_rows:,} of {counted(n_selected, 'selected sample')}"
             if n_selected
-            else f"{n_rows} samples (no selection: a label-stratified sample)"
+            else f"{counted(n_rows, 'sample')} (no selection: a label-stratified sample)"
         )
         added = ""
         if n_chosen < n_cols:
             silent = " (silent on these rows)" if not data.matrix[:, -1].any() else ""
             added = f" + the focused unit {int(data.units[-1])}{silent}, last"
-        columns = (
-            f"the {n_chosen} units "
-            f"{'most enriched in them' if n_selected else 'firing most often'}{added}"
-        )
+        them = "it" if n_rows == 1 else "them"  # the rows
+        ranked_by = f"most enriched in {them}" if n_selected else "firing most often"
+        columns = f"the {counted(n_chosen, 'unit')} {ranked_by}{added}"
         if n_rows and not data.matrix.any():  # every column blank: say so, not "enriched"
-            columns = f"none of the units fires on them ({n_cols} silent units shown)"
+            columns = f"none of the units fires on {them} ({counted(n_cols, 'silent unit')} shown)"
         self.caption.value = (
             f"rows: {rows_from} · columns: {columns} · "
             "click a column to focus its unit, the coloured strip to pick a sample"
@@ -335,7 +335,8 @@ class ActivationHeatmap(ExplorerView):
             label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"
         error = _relative_error(x, reconstruction)
         self.card_title.value = (
-            f"<b>sample {sample}</b>{label} · {len(units)} active units · relative error "
+            f"<b>sample {sample}</b>{label} · {counted(len(units), 'active unit')} · "
+            + "relative error "
             + ("n/a (a zero input)" if error is None else f"{error:.3f}")
         )
 

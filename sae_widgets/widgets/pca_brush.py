@@ -43,6 +43,7 @@ from sae_widgets.widgets._view import (
     check_css_size,
     toggle_buttons,
 )
+from sae_widgets.wording import noun_for
 
 __all__ = ["GL_THRESHOLD", "PCABrush"]
 
@@ -333,8 +334,9 @@ class PCABrush(ExplorerView):
             self.points.clear_rect()
         n = len(samples)
         self.export_link.value = ""  # a link made for another selection would mislead
-        noun = "sample" if n == 1 else "samples"
-        self.count.value = f"<b>{n:,}</b> {noun} selected" if n else "no samples selected"
+        self.count.value = (
+            f"<b>{n:,}</b> {noun_for(n, 'sample')} selected" if n else "no samples selected"
+        )
         self.clear_button.disabled = n == 0
         self.undo_button.disabled = not self.ex.history.can_undo
         if self.webgl:  # the drawn points among the selected ones, by position in `shown`

@@ -19,6 +19,7 @@ from bqplot import LinearScale, Lines, LogScale, Scatter
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._panels import ImagePair, input_pair
 from sae_widgets.widgets._view import ExplorerView, axis, check_count, figure
+from sae_widgets.wording import counted
 
 __all__ = ["PrefixSlider", "prefix_grid"]
 
@@ -131,7 +132,9 @@ class PrefixSlider(ExplorerView):
         with self.marker.hold_sync():
             self.marker.x = np.array([n], np.float32)
             self.marker.y = np.array([fvu], np.float32)
-        self.info.value = f"first {n} of {self.ex.n_units} units: FVU {fvu:.4f} · L0 {l0:.2f}"
+        self.info.value = (
+            f"first {n:,} of {counted(self.ex.n_units, 'unit')}: FVU {fvu:.4f} · L0 {l0:.2f}"
+        )
         sample = self.sample
         x = self.ex.dataset.X[sample]
         x_hat = self.ex.reconstruct_prefix([sample], n)[0]

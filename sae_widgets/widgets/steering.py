@@ -39,6 +39,7 @@ from sae_widgets.widgets._view import (
     toggle_buttons,
     wrapping_row,
 )
+from sae_widgets.wording import counted
 
 __all__ = ["SteeringView", "alpha_grid", "continuation_alphas"]
 
@@ -231,11 +232,11 @@ class SteeringView(ExplorerView):
         if chosen:
             picked = np.asarray(chosen[: self.max_samples], dtype=np.int64)
             more = f" (first {len(picked)})" if len(chosen) > len(picked) else ""
-            return picked, f"{len(chosen):,} selected samples{more}"
+            return picked, f"{counted(len(chosen), 'selected sample')}{more}"
         if self.selection.probe_sample is not None:
             sample = int(self.selection.probe_sample)
             return np.array([sample]), f"sample {sample}"
-        return self._default_samples, f"{len(self._default_samples)} random samples"
+        return self._default_samples, counted(len(self._default_samples), "random sample")
 
     # -- drawing ---------------------------------------------------------------------------------
 

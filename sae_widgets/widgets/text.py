@@ -22,6 +22,7 @@ import numpy as np
 from sae_widgets.data.tokens import TokenRows, aligned_character_span
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import set_ticks, toggle_buttons
+from sae_widgets.wording import counted
 
 __all__ = [
     "CONTEXT_LENGTHS",
@@ -174,7 +175,7 @@ class TopTokens(widgets.VBox):
         self.context = toggle_buttons(
             [(f"±{n}", str(n)) for n in CONTEXT_LENGTHS],
             str(CONTEXT_LENGTHS[1]),
-            tooltips=[f"{n} tokens on each side" for n in CONTEXT_LENGTHS],
+            tooltips=[f"{counted(n, 'token')} on each side" for n in CONTEXT_LENGTHS],
         )
         self.context.observe(lambda _change: self._draw_contexts(), "value")
         self.contexts = widgets.HTML()

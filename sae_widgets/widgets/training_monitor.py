@@ -38,6 +38,7 @@ from sae_widgets.widgets._monitor_curves import MAX_POINTS, MIN_DEAD_SPAN, decim
 from sae_widgets.widgets._monitor_inputs import check_seconds, is_number, step_of
 from sae_widgets.widgets._monitor_status import outcome, status_line
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
+from sae_widgets.wording import counted
 
 __all__ = ["MAX_POINTS", "MIN_DEAD_SPAN", "TrainingMonitor"]
 
@@ -164,7 +165,7 @@ class TrainingMonitor(widgets.VBox):
         )
         header = widgets.HBox([self.progress, self.stop_button, self.status])
         window = getattr(sae, "dead_window", None)
-        window_text = f"the last {window:,} training samples" if window else "a while"
+        window_text = f"the last {counted(window, 'training sample')}" if window else "a while"
         # Two definitions of "dead" users meet side by side: say which one this is.
         self.dead_note = widgets.HTML(
             '<span style="font-size:12px;opacity:0.75">dead fraction: units that have not '

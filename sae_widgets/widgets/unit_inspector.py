@@ -32,11 +32,15 @@ from sae_widgets.widgets._view import (
     wrapping_row,
 )
 from sae_widgets.widgets.text import TopTokens
+from sae_widgets.wording import counted, shortened
 
-__all__ = ["UnitInspector"]
+__all__ = ["LABEL_TICK_ROOM", "UnitInspector"]
 
 MAX_LABEL_BARS = 12
 """With more classes than this, the label chart shows the most frequent ones only."""
+LABEL_TICK_ROOM = 14
+"""Characters of a label name under its bar: a longer name, written at a slant, ran out of
+the figure; it is shortened with "…" and hovering the bar shows it whole."""
 
 
 def integer_ticks(top: float, most: int = 6) -> np.ndarray:
@@ -137,7 +141,11 @@ class UnitInspector(ExplorerView):
             y=np.zeros(0, np.float32),
             scales={"x": label_x, "y": label_y},
             colors=["#f58518"],
+            tooltip=(label_tip := widgets.HTML()),
         )
+        self.label_tip = label_tip  # the hovered bar's whole label name and share
+        self._label_names: list[str] = []  # the bars' names, in slot order
+        self.label_bars.on_hover(self._label_hovered)
         self.label_figure = figure(
             [self.label_bars],
             [
@@ -153,7 +161,7 @@ class UnitInspector(ExplorerView):
             title="labels of the samples it fires on",
             height="240px" if long_names else "220px",
             # room under the axis for names written at a slant
-            margin={"top": TITLE_ROOM, "bottom": 70, "left": 45, "right": 10}
+            margin={"top": TITLE_ROOM, "bottom": 70, "left": 60, "right": 10}
             if long_names
             else None,
         )
@@ -254,9 +262,9 @@ class UnitInspector(ExplorerView):
             self.dead_note.value = (
                 f'<div style="padding:8px;background:#fff4e5;border-left:4px solid #f58518">'
                 f"<b>unit {unit} is dead</b>: it fires on none of the "
-                f"{self.ex.n_samples:,} samples, so it has no activation histogram, labels or "
-                "top samples. Its decoder and encoder weights are shown; a nearby unit may "
-                "cover what it would have learned.</div>"
+                f"{counted(self.ex.n_samples, 'sample')}, so it has no activation histogram, "
+                "labels or top samples. Its decoder and encoder weights are shown; a nearby unit "
+                "may cover what it would have learned.</div>"
             )
             self.dead_note.layout.display = None
         edges = summary.histogram_edges
@@ -308,15 +316,31 @@ class UnitInspector(ExplorerView):
             shown = np.argsort(-counts, kind="stable")[:MAX_LABEL_BARS]
         # Bars at fixed slots "0", "1", ... named by the axis: the scale's domain stays put from
         # unit to unit (a new domain redraws the bars and the axis in the browser, per change).
-        self._label_axis.tick_labels = {str(i): str(name) for i, name in enumerate(names[shown])}
+        self._label_names = [str(name) for name in names[shown]]
+        self._label_axis.tick_labels = {
+            str(i): shortened(name, LABEL_TICK_ROOM) for i, name in enumerate(self._label_names)
+        }
         with self.label_bars.hold_sync():
             self.label_bars.x = np.array([str(i) for i in range(len(shown))])
             self.label_bars.y = counts[shown] / max(float(counts.sum()), 1.0)
 
+    def _label_hovered(self, _mark: Any, event: dict[str, Any]) -> None:
+        """bqplot's hover message: the bar's slot in `data.index`; its tooltip names the
+        whole label (the tick under it may be shortened) and its share."""
+        data = event.get("data") if isinstance(event, dict) else None
+        index = data.get("index") if isinstance(data, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(self._label_names):
+            return
+        share = float(np.asarray(self.label_bars.y)[index])
+        self.label_tip.value = (
+            f"<b>{html.escape(self._label_names[index])}</b>: {100 * share:.0f}% of the "
+            "samples it fires on"
+        )
+
     def _stats_html(self, summary: UnitSummary) -> str:
         parts = [
             f"<b>unit {summary.unit}</b>",
-            f"fires on {summary.count:,} of {self.ex.n_samples:,} samples "
+            f"fires on {summary.count:,} of {counted(self.ex.n_samples, 'sample')} "
             f"({100 * summary.frequency:.2f}%)",
             f"mean {summary.mean_activation:.3g}, max {summary.max_activation:.3g}",
         ]

@@ -19,8 +19,9 @@ from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, check_choice, check_count, toggle_buttons
+from sae_widgets.wording import counted, shortened
 
-__all__ = ["SORT_KEYS", "UnitTable"]
+__all__ = ["LABEL_ROOM", "SORT_KEYS", "UnitTable"]
 
 SORT_KEYS = {
     "frequency": "how often the unit fires, most frequent first",
@@ -29,6 +30,10 @@ SORT_KEYS = {
     "enrichment": "how specifically it fires on the selected samples",
 }
 _HEADER = "  unit   freq %    max    sel  enrich  label"
+LABEL_ROOM = 32
+"""Characters of a top label a row shows: the 430 px table cuts a longer one mid-letter,
+so it is shortened to this with "…" and the table's tooltip names the focused unit's whole
+label."""
 
 
 class _Rows(widgets.Select):
@@ -178,7 +183,7 @@ class UnitTable(ExplorerView):
                     f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
                     f"{selectivity:>6} "
                 )
-                after.append(f"  {self._label_name(int(s.top_label[unit]))}")
+                after.append(f"  {shortened(self._label_name(int(s.top_label[unit])), LABEL_ROOM)}")
             self._parts = (np.array(before, dtype=object), np.array(after, dtype=object))
         return self._parts
 
@@ -216,11 +221,13 @@ class UnitTable(ExplorerView):
             self._syncing = False
         n_selected = len(self.selection.samples)
         note = (
-            f"enrichment in the {n_selected:,} selected samples"
+            f"enrichment in the {counted(n_selected, 'selected sample')}"
             if n_selected
             else "enrichment: select samples to rank by it"
         )
-        self.caption.value = f"{len(self.order)} of {self.ex.n_units} units shown · {note}"
+        self.caption.value = (
+            f"{len(self.order):,} of {counted(self.ex.n_units, 'unit')} shown · {note}"
+        )
 
     def _show_focus(self) -> None:
         unit = self.selection.unit
@@ -229,6 +236,9 @@ class UnitTable(ExplorerView):
             self.table.value = unit if unit is not None and unit in self.order else None
         finally:
             self._syncing = False
+        label = self._label_name(int(self.stats.top_label[unit])) if unit is not None else ""
+        # the browser's title attribute: hovering the table reads the whole (maybe cut) label
+        self.table.tooltip = f"unit {unit}: mostly label {label}" if label else None
 
     def _samples_changed(self, _change: Any) -> None:
         self._rank_enrichment()
