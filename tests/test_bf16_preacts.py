@@ -306,7 +306,7 @@ def test_weights_without_a_bound_make_every_value_a_candidate() -> None:
 
 
 def test_keys_order_every_bfloat16_as_its_value() -> None:
-    from sae_widgets.sae._numba_refine import _key, _key_at_most, _value_of
+    from sae_widgets.sae._numba_bf16_bits import _key, _key_at_most, _value_of
 
     bits = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
     values = torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16).float().numpy()

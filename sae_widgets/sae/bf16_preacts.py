@@ -63,7 +63,7 @@ class Product:
     """A model's augmented weights (sparse_ops.affine_operands) for the bfloat16 lanes."""
 
     def __init__(self, Wa_DU: Tensor) -> None:
-        from sae_widgets.sae._numba_refine import narrow_rows, transpose_into, weight_norms
+        from sae_widgets.sae._numba_bf16_bits import narrow_rows, transpose_into, weight_norms
 
         self.narrow = narrow_rows
         width, n_units = Wa_DU.shape
