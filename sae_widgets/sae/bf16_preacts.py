@@ -6,17 +6,18 @@ matmul that finds them is most of its work. Where the CPU multiplies bfloat16 mu
 than float32 (AMX: on the Intel Xeon machine 700-800 against 145-155 GFLOP/s on one
 thread, 512 x 264 @ 264 x 2,048 and 512 x 520 @ 520 x 8,192), a lane
 multiplies its piece in bfloat16, and each value's error is bounded: the inputs rounded to
-bfloat16 (by |da| |w_j| + |a + da| |dw_j|, Cauchy-Schwarz, with the rounding changes da and
-dw measured: `Product.slack`), float32 accumulation here and in the recomputation (K 2^-24
-|a| |w_j| each, K the inner size), the output rounded to bfloat16 (u |value|, u = 2^-8),
-and flushed subnormals (an absolute term). Every value whose approximation comes within twice that
-bound of the k-th largest is recomputed in float32 (xa . w_j, vectorised, the same bits in
-any piece and on any thread) and the winners chosen among those (sae/_numba_refine.py): the
-selection is the exact top k of the float32 recomputations whatever the bfloat16 rounding
-did, and the codes' values are float32. Random rows have ~1.5 k such candidates (d=256,
-2,048 units, k=16; ~2.3 k with the worst case's 2u |a| |w_j| for the inputs' rounding). A run
-with these lanes and one without select the same units but where two values lie within
-float32 rounding of each other (2-22 of 2 million codes in `encode_throughput.py
+bfloat16 (by |da| |w_j| + |a + da| |dw_j|, Cauchy-Schwarz, with the rounding changes da
+and dw measured: `Product.slack`), float32 accumulation here and in the recomputation
+(K 2^-24 |a| |w_j| each, K the inner size), the output rounded to bfloat16 (u |value|,
+u = 2^-8), and flushed subnormals (an absolute term). Every value whose approximation
+comes within twice that bound of the k-th largest is recomputed in float32 (xa . w_j,
+vectorised, the same bits in any piece and on any thread) and the winners chosen among
+those (sae/_numba_refine.py): the selection is the exact top k of the float32
+recomputations whatever the bfloat16 rounding did, and the codes' values are float32.
+Random rows have ~1.5 k such candidates (d=256, 2,048 units, k=16; ~2.3 k with the worst
+case's 2u |a| |w_j| for the inputs' rounding). A run with these lanes and one without
+select the same units but where two values lie within float32 rounding of each other
+(2-25 of 2 million codes in `encode_throughput.py
 --fp32-lanes-ab`), and their values differ by that rounding.
 
 Used where the CPU has AMX and the inputs are wide enough (`pays`).
