@@ -69,8 +69,9 @@ def select(
         return None
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     total_cap = sparse_kernels.collect_cap(n_keep)
-    share = math.ceil(PIECE_SLACK * total_cap * lanes.PIECE_ROWS / n_rows) + 64
-    cap = min(share, lanes.PIECE_ROWS * n_units)
+    rows = 2 * lanes.PIECE_ROWS  # a piece's most rows (topk_selection.bf16_piece_rows)
+    share = math.ceil(PIECE_SLACK * total_cap * rows / n_rows) + 64
+    cap = min(share, rows * n_units)
 
     def collect(
         rows: slice, pre: Tensor, refine: Refinement | None
