@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sae_widgets.sae import scratch, sparse_kernels
+from sae_widgets.sae import scratch, sparse_grads, sparse_kernels
 
 U = 2.0**-8
 """bfloat16's unit roundoff (8 significant bits, rounding to nearest)."""
@@ -64,18 +64,26 @@ class Product:
     """A model's augmented weights (sparse_ops.affine_operands) for the bfloat16 lanes."""
 
     def __init__(self, Wa_DU: Tensor) -> None:
-        from sae_widgets.sae._numba_bf16_bits import narrow_rows, transpose_into, weight_norms
+        from sae_widgets.sae._numba_bf16_bits import narrow_rows, weight_norms
+        from sae_widgets.sae._numba_sparse_grads import transpose_into
 
         self.narrow = narrow_rows
         width, n_units = Wa_DU.shape
         W = Wa_DU.detach()
         self.W = W.to(torch.bfloat16)
         # built every training step: a compiled blocked transpose, and the norms from its
-        # contiguous rows (torch's transpose and a float64 norm over the columns took 37 ms
-        # of a 240 ms step at d=512, 8,192 units)
+        # contiguous rows, each split between the threads (torch's transpose and a float64
+        # norm over the columns took 37 ms of a 240 ms step at d=512, 8,192 units; on one
+        # thread these 14 ms)
         self.WT = scratch.buffer("bf16 lanes WT", (n_units, width), W)
-        transpose_into(W.numpy(), self.WT.numpy())
-        self.w_max, self.dw_max = weight_norms(self.WT.numpy())
+        src, WT = W.numpy(), self.WT.numpy()
+        sparse_grads.run_split(width, W.numel(), lambda lo, hi: transpose_into(src, WT, lo, hi))
+        parts: list[tuple[float, float]] = []
+        sparse_grads.run_split(
+            n_units, W.numel(), lambda lo, hi: parts.append(weight_norms(WT, lo, hi))
+        )
+        self.w_max = max(w for w, _ in parts)
+        self.dw_max = max(dw for _, dw in parts)
         self.gamma = 1.01 * width * 2.0**-24  # float32 accumulation over `width` terms
         self.c_abs = 4 * SUBNORMAL
         self.root_width = math.sqrt(width)
