@@ -1,0 +1,133 @@
+"""Fuzz round 5 of the language-model path: texts, tokenizers and prompts earlier rounds did
+not try. Each test pins a defect a user hit; the fix is in the commit that added it.
+
+Most tests run a tiny character-level LM (no weights); those on a real byte-level BPE
+tokenizer (SmolLM2's) are marked slow."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sae_widgets as sw
+from sae_widgets.data.tokens import Documents, TokenRows
+from sae_widgets.widgets.text import document_html
+
+# ------------------------------------------------------------------ a tiny causal LM
+
+VOCAB, D = 32, 8
+
+
+class TinyLM(nn.Module):
+    """Embedding -> one block -> vocabulary logits; its context is 16 positions."""
+
+    config = type("Config", (), {"max_position_embeddings": 16})()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, D)
+        self.block = nn.Sequential(nn.Linear(D, D), nn.ReLU())
+        self.head = nn.Linear(D, VOCAB)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.head(self.block(self.embed(input_ids)))
+
+
+class CharTokenizer:
+    """One id per character (what the splice and the steering need of a tokenizer)."""
+
+    eos_token_id = None
+
+    def __call__(self, text, truncation=False, max_length=None):
+        ids = [ord(c) % VOCAB for c in text]
+        return {"input_ids": ids[:max_length] if truncation and max_length else ids}
+
+    def decode(self, ids):
+        return "".join(chr(97 + i % 26) for i in ids)
+
+
+TEXTS = ["the cat sat on the mat", "a dog ran", "sparse codes"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[TinyLM, sw.Dataset, sw.SAE]:
+    """The LM, a token Dataset of TEXTS (as collect_activations makes one) and an SAE."""
+    torch.manual_seed(0)
+    lm = TinyLM().eval()
+    tok = CharTokenizer()
+    ids = [np.asarray(tok(t)["input_ids"], np.int64) for t in TEXTS]
+    offsets = [np.stack([np.arange(len(t)), np.arange(1, len(t) + 1)], 1) for t in TEXTS]
+    documents = Documents(texts=list(TEXTS), token_ids=ids, offsets=offsets, tokenizer=tok)
+    doc = np.concatenate([np.full(len(i), d) for d, i in enumerate(ids)])
+    pos = np.concatenate([np.arange(len(i)) for i in ids])
+    tokens = TokenRows(doc, pos, np.concatenate(ids), documents)
+    with torch.no_grad():
+        rows = torch.cat([lm.block(lm.embed(torch.from_numpy(i))) for i in ids]).numpy()
+    acts = sw.Dataset(rows, tokens=tokens)
+    sae = sw.SAE(n_units=16, k=3, epochs=3, batch_size=16, seed=0).fit(acts, progress=False)
+    return lm, acts, sae
+
+
+# ------------------------------------------------------------------ byte-level BPE offsets
+
+# A byte-level BPE tokenizer (GPT-2, SmolLM2) splits one character into several tokens, each
+# given the whole character's span: "😀 hi" as three tokens over (0, 1), then " hi".
+EMOJI = "😀 hi"
+EMOJI_OFFSETS = np.array([[0, 1], [0, 1], [0, 1], [1, 4]])
+
+
+def _emoji_rows() -> TokenRows:
+    documents = Documents(
+        texts=[EMOJI], token_ids=[np.arange(4, dtype=np.int64)], offsets=[EMOJI_OFFSETS]
+    )
+    return TokenRows(np.zeros(4, np.int64), np.arange(4), np.arange(4), documents)
+
+
+def test_tokens_sharing_a_character_show_it_once_in_context() -> None:
+    # each of the three tokens repeated the emoji: the context read "😀😀😀 hi"
+    tokens = _emoji_rows()
+    for row in range(4):
+        pieces, rows, center = tokens.context(row, 8, 8)
+        assert "".join(pieces) == EMOJI
+        assert rows[center] == row
+        assert pieces[center].strip()  # the row's own token shows its character(s)
+    assert [tokens.token_text(r) for r in range(4)] == ["😀", "😀", "😀", "hi"]
+    shown = document_html(tokens, 1, np.ones(4, np.float32))
+    assert shown.count("😀") == 1
+
+
+def test_a_token_whose_span_holds_the_next_tokens_character_is_split_at_it() -> None:
+    # " ש" over (6, 8) then "ש" over (7, 8): the letter was shown twice
+    text = "abc de שלום"
+    offsets = np.array([[0, 3], [3, 6], [6, 8], [7, 8], [8, 11]])
+    documents = Documents(texts=[text], token_ids=[np.arange(5)], offsets=[offsets])
+    tokens = TokenRows(np.zeros(5, np.int64), np.arange(5), np.arange(5), documents)
+    for row in range(5):
+        pieces, _, center = tokens.context(row, 8, 8)
+        assert "".join(pieces) == text
+        assert pieces[center].strip()
+    assert tokens.token_text(3) == "ש"
+
+
+@pytest.mark.slow
+def test_smollm2_contexts_of_emoji_cjk_and_rtl_join_into_their_texts() -> None:
+    model, tokenizer = sw.models.smollm2()
+    texts = ["😀👍🏽 e\u0301 שלום مرحبا 你好世界 <b>&amp;</b> end", "plain words"]
+    ds = sw.collect_activations(model, "model.layers.1", data=texts, tokenizer=tokenizer)
+    tokens = ds.tokens
+    for row in range(len(ds)):
+        pieces, rows, center = tokens.context(row, 64, 64)
+        assert "".join(pieces) == texts[int(tokens.doc[row])]
+        assert rows[center] == row and pieces[center]  # a space token shows its space
+    shown = document_html(tokens, 0, np.ones(len(ds), np.float32))
+    assert shown.count("😀") == 1 and shown.count("界") == 1
+    assert "<b>" not in shown  # escaped: what the page shows is the text itself
+    assert html.unescape(re.sub(r"<[^>]*>", "", shown)) == texts[0]
