@@ -131,3 +131,26 @@ def test_smollm2_contexts_of_emoji_cjk_and_rtl_join_into_their_texts() -> None:
     assert shown.count("😀") == 1 and shown.count("界") == 1
     assert "<b>" not in shown  # escaped: what the page shows is the text itself
     assert html.unescape(re.sub(r"<[^>]*>", "", shown)) == texts[0]
+
+
+# ------------------------------------------------------------------ spliced figures
+
+
+def test_a_subset_of_a_token_dataset_is_scored_on_its_own_documents(tiny) -> None:
+    # ds[held_out] was scored on every document of the collection: the same figures as ds
+    lm, acts, sae = tiny
+    options = {"model": lm, "layer": "block", "batch_size": 2}
+    second = np.flatnonzero(acts.tokens.doc == 1)
+    from_subset = sw.metrics.evaluate(sae, acts[second], **options)
+    alone = sw.metrics.evaluate(sae, [TEXTS[1]], tokenizer=CharTokenizer(), **options)
+    assert from_subset == pytest.approx(alone, rel=1e-6)
+    both = np.flatnonzero(acts.tokens.doc != 1)[::-1]  # any order: documents in their order
+    from_both = sw.metrics.evaluate(sae, acts[both], **options)
+    texts = [TEXTS[0], TEXTS[2]]
+    assert from_both == pytest.approx(
+        sw.metrics.evaluate(sae, texts, tokenizer=CharTokenizer(), **options), rel=1e-6
+    )
+    whole = sw.metrics.evaluate(sae, acts, **options)
+    assert whole == pytest.approx(
+        sw.metrics.evaluate(sae, TEXTS, tokenizer=CharTokenizer(), **options), rel=1e-6
+    )
