@@ -154,3 +154,21 @@ def test_a_subset_of_a_token_dataset_is_scored_on_its_own_documents(tiny) -> Non
     assert whole == pytest.approx(
         sw.metrics.evaluate(sae, TEXTS, tokenizer=CharTokenizer(), **options), rel=1e-6
     )
+
+
+# ------------------------------------------------------------------ steering
+
+
+def test_a_prompt_past_the_models_context_is_refused_naming_its_length(tiny) -> None:
+    # SmolLM2 ran a 8,200-word prompt for a minute and a half past its 8,192 positions (a
+    # transformers warning, then garbage); a model with position embeddings raises inside
+    lm, acts, sae = tiny
+    ex = sw.Explorer(sae, acts, model=lm, layer="block", tokenizer=CharTokenizer())
+    with pytest.raises(ValueError, match=r"prompt is 20 tokens.*3 new ones.*context of 16"):
+        ex.steerer.continuation(0, 1.0, "x" * 20, max_new_tokens=3)
+    with pytest.raises(ValueError, match=r"prompt is 14 tokens"):
+        ex.steerer.continuation(0, 1.0, "x" * 14, max_new_tokens=3)
+    assert len(ex.steerer.continuation(0, 1.0, "x" * 13, max_new_tokens=3)) == 3
+    view = sw.SteeringView(ex, prompt="y" * 40, max_new_tokens=3)
+    ex.selection.unit = 0  # drawn: the failure is the view's status line, not raised
+    assert "prompt is 40 tokens" in view.error.value
