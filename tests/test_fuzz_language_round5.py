@@ -10,6 +10,7 @@ import html
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -154,6 +155,63 @@ def test_a_subset_of_a_token_dataset_is_scored_on_its_own_documents(tiny) -> Non
     assert whole == pytest.approx(
         sw.metrics.evaluate(sae, TEXTS, tokenizer=CharTokenizer(), **options), rel=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda texts: (t for t in texts),  # "got generator, read as a classifier's inputs"
+        lambda texts: pd.Series(texts, index=[7, 3, 5]),  # as for a Series
+        lambda texts: np.array(texts),  # and a numpy array of str
+        lambda texts: np.array(texts, dtype=object),
+        tuple,
+    ],
+    ids=["generator", "series", "numpy-str", "numpy-object", "tuple"],
+)
+def test_texts_are_scored_in_any_form_collect_activations_takes(tiny, make) -> None:
+    lm, _acts, sae = tiny
+    options = {"model": lm, "layer": "block", "tokenizer": CharTokenizer(), "batch_size": 2}
+    expected = sw.metrics.evaluate(sae, list(TEXTS), **options)
+    assert sw.metrics.evaluate(sae, make(list(TEXTS)), **options) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        # "got list, read as a classifier's inputs": the missing text was not named
+        (["a text", None], TypeError, r"data\[1\] must be a str; got NoneType"),
+        (pd.Series(["a text", None]), TypeError, r"data\[1\] must be a str; got .*missing text"),
+        (["a text", b"bytes"], TypeError, r"data\[1\] must be a str; got bytes"),
+        (np.array([["ab", "cd"]]), TypeError, r"data must be a 1-D list of texts.*\(1, 2\)"),
+        (b"one text", TypeError, "data must be a list of texts; got bytes"),
+    ],
+)
+def test_texts_with_something_else_among_them_are_named(tiny, data, error, message) -> None:
+    lm, _acts, sae = tiny
+    with pytest.raises(error, match=message):
+        sw.metrics.evaluate(sae, data, model=lm, layer="block", tokenizer=CharTokenizer())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"one text", "data must be a list of texts; got bytes"),  # "data[0] ... got int"
+        (bytearray(b"text"), "data must be a list of texts; got bytearray"),
+        (np.array([["ab", "cd"]]), r"data must be a 1-D list of texts.*\(1, 2\)"),
+    ],
+)
+def test_collect_activations_names_bytes_and_tables_of_texts(data, message) -> None:
+    class FastTokenizer:  # refused before any tokenizing
+        is_fast = True
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("not reached")
+
+        def convert_ids_to_tokens(self, ids):
+            raise AssertionError("not reached")
+
+    with pytest.raises(TypeError, match=message):
+        sw.collect_activations(TinyLM(), "block", data=data, tokenizer=FastTokenizer())
 
 
 # ------------------------------------------------------------------ steering
