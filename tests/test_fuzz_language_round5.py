@@ -1,5 +1,7 @@
 """Fuzz round 5 of the language-model path: texts, tokenizers and prompts earlier rounds did
-not try. Each test pins a defect a user hit; the fix is in the commit that added it.
+not try. Each test pins a defect a user hit (the fix is in the commit that added it), but
+for one property test: any Unicode text collects, or is refused by name, with its contexts
+joining into it.
 
 Most tests run a tiny character-level LM (no weights); those on a real byte-level BPE
 tokenizer (SmolLM2's) are marked slow."""
@@ -13,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import sae_widgets as sw
@@ -132,6 +136,44 @@ def test_smollm2_contexts_of_emoji_cjk_and_rtl_join_into_their_texts() -> None:
     assert shown.count("😀") == 1 and shown.count("界") == 1
     assert "<b>" not in shown  # escaped: what the page shows is the text itself
     assert html.unescape(re.sub(r"<[^>]*>", "", shown)) == texts[0]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> sw.models.LanguageModel:
+    return sw.models.minilm()
+
+
+_ODD_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list("ab <>&\"' \n\t\x00\u0301\u200b😀👍🏽שלוםمرحبا你好世界")),
+        st.characters(exclude_categories=("Cs",)),  # no lone surrogates (refused, named)
+    ),
+    max_size=24,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(_ODD_TEXT, min_size=1, max_size=3))
+def test_any_unicode_text_collects_or_is_refused_and_contexts_join(minilm, texts) -> None:
+    try:
+        ds = sw.collect_activations(
+            minilm.model, "embeddings", data=texts, tokenizer=minilm.tokenizer
+        )
+    except ValueError as err:  # every text empty after the tokenizer's cleaning
+        assert "no tokens left to collect" in str(err)
+        return
+    tokens = ds.tokens
+    assert np.isfinite(ds.X).all()
+    for row in range(len(ds)):
+        pieces, rows, center = tokens.context(row, 64, 64)
+        doc = int(tokens.doc[row])
+        spans = tokens.documents.offsets[doc]
+        real = spans[spans[:, 1] > spans[:, 0]]
+        covered = texts[doc][real[0, 0] : real[-1, 1]]  # from the first token to the last
+        assert "".join(pieces).strip() == covered.strip()
+        assert rows[center] == row and pieces[center]
 
 
 # ------------------------------------------------------------------ spliced figures
