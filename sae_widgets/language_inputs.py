@@ -6,7 +6,7 @@ tokenizer or torch error (an IndexError deep in an embedding) reaches the user."
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,10 @@ __all__ = [
     "check_token_ids",
     "check_tokenizer",
     "context_length",
+    "holds_texts",
+    "listed",
     "special_count",
+    "text_list",
     "vocab_size",
 ]
 
@@ -44,6 +47,62 @@ def check_encodable(texts: Sequence[str], name: str = "data") -> None:
                 f"{label} is not valid Unicode: character {err.start} is "
                 f"{text[err.start]!r} (a lone surrogate); the tokenizer needs UTF-8 text"
             ) from None
+
+
+def text_list(texts: Any, name: str = "data") -> list[str]:
+    """A non-empty list of str from a list, tuple, pandas Series, 1-D numpy array or iterator
+    of texts, else an error naming `name` (and the first item that is not a str)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name} must be a list of texts; got one str (wrap it in a list)")
+    if isinstance(texts, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"{name} must be a list of texts; got {type(texts).__name__} (decode it to a str "
+            "and wrap it in a list)"
+        )
+    if isinstance(texts, Mapping | Set):  # a dict's keys, or a set's run-to-run order
+        raise TypeError(
+            f"{name} must be an ordered list of texts (documents keep their positions); got "
+            f"{type(texts).__name__} (pass list(...) of the texts in the order wanted)"
+        )
+    if isinstance(texts, np.ndarray) and texts.ndim != 1:
+        raise TypeError(
+            f"{name} must be a 1-D list of texts; got a numpy array of shape {texts.shape}"
+        )
+    try:
+        items = list(texts)
+    except TypeError as err:
+        raise TypeError(f"{name} must be a list of texts; got {type(texts).__name__}") from err
+    if not items:
+        raise ValueError(f"{name} holds no texts: at least one is needed")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            missing = item is None or type(item).__name__ == "NAType" or item != item  # NaN
+            raise TypeError(
+                f"{name}[{i}] must be a str; got {type(item).__name__}"
+                + (" (a missing text)" if missing else "")
+            )
+    return [str(item) for item in items]  # numpy's str_ items become plain str
+
+
+def holds_texts(data: Any) -> bool:
+    """Whether `data` is meant as texts (then `text_list` reads it or names what is wrong):
+    a str or bytes, or a list, tuple, pandas Series or numpy array holding a str or bytes."""
+    if isinstance(data, str | bytes | bytearray):
+        return True
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind in "US":
+            return True
+        items: Any = data.reshape(-1) if data.dtype.kind == "O" else ()
+    elif isinstance(data, list | tuple) or type(data).__name__ == "Series":
+        items = data
+    else:
+        return False
+    return any(isinstance(item, str | bytes) for item in items)
+
+
+def listed(data: Any) -> Any:
+    """An iterator (a generator of texts) as a list, read once; anything else as it is."""
+    return list(data) if isinstance(data, Iterator) else data
 
 
 def context_length(model: Any) -> int | None:

@@ -111,7 +111,12 @@ CASES: list[Case] = [
         TypeError,
         "label_names",
     ),
-    ("TextCorpus texts=array", lambda e: sw.TextCorpus(np.ones((2, 3))), TypeError, "texts[0]"),
+    (
+        "TextCorpus texts=array",
+        lambda e: sw.TextCorpus(np.ones((2, 3))),
+        TypeError,
+        "texts must be a 1-D",
+    ),
     (
         "Selection attributes=False",
         lambda e: Selection(8, 10, attributes=False),

@@ -7,7 +7,7 @@ sentences that can be re-rendered, which `collect_activations` turns into probe 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from sae_widgets.data.checks import is_int
 from sae_widgets.label_codes import check_label_names, encode_labels
+from sae_widgets.language_inputs import text_list
 
 __all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
@@ -112,20 +113,4 @@ def as_texts(texts: Any, name: str = "data") -> list[str]:
     """A non-empty list of strings from any sequence of strings, or a clear error."""
     if isinstance(texts, TextCorpus):
         return texts.texts
-    if isinstance(texts, str):
-        raise TypeError(f"{name} must be a list of texts; got one str (wrap it in a list)")
-    if isinstance(texts, Mapping | Set):  # a dict's keys, or a set's run-to-run order
-        raise TypeError(
-            f"{name} must be an ordered list of texts (documents keep their positions); got "
-            f"{type(texts).__name__} (pass list(...) of the texts in the order wanted)"
-        )
-    try:
-        items = list(texts)
-    except TypeError as err:
-        raise TypeError(f"{name} must be a list of texts; got {type(texts).__name__}") from err
-    if not items:
-        raise ValueError(f"{name} holds no texts: at least one is needed")
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise TypeError(f"{name}[{i}] must be a str; got {type(item).__name__}")
-    return items
+    return text_list(texts, name)

@@ -45,18 +45,35 @@ class Documents:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def piece(self, doc: int, pos: int) -> str:
-        """The text of token `pos` of document `doc` with the whitespace before it (so that
-        consecutive pieces join into the document's text); "" for special tokens."""
-        spans = self.offsets[doc]
-        start, end = int(spans[pos, 0]), int(spans[pos, 1])
-        if end <= start:
-            return ""
-        previous = pos - 1
+    def pieces(self, doc: int, positions: Any, own: int | None = None) -> list[str]:
+        """The text of each token at `positions` (ascending, consecutive) of document `doc`
+        with the whitespace before it, so that the pieces join into the document's text; ""
+        for special tokens. Characters several tokens span (a byte-level BPE splits an emoji
+        into tokens that each span all of it) go to the first of them, or to token `own` (the
+        row a view marks) when it is one of them; the others get ""."""
+        spans, text = self.offsets[doc], self.texts[doc]
+        previous = int(positions[0]) - 1 if len(positions) else -1
         while previous >= 0 and spans[previous, 1] <= spans[previous, 0]:
             previous -= 1  # skip special tokens, which hold no text
-        gap_start = int(spans[previous, 1]) if previous >= 0 else start
-        return self.texts[doc][min(gap_start, start) : end]
+        shown = int(spans[previous, 1]) if previous >= 0 else None  # text shown up to here
+        claim = None  # where `own`'s characters begin: tokens before it stop there
+        if own is not None and spans[own, 1] > spans[own, 0]:
+            claim = int(spans[own, 0])
+        out = []
+        for p in positions:
+            start, end = int(spans[p, 0]), int(spans[p, 1])
+            if end <= start:
+                out.append("")
+                continue
+            if claim is not None and own is not None and p < own:
+                end = min(end, claim)
+            if shown is None:
+                low = start
+            else:  # the gap since the text shown (whitespace), less what was shown already
+                low = min(shown, start) if p == own else shown
+            out.append(text[low:end] if end > low else "")
+            shown = end if shown is None else max(shown, end)
+        return out
 
 
 class TokenRows:
@@ -147,7 +164,7 @@ class TokenRows:
         documents = self.documents
         length = len(documents.token_ids[doc])
         positions = np.arange(max(0, pos - before), min(length, pos + after + 1))
-        pieces = [documents.piece(doc, int(p)) for p in positions]
+        pieces = documents.pieces(doc, positions, own=pos)
         keep = [i for i, (p, text) in enumerate(zip(positions, pieces)) if text or p == pos]
         positions = positions[keep]
         pieces = [pieces[i] for i in keep]

@@ -261,6 +261,14 @@ class Steerer:
         if cached is not None:
             self._texts.move_to_end(key)
             return cached
+        if limit is not None:  # the prompt and its continuation must fit in the context
+            n_prompt = len(self.tokenizer(prompt)["input_ids"])
+            if n_prompt + max_new_tokens > limit:
+                raise ValueError(
+                    f"prompt is {n_prompt} tokens: with {max_new_tokens} new ones that is past "
+                    f"the model's context of {limit} tokens; shorten the prompt (at most "
+                    f"{max(limit - max_new_tokens, 0)} tokens) or ask for fewer new tokens"
+                )
         edit = self.intervention(unit, alpha, mode)
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()

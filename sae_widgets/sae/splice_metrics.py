@@ -32,6 +32,9 @@ from torch import Tensor, nn
 from sae_widgets.language_inputs import (
     check_max_length,
     context_length,
+    holds_texts,
+    listed,
+    text_list,
     vocab_size,
 )
 from sae_widgets.sae.scored_batches import (
@@ -134,6 +137,9 @@ def spliced_metrics(
     if isinstance(skip_first, bool) or not isinstance(skip_first, int) or skip_first < 0:
         raise ValueError(f"skip_first must be an int >= 0 (token positions); got {skip_first!r}")
     data, tokenizer = texts_of_tokens(data, tokenizer)
+    data = listed(data)  # a generator of texts, read once
+    if task != "classify" and holds_texts(data):  # as collect_activations reads texts
+        data = [data] if isinstance(data, str) else text_list(data)
     picked = pick_task(task, data)
     if picked == "classify":
         if task == "auto" and vocab_size(model) is not None:  # it reads token ids, not rows

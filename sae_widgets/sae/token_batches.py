@@ -49,10 +49,15 @@ def token_batches(data: Any, tokenizer: Any, max_length: int) -> tuple[np.ndarra
 
 
 def texts_of_tokens(data: Any, tokenizer: Any) -> tuple[Any, Any]:
-    """A token Dataset (`collect_activations(..., tokenizer=)`) is scored on its documents
-    with the tokenizer that made it; anything else passes through."""
+    """A token Dataset (`collect_activations(..., tokenizer=)`) is scored on the documents
+    its rows come from (all of them for the whole collection, only a subset's own for
+    ``ds[rows]``), in document order, with the tokenizer that made it; anything else passes
+    through."""
     tokens = getattr(data, "tokens", None)
     texts = getattr(tokens, "texts", None)
     if not isinstance(texts, list) or not texts:
         return data, tokenizer
+    docs = getattr(tokens, "doc", None)
+    if isinstance(docs, np.ndarray) and docs.ndim == 1 and docs.size:
+        texts = [texts[int(d)] for d in np.unique(docs)]
     return texts, tokenizer if tokenizer is not None else getattr(tokens, "tokenizer", None)
