@@ -1,8 +1,10 @@
 """Fast successive WebGL scatter updates (fixtures/gl_burst.ipynb): the data, colours and
 selection of a jupyter-scatter PCABrush change many times with no wait between (clicks in a
-row, as a user dragging a slider sends them, and a loop calling refresh in one callback). The
-page must end holding the kernel's final points, colours and selection, and drawing them: its
-canvas shows the same picture as a fresh view of the final state; no page errors."""
+row, as a user dragging a slider sends them, a loop calling refresh in one callback, and 24
+quick unit and selection changes in one callback, whose points reach the page within one
+draw). The page must end holding the kernel's final points, colours and selection, and drawing
+them: regl-scatterplot holds the model's final points (none of the plot's draws was refused)
+and its canvas shows the same picture as a fresh view of the final state; no page errors."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.browser
 
 CLICKS = 5  # one change each
 BURST = 6  # changes in one callback
+RUSH = 24  # quick changes in one callback
 
 # The scatter model's points (x, y, colour value, opacity value per point) and selection, as
 # the page holds them.
@@ -36,6 +39,53 @@ async (id) => {
   const chosen = selection ? [...new Uint32Array(
     selection.view.buffer, selection.view.byteOffset, selection.view.byteLength / 4)] : [];
   return {points: rows, selection: chosen.sort((a, b) => a - b)};
+}
+"""
+
+
+# Counts the draws asked of the plot under test (regl-scatterplot, kept by jupyter-scatter on
+# the element around its canvas), and those it refused ("Ignoring draw call...").
+_COUNT_DRAWS_JS = """
+root => {
+  if (window.__swDraws) return true;
+  let plot = null;
+  for (const canvas of root.querySelectorAll('canvas')) {
+    for (let node = canvas; node && !plot; node = node.parentElement) {
+      if (node.api && typeof node.api.draw === 'function') plot = node.api;
+    }
+  }
+  if (!plot) return false;
+  const draws = {asked: 0, refused: 0, errors: []};
+  const draw = plot.draw;
+  plot.draw = (points, options) => {
+    draws.asked += 1;
+    return draw(points, options).catch(error => {
+      draws.refused += 1;
+      draws.errors.push(String(error));
+      throw error;
+    });
+  };
+  window.__swDraws = draws;
+  window.__swPlot = plot;
+  return true;
+}
+"""
+
+# Whether the points regl-scatterplot last took (what it draws) are the model's points.
+_PLOT_HOLDS_JS = """
+async (id) => {
+  const model = await window.__swGetModel(id);
+  const points = model.get('points');
+  const [n, width] = points.shape;
+  const flat = new Float32Array(points.view.buffer, points.view.byteOffset, n * width);
+  const drawn = window.__swPlot.get('points');
+  if (!drawn || drawn.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < width; j++) {
+      if (Math.abs(drawn[i][j] - flat[i * width + j]) > 1e-6) return false;
+    }
+  }
+  return true;
 }
 """
 
@@ -60,6 +110,9 @@ def test_fast_successive_webgl_updates_end_showing_the_final_state(lab: LabPage)
     lab.page.wait_for_function("() => window.__swGetModel !== undefined")
     first = kernel_state(lab)
     wait_until(lambda: page_holds(lab, first), 30, "the page never held the first state")
+    lab.page.wait_for_function(
+        f"() => ({_COUNT_DRAWS_JS})(document.querySelector('.under-test'))", timeout=30_000
+    )
 
     step = lab.page.locator(".do-step button, button.do-step").first
     for _ in range(CLICKS):  # no wait between: each click queues one kernel callback
@@ -68,6 +121,10 @@ def test_fast_successive_webgl_updates_end_showing_the_final_state(lab: LabPage)
     expect(lab.page.locator(".kernel-state textarea")).to_have_value(
         re.compile(rf'"steps": {CLICKS + BURST}\b'), timeout=120_000
     )
+    lab.page.locator(".do-rush button, button.do-rush").first.click()
+    expect(lab.page.locator(".kernel-state textarea")).to_have_value(
+        re.compile(rf'"steps": {CLICKS + BURST + RUSH}\b'), timeout=120_000
+    )
     final = kernel_state(lab)
     assert final["selection"] and final["points"] != first["points"]
     wait_until(
@@ -75,6 +132,15 @@ def test_fast_successive_webgl_updates_end_showing_the_final_state(lab: LabPage)
         30,
         "the page's scatter model is not the kernel's final points, colours and selection",
     )
+    # What the plot draws: the model's final points; a refused draw (asked while the last one
+    # ran) would leave older ones.
+    wait_until(
+        lambda: lab.page.evaluate(_PLOT_HOLDS_JS, final["id"]),
+        30,
+        "regl-scatterplot does not hold the model's final points",
+    )
+    draws = lab.page.evaluate("() => window.__swDraws")
+    assert draws["asked"] > 1 and draws["refused"] == 0, draws
 
     # What the canvas draws: a fresh view of the same final state, drawn once, is the
     # reference (held frames wait at most 1 s; the comparison polls past that).
