@@ -7,7 +7,9 @@ error messages), so that none of them says "the 1 units".
 
 from __future__ import annotations
 
-__all__ = ["counted", "noun_for", "shortened"]
+__all__ = ["counted", "noun_for", "shortened", "shortened_apart"]
+
+from collections.abc import Sequence
 
 
 def noun_for(n: int, noun: str, plural: str | None = None) -> str:
@@ -30,3 +32,18 @@ def shortened(text: str, limit: int) -> str:
     if limit < 1:
         raise ValueError(f"limit must be at least 1; got {limit}")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shortened_apart(names: Sequence[str], limit: int) -> list[str]:
+    """Each name `shortened`, unless two different names would then read the same (label
+    names that differ only at their ends: "handwritten digit, class 3"): then every long
+    one keeps its start and its end around a middle "…" ("handw…ss 3"), in `limit`."""
+    cut = [shortened(name, limit) for name in names]
+    if len(set(cut)) == len(set(names)):
+        return cut
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    return [
+        name if len(name) <= limit else name[:head] + "…" + (name[-tail:] if tail else "")
+        for name in names
+    ]

@@ -18,7 +18,7 @@ from sae_widgets.widgets._monitor_status import outcome
 from sae_widgets.widgets.prefix_slider import PrefixSlider
 from sae_widgets.widgets.unit_inspector import LABEL_TICK_ROOM
 from sae_widgets.widgets.unit_table import LABEL_ROOM, UnitTable
-from sae_widgets.wording import counted, noun_for, shortened
+from sae_widgets.wording import counted, noun_for, shortened, shortened_apart
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
 
@@ -163,13 +163,21 @@ def test_shortened_cuts_visibly_to_the_room():
     assert shortened("a long name", 8) == "a long …" and len(shortened("a long name", 8)) == 8
 
 
+def test_names_differing_at_their_ends_stay_apart_when_shortened():
+    names = ["handwritten digit of class 3", "handwritten digit of class 7", "eight"]
+    assert shortened_apart(names, 14) == ["handwr…class 3", "handwr…class 7", "eight"]
+    assert all(len(s) <= 14 for s in shortened_apart(names, 14))
+    assert shortened_apart(["alpha long name", "beta long name"], 8) == ["alpha l…", "beta lo…"]
+    assert shortened_apart(["aaaa1", "aaaa2"], 1) == ["…", "…"]  # no room: cut all the same
+
+
 def test_unit_table_shortens_long_labels_and_its_tooltip_names_them_whole(long_names):
     ex, names = long_names
     table = UnitTable(ex)
     ex.selection.unit = 0
     top = int(table.stats.top_label[0])
     row = dict((unit, text) for text, unit in table.table.options)[0]
-    assert row.endswith("  " + shortened(names[top], LABEL_ROOM)) and row.endswith("…")
+    assert row.endswith("  " + shortened_apart(names, LABEL_ROOM)[top]) and "…" in row
     assert table.table.tooltip == f"unit 0: mostly label {names[top]}"
     ex.selection.unit = None
     assert table.table.tooltip is None
@@ -179,7 +187,9 @@ def test_inspector_shortens_label_ticks_and_a_hovered_bar_names_its_label(long_n
     ex, names = long_names
     inspector = sw.UnitInspector(ex, unit=0)
     ticks = inspector._label_axis.tick_labels
-    assert ticks == {str(i): shortened(name, LABEL_TICK_ROOM) for i, name in enumerate(names)}
+    shown = shortened_apart(names, LABEL_TICK_ROOM)
+    assert ticks == {str(i): tick for i, tick in enumerate(shown)}
+    assert len(set(ticks.values())) == len(names)  # the names differ at their ends only
     # what bqplot sends when the pointer enters bar 1 (its real message handler)
     inspector.label_bars._handle_custom_msgs(None, {"event": "hover", "data": {"index": 1}})
     share = float(np.asarray(inspector.label_bars.y)[1])

@@ -32,7 +32,7 @@ from sae_widgets.widgets._view import (
     wrapping_row,
 )
 from sae_widgets.widgets.text import TopTokens
-from sae_widgets.wording import counted, shortened
+from sae_widgets.wording import counted, shortened_apart
 
 __all__ = ["LABEL_TICK_ROOM", "UnitInspector"]
 
@@ -317,9 +317,8 @@ class UnitInspector(ExplorerView):
         # Bars at fixed slots "0", "1", ... named by the axis: the scale's domain stays put from
         # unit to unit (a new domain redraws the bars and the axis in the browser, per change).
         self._label_names = [str(name) for name in names[shown]]
-        self._label_axis.tick_labels = {
-            str(i): shortened(name, LABEL_TICK_ROOM) for i, name in enumerate(self._label_names)
-        }
+        ticks = shortened_apart(self._label_names, LABEL_TICK_ROOM)
+        self._label_axis.tick_labels = {str(i): tick for i, tick in enumerate(ticks)}
         with self.label_bars.hold_sync():
             self.label_bars.x = np.array([str(i) for i in range(len(shown))])
             self.label_bars.y = counts[shown] / max(float(counts.sum()), 1.0)

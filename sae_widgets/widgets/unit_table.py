@@ -19,7 +19,7 @@ from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.widgets._view import ExplorerView, check_choice, check_count, toggle_buttons
-from sae_widgets.wording import counted, shortened
+from sae_widgets.wording import counted, shortened_apart
 
 __all__ = ["LABEL_ROOM", "SORT_KEYS", "UnitTable"]
 
@@ -175,6 +175,8 @@ class UnitTable(ExplorerView):
         changes), formatted once, as object arrays a new order indexes in one step."""
         if self._parts is None:
             s = self.stats
+            names = self.ex.dataset.label_names
+            room = shortened_apart([str(n) for n in names], LABEL_ROOM) if names else []
             before, after = [], []
             for unit in range(self.ex.n_units):
                 sel = s.selectivity[unit]
@@ -183,7 +185,8 @@ class UnitTable(ExplorerView):
                     f"{unit:>6} {100 * s.frequency[unit]:>7.2f} {s.max_activation[unit]:>6.3g} "
                     f"{selectivity:>6} "
                 )
-                after.append(f"  {shortened(self._label_name(int(s.top_label[unit])), LABEL_ROOM)}")
+                top = int(s.top_label[unit])
+                after.append(f"  {room[top] if room and top >= 0 else self._label_name(top)}")
             self._parts = (np.array(before, dtype=object), np.array(after, dtype=object))
         return self._parts
 
