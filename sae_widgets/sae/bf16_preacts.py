@@ -42,6 +42,9 @@ SUBNORMAL = 2.0**-126
 MIN_WIDTH = 256
 """Narrowest (padded) input width multiplied in bfloat16 (`pays`): the narrowest measured
 to gain (264, d=256); narrower rows are untried."""
+SPLIT_PER_ENTRY = 32
+"""Weights per entry of sparse_grads.run_split's count: the weights' transpose and norms
+split between threads from 32 x 2 x PART_ENTRIES (~1M) weights up."""
 FORCED: bool | None = None
 """True / False forces bfloat16 on / off (tests, benchmarks' A/B); None: `pays` decides."""
 
@@ -72,16 +75,15 @@ class Product:
         W = Wa_DU.detach()
         self.W = W.to(torch.bfloat16)
         # built every training step: a compiled blocked transpose, and the norms from its
-        # contiguous rows, each split between the threads (torch's transpose and a float64
-        # norm over the columns took 37 ms of a 240 ms step at d=512, 8,192 units; on one
-        # thread these 14 ms)
+        # contiguous rows, split between the threads from ~1M weights (torch's transpose and
+        # a float64 norm over the columns took 37 ms of a 240 ms step at d=512, 8,192 units;
+        # these 14.0 ms on one thread, 10.8 split; at 264 x 2,048 1.23 against 1.42 split)
         self.WT = scratch.buffer("bf16 lanes WT", (n_units, width), W)
         src, WT = W.numpy(), self.WT.numpy()
-        sparse_grads.run_split(width, W.numel(), lambda lo, hi: transpose_into(src, WT, lo, hi))
+        work = W.numel() // SPLIT_PER_ENTRY
+        sparse_grads.run_split(width, work, lambda lo, hi: transpose_into(src, WT, lo, hi))
         parts: list[tuple[float, float]] = []
-        sparse_grads.run_split(
-            n_units, W.numel(), lambda lo, hi: parts.append(weight_norms(WT, lo, hi))
-        )
+        sparse_grads.run_split(n_units, work, lambda lo, hi: parts.append(weight_norms(WT, lo, hi)))
         self.w_max = max(w for w, _ in parts)
         self.dw_max = max(dw for _, dw in parts)
         self.gamma = 1.01 * width * 2.0**-24  # float32 accumulation over `width` terms
