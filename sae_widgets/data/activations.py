@@ -16,18 +16,14 @@ from torch import nn
 from sae_widgets.data.checks import check_bool, is_int
 from sae_widgets.data.dataset import Dataset
 from sae_widgets.data.layer_capture import (
-    LayerOutputError,
-    StopForward,
+    ModelError,
     as_float32,
     capture_layer,
+    run_to_layer,
 )
 from sae_widgets.model_layers import resolve_layer
 
 InputFn = Callable[[torch.Tensor], Any]
-
-
-class ModelError(ValueError):
-    """The model's forward pass raised; the model's own exception is the __cause__."""
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -83,19 +79,12 @@ class _LayerRunner:
     def _forward(self, batch: torch.Tensor, prepare: Callable[[torch.Tensor], Any]) -> torch.Tensor:
         self._captured.clear()
         inputs = prepare(batch)  # the user's input_fn: its errors are its own
-        try:
-            self.model(inputs)
-        except StopForward:
-            pass
-        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
-            raise
-        except Exception as err:  # the model's own error, reported as such (and chained)
-            raise ModelError(
-                f"model raised {type(err).__name__} on a batch of shape {tuple(batch.shape)}: {err}"
-            ) from err
-        if not self._captured:
-            raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
-        out = self._captured[0]
+        out = run_to_layer(
+            lambda: self.model(inputs),
+            self._captured,
+            self.layer_name,
+            f"a batch of shape {tuple(batch.shape)}",
+        )
         if out.ndim == 0 or out.shape[0] != batch.shape[0]:
             raise ValueError(
                 f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected the "

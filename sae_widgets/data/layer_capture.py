@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,6 +15,10 @@ from sae_widgets.tensor_checks import densified
 
 class StopForward(Exception):
     """Raised by the hook once the layer has run: the rest of the model is not needed."""
+
+
+class ModelError(ValueError):
+    """The model's forward pass raised; the model's own exception is the __cause__."""
 
 
 class LayerOutputError(TypeError):
@@ -81,3 +85,23 @@ def capture_layer(
         handle.remove()
         for m, training in modes.items():
             m.training = training
+
+
+def run_to_layer(
+    forward: Callable[[], object], captured: list[torch.Tensor], layer_name: str, batch: str
+) -> torch.Tensor:
+    """The hooked layer's output from `forward()` (run inside `capture_layer` into
+    `captured`): the model's own errors become a ModelError naming the `batch` it ran on
+    (chained); the hook's pass as they are; a layer the pass never reached is named."""
+    captured.clear()
+    try:
+        forward()
+    except StopForward:
+        pass
+    except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
+        raise
+    except Exception as err:  # the model's own error, reported as such (and chained)
+        raise ModelError(f"model raised {type(err).__name__} on {batch}: {err}") from err
+    if not captured:
+        raise ValueError(f"layer {layer_name!r} was not called by model's forward pass")
+    return captured[0]

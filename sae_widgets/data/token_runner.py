@@ -19,14 +19,12 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from sae_widgets.data.activations import ModelError
 from sae_widgets.data.attribute import Attribute
 from sae_widgets.data.corpus import Variant
 from sae_widgets.data.layer_capture import (
-    LayerOutputError,
-    StopForward,
     as_float32,
     capture_layer,
+    run_to_layer,
 )
 from sae_widgets.data.tokens import TokenRows, aligned_position
 from sae_widgets.language_inputs import check_token_ids
@@ -104,25 +102,16 @@ class TokenRunner:
         for b, row in enumerate(id_lists):
             ids[b, : len(row)] = row
             mask[b, : len(row)] = 1
-        self._captured.clear()
-        try:
-            self.model(
+        out = run_to_layer(
+            lambda: self.model(
                 input_ids=torch.from_numpy(ids).to(self.device),
                 attention_mask=torch.from_numpy(mask).to(self.device),
                 **self.extra,
-            )
-        except StopForward:
-            pass
-        except LayerOutputError:  # the hook's, not the model's: no input-shape hint applies
-            raise
-        except Exception as err:  # the model's own error, reported as such (and chained)
-            raise ModelError(
-                f"model raised {type(err).__name__} on a batch of {ids.shape[0]} texts of "
-                f"{ids.shape[1]} tokens: {err}"
-            ) from err
-        if not self._captured:
-            raise ValueError(f"layer {self.layer_name!r} was not called by model's forward pass")
-        out = self._captured[0]
+            ),
+            self._captured,
+            self.layer_name,
+            f"a batch of {ids.shape[0]} texts of {ids.shape[1]} tokens",
+        )
         if out.ndim != 3 or tuple(out.shape[:2]) != ids.shape:
             raise ValueError(
                 f"layer {self.layer_name!r} output has shape {tuple(out.shape)}; expected "
