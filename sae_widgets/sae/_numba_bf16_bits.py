@@ -23,6 +23,19 @@ def _rounded(b: Any) -> Any:
     return np.uint16(high | np.uint32(0x40)) if nan else np.uint16(nearest)
 
 
+@njit(nogil=True, cache=True, fastmath=_REORDER, inline="always")
+def _squares(row: Any, rounded: Any) -> tuple[float, float]:
+    """The sums of squares, in float64, of a float32 row and of what its rounding
+    `rounded` changed in it (exact in float64)."""
+    total, moved = 0.0, 0.0
+    for i in range(row.shape[0]):
+        value = np.float64(row[i])
+        change = np.float64(rounded[i]) - value
+        total += value * value
+        moved += change * change
+    return total, moved
+
+
 @njit(nogil=True, cache=True, fastmath=_REORDER)
 def narrow_rows(xa: Any, xa_bits: Any, out16: Any, norms: Any, residual_norms: Any) -> None:
     """out16 = the bfloat16 bits of the float32 rows xa (xa_bits: their bits), rounded to
@@ -38,12 +51,7 @@ def narrow_rows(xa: Any, xa_bits: Any, out16: Any, norms: Any, residual_norms: A
             half = _rounded(xa_bits[r, i])
             out16[r, i] = half
             widened[i] = np.uint32(half) << np.uint32(16)
-        total, moved = 0.0, 0.0
-        for i in range(width):
-            value = np.float64(xa[r, i])
-            change = np.float64(as_float[i]) - value
-            total += value * value
-            moved += change * change
+        total, moved = _squares(xa[r], as_float)
         norms[r] = np.sqrt(total)
         residual_norms[r] = np.sqrt(moved)
 
@@ -61,12 +69,7 @@ def weight_norms(WT: Any, lo: int, hi: int) -> tuple[float, float]:
     for j in range(lo, hi):
         for i in range(width):
             widened[i] = np.uint32(_rounded(bits[j, i])) << np.uint32(16)
-        total, moved = 0.0, 0.0
-        for i in range(width):
-            value = np.float64(WT[j, i])
-            change = np.float64(as_float[i]) - value
-            total += value * value
-            moved += change * change
+        total, moved = _squares(WT[j], as_float)
         if not (total < np.inf and moved < np.inf):  # NaN or inf: no bound
             return np.inf, np.inf
         widest = max(widest, total)
