@@ -93,15 +93,27 @@ def _key(bits: Any) -> Any:
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _value_of(key: Any) -> Any:
-    """The float32 value of a `_key`."""
-    b = np.uint32(np.uint16(key ^ ((key >> np.int16(15)) & np.int16(0x7FFF))))
-    return np.array([b << np.uint32(16)]).view(np.float32)[0]
+def _finite_bits(bits: Any) -> bool:
+    """Whether no bfloat16 bits (an int16 view) are an infinity or a NaN (vectorised: the
+    largest exponent-and-mantissa, 0x7F80 and up for those)."""
+    widest = np.int16(0)
+    for j in range(bits.shape[0]):
+        widest = max(widest, np.int16(bits[j] & np.int16(0x7FFF)))
+    return bool(widest < 0x7F80)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _value_of(key: Any, word: Any) -> Any:
+    """The float32 value of a `_key` (which maps keys back to bits too), through `word`, a
+    one-element uint32 array (no allocation per call: the scans call this once a row)."""
+    word[0] = np.uint32(np.uint16(_key(key))) << np.uint32(16)
+    return word.view(np.float32)[0]
 
 
 @njit(nogil=True, cache=True)
-def _key_at_most(cut: Any) -> Any:
-    """A key no larger than that of any bfloat16 value >= cut (the key of a bfloat16 <= cut)."""
+def _key_at_most(cut: Any, word: Any) -> Any:
+    """A key no larger than that of any bfloat16 value >= cut (the key of a bfloat16 <= cut);
+    `word` as in `_value_of`."""
     if not cut > -np.inf:
         return _key(np.uint16(0xFF80))  # -inf's: below every number
     c = np.float32(cut)
@@ -109,7 +121,8 @@ def _key_at_most(cut: Any) -> Any:
         c = np.nextafter(c, np.float32(-np.inf))
     if c == 0:
         return np.int16(-1)  # -0's key: the zeros of both signs reach it
-    b = np.array([c]).view(np.uint32)[0]
+    word.view(np.float32)[0] = c
+    b = word[0]
     high = b >> np.uint32(16)
     if (b & np.uint32(0x80000000)) and (b & np.uint32(0xFFFF)):
         high += np.uint32(1)  # a negative value's cut bits: one bfloat16 step down

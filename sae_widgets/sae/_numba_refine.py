@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from sae_widgets.sae._numba_bf16_bits import _key_at_most, _value_of, _widen
+from sae_widgets.sae._numba_bf16_bits import _finite_bits, _key, _key_at_most, _value_of, _widen
 from sae_widgets.sae._numba_kernels import (
     _finish_row,
     _group_cutoff,
     _groups_reaching,
     _kth_largest,
+    _values_reaching,
 )
 
 
@@ -97,29 +98,14 @@ def _key_maxima(row16: Any, keys: Any, maxima: Any, group: int) -> bool:
     on int16 slices, 32 a register, not a loop taking the maximum element by element.)"""
     n_groups = maxima.shape[0]
     bits = row16.view(np.int16)
-    widest = np.int16(0)  # the largest exponent-and-mantissa: 0x7F80 and up, inf or NaN
+    widest = np.int16(0)  # as `_finite_bits`, in the keys' pass (a pass of its own: +25%)
     for j in range(bits.shape[0]):
-        b = bits[j]
-        keys[j] = b ^ ((b >> np.int16(15)) & np.int16(0x7FFF))
-        widest = max(widest, np.int16(b & np.int16(0x7FFF)))
+        keys[j] = _key(bits[j])
+        widest = max(widest, np.int16(bits[j] & np.int16(0x7FFF)))
     maxima[:] = keys[:n_groups]
     for q in range(1, group):
         np.maximum(maxima, keys[q * n_groups : (q + 1) * n_groups], maxima)
     return bool(widest < 0x7F80)
-
-
-@njit(nogil=True, cache=True)
-def _units_reaching(keys: Any, cut: Any, chosen: Any, n_chosen: int, group: int, units: Any) -> int:
-    """The row's units whose key is >= cut in the chosen groups, in increasing order."""
-    n_groups = keys.shape[0] // group
-    n = 0
-    for q in range(group):
-        base = q * n_groups
-        for s in range(n_chosen):
-            j = base + chosen[s]
-            units[n] = j
-            n += keys[j] >= cut
-    return n
 
 
 @njit(nogil=True, cache=True)
@@ -133,13 +119,15 @@ def refined_topk_rows(
     (the k exact winners are among them); the exact top k of those, as `topk_rows_kernel`
     gives them (sorted by unit, ties to the lowest units; modes likewise, mode 1 writing
     the dense codes to `dense_out`, mode 3 onto its zeros). The scan compares the bits as
-    int16 keys (`_key`), never widening the row. The candidates of all rows are recomputed together
-    (`_recompute`), but a row's beyond `row_cap` (a wide band: ties, degenerate weights) on
-    its own. False on NaN or inf."""
+    int16 keys (`_key`), never widening the row. The candidates of all rows are recomputed
+    together (`_recompute`), but a row's beyond `row_cap` (a wide band: ties, degenerate
+    weights) on its own. False on NaN or inf."""
     n_rows, n_units = approx16.shape
     n_groups = n_units // group
     dtype = xa.dtype
     keys = np.empty(n_units, np.int16)
+    key_values = np.empty(n_units, np.int16)  # _values_reaching's copy of the keys, unread
+    word = np.empty(1, np.uint32)
     maxima = np.empty(n_groups, np.int16)
     bound = np.empty(k, np.int16)
     chosen = np.empty(n_groups, np.int64)
@@ -158,10 +146,10 @@ def refined_topk_rows(
         row16 = approx16[r]
         if not _key_maxima(row16, keys, maxima, group):
             return False
-        t = _value_of(_group_cutoff(maxima, k, bound, chosen, scratch, buf))
-        cut = _key_at_most(t - 2 * _row_slack(slack_in[r], u_out, t))
+        t = _value_of(_group_cutoff(maxima, k, bound, chosen, scratch, buf), word)
+        cut = _key_at_most(t - 2 * _row_slack(slack_in[r], u_out, t), word)
         n_chosen = _groups_reaching(maxima, cut, chosen)
-        found = _units_reaching(keys, cut, chosen, n_chosen, group, cand_units[n:])
+        found = _values_reaching(keys, cut, chosen, n_chosen, group, key_values, cand_units[n:])
         if found < k:  # only where the bound is not a number (an infinite norm): decline
             return False
         if found > row_cap:  # this row alone, now
@@ -207,15 +195,17 @@ def refined_collect_above(
     cand_units = np.empty(limit + n_units, np.int64)
     cand_rows = np.empty(limit + n_units, np.int64)
     keys = np.empty(n_units, np.int16)
+    key_values = np.empty(n_units, np.int16)  # _values_reaching's copy of the keys, unread
+    word = np.empty(1, np.uint32)
     maxima = np.empty(n_groups, np.int16)
     chosen = np.empty(n_groups, np.int64)
     n = 0
     for r in range(n_rows):
         if not _key_maxima(approx16[r], keys, maxima, group):
             return -1
-        low = _key_at_most(cutoff - _row_slack(slack_in[r], u_out, cutoff))
+        low = _key_at_most(cutoff - _row_slack(slack_in[r], u_out, cutoff), word)
         n_chosen = _groups_reaching(maxima, low, chosen)
-        found = _units_reaching(keys, low, chosen, n_chosen, group, cand_units[n:])
+        found = _values_reaching(keys, low, chosen, n_chosen, group, key_values, cand_units[n:])
         cand_rows[n : n + found] = r
         n += found
         if n > limit:
@@ -261,11 +251,7 @@ def refined_gate_rows(
     n = 0
     for r in range(n_rows):  # one pass, the buffers doubled where full (a counting pass
         # first took as long as this one: 4.4 against 2.3 ms for 1,024 rows, 2,048 units)
-        row16 = approx16[r].view(np.int16)
-        widest = np.int16(0)  # 0x7F80 and up: inf or NaN
-        for j in range(n_units):
-            widest = max(widest, np.int16(row16[j] & np.int16(0x7FFF)))
-        if widest >= 0x7F80:
+        if not _finite_bits(approx16[r].view(np.int16)):
             return False, np.empty(0, xa.dtype), np.empty(0, np.int64)
         if n + n_units > cap:
             cap *= 2
