@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from sae_widgets.sae import device_paths, distributed, lanes, sparse_kernels, topk_selection
+from sae_widgets.sae import device_paths, distributed, sparse_kernels, topk_selection
 from sae_widgets.sae.bf16_preacts import Refinement
 
 MARGIN = sparse_kernels.MARGIN
@@ -69,20 +69,20 @@ def select(
         return None
     n_rows, n_units = xc_BD.shape[0], W_enc.shape[1]
     total_cap = sparse_kernels.collect_cap(n_keep)
-    rows = 2 * lanes.PIECE_ROWS  # a piece's most rows (topk_selection.bf16_piece_rows)
-    share = math.ceil(PIECE_SLACK * total_cap * rows / n_rows) + 64
-    cap = min(share, rows * n_units)
 
     def collect(
         rows: slice, pre: Tensor, refine: Refinement | None
     ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        n = rows.stop - rows.start  # the piece's share of the batch's cap
+        cap = min(math.ceil(PIECE_SLACK * total_cap * n / n_rows) + 64, n * n_units)
         return sparse_kernels.collect_piece(pre, guess, cap, rows.start, refine)
 
     parts, dead_BU = topk_selection.in_scratch(xc_BD, W_enc, b_enc, dead_units, collect)
     if parts is None:
         return None  # NaN: the whole-matrix path decides
     counts = [count for _, _, count in parts]
-    if not n_keep <= sum(counts) <= total_cap or max(counts) > cap:
+    too_many = any(count > len(part_values) for part_values, _, count in parts)
+    if not n_keep <= sum(counts) <= total_cap or too_many:
         return None
     values = np.concatenate([part_values[:n] for part_values, _, n in parts])
     flat = np.concatenate([part_flat[:n] for _, part_flat, n in parts])
