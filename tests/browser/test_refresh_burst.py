@@ -25,15 +25,21 @@ CLICKS = 5  # one change each
 BURST = 6  # changes in one callback
 RUSH = 24  # quick changes in one callback
 
-# The scatter model's points (x, y, colour value, opacity value per point) and selection, as
-# the page holds them.
-_PAGE_STATE_JS = """
-async (id) => {
+# The page's scatter model of widget `id` and its points (n rows of `width`: x, y, colour
+# value, opacity value), flat: the start of the two functions below.
+_MODEL_POINTS_JS = """
   const model = await window.__swGetModel(id);
   const points = model.get('points');
   const [n, width] = points.shape;
   const flat = new Float32Array(points.view.buffer, points.view.byteOffset, n * width);
-  const rows = [];
+"""
+
+# The scatter model's points and selection, as the page holds them.
+_PAGE_STATE_JS = (
+    """
+async (id) => {"""
+    + _MODEL_POINTS_JS
+    + """  const rows = [];
   for (let i = 0; i < n; i++) rows.push([...flat.subarray(i * width, (i + 1) * width)]);
   const selection = model.get('selection');
   const chosen = selection ? [...new Uint32Array(
@@ -41,6 +47,7 @@ async (id) => {
   return {points: rows, selection: chosen.sort((a, b) => a - b)};
 }
 """
+)
 
 
 # Counts the draws asked of the plot under test (regl-scatterplot, kept by jupyter-scatter on
@@ -72,13 +79,11 @@ root => {
 """
 
 # Whether the points regl-scatterplot last took (what it draws) are the model's points.
-_PLOT_HOLDS_JS = """
-async (id) => {
-  const model = await window.__swGetModel(id);
-  const points = model.get('points');
-  const [n, width] = points.shape;
-  const flat = new Float32Array(points.view.buffer, points.view.byteOffset, n * width);
-  const drawn = window.__swPlot.get('points');
+_PLOT_HOLDS_JS = (
+    """
+async (id) => {"""
+    + _MODEL_POINTS_JS
+    + """  const drawn = window.__swPlot.get('points');
   if (!drawn || drawn.length !== n) return false;
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < width; j++) {
@@ -88,6 +93,7 @@ async (id) => {
   return true;
 }
 """
+)
 
 
 def kernel_state(lab: LabPage) -> dict[str, Any]:
