@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_widgets.sae import bf16_preacts, sparse_kernels, topk_selection
-from sae_widgets.sae._numba_refine import _dot
+from sae_widgets.sae._numba_refine import RANKED_MAX, _dot, _top_in_order
 from sae_widgets.sae.encoding import encode_csr, encode_dense, zero_output
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
@@ -323,3 +323,27 @@ def test_keys_order_every_bfloat16_as_its_value() -> None:
     for cut in [*cuts, *specials]:
         reach = values[numbers].astype(np.float64) >= cut
         assert np.all(keys[reach] >= _key_at_most(cut, word)), cut
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 2 * RANKED_MAX + 20),
+    k_share=st.floats(0.0, 1.0),
+    levels=st.integers(1, 400),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_top_in_order_keeps_the_k_largest_ties_to_the_lowest_units(n, k_share, levels, seed):
+    """Both ways of `_top_in_order` (ranks up to RANKED_MAX candidates, quickselect above)
+    keep the k largest in unit order, of values tied at the k-th the lowest units: what a
+    stable sort by decreasing value gives. Few levels make many ties."""
+    rng = np.random.default_rng(seed)
+    k = 1 + int(k_share * (n - 1))
+    values = (rng.integers(0, levels, n) - levels / 3).astype(np.float32) / 7
+    units = np.sort(rng.choice(10 * n + 10, n, replace=False)).astype(np.int64)
+    scratch = np.empty(max(n, RANKED_MAX + 16), np.float32)
+    ranks = np.empty(RANKED_MAX + 16, np.int32)
+    out_values, out_units = np.empty(k, np.float32), np.empty(k, np.int64)
+    _top_in_order(values, units, n, k, out_values, out_units, scratch, ranks)
+    kept = np.sort(np.argsort(-values, kind="stable")[:k])
+    np.testing.assert_array_equal(out_units, units[kept])
+    np.testing.assert_array_equal(out_values, values[kept])
