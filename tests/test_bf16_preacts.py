@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_widgets.sae import bf16_preacts, sparse_kernels, topk_selection
-from sae_widgets.sae._numba_refine import RANKED_MAX, _dot, _top_in_order
+from sae_widgets.sae._numba_refine import KEY_SPAN, RANKED_MAX, _dot, _key_cutoff, _top_in_order
 from sae_widgets.sae.encoding import encode_csr, encode_dense, zero_output
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
@@ -347,3 +347,27 @@ def test_top_in_order_keeps_the_k_largest_ties_to_the_lowest_units(n, k_share, l
     kept = np.sort(np.argsort(-values, kind="stable")[:k])
     np.testing.assert_array_equal(out_units, units[kept])
     np.testing.assert_array_equal(out_values, values[kept])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n_groups_per_k=st.integers(4, 12),
+    k=st.integers(1, 40),
+    spread=st.integers(1, 3 * KEY_SPAN),
+    centre=st.integers(-30_000, 30_000),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_key_cutoff_is_the_kth_largest_group_maximum(n_groups_per_k, k, spread, centre, seed):
+    """`_key_cutoff` never exceeds the k-th largest group maximum (k values reach it), and
+    equals it where the maxima above its first bound span fewer than KEY_SPAN keys."""
+    rng = np.random.default_rng(seed)
+    n_groups = n_groups_per_k * k
+    maxima = np.clip(centre + rng.integers(-spread, spread + 1, n_groups), -32_000, 32_000)
+    maxima = maxima.astype(np.int16)
+    args = (np.empty(k, np.int16), np.empty(n_groups, np.int64), np.empty(n_groups, np.int16))
+    cut = _key_cutoff(maxima, k, *args, np.empty(k, np.int16), np.empty(KEY_SPAN, np.int32))
+    kth = np.sort(maxima)[::-1][k - 1]
+    assert cut <= kth
+    bound = maxima.reshape(-1, k).max(0).min()
+    if int(maxima.max()) - int(bound) < KEY_SPAN:
+        assert cut == kth

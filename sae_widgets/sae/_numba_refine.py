@@ -142,6 +142,43 @@ def _key_maxima(row16: Any, keys: Any, maxima: Any, group: int) -> bool:
     return bool(widest < 0x7F80)
 
 
+KEY_SPAN = 256
+"""Widest span of keys (bfloat16 steps, 128 an octave) over which `_key_cutoff` counts the
+group maxima in a histogram; wider: `_group_cutoff`'s selection."""
+
+
+@njit(nogil=True, cache=True)
+def _key_cutoff(
+    maxima: Any, k: int, bound: Any, chosen: Any, scratch: Any, buf: Any, counts: Any
+) -> Any:
+    """The k-th largest of a row's group maxima (int16 keys), so k values reach it:
+    counted in a histogram of the keys from a lower bound up (the smallest of k disjoint
+    subsets' maxima, as `_group_cutoff`), read from the top down; where the maxima above
+    that bound span more than KEY_SPAN keys, `_group_cutoff`. On 1,024 rows of the small
+    shape (128 maxima, k=16; numba, one thread, loaded machine): 0.76 against 1.82 ms,
+    (/tmp/bf/cut.py, a throwaway); the maxima's span was 62 keys at the median, 122 at
+    most (random rows; trained-like rows 71 / 135 on the large shape)."""
+    n_groups = maxima.shape[0]
+    bound[:] = maxima[:k]
+    for s in range(1, n_groups // k):
+        np.maximum(bound, maxima[s * k : (s + 1) * k], bound)
+    low = np.int32(bound.min())  # k distinct maxima reach it
+    span = np.int32(maxima.max()) - low
+    if span >= KEY_SPAN:
+        return _group_cutoff(maxima, k, bound, chosen, scratch, buf)
+    counts[: span + 1] = 0
+    for g in range(n_groups):
+        above = np.int32(maxima[g]) - low
+        if above >= 0:
+            counts[above] += 1
+    reached = 0
+    while True:  # ends by `low`: k maxima reach it
+        reached += counts[span]
+        if reached >= k:
+            return np.int16(low + span)
+        span -= 1
+
+
 @njit(nogil=True, cache=True)
 def refined_topk_rows(
     approx16: Any, slack_in: Any, u_out: Any, xa: Any, WT: Any, k: int, group: int,
@@ -167,6 +204,7 @@ def refined_topk_rows(
     chosen = np.empty(n_groups, np.int64)
     buf = np.empty(k, np.int16)
     scratch = np.empty(n_groups, np.int16)
+    counts = np.empty(KEY_SPAN, np.int32)
     top_scratch = np.empty(max(n_units, RANKED_MAX + 16), dtype)
     ranks = np.empty(RANKED_MAX + 16, np.int32)
     no_row = np.empty(0, dtype)
@@ -181,7 +219,7 @@ def refined_topk_rows(
         row16 = approx16[r]
         if not _key_maxima(row16, keys, maxima, group):
             return False
-        t = _value_of(_group_cutoff(maxima, k, bound, chosen, scratch, buf), word)
+        t = _value_of(_key_cutoff(maxima, k, bound, chosen, scratch, buf, counts), word)
         cut = _key_at_most(t - 2 * _row_slack(slack_in[r], u_out, t), word)
         n_chosen = _groups_reaching(maxima, cut, chosen)
         found = _values_reaching(keys, cut, chosen, n_chosen, group, key_values, cand_units[n:])
