@@ -101,6 +101,25 @@ def test_transform_matches_the_module_in_chunks(fitted: dict[str, SAE], ds: sw.D
         np.testing.assert_allclose(sae.transform(ds.X, chunk_size=100), expected, atol=1e-6)
 
 
+def test_inputs_are_scanned_once_per_call(
+    fitted: dict[str, SAE], ds: sw.Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transform, encode_sparse and evaluate check X's magnitudes once (a pass over all of
+    X: transform and evaluate made two, 23 ms of 65,536 x 256)."""
+    from sae_widgets.sae import inputs
+
+    scans: list[str] = []
+    check = inputs.check_magnitude
+    monkeypatch.setattr(
+        inputs, "check_magnitude", lambda a, name: (scans.append(name), check(a, name))
+    )
+    sae = fitted["topk"]
+    for call in (sae.transform, sae.encode_sparse, lambda X: sw.metrics.evaluate(sae, X)):
+        scans.clear()
+        call(ds.X)
+        assert scans == ["X"]
+
+
 def test_encode_sparse_equals_dense_codes(fitted: dict[str, SAE], ds: sw.Dataset) -> None:
     for activation, sae in fitted.items():
         csr = sae.encode_sparse(ds.X, chunk_size=300)

@@ -307,8 +307,11 @@ class SAE(BaseEstimator):
 
     def _chunks(self, X: Any, chunk_size: int) -> Iterable[Tensor]:
         """X in row chunks on the model's device (a store is read chunk by chunk)."""
+        return self._split(self._rows(X), chunk_size)
+
+    def _split(self, X_t: Any, chunk_size: int) -> Iterable[Tensor]:
+        """`_rows`' result in row chunks (checked once: its finiteness scan reads all of X)."""
         size = inputs.check_chunk_size(chunk_size)
-        X_t = self._rows(X)
         if isinstance(X_t, Tensor):
             return X_t.split(size)
         device = self._check_fitted().W_dec.device
@@ -324,7 +327,7 @@ class SAE(BaseEstimator):
             f"transform(X): dense codes of {n_rows} rows x {n_units} units",
             "encode_sparse(X) keeps only the active units, or pass fewer rows",
         )
-        codes = encode_dense(model, self._chunks(rows, chunk_size), n_rows)
+        codes = encode_dense(model, self._split(rows, chunk_size), n_rows)
         return inputs.output_like(codes, X)
 
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:

@@ -337,7 +337,7 @@ def evaluate(
     rows = est._rows(_data_of(X))  # a tensor on the model's device, or a store on disk
     stats = ReconstructionStats(rows.shape[1], module.cfg.n_units, module.W_dec.device)
     with torch.no_grad():
-        for chunk in est._chunks(rows, chunk_size):
+        for chunk in est._split(rows, chunk_size):
             codes = module.encode(chunk)
             stats.update(chunk, codes, module.decode(codes))
     return stats.result()
