@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sae_widgets.sae import bf16_preacts, sparse_kernels, topk_selection
-from sae_widgets.sae._numba_refine import KEY_SPAN, RANKED_MAX, _dot, _key_cutoff, _top_in_order
+from sae_widgets.sae._numba_kernels import RANKED_MAX, _top_in_order
+from sae_widgets.sae._numba_refine import KEY_SPAN, _dot, _key_cutoff
 from sae_widgets.sae.encoding import encode_csr, encode_dense, zero_output
 from sae_widgets.sae.estimator import SAE
 from sae_widgets.sae.model import SAEConfig, SparseAutoencoder

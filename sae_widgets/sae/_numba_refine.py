@@ -16,10 +16,11 @@ from numba import njit
 
 from sae_widgets.sae._numba_bf16_bits import _finite_bits, _key, _key_at_most, _value_of, _widen
 from sae_widgets.sae._numba_kernels import (
+    RANKED_MAX,
     _finish_row,
     _group_cutoff,
     _groups_reaching,
-    _kth_largest,
+    _top_in_order,
     _values_reaching,
 )
 
@@ -41,64 +42,6 @@ def _row_slack(slack_in: Any, u_out: Any, t: Any) -> Any:
     of a value near t (a value far above t is above t approximately too: x - u |x| grows
     with x)."""
     return 1.05 * (slack_in + u_out * (abs(t) + 2 * slack_in))
-
-
-RANKED_MAX = 96
-"""Most candidates whose top k `_top_in_order` finds by their ranks (n^2 / 16 vector
-steps); more by quickselect. On 1,024 rows of 17-44 candidates (k=16, numba, one thread,
-this machine): 0.47-0.59 against 0.95-1.73 ms; 33-99 (k=32) 1.24 against 1.62; about even
-from 80-140 (/tmp/bf/rank.py, a throwaway)."""
-
-
-@njit(nogil=True, cache=True, fastmath=True)
-def _stable_ranks(a: Any, n: int, rank: Any) -> None:
-    """rank[i] = the place of a[i] among a[:n] in decreasing order, ties by position (so
-    the ranks of a[:n] are 0..n-1); a[n:] padded with -inf to the next 16, unranked. One
-    vectorised pass over the padded array per value (no branches)."""
-    padded = (n + 15) & ~15
-    rank[:padded] = 0
-    for j in range(n):
-        v = a[j]
-        for i in range(padded):
-            rank[i] += (v > a[i]) | ((v == a[i]) & (j < i))
-
-
-@njit(nogil=True, cache=True)
-def _top_in_order(
-    cand_values: Any, cand_units: Any, n: int, k: int, values: Any, units: Any, scratch: Any,
-    rank: Any,
-) -> None:  # fmt: skip
-    """values/units = the k largest of n >= k candidates given in increasing unit order,
-    kept in that order; of values tied at the k-th, the lowest units win. Up to
-    `RANKED_MAX` candidates: those whose stable rank is below k (scratch and rank hold
-    RANKED_MAX + 16); more: the k-th largest by quickselect on a copy, then one pass."""
-    if n <= RANKED_MAX:
-        padded = (n + 15) & ~15
-        scratch[:n] = cand_values[:n]
-        scratch[n:padded] = -np.inf
-        _stable_ranks(scratch, n, rank)
-        at = 0
-        for s in range(n):  # no branch on the data: written, kept if ranked
-            values[at] = cand_values[s]
-            units[at] = cand_units[s]
-            at += rank[s] < k
-            if at == k:  # (a NaN ranks first: never more than k)
-                break
-        return
-    scratch[:n] = cand_values[:n]
-    t = _kth_largest(scratch, n, k)
-    above = 0
-    for s in range(n):
-        above += cand_values[s] > t
-    ties = k - above  # of the values equal to t, the first (lowest units) this many
-    at = 0
-    for s in range(n):
-        v = cand_values[s]
-        if v > t or (v == t and ties > 0):
-            ties -= v == t
-            values[at] = v
-            units[at] = cand_units[s]
-            at += 1
 
 
 @njit(nogil=True, cache=True)
