@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +113,10 @@ class LabPage:
         self.server = server
         self.artifacts_dir = artifacts_dir
         self.console: list[str] = []
-        self.page_errors: list[str] = []
+        self.page_errors: list[Error] = []  # with their stacks: where each was thrown
         self.notebook: str | None = None
         page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("pageerror", lambda error: self.page_errors.append(error))
 
     def _on_console(self, message: ConsoleMessage) -> None:
         self.console.append(f"[{message.type}] {message.text}")
@@ -188,15 +189,20 @@ class LabPage:
             for cell in notebook["cells"]
         )
 
-    def errors(self) -> list[str]:
+    def errors(self, ignored_page_error: Callable[[Error], bool] | None = None) -> list[str]:
         """Error outputs and broken widgets in the open notebook, exceptions raised by widget
-        callbacks (JupyterLab shows them only in its log console), uncaught JS errors, and
-        widget state errors the widget manager logs only to the browser console."""
+        callbacks (JupyterLab shows them only in its log console), uncaught JS errors (less
+        those `ignored_page_error` picks by message and stack), and widget state errors the
+        widget manager logs only to the browser console."""
         found = self.page.locator(ACTIVE_NOTEBOOK).evaluate(_ERRORS_JS)
         return [
             *found,
             *self.log_console_errors(),
-            *(f"uncaught page error: {error}" for error in self.page_errors),
+            *(
+                f"uncaught page error: {error.message} ({thrown_at(error)})"
+                for error in self.page_errors
+                if ignored_page_error is None or not ignored_page_error(error)
+            ),
             *(
                 f"browser console: {line}"
                 for line in self.console
@@ -410,6 +416,14 @@ class LabPage:
             self.console.append(f"[screenshot failed] {error}")
         (self.artifacts_dir / "console.log").write_text("\n".join(self.console) + "\n")
         shutil.copyfile(self.server.log_path, self.artifacts_dir / "jupyter-server.log")
+
+
+def thrown_at(error: Error) -> str:
+    """The top frame of an uncaught page error's stack: the script, line and column."""
+    frames = [
+        line.strip() for line in (error.stack or "").splitlines() if line.startswith("    at ")
+    ]
+    return frames[0] if frames else "no stack"
 
 
 def changed_pixels(before_png: bytes, after_png: bytes) -> int:

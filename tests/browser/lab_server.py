@@ -38,6 +38,21 @@ LAB_SETTINGS = {
 }
 
 
+# jupyterlab_server's LabHandler writes each JupyterLab page's "treePath", "workspace" and "mode"
+# into the server-wide page config (settings["page_config_data"], no copy), and Notebook 7's
+# pages start from that same dict. So once a JupyterLab page was served, every Notebook 7 page
+# of the server carried the last JupyterLab file as its treePath: Notebook 7's tree resolver
+# (whose route matches every URL) handed it to the file browser's restorer, which ran
+# 'filebrowser:open-path', a command Notebook 7's notebook page does not have ("Command
+# 'filebrowser:open-path' not registered"). The page config hook (which both handlers call)
+# gives each page its own copy, so nothing one page sets reaches another.
+SERVER_CONFIG = """\
+c.ServerApp.tornado_settings = {
+    "page_config_hook": lambda handler, page_config: dict(page_config),
+}
+"""
+
+
 def free_port() -> int:
     """A localhost port that was free a moment ago (the server retries if it is taken).
 
@@ -174,6 +189,7 @@ def _private_env(work_dir: Path, token: str, extra_env: dict[str, str]) -> dict[
     }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
+    (dirs["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.py").write_text(SERVER_CONFIG)
     settings_dir = work_dir / "user-settings"
     for relative, values in LAB_SETTINGS.items():
         target = settings_dir / relative

@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, expect
 
 from .lab_page import LabPage
 from .test_quickstart import INSPECTOR_STATS, STATUS, selected_and_unit
-from .test_views import assert_no_errors_but_notebook7s
+from .test_views import assert_no_errors_but_notebook76s
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,7 @@ def test_dashboard_and_monitors_in_notebook_7(lab: LabPage) -> None:
     assert lab.page.locator("#jp-NotebookPanel, .jp-NotebookPanel").count() >= 1
     assert "/notebooks/" in lab.page.url  # Notebook 7's page, not JupyterLab's
     lab.run_all_cells(timeout_s=600)
-    assert_no_errors_but_notebook7s(lab)
+    assert_no_errors_but_notebook76s(lab)
     figures = lab.assert_figures_rendered(min_count=10)
     expect(lab.view("sw-monitor")).to_have_count(2)
     for monitor in range(2):
@@ -88,4 +88,4 @@ def test_dashboard_and_monitors_in_notebook_7(lab: LabPage) -> None:
     listed.nth(position).click()
     focus_follows(lab, target, before)
     lab.screenshot("notebook7-after-clicks")
-    assert_no_errors_but_notebook7s(lab)
+    assert_no_errors_but_notebook76s(lab)

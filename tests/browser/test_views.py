@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from playwright.sync_api import Locator, expect
+from playwright.sync_api import Error, Locator, expect
 
 import sae_widgets as sw
 
-from .lab_page import LabPage
+from .lab_page import LabPage, thrown_at
 
 pytestmark = pytest.mark.browser
 
@@ -229,23 +229,28 @@ def test_views_in_jupyterlab_select_colour_and_fit_1280px(lab: LabPage) -> None:
     lab.assert_no_errors()
 
 
-# Notebook 7.6 itself throws these on start-up in this headless set-up (no file browser
-# command, a settings schema it looks up); neither comes from a widget.
-NOTEBOOK7_OWN_ERRORS = re.compile(
-    r"uncaught page error: (Command 'filebrowser:open-path' not registered|"
-    r"Cannot read properties of undefined \(reading 'schema'\))"
-)
+def notebook76_shortcuts_race(error: Error) -> bool:
+    """The one page error Notebook 7.6 throws on every start-up of a notebook page, in any
+    set-up: `jupyter notebook` as well as `jupyter lab`, with no labextension and no user
+    setting (Notebook 7.5.8 with JupyterLab 4.5 throws none). Its bundled shortcuts plugin
+    listens for settings loads before its own settings are loaded, and reads their schema when
+    @jupyterlab/docmanager-extension:plugin's load comes first. Picked by its message and by
+    being thrown in Notebook 7's own bundle (not a widget's labextension), so the same message
+    from anything else still fails."""
+    return error.message == "Cannot read properties of undefined (reading 'schema')" and (
+        "/static/notebook/notebook_core." in thrown_at(error)
+    )
 
 
-def assert_no_errors_but_notebook7s(lab: LabPage) -> None:
-    errors = [error for error in lab.errors() if not NOTEBOOK7_OWN_ERRORS.match(error)]
+def assert_no_errors_but_notebook76s(lab: LabPage) -> None:
+    errors = lab.errors(ignored_page_error=notebook76_shortcuts_race)
     assert not errors, "errors in the notebook page:\n\n" + "\n\n".join(errors)
 
 
 def test_rectangle_and_lasso_reach_the_kernel_in_notebook_7(lab: LabPage) -> None:
     lab.open_notebook("views.ipynb", ui="notebook")
     lab.run_all_cells(timeout_s=300)
-    assert_no_errors_but_notebook7s(lab)
+    assert_no_errors_but_notebook76s(lab)
     pca = lab.view_figure("sw-pca")
     expect(pca).to_have_count(1)
     select_tool(lab, "rectangle")
@@ -253,4 +258,4 @@ def test_rectangle_and_lasso_reach_the_kernel_in_notebook_7(lab: LabPage) -> Non
     select_tool(lab, "lasso")
     drag_changes_selection(lab, pca, SQUARE)
     lab.screenshot("views-notebook7")
-    assert_no_errors_but_notebook7s(lab)
+    assert_no_errors_but_notebook76s(lab)
