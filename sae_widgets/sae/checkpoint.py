@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
 
-from sae_widgets.paths import as_path
+from sae_widgets.paths import as_path, check_not_working_folder
 from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
@@ -355,6 +355,8 @@ def _real_target(folder: str | os.PathLike[str]) -> Path:
 def check_replaceable(folder: str | os.PathLike[str]) -> None:
     """ValueError unless a checkpoint may be written to `folder`: new, empty or a checkpoint."""
     target = _real_target(folder)
+    # a swap renames the old folder away: the process would be left in a deleted folder
+    check_not_working_folder(target, "folder")
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():
