@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import sae_widgets as sw
+from sae_widgets import analysis as A
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +63,87 @@ def test_saving_over_a_checkpoint_that_is_the_working_folder_keeps_it(
         fitted.save(".")
     assert sorted(os.listdir(".")) == ["cfg.json", "sae_weights.safetensors"]
     assert Path.cwd().samefile(tmp_path / "run")
+
+
+# ----------------------------------------------------------------- analysis
+
+
+def _codes(n: int = 50, units: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.abs(rng.normal(size=(n, units))) * (rng.random((n, units)) < 0.5)
+
+
+@pytest.mark.parametrize("as_sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("fit_rows", [None, 10], ids=["all", "sampled"])
+def test_projection_past_float32_is_refused_not_inf(as_sparse: bool, fit_rows: int | None) -> None:
+    # float64 codes of 1e300: dense gave inf coordinates, sparse an OverflowError
+    data = _codes() * 1e300
+    given = sp.csr_matrix(data) if as_sparse else data
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        A.pca_projection(given, fit_rows=fit_rows)
+
+
+def test_projection_of_float32_data_near_its_maximum_is_right() -> None:
+    # the scale rounded up to 2**128 (inf in float32): the data became 0, the mean NaN
+    base = _codes().astype(np.float32)
+    factor = np.float32(3.3e38 / base.max())  # the largest value is 3.3e38 > 2**127.5
+    small, huge = A.pca_projection(base), A.pca_projection(base * factor)
+    assert np.isfinite(huge.coords).all() and np.isfinite(huge.mean).all()
+    for j in range(2):
+        expected = small.coords[:, j].astype(np.float64) * float(factor)
+        sign = np.sign(huge.coords[:, j].astype(np.float64) @ expected) or 1.0
+        np.testing.assert_allclose(sign * huge.coords[:, j], expected, rtol=1e-3, atol=1e30)
+
+
+def test_projection_takes_a_codestore_and_names_nan_in_sparse_data() -> None:
+    codes = _codes()
+    via_store = A.pca_projection(A.CodeStore(codes))  # was "object ... has no len()"
+    np.testing.assert_allclose(via_store.coords, A.pca_projection(sp.csr_matrix(codes)).coords)
+    bad = sp.csr_matrix(codes)
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="data must be finite"):
+        A.pca_projection(bad)  # was ARPACK's error
+    with pytest.raises(TypeError, match="data must be an"):
+        A.pca_projection(object())
+
+
+@pytest.mark.parametrize("odd", ["nan", "inf", "huge"])
+def test_display_subset_of_odd_coordinates_gives_distinct_indices(odd: str) -> None:
+    # NaN, inf and coordinates of 1e308 (whose span overflows) gave a negative grid cell:
+    # numpy's "'list' argument must have no negative elements" from bincount
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(-1.0, 1.0, size=(200, 2))
+    if odd == "huge":
+        coords *= 1.5e308  # max - min overflows float64
+    else:
+        coords[rng.random((200, 2)) < 0.1] = {"nan": np.nan, "inf": np.inf}[odd]
+    subset = A.display_subset(coords, 50)
+    assert subset.shape == (50,) and len(set(subset.tolist())) == 50
+    assert subset.min() >= 0 and subset.max() < 200
+
+
+def test_unit_summary_sizes_past_memory_are_refused_and_many_intervals_are_linear() -> None:
+    store, decoder = A.CodeStore(_codes(500)), np.random.default_rng(1).normal(size=(6, 4))
+    with pytest.raises(ValueError, match=r"n_bins=10+\) would need"):
+        A.unit_summary(store, 0, decoder, n_bins=10**12)  # was numpy's MemoryError
+    with pytest.raises(ValueError, match=r"n_intervals=10+\) would need"):
+        A.unit_summary(store, 0, decoder, n_intervals=10**9)  # was a loop of 1e9 scans
+    summary = A.unit_summary(store, 0, decoder, n_intervals=20_000, per_interval=3)
+    assert len(summary.intervals) == 20_000
+    assert sum(i.count for i in summary.intervals) == summary.count
+    for interval in summary.intervals:
+        assert len(interval.samples) == min(3, interval.count)
+        assert ((interval.values > interval.low) | (interval.low == summary.intervals[0].low)).all()
+        assert (interval.values <= interval.high).all()
+
+
+@pytest.mark.parametrize("as_sparse", [False, True], ids=["dense", "sparse"])
+def test_compare_saes_refuses_nan_codes(as_sparse: bool) -> None:
+    # NaN != 0: a unit of NaN codes was counted as firing on every sample
+    rng = np.random.default_rng(0)
+    decoder_a, decoder_b = rng.normal(size=(6, 4)), rng.normal(size=(5, 4))
+    codes_a = np.ones((3, 6))
+    codes_a[1, 2] = np.nan
+    given = sp.csr_matrix(codes_a) if as_sparse else codes_a
+    with pytest.raises(ValueError, match="codes_a contains NaN"):
+        A.compare_saes(decoder_a, decoder_b, codes_a=given, codes_b=np.ones((3, 5)))
