@@ -147,3 +147,28 @@ def test_compare_saes_refuses_nan_codes(as_sparse: bool) -> None:
     given = sp.csr_matrix(codes_a) if as_sparse else codes_a
     with pytest.raises(ValueError, match="codes_a contains NaN"):
         A.compare_saes(decoder_a, decoder_b, codes_a=given, codes_b=np.ones((3, 5)))
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+def test_a_relu_checkpoint_with_a_corrupt_saved_k_is_refused_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    # relu ignores k, so metadata.params.k="x" "described" the weights and was kept unchecked:
+    # the SAE loaded, then every partial_fit raised "k must be None or a positive integer"
+    import json
+
+    X = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    sw.SAE(n_units=6, activation="relu", k=3, epochs=1).fit(X, progress=False).save(tmp_path)
+    cfg_path = tmp_path / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["metadata"]["params"]["k"] = "x"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"metadata\.params\.k is not a valid SAE parameter"):
+        sw.SAE.load(tmp_path)
+    cfg["metadata"]["params"]["k"] = 5  # a valid, unused k still loads, kept, and trains
+    cfg_path.write_text(json.dumps(cfg))
+    loaded = sw.SAE.load(tmp_path)
+    assert loaded.k == 5
+    loaded.partial_fit(X)

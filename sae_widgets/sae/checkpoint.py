@@ -216,6 +216,12 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
     saved = _section(record, "params")
     accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
     kept = {name: value for name, value in saved.items() if name in accepted}
+    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
+        value = saved.get(name)
+        value = tuple(value) if isinstance(value, list) else value
+        # checked below too: a relu config ignores k, so k="x" "described" it and was kept
+        if name in saved and _describes(cfg, name, value):
+            kept[name] = value
     for name, value in kept.items():  # a checkpoint that loads must be able to run and train
         try:
             check_param(name, value)
@@ -224,11 +230,6 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
                 f"{_as_path(folder) / 'cfg.json'}: metadata.params.{name} is not a valid SAE "
                 f"parameter: {err}"
             ) from None
-    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
-        value = saved.get(name)
-        value = tuple(value) if isinstance(value, list) else value
-        if name in saved and _describes(cfg, name, value):
-            kept[name] = value
     sae = SAE.from_module(module, **kept)
     training = _section(record, "training")
     history = training.get("history")
