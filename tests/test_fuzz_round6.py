@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 import sae_widgets as sw
 from sae_widgets import analysis as A
@@ -172,3 +173,50 @@ def test_a_relu_checkpoint_with_a_corrupt_saved_k_is_refused_naming_the_field(
     loaded = sw.SAE.load(tmp_path)
     assert loaded.k == 5
     loaded.partial_fit(X)
+
+
+# ----------------------------------------------------------------- modules built by hand
+
+
+def _weights(d: int = 4, units: int = 8) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "W_enc": rng.normal(size=(d, units)),
+        "b_enc": np.zeros(units),
+        "W_dec": rng.normal(size=(units, d)),
+        "b_dec": np.zeros(d),
+    }
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300], ids=["nan", "inf", "past-float32"])
+@pytest.mark.parametrize("name", ["W_enc", "b_enc", "W_dec", "b_dec"])
+def test_from_weights_refuses_weights_that_are_not_finite_in_float32(name: str, bad: float) -> None:
+    # taken as they were: every code (or reconstruction) of the module was NaN
+    weights = _weights()
+    weights[name].flat[0] = bad
+    cfg = sw.SAEConfig(d_in=4, n_units=8, k=2)
+    with pytest.raises(ValueError, match=f"{name} holds NaN or infinite values"):
+        sw.SparseAutoencoder.from_weights(cfg, **weights)
+
+
+def test_from_weights_names_a_bad_threshold_and_non_numbers() -> None:
+    cfg = sw.SAEConfig(d_in=4, n_units=8, activation="jumprelu")
+    with pytest.raises(ValueError, match="threshold holds NaN"):
+        sw.SparseAutoencoder.from_weights(cfg, **_weights(), threshold=np.full(8, np.nan))
+    weights = {**_weights(), "W_dec": np.full((8, 4), "a")}
+    with pytest.raises(TypeError, match="W_dec must hold real numbers"):  # was torch's error
+        sw.SparseAutoencoder.from_weights(cfg, **weights, threshold=0.1)
+    module = sw.SparseAutoencoder.from_weights(  # torch float64 and numpy weights still work
+        cfg, **{k: torch.from_numpy(v) for k, v in _weights().items()}, threshold=0.1
+    )
+    assert module.W_enc.dtype == torch.float32
+    assert torch.allclose(module.threshold, torch.full((8,), 0.1))
+
+
+@pytest.mark.parametrize("name", ["bandwidth", "init_threshold"])
+def test_config_floats_take_numpy_scalars(name: str) -> None:
+    # np.float32(0.1) (e.g. from a parameter grid) was "must be a positive finite number"
+    cfg = sw.SAEConfig(d_in=4, n_units=8, activation="jumprelu", **{name: np.float32(0.25)})
+    assert getattr(cfg, name) == 0.25 and type(getattr(cfg, name)) is float
+    with pytest.raises(ValueError, match=name):
+        sw.SAEConfig(d_in=4, n_units=8, activation="jumprelu", **{name: np.float32(np.nan)})
