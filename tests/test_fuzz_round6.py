@@ -220,3 +220,43 @@ def test_config_floats_take_numpy_scalars(name: str) -> None:
     assert getattr(cfg, name) == 0.25 and type(getattr(cfg, name)) is float
     with pytest.raises(ValueError, match=name):
         sw.SAEConfig(d_in=4, n_units=8, activation="jumprelu", **{name: np.float32(np.nan)})
+
+
+# ----------------------------------------------------------------- interventions
+
+
+@pytest.fixture(scope="module")
+def spliced() -> tuple[torch.nn.Module, sw.SAE]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    acts = sw.collect_activations(model, layer="1", data=X)
+    return model, sw.SAE(n_units=16, k=3, epochs=1, seed=0).fit(acts, progress=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_edit_rows_takes_numpy_and_answers_numpy(
+    spliced: tuple[torch.nn.Module, sw.SAE], dtype: type
+) -> None:
+    # was AttributeError: 'numpy.ndarray' object has no attribute 'to'
+    model, sae = spliced
+    edit = sw.Intervention(model, "1", sae, set={0: 1.0})
+    rows = (np.random.default_rng(1).random((3, 8)) * 3).astype(dtype)
+    got = edit.edit_rows(rows)
+    expected = edit.edit_rows(
+        torch.from_numpy(rows.astype(np.float32) if dtype is np.int64 else rows)
+    )
+    assert isinstance(got, np.ndarray) and got.shape == (3, 8)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-6)
+    with pytest.raises(TypeError, match="x must be a torch tensor or numpy array"):
+        edit.edit_rows(rows.tolist())
+
+
+@pytest.mark.parametrize("edit", ["set", "add", "steer"])
+def test_an_edit_value_given_as_text_is_a_type_error(
+    spliced: tuple[torch.nn.Module, sw.SAE], edit: str
+) -> None:
+    # float("1") took the text: set={0: "1"} ran as set={0: 1.0}
+    model, sae = spliced
+    with pytest.raises(TypeError, match=rf"{edit}\[0\] must be a number; got '1'"):
+        sw.Intervention(model, "1", sae, **{edit: {0: "1"}})
