@@ -260,3 +260,34 @@ def test_an_edit_value_given_as_text_is_a_type_error(
     model, sae = spliced
     with pytest.raises(TypeError, match=rf"{edit}\[0\] must be a number; got '1'"):
         sw.Intervention(model, "1", sae, **{edit: {0: "1"}})
+
+
+# ----------------------------------------------------------------- explorer
+
+
+@pytest.fixture(scope="module")
+def explorer() -> sw.Explorer:
+    ds = sw.datasets.superposition(n=60, n_features=8, dim=5, active=2, seed=0)
+    sae = sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(ds, progress=False)
+    return sw.Explorer(sae, ds)
+
+
+@pytest.mark.parametrize("kind", ["mask", "slice", "negative", "negative int"])
+def test_probe_takes_what_dataset_indexing_takes(explorer: sw.Explorer, kind: str) -> None:
+    # a boolean mask was "samples must hold integer indices; got dtype bool", a negative
+    # index "must be in [0, 60)", though ds[...] and Explorer.reconstruct take both
+    n = explorer.n_samples
+    index = {
+        "mask": np.arange(n) % 7 == 0,
+        "slice": slice(-10, None, 3),
+        "negative": [-1, -2],
+        "negative int": -1,
+    }[kind]
+    rows = np.atleast_1d(np.arange(n)[index])
+    got = explorer.probe(index, "feature_1")
+    expected = explorer.probe(rows.tolist(), "feature_1")
+    np.testing.assert_array_equal(got.samples, rows)
+    np.testing.assert_array_equal(got.response, expected.response)
+    assert len(explorer.dataset[index]) == len(rows)
+    with pytest.raises(ValueError, match="samples"):
+        explorer.probe(np.zeros(n, dtype=bool), "feature_1")
