@@ -291,3 +291,42 @@ def test_probe_takes_what_dataset_indexing_takes(explorer: sw.Explorer, kind: st
     assert len(explorer.dataset[index]) == len(rows)
     with pytest.raises(ValueError, match="samples"):
         explorer.probe(np.zeros(n, dtype=bool), "feature_1")
+
+
+# ----------------------------------------------------------------- analysis of tensors
+
+
+_TENSOR_KINDS = {
+    "requires_grad": lambda x: x.clone().requires_grad_(True),  # torch's RuntimeError
+    "bfloat16": lambda x: x.bfloat16(),  # "Got unsupported ScalarType BFloat16"
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_TENSOR_KINDS))
+def test_analysis_functions_read_tensors_numpy_cannot_take_directly(kind: str) -> None:
+    from sae_widgets.analysis.selection import samples_in_polygon
+
+    convert = _TENSOR_KINDS[kind]
+    torch.manual_seed(0)
+    codes = torch.rand(30, 6) * (torch.rand(30, 6) < 0.5)
+    coords, decoder = torch.randn(30, 2), torch.randn(6, 5)
+    exact = codes.bfloat16().float() if kind == "bfloat16" else codes
+    plain = A.CodeStore(exact.numpy())
+    assert (A.CodeStore(convert(codes)).csr != plain.csr).nnz == 0
+    np.testing.assert_allclose(
+        A.pca_projection(convert(codes)).coords, A.pca_projection(exact.numpy()).coords, atol=1e-5
+    )
+    near = coords.bfloat16().float() if kind == "bfloat16" else coords
+    np.testing.assert_array_equal(
+        A.samples_in_rect(convert(coords), (0, 1), (0, 1)),
+        A.samples_in_rect(near.numpy(), (0, 1), (0, 1)),
+    )
+    triangle = [(0, 0), (1, 0), (0, 1)]
+    np.testing.assert_array_equal(
+        samples_in_polygon(convert(coords), triangle), samples_in_polygon(near.numpy(), triangle)
+    )
+    assert A.display_subset(convert(coords), 5).shape == (5,)
+    assert A.unit_summary(plain, 0, convert(decoder)).count == plain.counts[0]
+    A.compare_saes(decoder, torch.randn(3, 5), codes_a=convert(codes), codes_b=np.ones((30, 3)))
+    with pytest.raises(TypeError, match="codes must be a dense tensor"):
+        A.CodeStore(codes.to_sparse())

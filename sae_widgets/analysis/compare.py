@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_positive_int, numpy_of
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.matching import (
     CANDIDATES,
@@ -72,7 +72,7 @@ def firing_counts(codes: Any, n_units: int, name: str) -> tuple[NDArray[np.int64
         _check_finite(codes.data, name)
         counts = np.asarray((codes != 0).sum(axis=0)).ravel()
     else:
-        array = np.asarray(codes)
+        array = np.asarray(numpy_of(codes, name))
         if array.ndim != 2 or not (
             np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
         ):

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from sae_widgets.analysis.checks import check_positive_int
+from sae_widgets.analysis.checks import check_positive_int, numpy_of
 
 __all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
@@ -133,7 +133,7 @@ def pca_projection(
         raise ValueError(f"source must be 'codes' or 'inputs'; got {source!r}")
     if fit_rows is not None:
         fit_rows = check_positive_int(fit_rows, "fit_rows", minimum=2)
-    data = getattr(data, "csr", data)  # a CodeStore: its sparse codes
+    data = numpy_of(getattr(data, "csr", data), "data")  # a CodeStore: its sparse codes
     if not hasattr(data, "shape") and not hasattr(data, "__len__"):
         raise TypeError(
             f"data must be an (n_samples, n_features) array or scipy sparse matrix; got "
@@ -271,7 +271,7 @@ def display_subset(
     """
     max_points = check_positive_int(max_points, "max_points")
     grid = check_positive_int(grid, "grid")
-    xy = np.asarray(coords)
+    xy = np.asarray(numpy_of(coords, "coords"))
     if xy.ndim != 2 or xy.shape[1] < 2:
         raise ValueError(f"coords must have shape (n_samples, >=2); got {xy.shape}")
     n = xy.shape[0]
