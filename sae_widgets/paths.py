@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["as_path"]
+__all__ = ["as_path", "check_not_working_folder"]
 
 
 def as_path(value: Any, name: str, what: str = "a folder path") -> Path:
@@ -28,3 +28,19 @@ def as_path(value: Any, name: str, what: str = "a folder path") -> Path:
     if "\0" in text:  # os would say only "embedded null byte"
         raise ValueError(f"{name} must be a path without NUL characters; got {text!r:.80}")
     return Path(text)
+
+
+def check_not_working_folder(path: Path, name: str) -> None:
+    """ValueError naming `name` if `path` is the working folder or one above it: a save that
+    replaces the folder by renaming would leave the process in a deleted folder (every
+    relative path then fails, os.getcwd() included)."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working folder is already gone: nothing to protect
+        return
+    target = path.resolve()
+    if target == cwd or target in cwd.parents:
+        raise ValueError(
+            f"{name}: {str(path)!r} is the working folder or one above it, which a save "
+            "replaces; name a new folder (e.g. a subfolder)"
+        )

@@ -8,6 +8,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from sae_widgets.tensor_checks import check_dense, check_has_values
+
+
+def numpy_of(value: Any, name: str) -> Any:
+    """A torch tensor as numpy (detached, copied to the CPU; bfloat16 and the other dtypes
+    numpy lacks as float32); anything else as it is. np.asarray raised torch's own errors
+    for a tensor that requires grad, lives on a GPU or is bfloat16."""
+    if not (hasattr(value, "detach") and hasattr(value, "layout")):
+        return value
+    check_has_values(value, name)
+    check_dense(value, name)
+    tensor = value.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:  # no numpy dtype (bfloat16, float8, ...)
+        return tensor.float().numpy()
+
 
 def check_index(value: Any, size: int, name: str) -> int:
     """Return `value` as an int in ``[0, size)``, or raise naming the argument `name`."""

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int, numpy_of
 
 __all__ = ["CodeStore", "SparseEncoder", "gather_rows"]
 
@@ -72,7 +72,7 @@ class CodeStore:
             # Canonicalising below edits in place: copy unless the caller hands over ownership.
             csr = sp.csr_matrix(codes, dtype=np.float32, copy=copy)
         else:
-            dense = np.asarray(codes)
+            dense = np.asarray(numpy_of(codes, "codes"))
             if dense.ndim != 2:
                 raise ValueError(
                     f"codes must be a 2-D (n_samples, n_units) matrix; got shape {dense.shape}"

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from sae_widgets.analysis.checks import check_positive_int
+from sae_widgets.analysis.checks import check_positive_int, numpy_of
 
 __all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
@@ -28,6 +28,7 @@ _CHUNK = 65_536
 # Data whose largest |value| lies outside this range is rescaled before the PCA (float32
 # squares overflow past ~1e19 and underflow below ~1e-19).
 _SCALE_LOW, _SCALE_HIGH = 2.0**-40, 2.0**40
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,39 @@ def _has_no_variance(matrix: Any) -> bool:
 
 
 def _power_of_two_scale(matrix: Any) -> float:
-    """1.0 for data of ordinary magnitude; otherwise the power of two nearest its largest
-    |value| (dividing by it is exact), so that squares and sums stay inside float32."""
+    """1.0 for data of ordinary magnitude; otherwise the power of two at or below its largest
+    |value| (dividing by it is exact), so that squares and sums stay inside float32. At or
+    below, not nearest: float32 data near its maximum rounded up to 2**128, which float32
+    cannot hold (the data became 0, the mean NaN)."""
     values = matrix.data if sp.issparse(matrix) else matrix
     if values.size == 0:
         return 1.0
     peak = max(-float(values.min()), float(values.max()))  # no |values| temporary
     if peak == 0.0 or _SCALE_LOW <= peak <= _SCALE_HIGH:
         return 1.0
-    return float(2.0 ** round(np.log2(peak)))
+    return float(2.0 ** np.floor(np.log2(peak)))
+
+
+def _float32_coords(values: Any) -> NDArray[np.float32]:
+    """`values` as float32, or a ValueError: float64 data past float32's range has
+    coordinates (and a mean) float32 cannot hold (they were silently inf)."""
+    values = np.asarray(values, dtype=np.float64)
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    if not peak <= _FLOAT32_MAX:
+        raise ValueError(
+            f"data projects to coordinates as large as {peak:.3g}, beyond float32's range "
+            f"({_FLOAT32_MAX:.3g}); divide data by a constant first"
+        )
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _checked_values(values: Any) -> None:
+    """TypeError for non-numbers, ValueError for NaN or infinity (dense data or a sparse
+    matrix's stored values)."""
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"data must hold real numbers; got dtype {values.dtype}")
+    if not np.isfinite(values).all():
+        raise ValueError("data must be finite; got NaN or infinity")
 
 
 def _is_row_source(data: Any) -> bool:
@@ -108,6 +133,12 @@ def pca_projection(
         raise ValueError(f"source must be 'codes' or 'inputs'; got {source!r}")
     if fit_rows is not None:
         fit_rows = check_positive_int(fit_rows, "fit_rows", minimum=2)
+    data = numpy_of(getattr(data, "csr", data), "data")  # a CodeStore: its sparse codes
+    if not hasattr(data, "shape") and not hasattr(data, "__len__"):
+        raise TypeError(
+            f"data must be an (n_samples, n_features) array or scipy sparse matrix; got "
+            f"{type(data).__name__}"
+        )
     n_rows = int(data.shape[0]) if hasattr(data, "shape") else len(data)
     if _is_row_source(data) or (fit_rows is not None and n_rows > fit_rows):
         return _fit_sample_project_all(data, n_components, source, seed, fit_rows or n_rows)
@@ -122,21 +153,21 @@ def pca_projection(
             f"n_components must be at most {limit} for data of shape {matrix.shape}"
             + (" (sparse input uses ARPACK, which needs fewer than min(shape))" if sparse else "")
         )
-    if not sparse and not np.isfinite(matrix).all():
-        raise ValueError("data must be finite; got NaN or infinity")
-    if sparse and matrix.dtype != np.float32:
-        matrix = matrix.astype(np.float32)
+    _checked_values(matrix.data if sparse else matrix)  # sparse NaN too (ARPACK's error)
     # PCA is scale-equivariant: data of magnitude 1e20..1e30 (which an SAE trains on) would
-    # overflow float32 squares (ARPACK then fails), so project data / scale and scale back
+    # overflow float32 squares (ARPACK then fails), so project data / scale and scale back;
+    # scaled before the float32 cast, which made float64 values past its range inf
     scale = _power_of_two_scale(matrix)
     if scale != 1.0:
         matrix = matrix / scale
+    if sparse and matrix.dtype != np.float32:
+        matrix = matrix.astype(np.float32)
     if _has_no_variance(matrix):  # e.g. every sample got the same codes; ARPACK cannot start
         return Projection(
             coords=np.zeros((n_samples, n_components), dtype=np.float32),
             explained_variance_ratio=np.zeros(n_components),
             components=np.eye(n_components, n_features, dtype=np.float32),
-            mean=np.asarray(matrix.mean(axis=0) * scale, dtype=np.float32).ravel(),
+            mean=_float32_coords(np.asarray(matrix.mean(axis=0), np.float64) * scale).ravel(),
             source=source,
         )
     pca = PCA(
@@ -146,10 +177,10 @@ def pca_projection(
         coords = pca.fit_transform(matrix)
     ratio = np.nan_to_num(np.asarray(pca.explained_variance_ratio_, dtype=np.float64))
     return Projection(
-        coords=np.ascontiguousarray(np.asarray(coords, dtype=np.float64) * scale, dtype=np.float32),
+        coords=_float32_coords(np.asarray(coords, dtype=np.float64) * scale),
         explained_variance_ratio=ratio,
         components=np.asarray(pca.components_, dtype=np.float32),
-        mean=np.asarray(np.asarray(pca.mean_, dtype=np.float64) * scale, dtype=np.float32).ravel(),
+        mean=_float32_coords(np.asarray(pca.mean_, dtype=np.float64) * scale).ravel(),
         source=source,
     )
 
@@ -174,7 +205,8 @@ def _fit_sample_project_all(
     offset = mean.astype(np.float64) @ components.T.astype(np.float64)
     coords = np.empty((n, n_components), dtype=np.float32)
     if sp.issparse(data):
-        coords[:] = data @ components.T.astype(np.float32) - offset
+        _checked_values(data.data)
+        coords[:] = _float32_coords(data @ components.T.astype(np.float64) - offset)
         return Projection(coords, fitted.explained_variance_ratio, components, mean, source)
     chunks = (
         data.chunks(_CHUNK)
@@ -183,10 +215,12 @@ def _fit_sample_project_all(
     )
     start = 0
     for chunk in chunks:
-        block = np.asarray(chunk, dtype=np.float32)
-        if not np.isfinite(block).all():
-            raise ValueError("data must be finite; got NaN or infinity")
-        coords[start : start + len(block)] = block @ components.T - offset
+        block = np.asarray(chunk)
+        _checked_values(block)  # before a float32 cast turns values past its range into inf
+        wide = np.float64 if block.dtype == np.float64 else np.float32
+        coords[start : start + len(block)] = _float32_coords(
+            block.astype(wide, copy=False) @ components.T.astype(wide) - offset
+        )
         start += len(block)
     return Projection(coords, fitted.explained_variance_ratio, components, mean, source)
 
@@ -209,6 +243,21 @@ def pca_2d(data: Any, source: str, seed: int) -> Projection:
     )
 
 
+def _grid_cells(xy: Any, grid: int) -> NDArray[np.int64]:
+    """(n, 2) cell of each point in a grid x grid cut of the points' bounding box. In float64
+    halves (high - low overflowed past 1.8e308); a NaN or infinite point, which cannot be
+    drawn, counts in the first cell (its NaN became a negative cell, and bincount failed)."""
+    points = np.asarray(xy, dtype=np.float64)
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.any():
+        return np.zeros(points.shape, dtype=np.int64)
+    low, high = points[finite].min(axis=0) / 2, points[finite].max(axis=0) / 2
+    half_span = np.where(high > low, high - low, 1.0)
+    with np.errstate(invalid="ignore"):
+        fraction = np.nan_to_num((points / 2 - low) / half_span, nan=0.0)
+    return np.minimum((np.clip(fraction, 0.0, 1.0) * grid).astype(np.int64), grid - 1)
+
+
 def display_subset(
     coords: Any, max_points: int = 20_000, *, grid: int = 128, seed: int = 0
 ) -> NDArray[np.int64]:
@@ -222,15 +271,13 @@ def display_subset(
     """
     max_points = check_positive_int(max_points, "max_points")
     grid = check_positive_int(grid, "grid")
-    xy = np.asarray(coords)
+    xy = np.asarray(numpy_of(coords, "coords"))
     if xy.ndim != 2 or xy.shape[1] < 2:
         raise ValueError(f"coords must have shape (n_samples, >=2); got {xy.shape}")
     n = xy.shape[0]
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
-    low, high = xy[:, :2].min(axis=0), xy[:, :2].max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    cell_xy = np.minimum(((xy[:, :2] - low) / span * grid).astype(np.int64), grid - 1)
+    cell_xy = _grid_cells(xy[:, :2], grid)
     cell = cell_xy[:, 0] * grid + cell_xy[:, 1]
     counts = np.bincount(cell, minlength=grid * grid)
     # the largest per-cell cap whose total stays within max_points

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_indices, check_positive_int, sorted_unique
+from sae_widgets.analysis.checks import check_indices, check_positive_int, numpy_of, sorted_unique
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.summary import check_labels, top_entries
 
@@ -72,7 +72,7 @@ def y_order(coords: Any) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArra
 
 
 def _points(coords: Any) -> NDArray[Any]:
-    points = np.asarray(coords)
+    points = np.asarray(numpy_of(coords, "coords"))
     if points.ndim != 2 or points.shape[1] < 2:
         raise ValueError(f"coords must have shape (n, 2); got {points.shape}")
     return points

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_positive_int, numpy_of
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.label_codes import encode_labels
+from sae_widgets.memory import check_memory
 
 __all__ = [
     "IntervalSamples",
@@ -92,7 +93,7 @@ class UnitSummary:
 
 def normalize_rows(matrix: Any) -> NDArray[np.float32]:
     """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    rows = np.asarray(matrix, dtype=np.float32)
+    rows = np.asarray(numpy_of(matrix, "decoder"), dtype=np.float32)
     if rows.ndim != 2:
         raise ValueError(f"decoder must be a 2-D (n_units, d) matrix; got shape {rows.shape}")
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
@@ -153,11 +154,17 @@ def _intervals(
     # Interval i holds edges[i] < v <= edges[i + 1] (the lowest one also holds v == low).
     which = np.searchsorted(edges[1:-1], values, side="left")
     sizes = np.bincount(which, minlength=n_intervals)
+    # members of every interval from one sort: a scan per interval cost O(intervals x count)
+    by_interval = np.argsort(which, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
     drawn = []
+    nothing = np.zeros(0, dtype=np.int64)
     for i in range(n_intervals):
-        members = np.flatnonzero(which == i) if sizes[i] else np.zeros(0, dtype=np.int64)
-        pick = rng.choice(members, size=min(per_interval, len(members)), replace=False)
-        pick = pick[np.lexsort((samples[pick], -values[pick]))]
+        members = by_interval[starts[i] : starts[i + 1]]
+        pick = nothing  # an empty interval draws nothing (rng.choice of none draws no number)
+        if len(members) and per_interval:
+            pick = rng.choice(members, size=min(per_interval, len(members)), replace=False)
+            pick = pick[np.lexsort((samples[pick], -values[pick]))]
         drawn.append(
             IntervalSamples(
                 low=float(edges[i]),
@@ -274,6 +281,12 @@ def unit_summary(
         check_positive_int(value, name, minimum=0)
     if max_cofiring_samples is not None:
         check_positive_int(max_cofiring_samples, "max_cofiring_samples")
+    # the histogram's arrays and one IntervalSamples per interval (a few hundred bytes each):
+    # refused, not numpy's MemoryError (n_bins=10**12) or a loop of 10**9 intervals
+    check_memory(16 * n_bins, f"unit_summary(n_bins={n_bins})", "ask for fewer bins")
+    check_memory(
+        512 * n_intervals, f"unit_summary(n_intervals={n_intervals})", "ask for fewer intervals"
+    )
     directions = np.asarray(decoder) if decoder_normalized else normalize_rows(decoder)
     if directions.ndim != 2 or directions.shape[0] != store.n_units:
         raise ValueError(

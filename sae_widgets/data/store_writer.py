@@ -30,7 +30,7 @@ from sae_widgets.data.store_files import (
     checksum,
     save_npy,
 )
-from sae_widgets.paths import as_path
+from sae_widgets.paths import as_path, check_not_working_folder
 
 __all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
 
@@ -64,11 +64,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
     file or non-empty folder (unless `overwrite`, and then only a complete store: a user's
     other folder is never deleted), or the working folder or one above it (which cannot be
     renamed aside)."""
-    target = path.resolve()
-    if target == Path.cwd().resolve() or target in Path.cwd().resolve().parents:
-        raise ValueError(
-            f"out: {str(path)!r} is the working folder or one above it; name a new folder"
-        )
+    check_not_working_folder(path, "out")
     if not path.exists():
         return
     if not path.is_dir() or any(path.iterdir()):

@@ -341,9 +341,14 @@ class Explorer(SelectionQueries, PrefixQueries):
 
     def probe(self, samples: Any, attribute: str | Attribute, values: Any = None) -> ProbeResult:
         """Vary `attribute` of one sample (an int) or a set (the mean response) over `values`
-        (default: the attribute's grid) and measure every unit's response."""
-        if isinstance(samples, Integral):
-            samples = [check_index(samples, self.n_samples, "samples")]
+        (default: the attribute's grid) and measure every unit's response. `samples` are read
+        as Dataset indexing reads them (a boolean mask, a slice, negative ints: these were
+        refused, as `reconstruct` once refused them)."""
+        if isinstance(samples, Integral) and not isinstance(samples, bool):
+            n = self.n_samples  # one sample; negative counts from the end, as ds[-1] does
+            samples = [check_index(samples + n if -n <= samples < 0 else samples, n, "samples")]
+        if getattr(samples, "is_meta", False) is not True:  # a meta tensor: probe's TypeError
+            samples = sample_rows(samples, self.n_samples, "samples")
         found = self.attribute(attribute) if isinstance(attribute, str) else attribute
         self._check_units()  # the sweep runs the SAE itself: its units must be the views'
         return probe_attribute(self.sae, found, samples, self.n_samples, values)

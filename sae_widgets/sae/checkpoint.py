@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
 
-from sae_widgets.paths import as_path
+from sae_widgets.paths import as_path, check_not_working_folder
 from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
@@ -216,6 +216,12 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
     saved = _section(record, "params")
     accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
     kept = {name: value for name, value in saved.items() if name in accepted}
+    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
+        value = saved.get(name)
+        value = tuple(value) if isinstance(value, list) else value
+        # checked below too: a relu config ignores k, so k="x" "described" it and was kept
+        if name in saved and _describes(cfg, name, value):
+            kept[name] = value
     for name, value in kept.items():  # a checkpoint that loads must be able to run and train
         try:
             check_param(name, value)
@@ -224,11 +230,6 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
                 f"{_as_path(folder) / 'cfg.json'}: metadata.params.{name} is not a valid SAE "
                 f"parameter: {err}"
             ) from None
-    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
-        value = saved.get(name)
-        value = tuple(value) if isinstance(value, list) else value
-        if name in saved and _describes(cfg, name, value):
-            kept[name] = value
     sae = SAE.from_module(module, **kept)
     training = _section(record, "training")
     history = training.get("history")
@@ -355,6 +356,8 @@ def _real_target(folder: str | os.PathLike[str]) -> Path:
 def check_replaceable(folder: str | os.PathLike[str]) -> None:
     """ValueError unless a checkpoint may be written to `folder`: new, empty or a checkpoint."""
     target = _real_target(folder)
+    # a swap renames the old folder away: the process would be left in a deleted folder
+    check_not_working_folder(target, "folder")
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():

@@ -44,6 +44,40 @@ def real_array(X: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32).reshape(array.shape)
 
 
+def weight_tensor(value: Any, name: str, shape: tuple[int, ...] | None) -> Tensor:
+    """A user's weight (numpy, torch or lists) as a finite float32 tensor (of `shape` unless
+    None): NaN, infinity and float64 values past float32's range (which the cast made inf)
+    are refused, as a checkpoint's are."""
+    if torch.is_tensor(value):
+        check_has_values(value, name)
+        check_dense(value, name)
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers; got dtype {value.dtype}")
+        tensor = value.detach()
+    else:
+        array = real_array_of(value, name)
+        tensor = torch.from_numpy(np.array(array, dtype=np.float64))  # a copy; 0-d stays 0-d
+    if shape is not None and tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    tensor = tensor.float()
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(
+            f"{name} holds NaN or infinite values (or values beyond float32's range, 3.4e38)"
+        )
+    return tensor
+
+
+def real_array_of(value: Any, name: str) -> np.ndarray:
+    """`value` as a numpy array of real numbers (any shape), or a TypeError naming `name`."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of numbers; got {type(value).__name__}") from err
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    return array
+
+
 def shared_tensor(array: np.ndarray) -> Tensor:
     """A tensor sharing `array`'s memory (its strides must not be negative). A read-only
     array is shared too, without torch's warning that writing to it is undefined: tensors

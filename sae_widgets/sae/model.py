@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from sae_widgets.memory import check_memory
 from sae_widgets.sae import registry
 from sae_widgets.sae.forward import ForwardOutput, TrainOutput, forward_of
+from sae_widgets.sae.inputs import weight_tensor
 from sae_widgets.sae.registry import ACTIVATIONS
 from sae_widgets.sae.sparse_ops import SparseCodes, encoder_matmul
 
@@ -78,12 +80,14 @@ class SAEConfig:
             self.k = None
         for name in ("bandwidth", "init_threshold"):
             value = getattr(self, name)
+            # numbers.Real: numpy floats too (np.float32(0.1) from a search was refused)
             if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
+                isinstance(value, bool | np.bool_)
+                or not isinstance(value, numbers.Real)
                 or not (math.isfinite(value) and value > 0)
             ):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+            setattr(self, name, float(value))
         self.prefix_sizes = self._prefixes(spec)
 
     def _prefixes(self, spec: registry.ActivationSpec) -> tuple[int, ...] | None:
@@ -245,16 +249,13 @@ class SparseAutoencoder(nn.Module):
         }
         given = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
         with torch.no_grad():
-            for name, value in given.items():
-                tensor = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
-                if tuple(tensor.shape) != shapes[name]:
-                    raise ValueError(
-                        f"{name} must have shape {shapes[name]}, got {tuple(tensor.shape)}"
-                    )
-                getattr(model, name).copy_(tensor.float())
+            for name, value in given.items():  # NaN weights were taken: codes all NaN
+                getattr(model, name).copy_(weight_tensor(value, name, shapes[name]))
             kind = model.spec.threshold
             if kind == "learned" and threshold is None:
                 raise ValueError(f"threshold is required for activation={cfg.activation!r}")
+            if threshold is not None:  # a scalar or (n_units,), shape checked when set
+                threshold = weight_tensor(threshold, "threshold", None)
             if kind != "none":
                 model.set_threshold_(threshold if threshold is not None else 0.0)
         return model

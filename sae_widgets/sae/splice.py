@@ -134,6 +134,8 @@ def _unit_values(spec: Any, name: str, n_units: int, pairs: bool = False) -> dic
 
 
 def _number(value: Any, name: str) -> float:
+    if isinstance(value, str | bytes):  # float("1") would take the text
+        raise TypeError(f"{name} must be a number; got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -238,9 +240,18 @@ class Intervention:
 
     # ----------------------------------------------------------------- the edit
     @torch.no_grad()
-    def edit_rows(self, x: Tensor) -> Tensor:
-        """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype)."""
-        return self._edit(x)
+    def edit_rows(self, x: Any) -> Any:
+        """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype): a
+        tensor, or a numpy array (answered in numpy; it was an AttributeError on `.to`)."""
+        if torch.is_tensor(x):
+            return self._edit(x)
+        if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu":
+            raise TypeError(
+                f"x must be a torch tensor or numpy array of (rows, width) layer outputs; got "
+                f"{type(x).__name__}{f' of dtype {x.dtype}' if isinstance(x, np.ndarray) else ''}"
+            )
+        floats = x if x.dtype.kind == "f" else x.astype(np.float32)
+        return self._edit(torch.from_numpy(np.ascontiguousarray(floats))).numpy()
 
     def _edit(self, x: Tensor) -> Tensor:
         if self._splice is not None:  # the bare splice: the reconstruction itself

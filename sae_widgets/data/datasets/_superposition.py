@@ -91,6 +91,8 @@ def firing_probabilities(n_features: int, active: float, firing: str = "uniform"
     with the excess handed to the uncapped features (so the expected count stays `active`).
     """
     n_features = check_int(n_features, "n_features", 1)
+    # p, and for zipf its weights and mask: refused here, not numpy's raw MemoryError
+    check_memory(3 * 8 * n_features, "n_features", "ask for fewer features")
     active = check_float(active, "active")
     if not 0 < active <= n_features:
         raise ValueError(f"active must be in (0, n_features={n_features}]; got {active!r}")
