@@ -345,8 +345,8 @@ class Explorer(SelectionQueries, PrefixQueries):
         as Dataset indexing reads them (a boolean mask, a slice, negative ints: these were
         refused, as `reconstruct` once refused them)."""
         if isinstance(samples, Integral) and not isinstance(samples, bool):
-            n = self.n_samples  # one sample; negative counts from the end, as ds[-1] does
-            samples = [check_index(samples + n if -n <= samples < 0 else samples, n, "samples")]
+            n, index = self.n_samples, int(samples)  # negative counts from the end, as ds[-1]
+            samples = [check_index(index + n if -n <= index < 0 else index, n, "samples")]
         if getattr(samples, "is_meta", False) is not True:  # a meta tensor: probe's TypeError
             samples = sample_rows(samples, self.n_samples, "samples")
         found = self.attribute(attribute) if isinstance(attribute, str) else attribute

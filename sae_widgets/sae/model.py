@@ -84,7 +84,7 @@ class SAEConfig:
             if (
                 isinstance(value, bool | np.bool_)
                 or not isinstance(value, numbers.Real)
-                or not (math.isfinite(value) and value > 0)
+                or not (math.isfinite(value) and float(value) > 0)
             ):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
             setattr(self, name, float(value))
