@@ -28,7 +28,15 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, pixel_shape, set_ticks
+from sae_widgets.widgets._view import (
+    TITLE_ROOM,
+    Indices,
+    axis,
+    figure,
+    pixel_shape,
+    set_lines,
+    set_ticks,
+)
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
@@ -201,9 +209,7 @@ class LinePair:
 
     def show(self, left: Any, right: Any) -> None:
         pair = np.stack([np.asarray(left), np.asarray(right)]).astype(np.float32)
-        with self.lines.hold_sync():
-            self.lines.x = np.arange(pair.shape[1], dtype=np.float32)
-            self.lines.y = pair
+        set_lines(self.lines, np.arange(pair.shape[1]), pair)  # d = 1: two dots
 
 
 def input_pair(ex: Any, titles: tuple[str, str]) -> ImagePair | LinePair:

@@ -1,0 +1,73 @@
+"""Fuzz round 6 of the views and the language-model path: inputs earlier rounds did not try.
+Each test pins a defect found (the fix is in the commit that added it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import sae_widgets as sw
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
+
+
+def _fit(X: Any, **options: Any) -> sw.SAE:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
+    try:
+        settings = {"n_units": 8, "k": 2, "epochs": 2, "batch_size": 32, "seed": 0, **options}
+        return sw.SAE(**settings).fit(X, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _one_line_per_row(mark: Any, n_lines: int) -> None:
+    """What the browser draws: `n_lines` lines (y rows), each as long as x (bqplot squeezes
+    a (k, 1) y into one k-point line, and refuses a (1, 1) one)."""
+    x, y = np.asarray(mark.x), np.asarray(mark.y)
+    if n_lines == 1:
+        assert y.ndim == 1 and y.shape == x.shape
+    else:
+        assert y.shape == (n_lines, x.shape[0])
+    assert x.shape[0] >= 2 or mark.marker is not None  # one point: drawn as a dot
+
+
+# ---- lines of one point (bqplot squeezes singleton axes) -------------------------------------
+
+RNG = np.random.default_rng(0)
+X6 = RNG.random((40, 6)).astype(np.float32)
+
+
+def test_inputs_of_one_dimension_draw_the_sample_and_its_reconstruction_as_two_dots() -> None:
+    # d=1: the (2, 1) pair became one 2-point line over an x of one point
+    ds = sw.Dataset(X6[:, :1])
+    ex = sw.Explorer(_fit(ds.X), ds)
+    heatmap = sw.ActivationHeatmap(ex)
+    ex.selection.probe_sample = 3
+    lines = heatmap.card.lines
+    _one_line_per_row(lines, 2)
+    assert np.asarray(lines.y)[:, 0] == pytest.approx(
+        [ds.X[3, 0], ex.reconstruct([3])[0, 0]], rel=1e-5
+    )
+
+
+def _gain(rows: Any, value: float) -> np.ndarray:
+    return X6[rows] * value
+
+
+@pytest.mark.parametrize("n_units", [8, 1])
+def test_an_attribute_of_one_value_draws_one_dot_per_unit(n_units) -> None:
+    # a one-value grid: the curves' (k, 1) y was squeezed (k > 1) or refused with a raw
+    # TraitError from bqplot that failed the whole dashboard (k = 1)
+    ds = sw.Dataset(X6, attributes={"gain": sw.Attribute("gain", [2.0], _gain)})
+    ex = sw.Explorer(_fit(ds.X, n_units=n_units, k=1), ds)
+    board = ex.dashboard()
+    probe = board.probe
+    assert probe is not None
+    _one_line_per_row(probe.curves, len(probe.shown_units))
+    ex.selection.unit = 0
+    _one_line_per_row(probe.focus_curve, 1)
+    assert [value for _, value in probe.slider.options] == [2.0]
