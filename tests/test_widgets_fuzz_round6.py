@@ -71,3 +71,29 @@ def test_an_attribute_of_one_value_draws_one_dot_per_unit(n_units) -> None:
     ex.selection.unit = 0
     _one_line_per_row(probe.focus_curve, 1)
     assert [value for _, value in probe.slider.options] == [2.0]
+
+
+# ---- a token's label in context keeps to its length ------------------------------------------
+
+
+def _long_token_rows() -> Any:
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    text = "before words here " + "x" * 29 + " after words"
+    spans = np.array([[0, 6], [7, 12], [13, 17], [18, 47], [48, 53], [54, 59]])
+    documents = Documents(texts=[text], token_ids=[np.arange(6)], offsets=[spans])
+    return TokenRows(np.zeros(6, np.int64), np.arange(6), np.arange(6), documents)
+
+
+@pytest.mark.parametrize("max_chars", range(3, 60))
+def test_a_token_in_context_label_is_at_most_max_chars(max_chars) -> None:
+    # a room of one character kept the whole text before the token (before[-0:]): 49
+    # characters for max_chars=33; a token longer than max_chars was not cut
+    from sae_widgets.widgets.text import context_label
+
+    tokens = _long_token_rows()
+    for row in range(len(tokens)):
+        label = context_label(tokens, row, max_chars=max_chars)
+        assert len(label) <= max_chars, label
+        assert label.count("⟦") == 1 and label.count("⟧") == 1
+    assert "xxx" in context_label(tokens, 3, max_chars=max_chars) or max_chars < 7

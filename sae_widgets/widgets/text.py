@@ -90,9 +90,12 @@ def context_label(tokens: TokenRows, row: int, width: int = 4, max_chars: int = 
     before = "".join(pieces[:center]).replace("\n", " ")
     after = "".join(pieces[center + 1 :]).replace("\n", " ")
     token = pieces[center].replace("\n", "⏎")
+    if len(token) > max_chars - 2:  # a token longer than the label: cut, the cut marked
+        token = token[: max(max_chars - 3, 0)] + "…"
     room = max(max_chars - len(token) - 2, 0)
-    before = before[-(room * 2 // 3) :] if room else ""
-    after = after[: room - len(before)] if room else ""
+    kept = room * 2 // 3  # (not before[-kept:]: of kept = 0 that is all of it)
+    before = before[len(before) - kept :] if kept else ""
+    after = after[: room - len(before)]
     return f"{before}⟦{token}⟧{after}"
 
 
