@@ -97,3 +97,25 @@ def test_a_token_in_context_label_is_at_most_max_chars(max_chars) -> None:
         assert len(label) <= max_chars, label
         assert label.count("⟦") == 1 and label.count("⟧") == 1
     assert "xxx" in context_label(tokens, 3, max_chars=max_chars) or max_chars < 7
+
+
+# ---- pictures of wide images ------------------------------------------------------------------
+
+
+def _png_size(html_text: str) -> tuple[int, int]:
+    import base64
+    import re
+
+    data = base64.b64decode(re.search(r"base64,([^\"']+)", html_text).group(1))
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.mark.parametrize("shape", [(1, 200), (2, 300), (200, 1), (8, 8), (1, 1), (4, 6, 3)])
+def test_a_hover_picture_fits_its_size_whatever_the_images_shape(shape) -> None:
+    # the zoom came from the height alone: a (1, 200) image was drawn 64 x 12,800 pixels
+    from sae_widgets.widgets._legend import picture_html
+
+    image = np.random.default_rng(0).random(shape)
+    width, height = _png_size(picture_html(image, size_px=64))
+    assert max(width, height) <= max(64, *shape[:2])
+    assert width >= shape[1] and height >= shape[0]  # every pixel kept

@@ -44,11 +44,11 @@ def color_bar(gradient_css: str, low: str, high: str, title: str, width_px: int 
 
 
 def picture_html(image: np.ndarray, size_px: int = 64, title: str = "") -> str:
-    """An <img> of one image ((h, w) grey or (h, w, 3) colour), scaled up to about
-    `size_px`, pixels kept sharp; `title` is written above it."""
+    """An <img> of one image ((h, w) grey or (h, w, 3) colour), its longer side scaled up
+    to about `size_px`, pixels kept sharp; `title` is written above it."""
     image = np.asarray(image, dtype=np.float32)
     rgb = grayscale_rgb(image, color=image.ndim == 3)
-    zoom = max(1, size_px // max(rgb.shape[0], 1))
+    zoom = max(1, size_px // max(rgb.shape[0], rgb.shape[1], 1))  # the longer side: wide too
     rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
     caption = f"<div>{html.escape(title)}</div>" if title else ""
     return (
