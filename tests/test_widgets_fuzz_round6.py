@@ -119,3 +119,46 @@ def test_a_hover_picture_fits_its_size_whatever_the_images_shape(shape) -> None:
     width, height = _png_size(picture_html(image, size_px=64))
     assert max(width, height) <= max(64, *shape[:2])
     assert width >= shape[1] and height >= shape[0]  # every pixel kept
+
+
+@pytest.mark.parametrize("shape", [(200, 2), (400, 1, 3), (1, 400), (2, 200), (8, 8)])
+def test_pictures_of_tall_or_wide_images_keep_a_viewable_height(shape) -> None:
+    # heights followed the aspect ratio unbounded: a (400, 1, 3) image made figures 40,000
+    # pixels tall, a (1, 400) one a plot 0 pixels high under its title
+    import bqplot
+
+    from sae_widgets.widgets._view import close_tree
+
+    X = np.random.default_rng(0).random((30, int(np.prod(shape)))).astype(np.float32)
+    ds = sw.Dataset(X, images=X.reshape(30, *shape))
+    ex = sw.Explorer(_fit(X, epochs=1), ds)
+    board = ex.dashboard()
+    ex.selection.unit, ex.selection.probe_sample = 1, 2
+    figures = [board.heatmap.card.figure, board.inspector.gallery.figure]
+    figures += [w for w in _walk(board.inspector) if isinstance(w, bqplot.Figure)]
+    for figure in figures:
+        height = figure.layout.height
+        if not (height and height.endswith("px")):
+            continue
+        plot = float(height[:-2]) - figure.fig_margin["top"] - figure.fig_margin["bottom"]
+        assert 20 <= plot <= 800, (figure.title, height)
+    close_tree(board)
+
+
+def _walk(widget: Any) -> Any:
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _walk(child)
+
+
+def test_a_long_gallery_of_square_images_keeps_their_aspect() -> None:
+    # the height bound is per row of pictures: 64 square digits in 8 rows are not squashed
+    from sae_widgets.widgets._panels import SampleGallery
+
+    images = np.random.default_rng(0).random((64, 8, 8)).astype(np.float32)
+    gallery = SampleGallery(lambda _sample: None, images=images, n_cols=8, width=360)
+    gallery.show(np.arange(64), np.ones(64))
+    margins = gallery.figure.fig_margin["top"] + gallery.figure.fig_margin["bottom"]
+    plot = float(gallery.figure.layout.height[:-2]) - margins
+    grid_h, grid_w = gallery.y_scale.max, gallery.x_scale.max
+    assert plot == pytest.approx(360 * grid_h / grid_w, abs=1)
