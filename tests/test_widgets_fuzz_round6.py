@@ -162,3 +162,43 @@ def test_a_long_gallery_of_square_images_keeps_their_aspect() -> None:
     plot = float(gallery.figure.layout.height[:-2]) - margins
     grid_h, grid_w = gallery.y_scale.max, gallery.x_scale.max
     assert plot == pytest.approx(360 * grid_h / grid_w, abs=1)
+
+
+# ---- token views after a refit -----------------------------------------------------------------
+
+
+def _token_dataset(n_docs: int = 6, d: int = 6) -> sw.Dataset:
+    """Rows of word tokens of a few short texts (as collect_activations makes them)."""
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    texts = [f"word{i} and <b>more</b> & text {i}" for i in range(n_docs)]
+    offsets = []
+    for text in texts:
+        starts = [0] + [i + 1 for i, c in enumerate(text) if c == " "]
+        ends = [i for i, c in enumerate(text) if c == " "] + [len(text)]
+        offsets.append(np.array(list(zip(starts, ends)), np.int64))
+    ids = [np.arange(len(o), dtype=np.int64) for o in offsets]
+    documents = Documents(texts=texts, token_ids=ids, offsets=offsets)
+    doc = np.concatenate([np.full(len(i), k) for k, i in enumerate(ids)])
+    pos = np.concatenate(ids)
+    X = np.random.default_rng(1).random((len(doc), d)).astype(np.float32)
+    return sw.Dataset(X, tokens=TokenRows(doc, pos, pos, documents))
+
+
+def test_top_tokens_forget_a_unit_that_a_refit_removed() -> None:
+    # a refit to fewer units cleared the focus, but the top-tokens panel kept unit 15: a click
+    # on its context length then raised "unit must be in [0, 8)" from the browser's event
+    ds = _token_dataset()
+    sae = _fit(ds.X, n_units=16)
+    ex = sw.Explorer(sae, ds)
+    inspector = sw.UnitInspector(ex, unit=15)
+    top = inspector.top_tokens
+    assert top is not None and top.unit == 15
+    sae.set_params(n_units=8).fit(ds.X, progress=False)  # the same estimator, refitted
+    ex.refresh()
+    assert ex.selection.unit is None
+    assert top.unit is None and top.contexts.value == "" and top.logits.value == ""
+    top.context.value = "32"  # the browser's click: nothing to draw, nothing raised
+    assert top.contexts.value == ""
+    ex.selection.unit = 7
+    assert top.unit == 7 and 'class="sw-context"' in top.contexts.value

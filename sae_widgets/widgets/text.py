@@ -204,6 +204,13 @@ class TopTokens(widgets.VBox):
             list(zip(spell(effects.suppressed_ids.tolist()), effects.suppressed_values.tolist())),
         )
 
+    def clear(self) -> None:
+        """Show no unit (the focus was cleared, e.g. by a refit that removed the unit): a
+        later click on the context length has nothing to redraw."""
+        self.unit = None
+        self._top = (np.zeros(0, np.int64), np.zeros(0))
+        self.contexts.value = self.logits.value = ""
+
     def _draw_contexts(self) -> None:
         if self.unit is None:
             return

@@ -250,6 +250,8 @@ class UnitInspector(ExplorerView):
             self.stats.value = "<i>no unit focused</i>"
             self.nearest.show([])
             self.cofiring.show([])
+            if self.top_tokens is not None:
+                self.top_tokens.clear()
             return
         summary = self.ex.unit_summary(unit, top_n=self.top_n)
         self.summary = summary
