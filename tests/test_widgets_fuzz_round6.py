@@ -202,3 +202,42 @@ def test_top_tokens_forget_a_unit_that_a_refit_removed() -> None:
     assert top.contexts.value == ""
     ex.selection.unit = 7
     assert top.unit == 7 and 'class="sw-context"' in top.contexts.value
+
+
+# ---- logit effects of byte tokens ---------------------------------------------------------------
+
+
+def _byte_level_tokens() -> Any:
+    """TokenRows whose documents hold a byte-level BPE tokenizer (GPT-2's and SmolLM2's kind),
+    built offline: its vocabulary is the 256 bytes, spelled in its own alphabet."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    core = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+    ids = np.asarray(tokenizer("a😀")["input_ids"], np.int64)
+    documents = Documents(
+        texts=["a😀"], token_ids=[ids], offsets=[np.array([[0, 1]] + [[1, 2]] * 4)],
+        tokenizer=tokenizer,
+    )  # fmt: skip
+    return TokenRows(np.zeros(5, np.int64), np.arange(5), ids, documents), ids
+
+
+def test_byte_tokens_of_logit_effects_are_spelled_as_their_bytes() -> None:
+    # each of the 128 tokens of a byte that is part of a character decoded to "\ufffd": a
+    # unit's logit effects listed several tokens all shown as "�"
+    from sae_widgets.widgets.text import logit_html
+
+    tokens, ids = _byte_level_tokens()
+    spelled = tokens.vocab_text(ids.tolist())
+    assert spelled == ["a", "<0xF0>", "<0x9F>", "<0x98>", "<0x80>"]
+    space = tokens.tokenizer.convert_tokens_to_ids("Ġ")
+    assert tokens.vocab_text([space]) == [" "]
+    shown = logit_html([(text, 1.0) for text in spelled], [])
+    assert "\ufffd" not in shown and "&lt;0xF0&gt;" in shown
+    assert tokens.token_text(1) == "😀"  # the text in context is still the character
