@@ -241,3 +241,22 @@ def test_byte_tokens_of_logit_effects_are_spelled_as_their_bytes() -> None:
     shown = logit_html([(text, 1.0) for text in spelled], [])
     assert "\ufffd" not in shown and "&lt;0xF0&gt;" in shown
     assert tokens.token_text(1) == "😀"  # the text in context is still the character
+
+
+# ---- the label legend of many classes -----------------------------------------------------------
+
+
+def test_the_label_legend_says_when_classes_are_left_out_or_share_colours() -> None:
+    # 50 classes: the legend named the first 20 as if they were all, in 10 colours unannounced
+    import re
+
+    labels = np.arange(100) % 50
+    X = np.random.default_rng(0).random((100, 6)).astype(np.float32)
+    ds = sw.Dataset(X, labels=labels, label_names=[f"c{i}" for i in range(50)])
+    brush = sw.PCABrush(sw.Explorer(_fit(X), ds), color_by="label")
+    text = re.sub(r"<[^>]*>", "", brush.legend.value)
+    assert "c19" in text and "c20" not in text
+    assert "30 more" in text and "colours repeat" in text
+    few = sw.Dataset(X, labels=np.arange(100) % 3)
+    text = re.sub(r"<[^>]*>", "", sw.PCABrush(sw.Explorer(_fit(X), few)).legend.value)
+    assert "more" not in text and "repeat" not in text

@@ -20,13 +20,18 @@ _SWATCH = (
 )
 
 
-def label_legend(names: Sequence[str], colors: Sequence[str], title: str = "label") -> str:
-    """Coloured dots naming each class: what the label colours of a scatter mean."""
+def label_legend(
+    names: Sequence[str], colors: Sequence[str], title: str = "label", note: str = ""
+) -> str:
+    """Coloured dots naming each class: what the label colours of a scatter mean; `note`
+    (plain text) after them."""
     items = "".join(
         f'<span style="white-space:nowrap"><span style="{_SWATCH.format(color=color)}">'
         f"</span>{html.escape(str(name))}</span> "
         for name, color in zip(names, colors)
     )
+    if note:
+        items += f"<i>{html.escape(note)}</i>"
     return f'<div class="sw-legend"><b>{html.escape(title)}</b>{items}</div>'
 
 
