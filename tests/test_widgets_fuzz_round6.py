@@ -260,3 +260,10 @@ def test_the_label_legend_says_when_classes_are_left_out_or_share_colours() -> N
     few = sw.Dataset(X, labels=np.arange(100) % 3)
     text = re.sub(r"<[^>]*>", "", sw.PCABrush(sw.Explorer(_fit(X), few)).legend.value)
     assert "more" not in text and "repeat" not in text
+
+
+def test_reprs_of_one_text_or_one_row_are_singular() -> None:
+    # "TextCorpus(1 texts)", "TokenRows(5 rows from 1 documents)"
+    assert repr(sw.TextCorpus(["a"])) == "TextCorpus(1 text)"
+    assert repr(_byte_level_tokens()[0]) == "TokenRows(5 rows from 1 document)"
+    assert "1 row from 1 document" in repr(_byte_level_tokens()[0][[0]])

@@ -16,6 +16,7 @@ import numpy as np
 from sae_widgets.data.checks import is_int
 from sae_widgets.label_codes import check_label_names, encode_labels
 from sae_widgets.language_inputs import text_list
+from sae_widgets.wording import counted
 
 __all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
@@ -95,7 +96,7 @@ class TextCorpus(Sequence[str]):
         return iter(self.texts)
 
     def __repr__(self) -> str:
-        parts = [f"{len(self)} texts"]
+        parts = [counted(len(self), "text")]
         if self.name:
             parts.insert(0, repr(self.name))
         if self.variants:

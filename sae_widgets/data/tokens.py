@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from sae_widgets.data._arrays import _normalise_indices, _to_numpy
 from sae_widgets.data.checks import check_int
 from sae_widgets.data.corpus import Variant
+from sae_widgets.wording import counted
 
 __all__ = ["Documents", "TokenRows", "aligned_character_span", "aligned_position"]
 
@@ -207,7 +208,8 @@ class TokenRows:
         return out
 
     def __repr__(self) -> str:
-        return f"TokenRows({len(self)} rows from {len(self.documents)} documents)"
+        rows, documents = counted(len(self), "row"), counted(len(self.documents), "document")
+        return f"TokenRows({rows} from {documents})"
 
 
 @functools.cache
