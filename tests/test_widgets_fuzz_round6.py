@@ -267,3 +267,18 @@ def test_reprs_of_one_text_or_one_row_are_singular() -> None:
     assert repr(sw.TextCorpus(["a"])) == "TextCorpus(1 text)"
     assert repr(_byte_level_tokens()[0]) == "TokenRows(5 rows from 1 document)"
     assert "1 row from 1 document" in repr(_byte_level_tokens()[0][[0]])
+
+
+def test_language_model_messages_of_one_are_singular() -> None:
+    # "with 1 units", "prompt is 1 tokens", a dataset named "1 texts -> ..."
+    from torch import nn
+
+    from sae_widgets.sae.splice import Intervention
+
+    sae = _fit(X6, n_units=1, k=1)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU())
+    with pytest.raises(ValueError, match=r"for an SAE with 1 unit$"):
+        Intervention(model, "1", sae, steer={3: 1.0})
+    lm = sw.models.minilm()
+    ds = sw.collect_activations(lm.model, "embeddings", data=["one text"], tokenizer=lm.tokenizer)
+    assert ds.name.startswith("1 text -> ")
