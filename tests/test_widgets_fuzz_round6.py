@@ -282,3 +282,19 @@ def test_language_model_messages_of_one_are_singular() -> None:
     lm = sw.models.minilm()
     ds = sw.collect_activations(lm.model, "embeddings", data=["one text"], tokenizer=lm.tokenizer)
     assert ds.name.startswith("1 text -> ")
+
+
+# ---- a compare view showing no matches ----------------------------------------------------------
+
+
+def test_a_compare_view_of_no_match_columns_still_focuses_units() -> None:
+    # n_show=0 was accepted, then focusing a unit raised "n must be at least 1" from the
+    # Selection's observer (a click on a point in the browser failed the same way)
+    a, b = _fit(X6), _fit(X6, seed=1)
+    ex_a, ex_b = sw.Explorer(a, X6), sw.Explorer(b, X6)
+    view = sw.CompareView(sw.compare(ex_a, ex_b), n_show=0)
+    ex_a.selection.unit, ex_b.selection.unit = 0, 3
+    assert view.panel_a.shown == [] and view.panel_b.shown == []
+    assert "unit 0" in view.panel_a.title.value and "Hungarian partner" in view.panel_a.title.value
+    assert "best matches" not in view.panel_a.title.value
+    assert view.panel_a.own.unit == 0 and view.panel_b.own.unit == 3
