@@ -298,3 +298,24 @@ def test_a_compare_view_of_no_match_columns_still_focuses_units() -> None:
     assert "unit 0" in view.panel_a.title.value and "Hungarian partner" in view.panel_a.title.value
     assert "best matches" not in view.panel_a.title.value
     assert view.panel_a.own.unit == 0 and view.panel_b.own.unit == 3
+
+
+# ---- the probe starts at the sample's own value -----------------------------------------------
+
+
+@pytest.mark.parametrize("attribute", ["shape", "scale", "x"])
+def test_the_probe_starts_at_the_samples_own_factor_value(attribute) -> None:
+    # attributes without an identity (shapes' factors, templated sentences' words) started at
+    # the middle of the grid: the "varied input" showed another shape than the sample's own
+    # before the slider was touched
+    ds = sw.datasets.shapes(n=60, size=8, seed=0)
+    ex = sw.Explorer(_fit(ds.X), ds)
+    probe = sw.ProbeSlider(ex, attribute)
+    grid = ex.attribute(attribute).values
+    for sample in (3, 17):
+        ex.selection.probe_sample = sample
+        own = grid[np.argmin(np.abs(grid - ds.factors[attribute][sample]))]
+        assert probe.slider.value == own
+    ex.selection.probe_value = float(grid[0])  # a value the user chose is kept
+    ex.selection.probe_sample = 3
+    assert probe.slider.value == grid[0]
