@@ -319,3 +319,39 @@ def test_the_probe_starts_at_the_samples_own_factor_value(attribute) -> None:
     ex.selection.probe_value = float(grid[0])  # a value the user chose is kept
     ex.selection.probe_sample = 3
     assert probe.slider.value == grid[0]
+
+
+# ---- steering with another model's tokenizer ---------------------------------------------------
+
+
+def test_steering_with_another_models_tokenizer_names_it() -> None:
+    # a continuation raised torch's "IndexError: index out of range in self" from inside the
+    # embedding (sw.metrics.evaluate already named the mismatch)
+    from torch import nn
+
+    class TinyLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.block = nn.Embedding(32, 8), nn.Linear(8, 8)
+            self.head = nn.Linear(8, 32)
+
+        def get_input_embeddings(self) -> nn.Embedding:
+            return self.embed
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.head(self.block(self.embed(input_ids)))
+
+    class WideTokenizer:  # ids up to 999: another model's vocabulary
+        def __call__(self, text, **_options):
+            return {"input_ids": [ord(c) % 1000 for c in text]}
+
+        def decode(self, ids):
+            return "".join(chr(97 + i % 26) for i in ids)
+
+    X = np.random.default_rng(0).random((40, 8)).astype(np.float32)
+    ex = sw.Explorer(_fit(X), X, model=TinyLM(), layer="block", tokenizer=WideTokenizer())
+    with pytest.raises(ValueError, match=r"token id .* beyond the model's vocabulary of 32"):
+        ex.steerer.continuation(1, 0.0, "hello", max_new_tokens=2)
+    view = sw.SteeringView(ex, max_new_tokens=2)
+    ex.selection.unit = 1
+    assert "tokenizer does not match the model" in view.error.value

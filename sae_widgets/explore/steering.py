@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.data.checks import check_float
-from sae_widgets.language_inputs import check_encodable, check_tokenizer, context_length
+from sae_widgets.language_inputs import (
+    check_encodable,
+    check_token_ids,
+    check_tokenizer,
+    context_length,
+)
 from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
 from sae_widgets.sae.splice_metrics import model_logits
 from sae_widgets.wording import counted
@@ -262,8 +267,11 @@ class Steerer:
         if cached is not None:
             self._texts.move_to_end(key)
             return cached
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        # Another model's tokenizer: named here, not as an IndexError from the embedding.
+        check_token_ids(prompt_ids, self.model, "tokenizer")
         if limit is not None:  # the prompt and its continuation must fit in the context
-            n_prompt = len(self.tokenizer(prompt)["input_ids"])
+            n_prompt = len(prompt_ids)
             if n_prompt + max_new_tokens > limit:
                 raise ValueError(
                     f"prompt is {counted(n_prompt, 'token')}: with {max_new_tokens} new ones "
