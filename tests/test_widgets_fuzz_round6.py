@@ -259,7 +259,11 @@ def test_the_label_legend_says_when_classes_are_left_out_or_share_colours() -> N
     assert "30 more" in text and "colours repeat" in text
     few = sw.Dataset(X, labels=np.arange(100) % 3)
     text = re.sub(r"<[^>]*>", "", sw.PCABrush(sw.Explorer(_fit(X), few)).legend.value)
-    assert "more" not in text and "repeat" not in text
+    assert "more" not in text and "repeat" not in text and "unlabelled" not in text
+    # unlabelled samples (-1) are drawn grey: the legend said nothing about grey points
+    some = sw.Dataset(X, labels=np.where(np.arange(100) < 50, -1, np.arange(100) % 3))
+    legend = sw.PCABrush(sw.Explorer(_fit(X), some)).legend.value
+    assert "unlabelled" in legend and "#aaaaaa" in legend
 
 
 def test_reprs_of_one_text_or_one_row_are_singular() -> None:

@@ -44,11 +44,11 @@ def label_colors(ex: Explorer, shown: np.ndarray) -> PointColors:
     classes = np.unique(labels[labels >= 0])
     present = classes[:_NAMED]
     names = ex.dataset.label_names
-    legend = label_legend(
-        [names[i] if names else str(i) for i in present],
-        [CATEGORY10[i % 10] for i in present],
-        note=_legend_note(len(classes)),
-    )
+    shown_names = [str(names[i]) if names else str(i) for i in present]
+    colors = [CATEGORY10[i % 10] for i in present]
+    if (labels < 0).any():  # the grey points say what they are too
+        shown_names, colors = [*shown_names, "unlabelled"], [*colors, _UNLABELLED]
+    legend = label_legend(shown_names, colors, note=_legend_note(len(classes)))
     return PointColors([*CATEGORY10, _UNLABELLED], index[shown], legend)
 
 
