@@ -359,3 +359,17 @@ def test_steering_with_another_models_tokenizer_names_it() -> None:
     view = sw.SteeringView(ex, max_new_tokens=2)
     ex.selection.unit = 1
     assert "tokenizer does not match the model" in view.error.value
+
+
+# ---- label names -------------------------------------------------------------------------------
+
+
+def test_label_names_given_twice_are_refused() -> None:
+    # ["a", "a"] was accepted: two classes every view, legend and CSV export called "a"
+    with pytest.raises(
+        ValueError, match=r"label_names must be distinct: 'a' names class 0 and class 2"
+    ):
+        sw.Dataset(X6[:3], labels=[0, 1, 2], label_names=["a", "b", "a"])
+    with pytest.raises(ValueError, match="label_names must be distinct"):
+        sw.TextCorpus(["x", "y"], labels=["p", "q"], label_names=["p", "q", "p"])
+    assert sw.Dataset(X6[:2], labels=[0, 1], label_names=["a", "b"]).label_names == ["a", "b"]
