@@ -373,3 +373,26 @@ def test_label_names_given_twice_are_refused() -> None:
     with pytest.raises(ValueError, match="label_names must be distinct"):
         sw.TextCorpus(["x", "y"], labels=["p", "q"], label_names=["p", "q", "p"])
     assert sw.Dataset(X6[:2], labels=[0, 1], label_names=["a", "b"]).label_names == ["a", "b"]
+
+
+def test_long_label_names_are_cut_in_lines_of_text_and_whole_on_hover() -> None:
+    # a 2,000-character name was written whole into the legend (a nowrap line 2,000
+    # characters long), the inspector's stats, the hover card and the sample card
+    import html
+    import re
+
+    names = ["x" * 2000 + "<&>", "short"]
+    ds = sw.Dataset(X6, labels=np.arange(40) % 2, label_names=names)
+    ex = sw.Explorer(_fit(X6), ds)
+    board = ex.dashboard()
+    board.brush.color_by.value = "label"
+    ex.selection.unit = int(np.argmax(ex.codes.max_activation))
+    ex.selection.probe_sample = 0
+    board.brush._hovered({"new": 0})
+    texts = [board.brush.legend.value, board.inspector.stats.value]
+    texts += [board.brush.hover.value, board.heatmap.card_title.value]
+    for text in texts:
+        shown = html.unescape(re.sub(r"<[^>]*>", "", text))
+        assert "x" * 41 not in shown, text[:200]
+    assert f'title="{html.escape(names[0])}"' in board.brush.legend.value
+    assert "short" in board.brush.legend.value
