@@ -396,3 +396,17 @@ def test_long_label_names_are_cut_in_lines_of_text_and_whole_on_hover() -> None:
         assert "x" * 41 not in shown, text[:200]
     assert f'title="{html.escape(names[0])}"' in board.brush.legend.value
     assert "short" in board.brush.legend.value
+
+
+def test_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
+    # a click message naming position 100 of 100 drawn points raised a raw IndexError; -1
+    # selected the last drawn point
+    X = np.random.default_rng(0).random((3100, 6)).astype(np.float32)
+    ex = sw.Explorer(_fit(X, batch_size=256, epochs=1), X)
+    brush = sw.PCABrush(ex, max_points=100)
+    assert brush.webgl
+    for bad in ([100], [10**6], [-1]):
+        brush.scatter.widget.selection = np.array(bad)
+        assert ex.selection.samples == []
+    brush.scatter.widget.selection = np.array([5])
+    assert ex.selection.samples == [int(brush.shown[5])]
