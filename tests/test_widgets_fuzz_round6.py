@@ -398,7 +398,7 @@ def test_long_label_names_are_cut_in_lines_of_text_and_whole_on_hover() -> None:
     assert "short" in board.brush.legend.value
 
 
-def test_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
+def test_lasso_marks_and_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
     # a click message naming position 100 of 100 drawn points raised a raw IndexError; -1
     # selected the last drawn point
     X = np.random.default_rng(0).random((3100, 6)).astype(np.float32)
@@ -410,3 +410,10 @@ def test_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
         assert ex.selection.samples == []
     brush.scatter.widget.selection = np.array([5])
     assert ex.selection.samples == [int(brush.shown[5])]
+    # the SVG lasso alike: marks naming no point raised a SelectionError from the message
+    svg = sw.PCABrush(sw.Explorer(_fit(X6), X6))
+    for bad in ([40], [-1]):
+        svg.points.lasso_target.selected = np.array(bad)
+        assert svg.selection.samples == []
+    svg.points.lasso_target.selected = np.array([3, 40])
+    assert svg.selection.samples == [3]

@@ -147,5 +147,9 @@ class SVGScatter:
         """
         if change["new"] is None or len(change["new"]) == 0:
             return
-        self._on_lassoed(np.asarray(change["new"], dtype=np.int64))
+        marked = np.asarray(change["new"], dtype=np.int64)
+        n_points = len(np.asarray(self.lasso_target.x))
+        marked = marked[(marked >= 0) & (marked < n_points)]  # a malformed message: ignored
+        if len(marked):
+            self._on_lassoed(marked)
         self.lasso.reset()  # the next lasso starts afresh instead of adding to this one
