@@ -417,3 +417,8 @@ def test_lasso_marks_and_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
         assert svg.selection.samples == []
     svg.points.lasso_target.selected = np.array([3, 40])
     assert svg.selection.samples == [3]
+    brush = svg.points.brush  # a rectangle of NaN corners raised a ValueError
+    brush.brushing = True
+    brush.selected_x, brush.selected_y = np.array([np.nan, 1.0]), np.array([0.0, 1.0])
+    brush.brushing = False
+    assert svg.selection.samples == [3]

@@ -137,6 +137,8 @@ class SVGScatter:
         x_range, y_range = self.brush.selected_x, self.brush.selected_y
         if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
             return
+        if not (np.isfinite(x_range).all() and np.isfinite(y_range).all()):
+            return  # a malformed message (NaN corners): ignored, as every view's clicks
         self._on_rect(x_range, y_range)
 
     def _lassoed(self, change: dict[str, Any]) -> None:
