@@ -269,6 +269,8 @@ def test_the_label_legend_says_when_classes_are_left_out_or_share_colours() -> N
 def test_reprs_of_one_text_or_one_row_are_singular() -> None:
     # "TextCorpus(1 texts)", "TokenRows(5 rows from 1 documents)"
     assert repr(sw.TextCorpus(["a"])) == "TextCorpus(1 text)"
+    with pytest.raises(IndexError, match=r"for 1 text; got 1$"):
+        sw.TextCorpus(["a"])[1]
     assert repr(_byte_level_tokens()[0]) == "TokenRows(5 rows from 1 document)"
     assert "1 row from 1 document" in repr(_byte_level_tokens()[0][[0]])
 
@@ -422,3 +424,18 @@ def test_lasso_marks_and_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
     brush.selected_x, brush.selected_y = np.array([np.nan, 1.0]), np.array([0.0, 1.0])
     brush.brushing = False
     assert svg.selection.samples == [3]
+
+
+def test_a_failing_models_batch_of_one_text_is_singular() -> None:
+    # "the model raised on a batch of 1 texts of 3 tokens"
+    lm = sw.models.minilm()
+
+    def fail(*_args: Any) -> None:
+        raise RuntimeError("boom")
+
+    handle = lm.model.encoder.layer[0].register_forward_pre_hook(fail)
+    try:
+        with pytest.raises(Exception, match=r"a batch of 1 text of \d+ tokens"):
+            sw.collect_activations(lm.model, "encoder.layer.1", data=["hi"], tokenizer=lm.tokenizer)
+    finally:
+        handle.remove()

@@ -89,7 +89,9 @@ class TextCorpus(Sequence[str]):
             raise TypeError(f"index must be an int or a slice; got {index!r:.80}")
         n = len(self.texts)
         if not -n <= index < n:  # an IndexError too: iteration by index stops here
-            raise TextIndexError(f"index must be in [-{n}, {n}) for {n} texts; got {index}")
+            raise TextIndexError(
+                f"index must be in [-{n}, {n}) for {counted(n, 'text')}; got {index}"
+            )
         return self.texts[int(index)]
 
     def __iter__(self) -> Iterator[str]:
