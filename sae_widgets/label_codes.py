@@ -99,15 +99,25 @@ def encode_labels(
 
 
 def check_label_names(label_names: Any) -> list[str] | None:
-    """`label_names` as a list of strings (None stays None), or a TypeError."""
+    """`label_names` as a list of distinct strings (None stays None), or a TypeError (not a
+    list) or ValueError (a name given twice)."""
     if label_names is None:
         return None
     if isinstance(label_names, str | bytes) or not hasattr(label_names, "__iter__"):
         raise TypeError(f"label_names must be a list of strings; got {label_names!r:.80}")
     try:
-        return [str(s) for s in label_names]
+        names = [str(s) for s in label_names]
     except TypeError as err:  # a 0-d array or tensor: iterable in type only
         raise TypeError(f"label_names must be a list of strings; got {label_names!r:.80}") from err
+    first: dict[str, int] = {}
+    for i, label in enumerate(names):  # two classes of one name cannot be told apart
+        if label in first:
+            raise ValueError(
+                f"label_names must be distinct: {label!r:.80} names class {first[label]} and "
+                f"class {i}"
+            )
+        first[label] = i
+    return names
 
 
 def _too_large(value: Any, name: str) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from sae_widgets.data.checks import is_int
 from sae_widgets.label_codes import check_label_names, encode_labels
 from sae_widgets.language_inputs import text_list
+from sae_widgets.wording import counted
 
 __all__ = ["TextCorpus", "TextIndexError", "Variant", "as_texts"]
 
@@ -88,14 +89,16 @@ class TextCorpus(Sequence[str]):
             raise TypeError(f"index must be an int or a slice; got {index!r:.80}")
         n = len(self.texts)
         if not -n <= index < n:  # an IndexError too: iteration by index stops here
-            raise TextIndexError(f"index must be in [-{n}, {n}) for {n} texts; got {index}")
+            raise TextIndexError(
+                f"index must be in [-{n}, {n}) for {counted(n, 'text')}; got {index}"
+            )
         return self.texts[int(index)]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.texts)
 
     def __repr__(self) -> str:
-        parts = [f"{len(self)} texts"]
+        parts = [counted(len(self), "text")]
         if self.name:
             parts.insert(0, repr(self.name))
         if self.variants:

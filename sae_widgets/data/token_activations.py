@@ -30,6 +30,7 @@ from sae_widgets.language_inputs import (
     check_max_length,
     special_count,
 )
+from sae_widgets.wording import counted
 
 __all__ = ["collect_token_activations"]
 
@@ -163,7 +164,7 @@ def collect_token_activations(
             attributes[name] = variant_attribute(variant, runner, tokens)
     labels = None if corpus is None or corpus.labels is None else corpus.labels[doc]
     factors = None if corpus is None else {k: v[doc] for k, v in corpus.factors.items()}
-    name = f"{(corpus.name if corpus else '') or f'{n_docs} texts'} -> {layer_name}"
+    name = f"{(corpus.name if corpus else '') or counted(n_docs, 'text')} -> {layer_name}"
     chunks = _row_chunks(runner, encoded, counts, row_start)
     if out is not None:
         from sae_widgets.data.store import write_token_store

@@ -28,6 +28,7 @@ from sae_widgets.data.layer_capture import (
 )
 from sae_widgets.data.tokens import TokenRows, aligned_position
 from sae_widgets.language_inputs import check_token_ids
+from sae_widgets.wording import counted
 
 __all__ = ["EncodedTexts", "TokenRunner", "variant_attribute"]
 
@@ -110,7 +111,7 @@ class TokenRunner:
             ),
             self._captured,
             self.layer_name,
-            f"a batch of {ids.shape[0]} texts of {ids.shape[1]} tokens",
+            f"a batch of {counted(ids.shape[0], 'text')} of {counted(ids.shape[1], 'token')}",
         )
         if out.ndim != 3 or tuple(out.shape[:2]) != ids.shape:
             raise ValueError(

@@ -8,6 +8,8 @@ character offsets. That is enough to show any row's token in its context without
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from numpy.typing import NDArray
 from sae_widgets.data._arrays import _normalise_indices, _to_numpy
 from sae_widgets.data.checks import check_int
 from sae_widgets.data.corpus import Variant
+from sae_widgets.wording import counted
 
 __all__ = ["Documents", "TokenRows", "aligned_character_span", "aligned_position"]
 
@@ -184,7 +187,8 @@ class TokenRows:
     def vocab_text(self, ids: Sequence[int]) -> list[str]:
         """Display text of vocabulary ids (logit effects): decoded by the tokenizer, so
         byte-level BPE markers (Ġ, Ċ) and SentencePiece's ▁ become spaces and newlines;
-        WordPiece continuations keep their ##."""
+        WordPiece continuations keep their ##; a token of part of a character (one byte of
+        an emoji) shows its bytes, "<0xF0>", not the "\ufffd" it decodes to."""
         tokenizer = self.documents.tokenizer
         size = len(tokenizer) if tokenizer is not None and hasattr(tokenizer, "__len__") else None
         high = None if size is None else size - 1  # decode() of an id past it gives "" or raises
@@ -196,12 +200,42 @@ class TokenRows:
             piece = tokenizer.convert_ids_to_tokens(int(i))
             if isinstance(piece, str) and piece.startswith("##"):
                 out.append(piece)
-            else:
-                out.append(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False))
+                continue
+            text = tokenizer.decode([int(i)], clean_up_tokenization_spaces=False)
+            if "\ufffd" in text and isinstance(piece, str):  # bytes of part of a character
+                text = _spelled_bytes(piece) or text
+            out.append(text)
         return out
 
     def __repr__(self) -> str:
-        return f"TokenRows({len(self)} rows from {len(self.documents)} documents)"
+        rows, documents = counted(len(self), "row"), counted(len(self.documents), "document")
+        return f"TokenRows({rows} from {documents})"
+
+
+@functools.cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE's (GPT-2's) spelling of each byte as a printable character -> the byte."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    kept += range(ord("®"), ord("ÿ") + 1)
+    others = [b for b in range(256) if b not in kept]
+    spelled = [chr(b) for b in kept] + [chr(256 + n) for n in range(len(others))]
+    return dict(zip(spelled, [*kept, *others]))
+
+
+def _spelled_bytes(token: str) -> str | None:
+    """A token holding part of a character (it decodes to "\ufffd"), spelled as its text
+    with each byte that is no whole character written "<0xF0>" (SentencePiece's own
+    spelling); None when `token` is not a byte-level BPE token or byte-fallback bytes."""
+    fallback = re.findall(r"<0x([0-9A-Fa-f]{2})>", token)
+    if fallback and "".join(f"<0x{h}>" for h in fallback) == token:
+        data = bytes(int(h, 16) for h in fallback)
+    else:
+        alphabet = _byte_level_alphabet()
+        if not token or any(c not in alphabet for c in token):
+            return None
+        data = bytes(alphabet[c] for c in token)
+    text = data.decode("utf-8", errors="surrogateescape")  # bad bytes -> U+DC80..U+DCFF
+    return "".join(f"<0x{ord(c) - 0xDC00:02X}>" if "\udc80" <= c <= "\udcff" else c for c in text)
 
 
 def _common_prefix(a: str, b: str) -> int:

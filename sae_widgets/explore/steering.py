@@ -24,9 +24,15 @@ from torch import Tensor, nn
 
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.data.checks import check_float
-from sae_widgets.language_inputs import check_encodable, check_tokenizer, context_length
+from sae_widgets.language_inputs import (
+    check_encodable,
+    check_token_ids,
+    check_tokenizer,
+    context_length,
+)
 from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
 from sae_widgets.sae.splice_metrics import model_logits
+from sae_widgets.wording import counted
 
 __all__ = ["MODES", "Steerer", "SteeringResult"]
 
@@ -261,13 +267,17 @@ class Steerer:
         if cached is not None:
             self._texts.move_to_end(key)
             return cached
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        # Another model's tokenizer: named here, not as an IndexError from the embedding.
+        check_token_ids(prompt_ids, self.model, "tokenizer")
         if limit is not None:  # the prompt and its continuation must fit in the context
-            n_prompt = len(self.tokenizer(prompt)["input_ids"])
+            n_prompt = len(prompt_ids)
             if n_prompt + max_new_tokens > limit:
                 raise ValueError(
-                    f"prompt is {n_prompt} tokens: with {max_new_tokens} new ones that is past "
-                    f"the model's context of {limit} tokens; shorten the prompt (at most "
-                    f"{max(limit - max_new_tokens, 0)} tokens) or ask for fewer new tokens"
+                    f"prompt is {counted(n_prompt, 'token')}: with {max_new_tokens} new ones "
+                    f"that is past the model's context of {counted(limit, 'token')}; shorten the "
+                    f"prompt (at most {counted(max(limit - max_new_tokens, 0), 'token')}) or ask "
+                    "for fewer new tokens"
                 )
         edit = self.intervention(unit, alpha, mode)
         modes = {m: m.training for m in self.model.modules()}

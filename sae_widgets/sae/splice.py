@@ -38,6 +38,7 @@ from sae_widgets.sae.layer_hooks import (
     sae_module,
 )
 from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.wording import counted
 
 __all__ = [
     "Intervention",
@@ -120,7 +121,9 @@ def _unit_values(spec: Any, name: str, n_units: int, pairs: bool = False) -> dic
             raise TypeError(f"{name}: unit keys must be ints; got {unit!r}")
         u = int(unit)
         if not 0 <= u < n_units:
-            raise ValueError(f"{name}: unit {u} out of range for an SAE with {n_units} units")
+            raise ValueError(
+                f"{name}: unit {u} out of range for an SAE with {counted(n_units, 'unit')}"
+            )
         if pairs:
             if not (isinstance(value, (tuple, list)) and len(value) == 2):
                 raise TypeError(f"{name}[{u}] must be a (low, high) pair; got {value!r}")

@@ -11,8 +11,16 @@ import numpy as np
 
 from sae_widgets.widgets._render import grayscale_rgb, png_data_url
 from sae_widgets.widgets.text import hover_html
+from sae_widgets.wording import shortened
 
-__all__ = ["color_bar", "hover_card", "input_image", "label_legend", "picture_html"]
+__all__ = [
+    "color_bar",
+    "hover_card",
+    "input_image",
+    "label_html",
+    "label_legend",
+    "picture_html",
+]
 
 _SWATCH = (
     "display:inline-block;width:10px;height:10px;border-radius:5px;margin:0 3px 0 8px;"
@@ -20,13 +28,31 @@ _SWATCH = (
 )
 
 
-def label_legend(names: Sequence[str], colors: Sequence[str], title: str = "label") -> str:
-    """Coloured dots naming each class: what the label colours of a scatter mean."""
+NAME_ROOM = 40  # characters of a label name shown in a line of text; the rest in a tooltip
+
+
+def label_html(name: Any) -> str:
+    """A label name for a line of HTML: escaped, cut to `NAME_ROOM` characters with the
+    whole name on hover (a 2,000-character name stretched the legend into one long line)."""
+    text = str(name)
+    shown = html.escape(shortened(text, NAME_ROOM))
+    if len(text) <= NAME_ROOM:
+        return shown
+    return f'<span title="{html.escape(text)}">{shown}</span>'
+
+
+def label_legend(
+    names: Sequence[str], colors: Sequence[str], title: str = "label", note: str = ""
+) -> str:
+    """Coloured dots naming each class: what the label colours of a scatter mean; `note`
+    (plain text) after them."""
     items = "".join(
         f'<span style="white-space:nowrap"><span style="{_SWATCH.format(color=color)}">'
-        f"</span>{html.escape(str(name))}</span> "
+        f"</span>{label_html(name)}</span> "
         for name, color in zip(names, colors)
     )
+    if note:
+        items += f"<i>{html.escape(note)}</i>"
     return f'<div class="sw-legend"><b>{html.escape(title)}</b>{items}</div>'
 
 
@@ -44,11 +70,11 @@ def color_bar(gradient_css: str, low: str, high: str, title: str, width_px: int 
 
 
 def picture_html(image: np.ndarray, size_px: int = 64, title: str = "") -> str:
-    """An <img> of one image ((h, w) grey or (h, w, 3) colour), scaled up to about
-    `size_px`, pixels kept sharp; `title` is written above it."""
+    """An <img> of one image ((h, w) grey or (h, w, 3) colour), its longer side scaled up
+    to about `size_px`, pixels kept sharp; `title` is written above it."""
     image = np.asarray(image, dtype=np.float32)
     rgb = grayscale_rgb(image, color=image.ndim == 3)
-    zoom = max(1, size_px // max(rgb.shape[0], 1))
+    zoom = max(1, size_px // max(rgb.shape[0], rgb.shape[1], 1))  # the longer side: wide too
     rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
     caption = f"<div>{html.escape(title)}</div>" if title else ""
     return (
@@ -76,7 +102,7 @@ def hover_card(ex: Any, sample: int, unit: int | None, value: float | None = Non
     if labels is not None and labels[sample] >= 0:
         names = dataset.label_names
         name = names[labels[sample]] if names else str(labels[sample])
-        parts.append(f"label <b>{html.escape(str(name))}</b>")
+        parts.append(f"label <b>{label_html(name)}</b>")
     if unit is not None:
         if value is None:
             value = float(ex.codes.dense([sample], [unit])[0, 0])

@@ -28,7 +28,15 @@ from sae_widgets.widgets._render import (
     grayscale_rgb,
     thumbnail_grid,
 )
-from sae_widgets.widgets._view import TITLE_ROOM, Indices, axis, figure, pixel_shape, set_ticks
+from sae_widgets.widgets._view import (
+    TITLE_ROOM,
+    Indices,
+    axis,
+    figure,
+    pixel_shape,
+    set_lines,
+    set_ticks,
+)
 
 __all__ = ["BarPair", "ImagePair", "LinePair", "SampleGallery", "png_widget", "set_picture"]
 
@@ -77,6 +85,15 @@ def set_picture(mark: Image, rgb: np.ndarray) -> None:
     mark.image = spare
 
 
+def picture_height(width: float, aspect: float, rows: int = 1) -> int:
+    """Figure height (pixels) for `rows` rows of pictures `width` pixels wide, `aspect` times
+    as high as wide in all: each row follows the aspect ratio between 24 pixels (a strip one
+    pixel high stays visible) and twice the width (a 400 x 1 image is not 32,000 pixels
+    tall; past that the pictures are stretched, pixels kept sharp)."""
+    row = min(max(width * aspect / rows, 24.0), 2.0 * width)
+    return int(row * rows) + _TIGHT["top"] + _TIGHT["bottom"]
+
+
 def _is_color(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and shape[-1] == 3
 
@@ -106,7 +123,7 @@ class ImagePair:
         y_scale = LinearScale(min=0.0, max=1.0, allow_padding=False)
         scales = {"x": x_scale, "y": y_scale}
         self.mark = Image(image=png_widget(), scales=scales, x=(0.0, span), y=(0.0, 1.0))
-        height = int(width / span * h / w) + _TIGHT["top"] + _TIGHT["bottom"]
+        height = picture_height(width, h / (w * span))
         self.figure = figure(
             [self.mark],
             title=f"{names[0]}  |  {names[1]}",
@@ -201,9 +218,7 @@ class LinePair:
 
     def show(self, left: Any, right: Any) -> None:
         pair = np.stack([np.asarray(left), np.asarray(right)]).astype(np.float32)
-        with self.lines.hold_sync():
-            self.lines.x = np.arange(pair.shape[1], dtype=np.float32)
-            self.lines.y = pair
+        set_lines(self.lines, np.arange(pair.shape[1]), pair)  # d = 1: two dots
 
 
 def input_pair(ex: Any, titles: tuple[str, str]) -> ImagePair | LinePair:
@@ -295,7 +310,7 @@ class SampleGallery:
         # Data units are grid pixels, y pointing up: pixel row r is at y = grid_h - r.
         caption_x = col * (w + 1) + w / 2
         caption_y = grid_h - (row * (h + band + 1) + h + 0.8 * band)
-        height = int(self.width * grid_h / grid_w) + _TIGHT["top"] + _TIGHT["bottom"]
+        height = picture_height(self.width, grid_h / grid_w, max(1, -(-n // self.n_cols)))
         with self.mark.hold_sync(), self.captions.hold_sync():
             self.x_scale.max, self.y_scale.max = float(grid_w), float(grid_h)
             self.mark.x, self.mark.y = (0.0, float(grid_w)), (0.0, float(grid_h))

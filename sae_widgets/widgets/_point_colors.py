@@ -23,6 +23,7 @@ from sae_widgets.widgets._render import (
 __all__ = ["PointColors", "activation_colors", "label_colors"]
 
 _UNLABELLED = "#aaaaaa"
+_NAMED = 20  # classes a legend names
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,26 @@ def label_colors(ex: Explorer, shown: np.ndarray) -> PointColors:
     labels = ex.dataset.labels
     assert labels is not None
     index = np.where(labels >= 0, np.mod(labels, 10), 10)
-    present = np.unique(labels[labels >= 0])[:20]
+    classes = np.unique(labels[labels >= 0])
+    present = classes[:_NAMED]
     names = ex.dataset.label_names
-    legend = label_legend(
-        [names[i] if names else str(i) for i in present],
-        [CATEGORY10[i % 10] for i in present],
-    )
+    shown_names = [str(names[i]) if names else str(i) for i in present]
+    colors = [CATEGORY10[i % 10] for i in present]
+    if (labels < 0).any():  # the grey points say what they are too
+        shown_names, colors = [*shown_names, "unlabelled"], [*colors, _UNLABELLED]
+    legend = label_legend(shown_names, colors, note=_legend_note(len(classes)))
     return PointColors([*CATEGORY10, _UNLABELLED], index[shown], legend)
+
+
+def _legend_note(n_classes: int) -> str:
+    """What a legend of `n_classes` leaves unsaid: the classes it does not name, and that
+    ten colours serve them all."""
+    parts = []
+    if n_classes > _NAMED:
+        parts.append(f"… and {n_classes - _NAMED:,} more")
+    if n_classes > len(CATEGORY10):
+        parts.append(f"(colours repeat every {len(CATEGORY10)} classes)")
+    return " ".join(parts)
 
 
 def activation_colors(ex: Explorer, shown: np.ndarray, unit: int | None) -> PointColors:

@@ -16,7 +16,7 @@ from bqplot import LinearScale, Lines, Scatter
 
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._unit_buttons import UnitButtons
-from sae_widgets.widgets._view import TITLE_ROOM, axis, event_index, figure
+from sae_widgets.widgets._view import TITLE_ROOM, axis, event_index, figure, set_lines
 
 __all__ = ["CURVE_COLORS", "FOCUS_COLOR", "ResponseCurves", "unit_colors"]
 
@@ -121,15 +121,13 @@ class ResponseCurves:
         `grid`), the focused unit's on top when it has one."""
         self._n_shown = len(units)
         colors = unit_colors(units, focus)
-        x = np.asarray(grid, dtype=np.float32)
+        # set_lines: a grid of one value draws one dot per unit
         with self.curves.hold_sync():
-            self.curves.x = x
-            self.curves.y = np.ascontiguousarray(response[:, list(units)].T, np.float32)
+            set_lines(self.curves, grid, response[:, list(units)].T)
             self.curves.colors = colors
         with self.focus_curve.hold_sync():
             if focus is not None:
-                self.focus_curve.x = x
-                self.focus_curve.y = response[:, focus].astype(np.float32)
+                set_lines(self.focus_curve, grid, response[:, focus])
             self.focus_curve.visible = focus is not None
         self.legend.show(units, [f"━ {unit}" for unit in units], colors=colors, strong=focus)
 

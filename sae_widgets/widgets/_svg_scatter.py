@@ -137,6 +137,8 @@ class SVGScatter:
         x_range, y_range = self.brush.selected_x, self.brush.selected_y
         if x_range is None or y_range is None or len(x_range) < 2 or len(y_range) < 2:
             return
+        if not (np.isfinite(x_range).all() and np.isfinite(y_range).all()):
+            return  # a malformed message (NaN corners): ignored, as every view's clicks
         self._on_rect(x_range, y_range)
 
     def _lassoed(self, change: dict[str, Any]) -> None:
@@ -147,5 +149,9 @@ class SVGScatter:
         """
         if change["new"] is None or len(change["new"]) == 0:
             return
-        self._on_lassoed(np.asarray(change["new"], dtype=np.int64))
+        marked = np.asarray(change["new"], dtype=np.int64)
+        n_points = len(np.asarray(self.lasso_target.x))
+        marked = marked[(marked >= 0) & (marked < n_points)]  # a malformed message: ignored
+        if len(marked):
+            self._on_lassoed(marked)
         self.lasso.reset()  # the next lasso starts afresh instead of adding to this one

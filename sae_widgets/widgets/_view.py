@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
-from bqplot import Axis, Figure
+from bqplot import Axis, Figure, Lines
 from numpy.typing import NDArray
 
 from sae_widgets.analysis.checks import check_positive_int
@@ -35,6 +35,7 @@ __all__ = [
     "event_number",
     "figure",
     "pixel_shape",
+    "set_lines",
     "set_ticks",
     "text_width",
     "toggle_buttons",
@@ -165,6 +166,23 @@ def set_ticks(axis: Axis, values: Sequence[float], labels: Sequence[str]) -> Non
     keys = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in positions]
     axis.tick_labels = dict(zip(keys, labels))
     axis.tick_values = positions.astype(np.float32)
+
+
+def set_lines(mark: Lines, x: Any, y: Any) -> None:
+    """Draw `y` ((n,) one line, or (n_lines, n): one line per row) over `x` (n,).
+
+    bqplot squeezes every axis of length 1 out of a 2-D y: lines of one point each became
+    one line through them all (and one line of one point was refused with a TraitError). A
+    single point is therefore given twice and drawn as a dot (a line needs two points).
+    """
+    x_n = np.asarray(x, dtype=np.float32).reshape(-1)
+    y_n = np.asarray(y, dtype=np.float32)
+    single = x_n.size == 1
+    if single:
+        x_n, y_n = np.repeat(x_n, 2), np.repeat(y_n, 2, axis=-1)
+    with mark.hold_sync():
+        mark.x, mark.y = x_n, y_n
+        mark.marker = "circle" if single else None
 
 
 def text_width(labels: Sequence[str], *, char_px: float = 7.5, padding_px: int = 28) -> str:

@@ -118,11 +118,13 @@ class _MatchPanel(widgets.VBox):
             for column in self.matches:
                 column.show(None)
             return
-        found = cmp.matches(unit, side, self.n_show)
-        self.shown = [int(u) for u in found.units]
+        # n_show=0 shows no match columns; the kind and the partner still need one match
+        found = cmp.matches(unit, side, max(self.n_show, 1))
+        self.shown = [int(u) for u in found.units[: self.n_show]]
+        best = f" and its best matches in {html.escape(other_name)} (decoder cosine)"
         self.title.value = (
-            f"<b>{html.escape(name)} unit {unit}</b> ({_kind_html(found.kind)}) and its best "
-            f"matches in {html.escape(other_name)} (decoder cosine); Hungarian partner: "
+            f"<b>{html.escape(name)} unit {unit}</b> ({_kind_html(found.kind)})"
+            f"{best if self.n_show else ''}; Hungarian partner: "
             f"{found.hungarian if found.hungarian >= 0 else 'none'}"
         )
         self.own.show(

@@ -23,7 +23,7 @@ from bqplot import Image, LinearScale, Lines
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.analysis.selection import firing_columns
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar, input_image, picture_html
+from sae_widgets.widgets._legend import color_bar, input_image, label_html, picture_html
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_gradient_css, sequential_rgb
 from sae_widgets.widgets._unit_buttons import UnitButtons
@@ -329,7 +329,7 @@ class ActivationHeatmap(ExplorerView):
         label = ""
         if labels is not None and labels[sample] >= 0:
             name = names[labels[sample]] if names else labels[sample]
-            label = f" · label {html.escape(str(name))}"
+            label = f" · label {label_html(name)}"
         if self.tokens is not None:
             token = html.escape(self.tokens.token_text(sample))
             label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"

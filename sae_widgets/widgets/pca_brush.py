@@ -271,8 +271,11 @@ class PCABrush(ExplorerView):
         self.selection.samples = combine(current, samples, self.mode.value)
 
     def _clicked_points(self, positions: np.ndarray) -> None:
-        """WebGL: the browser selected drawn points without an outline (a click)."""
-        self._drawn(self.shown[positions])
+        """WebGL: the browser selected drawn points without an outline (a click). Positions
+        that are no drawn point (a malformed message) are ignored, as every view's clicks."""
+        positions = positions[(positions >= 0) & (positions < len(self.shown))]
+        if len(positions):
+            self._drawn(self.shown[positions])
 
     def _outlined(self, outline: np.ndarray) -> None:
         """WebGL: a lasso or rectangle was drawn; select every sample inside its outline."""

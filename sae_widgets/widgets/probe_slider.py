@@ -211,14 +211,24 @@ class ProbeSlider(ExplorerView):
         """Grid position nearest the Selection's probe value.
 
         Without a value, or with one outside this attribute's grid (left by another
-        attribute), it is the attribute's identity (or the middle of the grid).
+        attribute), it is the attribute's identity; without one, the probed sample's own value
+        when the dataset records it as a factor of that name (a shape's scale, a sentence's
+        tense); else the middle of the grid.
         """
         assert self.result is not None
         grid = self.result.values
         value: float | None = self.selection.probe_value
         if value is None or not grid.min() <= value <= grid.max():
-            identity = self.ex.attribute(self.result.attribute).identity
-            value = float(identity) if identity is not None else float(grid[len(grid) // 2])
+            name = self.result.attribute
+            identity = self.ex.attribute(name).identity
+            factors = self.ex.dataset.factors or {}
+            samples = self.probed_samples()
+            if identity is not None:
+                value = float(identity)
+            elif name in factors and len(samples) == 1:
+                value = float(factors[name][samples[0]])
+            else:
+                value = float(grid[len(grid) // 2])
         return int(np.argmin(np.abs(grid - value)))
 
     # -- Selection -> view ---------------------------------------------------------------------

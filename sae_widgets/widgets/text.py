@@ -90,9 +90,12 @@ def context_label(tokens: TokenRows, row: int, width: int = 4, max_chars: int = 
     before = "".join(pieces[:center]).replace("\n", " ")
     after = "".join(pieces[center + 1 :]).replace("\n", " ")
     token = pieces[center].replace("\n", "⏎")
+    if len(token) > max_chars - 2:  # a token longer than the label: cut, the cut marked
+        token = token[: max(max_chars - 3, 0)] + "…"
     room = max(max_chars - len(token) - 2, 0)
-    before = before[-(room * 2 // 3) :] if room else ""
-    after = after[: room - len(before)] if room else ""
+    kept = room * 2 // 3  # (not before[-kept:]: of kept = 0 that is all of it)
+    before = before[len(before) - kept :] if kept else ""
+    after = after[: room - len(before)]
     return f"{before}⟦{token}⟧{after}"
 
 
@@ -200,6 +203,13 @@ class TopTokens(widgets.VBox):
             list(zip(spell(effects.promoted_ids.tolist()), effects.promoted_values.tolist())),
             list(zip(spell(effects.suppressed_ids.tolist()), effects.suppressed_values.tolist())),
         )
+
+    def clear(self) -> None:
+        """Show no unit (the focus was cleared, e.g. by a refit that removed the unit): a
+        later click on the context length has nothing to redraw."""
+        self.unit = None
+        self._top = (np.zeros(0, np.int64), np.zeros(0))
+        self.contexts.value = self.logits.value = ""
 
     def _draw_contexts(self) -> None:
         if self.unit is None:

@@ -18,7 +18,7 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.analysis.summary import encoder_filter
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar
+from sae_widgets.widgets._legend import color_bar, label_html
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._render import diverging_gradient_css
 from sae_widgets.widgets._unit_buttons import UnitButtons
@@ -250,6 +250,8 @@ class UnitInspector(ExplorerView):
             self.stats.value = "<i>no unit focused</i>"
             self.nearest.show([])
             self.cofiring.show([])
+            if self.top_tokens is not None:
+                self.top_tokens.clear()
             return
         summary = self.ex.unit_summary(unit, top_n=self.top_n)
         self.summary = summary
@@ -347,7 +349,7 @@ class UnitInspector(ExplorerView):
             names = summary.label_names
             name = names[summary.top_label] if names else str(summary.top_label)
             parts.append(
-                f"mostly label <b>{html.escape(name)}</b> (precision "
+                f"mostly label <b>{label_html(name)}</b> (precision "
                 f"{100 * summary.top_label_precision:.0f}%, recall "
                 f"{100 * summary.top_label_recall:.0f}%), selectivity "
                 f"{summary.label_selectivity:.2f}"
