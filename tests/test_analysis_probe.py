@@ -83,6 +83,9 @@ def test_bad_arguments_raise(fitted):
         probe_attribute(sae, attribute, 0, len(ds), [])
     with pytest.raises(TypeError, match="attribute must provide"):
         probe_attribute(sae, "feature_0", 0, len(ds))
+    # a grid whose sweep cannot fit in memory (a zero-stride view: the test allocates none)
+    with pytest.raises(ValueError, match="a probe over 1,000,000,000,000 values"):
+        probe_attribute(sae, attribute, 0, len(ds), np.broadcast_to(0.0, (10**12,)))
 
 
 def test_small_batches_run_on_one_thread_and_restore_the_setting():

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from sae_widgets.analysis.checks import check_indices, check_positive_int
 from sae_widgets.analysis.summary import top_entries
 from sae_widgets.analysis.threads import threads_for_batch
+from sae_widgets.memory import check_memory
 
 __all__ = ["Autoencoder", "ProbeResult", "SweepAttribute", "probe_attribute"]
 
@@ -60,13 +61,20 @@ class ProbeResult:
     """(n_values, d) the SAE's reconstruction of each row of `inputs`."""
 
 
-def _check_values(values: Any) -> NDArray[np.float64]:
+def _check_values(values: Any, bytes_per_value: int) -> NDArray[np.float64]:
+    """The grid as float64, refused where one sample's sweep would not fit in memory (a
+    grid of 10**8 values ran ~10 s a million values before numpy's MemoryError)."""
     try:
         grid = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
         raise TypeError(f"values must be a 1-D grid of numbers; got {values!r:.80}") from err
     if grid.ndim != 1 or grid.size == 0:
         raise ValueError(f"values must be a non-empty 1-D grid; got shape {grid.shape}")
+    check_memory(
+        grid.size * bytes_per_value,
+        f"a probe over {grid.size:,} values",
+        "pass a coarser grid of values",
+    )
     if not np.isfinite(grid).all():
         raise ValueError("values must be finite; got NaN or infinity")
     return grid
@@ -106,7 +114,12 @@ def probe_attribute(
     chosen = check_indices([samples] if np.ndim(samples) == 0 else samples, n_samples, "samples")
     if len(chosen) == 0:
         raise ValueError("samples must name at least one sample; got none")
-    grid = _check_values(attribute.values if values is None else values)
+    # one sample's sweep is one batch: its inputs and codes, the float64 sums, the response
+    n_units, width = (
+        int(getattr(sae, "n_units", 0) or 0),
+        int(getattr(sae, "n_features_in_", 0) or 0),
+    )
+    grid = _check_values(attribute.values if values is None else values, 4 * width + 16 * n_units)
     max_batch_rows = check_positive_int(max_batch_rows, "max_batch_rows")
 
     per_slice = max(1, max_batch_rows // len(grid))
