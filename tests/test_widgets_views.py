@@ -651,6 +651,27 @@ def test_selection_exports_as_a_csv_download(ex):
     assert view.export_link.value == ""
 
 
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ('=HYPERLINK("http://x")', '"\'=HYPERLINK(""http://x"")"'),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("+cmd", "'+cmd"),
+        ("-x", "'-x"),
+        ("-1", "-1"),
+        ("+2.5e3", "+2.5e3"),
+        ("cat, dog", '"cat, dog"'),
+        ("plain", "plain"),
+    ],
+)
+def test_csv_fields_never_start_a_spreadsheet_formula(name, field):
+    """A label name a spreadsheet would run as a formula gets a leading apostrophe (CSV
+    injection); numbers and other text are written as they are."""
+    from sae_widgets.widgets._export import csv_field
+
+    assert csv_field(name) == field
+
+
 def test_count_axes_tick_whole_numbers():
     from sae_widgets.widgets.unit_inspector import integer_ticks
 

@@ -13,11 +13,26 @@ from sae_widgets.wording import counted
 __all__ = ["csv_download_html", "csv_field", "export_buttons", "selection_csv"]
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_field(text: str) -> str:
-    """`text` as one CSV field (quoted when it holds a comma, a quote or a newline)."""
+    """`text` as one CSV field (quoted when it holds a comma, a quote or a newline). A label
+    name that a spreadsheet would run as a formula ("=HYPERLINK(...)", "@SUM(...)") starts
+    with an apostrophe, the usual guard against CSV injection; a number ("-1") stays one."""
+    if text.startswith(_FORMULA_STARTS) and not _is_number(text):
+        text = "'" + text
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def selection_csv(ex: Any, samples: Sequence[int]) -> str:
