@@ -30,6 +30,7 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale
 
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.steering import SteeringResult
+from sae_widgets.language_inputs import context_length
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
     ExplorerView,
@@ -77,7 +78,8 @@ class SteeringView(ExplorerView):
     prompt:
         The language model's first prompt.
     max_new_tokens:
-        Length of each greedy continuation.
+        Length of each greedy continuation (default 20, or half the model's context where
+        that is shorter: a model of 16 positions failed every draw with 20).
 
     Attributes
     ----------
@@ -104,10 +106,11 @@ class SteeringView(ExplorerView):
         *,
         max_samples: int = 64,
         prompt: str = "The",
-        max_new_tokens: int = 20,
+        max_new_tokens: int | None = None,
     ) -> None:
         max_samples = check_count(max_samples, "max_samples")
-        max_new_tokens = check_count(max_new_tokens, "max_new_tokens", 4096)
+        if max_new_tokens is not None:
+            max_new_tokens = check_count(max_new_tokens, "max_new_tokens", 4096)
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str; got {prompt!r}")
         super().__init__(ex)
@@ -120,6 +123,9 @@ class SteeringView(ExplorerView):
         self.steerer = steerer
         self.kind = steerer.kind
         self.max_samples = max_samples
+        if max_new_tokens is None:  # 20, or half a shorter context (the prompt needs room)
+            limit = context_length(steerer.model)
+            max_new_tokens = 20 if limit is None else max(1, min(20, limit // 2))
         self.max_new_tokens = max_new_tokens
         self.result: SteeringResult | None = None
         self._grid = np.zeros(1)
