@@ -275,4 +275,5 @@ def test_a_prompt_past_the_models_context_is_refused_naming_its_length(tiny) -> 
     default = sw.SteeringView(ex, prompt="y")  # 20 new tokens would not fit in 16 positions
     assert default.max_new_tokens == 8
     ex.selection.unit = 1
-    assert default.error.value == "" and len(ex.steerer.continuation(1, 0.0, "y", max_new_tokens=8)) == 8
+    assert default.error.value == ""
+    assert len(ex.steerer.continuation(1, 0.0, "y", max_new_tokens=8)) == 8
