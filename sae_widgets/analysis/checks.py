@@ -26,6 +26,15 @@ def numpy_of(value: Any, name: str) -> Any:
         return tensor.float().numpy()
 
 
+def check_finite(values: Any, name: str, what: str = "contains NaN or infinite values") -> None:
+    """ValueError "`name` `what`" where numeric `values` hold a NaN or an infinity (min and
+    max propagate NaN and show infinities: no full-size boolean temporary)."""
+    array = np.asarray(values)
+    if array.size and array.dtype.kind in "fc":
+        if not (np.isfinite(array.min()) and np.isfinite(array.max())):
+            raise ValueError(f"{name} {what}")
+
+
 def check_index(value: Any, size: int, name: str) -> int:
     """Return `value` as an int in ``[0, size)``, or raise naming the argument `name`."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):

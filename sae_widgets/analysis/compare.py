@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_positive_int, numpy_of
+from sae_widgets.analysis.checks import check_finite, check_index, check_positive_int, numpy_of
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.matching import (
     CANDIDATES,
@@ -52,12 +52,6 @@ def _readonly(array: NDArray[Any]) -> NDArray[Any]:
     return array
 
 
-def _check_finite(values: NDArray[Any], name: str) -> None:
-    """NaN codes were counted as firing (NaN != 0), so a unit of NaNs "fired everywhere"."""
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-
-
 def firing_counts(codes: Any, n_units: int, name: str) -> tuple[NDArray[np.int64], int]:
     """(n_units,) number of samples each unit fires on (non-zero), and the number of samples.
 
@@ -69,7 +63,7 @@ def firing_counts(codes: Any, n_units: int, name: str) -> tuple[NDArray[np.int64
         if codes.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_units); got shape {codes.shape}")
         n_samples, width = codes.shape
-        _check_finite(codes.data, name)
+        check_finite(codes.data, name)  # NaN != 0: a unit of NaNs "fired everywhere"
         counts = np.asarray((codes != 0).sum(axis=0)).ravel()
     else:
         array = np.asarray(numpy_of(codes, name))
@@ -81,7 +75,7 @@ def firing_counts(codes: Any, n_units: int, name: str) -> tuple[NDArray[np.int64
                 f"matrix or a CodeStore; got shape {array.shape} and dtype {array.dtype}"
             )
         n_samples, width = array.shape
-        _check_finite(array, name)
+        check_finite(array, name)
         counts = np.count_nonzero(array, axis=0)
     if width != n_units:
         raise ValueError(f"{name} must have one column per unit ({n_units}); got {width}")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_positive_int
+from sae_widgets.analysis.checks import check_finite, check_positive_int
 
 __all__ = ["LogitEffects", "logit_effects"]
 
@@ -44,8 +44,7 @@ def _as_matrix(value: Any, name: str, ndim: int) -> NDArray[np.float32]:
         raise TypeError(f"{name} must be a numeric array; got {type(value).__name__}") from err
     if array.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+    check_finite(array, name)
     return array
 
 

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-from sae_widgets.analysis.checks import check_positive_int
+from sae_widgets.analysis.checks import check_finite, check_positive_int
 
 __all__ = [
     "Assignment",
@@ -80,8 +80,7 @@ def as_decoder(value: Any, name: str) -> NDArray[np.float32]:
             f"{name} must be a non-empty 2-D (n_units, d) decoder matrix; got shape {array.shape}"
         )
     array = array.astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must hold finite values; got NaN or infinity")
+    check_finite(array, name, "must hold finite values; got NaN or infinity")
     return array
 
 

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from sae_widgets.analysis.checks import check_positive_int, numpy_of
+from sae_widgets.analysis.checks import check_finite, check_positive_int, numpy_of
 
 __all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
@@ -87,8 +87,7 @@ def _checked_values(values: Any) -> None:
     matrix's stored values)."""
     if values.dtype.kind not in "biuf":
         raise TypeError(f"data must hold real numbers; got dtype {values.dtype}")
-    if not np.isfinite(values).all():
-        raise ValueError("data must be finite; got NaN or infinity")
+    check_finite(values, "data", "must be finite; got NaN or infinity")
 
 
 def _is_row_source(data: Any) -> bool:
