@@ -80,18 +80,28 @@ def _group_maxima(row: Any, maxima: Any, group: int) -> bool:
     return not bad
 
 
-@njit(nogil=True, cache=True)
-def _group_cutoff(maxima: Any, k: int, bound: Any, chosen: Any, scratch: Any, buf: Any) -> Any:
-    """t, the k-th largest group maximum (so the row's k-th largest value is >= t), found
-    among the few maxima that reach the smallest maximum of k disjoint subsets of them (a
-    bound from the row itself: a running guess from the rows before failed on 97% of a
-    trained SAE's rows, whose scales differ)."""
-    n_groups = maxima.shape[0]
-    subsets = n_groups // k  # >= 1: k <= n_units, and n_groups >= 4 k when group > 1
+@njit(nogil=True, cache=True, inline="always")
+def _subsets_bound(maxima: Any, k: int, bound: Any) -> Any:
+    """The smallest maximum of k disjoint subsets of the group maxima (k distinct maxima
+    reach it): a lower bound on the k-th largest from the row itself (a running guess from
+    the rows before failed on 97% of a trained SAE's rows, whose scales differ)."""
+    subsets = maxima.shape[0] // k  # >= 1: k <= n_units, and n_groups >= 4 k when group > 1
     bound[:] = maxima[:k]
     for s in range(1, subsets):
         np.maximum(bound, maxima[s * k : (s + 1) * k], bound)
-    t = bound.min()  # k distinct maxima reach it
+    return bound.min()
+
+
+@njit(nogil=True, cache=True)
+def _group_cutoff(maxima: Any, k: int, bound: Any, chosen: Any, scratch: Any, buf: Any) -> Any:
+    """t, the k-th largest group maximum (so the row's k-th largest value is >= t), found
+    among the few maxima that reach `_subsets_bound`."""
+    return _cutoff_above(maxima, k, _subsets_bound(maxima, k, bound), chosen, scratch, buf)
+
+
+@njit(nogil=True, cache=True)
+def _cutoff_above(maxima: Any, k: int, t: Any, chosen: Any, scratch: Any, buf: Any) -> Any:
+    """The k-th largest of the maxima reaching t (t itself where at most 2 k do)."""
     n_chosen = _groups_reaching(maxima, t, chosen)
     if n_chosen > 2 * k:  # ~2.7 k of them (trained and random rows): the exact cut-off
         for s in range(n_chosen):

@@ -17,9 +17,10 @@ from numba import njit
 from sae_widgets.sae._numba_bf16_bits import _finite_bits, _key, _key_at_most, _value_of, _widen
 from sae_widgets.sae._numba_kernels import (
     RANKED_MAX,
+    _cutoff_above,
     _finish_row,
-    _group_cutoff,
     _groups_reaching,
+    _subsets_bound,
     _top_in_order,
     _values_reaching,
 )
@@ -87,7 +88,7 @@ def _key_maxima(row16: Any, keys: Any, maxima: Any, group: int) -> bool:
 
 KEY_SPAN = 256
 """Widest span of keys (bfloat16 steps, 128 an octave) over which `_key_cutoff` counts the
-group maxima in a histogram; wider: `_group_cutoff`'s selection."""
+group maxima in a histogram; wider: `_cutoff_above`'s selection."""
 
 
 @njit(nogil=True, cache=True)
@@ -95,22 +96,19 @@ def _key_cutoff(
     maxima: Any, k: int, bound: Any, chosen: Any, scratch: Any, buf: Any, counts: Any
 ) -> Any:
     """The k-th largest of a row's group maxima (int16 keys), so k values reach it:
-    counted in a histogram of the keys from a lower bound up (the smallest of k disjoint
-    subsets' maxima, as `_group_cutoff`), read from the top down; where the maxima above
-    that bound span more than KEY_SPAN keys, `_group_cutoff`. On 1,024 rows of the small
+    counted in a histogram of the keys from `_subsets_bound` up, read from the top down;
+    where the maxima above that bound span more than KEY_SPAN keys, `_cutoff_above` (as
+    `_group_cutoff`). On 1,024 rows of the small
     shape (128 maxima, k=16; numba, one thread, loaded machine): 0.76 against 1.82 ms,
     (/tmp/bf/cut.py, a throwaway); the maxima's span was 62 keys at the median, 122 at
     most (random rows; trained-like rows 71 / 135 on the large shape)."""
-    n_groups = maxima.shape[0]
-    bound[:] = maxima[:k]
-    for s in range(1, n_groups // k):
-        np.maximum(bound, maxima[s * k : (s + 1) * k], bound)
-    low = np.int32(bound.min())  # k distinct maxima reach it
+    first = _subsets_bound(maxima, k, bound)  # k distinct maxima reach it
+    low = np.int32(first)
     span = np.int32(maxima.max()) - low
     if span >= KEY_SPAN:
-        return _group_cutoff(maxima, k, bound, chosen, scratch, buf)
+        return _cutoff_above(maxima, k, first, chosen, scratch, buf)
     counts[: span + 1] = 0
-    for g in range(n_groups):
+    for g in range(maxima.shape[0]):
         above = np.int32(maxima[g]) - low
         if above >= 0:
             counts[above] += 1
