@@ -20,14 +20,14 @@ def csv_field(text: str) -> str:
     """`text` as one CSV field (quoted when it holds a comma, a quote or a newline). A label
     name that a spreadsheet would run as a formula ("=HYPERLINK(...)", "@SUM(...)") starts
     with an apostrophe, the usual guard against CSV injection; a number ("-1") stays one."""
-    if text.startswith(_FORMULA_STARTS) and not _is_number(text):
+    if text.startswith(_FORMULA_STARTS) and not _reads_as_number(text):
         text = "'" + text
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
-def _is_number(text: str) -> bool:
+def _reads_as_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
