@@ -73,3 +73,27 @@ def test_a_value_given_with_the_new_attribute_in_one_batch_is_kept(shapes) -> No
         ex.selection.probe_attribute = "shape"
         ex.selection.probe_value = 3.0
     assert ex.selection.probe_value == 3.0 == probe.slider.value
+
+
+# ---- uniqueness's threshold is a |cosine| in (0, 1] -------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [1.1, 2, -0.5, 0.0, float("inf"), float("nan")])
+def test_uniqueness_refuses_a_threshold_no_cosine_can_mean(threshold: float) -> None:
+    # 1.1 returned NaN (as if no unit matched); 0 or less counted every unit, dead ones too
+    units, true = np.array([[1.0, 0.0], [0.0, 0.0]]), np.eye(2)
+    with pytest.raises(ValueError, match=r"threshold must be a \|cosine\| in \(0, 1\].*got"):
+        sw.metrics.uniqueness(units, true, threshold=threshold)
+
+
+@pytest.mark.parametrize("threshold", ["0.9", None, True, np.array([0.9])])
+def test_uniqueness_threshold_of_another_type_is_a_type_error(threshold: Any) -> None:
+    with pytest.raises(TypeError, match=r"threshold must be a \|cosine\| in \(0, 1\]"):
+        sw.metrics.uniqueness(np.eye(2), np.eye(2), threshold=threshold)
+
+
+def test_uniqueness_takes_any_real_threshold_in_range() -> None:
+    units = np.array([[1.0, 0.0], [1.0, 0.1], [0.0, 0.0]])  # two units on feature 0, one dead
+    for threshold in (np.float32(0.9), np.float64(1e-6), 0.5):
+        assert sw.metrics.uniqueness(units, np.eye(2), threshold=threshold) == 0.5
+    assert sw.metrics.uniqueness(units, np.eye(2), threshold=np.int64(1)) == 1.0  # unit 0 only
