@@ -27,9 +27,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m sae_widgets.warmup
 	touch $(STAMP)
 
+# jupyter_config/ goes first on the config path (the user's own config still loads beneath it):
+# its page config hook keeps Notebook 7's pages (/tree, /notebooks/...) working on a server that
+# also served a JupyterLab page (see the file).
 demo: $(STAMP)
 	@nb=notebooks/01_quickstart.ipynb; test -f $$nb || nb=notebooks; \
 	echo "Opening JupyterLab on $$nb: open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below"; \
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter_config$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
 	$(VENV)/bin/jupyter lab --port=$(PORT) --no-browser --ip=127.0.0.1 $(ROOT_FLAG) \
 		--LabApp.extension_manager=readonly $$nb
 

@@ -47,7 +47,8 @@ def test_mmcs_mcc_uniqueness_by_hand() -> None:
     assert metrics.mcc(units, true) == pytest.approx((1 + cos45 + 0) / 3)
     # units matching at >= 0.9: u0 and u1, both feature 0 -> one distinct of two
     assert metrics.uniqueness(units, true) == pytest.approx(0.5)
-    assert np.isnan(metrics.uniqueness(units, true, threshold=1.1))
+    with pytest.raises(ValueError, match=r"threshold must be a \|cosine\| in \(0, 1\].*got 1.1"):
+        metrics.uniqueness(units, true, threshold=1.1)
     perm = np.random.default_rng(0).permutation(3)
     assert metrics.mmcs(true[perm] * -3, true) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="dimension"):

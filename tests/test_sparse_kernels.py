@@ -247,8 +247,8 @@ def gated_model(activation: str, seed: int = 0) -> SparseAutoencoder:
     model = SparseAutoencoder(cfg, generator=gen(seed)).eval()
     with torch.no_grad():
         model.b_enc.normal_(0, 0.3, generator=gen(seed + 1))
-        if model.threshold is not None:  # some negative: the gate also needs pre > 0
-            model.set_threshold_(torch.rand(256, generator=gen(seed + 2)) - 0.2)
+        if model.threshold is not None:  # some at 0: the gate also needs pre > 0
+            model.set_threshold_((torch.rand(256, generator=gen(seed + 2)) - 0.2).clamp_min(0))
     return model
 
 

@@ -174,12 +174,16 @@ def test_probe_value_outside_the_grid_is_refused_and_inside_snapped(ex):
     assert ex.selection.probe_value == float(grid[-1]) == probe.slider.value
 
 
-def test_switching_attribute_drops_a_value_the_new_grid_lacks(ex):
+def test_switching_attribute_drops_the_previous_attributes_value(ex):
     probe = sw.ProbeSlider(ex, attribute="rotation")
     ex.selection.probe_value = float(probe.result.values[-1])  # e.g. 30 degrees
     ex.selection.probe_attribute = "scale"  # 30 is no scale
     assert ex.selection.probe_value is None
     assert probe.slider.value == 1.0  # the identity, which is what None shows
+    ex.selection.probe_attribute = "shift_x"
+    ex.selection.probe_value = 1.0  # a pixel: inside thickness's grid, yet no thickness
+    ex.selection.probe_attribute = "thickness"
+    assert ex.selection.probe_value is None and probe.slider.value == 0.0  # the identity
     with ex.selection.hold_trait_notifications():  # both at once: checked together
         ex.selection.probe_attribute = "rotation"
         ex.selection.probe_value = float(probe.result.values[0])

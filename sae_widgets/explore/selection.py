@@ -194,6 +194,11 @@ class Selection(HasTraits):
         `Attribute`s also gives each one's grid of `values`: `probe_value` is then snapped
         to the nearest grid value of the probed attribute (what a slider over that grid
         shows), and a value outside the grid's range is refused.
+
+    A `probe_value` belongs to the `probe_attribute` it was given for: switching to another
+    attribute forgets it (None: the probe starts at its default, the attribute's identity or
+    the sample's own value), unless the new value is given in the same
+    ``hold_trait_notifications`` batch.
     **traits:
         Initial trait values, validated like later assignments.
 
@@ -246,6 +251,7 @@ class Selection(HasTraits):
                 if grid is not None:
                     self._grids[name] = grid
         self._sample_cache: tuple[list[int], NDArray[np.int64]] | None = None
+        self._value_attribute: str | None = None  # the probe_attribute probe_value was given for
         super().__init__(**traits)
 
     @property
@@ -354,6 +360,7 @@ class Selection(HasTraits):
         if not math.isfinite(value):
             raise SelectionError(f"probe_value must be None or a finite float; got {value}")
         name = self.probe_attribute
+        self._value_attribute = name
         grid = self._grids.get(name) if name is not None else None
         if grid is None:
             return value
@@ -369,11 +376,19 @@ class Selection(HasTraits):
 
     @observe("probe_attribute")
     def _refit_probe_value(self, change: Any) -> None:
-        """A value left by the previous attribute: snapped onto the new one's grid, or
-        forgotten (None: the probe's default) when outside it, so the Selection never holds a
-        value no slider shows."""
-        value, grid = self.probe_value, self._grids.get(change["new"])
-        if value is not None and grid is not None:
+        """A value left by the previous attribute is forgotten (None: the probe's default, the
+        new attribute's identity or the sample's own value, as on first display): 30 degrees
+        of rotation mean nothing as a scale or a shape. A value given while no attribute was
+        probed is snapped onto the new one's grid, or forgotten when outside it, so the
+        Selection never holds a value no slider shows."""
+        value, new = self.probe_value, change["new"]
+        if value is None or self._value_attribute == new:
+            return  # no value, or one given for the new attribute (in the same batch)
+        if self._value_attribute is not None or new is None:
+            self.probe_value = None
+            return
+        grid = self._grids.get(new)
+        if grid is not None:
             self.probe_value = _on_grid(value, grid)
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ callbacks, turned into float32 tensors or refused with an error naming the argum
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,10 +45,12 @@ def real_array(X: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32).reshape(array.shape)
 
 
-def weight_tensor(value: Any, name: str, shape: tuple[int, ...] | None) -> Tensor:
+def weight_tensor(
+    value: Any, name: str, shape: tuple[int, ...] | None, *, finite: bool = True
+) -> Tensor:
     """A user's weight (numpy, torch or lists) as a finite float32 tensor (of `shape` unless
     None): NaN, infinity and float64 values past float32's range (which the cast made inf)
-    are refused, as a checkpoint's are."""
+    are refused, as a checkpoint's are (unless `finite` is False: the caller checks)."""
     if torch.is_tensor(value):
         check_has_values(value, name)
         check_dense(value, name)
@@ -60,11 +63,47 @@ def weight_tensor(value: Any, name: str, shape: tuple[int, ...] | None) -> Tenso
     if shape is not None and tuple(tensor.shape) != shape:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
     tensor = tensor.float()
-    if not bool(torch.isfinite(tensor).all()):
+    if finite and not bool(torch.isfinite(tensor).all()):
         raise ValueError(
             f"{name} holds NaN or infinite values (or values beyond float32's range, 3.4e38)"
         )
     return tensor
+
+
+def threshold_values(value: Any, n_units: int) -> Tensor:
+    """A user's threshold (a number, or one per unit) as a float32 (n_units,) tensor, checked
+    once: NaN, infinity and values below 0 are refused (a unit fires where its
+    pre-activation exceeds both its threshold and 0, so a threshold below 0 would act as 0)."""
+    if isinstance(value, bool | np.bool_) or (torch.is_tensor(value) and value.dtype == torch.bool):
+        raise TypeError(f"threshold must be a number or {n_units} numbers; got a bool")
+    tensor = weight_tensor(value, "threshold", None, finite=False)
+    scalar = tensor.ndim == 0
+    if scalar:
+        tensor = tensor.expand(n_units)
+    elif tuple(tensor.shape) != (n_units,):
+        raise ValueError(
+            f"threshold must be a number or have shape ({n_units},), got {tuple(tensor.shape)}"
+        )
+    bad = ~(torch.isfinite(tensor) & (tensor >= 0))
+    if bool(bad.any()):  # one wait for a GPU tensor, here at call time only
+        unit = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            "threshold must be finite and at least 0 (below 0 it would act as 0); got "
+            f"{float(tensor[unit]):g}" + ("" if scalar else f" for unit {unit}")
+        )
+    return tensor
+
+
+def positive_factor(value: Any, name: str) -> float:
+    """A finite number above 0 (a Python or numpy number, or a one-value tensor), as a float."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.dtype == torch.bool:
+        value = value.item()  # one wait for a GPU tensor, at call time only
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number above 0; got {type(value).__name__}")
+    factor = float(value)
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"{name} must be a finite number above 0; got {value!r}")
+    return factor
 
 
 def real_array_of(value: Any, name: str) -> np.ndarray:

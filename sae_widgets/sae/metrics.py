@@ -225,13 +225,16 @@ def mcc(sae_or_decoder_matrix: Any, true_features: Any) -> float:
 def uniqueness(sae_or_decoder_matrix: Any, true_features: Any, threshold: float = 0.9) -> float:
     """Among units that match a true feature (|cosine| >= threshold), the fraction of
     distinct features they match: 1.0 means no feature is learned twice. NaN if none match.
+
+    `threshold` is a |cosine| in (0, 1]: above 1 no unit could match, and at 0 or below every
+    unit would, a dead unit's zero row included.
     """
-    if (
-        isinstance(threshold, bool | np.bool_)
-        or not isinstance(threshold, numbers.Real)
-        or not math.isfinite(threshold)
-    ):
-        raise ValueError(f"threshold must be a finite |cosine| (e.g. 0.9); got {threshold!r}")
+    if isinstance(threshold, bool | np.bool_) or not isinstance(threshold, numbers.Real):
+        raise TypeError(
+            f"threshold must be a |cosine| in (0, 1] (e.g. 0.9); got {type(threshold).__name__}"
+        )
+    if not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+        raise ValueError(f"threshold must be a |cosine| in (0, 1] (e.g. 0.9); got {threshold!r}")
     cos = _abs_cosines(sae_or_decoder_matrix, true_features)
     best_true = cos.argmax(axis=0)
     matched = cos.max(axis=0) >= threshold

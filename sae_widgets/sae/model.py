@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from sae_widgets.memory import check_memory
 from sae_widgets.sae import registry
 from sae_widgets.sae.forward import ForwardOutput, TrainOutput, forward_of
-from sae_widgets.sae.inputs import weight_tensor
+from sae_widgets.sae.inputs import positive_factor, threshold_values, weight_tensor
 from sae_widgets.sae.registry import ACTIVATIONS
 from sae_widgets.sae.sparse_ops import SparseCodes, encoder_matmul
 
@@ -191,16 +191,18 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def set_threshold_(self, threshold: Any) -> None:
-        """Set the per-unit threshold (a scalar broadcasts); a learned one is reproduced bit
-        for bit (its log is nudged until exp gives the value back)."""
+        """Set the per-unit threshold (a scalar broadcasts; finite and at least 0, checked
+        here); a learned one is reproduced bit for bit (its log is nudged until exp gives the
+        value back)."""
         if self.spec.threshold == "none":
             raise ValueError(f"activation {self.cfg.activation!r} keeps no threshold")
-        n = self.cfg.n_units
-        t = torch.as_tensor(np.asarray(threshold) if not torch.is_tensor(threshold) else threshold)
-        t = t.detach().float()
-        t = t.expand(n) if t.ndim == 0 else t
-        if tuple(t.shape) != (n,):
-            raise ValueError(f"threshold must have shape ({n},), got {tuple(t.shape)}")
+        self.write_threshold_(threshold_values(threshold, self.cfg.n_units))
+
+    @torch.no_grad()
+    def write_threshold_(self, t: Tensor) -> None:
+        """Store a checked (n_units,) float threshold, unchecked: the trainer's running update
+        each step (checking it there would make a GPU wait every step); users call
+        `set_threshold_`."""
         if self.spec.threshold == "running":
             self.batch_threshold.copy_(t)
             return
@@ -255,7 +257,9 @@ class SparseAutoencoder(nn.Module):
             if kind == "learned" and threshold is None:
                 raise ValueError(f"threshold is required for activation={cfg.activation!r}")
             if threshold is not None:  # a scalar or (n_units,), shape checked when set
-                threshold = weight_tensor(threshold, "threshold", None)
+                # below 0 acts as 0 here as in SAELens and dictionary_learning (both gate
+                # with a ReLU too): a file's negative thresholds load as 0, same codes
+                threshold = weight_tensor(threshold, "threshold", None).clamp_min(0)
             if kind != "none":
                 model.set_threshold_(threshold if threshold is not None else 0.0)
         return model
@@ -275,10 +279,12 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def rescale_inputs_(self, factor: float) -> None:
-        """Make the module act on inputs multiplied by `factor` (codes scale with it too).
+        """Make the module act on inputs multiplied by `factor` (a finite number above 0;
+        codes scale with it too).
 
         Training runs on x * s; folding the scale back is rescale_inputs_(1 / s).
         """
+        factor = positive_factor(factor, "factor")
         self.b_enc.mul_(factor)
         self.b_dec.mul_(factor)
         self.scale_threshold_(factor)

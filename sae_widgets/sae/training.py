@@ -211,7 +211,7 @@ class Trainer:
         self.threshold_updates += 1
         beta = min(0.95, 1.0 - 1.0 / self.threshold_updates)
         updated = current * beta + (1 - beta) * batch_threshold.clamp_min(0)
-        self.model.set_threshold_(self.finite.unless_skipped(updated, current))
+        self.model.write_threshold_(self.finite.unless_skipped(updated, current))
 
     # ----------------------------------------------------------------- sessions
     def plan(self, n: int, batch_size: int, shuffle: bool) -> EpochPlan:

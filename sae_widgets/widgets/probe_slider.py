@@ -210,10 +210,10 @@ class ProbeSlider(ExplorerView):
     def value_index(self) -> int:
         """Grid position nearest the Selection's probe value.
 
-        Without a value, or with one outside this attribute's grid (left by another
-        attribute), it is the attribute's identity; without one, the probed sample's own value
-        when the dataset records it as a factor of that name (a shape's scale, a sentence's
-        tense); else the middle of the grid.
+        Without a value (the Selection forgets the previous attribute's value when another is
+        picked), or with one outside this attribute's grid, it is the attribute's identity;
+        without one, the probed sample's own value when the dataset records it as a factor of
+        that name (a shape's scale, a sentence's tense); else the middle of the grid.
         """
         assert self.result is not None
         grid = self.result.values

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -38,19 +39,9 @@ LAB_SETTINGS = {
 }
 
 
-# jupyterlab_server's LabHandler writes each JupyterLab page's "treePath", "workspace" and "mode"
-# into the server-wide page config (settings["page_config_data"], no copy), and Notebook 7's
-# pages start from that same dict. So once a JupyterLab page was served, every Notebook 7 page
-# of the server carried the last JupyterLab file as its treePath: Notebook 7's tree resolver
-# (whose route matches every URL) handed it to the file browser's restorer, which ran
-# 'filebrowser:open-path', a command Notebook 7's notebook page does not have ("Command
-# 'filebrowser:open-path' not registered"). The page config hook (which both handlers call)
-# gives each page its own copy, so nothing one page sets reaches another.
-SERVER_CONFIG = """\
-c.ServerApp.tornado_settings = {
-    "page_config_hook": lambda handler, page_config: dict(page_config),
-}
-"""
+# The Jupyter config of `make demo` (its page config hook keeps Notebook 7's pages working on
+# a server that also served JupyterLab pages): first on the config path, as the Makefile puts it.
+DEMO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "jupyter_config"
 
 
 def free_port() -> int:
@@ -138,17 +129,53 @@ def start_lab_server(
     Waits until /api/status answers with the token (bounded), and raises RuntimeError with the
     tail of the server log if the server exits or does not answer in `timeout_s`.
     """
+    return _start_server(
+        lambda port, token: [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            *_server_args(root_dir, work_dir, port, token),
+        ],
+        root_dir,
+        root_dir,
+        work_dir,
+        {"JUPYTER_CONFIG_PATH": str(DEMO_CONFIG_DIR), **(extra_env or {})},
+        timeout_s,
+    )
+
+
+def start_demo_server(
+    command: Callable[[int], list[str]], cwd: Path, root_dir: Path, work_dir: Path
+) -> LabServer:
+    """Start the server of `command(port)` (e.g. `make demo`'s command line) in `cwd`, serving
+    `root_dir`, with the private Jupyter dirs under `work_dir` and the token in JUPYTER_TOKEN
+    (the user's Jupyter set-up is never read or changed; no JUPYTER_CONFIG_PATH is passed on,
+    so the command must give its own)."""
+    no_config_path = {"JUPYTER_CONFIG_PATH": ""}  # empty: unset for the shell and for Jupyter
+    return _start_server(
+        lambda port, _token: command(port), cwd, root_dir, work_dir, no_config_path, 120
+    )
+
+
+def _start_server(
+    command: Callable[[int, str], list[str]],
+    cwd: Path,
+    root_dir: Path,
+    work_dir: Path,
+    extra_env: dict[str, str],
+    timeout_s: float,
+) -> LabServer:
     token = secrets.token_hex(24)
-    env = _private_env(work_dir, token, extra_env or {})
+    env = _private_env(work_dir, token, extra_env)
     last_error = "never started"
     for attempt in range(3):  # a port can be taken between free_port() and the server's bind
         port = free_port()
         log_path = work_dir / f"jupyter-server-{attempt}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", *_server_args(root_dir, work_dir, port, token)],
+            command(port, token),
             env=env,
-            cwd=root_dir,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -189,7 +216,6 @@ def _private_env(work_dir: Path, token: str, extra_env: dict[str, str]) -> dict[
     }
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
-    (dirs["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.py").write_text(SERVER_CONFIG)
     settings_dir = work_dir / "user-settings"
     for relative, values in LAB_SETTINGS.items():
         target = settings_dir / relative
@@ -198,6 +224,7 @@ def _private_env(work_dir: Path, token: str, extra_env: dict[str, str]) -> dict[
     env = dict(os.environ)
     env.update({name: str(path) for name, path in dirs.items()})
     env[MARKER_ENV] = token
+    env["JUPYTER_TOKEN"] = token  # the token of a server started without --IdentityProvider.token
     env.update(extra_env)
     return env
 
