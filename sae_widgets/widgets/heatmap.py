@@ -302,8 +302,11 @@ class ActivationHeatmap(ExplorerView):
     def _draw_card(self) -> None:
         self._draw_row_box()
         sample = self.selection.probe_sample
+        # No sample: nothing of the last one stays drawn under the title's invitation.
+        self.card.figure.layout.display = "none" if sample is None else None
         if sample is None:
             self.card_title.value = "<i>click the strip left of a row to see that sample</i>"
+            self.card_input.value = self.card_text.value = ""
             self.card_units.show([])
             return
         x = self.ex.dataset.X[sample]
