@@ -55,3 +55,34 @@ def test_the_sample_card_shows_no_stale_sample_once_the_probe_sample_is_cleared(
     ex.selection.probe_sample = 7
     assert heatmap.card.figure.layout.display != "none"
     assert "sample 7" in heatmap.card_title.value
+
+
+# ---- a probe attribute dropdown told "no option" by the browser --------------------------------
+
+
+def _shift(rows: Any, value: float) -> np.ndarray:
+    return X6[rows] + value
+
+
+def _gain(rows: Any, value: float) -> np.ndarray:
+    return X6[rows] * value
+
+
+ATTRIBUTES = {
+    "shift": sw.Attribute("shift", [-1.0, 0.0, 1.0], _shift),
+    "gain": sw.Attribute("gain", [0.5, 1.0, 2.0], _gain),
+}
+
+
+def test_a_probe_dropdown_message_of_no_index_is_ignored() -> None:
+    # {"index": null} (a Dropdown left with no option) set probe_attribute to None and the
+    # sweep raised TypeError ("attribute must provide name, values and sweep()"): the
+    # dropdown then showed nothing over the last attribute's curves
+    ds = sw.Dataset(X6, attributes=ATTRIBUTES)
+    ex = sw.Explorer(_fit(ds.X), ds)
+    probe = sw.ProbeSlider(ex, attribute="gain")
+    probe.attribute.set_state({"index": None})
+    assert ex.selection.probe_attribute == "gain"
+    assert probe.attribute.value == "gain" == probe.result.attribute
+    probe.attribute.set_state({"index": 0})  # a real pick still works
+    assert ex.selection.probe_attribute == "shift" == probe.result.attribute
