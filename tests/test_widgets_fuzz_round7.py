@@ -86,3 +86,26 @@ def test_a_probe_dropdown_message_of_no_index_is_ignored() -> None:
     assert probe.attribute.value == "gain" == probe.result.attribute
     probe.attribute.set_state({"index": 0})  # a real pick still works
     assert ex.selection.probe_attribute == "shift" == probe.result.attribute
+
+
+# ---- toggle buttons told "no button" by the browser ----------------------------------------
+
+
+def test_toggle_buttons_keep_their_choice_when_a_message_unpicks_every_button() -> None:
+    # {"index": null} left the PCA view's mode None (every later brush raised ValueError:
+    # "mode: expected one of ...") and its colour choice None (every point grey, the
+    # activation legend over label colours)
+    labels = np.arange(40) % 3
+    ds = sw.Dataset(X6, labels=labels)
+    ex = sw.Explorer(_fit(ds.X), ds)
+    pca = sw.PCABrush(ex)
+    colors = pca.point_colors
+    for buttons in (pca.mode, pca.color_by, pca.select_with):
+        before = buttons.value
+        buttons.set_state({"index": None})
+        assert buttons.value == before
+    assert pca.point_colors == colors
+    pca._drawn([1, 2, 3])  # what a lasso does
+    assert ex.selection.samples == [1, 2, 3]
+    pca.mode.set_state({"index": 1})  # a real pick still works
+    assert pca.mode.value == "add"
