@@ -109,3 +109,52 @@ def test_toggle_buttons_keep_their_choice_when_a_message_unpicks_every_button() 
     assert ex.selection.samples == [1, 2, 3]
     pca.mode.set_state({"index": 1})  # a real pick still works
     assert pca.mode.value == "add"
+
+
+# ---- names and tokens holding bidirectional controls -----------------------------------------
+
+# A right-to-left override (U+202E) in a label name or a token reverses everything after it
+# on the line, up to the end of the paragraph: "label ‮abc · 3 active units" showed the
+# card's own words backwards. Inside a <bdi> (an isolate) it stops at the name's end.
+RLO = "\u202e"
+
+
+def _outside_isolates(text: str) -> str:
+    import re
+
+    return re.sub(r"<bdi[^>]*>.*?</bdi>", "", text, flags=re.S)
+
+
+def test_a_label_name_with_a_bidi_override_stays_inside_its_name() -> None:
+    names = np.array([f"{RLO}evil", "plain", f"x{RLO}" + "y" * 50])
+    ds = sw.Dataset(X6, labels=names[np.arange(40) % 3])
+    ex = sw.Explorer(_fit(ds.X), ds)
+    board = ex.dashboard()
+    inspector, heatmap = board.inspector, board.heatmap
+    from sae_widgets.widgets._legend import hover_card
+
+    for unit in range(ex.n_units):
+        ex.selection.unit = unit
+        for sample in range(3):
+            ex.selection.probe_sample = sample
+            texts = [inspector.stats.value, heatmap.card_title.value, board.brush.legend.value]
+            texts.append(hover_card(ex, sample, unit))
+            inspector._label_hovered(None, {"data": {"index": 0}})
+            texts.append(inspector.label_tip.value)
+            for text in texts:
+                assert RLO not in _outside_isolates(text), text
+
+
+def test_a_token_with_a_bidi_override_stays_inside_the_sample_cards_token() -> None:
+    from sae_widgets.data.tokens import Documents, TokenRows
+
+    text = f"ab{RLO}cd"
+    spans = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]])
+    documents = Documents(texts=[text], token_ids=[np.arange(5)], offsets=[spans])
+    tokens = TokenRows(np.zeros(5, np.int64), np.arange(5), np.arange(5), documents)
+    ds = sw.Dataset(X6[:5], tokens=tokens)
+    ex = sw.Explorer(_fit(ds.X, batch_size=4), ds)
+    heatmap = sw.ActivationHeatmap(ex)
+    ex.selection.probe_sample = 2
+    assert RLO in heatmap.card_title.value
+    assert RLO not in _outside_isolates(heatmap.card_title.value)

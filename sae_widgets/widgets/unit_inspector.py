@@ -8,7 +8,6 @@ nearest (decoder cosine) and co-firing (Jaccard) units as buttons that focus the
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as widgets
@@ -18,7 +17,7 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.analysis.summary import encoder_filter
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar, label_html
+from sae_widgets.widgets._legend import color_bar, isolated_html, label_html
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._render import diverging_gradient_css
 from sae_widgets.widgets._unit_buttons import UnitButtons
@@ -334,7 +333,7 @@ class UnitInspector(ExplorerView):
             return
         share = float(np.asarray(self.label_bars.y)[index])
         self.label_tip.value = (
-            f"<b>{html.escape(self._label_names[index])}</b>: {100 * share:.0f}% of the "
+            f"<b>{isolated_html(self._label_names[index])}</b>: {100 * share:.0f}% of the "
             "samples it fires on"
         )
 
