@@ -158,3 +158,24 @@ def test_a_token_with_a_bidi_override_stays_inside_the_sample_cards_token() -> N
     ex.selection.probe_sample = 2
     assert RLO in heatmap.card_title.value
     assert RLO not in _outside_isolates(heatmap.card_title.value)
+
+
+# ---- a gallery of few pictures ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_gallery_of_fewer_pictures_than_columns_draws_them_at_their_usual_size(n) -> None:
+    # the grid was only n pictures wide, stretched over the whole figure: a unit firing on
+    # one sample showed one 8 x 8 digit 360 px wide (a 579 px tall panel, against 110 px for
+    # a row of eight), the inspector jumping in height from unit to unit
+    from sae_widgets.widgets._panels import SampleGallery
+
+    images = np.random.default_rng(0).random((16, 8, 8)).astype(np.float32)
+    picked: list[int] = []
+    gallery = SampleGallery(picked.append, images=images, n_cols=8, width=360)
+    gallery.show(np.arange(8), np.ones(8))
+    full_row = gallery.figure.layout.height
+    gallery.show(np.arange(n), np.ones(n))
+    assert gallery.figure.layout.height == full_row
+    assert gallery.sample_at(4.0, float(gallery.y_scale.max) - 4.0) == 0
+    assert gallery.sample_at(7 * 9 + 4.0, float(gallery.y_scale.max) - 4.0) is None  # blank

@@ -303,6 +303,12 @@ class SampleGallery:
             pad=1,
             band=band,
         )
+        # Always `n_cols` cells wide (blank ones right of fewer pictures): a picture keeps its
+        # size whatever the count, rather than one stretched over the whole figure.
+        full_w = self.n_cols * (w + 1) - 1
+        if grid.shape[1] < full_w:
+            blank = np.full((grid.shape[0], full_w - grid.shape[1], 3), 255, np.uint8)
+            grid = np.concatenate([grid, blank], axis=1)
         grid_h, grid_w = grid.shape[:2]
         self._cell = (h + band + 1, w + 1)
         position = np.arange(n)
