@@ -192,3 +192,23 @@ def test_complex_images_or_factors_are_refused_as_x_is(field) -> None:
     given = {"images": values} if field == "images" else {"factors": {"a": values[:, 0, 0]}}
     with pytest.raises(TypeError, match=f"{field}.*real numbers.*complex64"):
         sw.Dataset(X6, **given)
+
+
+def test_a_prompt_with_a_bidi_override_stays_inside_the_continuation() -> None:
+    # the prompt's U+202E reversed the continuation's caption line ("unit 3 on the
+    # continuation: ...", after a <br> of the same paragraph) as well
+    from test_fuzz_language_round5 import TEXTS, CharTokenizer, TinyLM
+
+    torch.manual_seed(0)
+    lm, tok = TinyLM().eval(), CharTokenizer()
+    ids = [np.asarray(tok(t)["input_ids"], np.int64) for t in TEXTS]
+    with torch.no_grad():
+        rows = torch.cat([lm.block(lm.embed(torch.from_numpy(i))) for i in ids]).numpy()
+    ds = sw.Dataset(rows)
+    sae = _fit(ds.X, n_units=16, k=3, batch_size=16)
+    ex = sw.Explorer(sae, ds, model=lm, layer="block", tokenizer=tok)
+    view = sw.SteeringView(ex, prompt=f"ab{RLO}c", max_new_tokens=3)
+    ex.selection.unit = 3
+    view.slider.value = float(view.slider.max)
+    assert RLO in view.texts.value and "on the continuation" in view.texts.value
+    assert RLO not in _outside_isolates(view.texts.value)

@@ -21,6 +21,7 @@ __all__ = [
     "isolated_html",
     "label_html",
     "label_legend",
+    "needs_isolation",
     "picture_html",
 ]
 
@@ -37,13 +38,19 @@ _BIDI_CLASSES = {"R", "AL", "LRE", "LRO", "RLE", "RLO", "PDF", "LRI", "RLI", "FS
 """Bidirectional classes of right-to-left letters and of the explicit controls."""
 
 
+def needs_isolation(text: str) -> bool:
+    """Whether `text` holds right-to-left letters or bidirectional controls (then it goes
+    in a `<bdi>` in a line of HTML)."""
+    return any(unicodedata.bidirectional(c) in _BIDI_CLASSES for c in text)
+
+
 def isolated_html(text: str, title: str | None = None) -> str:
     """`text` escaped, inside a `<bdi>` when it holds right-to-left letters or bidirectional
     controls: what those do (a right-to-left override reverses all that follows it on the
     line) ends with the text, and a right-to-left name does not move its neighbours. With a
     `title`, that is shown on hover."""
     tip = "" if title is None else f' title="{html.escape(title)}"'
-    tag = "bdi" if any(unicodedata.bidirectional(c) in _BIDI_CLASSES for c in text) else ""
+    tag = "bdi" if needs_isolation(text) else ""
     if not tag and not tip:
         return html.escape(text)
     tag = tag or "span"
