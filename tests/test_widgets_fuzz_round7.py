@@ -212,3 +212,27 @@ def test_a_prompt_with_a_bidi_override_stays_inside_the_continuation() -> None:
     view.slider.value = float(view.slider.max)
     assert RLO in view.texts.value and "on the continuation" in view.texts.value
     assert RLO not in _outside_isolates(view.texts.value)
+
+
+# ---- booleans in browser messages ------------------------------------------------------------
+
+
+def test_a_bool_in_a_hover_or_button_message_is_no_index(pictured) -> None:
+    # True is an int to Python: {"index": true} named label slot 1 in the label tooltip and
+    # {"unit": true} clicked the button of unit 1
+    from sae_widgets.widgets._unit_buttons import UnitButtons
+
+    labels = np.arange(40) % 3
+    ds = sw.Dataset(X6, labels=labels)
+    ex = sw.Explorer(_fit(ds.X), ds)
+    inspector = sw.UnitInspector(ex, unit=0)
+    inspector.label_tip.value = "before"
+    inspector._label_hovered(None, {"data": {"index": True}})
+    assert inspector.label_tip.value == "before"
+    clicked: list[int] = []
+    buttons = UnitButtons("units", clicked.append)
+    buttons.show([0, 1, 2])
+    buttons._browser_click(buttons, {"unit": True}, [])
+    assert clicked == []
+    buttons._browser_click(buttons, {"unit": 1}, [])
+    assert clicked == [1]

@@ -26,6 +26,7 @@ from sae_widgets.widgets._view import (
     ExplorerView,
     axis,
     check_count,
+    event_index,
     figure,
     pixel_shape,
     wrapping_row,
@@ -327,9 +328,8 @@ class UnitInspector(ExplorerView):
     def _label_hovered(self, _mark: Any, event: dict[str, Any]) -> None:
         """bqplot's hover message: the bar's slot in `data.index`; its tooltip names the
         whole label (the tick under it may be shortened) and its share."""
-        data = event.get("data") if isinstance(event, dict) else None
-        index = data.get("index") if isinstance(data, dict) else None
-        if not isinstance(index, int) or not 0 <= index < len(self._label_names):
+        index = event_index(event, len(self._label_names))  # None: malformed, ignored
+        if index is None:
             return
         share = float(np.asarray(self.label_bars.y)[index])
         self.label_tip.value = (
