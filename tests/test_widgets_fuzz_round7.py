@@ -236,3 +236,22 @@ def test_a_bool_in_a_hover_or_button_message_is_no_index(pictured) -> None:
     assert clicked == []
     buttons._browser_click(buttons, {"unit": 1}, [])
     assert clicked == [1]
+
+
+# ---- searching the unit table for a label written in other digits ------------------------------
+
+
+@pytest.mark.parametrize("name", ["٣", "²", "३"])
+def test_the_unit_tables_search_finds_a_label_of_non_ascii_digits(name) -> None:
+    # str.isdigit() is true of "٣" (Arabic-Indic three), "²" and "३": the search took them for
+    # a unit number, matched no unit and showed an empty table
+    names = np.array([name, "other"])
+    ds = sw.Dataset(X6, labels=names[(X6[:, 0] > 0.5).astype(int)])
+    ex = sw.Explorer(_fit(ds.X), ds)
+    table = sw.UnitTable(ex)
+    table.search.value = name
+    expected = [
+        u for u in range(ex.n_units) if table._label_name(int(table.stats.top_label[u])) == name
+    ]
+    assert expected, "no unit is mostly of that label"
+    assert sorted(table.order.tolist()) == expected
