@@ -255,3 +255,34 @@ def test_the_unit_tables_search_finds_a_label_of_non_ascii_digits(name) -> None:
     ]
     assert expected, "no unit is mostly of that label"
     assert sorted(table.order.tolist()) == expected
+
+
+# ---- malformed clicks on the comparison's points -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        {"data": None},
+        {"data": []},
+        {"data": {"index": "1"}},
+        {"data": {"index": True}},
+        {"data": {"index": 1.5}},
+        {"data": {"index": float("nan")}},
+        {"data": {"index": -1}},
+        {"data": {"index": 10**9}},
+    ],
+)
+def test_malformed_clicks_on_the_comparisons_points_are_ignored(event) -> None:
+    # the handler raised AttributeError / ValueError / TypeError into the comm for these
+    # (nan: int(nan)), and took 1.5 for point 1 and True for point 1
+    ds = sw.Dataset(X6)
+    cmp = sw.compare(_fit(ds.X, seed=0), _fit(ds.X, seed=1), ds)
+    view = sw.CompareView(cmp)
+    kind = next(k for k, units in view.units.items() if len(units) > 1)
+    view._clicked(view.scatters[kind], event)
+    assert cmp.selection.unit is None
+    view._clicked(view.scatters[kind], {"data": {"index": 1}})  # a real click
+    assert cmp.selection.unit == int(view.units[kind][1])
