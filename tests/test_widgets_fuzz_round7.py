@@ -286,3 +286,29 @@ def test_malformed_clicks_on_the_comparisons_points_are_ignored(event) -> None:
     assert cmp.selection.unit is None
     view._clicked(view.scatters[kind], {"data": {"index": 1}})  # a real click
     assert cmp.selection.unit == int(view.units[kind][1])
+
+
+@pytest.mark.parametrize("images", [True, False])
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        {"click_x": "a", "click_y": 1.0},
+        {"click_x": float("nan"), "click_y": 1.0},
+        {"click_x": 1.0, "click_y": float("inf")},
+        {"click_x": True, "click_y": 1.0},
+        {"click_x": [1], "click_y": 1.0},
+    ],
+)
+def test_malformed_clicks_on_a_gallery_are_ignored(images, data) -> None:
+    # float("a"), int(nan) and int(inf) raised into the comm; an event that is no dict too
+    from sae_widgets.widgets._panels import SampleGallery
+
+    picked: list[int] = []
+    source = {"images": IMAGES} if images else {"X": X6}
+    gallery = SampleGallery(picked.append, **source)
+    gallery.show([3, 4], [1.0, 0.5])
+    gallery._clicked(None, {"data": data})
+    gallery._clicked(None, data)
+    assert picked == []

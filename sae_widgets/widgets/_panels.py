@@ -32,6 +32,7 @@ from sae_widgets.widgets._view import (
     TITLE_ROOM,
     Indices,
     axis,
+    event_number,
     figure,
     pixel_shape,
     set_lines,
@@ -363,8 +364,9 @@ class SampleGallery:
         return self.samples[position] if 0 <= position < len(self.samples) else None
 
     def _clicked(self, _mark: Any, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        if "click_x" in data and "click_y" in data:
-            sample = self.sample_at(float(data["click_x"]), float(data["click_y"]))
-            if sample is not None:
-                self._on_sample(sample)
+        x, y = event_number(event, "click_x"), event_number(event, "click_y")
+        if x is None or y is None:  # a malformed event: ignored, as every view's clicks
+            return
+        sample = self.sample_at(x, y)
+        if sample is not None:
+            self._on_sample(sample)
