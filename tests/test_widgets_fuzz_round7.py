@@ -312,3 +312,26 @@ def test_malformed_clicks_on_a_gallery_are_ignored(images, data) -> None:
     gallery._clicked(None, {"data": data})
     gallery._clicked(None, data)
     assert picked == []
+
+
+# ---- malformed selections from the WebGL scatter -------------------------------------------------
+
+
+def test_malformed_webgl_selections_and_outlines_are_ignored() -> None:
+    # a 2-D selection of one row selected its two points as a click; a fraction was cut to a
+    # point; a lasso outline with NaN raised ValueError ("polygon must hold finite
+    # coordinates") into the comm
+    from sae_widgets.widgets._gl_scatter import GLScatter
+
+    drawn: list[np.ndarray] = []
+    outlines: list[np.ndarray] = []
+    coords = RNG.random((50, 2))
+    scatter = GLScatter(coords, drawn.append, on_outline=outlines.append)
+    for bad in (np.array([[1, 2]]), np.array([0.5]), np.array([np.nan])):
+        scatter._selected({"new": bad})
+    scatter._outlined({"new": np.array([[np.nan, 0.0], [1.0, 1.0], [0.0, 1.0]])})
+    scatter._outlined({"new": np.array([[np.inf, 0.0], [1.0, 1.0], [0.0, 1.0]])})
+    assert drawn == [] and outlines == []
+    scatter._selected({"new": np.array([3])})  # a real click
+    scatter._outlined({"new": np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])})  # a lasso
+    assert [d.tolist() for d in drawn] == [[3]] and len(outlines) == 1

@@ -129,8 +129,9 @@ class GLScatter:
             self.plot.selection(selected if len(selected) else None)
 
     def _selected(self, change: dict[str, Any]) -> None:
-        new = change["new"]
-        picked = np.zeros(0, np.int64) if new is None else np.asarray(new, dtype=np.int64)
+        picked = _positions(change["new"])
+        if picked is None:
+            return  # a malformed message (not a 1-D list of whole numbers): ignored
         if self._showing is not None and np.array_equal(picked, self._showing):
             return  # the browser echoing what the kernel showed
         self._showing = None
@@ -150,6 +151,20 @@ class GLScatter:
             return
         outline = np.asarray(new, dtype=np.float64)
         self.fit.holding = True  # since the release on the plot (the browser holds)
-        if outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3:
+        drawn = outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3
+        if drawn and np.isfinite(outline).all():  # else malformed: ignored
             self._on_outline(outline)  # an empty outline is a deselect: nothing to do
         self.fit.release()  # no-op when the caller released it already
+
+
+def _positions(value: Any) -> np.ndarray | None:
+    """The browser's selection as int64 positions (None: nothing selected, an empty array),
+    or None when it is no 1-D array of whole numbers."""
+    if value is None:
+        return np.zeros(0, np.int64)
+    array = np.asarray(value)
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        return None
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array % 1 == 0).all()):
+        return None
+    return array.astype(np.int64)
