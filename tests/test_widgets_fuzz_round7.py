@@ -335,3 +335,17 @@ def test_malformed_webgl_selections_and_outlines_are_ignored() -> None:
     scatter._selected({"new": np.array([3])})  # a real click
     scatter._outlined({"new": np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])})  # a lasso
     assert [d.tolist() for d in drawn] == [[3]] and len(outlines) == 1
+
+
+def test_malformed_svg_lasso_marks_are_ignored() -> None:
+    # the same messages on the SVG lasso's target: a 2-D mark selected its two points, a
+    # fraction was cut to a point, NaN was cast to a garbage index (RuntimeWarning)
+    ds = sw.Dataset(X6)
+    ex = sw.Explorer(_fit(ds.X), ds)
+    pca = sw.PCABrush(ex)
+    assert pca.lasso_target is not None
+    for bad in (np.array([[1, 2]]), np.array([0.5]), np.array([np.nan])):
+        pca.lasso_target.selected = bad
+    assert ex.selection.samples == []
+    pca.lasso_target.selected = np.array([1.0, 2.0])  # whole numbers as floats: points
+    assert ex.selection.samples == [1, 2]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.widgets._gl_fit import RendererFit
+from sae_widgets.widgets._view import event_positions
 
 __all__ = ["GLScatter"]
 
@@ -129,7 +130,7 @@ class GLScatter:
             self.plot.selection(selected if len(selected) else None)
 
     def _selected(self, change: dict[str, Any]) -> None:
-        picked = _positions(change["new"])
+        picked = event_positions(change["new"])
         if picked is None:
             return  # a malformed message (not a 1-D list of whole numbers): ignored
         if self._showing is not None and np.array_equal(picked, self._showing):
@@ -155,16 +156,3 @@ class GLScatter:
         if drawn and np.isfinite(outline).all():  # else malformed: ignored
             self._on_outline(outline)  # an empty outline is a deselect: nothing to do
         self.fit.release()  # no-op when the caller released it already
-
-
-def _positions(value: Any) -> np.ndarray | None:
-    """The browser's selection as int64 positions (None: nothing selected, an empty array),
-    or None when it is no 1-D array of whole numbers."""
-    if value is None:
-        return np.zeros(0, np.int64)
-    array = np.asarray(value)
-    if array.ndim != 1 or array.dtype.kind not in "iuf":
-        return None
-    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array % 1 == 0).all()):
-        return None
-    return array.astype(np.int64)

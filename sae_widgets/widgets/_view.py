@@ -107,6 +107,20 @@ def event_index(event: Any, size: int) -> int | None:
     return int(index)
 
 
+def event_positions(value: Any) -> np.ndarray | None:
+    """A browser's selected points (a mark's `selected`) as int64 positions (None, nothing
+    selected: an empty array), or None when it is no 1-D array of whole numbers (a malformed
+    message, which the caller ignores)."""
+    if value is None:
+        return np.zeros(0, np.int64)
+    array = np.asarray(value)
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        return None
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array % 1 == 0).all()):
+        return None
+    return array.astype(np.int64)
+
+
 Indices = Sequence[int] | NDArray[np.integer[Any]]
 """Unit or sample indices as views receive them: a list or an integer numpy array."""
 
