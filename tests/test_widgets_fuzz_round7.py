@@ -349,3 +349,27 @@ def test_malformed_svg_lasso_marks_are_ignored() -> None:
     assert ex.selection.samples == []
     pca.lasso_target.selected = np.array([1.0, 2.0])  # whole numbers as floats: points
     assert ex.selection.samples == [1, 2]
+
+
+# ---- a monitor fed the tensors of a user's own training loop ----------------------------------
+
+
+def test_a_monitor_records_metrics_given_as_zero_dim_tensors_or_arrays() -> None:
+    # {"loss": loss.detach()} from a user's own loop: a 0-d tensor was no number to the
+    # monitor, so the loss was dropped from its history, curve and status line in silence
+    # (and a tensor step was refused)
+    monitor = sw.TrainingMonitor(sw.SAE(n_units=8, k=2), min_interval=0, trailing=False)
+    for step in range(3):
+        monitor(
+            {
+                "step": torch.tensor(step),
+                "loss": torch.tensor(1.0 / (step + 1)),
+                "l0": np.array(2.0),
+            }
+        )
+    assert [entry["loss"] for entry in monitor.history] == pytest.approx([1.0, 0.5, 1 / 3])
+    assert [entry["step"] for entry in monitor.history] == [0, 1, 2]
+    assert "loss" in monitor.status.value and len(np.asarray(monitor.lines["loss"].y)) == 3
+    for bad in (torch.tensor([1.0, 2.0]), torch.tensor(True), np.array([1.0])):
+        monitor({"step": 3, "loss": bad})  # not one real number: left out, as before
+        assert "loss" not in monitor.history[-1]
