@@ -108,6 +108,8 @@ class Dataset:
             raise ValueError(f"images must be at least 1 x 1 pixel; got shape {np.shape(images)}")
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError(f"images must hold numbers; got dtype {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError(f"images must hold real numbers; got complex dtype {arr.dtype}")
         _check_finite(arr, "images")
         return arr
 
@@ -126,6 +128,10 @@ class Dataset:
                 )
             if not np.issubdtype(arr.dtype, np.number):
                 raise TypeError(f"factors[{key!r}] must hold numbers; got dtype {arr.dtype}")
+            if np.issubdtype(arr.dtype, np.complexfloating):
+                raise TypeError(
+                    f"factors[{key!r}] must hold real numbers; got complex dtype {arr.dtype}"
+                )
             _check_finite(arr, f"factors[{key!r}]")
             out[str(key)] = arr
         return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.widgets._gl_fit import RendererFit
+from sae_widgets.widgets._view import event_positions
 
 __all__ = ["GLScatter"]
 
@@ -129,8 +130,9 @@ class GLScatter:
             self.plot.selection(selected if len(selected) else None)
 
     def _selected(self, change: dict[str, Any]) -> None:
-        new = change["new"]
-        picked = np.zeros(0, np.int64) if new is None else np.asarray(new, dtype=np.int64)
+        picked = event_positions(change["new"])
+        if picked is None:
+            return  # a malformed message (not a 1-D list of whole numbers): ignored
         if self._showing is not None and np.array_equal(picked, self._showing):
             return  # the browser echoing what the kernel showed
         self._showing = None
@@ -150,6 +152,7 @@ class GLScatter:
             return
         outline = np.asarray(new, dtype=np.float64)
         self.fit.holding = True  # since the release on the plot (the browser holds)
-        if outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3:
+        drawn = outline.ndim == 2 and outline.shape[1] == 2 and len(outline) >= 3
+        if drawn and np.isfinite(outline).all():  # else malformed: ignored
             self._on_outline(outline)  # an empty outline is a deselect: nothing to do
         self.fit.release()  # no-op when the caller released it already

@@ -4,6 +4,7 @@ itself. Plain HTML strings, so they cost one small message to update."""
 from __future__ import annotations
 
 import html
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +18,10 @@ __all__ = [
     "color_bar",
     "hover_card",
     "input_image",
+    "isolated_html",
     "label_html",
     "label_legend",
+    "needs_isolation",
     "picture_html",
 ]
 
@@ -31,14 +34,36 @@ _SWATCH = (
 NAME_ROOM = 40  # characters of a label name shown in a line of text; the rest in a tooltip
 
 
+_BIDI_CLASSES = {"R", "AL", "LRE", "LRO", "RLE", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+"""Bidirectional classes of right-to-left letters and of the explicit controls."""
+
+
+def needs_isolation(text: str) -> bool:
+    """Whether `text` holds right-to-left letters or bidirectional controls (then it goes
+    in a `<bdi>` in a line of HTML)."""
+    return any(unicodedata.bidirectional(c) in _BIDI_CLASSES for c in text)
+
+
+def isolated_html(text: str, title: str | None = None) -> str:
+    """`text` escaped, inside a `<bdi>` when it holds right-to-left letters or bidirectional
+    controls: what those do (a right-to-left override reverses all that follows it on the
+    line) ends with the text, and a right-to-left name does not move its neighbours. With a
+    `title`, that is shown on hover."""
+    tip = "" if title is None else f' title="{html.escape(title)}"'
+    tag = "bdi" if needs_isolation(text) else ""
+    if not tag and not tip:
+        return html.escape(text)
+    tag = tag or "span"
+    return f"<{tag}{tip}>{html.escape(text)}</{tag}>"
+
+
 def label_html(name: Any) -> str:
-    """A label name for a line of HTML: escaped, cut to `NAME_ROOM` characters with the
-    whole name on hover (a 2,000-character name stretched the legend into one long line)."""
+    """A label name for a line of HTML: escaped and isolated (`isolated_html`), cut to
+    `NAME_ROOM` characters with the whole name on hover (a 2,000-character name stretched
+    the legend into one long line)."""
     text = str(name)
-    shown = html.escape(shortened(text, NAME_ROOM))
-    if len(text) <= NAME_ROOM:
-        return shown
-    return f'<span title="{html.escape(text)}">{shown}</span>'
+    shown = shortened(text, NAME_ROOM)
+    return isolated_html(shown, None if len(text) <= NAME_ROOM else text)
 
 
 def label_legend(

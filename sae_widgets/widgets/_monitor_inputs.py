@@ -36,4 +36,15 @@ def check_seconds(value: Any, name: str) -> float:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    """One real number: a Python or numpy int or float, or a 0-d numpy array or torch tensor
+    of one (a user's own loop logs `loss.detach()`); never a bool."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return not isinstance(value, bool)
+    if getattr(value, "ndim", None) != 0:
+        return False
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iuf"
+    if type(value).__module__.startswith("torch") and hasattr(value, "is_floating_point"):
+        dtype = str(value.dtype)
+        return not (value.is_complex() or dtype.endswith("bool"))
+    return False

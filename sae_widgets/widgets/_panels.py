@@ -32,6 +32,7 @@ from sae_widgets.widgets._view import (
     TITLE_ROOM,
     Indices,
     axis,
+    event_number,
     figure,
     pixel_shape,
     set_lines,
@@ -303,6 +304,12 @@ class SampleGallery:
             pad=1,
             band=band,
         )
+        # Always `n_cols` cells wide (blank ones right of fewer pictures): a picture keeps its
+        # size whatever the count, rather than one stretched over the whole figure.
+        full_w = self.n_cols * (w + 1) - 1
+        if grid.shape[1] < full_w:
+            blank = np.full((grid.shape[0], full_w - grid.shape[1], 3), 255, np.uint8)
+            grid = np.concatenate([grid, blank], axis=1)
         grid_h, grid_w = grid.shape[:2]
         self._cell = (h + band + 1, w + 1)
         position = np.arange(n)
@@ -357,8 +364,9 @@ class SampleGallery:
         return self.samples[position] if 0 <= position < len(self.samples) else None
 
     def _clicked(self, _mark: Any, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        if "click_x" in data and "click_y" in data:
-            sample = self.sample_at(float(data["click_x"]), float(data["click_y"]))
-            if sample is not None:
-                self._on_sample(sample)
+        x, y = event_number(event, "click_x"), event_number(event, "click_y")
+        if x is None or y is None:  # a malformed event: ignored, as every view's clicks
+            return
+        sample = self.sample_at(x, y)
+        if sample is not None:
+            self._on_sample(sample)

@@ -19,7 +19,7 @@ from bqplot import LinearScale, Scatter
 from bqplot.interacts import BrushSelector, LassoSelector
 
 from sae_widgets.widgets._hover_relay import HoverRelay
-from sae_widgets.widgets._view import axis, figure
+from sae_widgets.widgets._view import axis, event_positions, figure
 
 __all__ = ["SVGScatter"]
 
@@ -147,9 +147,9 @@ class SVGScatter:
         An empty mark is not a selection: it is what the browser reports after the lasso is
         reset (and a lasso around empty space keeps the selection; clearing empties it).
         """
-        if change["new"] is None or len(change["new"]) == 0:
+        marked = event_positions(change["new"])
+        if marked is None or len(marked) == 0:  # None: a malformed message, ignored
             return
-        marked = np.asarray(change["new"], dtype=np.int64)
         n_points = len(np.asarray(self.lasso_target.x))
         marked = marked[(marked >= 0) & (marked < n_points)]  # a malformed message: ignored
         if len(marked):

@@ -129,5 +129,5 @@ class UnitButtons(anywidget.AnyWidget):  # type: ignore[misc]
 
     def _browser_click(self, _widget: Any, content: Any, _buffers: Any) -> None:
         unit = content.get("unit") if isinstance(content, dict) else None
-        if isinstance(unit, int) and unit in self.units:
+        if isinstance(unit, int) and not isinstance(unit, bool) and unit in self.units:
             self.click(self.units.index(unit))

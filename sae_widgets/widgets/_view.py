@@ -107,6 +107,20 @@ def event_index(event: Any, size: int) -> int | None:
     return int(index)
 
 
+def event_positions(value: Any) -> np.ndarray | None:
+    """A browser's selected points (a mark's `selected`) as int64 positions (None, nothing
+    selected: an empty array), or None when it is no 1-D array of whole numbers (a malformed
+    message, which the caller ignores)."""
+    if value is None:
+        return np.zeros(0, np.int64)
+    array = np.asarray(value)
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        return None
+    if array.dtype.kind == "f" and not (np.isfinite(array).all() and (array % 1 == 0).all()):
+        return None
+    return array.astype(np.int64)
+
+
 Indices = Sequence[int] | NDArray[np.integer[Any]]
 """Unit or sample indices as views receive them: a list or an integer numpy array."""
 
@@ -195,6 +209,18 @@ def text_width(labels: Sequence[str], *, char_px: float = 7.5, padding_px: int =
     return f"{int(longest * char_px + padding_px)}px"
 
 
+class _Choice(widgets.ToggleButtons):
+    """ToggleButtons that always have one button picked: a browser message of no index
+    (`null`) is ignored, and the browser shown the kept one again, rather than leaving the
+    value None that every handler of the choice would then have to refuse."""
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        if "index" in sync_data and sync_data["index"] is None and self._options_labels:
+            sync_data = {name: v for name, v in sync_data.items() if name != "index"}
+            self.send_state("index")
+        super().set_state(sync_data)
+
+
 def toggle_buttons(
     options: Sequence[tuple[str, str]],
     value: str,
@@ -203,9 +229,7 @@ def toggle_buttons(
     **kwargs: Any,
 ) -> widgets.ToggleButtons:
     """ToggleButtons of (label, value) options, every button wide enough for every label."""
-    buttons = widgets.ToggleButtons(
-        options=list(options), value=value, tooltips=list(tooltips), **kwargs
-    )
+    buttons = _Choice(options=list(options), value=value, tooltips=list(tooltips), **kwargs)
     buttons.style.button_width = text_width([label for label, _ in options])
     return buttons
 

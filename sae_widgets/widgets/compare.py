@@ -24,7 +24,7 @@ from sae_widgets.analysis import KINDS
 from sae_widgets.analysis.checks import check_index
 from sae_widgets.explore.comparison import Comparison, PairTable
 from sae_widgets.widgets._panels import SampleGallery
-from sae_widgets.widgets._view import axis, check_count, figure, wrapping_row
+from sae_widgets.widgets._view import axis, check_count, event_index, figure, wrapping_row
 from sae_widgets.widgets.text import TopTokens
 
 __all__ = ["KIND_COLORS", "CompareView"]
@@ -315,10 +315,12 @@ class CompareView(widgets.VBox):
         return int(units[check_index(index, len(units), "index")])
 
     def _clicked(self, mark: Scatter, event: dict[str, Any]) -> None:
-        index = (event.get("data") or {}).get("index")
         kind = next((k for k, s in self.scatters.items() if s is mark), None)
-        if kind is not None and index is not None and 0 <= int(index) < len(self.units[kind]):
-            self.cmp.selection.unit = self.unit_at(kind, int(index))
+        if kind is None:
+            return
+        index = event_index(event, len(self.units[kind]))  # None: malformed, ignored
+        if index is not None:
+            self.cmp.selection.unit = self.unit_at(kind, index)
 
     def close(self) -> None:
         # getattr: ipywidgets' __del__ also closes a view whose __init__ failed part-way

@@ -11,7 +11,6 @@ that row's sample for the sample card (input, reconstruction, most active units)
 
 from __future__ import annotations
 
-import html
 import math
 import numbers
 from typing import Any
@@ -23,7 +22,13 @@ from bqplot import Image, LinearScale, Lines
 from sae_widgets.analysis import HeatmapData
 from sae_widgets.analysis.selection import firing_columns
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar, input_image, label_html, picture_html
+from sae_widgets.widgets._legend import (
+    color_bar,
+    input_image,
+    isolated_html,
+    label_html,
+    picture_html,
+)
 from sae_widgets.widgets._panels import ImagePair, input_pair, png_widget, set_picture
 from sae_widgets.widgets._render import CATEGORY10, sequential_gradient_css, sequential_rgb
 from sae_widgets.widgets._unit_buttons import UnitButtons
@@ -302,8 +307,11 @@ class ActivationHeatmap(ExplorerView):
     def _draw_card(self) -> None:
         self._draw_row_box()
         sample = self.selection.probe_sample
+        # No sample: nothing of the last one stays drawn under the title's invitation.
+        self.card.figure.layout.display = "none" if sample is None else None
         if sample is None:
             self.card_title.value = "<i>click the strip left of a row to see that sample</i>"
+            self.card_input.value = self.card_text.value = ""
             self.card_units.show([])
             return
         x = self.ex.dataset.X[sample]
@@ -331,7 +339,7 @@ class ActivationHeatmap(ExplorerView):
             name = names[labels[sample]] if names else labels[sample]
             label = f" · label {label_html(name)}"
         if self.tokens is not None:
-            token = html.escape(self.tokens.token_text(sample))
+            token = isolated_html(self.tokens.token_text(sample))
             label += f" · document {self.tokens.doc[sample]}, token <code>{token}</code>"
         error = _relative_error(x, reconstruction)
         self.card_title.value = (

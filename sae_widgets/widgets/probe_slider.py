@@ -334,8 +334,18 @@ class ProbeSlider(ExplorerView):
             self._draw_sweep()
 
     def _attribute_picked(self, change: dict[str, Any]) -> None:
-        if not self._syncing:
-            self.selection.probe_attribute = change["new"]
+        if self._syncing:
+            return
+        if change["new"] is None:  # no option picked (a malformed message): show the drawn one
+            self._syncing = True
+            try:
+                self.attribute.value = (
+                    change["old"] if self.result is None else self.result.attribute
+                )
+            finally:
+                self._syncing = False
+            return
+        self.selection.probe_attribute = change["new"]
 
     def _slider_moved(self, change: dict[str, Any]) -> None:
         if not self._syncing and change["new"] is not None:

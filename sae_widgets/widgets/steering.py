@@ -31,6 +31,7 @@ from bqplot import Axis, Bars, LinearScale, Lines, OrdinalScale
 from sae_widgets.explore.explorer import Explorer
 from sae_widgets.explore.steering import SteeringResult
 from sae_widgets.language_inputs import context_length
+from sae_widgets.widgets._legend import needs_isolation
 from sae_widgets.widgets._render import CATEGORY10
 from sae_widgets.widgets._view import (
     ExplorerView,
@@ -376,11 +377,14 @@ class SteeringView(ExplorerView):
             read = self.steerer.continuation_activation(
                 unit, a, self.prompt.value or " ", **options
             )
+            # Prompt and continuation isolated: a bidi control in either ends with the text.
+            body = f"<span style='{muted}'>{prompt}</span>{html.escape(text)}"
+            if needs_isolation(self.prompt.value + text):
+                body = f"<bdi>{body}</bdi>"
             cells.append(
                 "<div style='flex:1 1 0;min-width:160px;padding:4px 8px;border-left:2px solid "
-                f"#ddd'><b>α = {a:.3g}</b><br><span style='{muted}'>{prompt}</span>"
-                f"{html.escape(text)}<br><small>unit {unit} on the continuation: "
-                f"{read:.3g}</small></div>"
+                f"#ddd'><b>α = {a:.3g}</b><br>{body}<br><small>unit {unit} on the "
+                f"continuation: {read:.3g}</small></div>"
             )
         return f"<div style='display:flex;gap:8px'>{''.join(cells)}</div>"
 

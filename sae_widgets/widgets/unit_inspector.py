@@ -8,7 +8,6 @@ nearest (decoder cosine) and co-firing (Jaccard) units as buttons that focus the
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as widgets
@@ -18,7 +17,7 @@ from bqplot import Axis, Bars, LinearScale, OrdinalScale
 from sae_widgets.analysis import UnitSummary
 from sae_widgets.analysis.summary import encoder_filter
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._legend import color_bar, label_html
+from sae_widgets.widgets._legend import color_bar, isolated_html, label_html
 from sae_widgets.widgets._panels import BarPair, ImagePair, SampleGallery
 from sae_widgets.widgets._render import diverging_gradient_css
 from sae_widgets.widgets._unit_buttons import UnitButtons
@@ -27,6 +26,7 @@ from sae_widgets.widgets._view import (
     ExplorerView,
     axis,
     check_count,
+    event_index,
     figure,
     pixel_shape,
     wrapping_row,
@@ -328,13 +328,12 @@ class UnitInspector(ExplorerView):
     def _label_hovered(self, _mark: Any, event: dict[str, Any]) -> None:
         """bqplot's hover message: the bar's slot in `data.index`; its tooltip names the
         whole label (the tick under it may be shortened) and its share."""
-        data = event.get("data") if isinstance(event, dict) else None
-        index = data.get("index") if isinstance(data, dict) else None
-        if not isinstance(index, int) or not 0 <= index < len(self._label_names):
+        index = event_index(event, len(self._label_names))  # None: malformed, ignored
+        if index is None:
             return
         share = float(np.asarray(self.label_bars.y)[index])
         self.label_tip.value = (
-            f"<b>{html.escape(self._label_names[index])}</b>: {100 * share:.0f}% of the "
+            f"<b>{isolated_html(self._label_names[index])}</b>: {100 * share:.0f}% of the "
             "samples it fires on"
         )
 

@@ -164,7 +164,7 @@ class UnitTable(ExplorerView):
         text = text.strip().lower()
         if not text:
             return units
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # not "٣" or "²": label names, for all isdigit
             return units[[str(u).startswith(text) for u in units]]
         names = [self._label_name(int(t)).lower() for t in self.stats.top_label]
         return units[[text in name for name in names]]
