@@ -322,6 +322,11 @@ def collect_activations(
         prepare = _image_reshaper(image_shape)
     elif isinstance(input_shape, tuple) and all(is_int(s) for s in input_shape):
         input_shape = tuple(int(s) for s in input_shape)  # numpy integers too (e.g. x.shape)
+        if any(s < 1 for s in input_shape):  # (-2, -3) holds 6 by its product
+            raise ValueError(
+                "input_shape must hold positive sizes (each X row is reshaped to "
+                f"(batch, *input_shape)); got {input_shape}"
+            )
         if math.prod(input_shape) != d:
             raise ValueError(
                 f"input_shape {input_shape} holds {math.prod(input_shape)} values; each X row "

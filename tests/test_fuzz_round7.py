@@ -1,0 +1,31 @@
+"""Fuzz round 7 of the public API (non-widget): odd dtypes, shapes, hooks and options earlier
+rounds did not try. Each test pins a defect a user hit; the fix is in the commit that added it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import sae_widgets as sw
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+def _rows(n: int = 12, d: int = 6) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(-2, -3), (-1, -6), (0, 6), (6, 0)])
+def test_an_input_shape_with_a_negative_or_zero_size_is_named(shape: tuple[int, ...]) -> None:
+    # (-2, -3) holds 6 values by its product, so it passed the size check and reached torch's
+    # raw "RuntimeError: invalid shape dimension -3" from reshape
+    model = nn.Sequential(nn.Flatten(), _net())
+    with pytest.raises(ValueError, match=r"input_shape .*positive"):
+        sw.collect_activations(model, "1.1", _rows(), input_shape=shape)
+    ds = sw.collect_activations(model, "1.1", _rows(), input_shape=(2, 3))
+    assert ds.X.shape == (12, 5)
