@@ -29,3 +29,16 @@ def test_an_input_shape_with_a_negative_or_zero_size_is_named(shape: tuple[int, 
         sw.collect_activations(model, "1.1", _rows(), input_shape=shape)
     ds = sw.collect_activations(model, "1.1", _rows(), input_shape=(2, 3))
     assert ds.X.shape == (12, 5)
+
+
+class _MetaLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.empty(x.shape[0], 3, device="meta")  # a shape without values
+
+
+def test_a_layer_whose_output_has_no_values_is_named() -> None:
+    # was torch's raw "RuntimeError: Tensor.item() cannot be called on meta tensors" from the
+    # finiteness check of the captured output
+    model = nn.Sequential(_MetaLayer(), nn.Identity())
+    with pytest.raises(TypeError, match=r"layer '0' .*'meta' device"):
+        sw.collect_activations(model, "0", _rows())
