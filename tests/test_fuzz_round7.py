@@ -42,3 +42,17 @@ def test_a_layer_whose_output_has_no_values_is_named() -> None:
     model = nn.Sequential(_MetaLayer(), nn.Identity())
     with pytest.raises(TypeError, match=r"layer '0' .*'meta' device"):
         sw.collect_activations(model, "0", _rows())
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"max_tokens": 3}, {"max_length": 4}, {"drop_special": False}, {"drop_first": 1}],
+    ids=lambda option: next(iter(option)),
+)
+def test_token_options_without_a_tokenizer_are_refused_not_ignored(option: dict) -> None:
+    # max_tokens=3 without tokenizer= gave all 12 rows (the option was silently dropped), and
+    # drop_first=-3 was not even checked
+    with pytest.raises(ValueError, match=rf"{next(iter(option))} .*tokenizer="):
+        sw.collect_activations(_net(), "1", _rows(), **option)
+    defaults = {"max_tokens": None, "max_length": None, "drop_special": True, "drop_first": 0}
+    assert sw.collect_activations(_net(), "1", _rows(), **defaults).X.shape == (12, 5)

@@ -152,6 +152,16 @@ class _LayerRunner:
         return result
 
 
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether an option equals its default (an array compares as not equal)."""
+    if value is default:
+        return True
+    try:
+        return default is not None and bool(value == default)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
@@ -268,6 +278,20 @@ def collect_activations(
             shard_size=shard_size,
             overwrite=overwrite,
         )
+    # Token options mean nothing for rows of numbers: ignoring them would return other rows
+    # than asked for (max_tokens=3 gave every row).
+    token_options = (
+        ("max_tokens", max_tokens, None),
+        ("max_length", max_length, None),
+        ("drop_special", drop_special, True),
+        ("drop_first", drop_first, 0),
+    )
+    for name, value, default in token_options:
+        if not _is_default(value, default):
+            raise ValueError(
+                f"{name} applies to texts tokenized with tokenizer=; without a tokenizer the "
+                f"data are rows of numbers: leave {name} out; got {name}={value!r:.60}"
+            )
     if batch_size is None:
         batch_size = 256
     if not isinstance(data, Dataset):
