@@ -280,17 +280,17 @@ def collect_activations(
         )
     # Token options mean nothing for rows of numbers: ignoring them would return other rows
     # than asked for (max_tokens=3 gave every row).
-    token_options = (
+    token_options: tuple[tuple[str, Any, Any], ...] = (
         ("max_tokens", max_tokens, None),
         ("max_length", max_length, None),
         ("drop_special", drop_special, True),
         ("drop_first", drop_first, 0),
     )
-    for name, value, default in token_options:
-        if not _is_default(value, default):
+    for option, given, default in token_options:
+        if not _is_default(given, default):
             raise ValueError(
-                f"{name} applies to texts tokenized with tokenizer=; without a tokenizer the "
-                f"data are rows of numbers: leave {name} out; got {name}={value!r:.60}"
+                f"{option} applies to texts tokenized with tokenizer=; without a tokenizer the "
+                f"data are rows of numbers: leave {option} out; got {option}={given!r:.60}"
             )
     if batch_size is None:
         batch_size = 256
