@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 import sae_widgets as sw
+from sae_widgets import analysis as A
 
 
 def _net() -> nn.Sequential:
@@ -56,3 +58,22 @@ def test_token_options_without_a_tokenizer_are_refused_not_ignored(option: dict)
         sw.collect_activations(_net(), "1", _rows(), **option)
     defaults = {"max_tokens": None, "max_length": None, "drop_special": True, "drop_first": 0}
     assert sw.collect_activations(_net(), "1", _rows(), **defaults).X.shape == (12, 5)
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        lambda Z: Z.astype(np.complex64) + 1j,  # the imaginary part was silently dropped
+        lambda Z: sp.csr_matrix(Z.astype(np.complex128) * (1 + 1j)),
+        lambda Z: Z.astype(str),  # parsed as numbers
+        lambda Z: Z.astype(object),
+        lambda Z: [[1.0], [1.0, 2.0]],  # numpy's raw "inhomogeneous shape"
+    ],
+    ids=["complex", "complex-sparse", "strings", "object", "ragged"],
+)
+def test_codes_that_are_not_real_numbers_are_refused_naming_codes(codes: object) -> None:
+    Z = np.maximum(np.random.default_rng(0).standard_normal((6, 4)), 0).astype(np.float32)
+    with pytest.raises(TypeError, match=r"codes must .*real numbers"):
+        A.CodeStore(codes(Z))  # type: ignore[operator]
+    for fine in (Z, Z > 0, (Z * 10).astype(np.int64), sp.csr_matrix(Z), Z.tolist()):
+        assert A.CodeStore(fine).n_units == 4
