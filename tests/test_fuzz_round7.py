@@ -77,3 +77,21 @@ def test_codes_that_are_not_real_numbers_are_refused_naming_codes(codes: object)
         A.CodeStore(codes(Z))  # type: ignore[operator]
     for fine in (Z, Z > 0, (Z * 10).astype(np.int64), sp.csr_matrix(Z), Z.tolist()):
         assert A.CodeStore(fine).n_units == 4
+
+
+@pytest.fixture(scope="module")
+def spliced() -> tuple[nn.Module, sw.SAE]:
+    model = _net()
+    acts = sw.collect_activations(model, "1", _rows(64))
+    return model, sw.SAE(n_units=8, k=2, epochs=1, seed=0).fit(acts.X, progress=False)
+
+
+@pytest.mark.parametrize("edit", ["set", "add", "steer"])
+def test_an_edit_value_on_the_meta_device_is_a_type_error(
+    spliced: tuple[nn.Module, sw.SAE], edit: str
+) -> None:
+    # float() of a meta tensor is torch's raw "Tensor.item() cannot be called on meta tensors"
+    model, sae = spliced
+    with pytest.raises(TypeError, match=rf"{edit}\[0\] must be a number"):
+        sw.Intervention(model, "1", sae, **{edit: {0: torch.tensor(1.0, device="meta")}})
+    assert sw.Intervention(model, "1", sae, **{edit: {0: torch.tensor(1.0)}}).keep_error

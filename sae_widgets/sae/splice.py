@@ -141,7 +141,7 @@ def _number(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a number; got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError, NotImplementedError):  # a meta tensor too
         raise TypeError(f"{name} must be a number; got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}")
