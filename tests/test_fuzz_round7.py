@@ -95,3 +95,25 @@ def test_an_edit_value_on_the_meta_device_is_a_type_error(
     with pytest.raises(TypeError, match=rf"{edit}\[0\] must be a number"):
         sw.Intervention(model, "1", sae, **{edit: {0: torch.tensor(1.0, device="meta")}})
     assert sw.Intervention(model, "1", sae, **{edit: {0: torch.tensor(1.0)}}).keep_error
+
+
+@pytest.mark.parametrize(
+    "mean, error, message",
+    [
+        (torch.zeros(5, device="meta"), ValueError, r"mean is a tensor on the 'meta' device"),
+        (np.ones(5) * (1 + 1j), TypeError, r"mean must .*real numbers"),  # imaginary dropped
+        (torch.ones(5, dtype=torch.complex64), TypeError, r"mean must .*real numbers"),
+        ([], ValueError, r"mean must hold .*at least one"),  # failed later, at each forward
+    ],
+    ids=["meta", "complex", "complex-tensor", "empty"],
+)
+def test_a_mean_ablation_checks_its_mean_up_front(
+    spliced: tuple[nn.Module, sw.SAE], mean: object, error: type, message: str
+) -> None:
+    model, _ = spliced
+    with pytest.raises(error, match=message):
+        sw.Intervention(model, "1", ablate="mean", mean=mean)
+    x = torch.from_numpy(_rows(3))
+    with sw.Intervention(model, "1", ablate="mean", mean=np.ones(5, dtype=bool)):
+        edited = model(x)
+    assert torch.allclose(edited, model[2](torch.ones(3, 5)))

@@ -38,6 +38,7 @@ from sae_widgets.sae.layer_hooks import (
     sae_module,
 )
 from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.tensor_checks import check_has_values
 from sae_widgets.wording import counted
 
 __all__ = [
@@ -150,6 +151,26 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
+def _mean_vector(mean: Any) -> Tensor:
+    """`ablate="mean"`'s mean as a flat float32 tensor, or an error naming mean."""
+    if torch.is_tensor(mean):
+        check_has_values(mean, "mean")
+    try:
+        vector = torch.as_tensor(mean).detach().reshape(-1)
+    except (TypeError, ValueError, RuntimeError):  # torch's "new(): invalid data type"
+        raise TypeError(
+            f"mean must be the layer's (width,) mean output, numbers; got {mean!r:.80}"
+        ) from None
+    if vector.is_complex():  # .float() dropped the imaginary part
+        raise TypeError(f"mean must hold real numbers; got dtype {vector.dtype}")
+    if vector.numel() == 0:
+        raise ValueError("mean must hold the layer's (width,) mean output, at least one value")
+    vector = vector.float()
+    if not bool(torch.isfinite(vector).all()):
+        raise ValueError("mean contains NaN or infinite values")
+    return vector
+
+
 class Intervention:
     """Replace or edit one layer's output while the model runs (a context manager).
 
@@ -220,14 +241,7 @@ class Intervention:
         if ablate == "mean":
             if mean is None:
                 raise ValueError("ablate='mean' needs mean=, the layer's (width,) mean output")
-            try:
-                self.mean = torch.as_tensor(mean).detach().reshape(-1).float()
-            except (TypeError, ValueError, RuntimeError):  # torch's "new(): invalid data type"
-                raise TypeError(
-                    f"mean must be the layer's (width,) mean output, numbers; got {mean!r:.80}"
-                ) from None
-            if not bool(torch.isfinite(self.mean).all()):
-                raise ValueError("mean contains NaN or infinite values")
+            self.mean = _mean_vector(mean)
             self.width = self.mean.numel()
         elif mean is not None:
             raise ValueError("mean= is only used with ablate='mean'")
