@@ -117,3 +117,22 @@ def test_a_mean_ablation_checks_its_mean_up_front(
     with sw.Intervention(model, "1", ablate="mean", mean=np.ones(5, dtype=bool)):
         edited = model(x)
     assert torch.allclose(edited, model[2](torch.ones(3, 5)))
+
+
+def test_edit_rows_takes_tensors_as_it_takes_numpy(spliced: tuple[nn.Module, sw.SAE]) -> None:
+    # A meta tensor reached torch's raw "Cannot copy out of meta tensor"; complex and bool
+    # tensors were edited as their real part / as 0-1 and answered in their own dtype, and
+    # integer tensors had the edit truncated back to integers (numpy integers are edited in
+    # float32).
+    model, sae = spliced
+    edit = sw.Intervention(model, "1", sae, set={0: 1.5})
+    with pytest.raises(ValueError, match=r"x is a tensor on the 'meta' device"):
+        edit.edit_rows(torch.zeros(2, 5, device="meta"))
+    for dtype in (torch.complex64, torch.bool):
+        with pytest.raises(TypeError, match=r"x must be .*real numbers"):
+            edit.edit_rows(torch.ones(2, 5, dtype=dtype))
+    ints = np.arange(10).reshape(2, 5)
+    from_numpy = edit.edit_rows(ints)
+    from_torch = edit.edit_rows(torch.from_numpy(ints))
+    assert from_torch.dtype == torch.float32
+    np.testing.assert_array_equal(from_torch.numpy(), from_numpy)

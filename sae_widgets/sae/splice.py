@@ -258,10 +258,17 @@ class Intervention:
     # ----------------------------------------------------------------- the edit
     @torch.no_grad()
     def edit_rows(self, x: Any) -> Any:
-        """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype): a
-        tensor, or a numpy array (answered in numpy; it was an AttributeError on `.to`)."""
+        """The edited output for (rows, width) layer outputs `x` (same shape; x's dtype, float32
+        for integers): a tensor, or a numpy array (answered in numpy; it was an
+        AttributeError on `.to`)."""
         if torch.is_tensor(x):
-            return self._edit(x)
+            check_has_values(x, "x")
+            if x.dtype == torch.bool or x.is_complex():  # edited as 0/1 or as the real part
+                raise TypeError(
+                    f"x must be (rows, width) layer outputs of real numbers; got dtype {x.dtype}"
+                )
+            # integers as numpy's are: edited in float32 (a cast back truncated the edit)
+            return self._edit(x if x.is_floating_point() else x.float())
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu":
             raise TypeError(
                 f"x must be a torch tensor or numpy array of (rows, width) layer outputs; got "
