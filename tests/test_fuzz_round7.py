@@ -136,3 +136,22 @@ def test_edit_rows_takes_tensors_as_it_takes_numpy(spliced: tuple[nn.Module, sw.
     from_torch = edit.edit_rows(torch.from_numpy(ints))
     assert from_torch.dtype == torch.float32
     np.testing.assert_array_equal(from_torch.numpy(), from_numpy)
+
+
+class _SumLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum()  # one number for the whole batch
+
+
+@pytest.mark.parametrize("edit", [{"ablate": "zero"}, {"set": {0: 1.0}}], ids=["ablate", "set"])
+def test_an_intervention_on_a_layer_with_a_scalar_output_names_the_layer(
+    spliced: tuple[nn.Module, sw.SAE], edit: dict
+) -> None:
+    # was a raw "IndexError: tuple index out of range" from output.shape[-1] in the hook
+    _, sae = spliced
+    model = nn.Sequential(_SumLayer())
+    with (
+        pytest.raises(ValueError, match=r"layer '0' output has shape \(\)"),
+        sw.Intervention(model, "0", sae if "set" in edit else None, **edit),
+    ):
+        model(torch.ones(2, 5))
