@@ -155,3 +155,16 @@ def test_an_intervention_on_a_layer_with_a_scalar_output_names_the_layer(
         sw.Intervention(model, "0", sae if "set" in edit else None, **edit),
     ):
         model(torch.ones(2, 5))
+
+
+def test_training_parameters_set_after_a_fit_apply_to_the_next_partial_fit() -> None:
+    # set_params(lr=1e-5) after fit was silently ignored: partial_fit kept training at the
+    # rate (and logging, clipping, ...) the first fit's trainer was built with
+    X = _rows(64)
+    sae = sw.SAE(n_units=16, k=4, epochs=1, batch_size=16, seed=0).fit(X, progress=False)
+    sae.set_params(lr=1e-5, warmup_steps=0, log_every=1)
+    logged = len(sae.history_)
+    sae.partial_fit(X)
+    new = sae.history_[logged:]
+    assert len(new) == 4  # one entry per step: log_every=1 applied
+    assert all(entry["lr"] == pytest.approx(1e-5) for entry in new)

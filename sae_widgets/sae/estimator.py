@@ -214,6 +214,8 @@ class SAE(BaseEstimator):
             trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)
             trainer.resume_counts(self.n_steps_, self.n_samples_seen_)
             self._trainer = trainer
+        else:  # parameters set since (set_params) apply from now on
+            trainer.reconfigure(self._train_config())
         try:
             self.stop_reason_ = trainer.run(
                 X,

@@ -67,9 +67,7 @@ class Trainer:
         self.samples_seen = 0
         self.start_step = 0  # warm-up and sparsity ramps count from here (see resume_counts)
         self.scale: float | None = None
-        self.lr = (
-            cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
-        )
+        self.lr = self._base_lr(cfg)
         # learned thresholds act in log space, where a step of size lr is a relative change
         # of lr: they get a 10x larger rate so sparsity can adapt within a short run
         thresholds = model.threshold_parameters()
@@ -93,6 +91,16 @@ class Trainer:
         self.any_dead = False  # deferred (GPU): as of the last read, see _dead_mask_for_step
 
     # ----------------------------------------------------------------- set-up
+    def _base_lr(self, cfg: TrainConfig) -> float:
+        arch = self.model.cfg
+        return cfg.lr if cfg.lr is not None else default_lr(arch.activation, arch.n_units)
+
+    def reconfigure(self, cfg: TrainConfig) -> None:
+        """Train on with `cfg` (the estimator's parameters as set now: set_params between
+        partial_fit calls); the optimiser state, counts and input scale are kept."""
+        self.cfg = cfg
+        self.lr = self._base_lr(cfg)
+
     def initialize(self, x_ND: Tensor) -> None:
         """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec (and
         learned thresholds) from the first batch (`sae.initialization`)."""
