@@ -168,3 +168,34 @@ def test_training_parameters_set_after_a_fit_apply_to_the_next_partial_fit() -> 
     new = sae.history_[logged:]
     assert len(new) == 4  # one entry per step: log_every=1 applied
     assert all(entry["lr"] == pytest.approx(1e-5) for entry in new)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n_units": 8}, {"activation": "relu"}, {"k": 2}],
+    ids=lambda change: next(iter(change)),
+)
+def test_partial_fit_refuses_an_architecture_the_fitted_model_does_not_have(
+    change: dict,
+) -> None:
+    # set_params(n_units=8) then partial_fit trained on the 16-unit model without a word;
+    # get_params() then described a model the estimator did not hold
+    X = _rows(64)
+    sae = sw.SAE(n_units=16, k=4, epochs=1, batch_size=16, seed=0).fit(X, progress=False)
+    steps = sae.n_steps_
+    with pytest.raises(ValueError, match=rf"{next(iter(change))}=.*fit\(\)"):
+        sae.set_params(**change).partial_fit(X)
+    assert sae.n_steps_ == steps  # nothing trained
+    sae.fit(X, progress=False)  # fit starts the new architecture
+    assert sae.model_.cfg.n_units == sae.n_units and sae.model_.cfg.activation == sae.activation
+
+
+def test_partial_fit_continues_loaded_and_wrapped_models_whatever_their_k_hint(
+    tmp_path: object,
+) -> None:
+    X = _rows(64)
+    for activation in ("jumprelu", "relu", "matryoshka_batchtopk"):
+        sae = sw.SAE(n_units=32, activation=activation, k=4, epochs=1, seed=0)
+        sae.fit(X, progress=False).save(f"{tmp_path}/{activation}")
+        sw.SAE.load(f"{tmp_path}/{activation}").partial_fit(X)
+        sw.SAE.from_module(sae.model_).partial_fit(X)

@@ -226,6 +226,21 @@ def module_params(cfg: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     return {**{name: v for name, v in arch.items() if v is not None}, **params}
 
 
+def check_same_architecture(cfg: Any, params: Mapping[str, Any]) -> None:
+    """ValueError where the estimator's n_units, activation, k or prefix_sizes (changed by
+    set_params) describe another model than the fitted one (`cfg`), which partial_fit would
+    train on regardless."""
+    names = ["n_units", "activation", "prefix_sizes"]
+    names += ["k"] if cfg.spec.k == "architecture" else []  # else a hint or unused
+    try:
+        module_params(cfg, {name: params[name] for name in names})
+    except ValueError as err:
+        raise ValueError(
+            f"partial_fit trains the fitted model on: {err}; fit() starts a model with these "
+            "parameters (or set them back)"
+        ) from None
+
+
 def check_device(name: str, value: Any) -> torch.device:
     """`value` as a torch device that exists here; 'meta' (no data) is refused."""
     expected = f"{name} must be {SAE_PARAMETERS['device'].describe()}; got {value!r}"
