@@ -199,3 +199,14 @@ def test_partial_fit_continues_loaded_and_wrapped_models_whatever_their_k_hint(
         sae.fit(X, progress=False).save(f"{tmp_path}/{activation}")
         sw.SAE.load(f"{tmp_path}/{activation}").partial_fit(X)
         sw.SAE.from_module(sae.model_).partial_fit(X)
+
+
+@pytest.mark.parametrize("sizes", [np.array(16), torch.tensor(16)], ids=["numpy", "torch"])
+def test_a_zero_dimensional_array_of_prefix_sizes_is_named(sizes: object) -> None:
+    # has __iter__ but iterating raised the raw "TypeError: iteration over a 0-d array"
+    with pytest.raises(TypeError, match=r"prefix_sizes must be"):
+        sw.SAE(activation="matryoshka_batchtopk").set_params(prefix_sizes=sizes)
+    with pytest.raises(TypeError, match=r"prefix_sizes must be"):
+        sw.SAEConfig(d_in=4, n_units=64, activation="matryoshka_batchtopk", k=2, prefix_sizes=sizes)
+    cfg = sw.SAEConfig(4, 64, "matryoshka_batchtopk", 2, prefix_sizes=np.array([16]))
+    assert cfg.prefix_sizes == (16, 64)

@@ -91,7 +91,12 @@ class Constraint:
         elif self.kind == "device":
             check_device(name, value)
         elif self.kind == "int_sequence":
-            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            # a 0-d array or tensor has __iter__, but iterating it raises
+            if (
+                isinstance(value, str | bytes)
+                or not hasattr(value, "__iter__")
+                or getattr(value, "ndim", 1) == 0
+            ):
                 raise TypeError(f"{name} must be {self.describe()}; got {value!r}")
             if isinstance(value, Iterator):  # one pass: a refit, clone or pickle would fail
                 raise TypeError(
