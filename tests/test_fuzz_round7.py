@@ -3,6 +3,8 @@ rounds did not try. Each test pins a defect a user hit; the fix is in the commit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -210,3 +212,20 @@ def test_a_zero_dimensional_array_of_prefix_sizes_is_named(sizes: object) -> Non
         sw.SAEConfig(d_in=4, n_units=64, activation="matryoshka_batchtopk", k=2, prefix_sizes=sizes)
     cfg = sw.SAEConfig(4, 64, "matryoshka_batchtopk", 2, prefix_sizes=np.array([16]))
     assert cfg.prefix_sizes == (16, 64)
+
+
+def test_a_store_writer_refuses_complex_rows_and_fields_before_writing(tmp_path: Path) -> None:
+    # complex rows were stored as their real part without a word; a complex field was written
+    # into a store that ActivationStore then refused to open ("'fields' must map names to
+    # numeric dtypes"), so the rows written with it were lost
+    from sae_widgets.data.store import ActivationStore, StoreWriter
+
+    X = _rows(5)
+    with StoreWriter(tmp_path / "rows", 6) as writer:
+        with pytest.raises(TypeError, match=r"X must hold real numbers"):
+            writer.append(X.astype(np.complex64))
+        with pytest.raises(TypeError, match=r"fields\['lab'\] must hold real numbers"):
+            writer.append(X, {"lab": np.arange(5) * 1j})
+        writer.append(X, {"lab": np.arange(5)})
+    store = ActivationStore(tmp_path / "rows")
+    np.testing.assert_array_equal(store.X[:], X)
