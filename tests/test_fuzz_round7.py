@@ -229,3 +229,28 @@ def test_a_store_writer_refuses_complex_rows_and_fields_before_writing(tmp_path:
         writer.append(X, {"lab": np.arange(5)})
     store = ActivationStore(tmp_path / "rows")
     np.testing.assert_array_equal(store.X[:], X)
+
+
+@pytest.mark.parametrize(
+    "first, later",
+    [
+        (np.arange(3), np.array([0.5, 1.5, 2.5])),  # stored as 0, 1, 2
+        (np.arange(3) > 0, np.arange(3)),  # 2 stored as True
+        (np.arange(3), np.arange(3) * 1j),  # a ComplexWarning, the imaginary part dropped
+        (np.arange(3), np.array([2**70] * 3, dtype=object)),  # a raw OverflowError
+    ],
+    ids=["floats-into-ints", "ints-into-bools", "complex", "objects"],
+)
+def test_a_store_field_keeps_its_kind_across_appends(
+    tmp_path: Path, first: np.ndarray, later: np.ndarray
+) -> None:
+    from sae_widgets.data.store import ActivationStore, StoreWriter
+
+    X = np.ones((3, 2), np.float32)
+    with StoreWriter(tmp_path / "s", 2) as writer:
+        writer.append(X, {"f": first})
+        with pytest.raises(TypeError, match=r"fields\['f'\] "):
+            writer.append(X, {"f": later})
+        writer.append(X, {"f": first.astype(np.int8) if first.dtype.kind == "i" else first})
+    stored = ActivationStore(tmp_path / "s").fields["f"]
+    np.testing.assert_array_equal(stored, np.concatenate([first, first]))

@@ -168,6 +168,16 @@ class StoreWriter:
                 f" got {sorted(given)}"
             )
         for name, values in given.items():
+            stored = self._field_buffers[name].dtype
+            # later appends too: a float into an int field was truncated, an int into a bool
+            # field became True, objects reached a raw OverflowError
+            if values.dtype.kind not in "biuf" or not np.can_cast(
+                values.dtype, stored, casting="same_kind"
+            ):
+                raise TypeError(
+                    f"fields[{name!r}] must hold real numbers of the kind its first append "
+                    f"stored ({stored}); got dtype {values.dtype}"
+                )
             if values.shape != (rows.shape[0],):
                 raise ValueError(
                     f"fields[{name!r}] must have one value per row ({rows.shape[0]}); "
