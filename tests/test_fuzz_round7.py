@@ -254,3 +254,28 @@ def test_a_store_field_keeps_its_kind_across_appends(
         writer.append(X, {"f": first.astype(np.int8) if first.dtype.kind == "i" else first})
     stored = ActivationStore(tmp_path / "s").fields["f"]
     np.testing.assert_array_equal(stored, np.concatenate([first, first]))
+
+
+def _autoencoder_state(m: int = 12, d: int = 6) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "encoder.weight": torch.randn(m, d, generator=g),
+        "encoder.bias": torch.zeros(m),
+        "decoder.weight": torch.randn(d, m, generator=g),
+        "bias": torch.zeros(d),
+    }
+
+
+def test_a_dictionary_learning_state_dict_with_sparse_tensors_loads_as_dense(
+    tmp_path: Path,
+) -> None:
+    # torch.save keeps a sparse tensor sparse; reading it reached torch's raw "RuntimeError:
+    # unsupported memory format option Contiguous"
+    state = _autoencoder_state()
+    torch.save({**state, "encoder.weight": state["encoder.weight"].to_sparse()}, tmp_path / "ae.pt")
+    (tmp_path / "dense").mkdir()
+    torch.save(state, tmp_path / "dense" / "ae.pt")
+    X = _rows(5)
+    np.testing.assert_array_equal(
+        sw.SAE.load(tmp_path).transform(X), sw.SAE.load(tmp_path / "dense").transform(X)
+    )

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from sae_widgets.sae import registry
+from sae_widgets.tensor_checks import densified
 
 
 @dataclass
@@ -252,8 +253,11 @@ def read_torch_state_dict(path: Path) -> dict[str, Tensor]:
         ) from err
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a state dict; got {type(loaded).__name__}")
-    # Some trainers store small non-tensor entries (e.g. hub configs) beside the weights.
-    return {str(key): value for key, value in loaded.items() if isinstance(value, Tensor)}
+    # Some trainers store small non-tensor entries (e.g. hub configs) beside the weights; a
+    # sparse tensor (torch.save keeps its layout) is read densely like any weight.
+    return {
+        str(key): densified(value) for key, value in loaded.items() if isinstance(value, Tensor)
+    }
 
 
 def require(tensors: dict[str, Tensor], path: Path, *names: str) -> list[Tensor]:
