@@ -279,3 +279,22 @@ def test_a_dictionary_learning_state_dict_with_sparse_tensors_loads_as_dense(
     np.testing.assert_array_equal(
         sw.SAE.load(tmp_path).transform(X), sw.SAE.load(tmp_path / "dense").transform(X)
     )
+
+
+def test_a_checkpoint_with_complex_weights_is_refused_in_every_layout(tmp_path: Path) -> None:
+    # SAELens' reader (and dictionary_learning's JumpReLU threshold, biases) called .float()
+    # before checking: a complex W_enc loaded as its real part, with only a torch warning
+    from safetensors.torch import load_file, save_file
+
+    X = _rows(40)
+    sw.SAE(n_units=12, k=3, epochs=1, seed=0).fit(X, progress=False).save(tmp_path / "ours")
+    weights = load_file(str(tmp_path / "ours" / "sae_weights.safetensors"))
+    weights["W_enc"] = weights["W_enc"].to(torch.complex64) + 1j
+    save_file(weights, str(tmp_path / "ours" / "sae_weights.safetensors"))
+    with pytest.raises(ValueError, match=r"'W_enc' holds complex numbers"):
+        sw.SAE.load(tmp_path / "ours")
+    (tmp_path / "dl").mkdir()
+    state = _autoencoder_state()
+    torch.save({**state, "bias": state["bias"].to(torch.complex64)}, tmp_path / "dl" / "ae.pt")
+    with pytest.raises(ValueError, match=r"'bias' holds complex numbers"):
+        sw.SAE.load(tmp_path / "dl")
