@@ -298,3 +298,30 @@ def test_a_checkpoint_with_complex_weights_is_refused_in_every_layout(tmp_path: 
     torch.save({**state, "bias": state["bias"].to(torch.complex64)}, tmp_path / "dl" / "ae.pt")
     with pytest.raises(ValueError, match=r"'bias' holds complex numbers"):
         sw.SAE.load(tmp_path / "dl")
+
+
+def _digits_npz(path: Path, **arrays: object) -> str:
+    X = sw.datasets.digits().X[:50]
+    np.savez(path, X=X, **arrays)  # type: ignore[arg-type]
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("cli") / "ck"
+    X = sw.datasets.digits().X[:200]
+    sw.SAE(n_units=16, k=2, epochs=1, seed=0).fit(X, progress=False).save(folder)
+    return str(folder)
+
+
+def test_cli_reads_the_vectors_of_an_npz_whose_other_arrays_hold_objects(
+    digits_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # every array of the .npz was loaded to pick X: an object array beside it (metadata)
+    # made the vectors "unreadable", --key X included
+    from sae_widgets.cli import main
+
+    data = _digits_npz(tmp_path / "data.npz", meta=np.array([{"a": 1}], dtype=object))
+    for key in ([], ["--key", "X"]):
+        assert main(["eval", digits_checkpoint, "--data", data, "--json", *key]) == 0
+        assert '"fvu"' in capsys.readouterr().out
