@@ -115,8 +115,15 @@ def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | Non
         return None if labels is None else labels[:n_samples]
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
-            if "labels" in archive:
-                return np.asarray(archive["labels"])[:n_samples]
+            if "labels" not in archive:
+                return None
+            try:
+                labels = np.asarray(archive["labels"])
+            except ValueError as err:  # e.g. an object array (not loaded without pickle)
+                raise UsageError(f"{spec}: its 'labels' cannot be read ({err})") from err
+        if labels.ndim == 0:  # slicing it was a raw IndexError
+            raise UsageError(f"{spec}: 'labels' must hold one label per sample; got a single value")
+        return labels[:n_samples]
     return None
 
 

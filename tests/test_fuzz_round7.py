@@ -314,6 +314,29 @@ def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(folder)
 
 
+@pytest.mark.parametrize(
+    "labels, fragment",
+    [
+        (np.array(3), "one label per sample"),  # a raw IndexError traceback
+        (np.array([None] * 50, dtype=object), "'labels' cannot be read"),  # blamed the vectors
+    ],
+    ids=["scalar", "objects"],
+)
+def test_cli_eval_names_labels_it_cannot_use_in_one_line(
+    digits_checkpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    labels: np.ndarray,
+    fragment: str,
+) -> None:
+    from sae_widgets.cli import main
+
+    data = _digits_npz(tmp_path / "data.npz", labels=labels)
+    assert main(["eval", digits_checkpoint, "--data", data, "--model", "digits-mlp"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_reads_the_vectors_of_an_npz_whose_other_arrays_hold_objects(
     digits_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
