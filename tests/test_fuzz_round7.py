@@ -348,3 +348,28 @@ def test_cli_reads_the_vectors_of_an_npz_whose_other_arrays_hold_objects(
     for key in ([], ["--key", "X"]):
         assert main(["eval", digits_checkpoint, "--data", data, "--json", *key]) == 0
         assert '"fvu"' in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def summary_inputs() -> tuple[A.CodeStore, np.ndarray]:
+    X = _rows(60)
+    sae = sw.SAE(n_units=10, k=3, epochs=1, seed=0).fit(X, progress=False)
+    return A.CodeStore.from_sae(sae, X), sae.components_
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (lambda D: D.astype(np.complex128) * 1j, TypeError),  # ranked by the real part (0)
+        (lambda D: D.astype(str), TypeError),  # parsed as numbers
+        (lambda D: np.where(np.arange(10)[:, None] == 3, np.nan, D), ValueError),  # NaN cosines
+    ],
+    ids=["complex", "strings", "nan"],
+)
+def test_unit_summary_refuses_a_decoder_that_is_not_finite_real_numbers(
+    summary_inputs: tuple[A.CodeStore, np.ndarray], bad: object, error: type
+) -> None:
+    store, D = summary_inputs
+    with pytest.raises(error, match=r"decoder must"):
+        A.unit_summary(store, 0, bad(D))  # type: ignore[operator]
+    assert len(A.unit_summary(store, 0, D.astype(np.float16)).nearest_units) == 8

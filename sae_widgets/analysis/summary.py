@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_positive_int, numpy_of
+from sae_widgets.analysis.checks import check_finite, check_index, check_positive_int, numpy_of
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.label_codes import encode_labels
 from sae_widgets.memory import check_memory
@@ -93,9 +93,13 @@ class UnitSummary:
 
 def normalize_rows(matrix: Any) -> NDArray[np.float32]:
     """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    rows = np.asarray(numpy_of(matrix, "decoder"), dtype=np.float32)
+    given = np.asarray(numpy_of(matrix, "decoder"))
+    if given.dtype.kind not in "biuf":  # complex kept its real part, strings were parsed
+        raise TypeError(f"decoder must hold real numbers; got dtype {given.dtype}")
+    rows = given.astype(np.float32, copy=False)
     if rows.ndim != 2:
         raise ValueError(f"decoder must be a 2-D (n_units, d) matrix; got shape {rows.shape}")
+    check_finite(rows, "decoder", "must hold finite values; got NaN or infinity")
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
