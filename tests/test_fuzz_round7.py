@@ -222,9 +222,9 @@ def test_a_store_writer_refuses_complex_rows_and_fields_before_writing(tmp_path:
 
     X = _rows(5)
     with StoreWriter(tmp_path / "rows", 6) as writer:
-        with pytest.raises(TypeError, match=r"X must hold real numbers"):
+        with pytest.raises(TypeError, match=r"X must hold numbers, real ones"):
             writer.append(X.astype(np.complex64))
-        with pytest.raises(TypeError, match=r"fields\['lab'\] must hold real numbers"):
+        with pytest.raises(TypeError, match=r"fields\['lab'\] must hold numbers, real ones"):
             writer.append(X, {"lab": np.arange(5) * 1j})
         writer.append(X, {"lab": np.arange(5)})
     store = ActivationStore(tmp_path / "rows")

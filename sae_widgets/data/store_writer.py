@@ -146,7 +146,7 @@ class StoreWriter:
             raise ValueError("the store writer is closed")
         array = _to_numpy(X, "X")
         if array.dtype.kind not in "biuf":  # complex: float32 kept the real part silently
-            raise TypeError(f"X must hold real numbers; got dtype {array.dtype}")
+            raise TypeError(f"X must hold numbers, real ones; got dtype {array.dtype}")
         if array.ndim != 2 or array.shape[1] != self.d:
             raise ValueError(f"X must have shape (m, {self.d}); got {array.shape}")
         rows = _as_float32(array, "X")  # NaN, inf and values past float32's range refused
@@ -214,7 +214,9 @@ class StoreWriter:
         if not isinstance(name, str) or not name:
             raise TypeError(f"field names must be non-empty strings; got {name!r}")
         if values.dtype.kind not in "biuf":  # a complex field made a store no reader opens
-            raise TypeError(f"fields[{name!r}] must hold real numbers; got dtype {values.dtype}")
+            raise TypeError(
+                f"fields[{name!r}] must hold numbers, real ones; got dtype {values.dtype}"
+            )
         dtype = np.dtype(np.int64) if np.issubdtype(values.dtype, np.integer) else values.dtype
         self._field_dtypes[name] = dtype.str
         self._field_buffers[name] = np.empty(self.shard_size, dtype=dtype)
