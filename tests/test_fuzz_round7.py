@@ -373,3 +373,27 @@ def test_unit_summary_refuses_a_decoder_that_is_not_finite_real_numbers(
     with pytest.raises(error, match=r"decoder must"):
         A.unit_summary(store, 0, bad(D))  # type: ignore[operator]
     assert len(A.unit_summary(store, 0, D.astype(np.float16)).nearest_units) == 8
+
+
+@pytest.mark.parametrize(
+    "seed, error", [(-1, ValueError), ("a", TypeError), (1.5, TypeError), (True, TypeError)]
+)
+def test_analysis_functions_name_a_bad_seed(
+    summary_inputs: tuple[A.CodeStore, np.ndarray], seed: object, error: type
+) -> None:
+    # numpy's raw "expected non-negative integer" / "unrecognized seed string" / "seed must
+    # be integer" from default_rng, scikit-learn's InvalidParameterError from PCA; True was 1
+    store, D = summary_inputs
+    coords = np.random.default_rng(0).standard_normal((300, 2))
+    calls = [
+        lambda s: A.unit_summary(store, 0, D, seed=s),
+        lambda s: A.pca_projection(coords, seed=s),  # scikit-learn's InvalidParameterError
+        lambda s: A.display_subset(coords, 10, seed=s),
+        lambda s: A.default_heatmap_rows(300, cap=5, seed=s),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=r"seed must be"):
+            call(seed)
+        call(np.int64(3))
+    with pytest.raises(ValueError, match=r"seed must be below 2\*\*32"):
+        A.pca_projection(coords, seed=2**40)

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_indices, check_positive_int, numpy_of, sorted_unique
+from sae_widgets.analysis.checks import (
+    check_indices,
+    check_positive_int,
+    check_seed,
+    numpy_of,
+    sorted_unique,
+)
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.analysis.summary import check_labels, top_entries
 
@@ -254,6 +260,7 @@ def default_heatmap_rows(
     With labels, rows are grouped by label (then by index), so classes read as bands.
     """
     cap = check_positive_int(cap, "cap")
+    seed = check_seed(seed)
     label_array = None if labels is None else check_labels(labels, n_samples)
     rng = np.random.default_rng(seed)
     chosen = sorted_unique(check_indices([] if samples is None else samples, n_samples, "samples"))

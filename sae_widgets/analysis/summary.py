@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_finite, check_index, check_positive_int, numpy_of
+from sae_widgets.analysis.checks import (
+    check_finite,
+    check_index,
+    check_positive_int,
+    check_seed,
+    numpy_of,
+)
 from sae_widgets.analysis.codes import CodeStore
 from sae_widgets.label_codes import encode_labels
 from sae_widgets.memory import check_memory
@@ -285,6 +291,7 @@ def unit_summary(
         check_positive_int(value, name, minimum=0)
     if max_cofiring_samples is not None:
         check_positive_int(max_cofiring_samples, "max_cofiring_samples")
+    seed = check_seed(seed)
     # the histogram's arrays and one IntervalSamples per interval (a few hundred bytes each):
     # refused, not numpy's MemoryError (n_bins=10**12) or a loop of 10**9 intervals
     check_memory(16 * n_bins, f"unit_summary(n_bins={n_bins})", "ask for fewer bins")
