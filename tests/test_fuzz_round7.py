@@ -397,3 +397,12 @@ def test_analysis_functions_name_a_bad_seed(
         call(np.int64(3))
     with pytest.raises(ValueError, match=r"seed must be below 2\*\*32"):
         A.pca_projection(coords, seed=2**40)
+
+
+@pytest.mark.parametrize("n_samples, error", [(-1, ValueError), ("x", TypeError), (5.0, TypeError)])
+def test_default_heatmap_rows_names_a_bad_sample_count(n_samples: object, error: type) -> None:
+    # numpy's raw "a must be a positive integer unless no samples are taken", a bare
+    # "'<' not supported between instances of 'str' and 'int'"
+    with pytest.raises(error, match=r"n_samples must be"):
+        A.default_heatmap_rows(n_samples)  # type: ignore[arg-type]
+    assert list(A.default_heatmap_rows(np.int64(3))) == [0, 1, 2]

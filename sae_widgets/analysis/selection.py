@@ -259,6 +259,7 @@ def default_heatmap_rows(
     with too few samples give their share to the others), otherwise a uniform random sample.
     With labels, rows are grouped by label (then by index), so classes read as bands.
     """
+    n_samples = check_positive_int(n_samples, "n_samples", minimum=0)
     cap = check_positive_int(cap, "cap")
     seed = check_seed(seed)
     label_array = None if labels is None else check_labels(labels, n_samples)
