@@ -406,3 +406,20 @@ def test_default_heatmap_rows_names_a_bad_sample_count(n_samples: object, error:
     with pytest.raises(error, match=r"n_samples must be"):
         A.default_heatmap_rows(n_samples)  # type: ignore[arg-type]
     assert list(A.default_heatmap_rows(np.int64(3))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("store", [np.ones((4, 3)), None], ids=["array", "none"])
+def test_functions_of_a_code_store_name_anything_else(store: object) -> None:
+    # each was a bare AttributeError ("'numpy.ndarray' object has no attribute 'n_samples'")
+    from sae_widgets.analysis.unit_stats import unit_stats
+
+    calls = [
+        lambda: A.enrichment(store, [0]),  # type: ignore[arg-type]
+        lambda: A.heatmap_matrix(store, [0], [0]),  # type: ignore[arg-type]
+        lambda: A.default_heatmap_units(store),  # type: ignore[arg-type]
+        lambda: A.unit_summary(store, 0, np.eye(3)),  # type: ignore[arg-type]
+        lambda: unit_stats(store),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with pytest.raises(TypeError, match=r"store must be a CodeStore"):
+            call()

@@ -52,6 +52,16 @@ def _check_real(dtype: np.dtype[Any]) -> None:
         raise TypeError(f"codes must hold real numbers (activations); got dtype {dtype}")
 
 
+def check_store(store: Any) -> None:
+    """TypeError unless `store` is a CodeStore (an array or sparse matrix was a bare
+    AttributeError on its first use)."""
+    if not isinstance(store, CodeStore):
+        raise TypeError(
+            f"store must be a CodeStore (CodeStore(codes) or CodeStore.from_sae(sae, X)); "
+            f"got {type(store).__name__}"
+        )
+
+
 class CodeStore:
     """Non-zero unit activations of every sample, readable by sample and by unit.
 

@@ -19,7 +19,7 @@ from sae_widgets.analysis.checks import (
     check_seed,
     numpy_of,
 )
-from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.codes import CodeStore, check_store
 from sae_widgets.label_codes import encode_labels
 from sae_widgets.memory import check_memory
 
@@ -281,6 +281,7 @@ def unit_summary(
         Seeds the interval draws and the co-firing subset (combined with the unit index, so
         each unit's summary is repeatable).
     """
+    check_store(store)
     unit = check_index(unit, store.n_units, "unit")
     sizes = dict(top_n=top_n, n_bins=n_bins, n_intervals=n_intervals)
     for name, value in sizes.items():
