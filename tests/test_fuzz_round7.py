@@ -423,3 +423,14 @@ def test_functions_of_a_code_store_name_anything_else(store: object) -> None:
     for call in calls:
         with pytest.raises(TypeError, match=r"store must be a CodeStore"):
             call()
+
+
+def test_a_callback_returning_a_numpy_false_stops_training() -> None:
+    # `return np.isfinite(metrics["loss"])` gives np.False_, which `is False` missed: the fit
+    # trained on as if the callback had said nothing
+    X = _rows(64)
+    sae = sw.SAE(n_units=8, k=2, epochs=2, batch_size=16, log_every=1, seed=0)
+    sae.fit(X, callbacks=lambda metrics: np.bool_(False), progress=False)
+    assert sae.stop_reason_ == "callback" and sae.n_steps_ == 1
+    sae.fit(X, callbacks=lambda metrics: np.isfinite(metrics["loss"]), progress=False)
+    assert sae.stop_reason_ is None and sae.n_steps_ == sae.fit_steps_

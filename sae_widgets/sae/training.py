@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -51,6 +52,12 @@ DEAD_CHECK_EVERY = 16
 
 class StopTraining(Exception):
     """Raise from a callback to end training cleanly (the model stays usable)."""
+
+
+def says_stop(result: object) -> bool:
+    """Whether a callback's answer ends training: False, numpy's False_ too (a callback
+    returning `np.isfinite(loss)` gives one, which `is False` missed)."""
+    return result is False or (isinstance(result, np.bool_) and not result)
 
 
 class Trainer:
@@ -320,7 +327,7 @@ class Trainer:
                         logged_step = self.step
                         bar.set_postfix(fvu=f"{entry['fvu']:.4f}", l0=f"{entry['l0']:.1f}")
                         for callback in callbacks:
-                            if callback(entry) is False:
+                            if says_stop(callback(entry)):
                                 raise StopTraining
                     guard.escapable = False
                     if guard.interrupted:
