@@ -434,3 +434,14 @@ def test_a_callback_returning_a_numpy_false_stops_training() -> None:
     assert sae.stop_reason_ == "callback" and sae.n_steps_ == 1
     sae.fit(X, callbacks=lambda metrics: np.isfinite(metrics["loss"]), progress=False)
     assert sae.stop_reason_ is None and sae.n_steps_ == sae.fit_steps_
+
+
+def test_a_callback_that_edits_its_metrics_leaves_the_history_intact() -> None:
+    # callbacks got the very dict appended to history_: one that popped or cleared keys (to
+    # reformat them for a logger) emptied the recorded history
+    X = _rows(64)
+    sae = sw.SAE(n_units=8, k=2, epochs=1, batch_size=16, log_every=1, seed=0)
+    sae.fit(X, callbacks=lambda metrics: metrics.clear(), progress=False)
+    assert all({"step", "fvu", "l0"} <= set(entry) for entry in sae.history_)
+    sae.partial_fit(X, callbacks=lambda metrics: metrics.pop("fvu"))
+    assert all("fvu" in entry for entry in sae.history_)

@@ -327,7 +327,7 @@ class Trainer:
                         logged_step = self.step
                         bar.set_postfix(fvu=f"{entry['fvu']:.4f}", l0=f"{entry['l0']:.1f}")
                         for callback in callbacks:
-                            if says_stop(callback(entry)):
+                            if says_stop(callback(dict(entry))):  # history_ keeps its own
                                 raise StopTraining
                     guard.escapable = False
                     if guard.interrupted:
@@ -348,7 +348,7 @@ class Trainer:
             history.append(entry)
             for callback in callbacks:
                 try:
-                    callback(entry)
+                    callback(dict(entry))
                 except StopTraining:
                     pass
         return stopped
