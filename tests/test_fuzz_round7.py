@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from torch import nn
 
 import sae_widgets as sw
@@ -445,3 +448,47 @@ def test_a_callback_that_edits_its_metrics_leaves_the_history_intact() -> None:
     assert all({"step", "fvu", "l0"} <= set(entry) for entry in sae.history_)
     sae.partial_fit(X, callbacks=lambda metrics: metrics.pop("fvu"))
     assert all("fvu" in entry for entry in sae.history_)
+
+
+_DTYPES = st.sampled_from(
+    ["bool", "int8", "uint16", "int64", "float16", "float32", "float64", "complex64", "<U4"]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    codes=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.sampled_from([0.0, 0.0, 1.0, 2.0, 3.5]),
+    ),
+    dtype=_DTYPES,
+    layout=st.sampled_from(["dense", "fortran", "reversed", "csr", "csc", "coo", "tensor"]),
+)
+def test_a_code_store_of_any_real_dtype_and_layout_counts_like_float32(
+    codes: np.ndarray, dtype: str, layout: str
+) -> None:
+    import scipy.sparse as sp_
+
+    typed = codes.astype(dtype)
+    given = {
+        "dense": lambda a: a,
+        "fortran": np.asfortranarray,
+        "reversed": lambda a: a[::-1][::-1],
+        "csr": sp_.csr_matrix,
+        "csc": sp_.csc_matrix,
+        "coo": sp_.coo_matrix,
+        "tensor": lambda a: torch.from_numpy(np.ascontiguousarray(a)),
+    }[layout]
+    try:
+        value = given(typed)
+    except (TypeError, ValueError, RuntimeError):
+        return  # a layout that cannot hold this dtype (a string tensor, a sparse str matrix)
+    if np.dtype(dtype).kind not in "biuf":
+        with pytest.raises(TypeError, match=r"codes must"):
+            A.CodeStore(value)
+        return
+    store = A.CodeStore(value)
+    expected = typed.astype(np.float32)
+    np.testing.assert_array_equal(store.counts, np.count_nonzero(expected, axis=0))
+    np.testing.assert_array_equal(store.dense(np.arange(len(codes))), expected)
