@@ -115,8 +115,15 @@ def load_labels(spec: str, n_samples: int | None, seed: int) -> np.ndarray | Non
         return None if labels is None else labels[:n_samples]
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
-            if "labels" in archive:
-                return np.asarray(archive["labels"])[:n_samples]
+            if "labels" not in archive:
+                return None
+            try:
+                labels = np.asarray(archive["labels"])
+            except ValueError as err:  # e.g. an object array (not loaded without pickle)
+                raise UsageError(f"{spec}: its 'labels' cannot be read ({err})") from err
+        if labels.ndim == 0:  # slicing it was a raw IndexError
+            raise UsageError(f"{spec}: 'labels' must hold one label per sample; got a single value")
+        return labels[:n_samples]
     return None
 
 
@@ -135,7 +142,9 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                return _pick(dict(archive.items()), key, path)
+                # by name: loading every array failed on an object array beside the vectors
+                named = dict.fromkeys(archive.files, None)
+                return np.asarray(archive[_pick_name(named, key, path)])
         import torch
         from safetensors.torch import load_file  # bfloat16 too (numpy has no such dtype)
 
@@ -153,12 +162,17 @@ def _read_array(path: Path, key: str | None) -> np.ndarray:
 
 def _pick(arrays: dict[str, Any], key: str | None, path: Path) -> Any:
     """The array named `key`, else the only array, else the one named X."""
+    return arrays[_pick_name(arrays, key, path)]
+
+
+def _pick_name(arrays: dict[str, Any], key: str | None, path: Path) -> str:
+    """The name `_pick` chooses among `arrays`' names."""
     if key is not None:
         if key not in arrays:
             raise UsageError(f"{path}: no array named {key!r}; it holds {', '.join(arrays)}")
-        return arrays[key]
+        return key
     if len(arrays) == 1:
-        return next(iter(arrays.values()))
+        return next(iter(arrays))
     if "X" in arrays:
-        return arrays["X"]
+        return "X"
     raise UsageError(f"{path}: holds {', '.join(arrays) or 'no arrays'}; choose one with --key")

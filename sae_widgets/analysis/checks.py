@@ -93,3 +93,16 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}; got {int(value)}")
     return int(value)
+
+
+SEED_LIMIT = 2**32
+"""Seeds are below scikit-learn's random_state bound (PCA), so one seed works everywhere."""
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """`value` as an int in [0, 2**32), or raise naming `name` (numpy's "expected
+    non-negative integer" and scikit-learn's InvalidParameterError named neither)."""
+    seed = check_positive_int(value, name, minimum=0)
+    if seed >= SEED_LIMIT:
+        raise ValueError(f"{name} must be below 2**32; got {seed}")
+    return seed

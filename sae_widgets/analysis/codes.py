@@ -45,6 +45,23 @@ def gather_rows(
     return positions, owner
 
 
+def _check_real(dtype: np.dtype[Any]) -> None:
+    """TypeError unless `dtype` holds real numbers (bool, integers, floats): complex parts
+    were dropped without a word and strings parsed as numbers."""
+    if dtype.kind not in "biuf":
+        raise TypeError(f"codes must hold real numbers (activations); got dtype {dtype}")
+
+
+def check_store(store: Any) -> None:
+    """TypeError unless `store` is a CodeStore (an array or sparse matrix was a bare
+    AttributeError on its first use)."""
+    if not isinstance(store, CodeStore):
+        raise TypeError(
+            f"store must be a CodeStore (CodeStore(codes) or CodeStore.from_sae(sae, X)); "
+            f"got {type(store).__name__}"
+        )
+
+
 class CodeStore:
     """Non-zero unit activations of every sample, readable by sample and by unit.
 
@@ -69,10 +86,19 @@ class CodeStore:
 
     def __init__(self, codes: sp.spmatrix | sp.sparray | NDArray[Any], copy: bool = True) -> None:
         if sp.issparse(codes):
+            _check_real(codes.dtype)
             # Canonicalising below edits in place: copy unless the caller hands over ownership.
             csr = sp.csr_matrix(codes, dtype=np.float32, copy=copy)
         else:
-            dense = np.asarray(numpy_of(codes, "codes"))
+            try:
+                dense = np.asarray(numpy_of(codes, "codes"))
+            except ValueError as err:  # a ragged list of rows
+                raise TypeError(
+                    f"codes must be a (n_samples, n_units) matrix of real numbers; got "
+                    f"{type(codes).__name__} ({err})"
+                ) from None
+            if dense.ndim == 2:
+                _check_real(dense.dtype)
             if dense.ndim != 2:
                 raise ValueError(
                     f"codes must be a 2-D (n_samples, n_units) matrix; got shape {dense.shape}"

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.utils.sparsefuncs import mean_variance_axis
 
-from sae_widgets.analysis.checks import check_finite, check_positive_int, numpy_of
+from sae_widgets.analysis.checks import check_finite, check_positive_int, check_seed, numpy_of
 
 __all__ = ["Projection", "display_subset", "pca_2d", "pca_projection"]
 
@@ -128,6 +128,7 @@ def pca_projection(
     A row source (an ActivationStore's X) is read in chunks, never whole.
     """
     n_components = check_positive_int(n_components, "n_components")
+    seed = check_seed(seed)
     if source not in ("codes", "inputs"):
         raise ValueError(f"source must be 'codes' or 'inputs'; got {source!r}")
     if fit_rows is not None:
@@ -270,6 +271,7 @@ def display_subset(
     """
     max_points = check_positive_int(max_points, "max_points")
     grid = check_positive_int(grid, "grid")
+    seed = check_seed(seed)
     xy = np.asarray(numpy_of(coords, "coords"))
     if xy.ndim != 2 or xy.shape[1] < 2:
         raise ValueError(f"coords must have shape (n_samples, >=2); got {xy.shape}")

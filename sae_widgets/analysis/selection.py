@@ -14,8 +14,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_indices, check_positive_int, numpy_of, sorted_unique
-from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.checks import (
+    check_indices,
+    check_positive_int,
+    check_seed,
+    numpy_of,
+    sorted_unique,
+)
+from sae_widgets.analysis.codes import CodeStore, check_store
 from sae_widgets.analysis.summary import check_labels, top_entries
 
 __all__ = [
@@ -206,6 +212,7 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
 
     `samples` are distinct-ified; `top` limits the result (None: every unit).
     """
+    check_store(store)
     rows = sorted_unique(check_indices(samples, store.n_samples, "samples"))
     if len(rows) == 0:
         raise ValueError("samples must select at least one sample; got none")
@@ -236,6 +243,7 @@ def enrichment(store: CodeStore, samples: Any, top: int | None = 20) -> Enrichme
 
 def heatmap_matrix(store: CodeStore, rows: Any, units: Any) -> NDArray[np.float32]:
     """Dense (len(rows), len(units)) float32 activations of the given samples and units."""
+    check_store(store)
     return store.dense(rows, units)
 
 
@@ -253,7 +261,9 @@ def default_heatmap_rows(
     with too few samples give their share to the others), otherwise a uniform random sample.
     With labels, rows are grouped by label (then by index), so classes read as bands.
     """
+    n_samples = check_positive_int(n_samples, "n_samples", minimum=0)
     cap = check_positive_int(cap, "cap")
+    seed = check_seed(seed)
     label_array = None if labels is None else check_labels(labels, n_samples)
     rng = np.random.default_rng(seed)
     chosen = sorted_unique(check_indices([] if samples is None else samples, n_samples, "samples"))
@@ -286,6 +296,7 @@ def default_heatmap_units(
     enrichment of `samples` already computed, to reuse it). Without: the `cap` most
     frequently firing units (units that never fire are left out).
     """
+    check_store(store)
     cap = check_positive_int(cap, "cap")
     chosen = check_indices([] if samples is None else samples, store.n_samples, "samples")
     if len(chosen):

@@ -12,8 +12,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.checks import check_index, check_positive_int, numpy_of
-from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.checks import (
+    check_finite,
+    check_index,
+    check_positive_int,
+    check_seed,
+    numpy_of,
+)
+from sae_widgets.analysis.codes import CodeStore, check_store
 from sae_widgets.label_codes import encode_labels
 from sae_widgets.memory import check_memory
 
@@ -93,9 +99,13 @@ class UnitSummary:
 
 def normalize_rows(matrix: Any) -> NDArray[np.float32]:
     """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    rows = np.asarray(numpy_of(matrix, "decoder"), dtype=np.float32)
+    given = np.asarray(numpy_of(matrix, "decoder"))
+    if given.dtype.kind not in "biuf":  # complex kept its real part, strings were parsed
+        raise TypeError(f"decoder must hold real numbers; got dtype {given.dtype}")
+    rows = given.astype(np.float32, copy=False)
     if rows.ndim != 2:
         raise ValueError(f"decoder must be a 2-D (n_units, d) matrix; got shape {rows.shape}")
+    check_finite(rows, "decoder", "must hold finite values; got NaN or infinity")
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
@@ -271,6 +281,7 @@ def unit_summary(
         Seeds the interval draws and the co-firing subset (combined with the unit index, so
         each unit's summary is repeatable).
     """
+    check_store(store)
     unit = check_index(unit, store.n_units, "unit")
     sizes = dict(top_n=top_n, n_bins=n_bins, n_intervals=n_intervals)
     for name, value in sizes.items():
@@ -281,6 +292,7 @@ def unit_summary(
         check_positive_int(value, name, minimum=0)
     if max_cofiring_samples is not None:
         check_positive_int(max_cofiring_samples, "max_cofiring_samples")
+    seed = check_seed(seed)
     # the histogram's arrays and one IntervalSamples per interval (a few hundred bytes each):
     # refused, not numpy's MemoryError (n_bins=10**12) or a loop of 10**9 intervals
     check_memory(16 * n_bins, f"unit_summary(n_bins={n_bins})", "ask for fewer bins")

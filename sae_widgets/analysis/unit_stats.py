@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from sae_widgets.analysis.codes import CodeStore
+from sae_widgets.analysis.codes import CodeStore, check_store
 from sae_widgets.analysis.summary import check_labels
 
 __all__ = ["UnitStats", "unit_stats"]
@@ -32,6 +32,7 @@ class UnitStats:
 
 def unit_stats(store: CodeStore, labels: Any = None) -> UnitStats:
     """Frequency, max activation, label selectivity and top label of every unit."""
+    check_store(store)
     n_units = store.n_units
     selectivity = np.full(n_units, np.nan)
     top_label = np.full(n_units, -1, dtype=np.int64)

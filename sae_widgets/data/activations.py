@@ -152,6 +152,16 @@ class _LayerRunner:
         return result
 
 
+def _is_default(value: Any, default: Any) -> bool:
+    """Whether an option equals its default (an array compares as not equal)."""
+    if value is default:
+        return True
+    try:
+        return default is not None and bool(value == default)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
@@ -268,6 +278,20 @@ def collect_activations(
             shard_size=shard_size,
             overwrite=overwrite,
         )
+    # Token options mean nothing for rows of numbers: ignoring them would return other rows
+    # than asked for (max_tokens=3 gave every row).
+    token_options: tuple[tuple[str, Any, Any], ...] = (
+        ("max_tokens", max_tokens, None),
+        ("max_length", max_length, None),
+        ("drop_special", drop_special, True),
+        ("drop_first", drop_first, 0),
+    )
+    for option, given, default in token_options:
+        if not _is_default(given, default):
+            raise ValueError(
+                f"{option} applies to texts tokenized with tokenizer=; without a tokenizer the "
+                f"data are rows of numbers: leave {option} out; got {option}={given!r:.60}"
+            )
     if batch_size is None:
         batch_size = 256
     if not isinstance(data, Dataset):
@@ -322,6 +346,11 @@ def collect_activations(
         prepare = _image_reshaper(image_shape)
     elif isinstance(input_shape, tuple) and all(is_int(s) for s in input_shape):
         input_shape = tuple(int(s) for s in input_shape)  # numpy integers too (e.g. x.shape)
+        if any(s < 1 for s in input_shape):  # (-2, -3) holds 6 by its product
+            raise ValueError(
+                "input_shape must hold positive sizes (each X row is reshaped to "
+                f"(batch, *input_shape)); got {input_shape}"
+            )
         if math.prod(input_shape) != d:
             raise ValueError(
                 f"input_shape {input_shape} holds {math.prod(input_shape)} values; each X row "

@@ -72,6 +72,11 @@ def capture_layer(
                 f"layer {layer_name!r} returned {_describe(output)}, not a tensor (or a tuple "
                 "whose first item is one); hook a submodule that outputs the activations"
             )
+        if output.is_meta:  # a shape without values: every read of it is torch's own error
+            raise LayerOutputError(
+                f"layer {layer_name!r} returned a tensor on the 'meta' device, which holds no "
+                "values; materialise the model's weights (or hook a layer that computes)"
+            )
         captured.append(output.detach())
         raise StopForward
 

@@ -145,8 +145,8 @@ class StoreWriter:
         if self._closed:
             raise ValueError("the store writer is closed")
         array = _to_numpy(X, "X")
-        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-            raise TypeError(f"X must hold numbers; got dtype {array.dtype}")
+        if array.dtype.kind not in "biuf":  # complex: float32 kept the real part silently
+            raise TypeError(f"X must hold numbers, real ones; got dtype {array.dtype}")
         if array.ndim != 2 or array.shape[1] != self.d:
             raise ValueError(f"X must have shape (m, {self.d}); got {array.shape}")
         rows = _as_float32(array, "X")  # NaN, inf and values past float32's range refused
@@ -168,6 +168,16 @@ class StoreWriter:
                 f" got {sorted(given)}"
             )
         for name, values in given.items():
+            stored = self._field_buffers[name].dtype
+            # later appends too: a float into an int field was truncated, an int into a bool
+            # field became True, objects reached a raw OverflowError
+            if values.dtype.kind not in "biuf" or not np.can_cast(
+                values.dtype, stored, casting="same_kind"
+            ):
+                raise TypeError(
+                    f"fields[{name!r}] must hold real numbers of the kind its first append "
+                    f"stored ({stored}); got dtype {values.dtype}"
+                )
             if values.shape != (rows.shape[0],):
                 raise ValueError(
                     f"fields[{name!r}] must have one value per row ({rows.shape[0]}); "
@@ -203,8 +213,10 @@ class StoreWriter:
     def _start_field(self, name: str, values: np.ndarray) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"field names must be non-empty strings; got {name!r}")
-        if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
-            raise TypeError(f"fields[{name!r}] must hold numbers; got dtype {values.dtype}")
+        if values.dtype.kind not in "biuf":  # a complex field made a store no reader opens
+            raise TypeError(
+                f"fields[{name!r}] must hold numbers, real ones; got dtype {values.dtype}"
+            )
         dtype = np.dtype(np.int64) if np.issubdtype(values.dtype, np.integer) else values.dtype
         self._field_dtypes[name] = dtype.str
         self._field_buffers[name] = np.empty(self.shard_size, dtype=dtype)

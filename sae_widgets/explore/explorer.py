@@ -27,7 +27,7 @@ from sae_widgets.analysis import (
     probe_attribute,
     unit_summary,
 )
-from sae_widgets.analysis.checks import check_index, check_positive_int
+from sae_widgets.analysis.checks import check_index, check_positive_int, check_seed
 from sae_widgets.analysis.code_files import encode_to_folder
 from sae_widgets.analysis.logits import LogitEffects, logit_effects
 from sae_widgets.analysis.projection import pca_2d
@@ -152,7 +152,7 @@ class Explorer(SelectionQueries, PrefixQueries):
         self.dataset: Dataset = dataset
         self.default_projection = projection
         self.chunk_size = check_positive_int(chunk_size, "chunk_size")
-        self.seed = check_positive_int(seed, "seed", minimum=0)
+        self.seed = check_seed(seed)  # the projections' PCA takes seeds below 2**32
         self.codes_dir = None if codes_dir is None else Path(codes_dir)
         self.n_samples = int(dataset.X.shape[0])
         self.n_units = self._sae_units()

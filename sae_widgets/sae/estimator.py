@@ -214,6 +214,8 @@ class SAE(BaseEstimator):
             trainer = Trainer(self.model_, self._train_config(), self.seed_, fresh=False)
             trainer.resume_counts(self.n_steps_, self.n_samples_seen_)
             self._trainer = trainer
+        else:  # parameters set since (set_params) apply from now on
+            trainer.reconfigure(self._train_config())
         try:
             self.stop_reason_ = trainer.run(
                 X,
@@ -268,6 +270,8 @@ class SAE(BaseEstimator):
             self._check_params()
             constraints.check_param("progress", progress)
             callback_list = inputs.callback_list(callbacks)
+            if hasattr(self, "model_"):  # set_params may have named another architecture
+                constraints.check_same_architecture(self._check_fitted().cfg, self.get_params())
             X_t = self._rows(X)
             if not hasattr(self, "model_"):
                 self._start(X_t.shape[1])

@@ -67,6 +67,11 @@ def _with_hidden(output: Any, hidden: Tensor) -> Any:
 
 def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
     """(rows, width) view of a layer output: token rows, or one flattened row per sample."""
+    if hidden.ndim == 0:  # one number for the whole batch: no rows to edit
+        raise ValueError(
+            f"layer {layer!r} output has shape (); the SAE reads vectors (the last axis, or "
+            "each sample's output flattened): hook a layer with an output per sample"
+        )
     if width is None or hidden.shape[-1] == width:
         return hidden.reshape(-1, hidden.shape[-1])
     if hidden.ndim >= 1 and math.prod(hidden.shape[1:]) == width:
@@ -83,7 +88,7 @@ def output_hook(name: str, fn: RowFn, width: int | None) -> Callable[..., Any]:
     shape handling): the hook runs once per forward pass, often on small models."""
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-        if type(output) is Tensor and output.shape[-1] == width and output.ndim == 2:
+        if type(output) is Tensor and output.ndim == 2 and output.shape[-1] == width:
             new = fn(output)
             if new is output:
                 return None

@@ -102,7 +102,11 @@ class SAEConfig:
         if self.prefix_sizes is None:
             return registry.default_prefix_sizes(self.n_units)
         given = self.prefix_sizes
-        if isinstance(given, str | bytes) or not hasattr(given, "__iter__"):
+        if (  # a 0-d array or tensor has __iter__, but iterating it raises
+            isinstance(given, str | bytes)
+            or not hasattr(given, "__iter__")
+            or getattr(given, "ndim", 1) == 0
+        ):
             raise TypeError(f"prefix_sizes must be a sequence of integers, got {given!r}")
         sizes = [
             _integer("prefix_sizes", v, 1, self.n_units, f" (n_units={self.n_units})")

@@ -91,7 +91,12 @@ class Constraint:
         elif self.kind == "device":
             check_device(name, value)
         elif self.kind == "int_sequence":
-            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            # a 0-d array or tensor has __iter__, but iterating it raises
+            if (
+                isinstance(value, str | bytes)
+                or not hasattr(value, "__iter__")
+                or getattr(value, "ndim", 1) == 0
+            ):
                 raise TypeError(f"{name} must be {self.describe()}; got {value!r}")
             if isinstance(value, Iterator):  # one pass: a refit, clone or pickle would fail
                 raise TypeError(
@@ -224,6 +229,21 @@ def module_params(cfg: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             f"module's architecture ({', '.join(f'{n}={v!r}' for n, v in arch.items())})"
         )
     return {**{name: v for name, v in arch.items() if v is not None}, **params}
+
+
+def check_same_architecture(cfg: Any, params: Mapping[str, Any]) -> None:
+    """ValueError where the estimator's n_units, activation, k or prefix_sizes (changed by
+    set_params) describe another model than the fitted one (`cfg`), which partial_fit would
+    train on regardless."""
+    names = ["n_units", "activation", "prefix_sizes"]
+    names += ["k"] if cfg.spec.k == "architecture" else []  # else a hint or unused
+    try:
+        module_params(cfg, {name: params[name] for name in names})
+    except ValueError as err:
+        raise ValueError(
+            f"partial_fit trains the fitted model on: {err}; fit() starts a model with these "
+            "parameters (or set them back)"
+        ) from None
 
 
 def check_device(name: str, value: Any) -> torch.device:

@@ -38,6 +38,7 @@ from sae_widgets.sae.layer_hooks import (
     sae_module,
 )
 from sae_widgets.sae.model import SparseAutoencoder
+from sae_widgets.tensor_checks import check_has_values
 from sae_widgets.wording import counted
 
 __all__ = [
@@ -141,13 +142,33 @@ def _number(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a number; got {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RuntimeError, NotImplementedError):  # a meta tensor too
         raise TypeError(f"{name} must be a number; got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite; got {value!r}")
     if abs(number) > MAX_ABS_INPUT:  # float32 (the SAE's arithmetic) would overflow to inf
         raise ValueError(f"{name} must be at most {MAX_ABS_INPUT:.0e} in magnitude; got {value!r}")
     return number
+
+
+def _mean_vector(mean: Any) -> Tensor:
+    """`ablate="mean"`'s mean as a flat float32 tensor, or an error naming mean."""
+    if torch.is_tensor(mean):
+        check_has_values(mean, "mean")
+    try:
+        vector = torch.as_tensor(mean).detach().reshape(-1)
+    except (TypeError, ValueError, RuntimeError):  # torch's "new(): invalid data type"
+        raise TypeError(
+            f"mean must be the layer's (width,) mean output, numbers; got {mean!r:.80}"
+        ) from None
+    if vector.is_complex():  # .float() dropped the imaginary part
+        raise TypeError(f"mean must hold real numbers; got dtype {vector.dtype}")
+    if vector.numel() == 0:
+        raise ValueError("mean must hold the layer's (width,) mean output, at least one value")
+    vector = vector.float()
+    if not bool(torch.isfinite(vector).all()):
+        raise ValueError("mean contains NaN or infinite values")
+    return vector
 
 
 class Intervention:
@@ -220,14 +241,7 @@ class Intervention:
         if ablate == "mean":
             if mean is None:
                 raise ValueError("ablate='mean' needs mean=, the layer's (width,) mean output")
-            try:
-                self.mean = torch.as_tensor(mean).detach().reshape(-1).float()
-            except (TypeError, ValueError, RuntimeError):  # torch's "new(): invalid data type"
-                raise TypeError(
-                    f"mean must be the layer's (width,) mean output, numbers; got {mean!r:.80}"
-                ) from None
-            if not bool(torch.isfinite(self.mean).all()):
-                raise ValueError("mean contains NaN or infinite values")
+            self.mean = _mean_vector(mean)
             self.width = self.mean.numel()
         elif mean is not None:
             raise ValueError("mean= is only used with ablate='mean'")
@@ -244,10 +258,17 @@ class Intervention:
     # ----------------------------------------------------------------- the edit
     @torch.no_grad()
     def edit_rows(self, x: Any) -> Any:
-        """The edited output for (rows, width) layer outputs `x` (same shape, x's dtype): a
-        tensor, or a numpy array (answered in numpy; it was an AttributeError on `.to`)."""
+        """The edited output for (rows, width) layer outputs `x` (same shape; x's dtype, float32
+        for integers): a tensor, or a numpy array (answered in numpy; it was an
+        AttributeError on `.to`)."""
         if torch.is_tensor(x):
-            return self._edit(x)
+            check_has_values(x, "x")
+            if x.dtype == torch.bool or x.is_complex():  # edited as 0/1 or as the real part
+                raise TypeError(
+                    f"x must be (rows, width) layer outputs of real numbers; got dtype {x.dtype}"
+                )
+            # integers as numpy's are: edited in float32 (a cast back truncated the edit)
+            return self._edit(x if x.is_floating_point() else x.float())
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiu":
             raise TypeError(
                 f"x must be a torch tensor or numpy array of (rows, width) layer outputs; got "

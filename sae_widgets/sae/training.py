@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -53,6 +54,12 @@ class StopTraining(Exception):
     """Raise from a callback to end training cleanly (the model stays usable)."""
 
 
+def says_stop(result: object) -> bool:
+    """Whether a callback's answer ends training: False, numpy's False_ too (a callback
+    returning `np.isfinite(loss)` gives one, which `is False` missed)."""
+    return result is False or (isinstance(result, np.bool_) and not result)
+
+
 class Trainer:
     """Optimiser state and step logic for one SparseAutoencoder."""
 
@@ -67,9 +74,7 @@ class Trainer:
         self.samples_seen = 0
         self.start_step = 0  # warm-up and sparsity ramps count from here (see resume_counts)
         self.scale: float | None = None
-        self.lr = (
-            cfg.lr if cfg.lr is not None else default_lr(model.cfg.activation, model.cfg.n_units)
-        )
+        self.lr = self._base_lr(cfg)
         # learned thresholds act in log space, where a step of size lr is a relative change
         # of lr: they get a 10x larger rate so sparsity can adapt within a short run
         thresholds = model.threshold_parameters()
@@ -93,6 +98,16 @@ class Trainer:
         self.any_dead = False  # deferred (GPU): as of the last read, see _dead_mask_for_step
 
     # ----------------------------------------------------------------- set-up
+    def _base_lr(self, cfg: TrainConfig) -> float:
+        arch = self.model.cfg
+        return cfg.lr if cfg.lr is not None else default_lr(arch.activation, arch.n_units)
+
+    def reconfigure(self, cfg: TrainConfig) -> None:
+        """Train on with `cfg` (the estimator's parameters as set now: set_params between
+        partial_fit calls); the optimiser state, counts and input scale are kept."""
+        self.cfg = cfg
+        self.lr = self._base_lr(cfg)
+
     def initialize(self, x_ND: Tensor) -> None:
         """Choose the input scale (E||x s|| = sqrt(d)) and, for a fresh model, b_dec (and
         learned thresholds) from the first batch (`sae.initialization`)."""
@@ -312,7 +327,7 @@ class Trainer:
                         logged_step = self.step
                         bar.set_postfix(fvu=f"{entry['fvu']:.4f}", l0=f"{entry['l0']:.1f}")
                         for callback in callbacks:
-                            if callback(entry) is False:
+                            if says_stop(callback(dict(entry))):  # history_ keeps its own
                                 raise StopTraining
                     guard.escapable = False
                     if guard.interrupted:
@@ -333,7 +348,7 @@ class Trainer:
             history.append(entry)
             for callback in callbacks:
                 try:
-                    callback(entry)
+                    callback(dict(entry))
                 except StopTraining:
                     pass
         return stopped

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from sae_widgets.sae import registry
+from sae_widgets.tensor_checks import densified
 
 
 @dataclass
@@ -237,9 +238,22 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
     except OSError as err:
         raise unreadable(path, err) from err
     try:
-        return load_file(str(path), device="cpu")
+        tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: truncated or corrupt safetensors file ({err})") from err
+    return real_tensors(tensors, path)
+
+
+def real_tensors(tensors: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """`tensors`, or a ValueError naming one that holds complex numbers: the readers convert
+    with .float(), which kept only the real part (a torch warning, no error)."""
+    for name, tensor in tensors.items():
+        if tensor.is_complex():
+            raise ValueError(
+                f"{path}: tensor {name!r} holds complex numbers ({tensor.dtype}); an SAE's "
+                "weights are real"
+            )
+    return tensors
 
 
 def read_torch_state_dict(path: Path) -> dict[str, Tensor]:
@@ -252,8 +266,12 @@ def read_torch_state_dict(path: Path) -> dict[str, Tensor]:
         ) from err
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a state dict; got {type(loaded).__name__}")
-    # Some trainers store small non-tensor entries (e.g. hub configs) beside the weights.
-    return {str(key): value for key, value in loaded.items() if isinstance(value, Tensor)}
+    # Some trainers store small non-tensor entries (e.g. hub configs) beside the weights; a
+    # sparse tensor (torch.save keeps its layout) is read densely like any weight.
+    tensors = {
+        str(key): densified(value) for key, value in loaded.items() if isinstance(value, Tensor)
+    }
+    return real_tensors(tensors, path)
 
 
 def require(tensors: dict[str, Tensor], path: Path, *names: str) -> list[Tensor]:
