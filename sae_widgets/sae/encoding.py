@@ -191,11 +191,10 @@ def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
     """An uninitialised tensor of `shape` (`like`'s dtype and device) to be written once.
 
     On a CPU with transparent huge pages (Linux, madvise): fresh anonymous memory asked for
-    in 2 MiB pages, faulted in by one call (`MADV_POPULATE_WRITE`). Every fresh 4 KiB page
-    costs a fault on its first write: measured on the 2-core project machine, matmuls
-    filling a new 16,384 x 2,048 float32 output (128 MiB) took 32,768 faults and +73 ms on
-    one thread over a warm buffer, against 575 faults and +14 ms in huge pages (the matmul
-    itself runs 236 ms). The mapping is page-aligned; a
+    in 2 MiB pages. Every fresh 4 KiB page costs a fault on its first write: measured on the
+    2-core project machine, matmuls filling a new 16,384 x 2,048 float32 output (128 MiB)
+    took 32,768 faults and +73 ms on one thread over a warm buffer, against 575 faults and
+    +14 ms in huge pages (the matmul itself runs 236 ms). The mapping is page-aligned; a
     numpy allocation may be 16 bytes off a cache line, which made the matmul 1.4x slower.
     """
     mapped = _huge_page_mapping(shape, like)
@@ -227,21 +226,8 @@ def _huge_page_mapping(shape: tuple[int, int], like: Tensor) -> Tensor | None:
         memory.madvise(advice)
     except OSError:  # huge pages switched off: plain pages, as torch's own allocation
         pass
-    try:  # fault every page in now, in one call, rather than on the kernels' first writes
-        memory.madvise(MADV_POPULATE_WRITE)
-    except OSError:  # before Linux 5.14 (EINVAL): the pages fault in as they are written
-        pass
     return torch.from_numpy(np.frombuffer(memory, dtype=dtype)).view(shape)
 
-
-MADV_POPULATE_WRITE = 23
-"""Linux's madvise advice (5.14+) that faults a range in, writable. Python 3.11's mmap
-does not name it. Measured on the 2-core project machine (`/tmp/me/popw.py`, loaded),
-the same transforms with and without it, interleaved, medians of 11 (`/tmp/me/ab_pop.py`, a
-loaded machine): 65,536 rows into 2,048 TopK units (a 512 MB output) 2,754 -> 1,800 ms
-wall, system time 592 -> 123 ms (encode_sparse of the same rows: 1,804 ms); BatchTopK
-2,000 -> 1,548 ms; 8,192 units (2 GB) 8,662 -> 4,848 ms. Faults taken one by one by the
-encoding threads' writes cost far more system time than one call that fills the range."""
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
