@@ -15,6 +15,13 @@ ratios) with the target (>= 0.80) PASS/FAIL, and the peak resident memory added 
 encode_sparse + the code store (run first, in a fresh process) against one dense N x n_units
 matrix: the encoders hold one chunk of pre-activations at a time.
 
+transform's output is fresh memory, and touching fresh memory costs what the machine makes it
+cost: a virtual machine with free page reporting (the project's) hands memory freed a second
+or more ago back to its host, and faults it in from the host again, 6-8x slower. On a CPU,
+each shape also times transform right after touching and freeing as much memory ("output
+memory warm": the same call where freed memory stays backed), and prints the cost of touching
+a fresh output-sized mapping after 3 s idle and right after a free.
+
 Timings on a shared machine are noisy: compare the ratios printed by one run.
 `--lane-rows-ab R` adds encode_sparse with R-row lane pieces (the A/B of sae/encoding.py's
 LANE_ROWS), its codes checked equal to the default's; `--fp32-lanes-ab` encode_sparse with
@@ -27,6 +34,7 @@ Run: .venv/bin/python benchmarks/encode_throughput.py [--n 65536] [--shapes smal
 from __future__ import annotations
 
 import argparse
+import mmap
 import resource
 import time
 
@@ -43,6 +51,7 @@ from sae_widgets.sae.sparse_ops import affine_width
 
 ENCODE_TARGET = 0.80
 FP32_LANES = "encode_sparse, float32 lanes"
+WARM = "transform, output memory warm"
 SHAPES = {"small": (256, 2048, 16), "large": (512, 8192, 32), "gpu": (2048, 32768, 64)}
 
 
@@ -85,6 +94,29 @@ def _support_difference(ours: sp.csr_matrix, theirs: sp.csr_matrix) -> tuple[int
     gap = abs(ours.multiply(both) - theirs.multiply(both)).max() if both.nnz else 0.0
     assert moved <= 1e-4 * max(1, both.nnz), f"{moved} entries differ: more than rounding"
     return moved, float(gap)
+
+
+def touch_fresh(n_bytes: int) -> float:
+    """Seconds to map and write a fresh n_bytes (in huge pages where given, as transform's
+    output), one byte per 4 KiB page; unmapped after."""
+    start = time.perf_counter()
+    memory = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        memory.madvise(advice)
+    pages = np.frombuffer(memory, dtype=np.uint8)
+    pages[::4096] = 1
+    seconds = time.perf_counter() - start
+    del pages
+    memory.close()
+    return seconds
+
+
+def fresh_memory_costs(n_bytes: int) -> tuple[float, float]:
+    """(after 3 s idle, right after a free): seconds to touch a fresh n_bytes mapping."""
+    time.sleep(3)
+    idle = touch_fresh(n_bytes)
+    return idle, touch_fresh(n_bytes)
 
 
 def peak_rss_mb() -> float:
@@ -131,6 +163,9 @@ def run(
         paired.time("encode_sparse", lambda: sae.encode_sparse(X_np, chunk_size=chunk), n)
         paired.time("code store (Explorer build)", lambda: CodeStore.from_sae(sae, X_np), n)
         paired.time("transform (dense output)", lambda: sae.transform(X_np, chunk_size=chunk), n)
+        if device.type == "cpu":  # the same, its output's memory just freed (still backed)
+            touch_fresh(n * n_units * 4)
+            paired.time(WARM, lambda: sae.transform(X_np, chunk_size=chunk), n)
         if lane_rows_ab is not None:
             ours = sae.encode_sparse(X_np, chunk_size=chunk)
             theirs = paired.time(
@@ -163,6 +198,12 @@ def run(
             f"  {name:<32} {paired.samples_per_s(name):>10,.0f} samples/s   "
             f"{paired.fraction(name):.2f} of the roofline ({paired.torch_fraction(name):.2f} "
             "of torch's matmul)"
+        )
+    if device.type == "cpu":
+        idle, warm = fresh_memory_costs(n * n_units * 4)
+        print(
+            f"  touching a fresh {dense_mb:,.0f} MB output: {idle * 1e3:,.0f} ms after 3 s idle, "
+            f"{warm * 1e3:,.0f} ms right after a free (one thread)"
         )
     if added > 0:
         print(
