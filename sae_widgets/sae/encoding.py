@@ -196,6 +196,12 @@ def fresh_output(shape: tuple[int, int], like: Tensor) -> Tensor:
     took 32,768 faults and +73 ms on one thread over a warm buffer, against 575 faults and
     +14 ms in huge pages (the matmul itself runs 236 ms). The mapping is page-aligned; a
     numpy allocation may be 16 bytes off a cache line, which made the matmul 1.4x slower.
+    On a virtual machine with free page reporting (the project's), memory freed a second or
+    more before comes back from the host, 6x slower: a fresh 2 GB took 1.9-2.2 s to touch
+    against 0.33-0.36 s right after a free (`benchmarks/encode_throughput.py` prints both).
+    Faulting it all in first (MADV_POPULATE_WRITE, on one or two threads, or behind the
+    encoding on a third) was no faster than the encoding threads' own faults (`/tmp/me/
+    fair.py`, small TopK: 569-799 ms against 592 ms lazily), so the pages fault as written.
     """
     mapped = _huge_page_mapping(shape, like)
     return like.new_empty(shape) if mapped is None else mapped
