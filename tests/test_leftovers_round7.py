@@ -8,20 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_fits import fit_tiny
 
 import sae_widgets as sw
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
-
-
-def _fit(X: Any, **options: Any) -> sw.SAE:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
-    try:
-        settings = {"n_units": 8, "k": 2, "epochs": 2, "batch_size": 32, "seed": 0, **options}
-        return sw.SAE(**settings).fit(X, progress=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ---- the probe starts at the sample's own value of a newly picked attribute --------------------
@@ -44,7 +35,7 @@ def test_switching_to_a_categorical_attribute_starts_at_the_samples_own_value(sh
     ds = shapes
     assert ds.factors is not None
     sample = int(np.flatnonzero(ds.factors["shape"] != 1)[0])
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     ex.selection.probe_sample = sample
     probe = sw.ProbeSlider(ex, "scale")
     assert probe.slider.value == _own(ds, "scale", sample)
@@ -61,7 +52,7 @@ def test_switching_to_a_categorical_attribute_starts_at_the_samples_own_value(sh
 
 
 def test_a_value_given_with_the_new_attribute_in_one_batch_is_kept(shapes) -> None:
-    ex = sw.Explorer(_fit(shapes.X), shapes)
+    ex = sw.Explorer(fit_tiny(shapes.X), shapes)
     probe = sw.ProbeSlider(ex, "scale")
     probe.slider.value = 0.5
     for attribute, value in (("shape", 2.0), ("x", 0.3)):

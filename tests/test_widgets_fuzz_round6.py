@@ -7,21 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
+from tiny_fits import fit_tiny
 
 import sae_widgets as sw
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
-
-
-def _fit(X: Any, **options: Any) -> sw.SAE:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
-    try:
-        settings = {"n_units": 8, "k": 2, "epochs": 2, "batch_size": 32, "seed": 0, **options}
-        return sw.SAE(**settings).fit(X, progress=False)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _one_line_per_row(mark: Any, n_lines: int) -> None:
@@ -44,7 +34,7 @@ X6 = RNG.random((40, 6)).astype(np.float32)
 def test_inputs_of_one_dimension_draw_the_sample_and_its_reconstruction_as_two_dots() -> None:
     # d=1: the (2, 1) pair became one 2-point line over an x of one point
     ds = sw.Dataset(X6[:, :1])
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     heatmap = sw.ActivationHeatmap(ex)
     ex.selection.probe_sample = 3
     lines = heatmap.card.lines
@@ -63,7 +53,7 @@ def test_an_attribute_of_one_value_draws_one_dot_per_unit(n_units) -> None:
     # a one-value grid: the curves' (k, 1) y was squeezed (k > 1) or refused with a raw
     # TraitError from bqplot that failed the whole dashboard (k = 1)
     ds = sw.Dataset(X6, attributes={"gain": sw.Attribute("gain", [2.0], _gain)})
-    ex = sw.Explorer(_fit(ds.X, n_units=n_units, k=1), ds)
+    ex = sw.Explorer(fit_tiny(ds.X, n_units=n_units, k=1), ds)
     board = ex.dashboard()
     probe = board.probe
     assert probe is not None
@@ -131,7 +121,7 @@ def test_pictures_of_tall_or_wide_images_keep_a_viewable_height(shape) -> None:
 
     X = np.random.default_rng(0).random((30, int(np.prod(shape)))).astype(np.float32)
     ds = sw.Dataset(X, images=X.reshape(30, *shape))
-    ex = sw.Explorer(_fit(X, epochs=1), ds)
+    ex = sw.Explorer(fit_tiny(X, epochs=1), ds)
     board = ex.dashboard()
     ex.selection.unit, ex.selection.probe_sample = 1, 2
     figures = [board.heatmap.card.figure, board.inspector.gallery.figure]
@@ -189,7 +179,7 @@ def test_top_tokens_forget_a_unit_that_a_refit_removed() -> None:
     # a refit to fewer units cleared the focus, but the top-tokens panel kept unit 15: a click
     # on its context length then raised "unit must be in [0, 8)" from the browser's event
     ds = _token_dataset()
-    sae = _fit(ds.X, n_units=16)
+    sae = fit_tiny(ds.X, n_units=16)
     ex = sw.Explorer(sae, ds)
     inspector = sw.UnitInspector(ex, unit=15)
     top = inspector.top_tokens
@@ -253,16 +243,16 @@ def test_the_label_legend_says_when_classes_are_left_out_or_share_colours() -> N
     labels = np.arange(100) % 50
     X = np.random.default_rng(0).random((100, 6)).astype(np.float32)
     ds = sw.Dataset(X, labels=labels, label_names=[f"c{i}" for i in range(50)])
-    brush = sw.PCABrush(sw.Explorer(_fit(X), ds), color_by="label")
+    brush = sw.PCABrush(sw.Explorer(fit_tiny(X), ds), color_by="label")
     text = re.sub(r"<[^>]*>", "", brush.legend.value)
     assert "c19" in text and "c20" not in text
     assert "30 more" in text and "colours repeat" in text
     few = sw.Dataset(X, labels=np.arange(100) % 3)
-    text = re.sub(r"<[^>]*>", "", sw.PCABrush(sw.Explorer(_fit(X), few)).legend.value)
+    text = re.sub(r"<[^>]*>", "", sw.PCABrush(sw.Explorer(fit_tiny(X), few)).legend.value)
     assert "more" not in text and "repeat" not in text and "unlabelled" not in text
     # unlabelled samples (-1) are drawn grey: the legend said nothing about grey points
     some = sw.Dataset(X, labels=np.where(np.arange(100) < 50, -1, np.arange(100) % 3))
-    legend = sw.PCABrush(sw.Explorer(_fit(X), some)).legend.value
+    legend = sw.PCABrush(sw.Explorer(fit_tiny(X), some)).legend.value
     assert "unlabelled" in legend and "#aaaaaa" in legend
 
 
@@ -281,7 +271,7 @@ def test_language_model_messages_of_one_are_singular() -> None:
 
     from sae_widgets.sae.splice import Intervention
 
-    sae = _fit(X6, n_units=1, k=1)
+    sae = fit_tiny(X6, n_units=1, k=1)
     model = nn.Sequential(nn.Linear(6, 6), nn.ReLU())
     with pytest.raises(ValueError, match=r"for an SAE with 1 unit$"):
         Intervention(model, "1", sae, steer={3: 1.0})
@@ -296,7 +286,7 @@ def test_language_model_messages_of_one_are_singular() -> None:
 def test_a_compare_view_of_no_match_columns_still_focuses_units() -> None:
     # n_show=0 was accepted, then focusing a unit raised "n must be at least 1" from the
     # Selection's observer (a click on a point in the browser failed the same way)
-    a, b = _fit(X6), _fit(X6, seed=1)
+    a, b = fit_tiny(X6), fit_tiny(X6, seed=1)
     ex_a, ex_b = sw.Explorer(a, X6), sw.Explorer(b, X6)
     view = sw.CompareView(sw.compare(ex_a, ex_b), n_show=0)
     ex_a.selection.unit, ex_b.selection.unit = 0, 3
@@ -315,7 +305,7 @@ def test_the_probe_starts_at_the_samples_own_factor_value(attribute) -> None:
     # the middle of the grid: the "varied input" showed another shape than the sample's own
     # before the slider was touched
     ds = sw.datasets.shapes(n=60, size=8, seed=0)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     probe = sw.ProbeSlider(ex, attribute)
     grid = ex.attribute(attribute).values
     for sample in (3, 17):
@@ -355,7 +345,7 @@ def test_steering_with_another_models_tokenizer_names_it() -> None:
             return "".join(chr(97 + i % 26) for i in ids)
 
     X = np.random.default_rng(0).random((40, 8)).astype(np.float32)
-    ex = sw.Explorer(_fit(X), X, model=TinyLM(), layer="block", tokenizer=WideTokenizer())
+    ex = sw.Explorer(fit_tiny(X), X, model=TinyLM(), layer="block", tokenizer=WideTokenizer())
     with pytest.raises(ValueError, match=r"token id .* beyond the model's vocabulary of 32"):
         ex.steerer.continuation(1, 0.0, "hello", max_new_tokens=2)
     view = sw.SteeringView(ex, max_new_tokens=2)
@@ -385,7 +375,7 @@ def test_long_label_names_are_cut_in_lines_of_text_and_whole_on_hover() -> None:
 
     names = ["x" * 2000 + "<&>", "short"]
     ds = sw.Dataset(X6, labels=np.arange(40) % 2, label_names=names)
-    ex = sw.Explorer(_fit(X6), ds)
+    ex = sw.Explorer(fit_tiny(X6), ds)
     board = ex.dashboard()
     board.brush.color_by.value = "label"
     ex.selection.unit = int(np.argmax(ex.codes.max_activation))
@@ -404,7 +394,7 @@ def test_lasso_marks_and_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
     # a click message naming position 100 of 100 drawn points raised a raw IndexError; -1
     # selected the last drawn point
     X = np.random.default_rng(0).random((3100, 6)).astype(np.float32)
-    ex = sw.Explorer(_fit(X, batch_size=256, epochs=1), X)
+    ex = sw.Explorer(fit_tiny(X, batch_size=256, epochs=1), X)
     brush = sw.PCABrush(ex, max_points=100)
     assert brush.webgl
     for bad in ([100], [10**6], [-1]):
@@ -413,7 +403,7 @@ def test_lasso_marks_and_webgl_clicks_on_no_drawn_point_are_ignored() -> None:
     brush.scatter.widget.selection = np.array([5])
     assert ex.selection.samples == [int(brush.shown[5])]
     # the SVG lasso alike: marks naming no point raised a SelectionError from the message
-    svg = sw.PCABrush(sw.Explorer(_fit(X6), X6))
+    svg = sw.PCABrush(sw.Explorer(fit_tiny(X6), X6))
     for bad in ([40], [-1]):
         svg.points.lasso_target.selected = np.array(bad)
         assert svg.selection.samples == []

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_fits import fit_tiny
 
 import sae_widgets as sw
 
@@ -19,21 +20,11 @@ X6 = RNG.random((40, 6)).astype(np.float32)
 IMAGES = RNG.random((40, 2, 3)).astype(np.float32)
 
 
-def _fit(X: Any, **options: Any) -> sw.SAE:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny SAE; the test machine's cores are shared
-    try:
-        settings = {"n_units": 8, "k": 2, "epochs": 2, "batch_size": 32, "seed": 0, **options}
-        return sw.SAE(**settings).fit(X, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pictured() -> sw.Explorer:
     """An Explorer of 40 six-pixel (2 x 3) pictures."""
     ds = sw.Dataset(X6, images=IMAGES)
-    return sw.Explorer(_fit(ds.X), ds)
+    return sw.Explorer(fit_tiny(ds.X), ds)
 
 
 # ---- the heatmap's sample card after its sample is cleared ------------------------------------
@@ -44,7 +35,7 @@ def test_the_sample_card_shows_no_stale_sample_once_the_probe_sample_is_cleared(
     # the title said "click the strip ..." but the pictures (or lines) of the last sample
     # stayed drawn under it: after selection.clear() the card showed a sample no one picked
     ds = sw.Dataset(X6, images=IMAGES if images else None)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     heatmap = sw.ActivationHeatmap(ex)
     ex.selection.probe_sample = 5
     assert heatmap.card.figure.layout.display != "none"
@@ -79,7 +70,7 @@ def test_a_probe_dropdown_message_of_no_index_is_ignored() -> None:
     # sweep raised TypeError ("attribute must provide name, values and sweep()"): the
     # dropdown then showed nothing over the last attribute's curves
     ds = sw.Dataset(X6, attributes=ATTRIBUTES)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     probe = sw.ProbeSlider(ex, attribute="gain")
     probe.attribute.set_state({"index": None})
     assert ex.selection.probe_attribute == "gain"
@@ -97,7 +88,7 @@ def test_toggle_buttons_keep_their_choice_when_a_message_unpicks_every_button() 
     # activation legend over label colours)
     labels = np.arange(40) % 3
     ds = sw.Dataset(X6, labels=labels)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     pca = sw.PCABrush(ex)
     colors = pca.point_colors
     for buttons in (pca.mode, pca.color_by, pca.select_with):
@@ -128,7 +119,7 @@ def _outside_isolates(text: str) -> str:
 def test_a_label_name_with_a_bidi_override_stays_inside_its_name() -> None:
     names = np.array([f"{RLO}evil", "plain", f"x{RLO}" + "y" * 50])
     ds = sw.Dataset(X6, labels=names[np.arange(40) % 3])
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     board = ex.dashboard()
     inspector, heatmap = board.inspector, board.heatmap
     from sae_widgets.widgets._legend import hover_card
@@ -153,7 +144,7 @@ def test_a_token_with_a_bidi_override_stays_inside_the_sample_cards_token() -> N
     documents = Documents(texts=[text], token_ids=[np.arange(5)], offsets=[spans])
     tokens = TokenRows(np.zeros(5, np.int64), np.arange(5), np.arange(5), documents)
     ds = sw.Dataset(X6[:5], tokens=tokens)
-    ex = sw.Explorer(_fit(ds.X, batch_size=4), ds)
+    ex = sw.Explorer(fit_tiny(ds.X, batch_size=4), ds)
     heatmap = sw.ActivationHeatmap(ex)
     ex.selection.probe_sample = 2
     assert RLO in heatmap.card_title.value
@@ -205,7 +196,7 @@ def test_a_prompt_with_a_bidi_override_stays_inside_the_continuation() -> None:
     with torch.no_grad():
         rows = torch.cat([lm.block(lm.embed(torch.from_numpy(i))) for i in ids]).numpy()
     ds = sw.Dataset(rows)
-    sae = _fit(ds.X, n_units=16, k=3, batch_size=16)
+    sae = fit_tiny(ds.X, n_units=16, k=3, batch_size=16)
     ex = sw.Explorer(sae, ds, model=lm, layer="block", tokenizer=tok)
     view = sw.SteeringView(ex, prompt=f"ab{RLO}c", max_new_tokens=3)
     ex.selection.unit = 3
@@ -224,7 +215,7 @@ def test_a_bool_in_a_hover_or_button_message_is_no_index(pictured) -> None:
 
     labels = np.arange(40) % 3
     ds = sw.Dataset(X6, labels=labels)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     inspector = sw.UnitInspector(ex, unit=0)
     inspector.label_tip.value = "before"
     inspector._label_hovered(None, {"data": {"index": True}})
@@ -247,7 +238,7 @@ def test_the_unit_tables_search_finds_a_label_of_non_ascii_digits(name) -> None:
     # a unit number, matched no unit and showed an empty table
     names = np.array([name, "other"])
     ds = sw.Dataset(X6, labels=names[(X6[:, 0] > 0.5).astype(int)])
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     table = sw.UnitTable(ex)
     table.search.value = name
     expected = [
@@ -279,7 +270,7 @@ def test_malformed_clicks_on_the_comparisons_points_are_ignored(event) -> None:
     # the handler raised AttributeError / ValueError / TypeError into the comm for these
     # (nan: int(nan)), and took 1.5 for point 1 and True for point 1
     ds = sw.Dataset(X6)
-    cmp = sw.compare(_fit(ds.X, seed=0), _fit(ds.X, seed=1), ds)
+    cmp = sw.compare(fit_tiny(ds.X, seed=0), fit_tiny(ds.X, seed=1), ds)
     view = sw.CompareView(cmp)
     kind = next(k for k, units in view.units.items() if len(units) > 1)
     view._clicked(view.scatters[kind], event)
@@ -341,7 +332,7 @@ def test_malformed_svg_lasso_marks_are_ignored() -> None:
     # the same messages on the SVG lasso's target: a 2-D mark selected its two points, a
     # fraction was cut to a point, NaN was cast to a garbage index (RuntimeWarning)
     ds = sw.Dataset(X6)
-    ex = sw.Explorer(_fit(ds.X), ds)
+    ex = sw.Explorer(fit_tiny(ds.X), ds)
     pca = sw.PCABrush(ex)
     assert pca.lasso_target is not None
     for bad in (np.array([[1, 2]]), np.array([0.5]), np.array([np.nan])):
