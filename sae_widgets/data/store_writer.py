@@ -35,6 +35,17 @@ from sae_widgets.paths import as_path, check_not_working_folder
 __all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
 
 SHARD_BYTES = 64 * 2**20  # default shard: about 64 MiB of rows
+_MANIFEST_KEYS = (
+    "format",
+    "version",
+    "n_samples",
+    "d",
+    "dtype",
+    "shard_size",
+    "fields",
+    "files",
+    "shards",
+)
 
 
 def row_fields(data: Dataset) -> dict[str, np.ndarray]:
@@ -119,6 +130,12 @@ class StoreWriter:
         if info is not None and not isinstance(info, Mapping):
             raise TypeError(f"info must be a dict of JSON values; got {type(info).__name__}")
         self.info = dict(info or {})
+        reserved = sorted(set(self.info) & set(_MANIFEST_KEYS))
+        if reserved:  # it replaced the manifest's own entry: a store no reader could open
+            raise ValueError(
+                f"info must not name what the manifest itself records {_MANIFEST_KEYS}; "
+                f"got {reserved[0]!r}"
+            )
         try:  # refused now, not when close() writes the manifest (the rows would be lost)
             json.dumps(self.info)
         except (TypeError, ValueError) as err:
@@ -251,7 +268,7 @@ class StoreWriter:
             "dtype": self.dtype.name,
             "shard_size": self.shard_size,
             "fields": self._field_dtypes,
-            **{k: v for k, v in self.info.items() if k not in ("shards", "files")},
+            **self.info,
             "files": self._files,
             "shards": self._shards,
         }
