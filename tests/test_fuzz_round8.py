@@ -4,12 +4,13 @@ round (the fix is in the commit that added it)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sae_widgets.data.store import StoreWriter
+from sae_widgets.data.store import ActivationStore, StoreError, StoreWriter
 
 
 def _rows(n: int = 5, d: int = 3) -> np.ndarray:
@@ -41,3 +42,14 @@ def test_info_naming_a_manifest_entry_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=f"info.*{key!r}"):
         StoreWriter(tmp_path / "s", 3, info={key: value})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_manifest_field_missing_from_a_shard_is_a_store_error(tmp_path: Path) -> None:
+    # a field the manifest lists but a shard does not raised a raw KeyError on open
+    with StoreWriter(tmp_path / "s", 3) as writer:
+        writer.append(_rows(), {"a": np.arange(5)})
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    manifest["fields"]["b"] = "<i8"
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="'b'"):
+        ActivationStore(tmp_path / "s")

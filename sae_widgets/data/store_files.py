@@ -184,6 +184,9 @@ def _malformed(manifest: dict[str, Any]) -> str | None:
             and _file_entries(shard.get("fields", {}))
         ):
             return f"each shard must be {{'file': name, 'rows': count, ...}}; got {shard!r:.80}"
+        missing = sorted(set(fields) - set(shard.get("fields", {})))
+        if missing:  # read as shard["fields"][name]: a raw KeyError
+            return f"field {missing[0]!r} of 'fields' has no file in shard {shard['file']!r}"
     names = manifest.get("label_names")
     if names is not None and not (
         isinstance(names, list) and all(isinstance(name, str) for name in names)
