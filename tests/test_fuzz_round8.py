@@ -53,3 +53,12 @@ def test_a_manifest_field_missing_from_a_shard_is_a_store_error(tmp_path: Path) 
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match="'b'"):
         ActivationStore(tmp_path / "s")
+
+
+@pytest.mark.parametrize("labels", [[0.5, 1.7, 2, 3, 4], [0, 1, np.nan, 3, 4]])
+def test_a_labels_field_must_hold_integers(tmp_path: Path, labels: list[float]) -> None:
+    # float labels were stored as given and read back truncated to int64: 0.5 -> 0, 1.7 -> 1
+    with pytest.raises(TypeError, match=r"fields\['labels'\].*integer"):
+        with StoreWriter(tmp_path / "s", 3) as writer:
+            writer.append(_rows(), {"labels": np.asarray(labels)})
+    assert list(tmp_path.iterdir()) == []

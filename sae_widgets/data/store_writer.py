@@ -234,6 +234,10 @@ class StoreWriter:
             raise TypeError(
                 f"fields[{name!r}] must hold numbers, real ones; got dtype {values.dtype}"
             )
+        if name == "labels" and values.dtype.kind not in "biu":  # read back as int64: 1.7 -> 1
+            raise TypeError(
+                f"fields['labels'] must hold integer class ids; got dtype {values.dtype}"
+            )
         dtype = np.dtype(np.int64) if np.issubdtype(values.dtype, np.integer) else values.dtype
         self._field_dtypes[name] = dtype.str
         self._field_buffers[name] = np.empty(self.shard_size, dtype=dtype)
