@@ -62,3 +62,25 @@ def test_a_labels_field_must_hold_integers(tmp_path: Path, labels: list[float]) 
         with StoreWriter(tmp_path / "s", 3) as writer:
             writer.append(_rows(), {"labels": np.asarray(labels)})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "first, later",
+    [
+        (np.array([2**63 + 5, 1], np.uint64), None),
+        (np.array([1, 1]), np.array([2**64 - 1, 1], np.uint64)),
+        (np.array([1, 1], np.float16), np.array([1e6, 1.0])),
+        (np.array([1, 1], np.float32), np.array([1e300, 1.0])),
+    ],
+)
+def test_field_values_its_dtype_cannot_hold_are_refused(
+    tmp_path: Path, first: np.ndarray, later: np.ndarray | None
+) -> None:
+    # uint64 past int64 was stored wrapped to a negative number; a float64 past a float16 or
+    # float32 field's range was stored as inf
+    with pytest.raises(ValueError, match=r"fields\['v'\] holds .*beyond"):
+        with StoreWriter(tmp_path / "s", 3) as writer:
+            writer.append(_rows(2), {"v": first})
+            if later is not None:
+                writer.append(_rows(2), {"v": later})
+    assert list(tmp_path.iterdir()) == []

@@ -91,6 +91,28 @@ def _check_target(path: Path, overwrite: bool) -> None:
             )
 
 
+def _check_fits(name: str, values: np.ndarray, stored: np.dtype[Any]) -> None:
+    """Refuse field values the stored dtype would change silently: unsigned integers past
+    int64 wrapped to negatives, finite floats past a narrower float's range became inf."""
+    if not values.size:
+        return
+    if stored.kind == "i" and values.dtype.kind == "u":
+        top = int(values.max())
+        if top > np.iinfo(stored).max:
+            raise ValueError(
+                f"fields[{name!r}] holds {top}, beyond what its {stored} values store "
+                f"(<= {np.iinfo(stored).max})"
+            )
+    elif stored.kind == "f" and values.dtype.kind == "f" and values.dtype != stored:
+        finite = values[np.isfinite(values)]
+        big = float(np.abs(finite).max()) if finite.size else 0.0
+        if big > float(np.finfo(stored).max):
+            raise ValueError(
+                f"fields[{name!r}] holds {big:.4g}, beyond what its {stored} values store "
+                f"(|x| <= {float(np.finfo(stored).max):.4g}); the first append sets the dtype"
+            )
+
+
 class StoreWriter:
     """Append rows (and per-row fields) to a new store; `close()` publishes it atomically.
 
@@ -200,6 +222,7 @@ class StoreWriter:
                     f"fields[{name!r}] must have one value per row ({rows.shape[0]}); "
                     f"got shape {values.shape}"
                 )
+            _check_fits(name, values, stored)
         pos = 0
         while pos < rows.shape[0]:
             take = min(self.shard_size - self._fill, rows.shape[0] - pos)
