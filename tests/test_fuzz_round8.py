@@ -84,3 +84,18 @@ def test_field_values_its_dtype_cannot_hold_are_refused(
             if later is not None:
                 writer.append(_rows(2), {"v": later})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_without_overwrite_never_replaces_a_store_finished_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # two writers to one new folder: the second close() silently deleted the first's
+    # complete store, though neither was given overwrite=True
+    first, second = StoreWriter(tmp_path / "s", 3), StoreWriter(tmp_path / "s", 3)
+    first.append(_rows(4))
+    second.append(_rows(1))
+    first.close()
+    with pytest.raises(ValueError, match=r"out: .* was created while this store was written"):
+        second.close()
+    assert ActivationStore(tmp_path / "s").X.shape == (4, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

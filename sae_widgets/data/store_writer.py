@@ -306,6 +306,18 @@ class StoreWriter:
             os.fsync(f.fileno())
         os.replace(tmp, self.staging / MANIFEST)
         old = None
+        if not self.overwrite:  # rename refuses a non-empty folder or a file: no race
+            try:
+                os.rename(self.staging, self.path)
+            except OSError:
+                self.abort()
+                raise ValueError(
+                    f"out: {str(self.path)!r} was created while this store was written (by "
+                    "another writer?); it was left as it is and this store was not kept: "
+                    "write it again to a new folder, or with overwrite=True"
+                ) from None
+            self._closed = True
+            return self.path
         if self.path.exists():
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.path, old)
