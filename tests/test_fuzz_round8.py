@@ -99,3 +99,16 @@ def test_a_writer_without_overwrite_never_replaces_a_store_finished_meanwhile(
         second.close()
     assert ActivationStore(tmp_path / "s").X.shape == (4, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_overwrite_replaces_only_a_store_even_one_made_meanwhile(tmp_path: Path) -> None:
+    # overwrite=True checked the target when the writer was made; a folder of the user's
+    # created at that path before close() was deleted with everything in it
+    writer = StoreWriter(tmp_path / "s", 3, overwrite=True)
+    writer.append(_rows(2))
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="is a folder that is not an activation store"):
+        writer.close()
+    assert (tmp_path / "s" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

@@ -319,6 +319,11 @@ class StoreWriter:
             self._closed = True
             return self.path
         if self.path.exists():
+            try:  # only a store is replaced: not a folder of the user's put there meanwhile
+                _check_target(self.path, overwrite=True)
+            except ValueError:
+                self.abort()
+                raise
             old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.path, old)
         os.replace(self.staging, self.path)
