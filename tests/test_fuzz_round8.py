@@ -112,3 +112,23 @@ def test_overwrite_replaces_only_a_store_even_one_made_meanwhile(tmp_path: Path)
         writer.close()
     assert (tmp_path / "s" / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+@pytest.mark.parametrize(
+    "labels, names, error, message",
+    [
+        (np.arange(5), ["a"], ValueError, "label_names must name every label"),
+        (np.array([-2, 0, 1, 0, 1]), None, ValueError, "labels must be >= -1"),
+        (np.arange(5) % 2, ["a", "a"], ValueError, "label_names must be distinct"),
+        (np.arange(5) % 2, "ab", TypeError, "label_names must be a list of strings"),
+    ],
+)
+def test_labels_a_dataset_refuses_are_refused_before_the_store_is_written(
+    tmp_path: Path, labels: np.ndarray, names: object, error: type, message: str
+) -> None:
+    # the store was published and opened, and then Explorer, unit summaries and every
+    # subset of it raised on its labels or label_names
+    with pytest.raises(error, match=message):
+        with StoreWriter(tmp_path / "s", 3, info={"label_names": names}) as writer:
+            writer.append(_rows(), {"labels": labels})
+    assert list(tmp_path.iterdir()) == []

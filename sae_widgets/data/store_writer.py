@@ -30,6 +30,7 @@ from sae_widgets.data.store_files import (
     checksum,
     save_npy,
 )
+from sae_widgets.label_codes import check_label_names, encode_labels
 from sae_widgets.paths import as_path, check_not_working_folder
 
 __all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
@@ -158,6 +159,8 @@ class StoreWriter:
                 f"info must not name what the manifest itself records {_MANIFEST_KEYS}; "
                 f"got {reserved[0]!r}"
             )
+        if self.info.get("label_names") is not None:  # a list of distinct names, as a Dataset's
+            self.info["label_names"] = check_label_names(self.info["label_names"])
         try:  # refused now, not when close() writes the manifest (the rows would be lost)
             json.dumps(self.info)
         except (TypeError, ValueError) as err:
@@ -223,6 +226,8 @@ class StoreWriter:
                     f"got shape {values.shape}"
                 )
             _check_fits(name, values, stored)
+        if "labels" in given:  # class indices a store's label_names name, as in a Dataset
+            encode_labels(given["labels"], rows.shape[0], self.info.get("label_names"))
         pos = 0
         while pos < rows.shape[0]:
             take = min(self.shard_size - self._fill, rows.shape[0] - pos)
