@@ -176,3 +176,21 @@ def test_from_weights_loads_a_files_negative_threshold_as_zero() -> None:
     )
     assert model.threshold is not None
     assert model.threshold.detach().tolist() == pytest.approx([0.0, 0.5], abs=1e-29)
+
+
+# ---- one input feature: the decoder / encoder bars get a blank second category ---------------
+
+
+def test_the_bars_of_one_input_feature_have_a_blank_second_category() -> None:
+    """Two Bars marks on a one-category axis froze the browser tab (d = 1); the real-browser
+    check is tests/browser/test_one_feature.py."""
+    from sae_widgets.widgets._panels import BarPair
+
+    pair = BarPair(("decoder", "encoder"))
+    pair.show(np.array([-1.0]), np.array([0.5]), [0])
+    for bars, value in zip(pair.pair, (-1.0, 0.5)):
+        assert list(bars.x) == ["0", " "]
+        np.testing.assert_array_equal(bars.y, np.array([value, 0.0], np.float32))
+    pair.show(np.array([3.0, -2.0, 1.0]), np.array([1.0, 2.0, 3.0]), [1, 0])
+    assert list(pair.pair[0].x) == ["1", "0"]
+    np.testing.assert_array_equal(pair.pair[0].y, np.array([-2.0, 3.0], np.float32))

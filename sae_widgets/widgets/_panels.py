@@ -187,13 +187,19 @@ class BarPair:
         )
 
     def show(self, left: Any, right: Any, dims: Indices) -> None:
-        """Bars of left[dims] and right[dims], labelled by the dimension index."""
+        """Bars of left[dims] and right[dims], labelled by the dimension index.
+
+        One dimension gets a blank second category of zero bars: the two marks on a
+        one-category axis froze the browser tab in JupyterLab + Chromium (one input feature,
+        d = 1; a single mark, or two categories, drew; bqplot's cause not found)."""
         columns = np.asarray(dims, dtype=np.int64)
-        labels = np.array([str(d) for d in columns])
+        labels = [str(d) for d in columns]
+        pad = 1 if len(columns) == 1 else 0
         for bars, values in zip(self.pair, (left, right)):
+            heights = np.asarray(values)[columns].astype(np.float32)
             with bars.hold_sync():
-                bars.x = labels
-                bars.y = np.asarray(values)[columns].astype(np.float32)
+                bars.x = np.array(labels + [" "] * pad)
+                bars.y = np.concatenate([heights, np.zeros(pad, np.float32)])
 
 
 class LinePair:

@@ -77,9 +77,7 @@ case("monitor", monitor)""",
 ]
 
 # (case, its number of samples) for the dashboards.
-# Left out: one input feature (d = 1) without labels. Its UnitInspector's decoder/encoder bar
-# chart (one Bars category) freezes the browser tab (JupyterLab's websocket pings time out),
-# not fixed yet; reproducer: sw.UnitInspector(sw.Explorer(sae, sw.Dataset(X_n1))) displayed.
+# One input feature (d = 1) has its own test: tests/browser/test_one_feature.py.
 DASHBOARDS = [("three", 3), ("many-classes", 3000), ("strip", 300)]
 VIEWS = ("sw-status", "sw-pca", "sw-heatmap", "sw-inspector", "sw-unit-table")
 
