@@ -212,10 +212,9 @@ class StoreWriter:
         for name, values in given.items():
             stored = self._field_buffers[name].dtype
             # later appends too: a float into an int field was truncated, an int into a bool
-            # field became True, objects reached a raw OverflowError
-            if values.dtype.kind not in "biuf" or not np.can_cast(
-                values.dtype, stored, casting="same_kind"
-            ):
+            # field became True, objects reached a raw OverflowError (complex, text, objects
+            # and dates cast to no stored real kind)
+            if not np.can_cast(values.dtype, stored, casting="same_kind"):
                 raise TypeError(
                     f"fields[{name!r}] must hold real numbers of the kind its first append "
                     f"stored ({stored}); got dtype {values.dtype}"
