@@ -141,8 +141,9 @@ def encoder_matmul(
 ) -> Tensor:
     """x @ W_enc + b_enc (differentiable). Where the torch ops run (a GPU) and `dtype` is
     given (torch.bfloat16: mixed precision), the matmul takes its inputs in that dtype and
-    returns the result in it; the CPU kernels' float32 / float64 otherwise (this project's
-    CPUs have no bfloat16 units: a bfloat16 matmul measured 90x slower there)."""
+    returns the result in it; the CPU kernels' float32 / float64 otherwise (they choose
+    their own products: bfloat16 made exact where the CPU has AMX, sae/bf16_preacts.py;
+    float32 elsewhere, where a bfloat16 matmul measured 90x slower)."""
     if dtype is None or dtype == W_enc.dtype or _cpu_kernels(W_enc):
         return torch.addmm(b_enc, x_BD, W_enc)
     return torch.addmm(b_enc.to(dtype), x_BD.to(dtype), W_enc.to(dtype))
