@@ -9,13 +9,15 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: demo test test-fast lint typecheck bench clean
 
-# The environment is rebuilt only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# The environment is rebuilt only when pyproject.toml or constraints.txt changes.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the CPU wheel on disk; an open range would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,text,saelens]'
+	# constraints.txt: the versions the tests last passed with (a lock for this environment;
+	# pip users of the package get pyproject's ranges)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,text,saelens]'
 	# A venv from the first release still holds bqplot-gl, whose d3 breaks bqplot's rectangle brush
 	# (upstream bqplot #1693: bqplot reads the event from bqplot-gl's d3-selection copy).
 	$(PY) -m pip uninstall -q -y bqplot-gl
