@@ -196,9 +196,12 @@ def test_corrupt_json_and_bad_values_get_clear_errors(tmp_path: Path) -> None:
     (folder / "cfg.json").write_text(json.dumps({**cfg, "d_in": D_IN + 1}))
     with pytest.raises(ValueError, match=r"W_enc must have shape \(6, 7\) or \(7, 6\)"):
         read_weights(folder)
-    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
-    with pytest.raises(ValueError, match="architecture 'gated' is not supported"):
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "temporal"}))
+    with pytest.raises(ValueError, match="architecture 'temporal' is not supported"):
         read_weights(folder)
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
+    with pytest.raises(ValueError, match=r"missing tensor.*r_mag, b_gate, b_mag"):
+        read_weights(folder)  # gated is read, from its own tensors
     (folder / "cfg.json").write_text(cfg_text)
     tensors = load_file(str(folder / "sae_weights.safetensors"))
     tensors["W_dec"][0, 0] = float("nan")

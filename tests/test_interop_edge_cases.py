@@ -80,11 +80,15 @@ def test_dictionary_learning_topk_without_config_is_ambiguous(tmp_path: Path) ->
     (tmp_path / "config.json").unlink()
     with pytest.raises(ValueError, match="AutoEncoderTopK and BatchTopKSAE"):
         read_weights(tmp_path)
-    dl_autoencoder(tmp_path / "gated", D_IN, N_UNITS)
-    cfg = {"trainer": {"dict_class": "GatedAutoEncoder"}}
-    (tmp_path / "gated" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="'GatedAutoEncoder' is not supported"):
-        read_weights(tmp_path / "gated")
+    dl_autoencoder(tmp_path / "jump", D_IN, N_UNITS)
+    cfg = {"trainer": {"dict_class": "JumpAutoEncoder"}}  # relu(pre) + jump: not an SAE of ours
+    (tmp_path / "jump" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="'JumpAutoEncoder' is not supported"):
+        read_weights(tmp_path / "jump")
+    cfg = {"trainer": {"dict_class": "GatedAutoEncoder"}}  # supported, but not these tensors
+    (tmp_path / "jump" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"missing tensor.*decoder_bias, mag_bias"):
+        read_weights(tmp_path / "jump")
 
 
 def test_a_run_folder_points_at_its_checkpoint_subfolders(tmp_path: Path) -> None:

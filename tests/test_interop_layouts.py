@@ -285,6 +285,56 @@ def dl_jumprelu(folder: Path, d_in: int, n: int, config: bool = True) -> tuple:
     return encode, lambda f: f @ w["W_dec"] + w["b_dec"]
 
 
+def gate_weights(n: int) -> dict[str, Tensor]:
+    """A gated SAE's own vectors: mixed signs, so some units' equivalent JumpReLU thresholds
+    are negative (clamped to 0) and some positive."""
+    gen = torch.Generator().manual_seed(1)
+    return {name: torch.randn(n, generator=gen) * 0.5 for name in ("r_mag", "b_gate", "b_mag")}
+
+
+def gated_codes(z: Tensor, g: dict[str, Tensor]) -> Tensor:
+    """The gated encoder (Rajamanoharan et al. 2024), given z = sae_in @ W_enc."""
+    return (z + g["b_gate"] > 0) * (g["r_mag"].exp() * z + g["b_mag"]).relu()
+
+
+def saelens_gated(folder: Path, d_in: int, n: int, apply_b_dec: bool = True) -> tuple:
+    w, g = random_weights(d_in, n), gate_weights(n)
+    cfg = {
+        "architecture": "gated",
+        "d_in": d_in,
+        "d_sae": n,
+        "apply_b_dec_to_input": apply_b_dec,
+        "metadata": {"sae_lens_version": "6.5.0"},
+    }
+    write_json(folder, "cfg.json", cfg)
+    tensors = {"W_enc": w["W_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"], **g}
+    save_file(tensors, str(folder / "sae_weights.safetensors"))
+
+    def encode(x: Tensor) -> Tensor:
+        return gated_codes((x - w["b_dec"] * apply_b_dec) @ w["W_enc"], g)
+
+    return encode, lambda f: f @ w["W_dec"] + w["b_dec"]
+
+
+def dl_gated(folder: Path, d_in: int, n: int, config: bool = True) -> tuple:
+    w, g = random_weights(d_in, n), gate_weights(n)
+    state = {
+        "encoder.weight": w["W_enc"].T.contiguous(),
+        "decoder.weight": w["W_dec"].T.contiguous(),
+        "decoder_bias": w["b_dec"],
+        "r_mag": g["r_mag"],
+        "gate_bias": g["b_gate"],
+        "mag_bias": g["b_mag"],
+    }
+    trainer = {"dict_class": "GatedAutoEncoder", "activation_dim": d_in, "dict_size": n}
+    dl_save(folder, state, trainer if config else None)
+    linear = torch.nn.functional.linear
+    return (
+        lambda x: gated_codes(linear(x - w["b_dec"], state["encoder.weight"]), g),
+        lambda f: linear(f, state["decoder.weight"]) + w["b_dec"],
+    )
+
+
 CASES: dict[str, tuple[Callable, str, str]] = {
     # name: (writer, expected activation, expected layout)
     "saelens-standard": (saelens_standard, "relu", "saelens"),
@@ -300,6 +350,18 @@ CASES: dict[str, tuple[Callable, str, str]] = {
         "saelens",
     ),
     "saelens-jumprelu": (saelens_jumprelu, "jumprelu", "saelens"),
+    "saelens-gated": (saelens_gated, "jumprelu", "saelens"),
+    "saelens-gated-no-bdec": (
+        lambda f, d, n: saelens_gated(f, d, n, apply_b_dec=False),
+        "jumprelu",
+        "saelens",
+    ),
+    "dl-gated": (dl_gated, "jumprelu", "dictionary_learning"),
+    "dl-gated-no-config": (
+        lambda f, d, n: dl_gated(f, d, n, config=False),
+        "jumprelu",
+        "dictionary_learning",
+    ),
     "saelens-legacy-topk": (saelens_legacy_topk, "topk", "saelens-legacy"),
     "sparsify": (sparsify_topk, "topk", "sparsify"),
     "dl-autoencoder": (dl_autoencoder, "relu", "dictionary_learning"),

@@ -129,7 +129,7 @@ _ROWS = (
         lr_width_scaled=False,
         small_encoder_init=True,
         saelens_architecture="jumprelu",
-        saelens_reads=("jumprelu",),
+        saelens_reads=("jumprelu", "gated"),  # gated: a JumpReLU at inference (formats/gated.py)
         forward="sae_widgets.sae.forward:JUMPRELU",
     ),
     ActivationSpec(

@@ -8,6 +8,9 @@ Inference of each dictionary class (dictionary_learning/dictionary.py)::
     BatchTopKSAE         relu(encoder(x - b_dec)) kept where > threshold (one scalar)
     JumpReluAutoEncoder  relu(pre * (pre > threshold)), pre = x @ W_enc + b_enc (no b_dec
                          subtracted: apply_b_dec_to_input is False); f @ W_dec + b_dec
+    GatedAutoEncoder     z = encoder(x - decoder_bias) (no encoder bias);
+                         1[z + gate_bias > 0] * relu(exp(r_mag) * z + mag_bias);
+                         decoder(f) + decoder_bias: read as its JumpReLU (formats/gated.py)
 
 nn.Linear stores encoder.weight as (dict_size, activation_dim) and decoder.weight as
 (activation_dim, dict_size); JumpReluAutoEncoder stores W_enc (d_in, d_sae), W_dec (d_sae, d_in).
@@ -22,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_widgets.sae.formats.gated import gated_as_jumprelu
 from sae_widgets.sae.formats.record import (
     CheckpointWeights,
     fold_input_bias,
@@ -39,9 +43,15 @@ SUPPORTED_CLASSES = (
     "AutoEncoderTopK",
     "BatchTopKSAE",
     "JumpReluAutoEncoder",
+    "GatedAutoEncoder",
 )
 # Key of the (d_in,) decoder bias per class; the others call it b_dec.
-_DECODER_BIAS = {"AutoEncoder": "bias", "AutoEncoderNew": "decoder.bias"}
+_DECODER_BIAS = {
+    "AutoEncoder": "bias",
+    "AutoEncoderNew": "decoder.bias",
+    "GatedAutoEncoder": "decoder_bias",
+}
+_GATED_BIASES = ("r_mag", "gate_bias", "mag_bias")
 
 
 def read_dictionary_learning(folder: Path) -> CheckpointWeights:
@@ -77,22 +87,29 @@ def read_dictionary_learning(folder: Path) -> CheckpointWeights:
             layout="dictionary_learning",
         )
 
-    encoder_weight, encoder_bias, decoder_weight, b_dec = require(
+    gated = dict_class == "GatedAutoEncoder"
+    encoder_weight, decoder_weight, b_dec, *biases = require(
         state,
         weights_path,
         "encoder.weight",
-        "encoder.bias",
         "decoder.weight",
         _DECODER_BIAS.get(dict_class, "b_dec"),
+        *(_GATED_BIASES if gated else ("encoder.bias",)),
     )
     W_enc = orient("encoder.weight", encoder_weight, d_in, n_units, documented_transposed=True)
-    b_enc = encoder_bias.float()
+    threshold: Tensor | None = None
+    if gated:  # a JumpReLU at inference (formats/gated.py)
+        r_mag, gate_bias, mag_bias = biases
+        W_enc, b_enc, threshold = gated_as_jumprelu(
+            W_enc.float(), r_mag, gate_bias, mag_bias, weights_path
+        )
+    else:
+        b_enc = biases[0].float()
     if dict_class == "AutoEncoderNew":  # its encoder sees x itself, not x - b_dec
         W_enc = W_enc.float()
         b_enc = fold_input_bias(W_enc, b_enc, b_dec.float())
     W_dec = orient("decoder.weight", decoder_weight, n_units, d_in, documented_transposed=True)
-    activation, k = "relu", None
-    threshold: Tensor | None = None
+    activation, k = ("jumprelu" if gated else "relu"), None
     if dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
         activation, k = "topk", _k(state, trainer, weights_path)
     if dict_class == "BatchTopKSAE":
@@ -117,6 +134,8 @@ def _class_from_keys(state: dict[str, Tensor], path: Path) -> str:
     """The dictionary class when config.json is absent, if the keys tell it unambiguously."""
     if {"W_enc", "W_dec", "threshold"} <= state.keys():
         return "JumpReluAutoEncoder"
+    if set(_GATED_BIASES) <= state.keys():
+        return "GatedAutoEncoder"
     if "k" in state:
         raise ValueError(
             f"{path}: a k buffer fits both AutoEncoderTopK and BatchTopKSAE; "
@@ -138,7 +157,9 @@ def _dims(
     """(d_in, n_units) from the trainer config, else from the bias lengths."""
     d_in, n_units = trainer.get("activation_dim"), trainer.get("dict_size")
     if d_in is None or n_units is None:
-        unit_bias = "b_enc" if dict_class == "JumpReluAutoEncoder" else "encoder.bias"
+        unit_bias = {"JumpReluAutoEncoder": "b_enc", "GatedAutoEncoder": "mag_bias"}.get(
+            dict_class, "encoder.bias"
+        )
         d_bias, u_bias = require(state, path, _DECODER_BIAS.get(dict_class, "b_dec"), unit_bias)
         d_in = int(d_bias.numel()) if d_in is None else d_in
         n_units = int(u_bias.numel()) if n_units is None else n_units

@@ -7,6 +7,8 @@ SAELens inference (sae_lens/saes/*.py, v6)::
     standard: relu(pre)
     topk:     relu of the k largest pre (pre * |W_dec[u]| first if rescale_acts_by_decoder_norm)
     jumprelu: relu(pre) * (pre > relu(threshold))
+    gated:    1[sae_in @ W_enc + b_gate > 0] * relu(sae_in @ (W_enc * exp(r_mag)) + b_mag)
+              (no b_enc; read as the JumpReLU it equals, formats/gated.py)
     x_hat    = codes @ W_dec + b_dec
 
 Before v6 the cfg was flat: activation_fn_str (or activation_fn) "relu"/"topk" with
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 
 from sae_widgets.sae import registry
+from sae_widgets.sae.formats.gated import gated_as_jumprelu
 from sae_widgets.sae.formats.record import (
     CheckpointWeights,
     config_int,
@@ -60,10 +63,20 @@ def read_saelens(folder: Path) -> CheckpointWeights:
             spec = saved
 
     d_in, d_sae = config_int(cfg, "d_in", cfg_path), config_int(cfg, "d_sae", cfg_path)
-    W_enc, b_enc, W_dec, b_dec = require(tensors, weights_path, "W_enc", "b_enc", "W_dec", "b_dec")
+    gated = cfg.get("architecture") == "gated"
+    bias_names = ("r_mag", "b_gate", "b_mag") if gated else ("b_enc",)
+    W_enc, W_dec, b_dec, *biases = require(
+        tensors, weights_path, "W_enc", "W_dec", "b_dec", *bias_names
+    )
     W_enc = orient("W_enc", W_enc, d_in, d_sae, documented_transposed=False).float()
     W_dec = orient("W_dec", W_dec, d_sae, d_in, documented_transposed=False).float()
-    b_enc, b_dec = b_enc.float(), b_dec.float()
+    b_dec = b_dec.float()
+    threshold = None
+    if gated:  # a gated SAE is a JumpReLU at inference (formats/gated.py)
+        r_mag, b_gate, b_mag = biases
+        W_enc, b_enc, threshold = gated_as_jumprelu(W_enc, r_mag, b_gate, b_mag, weights_path)
+    else:
+        b_enc = biases[0].float()
 
     normalize = cfg.get("normalize_activations")
     if isinstance(normalize, bool):  # SAELens < 6: True meant "expected_average_only_in"
@@ -87,8 +100,7 @@ def read_saelens(folder: Path) -> CheckpointWeights:
     if spec.sparse_training and cfg.get("rescale_acts_by_decoder_norm", False):
         W_enc, b_enc, W_dec = fold_decoder_norm(W_enc, b_enc, W_dec)
 
-    threshold = None
-    if spec.threshold != "none":
+    if spec.threshold != "none" and threshold is None:
         threshold = _threshold(tensors, d_sae, weights_path)
         if not ours:  # SAELens gates on relu(threshold); a clamped threshold gives the same codes
             threshold = threshold.clamp(min=0)
@@ -159,7 +171,7 @@ def _architecture(
             f"{cfg_path}: SAELens architecture {architecture!r} is not supported; "
             f"supported: {', '.join(registry.saelens_architectures())}"
         )
-    if architecture in ("standard", "jumprelu") and activation_fn not in (None, "relu"):
+    if architecture in ("standard", "jumprelu", "gated") and activation_fn not in (None, "relu"):
         raise ValueError(f"{cfg_path}: activation_fn {activation_fn!r} is not supported")
     if spec.saelens_architecture != "topk":
         return spec, None
