@@ -171,7 +171,7 @@ class _Launched(Exception):
 
 
 def _train(args: argparse.Namespace, out: TextIO, rank: int, world: int) -> None:
-    from sae_widgets.sae.checkpoint import save_sae
+    from sae_widgets.sae.checkpoint_sae import save_sae
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.metrics import evaluate
 
@@ -269,7 +269,7 @@ def _beside(folder: str) -> str:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
-    from sae_widgets.sae.checkpoint import load_sae
+    from sae_widgets.sae.checkpoint_sae import load_sae
     from sae_widgets.sae.metrics import evaluate
 
     sae = load_sae(args.checkpoint)

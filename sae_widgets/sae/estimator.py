@@ -365,8 +365,9 @@ class SAE(BaseEstimator):
 
     # ----------------------------------------------------------------- io
     def save(self, folder: Any) -> None:
-        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout)."""
-        from sae_widgets.sae.checkpoint import save_sae
+        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout;
+        a trained SAE adds training_state.safetensors, what resumes its training)."""
+        from sae_widgets.sae.checkpoint_sae import save_sae
 
         save_sae(self, folder)
 
@@ -375,9 +376,10 @@ class SAE(BaseEstimator):
         """Read a checkpoint folder (ours, SAELens, sparsify or dictionary_learning).
 
         Weights are read onto the CPU whatever device saved them; `device` moves the loaded
-        SAE there (e.g. "cuda"), and further training and inference run there.
+        SAE there (e.g. "cuda"), and further training and inference run there. Parameters
+        are the saved ones; training resumes as if never saved (see `sae.trainer_state`).
         """
-        from sae_widgets.sae.checkpoint import load_sae
+        from sae_widgets.sae.checkpoint_sae import load_sae
 
         return load_sae(folder, device=device)
 

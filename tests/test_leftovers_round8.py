@@ -1,0 +1,132 @@
+"""Leftovers of round 8: training resumed from a checkpoint, parameters set before a save,
+steering a half-precision layer, codes of inputs near 1e30, the ProbeSlider after
+selection.clear(), over-long file names."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_fits import fit_tiny
+
+import sae_widgets as sw
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:bqscales.*")
+
+X = np.random.default_rng(0).normal(size=(192, 6)).astype(np.float32)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same arithmetic on both sides of each comparison
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- partial_fit after save/load continues the same training -----------------------------------
+
+
+@pytest.mark.parametrize("activation", ["topk", "batchtopk", "jumprelu", "relu"])
+def test_partial_fit_after_a_save_and_load_trains_as_without_them(
+    activation: str, tmp_path: Path, one_thread
+) -> None:
+    # the loaded SAE started a fresh Adam (no moments, warm-up again, a new input scale):
+    # its next partial_fit moved the weights by up to 0.05 more than the unsaved one's
+    first = sw.SAE(n_units=8, k=2, batch_size=32, activation=activation, seed=0)
+    first.partial_fit(X[:96])
+    first.save(tmp_path / "run")
+    loaded = sw.SAE.load(tmp_path / "run")
+    unpickled = pickle.loads(pickle.dumps(first))
+    for sae in (first, loaded, unpickled):
+        sae.partial_fit(X[96:])
+        sae.partial_fit(X[:64])
+    np.testing.assert_allclose(loaded.components_, first.components_, atol=1e-6)
+    np.testing.assert_allclose(loaded.transform(X), first.transform(X), atol=1e-5)
+    np.testing.assert_allclose(unpickled.components_, first.components_, atol=1e-6)
+    assert [h["step"] for h in loaded.history_] == [h["step"] for h in first.history_]
+    assert loaded.n_samples_seen_ == first.n_samples_seen_ == 256
+    np.testing.assert_allclose(
+        [h["lr"] for h in loaded.history_], [h["lr"] for h in first.history_]
+    )
+
+
+def test_a_fit_saved_and_loaded_keeps_training_like_the_fit_itself(
+    tmp_path: Path, one_thread
+) -> None:
+    fitted = fit_tiny(X)
+    fitted.save(tmp_path / "run")
+    loaded = sw.SAE.load(tmp_path / "run")
+    loaded.partial_fit(X[:64])
+    fitted.partial_fit(X[:64])
+    np.testing.assert_allclose(loaded.components_, fitted.components_, atol=1e-6)
+
+
+def test_a_checkpoint_without_training_state_still_loads_and_trains(tmp_path: Path) -> None:
+    # older saves (and other libraries') hold no training state: a fresh optimiser, the
+    # counts going on
+    fitted = fit_tiny(X)
+    fitted.save(tmp_path / "run")
+    (tmp_path / "run" / "training_state.safetensors").unlink()
+    loaded = sw.SAE.load(tmp_path / "run")
+    np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-6)
+    steps = loaded.n_steps_
+    loaded.partial_fit(X[:64])
+    assert loaded.n_steps_ == steps + 2 and np.isfinite(loaded.components_).all()
+
+
+# ---- parameters set after the fit are those the loaded SAE has ---------------------------------
+
+# A value unlike the default for every parameter set_params accepts (device: `load(device=)`).
+CHANGED = {
+    "n_units": 12,
+    "activation": "relu",
+    "k": 3,
+    "prefix_sizes": (4, 12),
+    "l1_coeff": 2.5,
+    "l0_coeff": 0.01,
+    "epochs": 3,
+    "batch_size": 16,
+    "lr": 0.01,
+    "seed": 7,
+    "warmup_steps": 5,
+    "decay_fraction": 0.25,
+    "grad_clip": 2.0,
+    "aux_coeff": 0.1,
+    "k_aux": 4,
+    "dead_window": 1000,
+    "min_steps_per_epoch": 4,
+    "shuffle": False,
+    "log_every": 2,
+    "shuffle_buffer": 64,
+    "precision": "bf16",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_a_parameter_set_before_a_save_is_kept_by_load(name: str, tmp_path: Path) -> None:
+    # k=3 (and n_units, activation, prefix_sizes) set after the fit came back as the fitted
+    # model's: the next fit of the loaded SAE was not the one the user had asked for
+    assert set(CHANGED) == set(sw.SAE().get_params()) - {"device"}  # every parameter
+    sae = fit_tiny(X)
+    assert sae.get_params()[name] != CHANGED[name]
+    sae.set_params(**{name: CHANGED[name]})
+    sae.save(tmp_path / "run")
+    loaded = sw.SAE.load(tmp_path / "run")
+    assert loaded.get_params() == sae.get_params()
+    assert loaded.model_.cfg == sae.model_.cfg  # the weights' own architecture
+
+
+def test_a_k_set_before_a_save_is_the_next_fits_k(tmp_path: Path) -> None:
+    sae = fit_tiny(X).set_params(k=3)
+    sae.save(tmp_path / "run")
+    loaded = sw.SAE.load(tmp_path / "run")
+    assert loaded.k == 3 and loaded.model_.cfg.k == 2  # the weights are still the k=2 fit
+    with pytest.raises(ValueError, match=r"partial_fit trains the fitted model on: .*k=3"):
+        loaded.partial_fit(X)  # as the unsaved SAE refuses
+    with pytest.raises(ValueError, match=r"partial_fit trains the fitted model on: .*k=3"):
+        sae.partial_fit(X)
+    assert loaded.fit(X[:64], progress=False).model_.cfg.k == 3
