@@ -130,3 +130,36 @@ def test_a_k_set_before_a_save_is_the_next_fits_k(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"partial_fit trains the fitted model on: .*k=3"):
         sae.partial_fit(X)
     assert loaded.fit(X[:64], progress=False).model_.cfg.k == 3
+
+
+# ---- the ProbeSlider after selection.clear() ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes() -> sw.Dataset:
+    return sw.datasets.shapes(n=40, size=8, seed=0)
+
+
+def test_the_probe_slider_draws_nothing_stale_once_the_selection_is_cleared(shapes) -> None:
+    # after clear() (probe_attribute None) it swept the dropdown's last attribute again and
+    # kept drawing its curves, bars and pictures, unlike every other view
+    ex = sw.Explorer(fit_tiny(shapes.X), shapes)
+    probe = sw.ProbeSlider(ex, "scale")
+    heatmap = sw.ActivationHeatmap(ex)
+    ex.selection.probe_sample = 3
+    assert probe.result is not None and len(probe.bars.x) > 0
+    ex.selection.clear()
+    assert heatmap.card.figure.layout.display == "none"  # as the heatmap's sample card
+    assert probe.result is None and len(probe.shown_units) == 0
+    assert probe.body.layout.display == "none" and probe.slider.layout.display == "none"
+    assert probe.attribute.value is None and "pick an attribute" in probe.sample_text.value
+    assert probe.legend.units == []
+    probe.attribute.value = "scale"  # picking the last attribute again probes it
+    assert ex.selection.probe_attribute == "scale"
+    assert probe.result is not None and probe.result.attribute == "scale"
+    assert probe.body.layout.display is None and probe.slider.layout.display is None
+    assert len(probe.shown_units) > 0 and "sample <b>0</b>" in probe.sample_text.value
+    ex.selection.clear()
+    ex.selection.probe_attribute = "x"  # or from Python
+    assert probe.result is not None and probe.result.attribute == "x"
+    assert probe.attribute.value == "x"
