@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from tiny_fits import fit_tiny
 
@@ -163,3 +164,32 @@ def test_the_probe_slider_draws_nothing_stale_once_the_selection_is_cleared(shap
     ex.selection.probe_attribute = "x"  # or from Python
     assert probe.result is not None and probe.result.attribute == "x"
     assert probe.attribute.value == "x"
+
+
+# ---- inverse_transform takes every code transform gives -----------------------------------------
+
+
+def test_codes_of_inputs_near_1e30_are_taken_back_by_inverse_transform() -> None:
+    # inputs up to 1e30 are accepted, and their codes exceed it (7e30 here): inverse_transform
+    # refused numpy and scipy codes above 1e30 ("Z holds values as large as 7.05e+30"), torch
+    # ones not
+    sae = fit_tiny(X)
+    W_enc = sae.model_.W_enc.detach().numpy()
+    rows = np.sign(W_enc.T).astype(np.float32) * np.float32(0.99e30)  # along each unit
+    Z = sae.transform(rows)
+    assert np.abs(Z).max() > 1e30 and np.isfinite(Z).all()
+    expected = sae.inverse_transform(torch.from_numpy(Z)).numpy()
+    assert np.isfinite(expected).all()
+    for codes in (Z, sae.encode_sparse(rows), Z.astype(np.float64)):
+        X_hat = sae.inverse_transform(codes)
+        np.testing.assert_allclose(X_hat, expected, rtol=1e-5, atol=np.abs(expected).max() * 1e-6)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_codes_whose_reconstruction_overflows_are_refused_naming_z(sparse: bool) -> None:
+    sae = fit_tiny(X)
+    Z = np.full((2, 8), 3e38, np.float32)
+    with pytest.raises(ValueError, match=r"Z is too large: its reconstruction overflows float32"):
+        sae.inverse_transform(sp.csr_matrix(Z) if sparse else Z)
+    with pytest.raises(ValueError, match=r"Z holds values as large as 1e\+39; at most 3.4e\+38"):
+        sae.inverse_transform(np.full((2, 8), 1e39))
