@@ -193,3 +193,52 @@ def test_codes_whose_reconstruction_overflows_are_refused_naming_z(sparse: bool)
         sae.inverse_transform(sp.csr_matrix(Z) if sparse else Z)
     with pytest.raises(ValueError, match=r"Z holds values as large as 1e\+39; at most 3.4e\+38"):
         sae.inverse_transform(np.full((2, 8), 1e39))
+
+
+# ---- steering a half-precision layer past its range ---------------------------------------------
+
+
+def _half_model() -> tuple[torch.nn.Module, sw.SAE, torch.Tensor]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    inputs = torch.from_numpy(X[:32])
+    with torch.no_grad():
+        hidden = model[0](inputs)
+    sae = fit_tiny(hidden.numpy())
+    return model.half(), sae, inputs.half()
+
+
+@pytest.mark.parametrize("edit", ["steer", "set", "add"])
+def test_an_edit_that_overflows_a_float16_layer_is_refused_naming_it(edit: str) -> None:
+    # 1e6 * a decoder row is far past float16's 65504: the layer's output became inf and the
+    # model's NaN, without a word
+    model, sae, inputs = _half_model()
+    with torch.no_grad(), sw.Intervention(model, "0", sae, **{edit: {1: 1.0}}):
+        assert torch.isfinite(model(inputs)).all()  # a push the layer holds
+    expected = rf"{edit}\[1\]=1e\+06 overflows the layer's torch.float16 output.*at most"
+    with torch.no_grad(), sw.Intervention(model, "0", sae, **{edit: {1: 1e6}}):
+        with pytest.raises(ValueError, match=expected):
+            model(inputs)
+    with pytest.raises(ValueError, match=expected):  # edit_rows too, numpy float16 as well
+        sw.Intervention(model, "0", sae, **{edit: {1: 1e6}}).edit_rows(np.zeros((2, 6), "f2"))
+    # a float32 layer takes the same push
+    rows = sw.Intervention(model, "0", sae, **{edit: {1: 1e6}}).edit_rows(np.zeros((2, 6), "f4"))
+    assert np.isfinite(rows).all()
+
+
+def test_steering_units_whose_pushes_overflow_together_is_refused() -> None:
+    model, sae, inputs = _half_model()
+    W = sae.model_.W_dec.detach()
+    column = int(W[0].abs().argmax())
+    alpha = 0.75 * 65504 / float(W[0, column].abs())  # each push alone fits float16
+    # a unit pushing that value the same way, by over a third of its largest push
+    share = (W[:, column] * torch.sign(W[0, column])) / W.abs().max(dim=1).values
+    unit = next(u for u in range(1, 8) if float(share[u]) > 0.34)
+    alpha_u = 0.75 * 65504 / float(W[unit].abs().max())
+    steer = {
+        0: float(torch.sign(W[0, column])) * alpha,
+        unit: float(torch.sign(W[unit, column])) * alpha_u,
+    }
+    with torch.no_grad(), sw.Intervention(model, "0", sae, steer=steer):
+        with pytest.raises(ValueError, match=r"together the units move an output value"):
+            model(inputs)
