@@ -242,3 +242,59 @@ def test_steering_units_whose_pushes_overflow_together_is_refused() -> None:
     with torch.no_grad(), sw.Intervention(model, "0", sae, steer=steer):
         with pytest.raises(ValueError, match=r"together the units move an output value"):
             model(inputs)
+
+
+# ---- over-long file names -----------------------------------------------------------------------
+
+LONG = "n" * 300  # past every file system's 255 bytes
+NEAR = "n" * 240  # fits, but the staging sibling ".NAME.saving-PID-XXXXXXXX" does not
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"), [(LONG, "at most 255 bytes"), (NEAR, "at most 223 bytes")]
+)
+def test_saving_under_an_over_long_name_is_refused_naming_folder(
+    tmp_path: Path, name: str, limit: str
+) -> None:
+    # the OS's bare "[Errno 36] File name too long: '/tmp/.../nnnn...'" (for NEAR: of the
+    # staging folder, whose name the user never typed)
+    sae = fit_tiny(X)
+    pattern = rf"folder: the name 'nnnn.*'\.\.\.'n+' is {len(name)} bytes long; expected {limit}"
+    with pytest.raises(ValueError, match=pattern):
+        sae.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    sae.save(tmp_path / name[:223])  # the longest name that saves
+    assert sw.SAE.load(tmp_path / name[:223]).n_units == 8
+
+
+def test_reading_an_over_long_name_is_refused_naming_the_argument(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^folder: the name .* is 300 bytes long"):
+        sw.SAE.load(tmp_path / LONG)
+    with pytest.raises(ValueError, match=r"^path: the name .* is 300 bytes long"):
+        sw.ActivationStore(tmp_path / LONG)
+    deep = tmp_path.joinpath(*["d" * 200] * 21)  # every name fits, the path (4,200+) does not
+    with pytest.raises(ValueError, match=r"^folder: the path .* bytes long; expected at most"):
+        sw.SAE.load(deep)
+
+
+def test_writing_a_store_under_an_over_long_name_is_refused_naming_out(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4))
+    for name in (LONG, NEAR):
+        with pytest.raises(ValueError, match=rf"^out: the name .* is {len(name)} bytes long"):
+            sw.collect_activations(model, layer="0", data=X, out=tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_names_the_over_long_argument(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sae_widgets.cli import main
+
+    train = ["train", "--data", "digits", "--units", "8", "--k", "2", "--epochs", "1"]
+    assert main([*train, "--out", str(tmp_path / NEAR)]) == 2
+    assert "error: --out: the name 'nnnn" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / LONG)]) == 2
+    assert "error: checkpoint: the name 'nnnn" in capsys.readouterr().err
+    assert main([*train, "--data", str(tmp_path / (LONG + ".npy"))]) == 2
+    assert "error: --data: the name 'nnnn" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

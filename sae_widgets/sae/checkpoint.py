@@ -20,7 +20,7 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from sae_widgets.paths import as_path, check_not_working_folder
+from sae_widgets.paths import WRITER_SPARE, as_path, check_name_lengths, check_not_working_folder
 from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
@@ -234,8 +234,12 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
 
 
 def _real_target(folder: str | os.PathLike[str]) -> Path:
-    """The folder a save really replaces: symlinks (of the folder or its parents) resolved."""
-    return Path(os.path.realpath(_as_path(folder)))
+    """The folder a save really replaces: symlinks (of the folder or its parents) resolved;
+    its name leaves room for the staging folder's (a ValueError naming folder if not)."""
+    check_name_lengths(_as_path(folder), "folder", WRITER_SPARE)
+    target = Path(os.path.realpath(_as_path(folder)))
+    check_name_lengths(target, "folder", WRITER_SPARE)  # a link's target, too
+    return target
 
 
 def check_replaceable(folder: str | os.PathLike[str]) -> None:
