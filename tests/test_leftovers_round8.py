@@ -298,3 +298,39 @@ def test_the_cli_names_the_over_long_argument(
     assert main([*train, "--data", str(tmp_path / (LONG + ".npy"))]) == 2
     assert "error: --data: the name 'nnnn" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+@pytest.mark.parametrize("point", ["staged", "aside", "swapped"])
+def test_a_save_stopped_at_any_step_leaves_weights_and_training_state_of_one_sae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str, exchange: bool, one_thread
+) -> None:
+    # the training state is one more file: it must be staged and swapped with the weights,
+    # never the old weights with the new optimiser state
+    from sae_widgets.sae import folder_swap
+
+    first, second = fit_tiny(X, seed=1), fit_tiny(X, seed=2)
+    first.save(tmp_path / "run")
+    monkeypatch.setattr(folder_swap, "use_exchange", exchange)
+
+    def stop(at: str) -> None:
+        if at == point:
+            raise _Stop(at)
+
+    monkeypatch.setattr(folder_swap, "fault_hook", stop)
+    try:
+        second.save(tmp_path / "run")
+    except _Stop:
+        pass
+    monkeypatch.setattr(folder_swap, "fault_hook", None)
+    loaded = sw.SAE.load(tmp_path / "run")
+    same = first if np.array_equal(loaded.components_, first.components_) else second
+    np.testing.assert_array_equal(loaded.components_, same.components_)
+    reference = pickle.loads(pickle.dumps(same))
+    loaded.partial_fit(X[:64])
+    reference.partial_fit(X[:64])
+    np.testing.assert_allclose(loaded.components_, reference.components_, atol=1e-6)
