@@ -28,6 +28,7 @@ import numpy as np
 from sae_widgets.cli_data import load_labels, load_vectors, model_vectors
 from sae_widgets.cli_parser import PROG, UsageError, uses
 from sae_widgets.cli_parser import build_parser as _build_parser
+from sae_widgets.paths import WRITER_SPARE, check_name_lengths
 from sae_widgets.sae import registry
 
 USAGE_ERROR = 2
@@ -127,6 +128,8 @@ def cmd_train(args: argparse.Namespace, out: TextIO) -> None:
     if args.l1_coeff is not None and spec.coeff != "l1_coeff":
         raise UsageError(f"--l1-coeff applies to {', '.join(uses('l1'))}, not {args.activation}")
     _check_device(args.device)
+    if args.out is not None:  # named as typed: --out
+        check_name_lengths(Path(args.out), "--out", WRITER_SPARE)
     if args.nproc is not None and args.nproc > 1 and "RANK" not in os.environ:
         if args.out is not None:
             check_replaceable(args.out)
@@ -171,7 +174,7 @@ class _Launched(Exception):
 
 
 def _train(args: argparse.Namespace, out: TextIO, rank: int, world: int) -> None:
-    from sae_widgets.sae.checkpoint import save_sae
+    from sae_widgets.sae.checkpoint_sae import save_sae
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.metrics import evaluate
 
@@ -269,9 +272,10 @@ def _beside(folder: str) -> str:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
-    from sae_widgets.sae.checkpoint import load_sae
+    from sae_widgets.sae.checkpoint_sae import load_sae
     from sae_widgets.sae.metrics import evaluate
 
+    check_name_lengths(Path(args.checkpoint), "checkpoint")  # named as typed
     sae = load_sae(args.checkpoint)
     X = load_vectors(args.data, args.n_samples, args.seed, args.key)
     n, d = (int(s) for s in getattr(X, "X", X).shape)  # a store is a Dataset: its X has them
@@ -318,6 +322,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> None:
 def cmd_info(args: argparse.Namespace, out: TextIO) -> None:
     from sae_widgets.sae.checkpoint import describe_checkpoint
 
+    check_name_lengths(Path(args.checkpoint), "checkpoint")  # named as typed
     info = describe_checkpoint(args.checkpoint)
     rows: list[tuple[str, Any]] = [
         ("checkpoint", info["checkpoint"]),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.cli_parser import UsageError
+from sae_widgets.paths import check_name_lengths
 
 BUILTIN_DATA = ("digits", "shapes", "superposition")
 
@@ -25,6 +26,7 @@ def load_vectors(spec: str, n_samples: int | None, seed: int, key: str | None) -
         raise UsageError(
             f"--data is empty; expected {', '.join(BUILTIN_DATA)}, a vector file or a store"
         )
+    check_name_lengths(Path(spec), "--data")  # not the OS's bare ENAMETOOLONG
     if key is not None and (
         Path(spec).is_dir() or Path(spec).suffix not in (".npz", ".safetensors")
     ):

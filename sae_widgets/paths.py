@@ -11,7 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["as_path", "check_not_working_folder"]
+__all__ = ["WRITER_SPARE", "as_path", "check_name_lengths", "check_not_working_folder"]
+
+WRITER_SPARE = 32
+"""Bytes a writer adds to a name for its temporary sibling (".NAME.saving-PID-XXXXXXXX")."""
+_NAME_MAX, _PATH_MAX = 255, 4096  # where the file system does not say (Linux, macOS, Windows)
 
 
 def as_path(value: Any, name: str, what: str = "a folder path") -> Path:
@@ -27,7 +31,65 @@ def as_path(value: Any, name: str, what: str = "a folder path") -> Path:
         raise TypeError(f"{name} must be {what}; got {type(value).__name__}: {err}") from None
     if "\0" in text:  # os would say only "embedded null byte"
         raise ValueError(f"{name} must be a path without NUL characters; got {text!r:.80}")
-    return Path(text)
+    path = Path(text)
+    check_name_lengths(path, name)
+    return path
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """(longest name, longest path) in bytes on the file system of `path`'s nearest folder."""
+    try:
+        probe = path.absolute()
+        while probe != probe.parent and not _exists(probe):
+            probe = probe.parent
+        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), an odd mount
+        return _NAME_MAX, _PATH_MAX
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, a loop of links
+        return False
+
+
+def check_name_lengths(path: Path, name: str, spare: int = 0) -> None:
+    """ValueError naming `name` when a file or folder name in `path` is longer than the file
+    system takes (ENAMETOOLONG; the last name less `spare` bytes, for the temporary sibling
+    a writer makes first), or the whole path is; the message shows the name shortened."""
+    parts = [part for part in path.parts if part not in (path.anchor, "")]
+    sizes = [len(os.fsencode(part)) for part in parts]
+    total = len(os.fsencode(str(path)))
+    spares = [0] * (len(parts) - 1) + [spare]
+    if max(sizes, default=0) + spare <= 128 and total + spare < 1024:
+        return  # far below any file system's limits: no query
+    name_max, path_max = _limits(path)
+    for part, size, room_left in zip(parts, sizes, spares):
+        if size + room_left > name_max:
+            why = (
+                f" (the file system takes {name_max}, less room for the temporary name a save "
+                "writes first)"
+                if room_left
+                else ""
+            )
+            raise ValueError(
+                f"{name}: the name {_shortened(part)} is {size} bytes long; expected at most "
+                f"{name_max - room_left} bytes{why}: choose a shorter name"
+            )
+    try:
+        size = len(os.fsencode(str(path.absolute())))
+    except OSError:  # the working folder is gone
+        size = total
+    if size + spare >= path_max:
+        raise ValueError(
+            f"{name}: the path {_shortened(str(path))} is {size} bytes long; expected at most "
+            f"{path_max - spare - 1} bytes: choose a shorter path"
+        )
+
+
+def _shortened(text: str) -> str:
+    return repr(text) if len(text) <= 60 else f"{text[:40]!r}...{text[-12:]!r}"
 
 
 def check_not_working_folder(path: Path, name: str) -> None:

@@ -111,7 +111,9 @@ def test_inputs_are_scanned_once_per_call(
     scans: list[str] = []
     check = inputs.check_magnitude
     monkeypatch.setattr(
-        inputs, "check_magnitude", lambda a, name: (scans.append(name), check(a, name))
+        inputs,
+        "check_magnitude",
+        lambda a, name, *limit: (scans.append(name), check(a, name, *limit)),
     )
     sae = fitted["topk"]
     for call in (sae.transform, sae.encode_sparse, lambda X: sw.metrics.evaluate(sae, X)):

@@ -31,7 +31,7 @@ from sae_widgets.data.store_files import (
     save_npy,
 )
 from sae_widgets.label_codes import check_label_names, encode_labels
-from sae_widgets.paths import as_path, check_not_working_folder
+from sae_widgets.paths import WRITER_SPARE, as_path, check_name_lengths, check_not_working_folder
 
 __all__ = ["SHARD_BYTES", "StoreWriter", "row_fields"]
 
@@ -134,6 +134,7 @@ class StoreWriter:
         overwrite: bool = False,
     ) -> None:
         path = as_path(path, "out")
+        check_name_lengths(path, "out", WRITER_SPARE)  # room for the staging folder's name
         d = check_int(d, "d", 1)  # before anything is created on disk
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}; got {dtype!r}")

@@ -8,7 +8,6 @@ torch.load(weights_only=True).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -17,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from safetensors.torch import save_file
 
-from sae_widgets.paths import as_path, check_not_working_folder
+from sae_widgets.paths import WRITER_SPARE, as_path, check_name_lengths, check_not_working_folder
 from sae_widgets.sae import folder_swap
 from sae_widgets.sae.formats import (
     CheckpointWeights,
@@ -33,17 +32,6 @@ from sae_widgets.sae.formats import (
 from sae_widgets.sae.formats import dictionary_learning as _dl
 from sae_widgets.sae.formats import saelens as _saelens
 from sae_widgets.sae.formats import sparsify as _sparsify
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sae_widgets.sae.estimator import SAE
-    from sae_widgets.sae.model import SAEConfig
-
-# Logged training steps kept in cfg.json (fit logs about 50; long streams get their tail).
-MAX_HISTORY_SAVED = 10_000
-# Estimator parameters that describe the architecture: the weights decide them on load; the
-# saved value is kept when it describes the same architecture (relu's unused k, a None that
-# meant the default prefix sizes).
-_ARCHITECTURE_PARAMS = ("n_units", "activation", "k", "prefix_sizes")
 
 
 @dataclass(frozen=True)
@@ -68,6 +56,16 @@ LAYOUTS = (
 
 def _as_path(folder: Any, name: str = "folder") -> Path:
     return as_path(folder, name)
+
+
+def __getattr__(name: str) -> Any:
+    """`save_sae` and `load_sae`, which live in `sae_widgets.sae.checkpoint_sae`, by their
+    old address too."""
+    if name in ("save_sae", "load_sae"):
+        from sae_widgets.sae import checkpoint_sae
+
+        return getattr(checkpoint_sae, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def expected_files() -> str:
@@ -159,101 +157,6 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     return (stat.st_dev, stat.st_ino, stat.st_ctime_ns)
 
 
-def save_sae(
-    sae: SAE, folder: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
-) -> Path:
-    """Write a fitted estimator to `folder` in SAELens' layout (see `write_weights`).
-
-    cfg.json's metadata block keeps our version, the activation, the estimator's parameters,
-    the training history and the final metrics: `metrics` when given (e.g. from
-    `sae_widgets.sae.metrics.evaluate`), else those of the last logged training step.
-    """
-    from sklearn.exceptions import NotFittedError
-
-    module = getattr(sae, "model_", None)
-    if module is None:
-        raise NotFittedError(f"{type(sae).__name__} is not fitted yet; nothing to save")
-    weights = module.weights()  # user space: any input scaling is already folded in
-    record = CheckpointWeights(
-        W_enc=weights["W_enc"],
-        b_enc=weights["b_enc"],
-        W_dec=weights["W_dec"],
-        b_dec=weights["b_dec"],
-        activation=module.cfg.activation,
-        k=module.cfg.k,
-        threshold=weights.get("threshold"),
-        metadata=_metadata(sae, metrics),
-        layout="sae_widgets",
-        prefix_sizes=module.cfg.prefix_sizes,
-    )
-    return write_weights(record, folder)
-
-
-def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
-    """A fitted estimator from any known checkpoint folder; it can keep training.
-
-    Weights are read onto the CPU whatever device saved them; `device` (if not None) moves
-    the loaded SAE there, and further training and inference run there."""
-    from sae_widgets.sae.estimator import SAE
-    from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
-    from sae_widgets.sae.params import check_device, check_param
-
-    target = None if device is None else check_device("device", device)  # before reading
-    record = read_weights(folder)
-    model_cfg = _section(record, "model_config")
-    extra = {k: v for k, v in model_cfg.items() if k in ("bandwidth", "init_threshold")}
-    cfg = SAEConfig(
-        d_in=record.d_in,
-        n_units=record.n_units,
-        activation=record.activation,
-        k=record.k,
-        prefix_sizes=record.prefix_sizes,
-        **extra,
-    )
-    module = SparseAutoencoder.from_weights(
-        cfg, record.W_enc, record.b_enc, record.W_dec, record.b_dec, threshold=record.threshold
-    )
-    saved = _section(record, "params")
-    accepted = set(SAE().get_params()) - set(_ARCHITECTURE_PARAMS) - {"device"}
-    kept = {name: value for name, value in saved.items() if name in accepted}
-    for name in _ARCHITECTURE_PARAMS:  # e.g. prefix_sizes=None: the default the weights hold
-        value = saved.get(name)
-        value = tuple(value) if isinstance(value, list) else value
-        # checked below too: a relu config ignores k, so k="x" "described" it and was kept
-        if name in saved and _describes(cfg, name, value):
-            kept[name] = value
-    for name, value in kept.items():  # a checkpoint that loads must be able to run and train
-        try:
-            check_param(name, value)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"{_as_path(folder) / 'cfg.json'}: metadata.params.{name} is not a valid SAE "
-                f"parameter: {err}"
-            ) from None
-    sae = SAE.from_module(module, **kept)
-    training = _section(record, "training")
-    history = training.get("history")
-    if isinstance(history, list):
-        sae.history_ = [dict(entry) for entry in history if isinstance(entry, dict)]
-    # continuing training then keeps counting steps (history_ stays increasing)
-    for attr, key in (("n_steps_", "n_steps"), ("n_samples_seen_", "n_samples_seen")):
-        count = training.get(key)
-        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
-            setattr(sae, attr, count)
-    if target is not None:
-        sae.model_.to(target)
-        sae.device = str(target)
-    return sae
-
-
-def _describes(cfg: SAEConfig, name: str, value: Any) -> bool:
-    """Whether parameter `name`=`value` gives the architecture `cfg` (a saved parameter)."""
-    try:
-        return dataclasses.replace(cfg, **{name: value}) == cfg
-    except (TypeError, ValueError):
-        return False
-
-
 def describe_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """What `sae-widgets info` shows: layout, architecture, shapes, training and metrics."""
     record = read_weights(folder)
@@ -280,28 +183,6 @@ def _section(record: CheckpointWeights, key: str) -> dict[str, Any]:
     """A copy of one block of our metadata; empty for foreign layouts or a hand-edited file."""
     value = record.metadata.get(key) if record.layout == "sae_widgets" else None
     return dict(value) if isinstance(value, dict) else {}
-
-
-def _metadata(sae: SAE, metrics: dict[str, Any] | None) -> dict[str, Any]:
-    from sae_widgets import __version__
-
-    history = [dict(entry) for entry in getattr(sae, "history_", [])][-MAX_HISTORY_SAVED:]
-    if metrics is None and history:
-        last = history[-1]
-        metrics = {k: last[k] for k in ("fvu", "l0", "dead_fraction") if k in last}
-        metrics["source"] = "last logged training step"
-    return {
-        "sae_widgets_version": __version__,
-        "params": sae.get_params(),
-        "model_config": sae.model_.cfg.to_dict(),
-        "training": {
-            "n_steps": getattr(sae, "n_steps_", None),
-            "n_samples_seen": getattr(sae, "n_samples_seen_", None),
-            "stop_reason": getattr(sae, "stop_reason_", None),
-            "history": history,
-        },
-        "metrics": dict(metrics or {}),
-    }
 
 
 def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> Path:
@@ -336,7 +217,11 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
         mode = folder_swap.default_file_mode()
         save_file(dict(tensors), str(staging / _saelens.WEIGHTS_FILE))
         (staging / _saelens.CFG_FILE).write_text(cfg_text + "\n", encoding="utf-8")
-        for name in (_saelens.WEIGHTS_FILE, _saelens.CFG_FILE):
+        names = [_saelens.WEIGHTS_FILE, _saelens.CFG_FILE]
+        if record.training_state:  # what resumes training (sae_widgets.sae.trainer_state)
+            save_file(dict(record.training_state), str(staging / _saelens.TRAINING_FILE))
+            names.append(_saelens.TRAINING_FILE)
+        for name in names:
             os.chmod(staging / name, mode)  # safetensors writes 0600; cfg.json gets the umask's
             _fsync(staging / name)
         folder_swap.fsync_folder(staging)
@@ -349,8 +234,12 @@ def write_weights(record: CheckpointWeights, folder: str | os.PathLike[str]) -> 
 
 
 def _real_target(folder: str | os.PathLike[str]) -> Path:
-    """The folder a save really replaces: symlinks (of the folder or its parents) resolved."""
-    return Path(os.path.realpath(_as_path(folder)))
+    """The folder a save really replaces: symlinks (of the folder or its parents) resolved;
+    its name leaves room for the staging folder's (a ValueError naming folder if not)."""
+    check_name_lengths(_as_path(folder), "folder", WRITER_SPARE)
+    target = Path(os.path.realpath(_as_path(folder)))
+    check_name_lengths(target, "folder", WRITER_SPARE)  # a link's target, too
+    return target
 
 
 def check_replaceable(folder: str | os.PathLike[str]) -> None:

@@ -344,17 +344,22 @@ class SAE(BaseEstimator):
         return encode_csr(model, self._chunks(X, chunk_size))
 
     def inverse_transform(self, Z: Any) -> Any:
-        """(n, d) reconstruction from unit activations (dense, torch, or scipy sparse)."""
+        """(n, d) reconstruction from unit activations (dense, torch, or scipy sparse): any
+        finite float32 codes, as `transform` gives them (above 1e30 for inputs near 1e30)."""
         model = self._check_fitted()
         n_units = model.cfg.n_units
         if sp.issparse(Z):
             Z = inputs.sparse_codes(Z, n_units)
             W_dec = model.W_dec.detach().cpu().numpy()
             b_dec = model.b_dec.detach().cpu().numpy()
-            return np.asarray(Z @ W_dec + b_dec, dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                X_hat_np = np.asarray(Z @ W_dec + b_dec, dtype=np.float32)
+            inputs.check_reconstruction(X_hat_np)
+            return X_hat_np
         Z_t = inputs.as_codes(Z, n_units, model.W_dec.device)
         with torch.no_grad():
             X_hat = model.decode(Z_t)
+        inputs.check_reconstruction(X_hat)
         return inputs.output_like(X_hat, Z)
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -365,8 +370,9 @@ class SAE(BaseEstimator):
 
     # ----------------------------------------------------------------- io
     def save(self, folder: Any) -> None:
-        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout)."""
-        from sae_widgets.sae.checkpoint import save_sae
+        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout;
+        a trained SAE adds training_state.safetensors, what resumes its training)."""
+        from sae_widgets.sae.checkpoint_sae import save_sae
 
         save_sae(self, folder)
 
@@ -375,9 +381,10 @@ class SAE(BaseEstimator):
         """Read a checkpoint folder (ours, SAELens, sparsify or dictionary_learning).
 
         Weights are read onto the CPU whatever device saved them; `device` moves the loaded
-        SAE there (e.g. "cuda"), and further training and inference run there.
+        SAE there (e.g. "cuda"), and further training and inference run there. Parameters
+        are the saved ones; training resumes as if never saved (see `sae.trainer_state`).
         """
-        from sae_widgets.sae.checkpoint import load_sae
+        from sae_widgets.sae.checkpoint_sae import load_sae
 
         return load_sae(folder, device=device)
 

@@ -21,10 +21,13 @@ from sae_widgets.tensor_checks import check_dense, check_has_values
 # Inputs beyond this magnitude would overflow float32 in the encoder's matmul; smaller ones
 # (1e20 too) train like any others, as fit folds an input scale into the weights.
 MAX_ABS_INPUT = 1e30
+# Codes (Z) may be any float32: transform gives codes above 1e30 for inputs near it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def real_array(X: Any, name: str) -> np.ndarray:
-    """X as a C-contiguous float32 numpy array; strings, objects and complex are TypeErrors."""
+def real_array(X: Any, name: str, limit: float = MAX_ABS_INPUT) -> np.ndarray:
+    """X as a C-contiguous float32 numpy array; strings, objects and complex are TypeErrors;
+    values beyond `limit` in magnitude a ValueError."""
     try:
         array = X if isinstance(X, np.ndarray) else np.asarray(X)
     except (TypeError, ValueError) as err:  # ragged lists and the like
@@ -40,7 +43,7 @@ def real_array(X: Any, name: str) -> np.ndarray:
             f"{name} must hold numbers (a float, integer or bool array); got dtype "
             f"{array.dtype} (convert strings or objects with np.asarray(..., dtype=float))"
         )
-    check_magnitude(array, name)
+    check_magnitude(array, name, limit)
     # reshaped: ascontiguousarray makes a scalar 1-D, and the error would say "shape (1,)"
     return np.ascontiguousarray(array, dtype=np.float32).reshape(array.shape)
 
@@ -164,8 +167,9 @@ def _extremes(array: Any) -> tuple[float, float]:
     return float(array.min()), float(array.max())  # min/max propagate NaN
 
 
-def check_magnitude(array: Any, name: str) -> None:
-    """ValueError for NaN, inf or values whose size float32 arithmetic cannot take."""
+def check_magnitude(array: Any, name: str, limit: float = MAX_ABS_INPUT) -> None:
+    """ValueError for NaN, inf or values whose size float32 arithmetic cannot take (beyond
+    `limit`: 1e30 for inputs, float32's largest for codes)."""
     if torch.is_tensor(array):
         if array.numel() == 0 or array.dtype == torch.bool:
             return
@@ -175,9 +179,9 @@ def check_magnitude(array: Any, name: str) -> None:
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinite values")
     peak = max(-lo, hi)
-    if peak > MAX_ABS_INPUT:
+    if peak > limit:
         raise ValueError(
-            f"{name} holds values as large as {peak:.3g}; at most {MAX_ABS_INPUT:.0e} in "
+            f"{name} holds values as large as {peak:.3g}; at most {limit:.3g} in "
             f"magnitude is supported (float32 arithmetic would overflow): divide {name} by a "
             "constant first"
         )
@@ -247,7 +251,7 @@ def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
         # sparse codes (COO, CSR) are accepted, as scipy's are: (n, n_units) dense is small
         Z_t = Z.detach() if Z.layout == torch.strided else Z.detach().to_dense()
     else:
-        Z_t = shared_tensor(real_array(Z, "Z"))
+        Z_t = shared_tensor(real_array(Z, "Z", FLOAT32_MAX))
     if Z_t.ndim != 2 or Z_t.shape[1] != n_units:
         raise ValueError(f"Z must have shape (n, {n_units}), got {tuple(Z_t.shape)}")
     Z_t = Z_t.to(device=device, dtype=torch.float32)
@@ -258,14 +262,25 @@ def as_codes(Z: Any, n_units: int, device: torch.device) -> Tensor:
 
 def sparse_codes(Z: Any, n_units: int) -> sp.csr_matrix:
     """A scipy sparse Z (any format: csr, coo, dok, lil...) as CSR, checked: (n, n_units),
-    real and finite, with |values| <= 1e30 (as dense Z is)."""
+    real and finite float32 values (as dense Z is)."""
     if Z.ndim != 2 or Z.shape[1] != n_units:
         raise ValueError(f"Z must have shape (n, {n_units}), got {Z.shape}")
     if Z.dtype.kind == "c":  # the imaginary part would be dropped with a ComplexWarning
         raise TypeError(f"Z must hold real numbers, got dtype {Z.dtype}")
     csr = sp.csr_matrix(Z)  # dok and lil have no flat .data to check
-    check_magnitude(csr.data, "Z")
+    check_magnitude(csr.data, "Z", FLOAT32_MAX)
     return csr
+
+
+def check_reconstruction(X_hat: Any) -> None:
+    """ValueError naming Z when its reconstruction overflowed float32 (codes of any finite
+    size are taken, so that inverse_transform accepts every code transform gives)."""
+    finite = torch.isfinite(X_hat).all() if torch.is_tensor(X_hat) else np.isfinite(X_hat).all()
+    if not bool(finite):
+        raise ValueError(
+            f"Z is too large: its reconstruction overflows float32 (beyond {FLOAT32_MAX:.3g}); "
+            "divide Z by a constant first"
+        )
 
 
 def check_chunk_size(chunk_size: Any) -> int:

@@ -252,6 +252,7 @@ class Intervention:
         self.keep_error = edited if keep_error is None else bool(keep_error)
         bare = self.sae is not None and not edited and not self.keep_error
         self._splice = Reconstruction(self.sae) if bare and self.sae is not None else None
+        self._fitting_dtypes: list[torch.dtype] = []  # layer dtypes the edits fit in
         self._hook = output_hook(self.layer_name, self._hooked_edit, self.width)
         self._handle: Any = None
 
@@ -291,6 +292,7 @@ class Intervention:
             return self.mean.to(device=x.device, dtype=x.dtype).expand_as(x).clone()
         sae = self.sae
         assert sae is not None
+        self._check_fits(x.dtype)
         W_dec = sae.W_dec
         x_f = x.to(device=W_dec.device, dtype=W_dec.dtype)
         if self.set or self.add or self.clamp:
@@ -319,6 +321,40 @@ class Intervention:
             direction = alphas.to(W_dec.device) @ W_dec[units]
             out = out + direction.to(device=x.device, dtype=x.dtype)
         return out
+
+    def _check_fits(self, dtype: torch.dtype) -> None:
+        """ValueError naming the edit whose push alone overflows the layer's `dtype` (float16's
+        largest value is 65504): the edited output would hold inf, and the model NaN. Checked
+        once per dtype, from the decoder rows of the edited units."""
+        if dtype in self._fitting_dtypes or not dtype.is_floating_point or self.sae is None:
+            return
+        limit = float(torch.finfo(dtype).max)
+        W_dec = self.sae.W_dec.detach()
+        pushes = [(f"steer[{u}]", a, u) for u, a in self.steer.items()]
+        for name in ("set", "add", "clamp"):
+            for unit, value in getattr(self, name).items():
+                values = value if name == "clamp" else (value,)
+                pushes += [(f"{name}[{unit}]", v, unit) for v in values if v is not None]
+        for name, value, unit in pushes:
+            size = float(W_dec[unit].abs().max())  # the unit's largest decoder weight
+            if abs(value) * size > limit:
+                raise ValueError(
+                    f"{name}={value:g} overflows the layer's {dtype} output: it moves an "
+                    f"output value by up to {abs(value) * size:.3g}, beyond {dtype}'s largest "
+                    f"{limit:g}; expected |{name}| at most {limit / size:.3g} for this layer "
+                    "(or run the layer in float32)"
+                )
+        if self.steer:  # the units' pushes together
+            units = list(self.steer)
+            alphas = torch.tensor([self.steer[u] for u in units], dtype=W_dec.dtype)
+            peak = float((alphas.to(W_dec.device) @ W_dec[units]).abs().max())
+            if peak > limit:
+                raise ValueError(
+                    f"steer={self.steer} overflows the layer's {dtype} output: together the "
+                    f"units move an output value by {peak:.3g}, beyond {dtype}'s largest "
+                    f"{limit:g}; expected smaller alphas for this layer"
+                )
+        self._fitting_dtypes.append(dtype)
 
     def _hooked_edit(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():

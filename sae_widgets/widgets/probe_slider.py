@@ -149,19 +149,21 @@ class ProbeSlider(ExplorerView):
             title="activations at the slider value",
             width="300px",
         )
+        # Hidden while no attribute is probed (after selection.clear()): nothing stale shows.
+        self.body = wrapping_row(
+            [
+                self.figure,
+                self.legend,
+                widgets.VBox([self.varied_input, varied_view, self.bars_figure]),
+            ]
+        )
         self.children = [
             wrapping_row(
                 [self.attribute, self.average, self.sample_text, self.busy.widget],
                 align_items="center",
             ),
             self.slider,
-            wrapping_row(
-                [
-                    self.figure,
-                    self.legend,
-                    widgets.VBox([self.varied_input, varied_view, self.bars_figure]),
-                ]
-            ),
+            self.body,
         ]
         self.add_class("sw-probe")
         self.figure.add_class("sw-figure")  # the view's main figure, for tests and styling
@@ -195,6 +197,8 @@ class ProbeSlider(ExplorerView):
         """The sweep for the current samples and attribute, computed once and cached."""
         samples = self.probed_samples()
         name = self.selection.probe_attribute or self.attribute.value
+        if name is None:
+            raise ValueError("no attribute is probed (selection.probe_attribute is None)")
         key = (name, tuple(samples))
         result = self._sweeps.get(key)
         if result is None:
@@ -242,7 +246,25 @@ class ProbeSlider(ExplorerView):
         if self.average.value or self.selection.probe_sample is None:
             self._draw_sweep()
 
+    def _draw_idle(self) -> None:
+        """No attribute probed (the Selection was cleared): an invitation, nothing drawn."""
+        self.result = None
+        self.shown_units = np.zeros(0, dtype=np.int64)
+        self._syncing = True
+        try:
+            self.attribute.value = None  # picking any attribute, the last one too, probes it
+        finally:
+            self._syncing = False
+        self.sample_text.value = "<i>pick an attribute to vary</i>"
+        self.slider.layout.display = self.body.layout.display = "none"
+        self.legend.show([])
+        self.varied_input.value = ""
+
     def _draw_sweep(self) -> None:
+        if self.selection.probe_attribute is None:
+            self._draw_idle()
+            return
+        self.slider.layout.display = self.body.layout.display = None
         self.result = result = self.sweep()
         samples = self.probed_samples()
         self._syncing = True

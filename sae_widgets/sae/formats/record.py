@@ -54,6 +54,9 @@ class CheckpointWeights:
     """Which layout the weights were read from (or will be written as)."""
     prefix_sizes: tuple[int, ...] | None = None
     """Nested-prefix activations (Matryoshka): increasing prefix sizes, the last n_units."""
+    training_state: dict[str, Tensor] = field(default_factory=dict)
+    """Ours only: the trainer's tensors (Adam's moments...) that let training resume
+    (`sae_widgets.sae.trainer_state`); empty when the checkpoint has none."""
 
     def __post_init__(self) -> None:
         self.W_enc = _float_tensor("W_enc", self.W_enc, ndim=2)

@@ -42,6 +42,8 @@ from sae_widgets.sae.formats.record import (
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+# Ours, optional: what resumes training where it stopped (sae_widgets.sae.trainer_state).
+TRAINING_FILE = "training_state.safetensors"
 # Marks the cfg as the v6 layout so SAELens keeps our metadata block instead of converting.
 SAELENS_LAYOUT_VERSION = "6.0.0"
 
@@ -113,6 +115,8 @@ def read_saelens(folder: Path) -> CheckpointWeights:
     if spec.prefixes:
         prefix_sizes = cfg.get("matryoshka_widths", metadata.get("prefix_sizes"))
     layout = "sae_widgets" if ours else ("saelens" if "metadata" in cfg else "saelens-legacy")
+    training_path = folder / TRAINING_FILE
+    training_state = read_safetensors(training_path) if ours and training_path.is_file() else {}
     return CheckpointWeights(
         W_enc=W_enc,
         b_enc=b_enc,
@@ -124,6 +128,7 @@ def read_saelens(folder: Path) -> CheckpointWeights:
         metadata=dict(metadata) if ours else {"saelens_cfg": cfg},
         layout=layout,
         prefix_sizes=prefix_sizes,
+        training_state=training_state,
     )
 
 
