@@ -39,7 +39,7 @@ def test_partial_fit_after_a_save_and_load_trains_as_without_them(
     # its next partial_fit moved the weights by up to 0.05 more than the unsaved one's
     first = sw.SAE(n_units=8, k=2, batch_size=32, activation=activation, seed=0)
     first.partial_fit(X[:96])
-    first.save(tmp_path / "run")
+    first.save(tmp_path / "run", training_state=True)
     loaded = sw.SAE.load(tmp_path / "run")
     unpickled = pickle.loads(pickle.dumps(first))
     for sae in (first, loaded, unpickled):
@@ -59,7 +59,7 @@ def test_a_fit_saved_and_loaded_keeps_training_like_the_fit_itself(
     tmp_path: Path, one_thread
 ) -> None:
     fitted = fit_tiny(X)
-    fitted.save(tmp_path / "run")
+    fitted.save(tmp_path / "run", training_state=True)
     loaded = sw.SAE.load(tmp_path / "run")
     loaded.partial_fit(X[:64])
     fitted.partial_fit(X[:64])
@@ -67,11 +67,14 @@ def test_a_fit_saved_and_loaded_keeps_training_like_the_fit_itself(
 
 
 def test_a_checkpoint_without_training_state_still_loads_and_trains(tmp_path: Path) -> None:
-    # older saves (and other libraries') hold no training state: a fresh optimiser, the
-    # counts going on
+    # the default save, older saves and other libraries' hold no training state: a fresh
+    # optimiser, the counts going on
     fitted = fit_tiny(X)
     fitted.save(tmp_path / "run")
-    (tmp_path / "run" / "training_state.safetensors").unlink()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "cfg.json",
+        "sae_weights.safetensors",
+    ]
     loaded = sw.SAE.load(tmp_path / "run")
     np.testing.assert_allclose(loaded.transform(X), fitted.transform(X), atol=1e-6)
     steps = loaded.n_steps_
@@ -314,7 +317,7 @@ def test_a_save_stopped_at_any_step_leaves_weights_and_training_state_of_one_sae
     from sae_widgets.sae import folder_swap
 
     first, second = fit_tiny(X, seed=1), fit_tiny(X, seed=2)
-    first.save(tmp_path / "run")
+    first.save(tmp_path / "run", training_state=True)
     monkeypatch.setattr(folder_swap, "use_exchange", exchange)
 
     def stop(at: str) -> None:
@@ -323,7 +326,7 @@ def test_a_save_stopped_at_any_step_leaves_weights_and_training_state_of_one_sae
 
     monkeypatch.setattr(folder_swap, "fault_hook", stop)
     try:
-        second.save(tmp_path / "run")
+        second.save(tmp_path / "run", training_state=True)
     except _Stop:
         pass
     monkeypatch.setattr(folder_swap, "fault_hook", None)
@@ -334,3 +337,9 @@ def test_a_save_stopped_at_any_step_leaves_weights_and_training_state_of_one_sae
     loaded.partial_fit(X[:64])
     reference.partial_fit(X[:64])
     np.testing.assert_allclose(loaded.components_, reference.components_, atol=1e-6)
+
+
+def test_training_state_must_be_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="training_state must be True or False; got 'yes'"):
+        fit_tiny(X).save(tmp_path / "run", training_state="yes")  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()

@@ -3,7 +3,8 @@
 `sae_widgets.sae.checkpoint` reads and writes the folders (layouts, atomic writes); here the
 estimator's parameters, training history and trainer state (`sae.trainer_state`) become the
 cfg.json metadata and back, so a loaded SAE is the saved one: the same parameters (those
-`set_params` changed after the fit too) and, for our own saves, training that resumes exactly.
+`set_params` changed after the fit too) and, for saves with the training state, training that
+resumes exactly.
 """
 
 from __future__ import annotations
@@ -32,14 +33,19 @@ _ARCHITECTURE_PARAMS = ("n_units", "activation", "k", "prefix_sizes")
 
 
 def save_sae(
-    sae: SAE, folder: str | os.PathLike[str], *, metrics: dict[str, Any] | None = None
+    sae: SAE,
+    folder: str | os.PathLike[str],
+    *,
+    metrics: dict[str, Any] | None = None,
+    training_state: bool = False,
 ) -> Path:
     """Write a fitted estimator to `folder` in SAELens' layout (see `write_weights`).
 
     cfg.json's metadata block keeps our version, the activation, the estimator's parameters,
     the training history and the final metrics: `metrics` when given (e.g. from
-    `sae_widgets.sae.metrics.evaluate`), else those of the last logged training step. A
-    trained estimator's trainer state goes along (`sae_widgets.sae.trainer_state`).
+    `sae_widgets.sae.metrics.evaluate`), else those of the last logged training step. With
+    `training_state`, a trained estimator's trainer state goes along
+    (`sae_widgets.sae.trainer_state`: what resumes its training exactly).
     """
     from sklearn.exceptions import NotFittedError
 
@@ -50,7 +56,7 @@ def save_sae(
     metadata = _metadata(sae, metrics)
     tensors: dict[str, Any] = {}
     trainer = getattr(sae, "_trainer", None)
-    if trainer is not None:
+    if trainer is not None and training_state:
         metadata["resume"], tensors = trainer_state.trainer_state(trainer)
     record = CheckpointWeights(
         W_enc=weights["W_enc"],
@@ -73,10 +79,11 @@ def load_sae(folder: str | os.PathLike[str], device: Any = None) -> SAE:
 
     Weights are read onto the CPU whatever device saved them; `device` (if not None) moves
     the loaded SAE there, and further training and inference run there. The estimator's
-    parameters are the saved ones (but `device`). Our own checkpoints of a trained SAE
-    resume training where it stopped (Adam's state, schedules, counters: partial_fit after
-    a save and load gives the weights partial_fit gives without them); other checkpoints
-    train on with a fresh optimiser, the step count going on and the warm-up restarting."""
+    parameters are the saved ones (but `device`). Our checkpoints saved with
+    `training_state=True` resume training where it stopped (Adam's state, schedules,
+    counters: partial_fit after a save and load gives the weights partial_fit gives without
+    them); other checkpoints train on with a fresh optimiser, the step count going on and
+    the warm-up restarting."""
     from sae_widgets.sae.estimator import SAE
     from sae_widgets.sae.model import SAEConfig, SparseAutoencoder
     from sae_widgets.sae.params import check_device, check_param

@@ -369,12 +369,18 @@ class SAE(BaseEstimator):
         return -float(evaluate(self, X)["fvu"])
 
     # ----------------------------------------------------------------- io
-    def save(self, folder: Any) -> None:
-        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout;
-        a trained SAE adds training_state.safetensors, what resumes its training)."""
+    def save(self, folder: Any, *, training_state: bool = False) -> None:
+        """Write a checkpoint folder (cfg.json + sae_weights.safetensors, SAELens layout).
+
+        training_state=True also writes training_state.safetensors (Adam's moments, the
+        schedules and counters: about twice the weights' size), so that `partial_fit` after
+        `load` continues exactly as it would have without the save; without it a loaded SAE
+        trains on with a fresh optimiser (SAELens' and sparsify's saves behave so)."""
         from sae_widgets.sae.checkpoint_sae import save_sae
 
-        save_sae(self, folder)
+        if not isinstance(training_state, bool):
+            raise TypeError(f"training_state must be True or False; got {training_state!r}")
+        save_sae(self, folder, training_state=training_state)
 
     @classmethod
     def load(cls, folder: Any, device: str | torch.device | None = None) -> SAE:

@@ -1,5 +1,7 @@
 """What a checkpoint keeps so that training resumes as if it had never stopped.
 
+Asked for with `SAE.save(folder, training_state=True)` (the default save holds the weights
+alone, as SAELens' does: Adam's moments would triple a checkpoint's size). Then
 `partial_fit` after `SAE.load` continues the same optimisation as `partial_fit` without the
 round trip (pickle's behaviour, and what SAELens' and sklearn's users expect of a resumable
 save): Adam's moments and step counts, the input scale chosen on the first batch, where the
