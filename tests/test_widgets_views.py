@@ -405,7 +405,7 @@ def test_webgl_frames_wait_until_the_other_views_are_sent(monkeypatch):
         return [
             (i, msg["content"]["frames"])
             for i, (widget, msg) in enumerate(sent)
-            if widget is fit and msg.get("method") == "custom"
+            if widget is fit.view_state and msg.get("method") == "custom"
         ]
 
     # A unit change: hold, the new colours, every other view, then release (last).

@@ -19,12 +19,13 @@ and the next frame shrinks it back. `size` reports the renderer's size after a f
 
 Frames also wait (the plot keeps showing its last frame, the lasso stays drawn) from a pointer
 release on a plot, or from the kernel's `hold` (sent before new colours), until the kernel's
-`release` (sent after the last update of that action), then until the browser has painted the
-other views; at most 1 s. A software frame blocks the page: drawn as soon as a lasso ended it
-delayed the outline's way to the kernel (jupyter-scatter sends it only after the kernel took
-the selected points: ipywidgets keeps one message per widget in flight), and drawn when the
-kernel's answers arrived it delayed every other view by its length (measured at load ~4: a
-170 ms frame between the kernel's answers and their display, lasso 500 ms to the views).
+`release` (sent after the last update of that action; both through `view_state`, so a fit that
+anywidget loaded late still gets them: see _steady_anywidget), then until the browser has
+painted the other views; at most 1 s. A software frame blocks the page: drawn as soon as a
+lasso ended it delayed the outline's way to the kernel (jupyter-scatter sends it only after the
+kernel took the selected points: ipywidgets keeps one message per widget in flight), and drawn
+when the kernel's answers arrived it delayed every other view by its length (measured at load
+~4: a 170 ms frame between the kernel's answers and their display, lasso 500 ms to the views).
 
 Draws of new points wait for the plot's running one. regl-scatterplot rejects a ``draw``
 that comes while its last one still runs ("Ignoring draw call as the previous draw call has
@@ -37,12 +38,15 @@ meanwhile starts when the running one ends, the latest only (older points are su
 
 from __future__ import annotations
 
-import anywidget
 import traitlets
+
+from sae_widgets.widgets._steady_anywidget import VIEW_STATE_JS, SteadyAnyWidget
 
 __all__ = ["RendererFit"]
 
-_ESM = """
+_ESM = (
+    VIEW_STATE_JS
+    + """
 const FIND_EVERY_MS = 100;
 const GIVE_UP_AFTER = 600;  // tries: a minute for jupyter-scatter to create its renderer
 
@@ -134,7 +138,8 @@ function fit(renderer, report) {
 }
 
 export default {
-  render({ model }) {
+  async render({ model }) {
+    const state = await viewState(model);  // the kernel's messages come through it
     let tries = 0;
     let timer = null;
     const report = size => {
@@ -157,26 +162,28 @@ export default {
       if (frames && message && message.frames === 'hold') frames.hold();
       if (frames && message && message.frames === 'release') frames.release();
     };
-    model.on('msg:custom', onMessage);
+    state.on('msg:custom', onMessage);
     window.__swFitModels = window.__swFitModels || new Set();
     install();
     return () => {
       clearTimeout(timer);
-      model.off('msg:custom', onMessage);
+      state.off('msg:custom', onMessage);
       window.__swFitModels.delete(model);
     };
   },
 };
 """
+)
 
 
-class RendererFit(anywidget.AnyWidget):  # type: ignore[misc]
+class RendererFit(SteadyAnyWidget):
     """Sizes jupyter-scatter's shared renderer to its plots (see the module docstring).
 
     Display it anywhere on the page, once or more (each instance reports the fitted size).
     """
 
     _esm = _ESM
+    has_view_state = True  # its custom messages: hold and release
     size = traitlets.Unicode(
         "", help="the renderer's canvas size after the last fit, '<w>x<h>', set by the browser"
     ).tag(sync=True)
@@ -190,11 +197,11 @@ class RendererFit(anywidget.AnyWidget):  # type: ignore[misc]
         """Ask the browser to hold WebGL frames (e.g. before new colours), until `release`."""
         if not self.holding:
             self.holding = True
-            self.send({"frames": "hold"})
+            self.view_state.send({"frames": "hold"})
 
     def release(self) -> None:
         """The views' updates of an action are all sent: the browser draws the held frames
         once it has painted them (nothing is sent when nothing is held)."""
         if self.holding:
             self.holding = False
-            self.send({"frames": "release"})
+            self.view_state.send({"frames": "release"})

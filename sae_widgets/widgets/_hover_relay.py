@@ -14,13 +14,16 @@ button is pressed, finds the topmost visible point under it (``document.elements
 sees through the selector's rectangle) and hands that point bqplot's own ``mouseover`` /
 ``mousemove`` / ``mouseout`` events. bqplot then does what it always does for a hovered point:
 shows the mark's ``tooltip`` widget and syncs ``hovered_point``. Drags still go to the
-selector, untouched (the relay never stops or cancels an event).
+selector, untouched (the relay never stops or cancels an event). The kernel never changes the
+relay after creating it, so a relay that anywidget loaded late works all the same (see
+_steady_anywidget).
 """
 
 from __future__ import annotations
 
-import anywidget
 import traitlets
+
+from sae_widgets.widgets._steady_anywidget import SteadyAnyWidget
 
 __all__ = ["HoverRelay"]
 
@@ -94,7 +97,7 @@ export default {
 """
 
 
-class HoverRelay(anywidget.AnyWidget):  # type: ignore[misc]
+class HoverRelay(SteadyAnyWidget):
     """Hands hover events to the points under a selector layer (see the module docstring).
 
     Display it *inside* the view whose figure it serves: it finds the figure as

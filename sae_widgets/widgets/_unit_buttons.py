@@ -3,7 +3,9 @@
 One widget for the whole row (an anywidget: anywidget comes with jupyter-scatter), so showing
 other units is one message to the browser, where a pool of ipywidgets Buttons cost a message
 per button and per style change (a unit change sent 16 of them for the inspector's nearest and
-co-firing rows alone). A click sends the unit back as a custom message.
+co-firing rows alone). A click sends the unit back as a custom message. What the row shows
+(caption, buttons, direction) travels in the widget's `view_state`, so a row whose model
+anywidget loaded late still follows the kernel (see _steady_anywidget).
 """
 
 from __future__ import annotations
@@ -11,25 +13,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import anywidget
 import traitlets
+
+from sae_widgets.widgets._steady_anywidget import VIEW_STATE_JS, SteadyAnyWidget
 
 __all__ = ["UnitButtons"]
 
-_ESM = """
+_ESM = (
+    VIEW_STATE_JS
+    + """
 export default {
-  render({ model, el }) {
+  async render({ model, el }) {
+    const state = await viewState(model);
     const row = document.createElement('div');
     row.className = 'sw-unit-buttons';
     el.appendChild(row);
     const draw = () => {
-      row.classList.toggle('sw-vertical', model.get('vertical'));
+      const { caption: html = '', items = [], vertical = false } = state.get('value');
+      row.classList.toggle('sw-vertical', vertical);
       row.replaceChildren();
       const caption = document.createElement('span');
       caption.className = 'sw-unit-caption';
-      caption.innerHTML = model.get('caption');
+      caption.innerHTML = html;
       row.appendChild(caption);
-      for (const item of model.get('items')) {
+      for (const item of items) {
         const button = document.createElement('button');
         button.className = 'jupyter-button widget-button sw-unit-button';
         button.textContent = item.label;
@@ -41,17 +48,12 @@ export default {
       }
     };
     draw();
-    model.on('change:items', draw);
-    model.on('change:caption', draw);
-    model.on('change:vertical', draw);
-    return () => {
-      model.off('change:items', draw);
-      model.off('change:caption', draw);
-      model.off('change:vertical', draw);
-    };
+    state.on('change:value', draw);
+    return () => state.off('change:value', draw);
   },
 };
 """
+)
 
 _CSS = """
 .sw-unit-buttons { display: flex; flex-wrap: wrap; align-items: center; gap: 2px 4px; }
@@ -61,7 +63,7 @@ _CSS = """
 """
 
 
-class UnitButtons(anywidget.AnyWidget):  # type: ignore[misc]
+class UnitButtons(SteadyAnyWidget):
     """A caption and at most `size` buttons, each focusing one unit when clicked.
 
     Parameters
@@ -83,11 +85,13 @@ class UnitButtons(anywidget.AnyWidget):  # type: ignore[misc]
 
     _esm = _ESM
     _css = _CSS
-    caption = traitlets.Unicode("", help="HTML before the buttons").tag(sync=True)
+    has_view_state = True
+    # Not synced themselves: the browser draws them from `view_state` (see _steady_anywidget).
+    caption = traitlets.Unicode("", help="HTML before the buttons")
     items = traitlets.List(
         traitlets.Dict(), help="one {unit, label, color, bold} per button, in order"
-    ).tag(sync=True)
-    vertical = traitlets.Bool(False, help="one button under the other").tag(sync=True)
+    )
+    vertical = traitlets.Bool(False, help="one button under the other")
 
     def __init__(self, caption: str, on_unit: Callable[[int], None], size: int = 8) -> None:
         super().__init__(caption=caption)
@@ -95,6 +99,16 @@ class UnitButtons(anywidget.AnyWidget):  # type: ignore[misc]
         self.size = size
         self.units: list[int] = []
         self.on_msg(self._browser_click)
+        self._send_view_state()
+
+    @traitlets.observe("caption", "items", "vertical")
+    def _send_view_state(self, _change: Any = None) -> None:
+        if self.view_state is not None:  # None only before the base's __init__ set it
+            self.view_state.value = {
+                "caption": self.caption,
+                "items": self.items,
+                "vertical": self.vertical,
+            }
 
     def show(
         self,

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from playwright.sync_api import Dialog, Error, Locator, expect
+from playwright.sync_api import Dialog, Locator, expect
 
-from .lab_page import ACTIVE_NOTEBOOK, LabPage, thrown_at
+from .lab_page import ACTIVE_NOTEBOOK, LabPage
 from .lab_server import LabServer
 
 pytestmark = pytest.mark.browser
@@ -114,16 +114,6 @@ def notebook(lab_server: LabServer) -> Iterator[str]:
     path.unlink(missing_ok=True)
 
 
-def anywidget_init_aborted(error: Error) -> bool:
-    """An open defect, left out of this test's error checks (and only that message, thrown
-    from anywidget's bundle): in about 2 of 5 runs one anywidget model of ours (UnitButtons,
-    HoverRelay or RendererFit) logs '[anywidget] Failed to initialize model.' from an
-    AbortSignal; cause not found yet."""
-    return error.message == "[anywidget] Failed to initialize model." and (
-        "/extensions/anywidget/" in thrown_at(error)
-    )
-
-
 def case(lab: LabPage, name: str) -> Locator:
     return lab.page.locator(f"{ACTIVE_NOTEBOOK} .case-{name}")
 
@@ -187,7 +177,7 @@ def test_widgets_on_unusual_data_in_jupyterlab(lab: LabPage, notebook: str) -> N
     lab.page.on("dialog", on_dialog)
     lab.open_notebook(notebook)
     lab.run_all_cells(timeout_s=300)
-    errors = lab.errors(ignored_page_error=anywidget_init_aborted)
+    errors = lab.errors()
     assert not errors, "errors in the notebook page:\n\n" + "\n\n".join(errors)
 
     for name, n_samples in DASHBOARDS:
@@ -221,7 +211,7 @@ def test_widgets_on_unusual_data_in_jupyterlab(lab: LabPage, notebook: str) -> N
     assert many.locator("script").count() == 0
     assert not dialogs, dialogs
     assert many.get_by_text(re.compile("^bold$")).count() == 0
-    errors = lab.errors(ignored_page_error=anywidget_init_aborted)
+    errors = lab.errors()
     assert not errors, "errors in the notebook page:\n\n" + "\n\n".join(errors)
     # Hidden figures (0 x 0 px: a panel not shown yet) make bqplot set a negative <rect>
     # size, which Chromium logs as an error; every notebook does that, so it is left out.
