@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sae_widgets.widgets._gl_fit import RendererFit
+from sae_widgets.widgets._steady_anywidget import GATE
 from sae_widgets.widgets._view import event_positions
 
 __all__ = ["GLScatter"]
@@ -82,6 +83,10 @@ class GLScatter:
             )
             self.plot.mouse(mode="lasso")  # a plain drag selects, as on the SVG scatter
             self.widget = self.plot.widget
+        # jupyter-scatter's widget is an anywidget too: the same gate as ours holds the kernel's
+        # later messages (our figures) until its ESM has loaded (widgets/_steady_anywidget.py;
+        # its custom-message handler ignores a message of no known type)
+        self.widget.send(GATE)
         self.widget.layout.width = width
         self.fit = RendererFit()
         self.set_tool(tool)
