@@ -31,6 +31,13 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
             f"layer must be a submodule name (str) or an nn.Module; got {type(layer).__name__}"
         )
     if layer not in named:
+        # named_modules() lists a module registered under two names (a shared layer, an
+        # alias such as `self.alias = self.lin`) once, under its first name: the other
+        # attribute path names it as well
+        try:
+            return layer, model.get_submodule(layer)
+        except AttributeError:
+            pass
         names = [n for n in named if n]
         listed = ", ".join(names[:MAX_LISTED_NAMES])
         if len(names) > MAX_LISTED_NAMES:
