@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import sae_widgets as sw
@@ -65,3 +67,82 @@ def test_a_layer_registered_under_two_names_is_found_by_either() -> None:
     assert _hooks(model) == 0
     with pytest.raises(ValueError, match=r"layer 'alias\.x' not found.*available layers: lin"):
         sw.collect_activations(model, "alias.x", X)
+
+
+# ------------------------------------------------------------------ gradients through a splice
+
+
+def _manual_edit(h, sae_module, kind, unit, value):
+    """The edit of `kind` written out in plain differentiable torch (module docstring of
+    sae_widgets.sae.splice): the reference the hooked edit's gradients are held to."""
+    W_enc, b_enc, W_dec, b_dec = (
+        sae_module.W_enc,
+        sae_module.b_enc,
+        sae_module.W_dec,
+        sae_module.b_dec,
+    )
+    pre = (h - b_dec) @ W_enc + b_enc
+    values, units = pre.topk(sae_module.cfg.k, dim=1)
+    codes = torch.zeros_like(pre).scatter(1, units, torch.relu(values))
+    if kind == "splice":
+        return codes @ W_dec + b_dec
+    if kind == "steer":
+        return h + value * W_dec[unit]
+    new_u = value if kind == "set" else codes[:, unit].clamp(None, value)
+    return h + (new_u - codes[:, unit])[:, None] * W_dec[unit]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kind=st.sampled_from(["splice", "set", "steer", "clamp"]),
+    seed=st.integers(0, 2**16),
+    unit=st.integers(0, 11),
+    value=st.floats(-3, 3, allow_nan=False),
+)
+def test_gradients_flow_through_an_intervention_as_through_the_edit_written_out(
+    kind, seed, unit, value
+) -> None:
+    # The hooked edit ran under no_grad: inside an Intervention, model(x).backward() gave
+    # the inputs and every parameter upstream of the layer no gradient at all (x.grad None)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    sae = _topk_sae(5, seed=seed)
+    module = sae.model_
+    edit = {
+        "splice": {},
+        "set": {"set": {unit: value}},
+        "steer": {"steer": {unit: value}},
+        "clamp": {"clamp": {unit: (None, value)}},
+    }[kind]
+    x = torch.from_numpy(_rows(8, 6, seed)).requires_grad_()
+    weights = torch.randn(8, 3)
+    with sw.Intervention(model, "1", sae, **edit):
+        (model(x) * weights).sum().backward()
+    assert _hooks(model) == 0
+    got = [x.grad, model[0].weight.grad, module.W_enc.grad, module.W_dec.grad]
+    assert all(g is not None for g in got[:2])
+    x_ref = x.detach().clone().requires_grad_()
+    ref_params = [p.detach().clone().requires_grad_() for p in (model[0].weight, module.W_enc)]
+    model.zero_grad()
+    module.zero_grad()
+    h = torch.relu(nn.functional.linear(x_ref, ref_params[0], model[0].bias))
+
+    class _Ref:  # the SAE's parameters, W_enc replaced by the leaf under test
+        cfg = module.cfg
+        W_enc, b_enc, W_dec, b_dec = ref_params[1], module.b_enc, module.W_dec, module.b_dec
+
+    out = model[2](_manual_edit(h, _Ref, kind, unit, value))
+    (out * weights).sum().backward()
+    torch.testing.assert_close(got[0], x_ref.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got[1], ref_params[0].grad, rtol=1e-4, atol=1e-5)
+    if kind in ("splice", "set", "clamp"):  # the encoder takes part (steer adds a constant)
+        ref_enc = ref_params[1].grad
+        torch.testing.assert_close(
+            got[2] if got[2] is not None else torch.zeros_like(ref_enc),
+            ref_enc,
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    with torch.no_grad(), sw.Intervention(model, "1", sae, **edit):
+        fast = model(x)
+    torch.testing.assert_close(fast, out.detach(), rtol=1e-4, atol=1e-5)
