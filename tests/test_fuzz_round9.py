@@ -146,3 +146,42 @@ def test_gradients_flow_through_an_intervention_as_through_the_edit_written_out(
     with torch.no_grad(), sw.Intervention(model, "1", sae, **edit):
         fast = model(x)
     torch.testing.assert_close(fast, out.detach(), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ special tokens typed in texts
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return sw.models.minilm()
+
+
+def test_special_tokens_written_in_a_text_are_dropped_like_the_added_ones(minilm) -> None:
+    # "[CLS] hi [SEP]" gave rows for the typed [CLS] and [SEP] (the tokenizer's special
+    # tokens mask marks only the ones it adds) although drop_special drops special tokens;
+    # a chat template's <|im_end|> the same
+    model, tok = minilm
+    texts = ["[CLS] hi [SEP]", "hi", "a [SEP][SEP] b"]
+    ds = sw.collect_activations(model, "encoder.layer.1", texts, tokenizer=tok)
+    names = tok.convert_ids_to_tokens([int(i) for i in ds.tokens.token_id])
+    assert names == ["hi", "hi", "a", "b"]
+    # the row of "hi" in the first text is its vector there (not shifted by a dropped row)
+    kept = sw.collect_activations(
+        model, "encoder.layer.1", texts[:1], tokenizer=tok, drop_special=False
+    )
+    assert tok.convert_ids_to_tokens([int(i) for i in kept.tokens.token_id]) == [
+        "[CLS]",
+        "[CLS]",
+        "hi",
+        "[SEP]",
+        "[SEP]",
+    ]
+    np.testing.assert_allclose(ds.X[0], kept.X[2], atol=1e-5)  # padded in a batch of 3
+    # an [UNK] standing for other characters is text, and stays
+    unknown = sw.collect_activations(model, "encoder.layer.1", ["x \u2603 y"], tokenizer=tok)
+    assert tok.convert_ids_to_tokens([int(i) for i in unknown.tokens.token_id]) == [
+        "x",
+        "[UNK]",
+        "y",
+    ]
+    assert _hooks(model) == 0

@@ -224,11 +224,11 @@ def collect_activations(
     `model` a Hugging Face transformer: the result has one row per kept token, and its
     ``tokens`` field (`TokenRows`) keeps each row's document, position and token id
     (see `sae_widgets.data.token_activations`). Padding is always dropped, special tokens
-    (BOS, [CLS], [SEP]) when `drop_special`, and each document's first `drop_first` token
-    positions (1 for a causal LM without a BOS token: its first token is an attention sink
-    whose residual norm can be 100x the others' and would dominate an SAE's loss); at most
-    `max_tokens` rows (None: all), each document cut at `max_length` tokens (default: 512,
-    or the model's limit if lower).
+    (BOS, [CLS], [SEP], also typed in a text) when `drop_special`, and each document's
+    first `drop_first` token positions (1 for a causal LM without a BOS token: its first
+    token is an attention sink whose residual norm can be 100x the others' and would
+    dominate an SAE's loss); at most `max_tokens` rows (None: all), each document cut at
+    `max_length` tokens (default: 512, or the model's limit if lower).
     `batch_size` then counts documents (default 16).
 
     layer: a dotted submodule name as in `model.named_modules()` ("net.2") or the module.
