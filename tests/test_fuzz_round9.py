@@ -185,3 +185,50 @@ def test_special_tokens_written_in_a_text_are_dropped_like_the_added_ones(minilm
         "y",
     ]
     assert _hooks(model) == 0
+
+
+# ------------------------------------------------------------------ steering a conv net
+
+
+def _digits_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(128, 10)
+    ).train()
+
+
+def test_steering_a_conv_net_takes_the_datasets_images_like_collect_activations() -> None:
+    # collect_activations fed the conv net image batches from the dataset's images, but the
+    # Explorer's steerer fed it flat rows: sweep raised torch's own RuntimeError ("Expected
+    # 3D (unbatched) or 4D (batched) input to conv2d")
+    ds = sw.datasets.digits()[np.arange(40)]
+    model = _digits_cnn()
+    acts = sw.collect_activations(model, "1", ds)
+    sae = _topk_sae(acts.n_features, n_units=8, k=2)
+    auto = sw.Explorer(sae, acts, model=model, layer="1", inputs=ds)
+    given = sw.Explorer(
+        sae, acts, model=model, layer="1", inputs=ds, input_fn=lambda x: x.reshape(-1, 1, 8, 8)
+    )
+    a = auto.steerer.sweep(3, [0.0, 2.0], [0, 5, 7])
+    b = given.steerer.sweep(3, [0.0, 2.0], [0, 5, 7])
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    assert model.training and model[2].training and _hooks(model) == 0
+
+
+def test_steering_inputs_the_model_rejects_are_a_value_error_naming_inputs() -> None:
+    ds = sw.datasets.digits()[np.arange(40)]
+    model = _digits_cnn()
+    acts = sw.collect_activations(model, "1", ds)
+    sae = _topk_sae(acts.n_features, n_units=8, k=2)
+    ex = sw.Explorer(sae, acts, model=model, layer="1", inputs=ds.X)  # no images to go by
+    with pytest.raises(ValueError, match=r"conv2d.*shape \(2, 64\).*inputs must hold.*input_fn"):
+        ex.steerer.sweep(0, [1.0], [0, 1])
+    bad_fn = sw.Explorer(
+        sae, acts, model=model, layer="1", inputs=ds, input_fn=lambda x: x.reshape(-1, 64, 1, 1)
+    )
+    with pytest.raises(ValueError, match=r"inputs must hold what the model takes \(check input_fn"):
+        bad_fn.steerer.sweep(0, [1.0], [0, 1])
+    assert model.training and _hooks(model) == 0
+    np.testing.assert_array_equal(  # the model still works, unhooked
+        model.eval()(torch.from_numpy(ds.X[:2]).reshape(2, 1, 8, 8)).shape, (2, 10)
+    )

@@ -68,12 +68,25 @@ def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def _model_error(
+    err: Exception, x: Tensor, shaped: bool, flat_error: Exception | None = None
+) -> ValueError:
+    tried = "" if flat_error is None else f"{type(flat_error).__name__}: {flat_error}; as images: "
+    how = "check input_fn" if shaped else "pass input_fn= to shape each batch of them"
+    return ValueError(
+        f"model raised {tried}{type(err).__name__}: {err} on a batch of inputs of shape "
+        f"{tuple(x.shape)}; inputs must hold what the model takes ({how})"
+    )
+
+
 class Steerer:
     """Push one unit of `sae` at `layer` of `model` and read the model's output.
 
     inputs: the classifier's input for each sample of the Explorer's dataset (an (n, ...)
         array, or a Dataset whose X are the inputs); None for a language model.
-    input_fn: shapes a float batch of inputs into what the model takes (default: as is).
+    input_fn: shapes a float batch of inputs into what the model takes (default: as is;
+        for a Dataset with images, image batches if the model rejects flat rows, as
+        `collect_activations` does).
     tokenizer: a language model's tokenizer (needed for `continuations`).
     """
 
@@ -91,7 +104,9 @@ class Steerer:
         self.model = model
         self.sae = sae
         self.sae_module = sae_module(sae)
+        image_shape = None
         if inputs is not None and not isinstance(inputs, (np.ndarray, Tensor)):
+            image_shape = getattr(inputs, "image_shape", None)
             inputs = getattr(inputs, "X", inputs)
         self.inputs: NDArray[np.float32] | None = None
         if inputs is not None:
@@ -109,6 +124,12 @@ class Steerer:
         if input_fn is not None and not callable(input_fn):
             raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
         self.input_fn = input_fn
+        # a Dataset's images as the model's input layout: (h, w) or (h, w, 3) images
+        self._image_shape: tuple[int, ...] | None = None
+        if image_shape is not None and self.inputs is not None and self.inputs.ndim == 2:
+            if int(np.prod(image_shape)) == self.inputs.shape[1]:
+                self._image_shape = tuple(image_shape)
+        self._as_images = False  # set once flat rows are rejected and images are taken
         self.tokenizer = None if tokenizer is None else check_tokenizer(tokenizer, decodes=True)
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
         self._texts: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
@@ -141,7 +162,35 @@ class Steerer:
         assert self.inputs is not None
         device, dtype = _device(self.model)
         x = torch.from_numpy(self.inputs[samples]).to(device=device, dtype=dtype)
-        return self.input_fn(x) if self.input_fn is not None else x
+        return x
+
+    def _prepare(self, x: Tensor) -> Any:
+        if self.input_fn is not None:
+            return self.input_fn(x)
+        if self._as_images and self._image_shape is not None:
+            shape = self._image_shape
+            if len(shape) == 2:
+                return x.reshape(x.shape[0], 1, *shape)
+            return x.reshape(x.shape[0], *shape).permute(0, 3, 1, 2).contiguous()
+        return x
+
+    def _baseline(self, x: Tensor) -> Tensor:
+        """The unedited probabilities of inputs `x`. The input layout is decided as in
+        `collect_activations`: rows as they are, or, if the model rejects them and the
+        inputs were a Dataset with images, image batches. The model's error is a
+        ValueError naming inputs and input_fn (it escaped as torch's own)."""
+        try:
+            return self._run(self._prepare(x), None)[0]
+        except Exception as err:
+            if self.input_fn is not None or self._image_shape is None or self._as_images:
+                raise _model_error(err, x, self.input_fn is not None) from err
+            flat_error = err
+        self._as_images = True
+        try:
+            return self._run(self._prepare(x), None)[0]
+        except Exception as err:
+            self._as_images = False
+            raise _model_error(err, x, False, flat_error) from err
 
     def _run(self, batch: Any, intervention: Intervention | None) -> tuple[Tensor, Tensor]:
         """(probabilities (m, C), the layer's output rows as the rest of the model saw them).
@@ -186,8 +235,9 @@ class Steerer:
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         try:
-            batch = self._batch(chosen)
-            baseline, _ = self._run(batch, None)
+            x = self._batch(chosen)
+            baseline = self._baseline(x)
+            batch = self._prepare(x)
             probs, predicted, activation = [], [], []
             for alpha in grid:
                 p, rows = self._run(batch, self.intervention(unit, alpha, mode))
