@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.data.checks import check_float
+from sae_widgets.image_inputs import image_batch, image_layout
 from sae_widgets.language_inputs import (
     check_encodable,
     check_token_ids,
@@ -104,9 +105,8 @@ class Steerer:
         self.model = model
         self.sae = sae
         self.sae_module = sae_module(sae)
-        image_shape = None
+        holder = inputs  # a Dataset: its images are a layout the model may take
         if inputs is not None and not isinstance(inputs, (np.ndarray, Tensor)):
-            image_shape = getattr(inputs, "image_shape", None)
             inputs = getattr(inputs, "X", inputs)
         self.inputs: NDArray[np.float32] | None = None
         if inputs is not None:
@@ -126,9 +126,8 @@ class Steerer:
         self.input_fn = input_fn
         # a Dataset's images as the model's input layout: (h, w) or (h, w, 3) images
         self._image_shape: tuple[int, ...] | None = None
-        if image_shape is not None and self.inputs is not None and self.inputs.ndim == 2:
-            if int(np.prod(image_shape)) == self.inputs.shape[1]:
-                self._image_shape = tuple(image_shape)
+        if self.inputs is not None and self.inputs.ndim == 2:
+            self._image_shape = image_layout(holder, self.inputs.shape[1])
         self._as_images = False  # set once flat rows are rejected and images are taken
         self.tokenizer = None if tokenizer is None else check_tokenizer(tokenizer, decodes=True)
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
@@ -168,10 +167,7 @@ class Steerer:
         if self.input_fn is not None:
             return self.input_fn(x)
         if self._as_images and self._image_shape is not None:
-            shape = self._image_shape
-            if len(shape) == 2:
-                return x.reshape(x.shape[0], 1, *shape)
-            return x.reshape(x.shape[0], *shape).permute(0, 3, 1, 2).contiguous()
+            return image_batch(self._image_shape, x)
         return x
 
     def _baseline(self, x: Tensor) -> Tensor:
