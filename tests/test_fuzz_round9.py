@@ -232,3 +232,21 @@ def test_steering_inputs_the_model_rejects_are_a_value_error_naming_inputs() -> 
     np.testing.assert_array_equal(  # the model still works, unhooked
         model.eval()(torch.from_numpy(ds.X[:2]).reshape(2, 1, 8, 8)).shape, (2, 10)
     )
+
+
+def test_evaluate_feeds_a_conv_net_the_datasets_images_like_collect_activations() -> None:
+    # evaluate(sae, ds, model=cnn, layer=...) on the very Dataset collect_activations had fed
+    # the cnn as images raised "Expected 3D (unbatched) or 4D (batched) input to conv2d"
+    ds = sw.datasets.digits()[np.arange(40)]
+    model = _digits_cnn()
+    acts = sw.collect_activations(model, "1", ds)
+    sae = _topk_sae(acts.n_features, n_units=8, k=2)
+    auto = sw.metrics.evaluate(sae, ds, model=model, layer="1")
+    given = sw.metrics.evaluate(
+        sae, ds, model=model, layer="1", input_fn=lambda x: x.reshape(-1, 1, 8, 8)
+    )
+    assert auto == pytest.approx(given, rel=1e-6)
+    assert model.training and _hooks(model) == 0
+    # the activations themselves are still refused, with the hint
+    with pytest.raises(ValueError, match=r"conv2d.*not the activations"):
+        sw.metrics.evaluate(sae, acts, model=model, layer="1")
