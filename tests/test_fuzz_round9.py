@@ -250,3 +250,21 @@ def test_evaluate_feeds_a_conv_net_the_datasets_images_like_collect_activations(
     # the activations themselves are still refused, with the hint
     with pytest.raises(ValueError, match=r"conv2d.*not the activations"):
         sw.metrics.evaluate(sae, acts, model=model, layer="1")
+
+
+def test_steering_reads_the_layer_output_before_an_in_place_op_after_it() -> None:
+    # capture_output kept the layer's output tensor itself: a ReLU(inplace=True) after the
+    # layer (torchvision's ResNets) zeroed its negative values before the steerer encoded
+    # them, so a sweep's unit activations were those of other rows
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(inplace=True), nn.Linear(5, 3))
+    X = _rows(20, 6)
+    acts = sw.collect_activations(model, "0", X)
+    assert (acts.X < 0).any()  # there is something for the ReLU to change
+    sae = _topk_sae(5, n_units=6, k=3)
+    codes = sae.transform(acts.X)
+    ex = sw.Explorer(sae, acts, model=model, layer="0", inputs=X)
+    samples = np.arange(20)
+    found = [ex.steerer.sweep(u, [0.0], samples).unit_activation[0] for u in range(6)]
+    np.testing.assert_allclose(found, codes.mean(0), rtol=1e-5, atol=1e-6)
+    assert _hooks(model) == 0

@@ -131,12 +131,14 @@ def capture_output(
     model: nn.Module, layer: str | nn.Module, width: int | None = None
 ) -> Iterator[list[Tensor]]:
     """Within the block, each output of `layer` (as rows, detached) is appended to the
-    yielded list. A capture entered after an Intervention on the same layer sees the edit."""
+    yielded list. A capture entered after an Intervention on the same layer sees the edit.
+    The rows are copies: the layer's output tensor itself may be changed in place later in
+    the same pass (a following `nn.ReLU(inplace=True)`, as in torchvision's ResNets)."""
     name, module = resolve_layer(model, layer)
     captured: list[Tensor] = []
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(_as_rows(_hidden(output, name), width, name).detach())
+        captured.append(_as_rows(_hidden(output, name), width, name).detach().clone())
 
     handle = module.register_forward_hook(hook)
     try:
