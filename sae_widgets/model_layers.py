@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import torch
 from torch import nn
 
 # Layer names listed in the error for a name that is not in the model.
@@ -13,12 +14,29 @@ MAX_LISTED_NAMES = 40
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     """(name, module) of `layer`, a dotted name as in `model.named_modules()` or the module."""
+    name, module = _find_layer(model, layer)
+    if isinstance(module, torch.jit.ScriptModule):  # a scripted part of an eager model
+        raise TypeError(
+            f"layer {name!r} is a TorchScript module ({type(module).__name__}): torch cannot "
+            "hook it (register_forward_hook is not supported); hook an eager layer, or keep "
+            "this part of the model unscripted"
+        )
+    return name, module
+
+
+def _find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         raise ValueError(
             "model has weights on the 'meta' device, which hold no values; materialise and "
             "load them first (model.to_empty(device='cpu'), then load_state_dict)"
+        )
+    if isinstance(model, torch.jit.ScriptModule):  # scripted or traced
+        raise TypeError(
+            f"model is a TorchScript module ({type(model).__name__}): torch cannot hook its "
+            "layers (register_forward_hook is not supported, and a traced graph calls no "
+            "submodule); pass the eager nn.Module it was scripted or traced from"
         )
     named = dict(model.named_modules())
     if isinstance(layer, nn.Module):

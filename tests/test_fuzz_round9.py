@@ -268,3 +268,30 @@ def test_steering_reads_the_layer_output_before_an_in_place_op_after_it() -> Non
     found = [ex.steerer.sweep(u, [0.0], samples).unit_activation[0] for u in range(6)]
     np.testing.assert_allclose(found, codes.mean(0), rtol=1e-5, atol=1e-6)
     assert _hooks(model) == 0
+
+
+# ------------------------------------------------------------------ TorchScript models
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning")
+def test_torchscript_models_and_layers_are_named_not_torch_runtime_errors() -> None:
+    # a scripted model raised torch's "RuntimeError: register_forward_hook is not supported
+    # on ScriptModules"; a traced one "layer '1' was not called by model's forward pass"
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    X = _rows(8, 6)
+    sae = _topk_sae(5, n_units=6, k=2)
+    for compiled in (torch.jit.script(eager), torch.jit.trace(eager, torch.zeros(2, 6))):
+        with pytest.raises(TypeError, match=r"model is a TorchScript module.*eager nn\.Module"):
+            sw.collect_activations(compiled, "1", X)
+        with pytest.raises(TypeError, match=r"model is a TorchScript module"):
+            sw.Intervention(compiled, "1", sae)
+        with pytest.raises(TypeError, match=r"model is a TorchScript module"):
+            sw.metrics.evaluate(sae, X, model=compiled, layer="1", labels=np.zeros(8, int))
+    mixed = nn.Sequential(nn.Linear(6, 5), torch.jit.script(nn.ReLU()), nn.Linear(5, 3))
+    with pytest.raises(TypeError, match=r"layer '1' is a TorchScript module"):
+        sw.collect_activations(mixed, "1", X)
+    with pytest.raises(TypeError, match=r"layer '1' is a TorchScript module"):
+        sw.Intervention(mixed, mixed[1], sae)
+    assert sw.collect_activations(mixed, "0", X).X.shape == (8, 5)  # its eager layers work
+    assert _hooks(mixed) == 0 and _hooks(eager) == 0
