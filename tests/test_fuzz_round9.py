@@ -295,3 +295,51 @@ def test_torchscript_models_and_layers_are_named_not_torch_runtime_errors() -> N
         sw.Intervention(mixed, mixed[1], sae)
     assert sw.collect_activations(mixed, "0", X).X.shape == (8, 5)  # its eager layers work
     assert _hooks(mixed) == 0 and _hooks(eager) == 0
+
+
+# ------------------------------------------------------------------ models writing into their input
+
+
+class _Doubling(nn.Module):
+    """Doubles its input in place before the layers (as a first ReLU(inplace=True) or an
+    in-place normalisation writes into it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.mul_(2))
+
+
+def _identity_sae(d: int) -> sw.SAE:
+    cfg = sw.SAEConfig(d_in=d, n_units=d, activation="relu")
+    eye = torch.eye(d)
+    return sw.SAE.from_module(
+        sw.SparseAutoencoder.from_weights(cfg, eye, torch.zeros(d), eye, torch.zeros(d))
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 40), batch_size=st.integers(1, 50), as_dataset=st.booleans())
+def test_a_model_writing_into_its_input_leaves_the_callers_data_alone(
+    n: int, batch_size: int, as_dataset: bool
+) -> None:
+    # collect_activations and evaluate gave the model the caller's own memory: a model
+    # writing into its input changed the Dataset's X (or the array given), and evaluate's
+    # later passes (spliced, ablated) ran on the already-doubled inputs
+    X = _rows(n, 6, seed=n)
+    data = sw.Dataset(X.copy(), labels=np.arange(n) % 3) if as_dataset else X.copy()
+    model = _Doubling()
+    acts = sw.collect_activations(model, "net.1", data, batch_size=batch_size)
+    np.testing.assert_array_equal(getattr(data, "X", data), X)
+    with torch.no_grad():
+        expected = model.net[1](model.net[0](torch.from_numpy(2 * X))).numpy()
+    np.testing.assert_allclose(acts.X, expected, rtol=1e-6, atol=1e-7)
+    figures = sw.metrics.evaluate(
+        _identity_sae(5), data, model=model, layer="net.1", labels=np.arange(n) % 3
+    )
+    np.testing.assert_array_equal(getattr(data, "X", data), X)
+    assert figures["kl_spliced"] == pytest.approx(0.0, abs=1e-9)  # the same inputs each pass
+    assert figures["ce_spliced"] == pytest.approx(figures["ce_original"], rel=1e-9)

@@ -107,7 +107,7 @@ class _LayerRunner:
         """Decide the input layout on the first batch: flat rows, or images if the model
         rejects flat rows and the dataset has images."""
         try:
-            out = self._forward(batch, _identity)
+            out = self._forward(batch.clone(), _identity)  # the image try gets it unwritten
             self.prepare = _identity
             return out
         except ModelError as flat_error:
@@ -132,9 +132,12 @@ class _LayerRunner:
         with self._hooked():
             for start in range(0, rows.shape[0], self.batch_size):
                 chunk = rows[start : start + self.batch_size]
-                # torch warns on read-only memory (a memory map, a frozen array): copy the batch
-                batch = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy())
-                batch = batch.to(device=self.device, dtype=self.dtype)
+                # torch warns on read-only memory (a memory map, a frozen array): copy the batch;
+                # a writable one is copied too: a model writing into its input (a first
+                # nn.ReLU(inplace=True), x.sub_(mean)) wrote into the caller's data
+                writable = bool(chunk.flags.writeable)
+                batch = torch.from_numpy(chunk if writable else chunk.copy())
+                batch = batch.to(device=self.device, dtype=self.dtype, copy=writable)
                 if self.prepare is None:
                     out = self._first_forward(batch)
                 else:

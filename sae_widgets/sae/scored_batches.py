@@ -71,7 +71,7 @@ class _FlatOrImages:
         if self.as_images is not None:
             return self.model(image_batch(self.image_shape, x) if self.as_images else x)
         try:
-            output = self.model(x)
+            output = self.model(x.clone())  # the image try gets x unwritten
         except Exception as flat_error:
             try:
                 output = self.model(image_batch(self.image_shape, x))
@@ -160,7 +160,9 @@ def classifier_batches(
         keep = (targets >= 0).reshape(-1)  # -1: no label
 
         def run(x: Tensor = x) -> Any:
-            return forward(x)
+            # a copy: a model writing into its input (a first nn.ReLU(inplace=True)) wrote
+            # into the caller's data, and into the next pass's input
+            return forward(x.clone())
 
         def flatten(
             logits: Tensor, shape: torch.Size = targets.shape, keep: Tensor = keep
