@@ -343,3 +343,18 @@ def test_a_model_writing_into_its_input_leaves_the_callers_data_alone(
     np.testing.assert_array_equal(getattr(data, "X", data), X)
     assert figures["kl_spliced"] == pytest.approx(0.0, abs=1e-9)  # the same inputs each pass
     assert figures["ce_spliced"] == pytest.approx(figures["ce_original"], rel=1e-9)
+
+
+def test_every_steering_pass_sees_the_same_inputs_when_the_model_writes_into_them() -> None:
+    # the sweep gave one input tensor to every pass: a model writing into its input
+    # doubled it again on each, so alpha 0 drifted away from the baseline pass by pass
+    X = _rows(10, 6)
+    model = _Doubling()
+    acts = sw.collect_activations(model, "net.1", X)
+    ex = sw.Explorer(_identity_sae(5), acts, model=model, layer="net.1", inputs=X)
+    result = ex.steerer.sweep(0, [0.0, 0.0, 0.0], np.arange(10))
+    for row in result.probabilities:
+        np.testing.assert_allclose(row, result.baseline, rtol=1e-12)
+    with torch.no_grad():
+        expected = torch.softmax(model.net(torch.from_numpy(2 * X)).double(), -1).mean(0)
+    np.testing.assert_allclose(result.baseline, expected.numpy(), rtol=1e-6)

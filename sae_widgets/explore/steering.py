@@ -164,6 +164,10 @@ class Steerer:
         return x
 
     def _prepare(self, x: Tensor) -> Any:
+        """The model's input for flat rows `x`, from a copy of them: every pass (baseline,
+        each alpha) must see the same inputs, and a model may write into its input (a first
+        nn.ReLU(inplace=True)); the sweep's passes drifted, alpha 0 included."""
+        x = x.clone()
         if self.input_fn is not None:
             return self.input_fn(x)
         if self._as_images and self._image_shape is not None:
@@ -233,10 +237,9 @@ class Steerer:
         try:
             x = self._batch(chosen)
             baseline = self._baseline(x)
-            batch = self._prepare(x)
             probs, predicted, activation = [], [], []
             for alpha in grid:
-                p, rows = self._run(batch, self.intervention(unit, alpha, mode))
+                p, rows = self._run(self._prepare(x), self.intervention(unit, alpha, mode))
                 codes = self.sae_module.encode(rows.to(self.sae_module.W_dec))
                 probs.append(p.mean(0))
                 counts = torch.bincount(p.argmax(1), minlength=p.shape[1]).double()
