@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,3 +65,36 @@ def _find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Modul
             listed += f", ... ({len(names)} in all)"
         raise ValueError(f"layer {layer!r} not found in model; available layers: {listed}")
     return layer or type(model).__name__, named[layer]  # "": the model itself, as layer=model
+
+
+def is_model_output(output: Any) -> bool:
+    """Whether a layer's output is a Hugging Face `ModelOutput` (an ordered mapping of its
+    fields that are set, the main one first: `last_hidden_state`, `logits`...)."""
+    return isinstance(output, Mapping) and callable(getattr(output, "to_tuple", None))
+
+
+def main_output(output: Any) -> Any:
+    """The hidden states in a layer's output: the tensor itself, a tuple's or list's first
+    item (a decoder block's `(hidden, attention, ...)`) or a ModelOutput's first field;
+    anything else as it is (the caller names it)."""
+    if is_model_output(output):
+        return next(iter(output.values()), None)
+    if isinstance(output, (tuple, list)) and output:
+        return output[0]
+    return output
+
+
+def with_main_output(output: Any, hidden: Any) -> Any:
+    """`output` with its main output (see `main_output`) replaced by `hidden`."""
+    if is_model_output(output):
+        replaced = copy.copy(output)
+        replaced[next(iter(output.keys()))] = hidden
+        return replaced
+    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
+        named: Any = output
+        return named._replace(**{named._fields[0]: hidden})
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    if isinstance(output, list):
+        return [hidden, *output[1:]]
+    return hidden

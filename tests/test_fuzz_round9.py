@@ -358,3 +358,62 @@ def test_every_steering_pass_sees_the_same_inputs_when_the_model_writes_into_the
     with torch.no_grad():
         expected = torch.softmax(model.net(torch.from_numpy(2 * X)).double(), -1).mean(0)
     np.testing.assert_allclose(result.baseline, expected.numpy(), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ Hugging Face ModelOutput layers
+
+
+class _Encoder(nn.Module):
+    """A submodule returning a ModelOutput, as a Hugging Face encoder does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> object:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        hidden = torch.relu(self.lin(x))
+        return BaseModelOutput(last_hidden_state=hidden, hidden_states=(x, hidden))
+
+
+class _WithEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = _Encoder()
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(x)
+        assert len(out.hidden_states) == 2  # the other fields are kept
+        return self.head(out.last_hidden_state)
+
+
+def test_a_layer_returning_a_model_output_is_read_and_edited_at_its_first_field() -> None:
+    # a ModelOutput (an encoder's BaseModelOutput) was "not a tensor (or a tuple whose first
+    # item is one)" for collect_activations and a TypeError inside the forward for an
+    # Intervention, though its first field is the hidden states, as a tuple's first item is
+    pytest.importorskip("transformers")
+    model = _WithEncoder()
+    X = _rows(12, 6)
+    acts = sw.collect_activations(model, "encoder", X)
+    with torch.no_grad():
+        expected = torch.relu(model.encoder.lin(torch.from_numpy(X)))
+        np.testing.assert_allclose(acts.X, expected.numpy(), rtol=1e-6)
+        sae = _topk_sae(5, n_units=6, k=2)
+        with sw.Intervention(model, "encoder", sae):
+            spliced = model(torch.from_numpy(X))
+        manual = model.head(sae.model_.decode(sae.model_.encode(expected)))
+    torch.testing.assert_close(spliced, manual, rtol=1e-5, atol=1e-6)
+    figures = sw.metrics.evaluate(sae, X, model=model, layer="encoder", labels=np.arange(12) % 3)
+    assert np.isfinite(figures["ce_spliced"])
+    assert _hooks(model) == 0
+
+
+def test_a_whole_hugging_face_model_is_a_layer_of_itself(minilm) -> None:
+    model, tok = minilm
+    texts = ["a short text", "and another one"]
+    whole = sw.collect_activations(model, "", texts, tokenizer=tok)
+    last = sw.collect_activations(model, "encoder.layer.5", texts, tokenizer=tok)
+    np.testing.assert_array_equal(whole.X, last.X)

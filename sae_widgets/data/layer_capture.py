@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sae_widgets.model_layers import main_output
 from sae_widgets.tensor_checks import densified
 
 
@@ -65,12 +66,14 @@ def capture_layer(
     train/eval modes are restored on exit (also on error)."""
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        if isinstance(output, (tuple, list)) and output:
-            output = output[0]  # a decoder block's (hidden, ...) tuple: keep the main output
+        whole = output
+        # a decoder block's (hidden, ...) tuple, a ModelOutput: keep the main output
+        output = main_output(output)
         if not isinstance(output, torch.Tensor):
             raise LayerOutputError(
-                f"layer {layer_name!r} returned {_describe(output)}, not a tensor (or a tuple "
-                "whose first item is one); hook a submodule that outputs the activations"
+                f"layer {layer_name!r} returned {_describe(whole)}, not a tensor (or a tuple "
+                "whose first item is one, or a ModelOutput whose first field is); hook a "
+                "submodule that outputs the activations"
             )
         if output.is_meta:  # a shape without values: every read of it is torch's own error
             raise LayerOutputError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sae_widgets.model_layers import resolve_layer
+from sae_widgets.model_layers import main_output, resolve_layer, with_main_output
 from sae_widgets.sae.model import SparseAutoencoder
 
 __all__ = [
@@ -44,25 +44,17 @@ def sae_module(sae: Any) -> SparseAutoencoder:
 
 
 def _hidden(output: Any, layer: str) -> Tensor:
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    if isinstance(output, Tensor):
-        return output
+    hidden = main_output(output)
+    if isinstance(hidden, Tensor):
+        return hidden
     raise TypeError(
-        f"layer {layer!r} returned {type(output).__name__}; expected a tensor or a tuple whose "
-        "first element is the hidden-state tensor"
+        f"layer {layer!r} returned {type(output).__name__}; expected a tensor, a tuple whose "
+        "first element is the hidden-state tensor, or a ModelOutput whose first field is"
     )
 
 
 def _with_hidden(output: Any, hidden: Tensor) -> Any:
-    if isinstance(output, Tensor):
-        return hidden
-    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
-        named: Any = output
-        return named._replace(**{named._fields[0]: hidden})
-    if isinstance(output, tuple):
-        return (hidden, *output[1:])
-    return [hidden, *output[1:]]
+    return hidden if isinstance(output, Tensor) else with_main_output(output, hidden)
 
 
 def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
