@@ -1,5 +1,6 @@
-"""Naming a layer of any torch model: shared by data/ (reading a layer's output) and sae/
-(splicing an SAE into it), which never import each other (DESIGN.md layering)."""
+"""Naming a layer of any torch model, and finding the hidden states in what it returns:
+shared by data/ (reading a layer's output) and sae/ (splicing an SAE into it), which never
+import each other (DESIGN.md layering)."""
 
 from __future__ import annotations
 
