@@ -417,3 +417,27 @@ def test_a_whole_hugging_face_model_is_a_layer_of_itself(minilm) -> None:
     whole = sw.collect_activations(model, "", texts, tokenizer=tok)
     last = sw.collect_activations(model, "encoder.layer.5", texts, tokenizer=tok)
     np.testing.assert_array_equal(whole.X, last.X)
+
+
+# ------------------------------------------------------------------ fitting inside no_grad blocks
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("activation", ["topk", "jumprelu"])
+def test_fit_inside_a_no_grad_or_inference_mode_block_trains_as_outside(
+    context, activation
+) -> None:
+    # activations are collected under torch.no_grad() / inference_mode(), and a notebook
+    # cell often fits in the same block: fit raised torch's "RuntimeError: element 0 of
+    # tensors does not require grad and does not have a grad_fn"
+    X = _rows(120, 6)
+    params = dict(n_units=8, k=2, activation=activation, epochs=2, batch_size=40, seed=0)
+    outside = sw.SAE(**params).fit(X, progress=False)
+    with context():
+        X_t = torch.from_numpy(X.copy())  # an inference tensor under inference_mode
+        inside = sw.SAE(**params).fit(X_t, progress=False)
+        inside.partial_fit(X_t[:40])
+    outside.partial_fit(X[:40])
+    np.testing.assert_array_equal(inside.components_, outside.components_)
+    inside.partial_fit(X[:40])  # and it trains on outside the block
+    assert len(inside.history_) == len(outside.history_) + 1
