@@ -228,6 +228,10 @@ def test_steering_inputs_the_model_rejects_are_a_value_error_naming_inputs() -> 
     )
     with pytest.raises(ValueError, match=r"inputs must hold what the model takes \(check input_fn"):
         bad_fn.steerer.sweep(0, [1.0], [0, 1])
+    # the layer's rows against the SAE's width: that error is ours, and passes unchanged
+    wrong = sw.Explorer(sae, acts, model=model, layer="4", inputs=ds)
+    with pytest.raises(ValueError, match=r"^layer '4' output has shape \(2, 10\)"):
+        wrong.steerer.sweep(0, [1.0], [0, 1])
     assert model.training and _hooks(model) == 0
     np.testing.assert_array_equal(  # the model still works, unhooked
         model.eval()(torch.from_numpy(ds.X[:2]).reshape(2, 1, 8, 8)).shape, (2, 10)

@@ -183,6 +183,8 @@ class Steerer:
             return self._run(self._prepare(x), None)[0]
         except Exception as err:
             if self.input_fn is not None or self._image_shape is None or self._as_images:
+                if isinstance(err, (ValueError, TypeError)):
+                    raise  # ours (the layer's rows against the SAE's width) or already named
                 raise _model_error(err, x, self.input_fn is not None) from err
             flat_error = err
         self._as_images = True
@@ -190,6 +192,8 @@ class Steerer:
             return self._run(self._prepare(x), None)[0]
         except Exception as err:
             self._as_images = False
+            if isinstance(err, (ValueError, TypeError)):
+                raise  # ours or already named (see above)
             raise _model_error(err, x, False, flat_error) from err
 
     def _run(self, batch: Any, intervention: Intervention | None) -> tuple[Tensor, Tensor]:
