@@ -445,3 +445,28 @@ def test_fit_inside_a_no_grad_or_inference_mode_block_trains_as_outside(
     np.testing.assert_array_equal(inside.components_, outside.components_)
     inside.partial_fit(X[:40])  # and it trains on outside the block
     assert len(inside.history_) == len(outside.history_) + 1
+
+
+# ------------------------------------------------------------------ half-precision models
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    row=st.integers(0, 9),
+    value=st.floats(7e4, 3e38),
+    sign=st.sampled_from([1.0, -1.0]),
+    batch_size=st.integers(1, 10),
+)
+def test_inputs_a_float16_model_cannot_hold_are_named_as_data(row, value, sign, batch_size):
+    # a float16 model's inputs are cast to float16: 1e5 became inf there, reported as
+    # "layer '0' produced NaN or infinite activations ...; check the model and its inputs"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Identity(), nn.Linear(6, 3)).half()
+    X = _rows(10, 6)
+    X[row, 2] = sign * value
+    with pytest.raises(ValueError, match=rf"^data: X row {row} holds values beyond torch\.float16"):
+        sw.collect_activations(model, "0", X, batch_size=batch_size)
+    X[row, 2] = sign * 6e4  # within float16's range: collected
+    acts = sw.collect_activations(model, "0", X, batch_size=batch_size)
+    assert np.isfinite(acts.X).all()
+    assert _hooks(model) == 0

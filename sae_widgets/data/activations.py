@@ -19,6 +19,7 @@ from sae_widgets.data.layer_capture import (
     ModelError,
     as_float32,
     capture_layer,
+    model_batch,
     run_to_layer,
 )
 from sae_widgets.model_layers import resolve_layer
@@ -132,12 +133,7 @@ class _LayerRunner:
         with self._hooked():
             for start in range(0, rows.shape[0], self.batch_size):
                 chunk = rows[start : start + self.batch_size]
-                # torch warns on read-only memory (a memory map, a frozen array): copy the batch;
-                # a writable one is copied too: a model writing into its input (a first
-                # nn.ReLU(inplace=True), x.sub_(mean)) wrote into the caller's data
-                writable = bool(chunk.flags.writeable)
-                batch = torch.from_numpy(chunk if writable else chunk.copy())
-                batch = batch.to(device=self.device, dtype=self.dtype, copy=writable)
+                batch = model_batch(chunk, self.device, self.dtype, start)
                 if self.prepare is None:
                     out = self._first_forward(batch)
                 else:

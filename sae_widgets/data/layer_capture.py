@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,3 +114,23 @@ def run_to_layer(
     if not captured:
         raise ValueError(f"layer {layer_name!r} was not called by model's forward pass")
     return captured[0]
+
+
+def model_batch(
+    rows: np.ndarray, device: torch.device, dtype: torch.dtype, start: int
+) -> torch.Tensor:
+    """float32 rows (the caller's `start`..) as the model's input: a copy (a model writing
+    into its input, a first nn.ReLU(inplace=True), wrote into the caller's data; torch warns
+    on read-only memory), on `device` in the model's `dtype`. Finite values that dtype cannot
+    hold are named (they became inf, reported as the layer's NaN/inf activations)."""
+    batch = torch.from_numpy(rows.copy()).to(device=device, dtype=dtype)
+    if dtype != torch.float32 and batch.is_floating_point():
+        bad = ~torch.isfinite(batch).all(dim=1)
+        if bool(bad.any()) and np.isfinite(rows).all():
+            row = start + int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"data: X row {row} holds values beyond {dtype}'s range (|x| up to "
+                f"{float(np.abs(rows).max()):.3g} > {torch.finfo(dtype).max:.3g}), the dtype of "
+                "the model's parameters; scale the inputs, or run the model in float32"
+            )
+    return batch
