@@ -466,6 +466,10 @@ def test_inputs_a_float16_model_cannot_hold_are_named_as_data(row, value, sign, 
     X[row, 2] = sign * value
     with pytest.raises(ValueError, match=rf"^data: X row {row} holds values beyond torch\.float16"):
         sw.collect_activations(model, "0", X, batch_size=batch_size)
+    # evaluate: its figures came out NaN, without a word
+    sae = _identity_sae(6)
+    with pytest.raises(ValueError, match=rf"^data: X row {row} holds values beyond torch\.float16"):
+        sw.metrics.evaluate(sae, X, model=model, layer="0", labels=np.zeros(10, int))
     X[row, 2] = sign * 6e4  # within float16's range: collected
     acts = sw.collect_activations(model, "0", X, batch_size=batch_size)
     assert np.isfinite(acts.X).all()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sae_widgets.model_layers import main_output
-from sae_widgets.tensor_checks import densified
+from sae_widgets.tensor_checks import check_cast, densified
 
 
 class StopForward(Exception):
@@ -121,16 +121,7 @@ def model_batch(
 ) -> torch.Tensor:
     """float32 rows (the caller's `start`..) as the model's input: a copy (a model writing
     into its input, a first nn.ReLU(inplace=True), wrote into the caller's data; torch warns
-    on read-only memory), on `device` in the model's `dtype`. Finite values that dtype cannot
-    hold are named (they became inf, reported as the layer's NaN/inf activations)."""
+    on read-only memory), on `device` in the model's `dtype` (`check_cast`)."""
     batch = torch.from_numpy(rows.copy()).to(device=device, dtype=dtype)
-    if dtype != torch.float32 and batch.is_floating_point():
-        bad = ~torch.isfinite(batch).all(dim=1)
-        if bool(bad.any()) and np.isfinite(rows).all():
-            row = start + int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"data: X row {row} holds values beyond {dtype}'s range (|x| up to "
-                f"{float(np.abs(rows).max()):.3g} > {torch.finfo(dtype).max:.3g}), the dtype of "
-                "the model's parameters; scale the inputs, or run the model in float32"
-            )
+    check_cast(rows, batch, start)
     return batch

@@ -27,6 +27,7 @@ from sae_widgets.image_inputs import image_batch, image_layout
 from sae_widgets.label_codes import encode_labels, label_array
 from sae_widgets.language_inputs import check_max_length, check_token_ids
 from sae_widgets.sae.token_batches import token_batches
+from sae_widgets.tensor_checks import check_cast
 
 __all__ = [
     "TASKS",
@@ -156,6 +157,7 @@ def classifier_batches(
     batches = []
     for start in range(0, n, batch_size):
         x = torch.from_numpy(X_np[start : start + batch_size]).to(device=device, dtype=dtype)
+        check_cast(X_np[start : start + batch_size], x, start)
         targets = torch.from_numpy(y[start : start + batch_size].astype(np.int64)).to(device)
         keep = (targets >= 0).reshape(-1)  # -1: no label
 
