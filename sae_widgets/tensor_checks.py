@@ -37,3 +37,22 @@ def densified(tensor: Any) -> Any:
     import torch  # already loaded: `tensor` is one of its tensors
 
     return tensor if tensor.layout == torch.strided else tensor.to_dense()
+
+
+def check_cast(rows: Any, batch: Any, start: int) -> None:
+    """`batch`, float rows (numpy) cast to a model's dtype, holds no inf that `rows` did
+    not: finite inputs beyond a float16 model's range are named as data (they became inf and
+    were reported downstream as NaN activations or NaN figures)."""
+    import numpy as np
+    import torch
+
+    if batch.dtype in (torch.float32, torch.float64) or not batch.is_floating_point():
+        return
+    bad = ~torch.isfinite(batch.reshape(batch.shape[0], -1)).all(dim=1)
+    if bool(bad.any()) and np.isfinite(rows).all():
+        row = start + int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"data: X row {row} holds values beyond {batch.dtype}'s range (|x| up to "
+            f"{float(np.abs(rows).max()):.3g} > {torch.finfo(batch.dtype).max:.3g}), the dtype "
+            "of the model's parameters; scale the inputs, or run the model in float32"
+        )

@@ -19,6 +19,7 @@ from sae_widgets.data.layer_capture import (
     ModelError,
     as_float32,
     capture_layer,
+    model_batch,
     run_to_layer,
 )
 from sae_widgets.model_layers import resolve_layer
@@ -107,7 +108,7 @@ class _LayerRunner:
         """Decide the input layout on the first batch: flat rows, or images if the model
         rejects flat rows and the dataset has images."""
         try:
-            out = self._forward(batch, _identity)
+            out = self._forward(batch.clone(), _identity)  # the image try gets it unwritten
             self.prepare = _identity
             return out
         except ModelError as flat_error:
@@ -132,9 +133,7 @@ class _LayerRunner:
         with self._hooked():
             for start in range(0, rows.shape[0], self.batch_size):
                 chunk = rows[start : start + self.batch_size]
-                # torch warns on read-only memory (a memory map, a frozen array): copy the batch
-                batch = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy())
-                batch = batch.to(device=self.device, dtype=self.dtype)
+                batch = model_batch(chunk, self.device, self.dtype, start)
                 if self.prepare is None:
                     out = self._first_forward(batch)
                 else:
@@ -224,11 +223,11 @@ def collect_activations(
     `model` a Hugging Face transformer: the result has one row per kept token, and its
     ``tokens`` field (`TokenRows`) keeps each row's document, position and token id
     (see `sae_widgets.data.token_activations`). Padding is always dropped, special tokens
-    (BOS, [CLS], [SEP]) when `drop_special`, and each document's first `drop_first` token
-    positions (1 for a causal LM without a BOS token: its first token is an attention sink
-    whose residual norm can be 100x the others' and would dominate an SAE's loss); at most
-    `max_tokens` rows (None: all), each document cut at `max_length` tokens (default: 512,
-    or the model's limit if lower).
+    (BOS, [CLS], [SEP], also typed in a text) when `drop_special`, and each document's
+    first `drop_first` token positions (1 for a causal LM without a BOS token: its first
+    token is an attention sink whose residual norm can be 100x the others' and would
+    dominate an SAE's loss); at most `max_tokens` rows (None: all), each document cut at
+    `max_length` tokens (default: 512, or the model's limit if lower).
     `batch_size` then counts documents (default 16).
 
     layer: a dotted submodule name as in `model.named_modules()` ("net.2") or the module.

@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from sae_widgets.tensor_checks import densified
+from sae_widgets.model_layers import main_output
+from sae_widgets.tensor_checks import check_cast, densified
 
 
 class StopForward(Exception):
@@ -65,12 +67,14 @@ def capture_layer(
     train/eval modes are restored on exit (also on error)."""
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        if isinstance(output, (tuple, list)) and output:
-            output = output[0]  # a decoder block's (hidden, ...) tuple: keep the main output
+        whole = output
+        # a decoder block's (hidden, ...) tuple, a ModelOutput: keep the main output
+        output = main_output(output)
         if not isinstance(output, torch.Tensor):
             raise LayerOutputError(
-                f"layer {layer_name!r} returned {_describe(output)}, not a tensor (or a tuple "
-                "whose first item is one); hook a submodule that outputs the activations"
+                f"layer {layer_name!r} returned {_describe(whole)}, not a tensor (or a tuple "
+                "whose first item is one, or a ModelOutput whose first field is); hook a "
+                "submodule that outputs the activations"
             )
         if output.is_meta:  # a shape without values: every read of it is torch's own error
             raise LayerOutputError(
@@ -110,3 +114,14 @@ def run_to_layer(
     if not captured:
         raise ValueError(f"layer {layer_name!r} was not called by model's forward pass")
     return captured[0]
+
+
+def model_batch(
+    rows: np.ndarray, device: torch.device, dtype: torch.dtype, start: int
+) -> torch.Tensor:
+    """float32 rows (the caller's `start`..) as the model's input: a copy (a model writing
+    into its input, a first nn.ReLU(inplace=True), wrote into the caller's data; torch warns
+    on read-only memory), on `device` in the model's `dtype` (`check_cast`)."""
+    batch = torch.from_numpy(rows.copy()).to(device=device, dtype=dtype)
+    check_cast(rows, batch, start)
+    return batch

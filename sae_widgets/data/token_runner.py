@@ -65,6 +65,22 @@ class TokenRunner:
         if getattr(config, "use_cache", False):
             self.extra["use_cache"] = False  # no key/value cache for one pass
         self._captured: list[torch.Tensor] = []
+        # special tokens by id (BOS, [CLS], <|im_end|>...): typed in a text (a chat template)
+        # they are tokenized as themselves, but the tokenizer's mask marks only those it adds
+        ids = getattr(tokenizer, "all_special_ids", None) or []
+        self.special_names = {int(i): str(tokenizer.convert_ids_to_tokens(int(i))) for i in ids}
+
+    def _literal_specials(
+        self, text: str, ids: NDArray[np.int64], offsets: NDArray[np.int64]
+    ) -> NDArray[np.bool_]:
+        """Which positions are special tokens written out in `text` ("[SEP]", "<|im_end|>"):
+        a special id whose characters are its own name. ([UNK] standing for other characters,
+        an emoji, is text and stays.)"""
+        found = np.zeros(len(ids), bool)
+        for p in np.flatnonzero(np.isin(ids, list(self.special_names))):
+            start, end = offsets[p]
+            found[p] = text[start:end].strip() == self.special_names[int(ids[p])]
+        return found
 
     def encode(
         self, texts: Sequence[str], drop_special: bool, drop_first: int, into: EncodedTexts
@@ -80,12 +96,19 @@ class TokenRunner:
         # An id the model cannot embed: the tokenizer is another model's (named here, not
         # as an IndexError from inside the embedding).
         check_token_ids(np.concatenate([[0], *encoding["input_ids"]]), self.model, "tokenizer")
-        for ids, offsets, special in zip(
-            encoding["input_ids"], encoding["offset_mapping"], encoding["special_tokens_mask"]
+        for text, ids, offsets, special in zip(
+            texts,
+            encoding["input_ids"],
+            encoding["offset_mapping"],
+            encoding["special_tokens_mask"],
         ):
             into.ids.append(np.asarray(ids, dtype=np.int64))
             into.offsets.append(np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
-            keep = np.ones(len(ids), bool) if not drop_special else np.asarray(special) == 0
+            keep = np.ones(len(ids), bool)
+            if drop_special:
+                keep = (np.asarray(special) == 0) & ~self._literal_specials(
+                    text, into.ids[-1], into.offsets[-1]
+                )
             keep[:drop_first] = False
             into.kept.append(np.flatnonzero(keep).astype(np.int64))
 

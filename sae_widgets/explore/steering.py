@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from sae_widgets.analysis.checks import check_index, check_indices, check_positive_int
 from sae_widgets.data.checks import check_float
+from sae_widgets.image_inputs import image_batch, image_layout
 from sae_widgets.language_inputs import (
     check_encodable,
     check_token_ids,
@@ -68,12 +69,25 @@ def _device(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def _model_error(
+    err: Exception, x: Tensor, shaped: bool, flat_error: Exception | None = None
+) -> ValueError:
+    tried = "" if flat_error is None else f"{type(flat_error).__name__}: {flat_error}; as images: "
+    how = "check input_fn" if shaped else "pass input_fn= to shape each batch of them"
+    return ValueError(
+        f"model raised {tried}{type(err).__name__}: {err} on a batch of inputs of shape "
+        f"{tuple(x.shape)}; inputs must hold what the model takes ({how})"
+    )
+
+
 class Steerer:
     """Push one unit of `sae` at `layer` of `model` and read the model's output.
 
     inputs: the classifier's input for each sample of the Explorer's dataset (an (n, ...)
         array, or a Dataset whose X are the inputs); None for a language model.
-    input_fn: shapes a float batch of inputs into what the model takes (default: as is).
+    input_fn: shapes a float batch of inputs into what the model takes (default: as is;
+        for a Dataset with images, image batches if the model rejects flat rows, as
+        `collect_activations` does).
     tokenizer: a language model's tokenizer (needed for `continuations`).
     """
 
@@ -91,6 +105,7 @@ class Steerer:
         self.model = model
         self.sae = sae
         self.sae_module = sae_module(sae)
+        holder = inputs  # a Dataset: its images are a layout the model may take
         if inputs is not None and not isinstance(inputs, (np.ndarray, Tensor)):
             inputs = getattr(inputs, "X", inputs)
         self.inputs: NDArray[np.float32] | None = None
@@ -109,6 +124,11 @@ class Steerer:
         if input_fn is not None and not callable(input_fn):
             raise TypeError(f"input_fn must be callable; got {type(input_fn).__name__}")
         self.input_fn = input_fn
+        # a Dataset's images as the model's input layout: (h, w) or (h, w, 3) images
+        self._image_shape: tuple[int, ...] | None = None
+        if self.inputs is not None and self.inputs.ndim == 2:
+            self._image_shape = image_layout(holder, self.inputs.shape[1])
+        self._as_images = False  # set once flat rows are rejected and images are taken
         self.tokenizer = None if tokenizer is None else check_tokenizer(tokenizer, decodes=True)
         self._sweeps: OrderedDict[tuple[Any, ...], SteeringResult] = OrderedDict()
         self._texts: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
@@ -141,7 +161,40 @@ class Steerer:
         assert self.inputs is not None
         device, dtype = _device(self.model)
         x = torch.from_numpy(self.inputs[samples]).to(device=device, dtype=dtype)
-        return self.input_fn(x) if self.input_fn is not None else x
+        return x
+
+    def _prepare(self, x: Tensor) -> Any:
+        """The model's input for flat rows `x`, from a copy of them: every pass (baseline,
+        each alpha) must see the same inputs, and a model may write into its input (a first
+        nn.ReLU(inplace=True)); the sweep's passes drifted, alpha 0 included."""
+        x = x.clone()
+        if self.input_fn is not None:
+            return self.input_fn(x)
+        if self._as_images and self._image_shape is not None:
+            return image_batch(self._image_shape, x)
+        return x
+
+    def _baseline(self, x: Tensor) -> Tensor:
+        """The unedited probabilities of inputs `x`. The input layout is decided as in
+        `collect_activations`: rows as they are, or, if the model rejects them and the
+        inputs were a Dataset with images, image batches. The model's error is a
+        ValueError naming inputs and input_fn (it escaped as torch's own)."""
+        try:
+            return self._run(self._prepare(x), None)[0]
+        except Exception as err:
+            if self.input_fn is not None or self._image_shape is None or self._as_images:
+                if isinstance(err, (ValueError, TypeError)):
+                    raise  # ours (the layer's rows against the SAE's width) or already named
+                raise _model_error(err, x, self.input_fn is not None) from err
+            flat_error = err
+        self._as_images = True
+        try:
+            return self._run(self._prepare(x), None)[0]
+        except Exception as err:
+            self._as_images = False
+            if isinstance(err, (ValueError, TypeError)):
+                raise  # ours or already named (see above)
+            raise _model_error(err, x, False, flat_error) from err
 
     def _run(self, batch: Any, intervention: Intervention | None) -> tuple[Tensor, Tensor]:
         """(probabilities (m, C), the layer's output rows as the rest of the model saw them).
@@ -186,11 +239,11 @@ class Steerer:
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         try:
-            batch = self._batch(chosen)
-            baseline, _ = self._run(batch, None)
+            x = self._batch(chosen)
+            baseline = self._baseline(x)
             probs, predicted, activation = [], [], []
             for alpha in grid:
-                p, rows = self._run(batch, self.intervention(unit, alpha, mode))
+                p, rows = self._run(self._prepare(x), self.intervention(unit, alpha, mode))
                 codes = self.sae_module.encode(rows.to(self.sae_module.W_dec))
                 probs.append(p.mean(0))
                 counts = torch.bincount(p.argmax(1), minlength=p.shape[1]).double()

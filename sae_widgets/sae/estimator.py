@@ -244,7 +244,10 @@ class SAE(BaseEstimator):
         callbacks receive each logged step's metrics dict (also appended to history_); one
         that returns False or raises StopTraining ends training cleanly, as does Ctrl-C.
         """
-        with SigintGuard():  # a Ctrl-C from here on stops training, never fit itself
+        # a Ctrl-C from here on stops training, never fit itself; training needs autograd
+        # (fit inside a caller's torch.no_grad() / inference_mode() block raised torch's
+        # "element 0 of tensors does not require grad")
+        with SigintGuard(), torch.inference_mode(False), torch.enable_grad():
             self._check_params()
             constraints.check_param("progress", progress)
             callback_list = inputs.callback_list(callbacks)
@@ -266,7 +269,7 @@ class SAE(BaseEstimator):
         progress: bool = False,
     ) -> SAE:
         """One pass over X in order, in steps of batch_size (no final decay); returns self."""
-        with SigintGuard():
+        with SigintGuard(), torch.inference_mode(False), torch.enable_grad():
             self._check_params()
             constraints.check_param("progress", progress)
             callback_list = inputs.callback_list(callbacks)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sae_widgets.model_layers import resolve_layer
+from sae_widgets.model_layers import main_output, resolve_layer, with_main_output
 from sae_widgets.sae.model import SparseAutoencoder
 
 __all__ = [
@@ -44,25 +44,17 @@ def sae_module(sae: Any) -> SparseAutoencoder:
 
 
 def _hidden(output: Any, layer: str) -> Tensor:
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    if isinstance(output, Tensor):
-        return output
+    hidden = main_output(output)
+    if isinstance(hidden, Tensor):
+        return hidden
     raise TypeError(
-        f"layer {layer!r} returned {type(output).__name__}; expected a tensor or a tuple whose "
-        "first element is the hidden-state tensor"
+        f"layer {layer!r} returned {type(output).__name__}; expected a tensor, a tuple whose "
+        "first element is the hidden-state tensor, or a ModelOutput whose first field is"
     )
 
 
 def _with_hidden(output: Any, hidden: Tensor) -> Any:
-    if isinstance(output, Tensor):
-        return hidden
-    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a NamedTuple
-        named: Any = output
-        return named._replace(**{named._fields[0]: hidden})
-    if isinstance(output, tuple):
-        return (hidden, *output[1:])
-    return [hidden, *output[1:]]
+    return hidden if isinstance(output, Tensor) else with_main_output(output, hidden)
 
 
 def _as_rows(hidden: Tensor, width: int | None, layer: str) -> Tensor:
@@ -131,12 +123,14 @@ def capture_output(
     model: nn.Module, layer: str | nn.Module, width: int | None = None
 ) -> Iterator[list[Tensor]]:
     """Within the block, each output of `layer` (as rows, detached) is appended to the
-    yielded list. A capture entered after an Intervention on the same layer sees the edit."""
+    yielded list. A capture entered after an Intervention on the same layer sees the edit.
+    The rows are copies: the layer's output tensor itself may be changed in place later in
+    the same pass (a following `nn.ReLU(inplace=True)`, as in torchvision's ResNets)."""
     name, module = resolve_layer(model, layer)
     captured: list[Tensor] = []
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(_as_rows(_hidden(output, name), width, name).detach())
+        captured.append(_as_rows(_hidden(output, name), width, name).detach().clone())
 
     handle = module.register_forward_hook(hook)
     try:

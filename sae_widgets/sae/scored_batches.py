@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sae_widgets.image_inputs import image_batch, image_layout
 from sae_widgets.label_codes import encode_labels, label_array
 from sae_widgets.language_inputs import check_max_length, check_token_ids
 from sae_widgets.sae.token_batches import token_batches
+from sae_widgets.tensor_checks import check_cast
 
 __all__ = [
     "TASKS",
@@ -55,6 +57,42 @@ class ScoredBatch:
 
 def _unchanged(x: Tensor) -> Tensor:
     return x
+
+
+class _FlatOrImages:
+    """A classifier's output on X rows, as `collect_activations` feeds them: flat rows, or,
+    if the model rejects those on the first batch, the Dataset's image batches (from then
+    on). The flat rows' error is the one raised when images fail too."""
+
+    def __init__(self, model: nn.Module, image_shape: tuple[int, ...]) -> None:
+        self.model, self.image_shape = model, image_shape
+        self.as_images: bool | None = None  # decided on the first batch
+
+    def __call__(self, x: Tensor) -> Any:
+        if self.as_images is not None:
+            return self.model(image_batch(self.image_shape, x) if self.as_images else x)
+        try:
+            output = self.model(x.clone())  # the image try gets x unwritten
+        except Exception as flat_error:
+            try:
+                output = self.model(image_batch(self.image_shape, x))
+            except Exception:
+                raise flat_error from None
+            self.as_images = True
+            return output
+        self.as_images = False
+        return output
+
+
+@dataclass
+class _Prepared:
+    """model(prepare(x))."""
+
+    model: nn.Module
+    prepare: Callable[[Tensor], Any]
+
+    def __call__(self, x: Tensor) -> Any:
+        return self.model(self.prepare(x))
 
 
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -112,14 +150,21 @@ def classifier_batches(
         )
     device, dtype = device_dtype(model)
     prepare: Callable[[Tensor], Any] = input_fn if input_fn is not None else _unchanged
+    forward: Callable[[Tensor], Any] = _Prepared(model, prepare)
+    images = image_layout(data, X_np.shape[1]) if input_fn is None and X_np.ndim == 2 else None
+    if images is not None:  # flat rows, or image batches if the model rejects them
+        forward = _FlatOrImages(model, images)
     batches = []
     for start in range(0, n, batch_size):
         x = torch.from_numpy(X_np[start : start + batch_size]).to(device=device, dtype=dtype)
+        check_cast(X_np[start : start + batch_size], x, start)
         targets = torch.from_numpy(y[start : start + batch_size].astype(np.int64)).to(device)
         keep = (targets >= 0).reshape(-1)  # -1: no label
 
         def run(x: Tensor = x) -> Any:
-            return model(prepare(x))
+            # a copy: a model writing into its input (a first nn.ReLU(inplace=True)) wrote
+            # into the caller's data, and into the next pass's input
+            return forward(x.clone())
 
         def flatten(
             logits: Tensor, shape: torch.Size = targets.shape, keep: Tensor = keep

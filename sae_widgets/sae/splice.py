@@ -197,7 +197,10 @@ class Intervention:
         which splices in the SAE reconstruction itself.
 
     Use `with Intervention(...):` around calls to the model. `edit_rows(x)` is the edit as
-    a function of the layer's (rows, width) output, for checks and custom loops.
+    a function of the layer's (rows, width) output, for checks and custom loops. Under
+    `torch.no_grad()` / `torch.inference_mode()` the edit takes its fast path; with autograd
+    on it is differentiable: gradients flow through it to the model's inputs and parameters
+    upstream of the layer and to the SAE's parameters (attribution, end-to-end training).
     """
 
     def __init__(
@@ -278,8 +281,10 @@ class Intervention:
         floats = x if x.dtype.kind == "f" else x.astype(np.float32)
         return self._edit(torch.from_numpy(np.ascontiguousarray(floats))).numpy()
 
-    def _edit(self, x: Tensor) -> Tensor:
-        if self._splice is not None:  # the bare splice: the reconstruction itself
+    def _edit(self, x: Tensor, fast: bool = True) -> Tensor:
+        """The edit of rows `x`; `fast=False` (autograd on) takes only differentiable ops on
+        the SAE's own parameters, so gradients reach x, the model upstream and the SAE."""
+        if self._splice is not None and fast:  # the bare splice: the reconstruction itself
             W_dec = self._splice.sae.W_dec
             if x.dtype == W_dec.dtype and x.device == W_dec.device:
                 return self._splice(x)
@@ -304,7 +309,8 @@ class Intervention:
                 new[:, unit] += value
             for unit, (low, high) in self.clamp.items():
                 if low is not None or high is not None:  # (None, None): unbounded, no edit
-                    new[:, unit] = new[:, unit].clamp(low, high)
+                    # clamp of a copy: autograd keeps clamp's input, which this write changes
+                    new[:, unit] = new[:, unit].clone().clamp(low, high)
             if self.keep_error:
                 units = sorted({*self.set, *self.add, *self.clamp})
                 delta = (new[:, units] - codes[:, units]) @ W_dec[units]
@@ -312,7 +318,8 @@ class Intervention:
             else:
                 out = sae.decode(new).to(device=x.device, dtype=x.dtype)
         elif not self.keep_error:
-            out = reconstruct(sae, x_f).to(device=x.device, dtype=x.dtype)
+            rebuilt = reconstruct(sae, x_f) if fast else sae.decode(sae.encode(x_f))
+            out = rebuilt.to(device=x.device, dtype=x.dtype)
         else:
             out = x
         if self.steer:
@@ -358,9 +365,17 @@ class Intervention:
 
     def _hooked_edit(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():
+            # With autograd on, the edit is part of the graph when anything in it needs a
+            # gradient: under no_grad it cut every path through the layer (the model's
+            # parameters upstream got no gradient and the inputs none, without a word).
+            if x.requires_grad or any(p.requires_grad for p in self._parameters()):
+                return self._edit(x, fast=False)
             with torch.no_grad():
                 return self._edit(x)
         return self._edit(x)
+
+    def _parameters(self) -> list[Tensor]:
+        return [] if self.sae is None else list(self.sae.parameters())
 
     # ----------------------------------------------------------------- context manager
     def __enter__(self) -> Intervention:

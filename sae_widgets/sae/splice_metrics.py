@@ -110,7 +110,9 @@ def spliced_metrics(
 ) -> dict[str, float]:
     """Spliced-model figures of `sae` at `layer` of `model` over `data` (module docstring).
 
-    data: a classifier's inputs (a Dataset, whose X rows are fed to the model, or an array),
+    data: a classifier's inputs (a Dataset, whose X rows are fed to the model, as image
+        batches if it rejects flat rows and the Dataset has images, as in
+        `collect_activations`; or an array),
         scored against `labels` (default: the Dataset's; -1 means unlabelled): one class per
         sample, shape (n,), for logits (batch, n_classes); or one per position, shape (n, T),
         for a model returning logits (batch, T, n_classes). Logits (batch, T, vocab) against
