@@ -243,7 +243,9 @@ def collect_activations(
 
     The model runs in eval mode under torch.no_grad; each submodule's train/eval mode is
     restored afterwards and the forward hook is removed, even on error. The forward pass
-    stops at the hooked layer. Returns float32 activations flattened per sample.
+    stops at the hooked layer, so a layer the model calls more than once per pass (shared
+    weights) gives its first call's output; an `Intervention` on it edits every call.
+    Returns float32 activations flattened per sample.
 
     out: a folder: stream the activations to an on-disk `ActivationStore` there (fixed-size
         shards of `shard_size` rows, written atomically; `overwrite` replaces an existing

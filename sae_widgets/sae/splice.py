@@ -177,7 +177,9 @@ class Intervention:
     Parameters
     ----------
     model, layer:
-        The torch model and the layer (dotted name or module) whose output is edited.
+        The torch model and the layer (dotted name or module) whose output is edited (every
+        call of it, where the model calls it more than once per pass; `collect_activations`
+        takes the first call's output).
     sae:
         A fitted `SAE` (or SparseAutoencoder) trained on that layer's output. Needed for
         every edit except `ablate`.
