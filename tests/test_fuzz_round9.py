@@ -474,3 +474,16 @@ def test_inputs_a_float16_model_cannot_hold_are_named_as_data(row, value, sign, 
     acts = sw.collect_activations(model, "0", X, batch_size=batch_size)
     assert np.isfinite(acts.X).all()
     assert _hooks(model) == 0
+
+
+def test_an_image_array_given_as_data_is_refused_with_the_way_to_pass_it() -> None:
+    # (n, h, w) images were refused as "not 2-D" with no word on how to pass them
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+    images = np.random.default_rng(0).random((5, 8, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"images=X\).*input_shape=\(1, 8, 8\)"):
+        sw.collect_activations(conv, "0", images)
+    hinted = sw.collect_activations(conv, "0", images.reshape(5, -1), input_shape=(1, 8, 8))
+    via_dataset = sw.collect_activations(
+        conv, "0", sw.Dataset(images.reshape(5, -1), images=images)
+    )
+    np.testing.assert_array_equal(hinted.X, via_dataset.X)

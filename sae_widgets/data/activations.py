@@ -299,9 +299,18 @@ def collect_activations(
         try:
             data = Dataset(data)
         except (TypeError, ValueError) as err:  # Dataset names its own field, X
+            shape = getattr(data, "shape", None)
+            hint = ""
+            if isinstance(shape, tuple) and len(shape) in (3, 4):  # images as they come
+                per_sample = tuple(shape[1:]) if len(shape) == 4 else (1, *shape[1:])
+                hint = (
+                    f"; for a batch of images pass sw.Dataset(X.reshape({shape[0]}, -1), "
+                    "images=X) (the model is given image batches), or X.reshape(n, -1) with "
+                    f"input_shape={per_sample!r}"
+                )
             raise type(err)(
                 f"data must be a Dataset or an (n_samples, n_features) array of model inputs "
-                f"(or texts with tokenizer=): {err}"
+                f"(or texts with tokenizer=): {err}{hint}"
             ) from err
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int; got {type(batch_size).__name__}")
