@@ -12,11 +12,40 @@ have ("Command 'filebrowser:open-path' not registered"). The page config hook, w
 handlers call, gives each page its own copy, so nothing one page sets reaches another.
 """
 
+from collections.abc import Sequence
+
+from jupyter_server.base.handlers import FileFindHandler
+
 
 def page_config_per_page(handler: object, page_config: dict) -> dict:
     """The page config of one page: a copy of the server-wide one."""
     return dict(page_config)
 
+
+# jupyter_server's FileFindHandler caches where it found a static file by the file's name
+# alone, in one dict for every static route. Notebook 7 (/static/notebook/) and JupyterLab
+# (/static/lab/) ship the same content-hashed font files, so once a Notebook 7 page had loaded
+# one, JupyterLab's request for it resolved to Notebook 7's folder and was refused (403 "not in
+# root static directory"; jupyter_server 2.21): a JupyterLab page opened after a Notebook 7
+# page logged "Failed to load resource" for its icon fonts. Found by
+# tests/browser/test_browser_round9.py. The lookup below is cached per search path too.
+_found_static: dict[tuple[tuple[str, ...], str], str] = {}
+_find_static = FileFindHandler.get_absolute_path.__func__
+
+
+def _get_absolute_path(cls: type, roots: Sequence[str], path: str) -> str:
+    key = (tuple(roots), path)
+    found = _found_static.get(key)
+    if found is None:
+        with cls._lock:  # type: ignore[attr-defined]
+            cls._static_paths.pop(path, None)  # type: ignore[attr-defined]
+        found = _find_static(cls, roots, path)
+        if found:  # not found ("") is not cached, as upstream
+            _found_static[key] = found
+    return str(found)
+
+
+FileFindHandler.get_absolute_path = classmethod(_get_absolute_path)
 
 c = get_config()  # noqa: F821 (traitlets defines it while loading this file)
 # A user config that sets tornado_settings too is replaced by this one (files do not merge).

@@ -129,7 +129,7 @@ class ResponseCurves:
             if focus is not None:
                 set_lines(self.focus_curve, grid, response[:, focus])
             self.focus_curve.visible = focus is not None
-        self.legend.show(units, [f"━ {unit}" for unit in units], colors=colors, strong=focus)
+        self.legend.show(units, [str(unit) for unit in units], colors=colors, strong=focus)
 
     def show_value(self, value: float, at_value: np.ndarray, low: float, high: float) -> None:
         """The rule at `value` (spanning `low` .. `high`) and the dots `at_value` on it."""

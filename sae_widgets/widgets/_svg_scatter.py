@@ -101,7 +101,7 @@ class SVGScatter:
                 axis(y_scale, axis_label.format(2), vertical=True),
             ],
             title="PCA: select samples",
-            width="100%",
+            width="auto",  # the room left by its 2 px margins (100% overflowed by 4 px)
             height="380px",
             interaction=self.lasso if tool == "lasso" else self.brush,
         )

@@ -39,9 +39,15 @@ export default {
       for (const item of items) {
         const button = document.createElement('button');
         button.className = 'jupyter-button widget-button sw-unit-button';
-        button.textContent = item.label;
         button.title = `focus unit ${item.unit}`;
-        if (item.color) button.style.color = item.color;
+        if (item.color) {  // a legend: a swatch in the colour, the label in the theme's
+          const swatch = document.createElement('span');
+          swatch.className = 'sw-swatch';
+          swatch.style.color = item.color;
+          swatch.textContent = '\u2501 ';
+          button.appendChild(swatch);
+        }
+        button.appendChild(document.createTextNode(item.label));
         if (item.bold) button.style.fontWeight = 'bold';
         button.addEventListener('click', () => model.send({ unit: item.unit }));
         row.appendChild(button);
@@ -120,8 +126,9 @@ class UnitButtons(SteadyAnyWidget):
     ) -> None:
         """Offer these units (at most `size`), labelled by `captions` (default "unit <u>").
 
-        `colors` sets each button's text colour (a legend); the button of unit `strong` is
-        drawn bold (the focused unit).
+        `colors` puts a swatch of each colour before its button's label (a legend; the label
+        keeps the theme's text colour, readable on a light or dark theme, where coloured
+        text was not); the button of unit `strong` is drawn bold (the focused unit).
         """
         units = [int(u) for u in units][: self.size]
         labels = [f"unit {u}" for u in units] if captions is None else list(captions)

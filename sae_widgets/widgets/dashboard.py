@@ -94,7 +94,9 @@ class Dashboard(ExplorerView):
         self.heatmap.layout.min_width = "360px"
         gap = "0 24px"  # row gap 0, column gap 24 px
         self.inspector.layout.flex = "1 1 900px"  # beside the table only when there is room
-        self.table.layout.flex = "0 0 auto"
+        # Its own width, or less on a narrow screen: it may shrink (down to its list's width)
+        # so that its search and sort buttons wrap instead of overflowing the notebook.
+        self.table.layout.flex = "0 1 auto"
         unit_row = wrapping_row([self.table, self.inspector], grid_gap=gap)
         full_width: list[widgets.Widget] = [unit_row]
         if self.probe is not None:

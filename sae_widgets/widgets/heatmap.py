@@ -139,7 +139,7 @@ class ActivationHeatmap(ExplorerView):
             [self.matrix_mark, self.strip_mark, self.focus_box, self.row_box],
             [self.x_axis, self.y_axis],
             title="activations",
-            width="100%",
+            width="auto",  # the room left by its 2 px margins (100% overflowed by 4 px)
             height="380px",
             margin={"top": TITLE_ROOM, "bottom": 55, "left": 40, "right": 10},
         )

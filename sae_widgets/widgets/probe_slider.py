@@ -110,7 +110,8 @@ class ProbeSlider(ExplorerView):
             options=[("0", 0.0)],
             description="value",
             continuous_update=True,
-            layout=widgets.Layout(width="460px"),  # as wide as the curves below
+            # As wide as the curves below, or as the view on a narrow screen.
+            layout=widgets.Layout(width="100%", max_width="460px"),
         )
         self.slider.observe(self._slider_moved, "value")
         self.sample_text = widgets.HTML()

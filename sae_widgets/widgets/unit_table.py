@@ -18,7 +18,13 @@ from traitlets import Tuple, observe, validate
 from sae_widgets.analysis.unit_stats import UnitStats, unit_stats
 from sae_widgets.data.checks import is_int
 from sae_widgets.explore.explorer import Explorer
-from sae_widgets.widgets._view import ExplorerView, check_choice, check_count, toggle_buttons
+from sae_widgets.widgets._view import (
+    ExplorerView,
+    check_choice,
+    check_count,
+    toggle_buttons,
+    wrapping_row,
+)
 from sae_widgets.wording import counted, shortened_apart
 
 __all__ = ["LABEL_ROOM", "SORT_KEYS", "UnitTable"]
@@ -119,7 +125,8 @@ class UnitTable(ExplorerView):
         self.caption = widgets.HTML()
         header = widgets.HTML(f'<pre style="margin:0;font-size:12px">{html.escape(_HEADER)}</pre>')
         self.children = [
-            widgets.HBox([self.search, self.previous_button, self.next_button]),
+            # Wraps on a narrow screen, as the sort buttons do (a plain HBox overflowed).
+            wrapping_row([self.search, self.previous_button, self.next_button]),
             self.sort_by,
             header,
             self.table,
