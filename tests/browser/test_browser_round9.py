@@ -29,7 +29,7 @@ from playwright.sync_api import Error, Locator, expect
 
 from .lab_page import ACTIVE_NOTEBOOK, LabPage
 from .lab_server import LabServer
-from .test_browser_round8 import _NON_FINITE_JS, NEGATIVE_RECT, anywidget_init_aborted
+from .test_browser_round8 import _NON_FINITE_JS, NEGATIVE_RECT
 from .test_notebook7 import click_heatmap_column
 from .test_views import SQUARE, notebook76_shortcuts_race, select_tool
 
@@ -243,9 +243,7 @@ def page_errors(lab: LabPage, restarted: bool = False) -> list[str]:
     (less bqplot's negative <rect> of a hidden figure)."""
     errors = lab.errors(
         ignored_page_error=lambda e: (
-            notebook76_shortcuts_race(e)
-            or anywidget_init_aborted(e)
-            or (restarted and old_figure_sends_after_restart(e))
+            notebook76_shortcuts_race(e) or (restarted and old_figure_sends_after_restart(e))
         )
     )
     console = [
