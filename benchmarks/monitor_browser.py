@@ -3,10 +3,13 @@ headless Chromium on the same machine, competing for its cores as a user's brows
 
 A notebook times SAE.fit without a monitor and with one displayed and attached, interleaved
 (`--reps` pairs, every step logged: the worst case for the throttle), after a warm-up fit.
-The kernel writes the times, and the CPU time Chromium and the Jupyter server used meanwhile
-(Linux /proc), to a file; this script then checks in the page that each monitor
-was drawn and shows steps/s and an ETA, and prints the median overhead against the target
-(<= 10% more time). `benchmarks/monitor_overhead.py` measures the same without a browser.
+The kernel writes the times, and the CPU time this benchmark's Chromium (its own processes
+only, not other browsers on the machine), the Jupyter server and the kernel used meanwhile
+(Linux /proc), to a file; this script then checks in the page that each monitor was drawn and
+shows steps/s and an ETA, and prints the median overhead against the target (<= 10% more
+time), with the CPU the monitor adds per fit (less noisy than wall time on a shared machine)
+and the browser's CPU per redraw. `benchmarks/monitor_overhead.py` measures the same without
+a browser.
 
 Run: .venv/bin/python benchmarks/monitor_browser.py [--reps 5] [--n 32768]
 """

@@ -7,9 +7,9 @@ are buffered on every call and drawn at most once per ``min_interval`` seconds; 
 update is drawn anyway ``min_interval`` seconds later (a timer), so the last steps of a run
 always reach the screen, even when nothing tells the monitor that training ended.
 
-The throttle adapts: when a redraw takes longer than MAX_DRAW_SHARE of ``min_interval`` (a busy
-browser, a loaded machine), the next redraw waits long enough that drawing stays within that
-share of the wall time (unless ``min_interval`` is 0: every update is drawn).
+The throttle adapts: when a redraw takes the kernel longer than MAX_DRAW_SHARE of ``min_interval``
+(a loaded machine; the browser draws later, unseen here), the next redraw waits long enough that
+drawing stays within that share of the wall time (unless ``min_interval`` is 0: all are drawn).
 The curves redraw no more often than the status line (``curve_interval``, at least
 CURVE_INTERVAL seconds and CURVE_SHARE of the run so far); both default to every 2 s. A redraw
 costs the browser far more than the kernel, CPU that a fit on the same machine loses; most of
