@@ -3,6 +3,7 @@ and page helpers, tests/browser/), started and stopped around a `with` block."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +21,12 @@ from tests.browser.lab_server import start_lab_server  # noqa: E402
 
 @contextmanager
 def lab_in_chromium(root: Path, work: Path, extra_env: dict[str, str]) -> Iterator[LabPage]:
-    """JupyterLab serving `root` (its private dirs and Chromium's profile under `work`,
-    `extra_env` in its kernels' environment), and a 1400 x 1000 page on it."""
-    server = start_lab_server(root, work, extra_env=extra_env)
+    """JupyterLab serving `root` (its private dirs and Chromium's profile, `work / "profile"`,
+    under `work`; `extra_env` in its kernels' environment), and a 1400 x 1000 page on it."""
+    # The kernels import this checkout's sae_widgets (as the browser tests' do), not whichever
+    # one the environment has installed.
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    server = start_lab_server(root, work, extra_env={"PYTHONPATH": path, **extra_env})
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(

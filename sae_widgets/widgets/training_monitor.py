@@ -7,15 +7,15 @@ are buffered on every call and drawn at most once per ``min_interval`` seconds; 
 update is drawn anyway ``min_interval`` seconds later (a timer), so the last steps of a run
 always reach the screen, even when nothing tells the monitor that training ended.
 
-The throttle adapts: when a redraw takes longer than MAX_DRAW_SHARE of ``min_interval`` (a busy
-browser, a loaded machine), the next redraw waits long enough that drawing stays within that
-share of the wall time (unless ``min_interval`` is 0: every update is drawn).
+The throttle adapts: when a redraw takes the kernel longer than MAX_DRAW_SHARE of ``min_interval``
+(a loaded machine; the browser draws later, unseen here), the next redraw waits long enough that
+drawing stays within that share of the wall time (unless ``min_interval`` is 0: all are drawn).
 The curves redraw no more often than the status line (``curve_interval``, at least
-CURVE_INTERVAL seconds and CURVE_SHARE of the run so far). Each redraw costs the browser far more
-than the kernel: in headless Chromium on the 2-core project machine, ~85-130 ms of CPU for the
-four curves and ~20-50 ms for the status line, CPU that a fit on the same machine loses almost
-one for one; hence both default to every 2 s. ``benchmarks/monitor_browser.py`` measures what a
-live monitor costs a fit in a real browser, ``benchmarks/monitor_overhead.py`` without one.
+CURVE_INTERVAL seconds and CURVE_SHARE of the run so far); both default to every 2 s. A redraw
+costs the browser far more than the kernel, CPU that a fit on the same machine loses; most of
+it went to re-rendering axes, so domains change in steps, one message a scale, and axes carry
+few ticks. ``benchmarks/monitor_browser.py`` measures what a live monitor costs a fit in a
+real browser, ``benchmarks/monitor_overhead.py`` without one.
 The status line shows steps/s (over the run so far) and, once the total is known, an ETA.
 """
 
@@ -34,7 +34,14 @@ from bqplot import Figure, LinearScale, Lines
 from sae_widgets.data.checks import check_bool, check_float
 from sae_widgets.sae.inputs import callback_list
 from sae_widgets.sae.training import planned_steps
-from sae_widgets.widgets._monitor_curves import MAX_POINTS, MIN_DEAD_SPAN, decimate, hold_domains
+from sae_widgets.widgets._monitor_curves import (
+    MAX_POINTS,
+    MIN_DEAD_SPAN,
+    decimate,
+    hold_domains,
+    reset_domains,
+    x_end,
+)
 from sae_widgets.widgets._monitor_inputs import check_seconds, is_number, step_of
 from sae_widgets.widgets._monitor_status import outcome, status_line
 from sae_widgets.widgets._view import TITLE_ROOM, TITLE_STYLE, axis
@@ -50,6 +57,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "dead_fraction": ("dead fraction", "#7f7f7f"),
 }
 Y_FORMATS = {"dead_fraction": ".1~%"}
+# About this many ticks per axis (d3 picks round values near it): each is SVG text laid out
+# again at every axis re-render; d3's ~10 a side crowded a 220 px plot and cost more CPU.
+X_TICKS, Y_TICKS = 5, 4
 # Redraws may take at most this share of the wall time (the throttle widens beyond it).
 MAX_DRAW_SHARE = 0.05
 # The curves redraw at most every CURVE_INTERVAL seconds, and at most every CURVE_SHARE of the
@@ -138,6 +148,7 @@ class TrainingMonitor(widgets.VBox):
             y_scale = (
                 LinearScale(min=0.0, max=MIN_DEAD_SPAN) if key == "dead_fraction" else LinearScale()
             )
+            y_format = Y_FORMATS.get(key, ".3~g")
             line = Lines(
                 x=np.zeros(0, np.float32),
                 y=np.zeros(0, np.float32),
@@ -149,8 +160,8 @@ class TrainingMonitor(widgets.VBox):
             self.figures[key] = Figure(
                 marks=[line],
                 axes=[
-                    axis(x_scale, "step", tick_format=",d"),
-                    axis(y_scale, label, vertical=True, tick_format=Y_FORMATS.get(key, ".3~g")),
+                    axis(x_scale, "step", tick_format=",d", num_ticks=X_TICKS),
+                    axis(y_scale, label, vertical=True, tick_format=y_format, num_ticks=Y_TICKS),
                 ],
                 title=label,
                 title_style=dict(TITLE_STYLE),
@@ -329,7 +340,7 @@ class TrainingMonitor(widgets.VBox):
         history."""
         if curves and len(history) > 1:  # a one-point line has no extent to draw
             steps = decimate([h["step"] for h in history])
-            x_max = self._x_max(int(steps[-1]))
+            x_max = x_end(self.total_steps, int(steps[-1]))
             for key, line in self.lines.items():
                 values = decimate([h.get(key, math.nan) for h in history])
                 hold_domains(line, x_max, values, key == "dead_fraction")
@@ -357,19 +368,8 @@ class TrainingMonitor(widgets.VBox):
             return None
         return (step - first_step) / (now - first_time)
 
-    def _x_max(self, last_step: int) -> int:
-        """The step axis' end: the planned total, else the next power of two (each doubling
-        of a long partial run re-renders the axes once)."""
-        if self.total_steps and self.total_steps >= last_step:
-            return self.total_steps
-        return 1 << max(1, last_step - 1).bit_length()
-
     def _start_run(self, total_steps: int | None) -> None:
-        for line in self.lines.values():  # a new run: each axis starts from its first draw
-            for scale in line.scales.values():
-                scale.min = scale.max = None
-        self.lines["dead_fraction"].scales["y"].min = 0.0
-        self.lines["dead_fraction"].scales["y"].max = MIN_DEAD_SPAN
+        reset_domains(self.lines)
         self.history = []
         self.total_steps = total_steps
         self._error = None
