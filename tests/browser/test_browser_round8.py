@@ -103,15 +103,21 @@ root => {
 """
 
 
-@pytest.fixture
-def notebook(lab_server: LabServer) -> Iterator[str]:
-    path = lab_server.root_dir / NOTEBOOK
+def notebook_of_cells(lab_server: LabServer, name: str, cells: list[str]) -> Iterator[str]:
+    """A fixture's body: the notebook `name` of these code cells in the server's root, removed
+    after the test."""
+    path = lab_server.root_dir / name
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(nb, path)
-    yield NOTEBOOK
+    yield name
     path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def notebook(lab_server: LabServer) -> Iterator[str]:
+    yield from notebook_of_cells(lab_server, NOTEBOOK, CELLS)
 
 
 def case(lab: LabPage, name: str) -> Locator:

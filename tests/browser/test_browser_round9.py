@@ -23,15 +23,14 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import nbformat
 import pytest
 from playwright.sync_api import Error, Locator, expect
 
 from .lab_page import ACTIVE_NOTEBOOK, LabPage
 from .lab_server import LabServer
-from .test_browser_round8 import _NON_FINITE_JS, NEGATIVE_RECT
+from .test_browser_round8 import _NON_FINITE_JS, NEGATIVE_RECT, notebook_of_cells
 from .test_notebook7 import click_heatmap_column
-from .test_views import SQUARE, notebook76_shortcuts_race, select_tool
+from .test_views import SQUARE, notebook76_shortcuts_race, select_tool, use_theme
 
 pytestmark = pytest.mark.browser
 
@@ -161,13 +160,7 @@ root => {
 
 @pytest.fixture
 def notebook(lab_server: LabServer) -> Iterator[str]:
-    path = lab_server.root_dir / NOTEBOOK
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    nbformat.write(nb, path)
-    yield NOTEBOOK
-    path.unlink(missing_ok=True)
+    yield from notebook_of_cells(lab_server, NOTEBOOK, CELLS)
 
 
 def cell(lab: LabPage, index: int) -> Locator:
@@ -434,20 +427,11 @@ def test_dashboard_text_readable_on_light_and_dark_themes_in_jupyterlab(
     low = low_contrast(lab)
     assert not low, "text hard to read on the light theme:\n" + "\n".join(low)
 
-    page = lab.page
-    page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    page.keyboard.press("Control+Shift+C")  # the command palette
-    expect(page.locator(".lm-CommandPalette-input")).to_be_focused()
-    page.keyboard.type("Use Theme: JupyterLab Dark")
-    page.locator(".lm-CommandPalette-item", has_text="Use Theme: JupyterLab Dark").first.click()
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-    page.wait_for_timeout(500)  # every view's CSS of the theme applied
+    use_theme(lab.page, "Dark")
+    lab.page.wait_for_timeout(500)  # every view's CSS of the theme applied
     low = low_contrast(lab)
     lab.screenshot("round9-dark")
     # Back to the light theme (a user setting: it would outlive this test in the session).
-    page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("Use Theme: JupyterLab Light")
-    page.locator(".lm-CommandPalette-item", has_text="Use Theme: JupyterLab Light").first.click()
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+    use_theme(lab.page, "Light")
     assert not low, "text hard to read on the dark theme:\n" + "\n".join(low)
     assert_sound(lab)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from playwright.sync_api import Error, Locator, expect
+from playwright.sync_api import Error, Locator, Page, expect
 
 import sae_widgets as sw
 
@@ -144,17 +144,25 @@ def white_fraction(png: bytes) -> float:
     return float((rgb > 235).all(axis=-1).mean())
 
 
+def use_theme(page: Page, name: str) -> None:
+    """Switch JupyterLab to its "Dark" or "Light" theme through the command palette, as a
+    user does."""
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("Control+Shift+C")  # the command palette
+    expect(page.locator(".lm-CommandPalette-input")).to_be_focused()
+    command = f"Use Theme: JupyterLab {name}"
+    page.keyboard.type(command)
+    page.locator(".lm-CommandPalette-item", has_text=command).first.click()
+    light = "true" if name == "Light" else "false"
+    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'")
+
+
 def dark_theme_has_no_white_blocks(lab: LabPage) -> None:
     """On JupyterLab's dark theme the PCA and heatmap row shows no white blocks (a silent
     heatmap cell and a picture not drawn yet are transparent: measured 13% of that row was
     near-white before) and the axes stay readable (light tick labels)."""
     page = lab.page
-    page.evaluate("() => document.activeElement && document.activeElement.blur()")
-    page.keyboard.press("Control+Shift+C")  # the command palette
-    expect(page.locator(".lm-CommandPalette-input")).to_be_focused()
-    page.keyboard.type("Use Theme: JupyterLab Dark")
-    page.locator(".lm-CommandPalette-item", has_text="Use Theme: JupyterLab Dark").first.click()
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    use_theme(page, "Dark")
     row = lab.view("sw-dashboard").locator(":scope > div").nth(1)  # PCA beside the heatmap
     row.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # the theme's CSS applied
