@@ -39,10 +39,11 @@ def densified(tensor: Any) -> Any:
     return tensor if tensor.layout == torch.strided else tensor.to_dense()
 
 
-def check_cast(rows: Any, batch: Any, start: int) -> None:
+def check_cast(rows: Any, batch: Any, start: int, name: str = "data", ids: Any = None) -> None:
     """`batch`, float rows (numpy) cast to a model's dtype, holds no inf that `rows` did
-    not: finite inputs beyond a float16 model's range are named as data (they became inf and
-    were reported downstream as NaN activations or NaN figures)."""
+    not: finite inputs beyond a float16 model's range are named as `name` (they became inf and
+    were reported downstream as NaN activations or NaN figures). The first bad row is named
+    as `start` + its place in the batch, or by `ids` (each batch row's sample index)."""
     import numpy as np
     import torch
 
@@ -50,9 +51,10 @@ def check_cast(rows: Any, batch: Any, start: int) -> None:
         return
     bad = ~torch.isfinite(batch.reshape(batch.shape[0], -1)).all(dim=1)
     if bool(bad.any()) and np.isfinite(rows).all():
-        row = start + int(bad.nonzero()[0, 0])
+        place = int(bad.nonzero()[0, 0])
+        row = start + place if ids is None else int(ids[place])
         raise ValueError(
-            f"data: X row {row} holds values beyond {batch.dtype}'s range (|x| up to "
+            f"{name}: X row {row} holds values beyond {batch.dtype}'s range (|x| up to "
             f"{float(np.abs(rows).max()):.3g} > {torch.finfo(batch.dtype).max:.3g}), the dtype "
             "of the model's parameters; scale the inputs, or run the model in float32"
         )

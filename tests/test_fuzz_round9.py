@@ -487,3 +487,18 @@ def test_an_image_array_given_as_data_is_refused_with_the_way_to_pass_it() -> No
         conv, "0", sw.Dataset(images.reshape(5, -1), images=images)
     )
     np.testing.assert_array_equal(hinted.X, via_dataset.X)
+
+
+def test_steering_inputs_a_float16_model_cannot_hold_are_named_as_inputs() -> None:
+    # collect and evaluate named them (above); the steerer cast them to inf and drew NaN
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Identity(), nn.Linear(6, 3)).half()
+    X = _rows(10, 6)
+    acts = sw.collect_activations(model, "0", X)
+    inputs = X.copy()
+    inputs[7, 1] = 1e5  # beyond float16's 65504
+    ex = sw.Explorer(_identity_sae(6), acts, model=model, layer="0", inputs=inputs)
+    with pytest.raises(ValueError, match=r"^inputs: X row 7 holds values beyond torch\.float16"):
+        ex.steerer.sweep(0, [0.0, 1.0], [2, 7])
+    result = ex.steerer.sweep(0, [0.0, 1.0], [2, 3])  # rows within range still steer
+    assert np.isfinite(result.probabilities).all()

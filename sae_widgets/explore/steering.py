@@ -33,6 +33,7 @@ from sae_widgets.language_inputs import (
 )
 from sae_widgets.sae.splice import Intervention, capture_output, resolve_layer, sae_module
 from sae_widgets.sae.splice_metrics import model_logits
+from sae_widgets.tensor_checks import check_cast
 from sae_widgets.wording import counted
 
 __all__ = ["MODES", "Steerer", "SteeringResult"]
@@ -160,7 +161,9 @@ class Steerer:
     def _batch(self, samples: NDArray[np.int64]) -> Any:
         assert self.inputs is not None
         device, dtype = _device(self.model)
-        x = torch.from_numpy(self.inputs[samples]).to(device=device, dtype=dtype)
+        rows = self.inputs[samples]
+        x = torch.from_numpy(rows).to(device=device, dtype=dtype)
+        check_cast(rows, x, 0, "inputs", samples)  # a float16 model's range (as collect's)
         return x
 
     def _prepare(self, x: Tensor) -> Any:
