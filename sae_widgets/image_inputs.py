@@ -3,6 +3,7 @@ sae/ (spliced-model figures) and explore/ (steering), which never import each ot
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor
@@ -16,10 +17,8 @@ def image_layout(data: Any, width: int) -> tuple[int, ...] | None:
     shape = getattr(data, "image_shape", None)
     if not isinstance(shape, tuple) or len(shape) not in (2, 3):
         return None
-    size = 1
-    for s in shape:
-        size *= int(s)
-    return tuple(int(s) for s in shape) if size == width else None
+    dims = tuple(int(s) for s in shape)
+    return dims if math.prod(dims) == width else None
 
 
 def image_batch(image_shape: tuple[int, ...], x: Tensor) -> Tensor:
